@@ -1,0 +1,100 @@
+"""The job and worker state machines, defined once.
+
+The member names are the values stored in the PostgreSQL enums (`job_status`, `worker_status`)
+and the suffixes of the proto enums (`JOB_STATUS_PENDING` ...); a test checks all three agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life. Each member says which component moves a job out of it."""
+
+    PENDING = "PENDING"
+    """Waiting to run. The dispatcher claims it (→ ASSIGNED); CancelJob or the TTL reaper
+    dead-letters it."""
+
+    ASSIGNED = "ASSIGNED"
+    """Written to a worker's stream. The worker's start acknowledgement moves it to RUNNING; the
+    assignment-timeout reaper or a failed stream write returns it to PENDING; CancelJob
+    dead-letters it; the heartbeat monitor fails it when the worker is lost."""
+
+    RUNNING = "RUNNING"
+    """Executing on a worker. The worker's result report moves it to DONE or FAILED; the heartbeat
+    monitor fails it (WORKER_LOST) when the worker is lost; an orderly worker shutdown returns it
+    to PENDING (WORKER_SHUTDOWN)."""
+
+    DONE = "DONE"
+    """Finished successfully. Terminal."""
+
+    FAILED = "FAILED"
+    """The attempt failed. The retry policy moves it on at once: PENDING with a backoff, or
+    DEAD_LETTERED when retries are exhausted; RetryJob brings it back by hand."""
+
+    DEAD_LETTERED = "DEAD_LETTERED"
+    """Given up on (retries exhausted, cancelled, TTL expired). Terminal until RetryJob."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """DONE and DEAD_LETTERED end a job's life; nothing moves them without an operator."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DONE, JobStatus.DEAD_LETTERED})
+
+# The transitions of SPEC §4. Every state change the storage layer makes is one of these.
+ALLOWED_TRANSITIONS: frozenset[tuple[JobStatus | None, JobStatus]] = frozenset(
+    {
+        (None, JobStatus.PENDING),
+        (JobStatus.PENDING, JobStatus.ASSIGNED),
+        (JobStatus.PENDING, JobStatus.DEAD_LETTERED),
+        (JobStatus.ASSIGNED, JobStatus.RUNNING),
+        (JobStatus.ASSIGNED, JobStatus.PENDING),
+        (JobStatus.ASSIGNED, JobStatus.DEAD_LETTERED),
+        (JobStatus.ASSIGNED, JobStatus.FAILED),
+        (JobStatus.RUNNING, JobStatus.DONE),
+        (JobStatus.RUNNING, JobStatus.FAILED),
+        (JobStatus.RUNNING, JobStatus.PENDING),
+        (JobStatus.FAILED, JobStatus.PENDING),
+        (JobStatus.FAILED, JobStatus.DEAD_LETTERED),
+        (JobStatus.DEAD_LETTERED, JobStatus.PENDING),
+    }
+)
+
+
+def is_allowed_transition(from_status: JobStatus | None, to_status: JobStatus) -> bool:
+    """True when SPEC §4 allows moving a job from `from_status` to `to_status`."""
+    return (from_status, to_status) in ALLOWED_TRANSITIONS
+
+
+class WorkerStatus(StrEnum):
+    """A worker's registration state."""
+
+    ONLINE = "ONLINE"
+    """Registered and heartbeating; receives assignments."""
+
+    OFFLINE = "OFFLINE"
+    """Deregistered or declared lost by the heartbeat monitor; receives nothing."""
+
+    DRAINING = "DRAINING"
+    """Finishing its running jobs; receives no new assignments."""
+
+
+class Reason(StrEnum):
+    """Why a job changed state: the `reason` column of job_events."""
+
+    SUBMITTED = "SUBMITTED"
+    ASSIGNED = "ASSIGNED"
+    STARTED = "STARTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    RETRY = "RETRY"
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
+    CANCELLED = "CANCELLED"
+    TTL_EXPIRED = "TTL_EXPIRED"
+    MANUAL_RETRY = "MANUAL_RETRY"
+    WORKER_LOST = "WORKER_LOST"
+    ASSIGNMENT_TIMEOUT = "ASSIGNMENT_TIMEOUT"
+    WORKER_SHUTDOWN = "WORKER_SHUTDOWN"
