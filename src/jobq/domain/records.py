@@ -1,0 +1,146 @@
+"""The records the storage layer returns: jobs, their events, queues and workers.
+
+Plain frozen dataclasses, independent of asyncpg rows and proto messages; `rpc/convert.py`
+translates them to the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+from jobq.domain.states import JobStatus, Reason, WorkerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job as submitted, before it has an id and timestamps of its own."""
+
+    job_id: UUID
+    queue_name: str
+    payload: bytes
+    priority: int = 0
+    max_retries: int | None = None  # None: take the queue's default
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored: its current state, attempt counter and timestamps."""
+
+    job_id: UUID
+    queue_name: str
+    payload: bytes
+    status: JobStatus
+    priority: int
+    max_retries: int
+    retry_count: int
+    attempt: int
+    worker_id: UUID | None
+    result: bytes | None
+    error_message: str | None
+    not_before: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A claimed job as handed to a worker: the job plus its fencing token and time limit."""
+
+    job: Job
+    timeout_s: int | None  # the queue's TTL, used when the payload names no timeout
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One row of a job's append-only history."""
+
+    id: int
+    job_id: UUID
+    queue_name: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    worker_id: UUID | None
+    reason: Reason
+    detail: str | None
+    attempt: int | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRef:
+    """The fencing token a worker presents: which attempt of which job it speaks for."""
+
+    job_id: UUID
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What happened to one presented attempt: applied, an idempotent duplicate, or rejected."""
+
+    job_id: UUID
+    attempt: int
+    accepted: bool
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt to record: the fencing token, the reason and the error text."""
+
+    job_id: UUID
+    attempt: int
+    error_message: str
+    reason: Reason = Reason.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A successful attempt to record, with its JSON-encoded (or raw) result."""
+
+    job_id: UUID
+    attempt: int
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    name: str
+    max_retries: int
+    ttl_seconds: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue_name: str
+    counts: dict[JobStatus, int] = field(default_factory=dict)
+    oldest_pending_age_s: float = 0.0
+    total_retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    worker_id: UUID
+    hostname: str
+    status: WorkerStatus
+    concurrency: int
+    active_job_count: int
+    queues: tuple[str, ...]
+    last_heartbeat: datetime
+    registered_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of ListJobs and the opaque token of the next (empty when this is the last)."""
+
+    jobs: list[Job]
+    next_page_token: str

@@ -1,0 +1,53 @@
+"""Input rules shared by the API and the CLI: names, ids, priorities and sizes."""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID
+
+from jobq.domain.errors import InvalidArgument
+
+QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+
+
+def parse_uuid(value: str, what: str = "job id") -> UUID:
+    """A canonical UUID, or InvalidArgument naming what was malformed."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidArgument(f"malformed {what}: expected a UUID")
+    try:
+        return UUID(value)
+    except ValueError:
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise InvalidArgument(f"malformed {what} {shown!r}: expected a UUID") from None
+
+
+def check_queue_name(name: str) -> str:
+    """The name itself when it matches [A-Za-z0-9_.-]{1,128}, else InvalidArgument."""
+    if not QUEUE_NAME_PATTERN.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        raise InvalidArgument(
+            f"invalid queue name {shown!r}: use 1-128 letters, digits, '_', '.' or '-'"
+        )
+    return name
+
+
+def check_priority(priority: int) -> int:
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidArgument(
+            f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, got {priority}"
+        )
+    return priority
+
+
+def check_payload_size(payload: bytes, limit: int) -> bytes:
+    if len(payload) > limit:
+        raise InvalidArgument(f"payload is {len(payload)} bytes; the limit is {limit} bytes")
+    return payload
+
+
+def check_max_retries(value: int) -> int:
+    if not 0 <= value <= 1000:
+        raise InvalidArgument(f"max_retries must be between 0 and 1000, got {value}")
+    return value

@@ -1,0 +1,178 @@
+import datetime
+
+from jobq.rpc._gen import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ComponentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPONENT_STATE_UNSPECIFIED: _ClassVar[ComponentState]
+    COMPONENT_STATE_HEALTHY: _ClassVar[ComponentState]
+    COMPONENT_STATE_UNHEALTHY: _ClassVar[ComponentState]
+    COMPONENT_STATE_DISABLED: _ClassVar[ComponentState]
+COMPONENT_STATE_UNSPECIFIED: ComponentState
+COMPONENT_STATE_HEALTHY: ComponentState
+COMPONENT_STATE_UNHEALTHY: ComponentState
+COMPONENT_STATE_DISABLED: ComponentState
+
+class CreateQueueRequest(_message.Message):
+    __slots__ = ("name", "max_retries", "ttl_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    max_retries: int
+    ttl_seconds: int
+    def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class CreateQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: _common_pb2.Queue
+    def __init__(self, queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
+
+class DeleteQueueRequest(_message.Message):
+    __slots__ = ("name", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DeleteQueueResponse(_message.Message):
+    __slots__ = ("deleted_jobs",)
+    DELETED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    deleted_jobs: int
+    def __init__(self, deleted_jobs: _Optional[int] = ...) -> None: ...
+
+class ListQueuesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[_common_pb2.Queue]
+    def __init__(self, queues: _Optional[_Iterable[_Union[_common_pb2.Queue, _Mapping]]] = ...) -> None: ...
+
+class GetQueueStatsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class QueueStats(_message.Message):
+    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries")
+    QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_PENDING_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    queue_name: str
+    pending: int
+    assigned: int
+    running: int
+    done: int
+    failed: int
+    dead_lettered: int
+    oldest_pending_age_s: float
+    total_retries: int
+    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ...) -> None: ...
+
+class GetQueueStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: QueueStats
+    def __init__(self, stats: _Optional[_Union[QueueStats, _Mapping]] = ...) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: _common_pb2.WorkerStatus
+    def __init__(self, status: _Optional[_Union[_common_pb2.WorkerStatus, str]] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[_common_pb2.Worker]
+    def __init__(self, workers: _Optional[_Iterable[_Union[_common_pb2.Worker, _Mapping]]] = ...) -> None: ...
+
+class DrainWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class DrainWorkerResponse(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: _common_pb2.Worker
+    def __init__(self, worker: _Optional[_Union[_common_pb2.Worker, _Mapping]] = ...) -> None: ...
+
+class ShutdownWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class ShutdownWorkerResponse(_message.Message):
+    __slots__ = ("worker",)
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    worker: _common_pb2.Worker
+    def __init__(self, worker: _Optional[_Union[_common_pb2.Worker, _Mapping]] = ...) -> None: ...
+
+class GetSystemStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ComponentHealth(_message.Message):
+    __slots__ = ("name", "state", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: ComponentState
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ComponentState, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class GetSystemStatusResponse(_message.Message):
+    __slots__ = ("version", "uptime", "started_at", "components", "workers_by_status", "jobs_by_status")
+    class WorkersByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class JobsByStatusEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_BY_STATUS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    uptime: _duration_pb2.Duration
+    started_at: _timestamp_pb2.Timestamp
+    components: _containers.RepeatedCompositeFieldContainer[ComponentHealth]
+    workers_by_status: _containers.ScalarMap[str, int]
+    jobs_by_status: _containers.ScalarMap[str, int]
+    def __init__(self, version: _Optional[str] = ..., uptime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., components: _Optional[_Iterable[_Union[ComponentHealth, _Mapping]]] = ..., workers_by_status: _Optional[_Mapping[str, int]] = ..., jobs_by_status: _Optional[_Mapping[str, int]] = ...) -> None: ...

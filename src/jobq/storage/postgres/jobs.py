@@ -1,0 +1,280 @@
+"""PostgreSQL JobStore: submits, claims, acknowledgements, results and manual operations.
+
+Every status change runs as one statement that also inserts its job_events rows (see
+`sql/jobs.sql`), so a batch costs one round trip and the history can never disagree with the
+job. Reports are fenced: they apply only to the attempt a worker currently holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from jobq.domain.errors import InvalidTransition, JobNotFound, QueueNotFound
+from jobq.domain.records import (
+    Assignment,
+    AttemptRef,
+    AttemptResult,
+    Failure,
+    Job,
+    JobPage,
+    NewJob,
+    Success,
+)
+from jobq.domain.retry import RetryPolicy, decide_after_failure
+from jobq.domain.states import JobStatus, Reason
+from jobq.storage.page_token import decode_page_token, encode_page_token
+from jobq.storage.postgres.rows import job_from_row
+from jobq.storage.queries import query
+
+# Which reason a worker's own earlier report of an attempt left in job_events: a repeat of that
+# report is an idempotent duplicate, anything else about a non-current attempt is stale.
+_DUPLICATE_OF = {"start": Reason.STARTED, "complete": Reason.COMPLETED, "fail": Reason.FAILED}
+
+
+class PgJobStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # --- submit and read --------------------------------------------------------------------
+
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
+        """Insert jobs (PENDING) with their SUBMITTED events, all or none; returns (id,
+        created_at) in input order. QueueNotFound names the first unknown queue."""
+        if not jobs:
+            return []
+        try:
+            rows = await self._pool.fetch(
+                query("jobs_insert"),
+                [job.job_id for job in jobs],
+                [job.queue_name for job in jobs],
+                [job.payload for job in jobs],
+                [job.priority for job in jobs],
+                [job.max_retries for job in jobs],
+                [job.not_before for job in jobs],
+            )
+        except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
+            await self._raise_missing_queue({job.queue_name for job in jobs})
+            raise
+        created = {row["job_id"]: row["created_at"] for row in rows}
+        return [(job.job_id, created[job.job_id]) for job in jobs]
+
+    async def _raise_missing_queue(self, names: set[str]) -> None:
+        existing = {row["name"] for row in await self._pool.fetch(query("queues_existing"), names)}
+        missing = sorted(names - existing)
+        if missing:
+            raise QueueNotFound(missing[0])
+
+    async def job_get(self, job_id: UUID) -> Job:
+        row = await self._pool.fetchrow(query("job_get"), job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    async def jobs_list(
+        self,
+        *,
+        queue_name: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        page_token: str = "",
+    ) -> JobPage:
+        """Newest first; `next_page_token` is empty on the last page."""
+        after_created, after_id = decode_page_token(page_token) if page_token else (None, None)
+        rows = await self._pool.fetch(
+            query("jobs_list"),
+            queue_name,
+            None if status is None else status.value,
+            after_created,
+            after_id,
+            limit + 1,  # one more than asked tells whether another page exists
+        )
+        jobs = [job_from_row(row) for row in rows[:limit]]
+        token = ""
+        if len(rows) > limit and jobs:
+            token = encode_page_token(jobs[-1].created_at, jobs[-1].job_id)
+        return JobPage(jobs=jobs, next_page_token=token)
+
+    # --- operator actions -------------------------------------------------------------------
+
+    async def job_cancel(self, job_id: UUID) -> Job:
+        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise."""
+        return await self._single_transition("job_cancel", job_id, "cancel")
+
+    async def job_retry_manual(self, job_id: UUID) -> Job:
+        """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0."""
+        return await self._single_transition("job_retry_manual", job_id, "retry")
+
+    async def _single_transition(self, name: str, job_id: UUID, action: str) -> Job:
+        row = await self._pool.fetchrow(query(name), job_id)
+        if row is not None:
+            return job_from_row(row)
+        current = await self.job_get(job_id)  # raises JobNotFound
+        raise InvalidTransition(job_id, action, current.status.value)
+
+    # --- dispatch and worker reports --------------------------------------------------------
+
+    async def jobs_claim(
+        self, worker_id: UUID, queues: Sequence[str], limit: int
+    ) -> list[Assignment]:
+        """Claim up to `limit` eligible jobs of `queues` for a worker, in claim order."""
+        if limit <= 0 or not queues:
+            return []
+        rows = await self._pool.fetch(query("jobs_claim"), worker_id, list(queues), limit)
+        return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
+
+    async def jobs_start(
+        self, worker_id: UUID, attempts: Sequence[AttemptRef]
+    ) -> list[AttemptResult]:
+        """Start acknowledgements: ASSIGNED → RUNNING for current attempts of this worker."""
+        if not attempts:
+            return []
+        rows = await self._pool.fetch(
+            query("jobs_start"),
+            [a.job_id for a in attempts],
+            [a.attempt for a in attempts],
+            worker_id,
+        )
+        return await self._outcomes(worker_id, attempts, rows, "start")
+
+    async def jobs_complete(
+        self, worker_id: UUID, successes: Sequence[Success]
+    ) -> list[AttemptResult]:
+        """Successful results: RUNNING → DONE for current attempts of this worker."""
+        if not successes:
+            return []
+        rows = await self._pool.fetch(
+            query("jobs_complete"),
+            [s.job_id for s in successes],
+            [s.attempt for s in successes],
+            [s.result for s in successes],
+            worker_id,
+        )
+        refs = [AttemptRef(s.job_id, s.attempt) for s in successes]
+        return await self._outcomes(worker_id, refs, rows, "complete")
+
+    async def jobs_fail(
+        self,
+        worker_id: UUID,
+        failures: Sequence[Failure],
+        policy: RetryPolicy,
+        now: datetime | None = None,
+    ) -> list[AttemptResult]:
+        """Failed attempts: FAILED, then PENDING with backoff or DEAD_LETTERED (retry policy).
+
+        A worker's own report (reason FAILED) applies to RUNNING attempts; a rescue by the
+        heartbeat monitor (WORKER_LOST) to ASSIGNED or RUNNING ones. Failures of one call share
+        their reason.
+        """
+        if not failures:
+            return []
+        reasons = {f.reason for f in failures}
+        if len(reasons) != 1:
+            raise ValueError("failures of one call must share their reason")
+        reason = reasons.pop()
+        from_statuses = (
+            [JobStatus.RUNNING.value]
+            if reason is Reason.FAILED
+            else [JobStatus.ASSIGNED.value, JobStatus.RUNNING.value]
+        )
+        errors = {(f.job_id, f.attempt): f.error_message for f in failures}
+        async with self._pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetch(
+                query("jobs_lock_for_failure"),
+                [f.job_id for f in failures],
+                [f.attempt for f in failures],
+                worker_id,
+                from_statuses,
+            )
+            if locked:
+                # The policy decides in Python (one home, unit-tested with an injected clock and
+                # random source); the database clock is still what `now` defaults to.
+                moment = now or await conn.fetchval("SELECT now()")
+                decisions = [
+                    decide_after_failure(row["retry_count"], row["max_retries"], moment, policy)
+                    for row in locked
+                ]
+                rows = await conn.fetch(
+                    query("jobs_apply_failure"),
+                    [row["job_id"] for row in locked],
+                    [row["status"] for row in locked],
+                    [errors[(row["job_id"], row["attempt"])] for row in locked],
+                    [d.retry_count for d in decisions],
+                    [d.to_status.value for d in decisions],
+                    [d.reason.value for d in decisions],
+                    [d.not_before for d in decisions],
+                    reason.value,
+                    worker_id,
+                )
+            else:
+                rows = []
+        refs = [AttemptRef(f.job_id, f.attempt) for f in failures]
+        return await self._outcomes(worker_id, refs, rows, "fail")
+
+    async def jobs_release(
+        self, worker_id: UUID, attempts: Sequence[AttemptRef], reason: Reason
+    ) -> list[AttemptResult]:
+        """ASSIGNED/RUNNING → PENDING without consuming a retry (WORKER_SHUTDOWN,
+        ASSIGNMENT_TIMEOUT, a failed stream write)."""
+        if not attempts:
+            return []
+        rows = await self._pool.fetch(
+            query("jobs_release"),
+            [a.job_id for a in attempts],
+            [a.attempt for a in attempts],
+            worker_id,
+            reason.value,
+        )
+        applied = {(row["job_id"], row["attempt"]) for row in rows}
+        return [
+            AttemptResult(
+                a.job_id,
+                a.attempt,
+                (a.job_id, a.attempt) in applied,
+                "" if (a.job_id, a.attempt) in applied else "attempt is no longer current",
+            )
+            for a in attempts
+        ]
+
+    async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]:
+        rows = await self._pool.fetch(query("jobs_held_by_worker"), worker_id)
+        return [AttemptRef(row["job_id"], row["attempt"]) for row in rows]
+
+    async def _outcomes(
+        self,
+        worker_id: UUID,
+        attempts: Sequence[AttemptRef],
+        applied_rows: Sequence[asyncpg.Record],
+        kind: str,
+    ) -> list[AttemptResult]:
+        """Per attempt: applied now, an exact duplicate of a report applied before (accepted,
+        changes nothing), or stale (rejected)."""
+        applied = {(row["job_id"], row["attempt"]) for row in applied_rows}
+        missed = [a for a in attempts if (a.job_id, a.attempt) not in applied]
+        duplicates: set[tuple[UUID, int]] = set()
+        if missed:
+            rows = await self._pool.fetch(
+                query("jobs_attempt_outcomes"),
+                [a.job_id for a in missed],
+                [a.attempt for a in missed],
+                worker_id,
+            )
+            wanted = _DUPLICATE_OF[kind].value
+            duplicates = {(r["job_id"], r["attempt"]) for r in rows if r["reason"] == wanted}
+        results = []
+        for a in attempts:
+            key = (a.job_id, a.attempt)
+            if key in applied:
+                results.append(AttemptResult(a.job_id, a.attempt, True))
+            elif key in duplicates:
+                results.append(AttemptResult(a.job_id, a.attempt, True, "duplicate"))
+            else:
+                results.append(
+                    AttemptResult(
+                        a.job_id, a.attempt, False, "attempt is no longer current or not held"
+                    )
+                )
+        return results

@@ -1,0 +1,64 @@
+"""PostgreSQL QueueStore."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from jobq.domain.errors import QueueAlreadyExists, QueueNotEmpty, QueueNotFound
+from jobq.domain.records import Queue, QueueStats
+from jobq.domain.states import JobStatus
+from jobq.storage.postgres.rows import queue_from_row
+from jobq.storage.queries import query
+
+
+class PgQueueStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def queue_create(
+        self, name: str, max_retries: int = 3, ttl_seconds: int | None = None
+    ) -> Queue:
+        row = await self._pool.fetchrow(query("queue_create"), name, max_retries, ttl_seconds)
+        if row is None:
+            raise QueueAlreadyExists(name)
+        return queue_from_row(row)
+
+    async def queue_get(self, name: str) -> Queue:
+        row = await self._pool.fetchrow(query("queue_get"), name)
+        if row is None:
+            raise QueueNotFound(name)
+        return queue_from_row(row)
+
+    async def queue_list(self) -> list[Queue]:
+        return [queue_from_row(row) for row in await self._pool.fetch(query("queue_list"))]
+
+    async def queue_delete(self, name: str, *, force: bool = False) -> int:
+        """Delete a queue; unless `force`, only when it holds no unfinished job. Returns the
+        number of jobs deleted with it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(query("queue_lock"), name) is None:
+                raise QueueNotFound(name)
+            active: int = await conn.fetchval(query("queue_active_jobs"), name)
+            if active and not force:
+                raise QueueNotEmpty(name, active)
+            row = await conn.fetchrow(query("queue_delete"), name)
+            assert row is not None
+            deleted: int = row["jobs"]
+            return deleted
+
+    async def queue_stats(self, name: str) -> QueueStats:
+        async with self._pool.acquire() as conn:
+            if await conn.fetchval(query("queue_get"), name) is None:
+                raise QueueNotFound(name)
+            rows = await conn.fetch(query("queue_stats"), name)
+        counts = dict.fromkeys(JobStatus, 0)
+        retries = 0
+        oldest = 0.0
+        for row in rows:
+            counts[JobStatus(row["status"])] = row["n"]
+            retries += int(row["retries"] or 0)
+            if row["oldest_s"] is not None:
+                oldest = max(0.0, float(row["oldest_s"]))
+        return QueueStats(
+            queue_name=name, counts=counts, oldest_pending_age_s=oldest, total_retries=retries
+        )

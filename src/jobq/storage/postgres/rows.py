@@ -1,0 +1,72 @@
+"""Turn asyncpg records into domain records; the one place that knows column names."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+from jobq.domain.records import Job, JobEvent, Queue, Worker
+from jobq.domain.states import JobStatus, Reason, WorkerStatus
+
+
+def job_from_row(row: asyncpg.Record) -> Job:
+    return Job(
+        job_id=row["job_id"],
+        queue_name=row["queue_name"],
+        payload=bytes(row["payload"]),
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        max_retries=row["max_retries"],
+        retry_count=row["retry_count"],
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        result=None if row["result"] is None else bytes(row["result"]),
+        error_message=row["error_message"],
+        not_before=row["not_before"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def job_event_from_row(row: asyncpg.Record) -> JobEvent:
+    from_status = row["from_status"]
+    return JobEvent(
+        id=row["id"],
+        job_id=row["job_id"],
+        queue_name=row["queue_name"],
+        from_status=None if from_status is None else JobStatus(from_status),
+        to_status=JobStatus(row["to_status"]),
+        worker_id=row["worker_id"],
+        reason=Reason(row["reason"]),
+        detail=row["detail"],
+        attempt=row["attempt"],
+        occurred_at=row["occurred_at"],
+    )
+
+
+def queue_from_row(row: asyncpg.Record) -> Queue:
+    return Queue(
+        name=row["name"],
+        max_retries=row["max_retries"],
+        ttl_seconds=row["ttl_seconds"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def worker_from_row(row: asyncpg.Record) -> Worker:
+    worker_id: UUID = row["worker_id"]
+    return Worker(
+        worker_id=worker_id,
+        hostname=row["hostname"],
+        status=WorkerStatus(row["status"]),
+        concurrency=row["concurrency"],
+        active_job_count=row["active_job_count"],
+        queues=tuple(row["queues"]),
+        last_heartbeat=row["last_heartbeat"],
+        registered_at=row["registered_at"],
+        updated_at=row["updated_at"],
+    )

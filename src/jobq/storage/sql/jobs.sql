@@ -1,0 +1,219 @@
+-- Named queries over jobs. Every statement that changes a job's status inserts its job_events
+-- rows in the same statement (a data-modifying CTE), so the two can never disagree and each
+-- batch costs one round trip.
+
+-- name: jobs_insert
+-- Insert a batch of jobs and their SUBMITTED events. max_retries falls back to the queue's; an
+-- unknown queue leaves it NULL (or breaks the foreign key), so the whole batch fails and the
+-- caller reports which queue is missing.
+WITH input AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[], $6::timestamptz[])
+        AS t(job_id, queue_name, payload, priority, max_retries, not_before)
+), inserted AS (
+    INSERT INTO jobs (job_id, queue_name, payload, priority, max_retries, not_before)
+    SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
+           i.not_before
+    FROM input i LEFT JOIN queues q ON q.name = i.queue_name
+    RETURNING job_id, created_at
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
+    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
+)
+SELECT job_id, created_at FROM inserted;
+
+-- name: job_get
+-- One job by id.
+SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+FROM jobs WHERE job_id = $1;
+
+-- name: jobs_list
+-- A page of jobs, newest first, optionally filtered by queue and status. Keyset pagination on
+-- (created_at, job_id): a page costs the same however deep it is, unlike OFFSET.
+SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+FROM jobs
+WHERE ($1::text IS NULL OR queue_name = $1)
+  AND ($2::job_status IS NULL OR status = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, job_id) < ($3, $4::uuid))
+ORDER BY created_at DESC, job_id DESC
+LIMIT $5;
+
+-- name: job_cancel
+-- PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED). The sub-select locks the row and yields its
+-- status before the update, which the event needs as from_status.
+WITH updated AS (
+    UPDATE jobs j
+    SET status = 'DEAD_LETTERED', completed_at = now(), updated_at = now(),
+        error_message = 'cancelled'
+    FROM (SELECT job_id, status FROM jobs WHERE job_id = $1 FOR UPDATE) old
+    WHERE j.job_id = old.job_id AND old.status IN ('PENDING', 'ASSIGNED')
+    RETURNING j.*, old.status AS from_status
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
+    SELECT job_id, from_status, 'DEAD_LETTERED', worker_id, 'CANCELLED', attempt FROM updated
+)
+SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+FROM updated;
+
+-- name: job_retry_manual
+-- FAILED or DEAD_LETTERED → PENDING by hand (MANUAL_RETRY): a fresh retry budget, runnable now.
+WITH updated AS (
+    UPDATE jobs j
+    SET status = 'PENDING', retry_count = 0, not_before = now(), completed_at = NULL,
+        worker_id = NULL, assigned_at = NULL, result = NULL, updated_at = now()
+    FROM (SELECT job_id, status FROM jobs WHERE job_id = $1 FOR UPDATE) old
+    WHERE j.job_id = old.job_id AND old.status IN ('FAILED', 'DEAD_LETTERED')
+    RETURNING j.*, old.status AS from_status
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, reason, attempt)
+    SELECT job_id, from_status, 'PENDING', 'MANUAL_RETRY', attempt FROM updated
+)
+SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+FROM updated;
+
+-- name: jobs_claim
+-- Claim up to $3 eligible jobs of the queues $2 for worker $1: PENDING → ASSIGNED, attempt + 1.
+-- The candidates CTE is MATERIALIZED so that the LIMIT and SKIP LOCKED apply once, to the scan of
+-- the partial PENDING index in claim order, before the join (an inlined sub-select could be
+-- re-planned as a join that locks more rows than it returns). Concurrent claimers skip each
+-- other's locked rows instead of queueing behind them.
+WITH candidates AS MATERIALIZED (
+    SELECT job_id
+    FROM jobs
+    WHERE status = 'PENDING'
+      AND queue_name = ANY($2::text[])
+      AND (not_before IS NULL OR not_before <= now())
+    ORDER BY priority DESC, created_at, job_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs j
+    SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1, assigned_at = now(),
+        updated_at = now()
+    FROM candidates c
+    WHERE j.job_id = c.job_id
+    RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
+              j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
+              j.created_at, j.started_at, j.completed_at, j.updated_at
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
+    SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt FROM claimed
+)
+SELECT c.*, q.ttl_seconds
+FROM claimed c JOIN queues q ON q.name = c.queue_name
+ORDER BY c.priority DESC, c.created_at, c.job_id;
+
+-- name: jobs_start
+-- Start acknowledgements: ASSIGNED → RUNNING for the attempts ($1 ids, $2 attempts) that are
+-- still current and held by worker $3. Anything else is left alone (stale or duplicate).
+WITH started AS (
+    UPDATE jobs j
+    SET status = 'RUNNING', started_at = now(), updated_at = now()
+    FROM unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
+    WHERE j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = $3
+      AND j.status = 'ASSIGNED'
+    RETURNING j.job_id, j.attempt
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
+    SELECT job_id, 'ASSIGNED', 'RUNNING', $3, 'STARTED', attempt FROM started
+)
+SELECT job_id, attempt FROM started;
+
+-- name: jobs_complete
+-- Successful results: RUNNING → DONE for current attempts held by worker $4.
+WITH done AS (
+    UPDATE jobs j
+    SET status = 'DONE', result = r.result, error_message = NULL, completed_at = now(),
+        updated_at = now()
+    FROM unnest($1::uuid[], $2::integer[], $3::bytea[]) AS r(job_id, attempt, result)
+    WHERE j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = $4
+      AND j.status = 'RUNNING'
+    RETURNING j.job_id, j.attempt
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
+    SELECT job_id, 'RUNNING', 'DONE', $4, 'COMPLETED', attempt FROM done
+)
+SELECT job_id, attempt FROM done;
+
+-- name: jobs_lock_for_failure
+-- Lock the current attempts ($1 ids, $2 attempts) held by worker $3 in one of the statuses $4,
+-- so the retry policy can decide each job's next state before jobs_apply_failure writes it.
+SELECT j.job_id, j.attempt, j.status, j.retry_count, j.max_retries
+FROM jobs j JOIN unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
+    ON j.job_id = a.job_id AND j.attempt = a.attempt
+WHERE j.worker_id = $3 AND j.status = ANY($4::job_status[])
+ORDER BY j.job_id
+FOR UPDATE OF j;
+
+-- name: jobs_apply_failure
+-- Record failed attempts decided by the retry policy: the job moves to its next state ($5:
+-- PENDING with a backoff, or DEAD_LETTERED) and two events are written per job: the failure
+-- itself (from $2 to FAILED, reason $8) and the policy's move (FAILED → $5, reason $6).
+WITH input AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::job_status[], $3::text[], $4::smallint[], $5::job_status[],
+                $6::text[], $7::timestamptz[])
+        WITH ORDINALITY AS t(job_id, from_status, error_message, retry_count, to_status, reason,
+                             not_before, ord)
+), updated AS (
+    UPDATE jobs j
+    SET status = i.to_status, error_message = i.error_message, retry_count = i.retry_count,
+        not_before = i.not_before, assigned_at = NULL, updated_at = now(),
+        completed_at = CASE WHEN i.to_status = 'DEAD_LETTERED' THEN now() END
+    FROM input i
+    WHERE j.job_id = i.job_id
+    RETURNING j.job_id, j.attempt
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
+    SELECT e.job_id, e.from_status, e.to_status, $9::uuid, e.reason, e.detail, u.attempt
+    FROM input i
+    JOIN updated u ON u.job_id = i.job_id
+    CROSS JOIN LATERAL (VALUES
+        (1, i.job_id, i.from_status, 'FAILED'::job_status, $8::text, i.error_message),
+        (2, i.job_id, 'FAILED'::job_status, i.to_status, i.reason, NULL::text)
+    ) AS e(step, job_id, from_status, to_status, reason, detail)
+    ORDER BY i.ord, e.step
+)
+SELECT job_id, attempt FROM updated;
+
+-- name: jobs_release
+-- Give attempts back without consuming a retry (WORKER_SHUTDOWN, ASSIGNMENT_TIMEOUT, a failed
+-- stream write): ASSIGNED/RUNNING → PENDING for current attempts held by worker $3, reason $4.
+WITH released AS (
+    UPDATE jobs j
+    SET status = 'PENDING', worker_id = NULL, assigned_at = NULL, updated_at = now()
+    FROM (
+        SELECT j2.job_id, j2.status
+        FROM jobs j2 JOIN unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
+            ON j2.job_id = a.job_id AND j2.attempt = a.attempt
+        WHERE j2.worker_id = $3 AND j2.status IN ('ASSIGNED', 'RUNNING')
+        FOR UPDATE OF j2
+    ) old
+    WHERE j.job_id = old.job_id
+    RETURNING j.job_id, j.attempt, old.status AS from_status
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
+    SELECT job_id, from_status, 'PENDING', $3, $4, attempt FROM released
+)
+SELECT job_id, attempt FROM released;
+
+-- name: jobs_attempt_outcomes
+-- The outcomes a worker already reported for attempts ($1 ids, $2 attempts, worker $3): tells an
+-- idempotent duplicate (the same report was applied before) from a stale report.
+SELECT e.job_id, e.attempt, e.reason
+FROM job_events e JOIN unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
+    ON e.job_id = a.job_id AND e.attempt = a.attempt
+WHERE e.worker_id = $3 AND e.reason IN ('STARTED', 'COMPLETED', 'FAILED');
+
+-- name: jobs_held_by_worker
+-- The current attempts held by a worker (ASSIGNED or RUNNING).
+SELECT job_id, attempt, status FROM jobs
+WHERE worker_id = $1 AND status IN ('ASSIGNED', 'RUNNING');
+
+-- name: queues_existing
+-- Which of the names $1 are existing queues.
+SELECT name FROM queues WHERE name = ANY($1::text[]);

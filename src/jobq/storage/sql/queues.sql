@@ -1,0 +1,39 @@
+-- Named queries over queues.
+
+-- name: queue_create
+-- Create a queue; returns nothing when the name is taken.
+INSERT INTO queues (name, max_retries, ttl_seconds) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO NOTHING
+RETURNING name, max_retries, ttl_seconds, created_at, updated_at;
+
+-- name: queue_get
+SELECT name, max_retries, ttl_seconds, created_at, updated_at FROM queues WHERE name = $1;
+
+-- name: queue_list
+SELECT name, max_retries, ttl_seconds, created_at, updated_at FROM queues ORDER BY name;
+
+-- name: queue_lock
+-- Lock a queue row so that its active-job count and its deletion see the same state.
+SELECT name FROM queues WHERE name = $1 FOR UPDATE;
+
+-- name: queue_active_jobs
+-- Jobs of a queue that have not finished.
+SELECT count(*) FROM jobs
+WHERE queue_name = $1 AND status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'FAILED');
+
+-- name: queue_delete
+-- Delete a queue; its jobs and their events go with it (ON DELETE CASCADE). Returns the number
+-- of jobs deleted.
+WITH deleted_jobs AS (
+    DELETE FROM jobs WHERE queue_name = $1 RETURNING 1
+), deleted_queue AS (
+    DELETE FROM queues WHERE name = $1 RETURNING 1
+)
+SELECT (SELECT count(*) FROM deleted_jobs) AS jobs, (SELECT count(*) FROM deleted_queue) AS queues;
+
+-- name: queue_stats
+-- Counts per status, the oldest pending job's age and the retries spent, for one queue.
+SELECT status, count(*) AS n, sum(retry_count) AS retries,
+       EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')) AS oldest_s
+FROM jobs WHERE queue_name = $1
+GROUP BY status;

@@ -1,0 +1,89 @@
+"""The typed storage boundary: what services may ask of the durable store.
+
+Methods are `noun_verb` operations with typed parameters (River's driver interface). Every
+method that changes a job's status writes the job and its job_events rows atomically. The
+PostgreSQL implementation (`storage/postgres/`) is the only production one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from jobq.domain.records import (
+    Assignment,
+    AttemptRef,
+    AttemptResult,
+    Failure,
+    Job,
+    JobEvent,
+    JobPage,
+    NewJob,
+    Queue,
+    QueueStats,
+    Success,
+    Worker,
+)
+from jobq.domain.retry import RetryPolicy
+from jobq.domain.states import JobStatus, Reason, WorkerStatus
+
+
+class QueueStore(Protocol):
+    async def queue_create(
+        self, name: str, max_retries: int = 3, ttl_seconds: int | None = None
+    ) -> Queue: ...
+    async def queue_get(self, name: str) -> Queue: ...
+    async def queue_list(self) -> list[Queue]: ...
+    async def queue_delete(self, name: str, *, force: bool = False) -> int: ...
+    async def queue_stats(self, name: str) -> QueueStats: ...
+
+
+class WorkerStore(Protocol):
+    async def worker_register(
+        self, worker_id: UUID, hostname: str, concurrency: int, queues: Sequence[str]
+    ) -> Worker: ...
+    async def worker_heartbeat(self, worker_id: UUID, active_job_count: int) -> Worker: ...
+    async def worker_get(self, worker_id: UUID) -> Worker: ...
+    async def worker_list(self, status: WorkerStatus | None = None) -> list[Worker]: ...
+    async def worker_set_status(self, worker_id: UUID, status: WorkerStatus) -> Worker: ...
+
+
+class JobStore(Protocol):
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]: ...
+    async def job_get(self, job_id: UUID) -> Job: ...
+    async def jobs_list(
+        self,
+        *,
+        queue_name: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        page_token: str = "",
+    ) -> JobPage: ...
+    async def job_cancel(self, job_id: UUID) -> Job: ...
+    async def job_retry_manual(self, job_id: UUID) -> Job: ...
+    async def jobs_claim(
+        self, worker_id: UUID, queues: Sequence[str], limit: int
+    ) -> list[Assignment]: ...
+    async def jobs_start(
+        self, worker_id: UUID, attempts: Sequence[AttemptRef]
+    ) -> list[AttemptResult]: ...
+    async def jobs_complete(
+        self, worker_id: UUID, successes: Sequence[Success]
+    ) -> list[AttemptResult]: ...
+    async def jobs_fail(
+        self,
+        worker_id: UUID,
+        failures: Sequence[Failure],
+        policy: RetryPolicy,
+        now: datetime | None = None,
+    ) -> list[AttemptResult]: ...
+    async def jobs_release(
+        self, worker_id: UUID, attempts: Sequence[AttemptRef], reason: Reason
+    ) -> list[AttemptResult]: ...
+    async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]: ...
+
+
+class JobEventStore(Protocol):
+    async def job_events_list(self, job_id: UUID) -> list[JobEvent]: ...

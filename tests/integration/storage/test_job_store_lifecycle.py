@@ -1,0 +1,279 @@
+"""Claims, start acknowledgements, results, failures and releases, with fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from jobq.domain.ids import uuid7
+from jobq.domain.records import AttemptRef, Failure, NewJob, Success
+from jobq.domain.retry import RetryPolicy
+from jobq.domain.states import JobStatus, Reason
+from jobq.storage.postgres.job_events import PgJobEventStore
+from jobq.storage.postgres.jobs import PgJobStore
+from jobq.storage.postgres.queues import PgQueueStore
+from jobq.storage.postgres.workers import PgWorkerStore
+
+NO_JITTER = RetryPolicy(base_delay_s=5.0, max_delay_s=300.0, random_source=lambda: 0.0)
+
+
+async def _worker(pool: asyncpg.Pool, queues: tuple[str, ...] = ("default",)) -> uuid.UUID:
+    worker_id = uuid.uuid4()
+    await PgWorkerStore(pool).worker_register(worker_id, "test-host", 4, list(queues))
+    return worker_id
+
+
+async def _submit(pool: asyncpg.Pool, n: int = 1, **kwargs: object) -> list[uuid.UUID]:
+    new = [NewJob(uuid7(), str(kwargs.get("queue", "default")), b"{}") for _ in range(n)]
+    if "priority" in kwargs or "not_before" in kwargs:
+        new = [
+            NewJob(
+                j.job_id,
+                j.queue_name,
+                j.payload,
+                int(kwargs.get("priority", 0)),  # type: ignore[call-overload]
+                None,
+                kwargs.get("not_before"),  # type: ignore[arg-type]
+            )
+            for j in new
+        ]
+    await PgJobStore(pool).jobs_insert(new)
+    return [j.job_id for j in new]
+
+
+async def _reasons(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[Reason]:
+    return [e.reason for e in await PgJobEventStore(pool).job_events_list(job_id)]
+
+
+async def test_claim_follows_priority_then_age_and_records_assigned(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    low = await _submit(pool, 2, priority=0)
+    high = await _submit(pool, 2, priority=9)
+    mid = await _submit(pool, 1, priority=5)
+    worker_id = await _worker(pool)
+    claimed = await jobs.jobs_claim(worker_id, ["default"], 10)
+    assert [a.job.job_id for a in claimed] == high + mid + low
+    for assignment in claimed:
+        job = await jobs.job_get(assignment.job.job_id)
+        assert job.status is JobStatus.ASSIGNED
+        assert job.worker_id == worker_id
+        assert job.attempt == assignment.job.attempt == 1
+        assert assignment.timeout_s is None
+    history = await PgJobEventStore(pool).job_events_list(high[0])
+    assert [(e.to_status, e.reason, e.worker_id, e.attempt) for e in history] == [
+        (JobStatus.PENDING, Reason.SUBMITTED, None, None),
+        (JobStatus.ASSIGNED, Reason.ASSIGNED, worker_id, 1),
+    ]
+
+
+async def test_claim_honours_limit_queues_and_not_before(pool: asyncpg.Pool) -> None:
+    await PgQueueStore(pool).queue_create("other", ttl_seconds=30)
+    jobs = PgJobStore(pool)
+    later = await _submit(pool, 1, not_before=datetime.now(UTC) + timedelta(hours=1))
+    due = await _submit(pool, 1, not_before=datetime.now(UTC) - timedelta(seconds=1))
+    other = await _submit(pool, 2, queue="other")
+    plain = await _submit(pool, 3)
+    worker_id = await _worker(pool, ("default", "other"))
+    first = await jobs.jobs_claim(worker_id, ["default"], 2)
+    assert [a.job.job_id for a in first] == due + plain[:1]
+    rest = await jobs.jobs_claim(worker_id, ["default"], 10)
+    assert [a.job.job_id for a in rest] == plain[1:]
+    assert later[0] not in {a.job.job_id for a in first + rest}
+    from_other = await jobs.jobs_claim(worker_id, ["other"], 10)
+    assert [a.job.job_id for a in from_other] == other
+    assert {a.timeout_s for a in from_other} == {30}
+    assert await jobs.jobs_claim(worker_id, ["default", "other"], 10) == []
+
+
+async def test_concurrent_claims_never_share_a_job(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    submitted = await _submit(pool, 200)
+    workers = [await _worker(pool) for _ in range(4)]
+
+    async def drain(worker_id: uuid.UUID) -> list[uuid.UUID]:
+        got: list[uuid.UUID] = []
+        while batch := await jobs.jobs_claim(worker_id, ["default"], 7):
+            got.extend(a.job.job_id for a in batch)
+        return got
+
+    results = await asyncio.gather(*(drain(w) for w in workers))
+    flat = [job_id for result in results for job_id in result]
+    assert sorted(flat) == sorted(submitted)
+    assert len(set(flat)) == len(flat)
+
+
+async def test_start_and_complete_happy_path(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool)
+    worker_id = await _worker(pool)
+    [assignment] = await jobs.jobs_claim(worker_id, ["default"], 1)
+    ref = AttemptRef(job_id, assignment.job.attempt)
+    [started] = await jobs.jobs_start(worker_id, [ref])
+    assert started.accepted
+    assert started.message == ""
+    running = await jobs.job_get(job_id)
+    assert running.status is JobStatus.RUNNING
+    assert running.started_at is not None
+    [done] = await jobs.jobs_complete(worker_id, [Success(job_id, ref.attempt, b'"ok"')])
+    assert done.accepted
+    finished = await jobs.job_get(job_id)
+    assert finished.status is JobStatus.DONE
+    assert finished.result == b'"ok"'
+    assert finished.completed_at is not None
+    assert await _reasons(pool, job_id) == [
+        Reason.SUBMITTED,
+        Reason.ASSIGNED,
+        Reason.STARTED,
+        Reason.COMPLETED,
+    ]
+
+
+async def test_duplicate_reports_are_idempotent(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool)
+    worker_id = await _worker(pool)
+    [assignment] = await jobs.jobs_claim(worker_id, ["default"], 1)
+    ref = AttemptRef(job_id, assignment.job.attempt)
+    await jobs.jobs_start(worker_id, [ref])
+    [again] = await jobs.jobs_start(worker_id, [ref])
+    assert again.accepted
+    assert again.message == "duplicate"
+    success = Success(job_id, ref.attempt, b"1")
+    await jobs.jobs_complete(worker_id, [success])
+    [dup] = await jobs.jobs_complete(worker_id, [Success(job_id, ref.attempt, b"2")])
+    assert dup.accepted
+    assert dup.message == "duplicate"
+    assert (await jobs.job_get(job_id)).result == b"1"  # the duplicate changed nothing
+    assert await _reasons(pool, job_id) == [
+        Reason.SUBMITTED,
+        Reason.ASSIGNED,
+        Reason.STARTED,
+        Reason.COMPLETED,
+    ]
+
+
+async def test_reports_of_a_superseded_attempt_or_another_worker_are_rejected(
+    pool: asyncpg.Pool,
+) -> None:
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool)
+    lost, rescuer = await _worker(pool), await _worker(pool)
+    [first] = await jobs.jobs_claim(lost, ["default"], 1)
+    await jobs.jobs_start(lost, [AttemptRef(job_id, first.job.attempt)])
+    # The heartbeat monitor declares `lost` dead: its attempt fails and is retried at once.
+    [rescued] = await jobs.jobs_fail(
+        lost,
+        [Failure(job_id, first.job.attempt, "worker lost", Reason.WORKER_LOST)],
+        RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, random_source=lambda: 0.0),
+    )
+    assert rescued.accepted
+    [second] = await jobs.jobs_claim(rescuer, ["default"], 1)
+    assert second.job.attempt == first.job.attempt + 1
+    before = await jobs.job_get(job_id)
+    events_before = await _reasons(pool, job_id)
+    stale = Success(job_id, first.job.attempt, b"late")
+    [late] = await jobs.jobs_complete(lost, [stale])
+    assert not late.accepted
+    [wrong_worker] = await jobs.jobs_start(lost, [AttemptRef(job_id, second.job.attempt)])
+    assert not wrong_worker.accepted
+    [late_fail] = await jobs.jobs_fail(
+        lost, [Failure(job_id, first.job.attempt, "late failure")], NO_JITTER
+    )
+    assert not late_fail.accepted
+    assert await jobs.job_get(job_id) == before
+    assert await _reasons(pool, job_id) == events_before
+    assert events_before[-3:] == [Reason.WORKER_LOST, Reason.RETRY, Reason.ASSIGNED]
+
+
+async def test_failure_retries_with_backoff_then_dead_letters(pool: asyncpg.Pool) -> None:
+    await PgQueueStore(pool).queue_create("flaky", max_retries=2)
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool, queue="flaky")
+    worker_id = await _worker(pool, ("flaky",))
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    expected_delays = [10.0, 20.0]  # base 5 · 2^retry_count, retry_count 1 then 2
+    for delay in expected_delays:
+        await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
+        [a] = await jobs.jobs_claim(worker_id, ["flaky"], 1)
+        await jobs.jobs_start(worker_id, [AttemptRef(job_id, a.job.attempt)])
+        failure = Failure(job_id, a.job.attempt, "boom")
+        [r] = await jobs.jobs_fail(worker_id, [failure], NO_JITTER, now)
+        assert r.accepted
+        job = await jobs.job_get(job_id)
+        assert job.status is JobStatus.PENDING
+        assert job.not_before == now + timedelta(seconds=delay)
+        assert job.error_message == "boom"
+        assert job.worker_id == worker_id
+    await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
+    [a] = await jobs.jobs_claim(worker_id, ["flaky"], 1)
+    await jobs.jobs_start(worker_id, [AttemptRef(job_id, a.job.attempt)])
+    await jobs.jobs_fail(worker_id, [Failure(job_id, a.job.attempt, "final")], NO_JITTER, now)
+    job = await jobs.job_get(job_id)
+    assert job.status is JobStatus.DEAD_LETTERED
+    assert job.retry_count == 2
+    assert job.completed_at is not None
+    history = await PgJobEventStore(pool).job_events_list(job_id)
+    tail = [(e.from_status, e.to_status, e.reason) for e in history[-2:]]
+    assert tail == [
+        (JobStatus.RUNNING, JobStatus.FAILED, Reason.FAILED),
+        (JobStatus.FAILED, JobStatus.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED),
+    ]
+    assert history[-2].detail == "final"
+    assert [e.id for e in history] == sorted(e.id for e in history)
+
+
+async def test_worker_lost_rescues_assigned_jobs_too(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool)
+    worker_id = await _worker(pool)
+    [a] = await jobs.jobs_claim(worker_id, ["default"], 1)
+    # A worker's own FAILED report needs a RUNNING job; the rescue takes ASSIGNED ones as well.
+    [own] = await jobs.jobs_fail(worker_id, [Failure(job_id, a.job.attempt, "x")], NO_JITTER)
+    assert not own.accepted
+    failure = Failure(job_id, a.job.attempt, "heartbeat timeout", Reason.WORKER_LOST)
+    [rescued] = await jobs.jobs_fail(worker_id, [failure], NO_JITTER)
+    assert rescued.accepted
+    job = await jobs.job_get(job_id)
+    assert (job.status, job.retry_count) == (JobStatus.PENDING, 1)
+    history = await PgJobEventStore(pool).job_events_list(job_id)
+    assert [(e.from_status, e.to_status, e.reason) for e in history[-2:]] == [
+        (JobStatus.ASSIGNED, JobStatus.FAILED, Reason.WORKER_LOST),
+        (JobStatus.FAILED, JobStatus.PENDING, Reason.RETRY),
+    ]
+
+
+async def test_release_returns_jobs_without_consuming_a_retry(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    ids = await _submit(pool, 2)
+    worker_id = await _worker(pool)
+    claimed = await jobs.jobs_claim(worker_id, ["default"], 2)
+    refs = [AttemptRef(a.job.job_id, a.job.attempt) for a in claimed]
+    await jobs.jobs_start(worker_id, refs[:1])
+    assert sorted(await jobs.jobs_held_by_worker(worker_id), key=lambda r: r.job_id) == sorted(
+        refs, key=lambda r: r.job_id
+    )
+    results = await jobs.jobs_release(worker_id, refs, Reason.WORKER_SHUTDOWN)
+    assert all(r.accepted for r in results)
+    for job_id in ids:
+        job = await jobs.job_get(job_id)
+        assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
+    assert (await _reasons(pool, ids[0]))[-1] is Reason.WORKER_SHUTDOWN
+    assert await jobs.jobs_held_by_worker(worker_id) == []
+    [again] = await jobs.jobs_release(worker_id, refs[:1], Reason.WORKER_SHUTDOWN)
+    assert not again.accepted
+    reclaimed = await jobs.jobs_claim(worker_id, ["default"], 2)
+    assert {a.job.attempt for a in reclaimed} == {2}
+
+
+async def test_failures_of_one_call_share_a_reason(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    mixed = [
+        Failure(uuid.uuid4(), 1, "a", Reason.FAILED),
+        Failure(uuid.uuid4(), 1, "b", Reason.WORKER_LOST),
+    ]
+    with pytest.raises(ValueError, match="share their reason"):
+        await jobs.jobs_fail(uuid.uuid4(), mixed, NO_JITTER)

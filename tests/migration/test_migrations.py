@@ -1,0 +1,204 @@
+"""The migration runner against a real PostgreSQL: apply, re-run, tamper, race."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import zlib
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jobq.domain.errors import MigrationError
+from jobq.domain.states import JobStatus, WorkerStatus
+from jobq.storage.migrations import (
+    default_migrations_dir,
+    flyway_checksum,
+    load_migrations,
+    migrate,
+)
+
+EXPECTED_SCRIPTS = (
+    "V1__create_queues_table.sql",
+    "V2__create_workers_table.sql",
+    "V3__create_jobs_table.sql",
+    "V4__create_job_events_table.sql",
+    "V5__seed_default_queue.sql",
+    "V6__add_job_attempt_fencing.sql",
+)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def test_flyway_checksum_ignores_line_endings_and_bom() -> None:
+    expected = _signed(zlib.crc32(b"SELECT 1;" + b"SELECT 2;"))
+    assert flyway_checksum("SELECT 1;\nSELECT 2;\n") == expected
+    assert flyway_checksum("\ufeffSELECT 1;\r\nSELECT 2;") == expected
+    assert flyway_checksum("SELECT 1;\nSELECT 3;\n") != expected
+
+
+def test_files_are_found_in_version_order() -> None:
+    migrations = load_migrations(default_migrations_dir())
+    assert tuple(m.script for m in migrations) == EXPECTED_SCRIPTS
+    assert migrations[0].version == "1"
+    assert migrations[0].description == "create queues table"
+
+
+def test_a_badly_named_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "V1_missing_second_underscore.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match=r"V1_missing_second_underscore\.sql"):
+        load_migrations(tmp_path)
+
+
+async def test_first_run_applies_all_and_records_flyway_history(empty_db_dsn: str) -> None:
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        report = await migrate(conn)
+        assert report.applied == EXPECTED_SCRIPTS
+        assert report.already_applied == ()
+        rows = await conn.fetch(
+            "SELECT installed_rank, version, description, type, script, checksum, installed_by,"
+            " installed_on, execution_time, success FROM flyway_schema_history"
+            " ORDER BY installed_rank"
+        )
+        assert [r["script"] for r in rows] == list(EXPECTED_SCRIPTS)
+        assert [r["installed_rank"] for r in rows] == [1, 2, 3, 4, 5, 6]
+        assert [r["version"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+        by_script = {m.script: m for m in load_migrations(default_migrations_dir())}
+        for row in rows:
+            assert row["checksum"] == by_script[row["script"]].checksum
+            assert row["success"] is True
+            assert row["type"] == "SQL"
+            assert row["installed_by"] == "postgres"
+            assert row["execution_time"] >= 0
+            assert row["installed_on"] is not None
+    finally:
+        await conn.close()
+
+
+async def test_second_run_is_a_no_op(empty_db_dsn: str) -> None:
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        await migrate(conn)
+        before = await conn.fetch("SELECT * FROM flyway_schema_history ORDER BY installed_rank")
+        report = await migrate(conn)
+        after = await conn.fetch("SELECT * FROM flyway_schema_history ORDER BY installed_rank")
+        assert report.applied == ()
+        assert report.already_applied == EXPECTED_SCRIPTS
+        assert [dict(r) for r in after] == [dict(r) for r in before]
+        assert await conn.fetchval("SELECT count(*) FROM queues WHERE name = 'default'") == 1
+    finally:
+        await conn.close()
+
+
+async def test_a_changed_applied_file_stops_with_a_clear_error(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), directory)
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        await migrate(conn, directory)
+        target = directory / "V3__create_jobs_table.sql"
+        target.write_text(target.read_text() + "\n-- an innocent-looking edit\n")
+        (directory / "V7__later.sql").write_text("CREATE TABLE should_not_exist (id int);")
+        with pytest.raises(MigrationError, match=r"V3__create_jobs_table\.sql was changed"):
+            await migrate(conn, directory)
+        # Nothing after the check ran: the pending V7 was not applied.
+        assert await conn.fetchval("SELECT to_regclass('should_not_exist')") is None
+    finally:
+        await conn.close()
+
+
+async def test_a_new_file_is_applied_on_the_next_run(empty_db_dsn: str, tmp_path: Path) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), directory)
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        await migrate(conn, directory)
+        (directory / "V7__add_a_table.sql").write_text("CREATE TABLE later_table (id int);")
+        report = await migrate(conn, directory)
+        assert report.applied == ("V7__add_a_table.sql",)
+        assert await conn.fetchval("SELECT to_regclass('later_table')::text") == "later_table"
+    finally:
+        await conn.close()
+
+
+async def test_a_failing_migration_rolls_back_and_is_not_recorded(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "migrations"
+    shutil.copytree(default_migrations_dir(), directory)
+    (directory / "V7__broken.sql").write_text(
+        "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;"
+    )
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        with pytest.raises(MigrationError, match=r"V7__broken\.sql failed"):
+            await migrate(conn, directory)
+        assert await conn.fetchval("SELECT to_regclass('half_done')") is None
+        assert await conn.fetchval("SELECT max(version::int) FROM flyway_schema_history") == 6
+    finally:
+        await conn.close()
+
+
+async def test_two_runners_at_once_apply_each_migration_exactly_once(empty_db_dsn: str) -> None:
+    conns = [await asyncpg.connect(empty_db_dsn) for _ in range(4)]
+    try:
+        reports = await asyncio.gather(*(migrate(conn) for conn in conns))
+        applied = [script for report in reports for script in report.applied]
+        assert sorted(applied) == sorted(EXPECTED_SCRIPTS)  # each once, by whichever ran first
+        rows = await conns[0].fetch("SELECT script FROM flyway_schema_history")
+        assert sorted(r["script"] for r in rows) == sorted(EXPECTED_SCRIPTS)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_schema_enums_match_the_domain(db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        job_statuses = await conn.fetchval("SELECT enum_range(NULL::job_status)::text[]")
+        worker_statuses = await conn.fetchval("SELECT enum_range(NULL::worker_status)::text[]")
+    finally:
+        await conn.close()
+    assert job_statuses == [s.value for s in JobStatus]
+    assert worker_statuses == [s.value for s in WorkerStatus]
+
+
+async def test_schema_constraints_and_indexes(db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO jobs (queue_name, priority) VALUES ('default', 10)")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO jobs (queue_name, priority) VALUES ('default', -1)")
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute("INSERT INTO jobs (queue_name) VALUES ('no-such-queue')")
+        with pytest.raises(asyncpg.CheckViolationError):  # DONE needs completed_at
+            await conn.execute("INSERT INTO jobs (queue_name, status) VALUES ('default', 'DONE')")
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "INSERT INTO job_events (job_id, to_status, reason)"
+                " VALUES (gen_random_uuid(), 'PENDING', 'SUBMITTED')"
+            )
+        indexes = {
+            r["indexname"]
+            for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname='public'")
+        }
+        assert {
+            "jobs_pending_claim_idx",
+            "jobs_worker_id_idx",
+            "jobs_queue_status_idx",
+            "jobs_status_not_before_idx",
+            "job_events_job_id_idx",
+        } <= indexes
+        default = await conn.fetchrow("SELECT * FROM queues WHERE name = 'default'")
+        assert default is not None
+        assert default["max_retries"] == 3
+        assert default["ttl_seconds"] is None
+    finally:
+        await conn.close()
