@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from support.processes import free_port
 
 from jobq.storage.embedded import EmbeddedPostgres
 from jobq.storage.migrations import migrate
@@ -26,14 +26,6 @@ TEMPLATE_DB = "jobq_test_template"
 
 # The embedded server warns (and pytest turns warnings into errors) without a runtime dir.
 os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def with_database(dsn: str, database: str) -> str:

@@ -1,4 +1,4 @@
-"""docs/configuration.md is generated from the models and must stay in step with them."""
+"""The README's configuration reference is generated from the models and must stay in step."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from jobq.config.__main__ import main
+from jobq.config.__main__ import current_readme_block, main, readme_block
 from jobq.config.loader import env_var_name, iter_fields, load_settings, render_reference_markdown
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
-def test_docs_match_the_models() -> None:
-    assert DOCS.read_text(encoding="utf-8") == render_reference_markdown(), (
-        "docs/configuration.md is out of date; "
-        "regenerate with python -m jobq.config > docs/configuration.md"
+def test_readme_reference_matches_the_models() -> None:
+    current = current_readme_block(README.read_text(encoding="utf-8"))
+    assert current, "README.md lacks the configuration reference markers"
+    assert current == readme_block(render_reference_markdown()), (
+        "the README's configuration reference is out of date; "
+        "regenerate with python -m jobq.config --readme"
     )
 
 
@@ -38,5 +40,5 @@ def test_the_example_yaml_is_a_valid_configuration(tmp_path: Path) -> None:
 
 
 def test_main_prints_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
-    main()
+    main([])
     assert capsys.readouterr().out == render_reference_markdown()

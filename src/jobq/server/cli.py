@@ -1,0 +1,54 @@
+"""`jq-server`: the control plane (SPEC §1, §9)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from jobq.domain.errors import JobqError
+from jobq.observability.logging_setup import get_logger
+from jobq.server.app import run_server
+from jobq.startup import base_parser, load_program_settings, parse, start_logging
+
+PROG = "jq-server"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = base_parser(
+        PROG,
+        "jobq control plane: gRPC API, dispatcher, recovery monitors, health and metrics. "
+        "With no configuration it runs on an embedded PostgreSQL.",
+    )
+    parser.add_argument("--grpc-port", type=int, metavar="PORT", help="gRPC port (grpc.port)")
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="Prometheus port (metrics.port)"
+    )
+    parser.add_argument(
+        "--health-port", type=int, metavar="PORT", help="/healthz /readyz port (health.port)"
+    )
+    args = parse(parser, argv)
+    loaded = load_program_settings(
+        PROG,
+        args,
+        {
+            "grpc.port": args.grpc_port,
+            "metrics.port": args.metrics_port,
+            "health.port": args.health_port,
+        },
+    )
+    start_logging(PROG, loaded)
+    try:
+        asyncio.run(run_server(loaded.settings))
+    except JobqError as exc:
+        # Expected failures (unreachable database, a tampered migration) are one clear line.
+        get_logger("jobq.server").error(str(exc), action="server.failed")
+        return 1
+    except Exception:
+        # Anything else is a bug: one JSON line with the exception, for the operator's eyes.
+        get_logger("jobq.server").exception("unexpected error", action="server.crashed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Fixtures that start the real programs as child processes and stop them afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from support.processes import ServerFactory, ServerProcess, free_port, program
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Start jq-server processes with the given environment; all are killed at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(
+        env: Mapping[str, str] | None = None, args: tuple[str, ...] = (), wait: bool = True
+    ) -> ServerProcess:
+        port = free_port()
+        full_env = {
+            **os.environ,
+            "JQ_METRICS_PORT": "0",
+            "JQ_HEALTH_PORT": "0",
+            "JQ_GRPC_HOST": "127.0.0.1",
+            **(env or {}),
+        }
+        log_path = tmp_path / f"jq-server-{len(started)}.log"
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                [program("jq-server"), "--grpc-port", str(port), *args],
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        server = ServerProcess(process, port, log_path, full_env)
+        started.append(server)
+        if wait:
+            server.wait_serving()
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=10)
