@@ -23,6 +23,7 @@ SPEC_REASONS = [
     "WORKER_LOST",
     "ASSIGNMENT_TIMEOUT",
     "WORKER_SHUTDOWN",
+    "DELIVERY_FAILED",  # our addition: a failed stream write
 ]
 
 

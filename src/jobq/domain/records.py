@@ -73,10 +73,11 @@ class JobEvent:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRef:
-    """The fencing token a worker presents: which attempt of which job it speaks for."""
+    """The fencing token a worker presents: which attempt of which job, held by which worker."""
 
     job_id: UUID
     attempt: int
+    worker_id: UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +92,12 @@ class AttemptResult:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A failed attempt to record: the fencing token, the reason and the error text."""
+    """A failed attempt to record: the fencing token, the error text and why it failed
+    (FAILED when the worker reported it, WORKER_LOST when the heartbeat monitor did)."""
 
     job_id: UUID
     attempt: int
+    worker_id: UUID
     error_message: str
     reason: Reason = Reason.FAILED
 
@@ -105,7 +108,33 @@ class Success:
 
     job_id: UUID
     attempt: int
+    worker_id: UUID
     result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One applied job state change, as its subscribers (metrics, logs) see it."""
+
+    job_id: UUID
+    queue_name: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    reason: Reason
+    worker_id: UUID | None
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    """What a batch of worker reports did: a result per presented attempt, and the state
+    changes that were applied (to publish as lifecycle events)."""
+
+    results: list[AttemptResult]
+    transitions: list[Transition]
 
 
 @dataclass(frozen=True, slots=True)

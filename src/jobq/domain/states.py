@@ -98,3 +98,6 @@ class Reason(StrEnum):
     WORKER_LOST = "WORKER_LOST"
     ASSIGNMENT_TIMEOUT = "ASSIGNMENT_TIMEOUT"
     WORKER_SHUTDOWN = "WORKER_SHUTDOWN"
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+    """The assignment could not be written to the worker's stream (an addition to SPEC §4's
+    list): the job goes back to PENDING at once without consuming a retry."""

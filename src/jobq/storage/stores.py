@@ -15,7 +15,6 @@ from uuid import UUID
 from jobq.domain.records import (
     Assignment,
     AttemptRef,
-    AttemptResult,
     Failure,
     Job,
     JobEvent,
@@ -23,6 +22,7 @@ from jobq.domain.records import (
     NewJob,
     Queue,
     QueueStats,
+    ReportOutcome,
     Success,
     Worker,
 )
@@ -66,22 +66,14 @@ class JobStore(Protocol):
     async def jobs_claim(
         self, worker_id: UUID, queues: Sequence[str], limit: int
     ) -> list[Assignment]: ...
-    async def jobs_start(
-        self, worker_id: UUID, attempts: Sequence[AttemptRef]
-    ) -> list[AttemptResult]: ...
-    async def jobs_complete(
-        self, worker_id: UUID, successes: Sequence[Success]
-    ) -> list[AttemptResult]: ...
+    async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome: ...
+    async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome: ...
     async def jobs_fail(
-        self,
-        worker_id: UUID,
-        failures: Sequence[Failure],
-        policy: RetryPolicy,
-        now: datetime | None = None,
-    ) -> list[AttemptResult]: ...
+        self, failures: Sequence[Failure], policy: RetryPolicy, now: datetime | None = None
+    ) -> ReportOutcome: ...
     async def jobs_release(
-        self, worker_id: UUID, attempts: Sequence[AttemptRef], reason: Reason
-    ) -> list[AttemptResult]: ...
+        self, attempts: Sequence[AttemptRef], reason: Reason
+    ) -> ReportOutcome: ...
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]: ...
 
 

@@ -52,8 +52,8 @@ async def test_every_transition_rolls_back_with_its_event(pool: asyncpg.Pool) ->
     await jobs.jobs_insert([NewJob(i, "default", b"") for i in ids])
     # Bring jobs into the states each transition starts from.
     claimed = await jobs.jobs_claim(worker_id, ["default"], 4)
-    refs = [AttemptRef(a.job.job_id, a.job.attempt) for a in claimed]
-    await jobs.jobs_start(worker_id, refs[1:])
+    refs = [AttemptRef(a.job.job_id, a.job.attempt, worker_id) for a in claimed]
+    await jobs.jobs_start(refs[1:])
     pending = [i for i in ids if i not in {r.job_id for r in refs}]
     await jobs.job_cancel(pending[1])
     await _break_job_events(pool)
@@ -61,12 +61,12 @@ async def test_every_transition_rolls_back_with_its_event(pool: asyncpg.Pool) ->
 
     attempts = [
         lambda: jobs.jobs_claim(worker_id, ["default"], 1),
-        lambda: jobs.jobs_start(worker_id, refs[:1]),
-        lambda: jobs.jobs_complete(worker_id, [Success(refs[1].job_id, refs[1].attempt, b"")]),
+        lambda: jobs.jobs_start(refs[:1]),
+        lambda: jobs.jobs_complete([Success(refs[1].job_id, refs[1].attempt, worker_id, b"")]),
         lambda: jobs.jobs_fail(
-            worker_id, [Failure(refs[2].job_id, refs[2].attempt, "boom")], POLICY
+            [Failure(refs[2].job_id, refs[2].attempt, worker_id, "boom")], POLICY
         ),
-        lambda: jobs.jobs_release(worker_id, refs[3:], Reason.WORKER_SHUTDOWN),
+        lambda: jobs.jobs_release(refs[3:], Reason.WORKER_SHUTDOWN),
         lambda: jobs.job_cancel(pending[0]),
         lambda: jobs.job_retry_manual(pending[1]),
     ]

@@ -111,14 +111,27 @@ async def test_start_and_complete_happy_path(pool: asyncpg.Pool) -> None:
     [job_id] = await _submit(pool)
     worker_id = await _worker(pool)
     [assignment] = await jobs.jobs_claim(worker_id, ["default"], 1)
-    ref = AttemptRef(job_id, assignment.job.attempt)
-    [started] = await jobs.jobs_start(worker_id, [ref])
+    ref = AttemptRef(job_id, assignment.job.attempt, worker_id)
+    start_outcome = await jobs.jobs_start([ref])
+    [started] = start_outcome.results
+    [transition] = start_outcome.transitions
+    assert (transition.from_status, transition.to_status, transition.reason) == (
+        JobStatus.ASSIGNED,
+        JobStatus.RUNNING,
+        Reason.STARTED,
+    )
+    assert (transition.queue_name, transition.worker_id, transition.attempt) == (
+        "default",
+        worker_id,
+        ref.attempt,
+    )
+    assert transition.started_at is not None
     assert started.accepted
     assert started.message == ""
     running = await jobs.job_get(job_id)
     assert running.status is JobStatus.RUNNING
     assert running.started_at is not None
-    [done] = await jobs.jobs_complete(worker_id, [Success(job_id, ref.attempt, b'"ok"')])
+    [done] = (await jobs.jobs_complete([Success(job_id, ref.attempt, worker_id, b'"ok"')])).results
     assert done.accepted
     finished = await jobs.job_get(job_id)
     assert finished.status is JobStatus.DONE
@@ -137,14 +150,14 @@ async def test_duplicate_reports_are_idempotent(pool: asyncpg.Pool) -> None:
     [job_id] = await _submit(pool)
     worker_id = await _worker(pool)
     [assignment] = await jobs.jobs_claim(worker_id, ["default"], 1)
-    ref = AttemptRef(job_id, assignment.job.attempt)
-    await jobs.jobs_start(worker_id, [ref])
-    [again] = await jobs.jobs_start(worker_id, [ref])
+    ref = AttemptRef(job_id, assignment.job.attempt, worker_id)
+    await jobs.jobs_start([ref])
+    [again] = (await jobs.jobs_start([ref])).results
     assert again.accepted
     assert again.message == "duplicate"
-    success = Success(job_id, ref.attempt, b"1")
-    await jobs.jobs_complete(worker_id, [success])
-    [dup] = await jobs.jobs_complete(worker_id, [Success(job_id, ref.attempt, b"2")])
+    success = Success(job_id, ref.attempt, worker_id, b"1")
+    await jobs.jobs_complete([success])
+    [dup] = (await jobs.jobs_complete([Success(job_id, ref.attempt, worker_id, b"2")])).results
     assert dup.accepted
     assert dup.message == "duplicate"
     assert (await jobs.job_get(job_id)).result == b"1"  # the duplicate changed nothing
@@ -163,26 +176,27 @@ async def test_reports_of_a_superseded_attempt_or_another_worker_are_rejected(
     [job_id] = await _submit(pool)
     lost, rescuer = await _worker(pool), await _worker(pool)
     [first] = await jobs.jobs_claim(lost, ["default"], 1)
-    await jobs.jobs_start(lost, [AttemptRef(job_id, first.job.attempt)])
+    await jobs.jobs_start([AttemptRef(job_id, first.job.attempt, lost)])
     # The heartbeat monitor declares `lost` dead: its attempt fails and is retried at once.
-    [rescued] = await jobs.jobs_fail(
-        lost,
-        [Failure(job_id, first.job.attempt, "worker lost", Reason.WORKER_LOST)],
-        RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, random_source=lambda: 0.0),
-    )
+    [rescued] = (
+        await jobs.jobs_fail(
+            [Failure(job_id, first.job.attempt, lost, "worker lost", Reason.WORKER_LOST)],
+            RetryPolicy(base_delay_s=0.0, max_delay_s=0.0, random_source=lambda: 0.0),
+        )
+    ).results
     assert rescued.accepted
     [second] = await jobs.jobs_claim(rescuer, ["default"], 1)
     assert second.job.attempt == first.job.attempt + 1
     before = await jobs.job_get(job_id)
     events_before = await _reasons(pool, job_id)
-    stale = Success(job_id, first.job.attempt, b"late")
-    [late] = await jobs.jobs_complete(lost, [stale])
+    stale = Success(job_id, first.job.attempt, lost, b"late")
+    [late] = (await jobs.jobs_complete([stale])).results
     assert not late.accepted
-    [wrong_worker] = await jobs.jobs_start(lost, [AttemptRef(job_id, second.job.attempt)])
+    [wrong_worker] = (await jobs.jobs_start([AttemptRef(job_id, second.job.attempt, lost)])).results
     assert not wrong_worker.accepted
-    [late_fail] = await jobs.jobs_fail(
-        lost, [Failure(job_id, first.job.attempt, "late failure")], NO_JITTER
-    )
+    [late_fail] = (
+        await jobs.jobs_fail([Failure(job_id, first.job.attempt, lost, "late failure")], NO_JITTER)
+    ).results
     assert not late_fail.accepted
     assert await jobs.job_get(job_id) == before
     assert await _reasons(pool, job_id) == events_before
@@ -199,9 +213,9 @@ async def test_failure_retries_with_backoff_then_dead_letters(pool: asyncpg.Pool
     for delay in expected_delays:
         await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
         [a] = await jobs.jobs_claim(worker_id, ["flaky"], 1)
-        await jobs.jobs_start(worker_id, [AttemptRef(job_id, a.job.attempt)])
-        failure = Failure(job_id, a.job.attempt, "boom")
-        [r] = await jobs.jobs_fail(worker_id, [failure], NO_JITTER, now)
+        await jobs.jobs_start([AttemptRef(job_id, a.job.attempt, worker_id)])
+        failure = Failure(job_id, a.job.attempt, worker_id, "boom")
+        [r] = (await jobs.jobs_fail([failure], NO_JITTER, now)).results
         assert r.accepted
         job = await jobs.job_get(job_id)
         assert job.status is JobStatus.PENDING
@@ -210,8 +224,8 @@ async def test_failure_retries_with_backoff_then_dead_letters(pool: asyncpg.Pool
         assert job.worker_id == worker_id
     await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
     [a] = await jobs.jobs_claim(worker_id, ["flaky"], 1)
-    await jobs.jobs_start(worker_id, [AttemptRef(job_id, a.job.attempt)])
-    await jobs.jobs_fail(worker_id, [Failure(job_id, a.job.attempt, "final")], NO_JITTER, now)
+    await jobs.jobs_start([AttemptRef(job_id, a.job.attempt, worker_id)])
+    await jobs.jobs_fail([Failure(job_id, a.job.attempt, worker_id, "final")], NO_JITTER, now)
     job = await jobs.job_get(job_id)
     assert job.status is JobStatus.DEAD_LETTERED
     assert job.retry_count == 2
@@ -232,10 +246,12 @@ async def test_worker_lost_rescues_assigned_jobs_too(pool: asyncpg.Pool) -> None
     worker_id = await _worker(pool)
     [a] = await jobs.jobs_claim(worker_id, ["default"], 1)
     # A worker's own FAILED report needs a RUNNING job; the rescue takes ASSIGNED ones as well.
-    [own] = await jobs.jobs_fail(worker_id, [Failure(job_id, a.job.attempt, "x")], NO_JITTER)
+    [own] = (
+        await jobs.jobs_fail([Failure(job_id, a.job.attempt, worker_id, "x")], NO_JITTER)
+    ).results
     assert not own.accepted
-    failure = Failure(job_id, a.job.attempt, "heartbeat timeout", Reason.WORKER_LOST)
-    [rescued] = await jobs.jobs_fail(worker_id, [failure], NO_JITTER)
+    failure = Failure(job_id, a.job.attempt, worker_id, "heartbeat timeout", Reason.WORKER_LOST)
+    [rescued] = (await jobs.jobs_fail([failure], NO_JITTER)).results
     assert rescued.accepted
     job = await jobs.job_get(job_id)
     assert (job.status, job.retry_count) == (JobStatus.PENDING, 1)
@@ -251,19 +267,19 @@ async def test_release_returns_jobs_without_consuming_a_retry(pool: asyncpg.Pool
     ids = await _submit(pool, 2)
     worker_id = await _worker(pool)
     claimed = await jobs.jobs_claim(worker_id, ["default"], 2)
-    refs = [AttemptRef(a.job.job_id, a.job.attempt) for a in claimed]
-    await jobs.jobs_start(worker_id, refs[:1])
+    refs = [AttemptRef(a.job.job_id, a.job.attempt, worker_id) for a in claimed]
+    await jobs.jobs_start(refs[:1])
     assert sorted(await jobs.jobs_held_by_worker(worker_id), key=lambda r: r.job_id) == sorted(
         refs, key=lambda r: r.job_id
     )
-    results = await jobs.jobs_release(worker_id, refs, Reason.WORKER_SHUTDOWN)
+    results = (await jobs.jobs_release(refs, Reason.WORKER_SHUTDOWN)).results
     assert all(r.accepted for r in results)
     for job_id in ids:
         job = await jobs.job_get(job_id)
         assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
     assert (await _reasons(pool, ids[0]))[-1] is Reason.WORKER_SHUTDOWN
     assert await jobs.jobs_held_by_worker(worker_id) == []
-    [again] = await jobs.jobs_release(worker_id, refs[:1], Reason.WORKER_SHUTDOWN)
+    [again] = (await jobs.jobs_release(refs[:1], Reason.WORKER_SHUTDOWN)).results
     assert not again.accepted
     reclaimed = await jobs.jobs_claim(worker_id, ["default"], 2)
     assert {a.job.attempt for a in reclaimed} == {2}
@@ -272,8 +288,8 @@ async def test_release_returns_jobs_without_consuming_a_retry(pool: asyncpg.Pool
 async def test_failures_of_one_call_share_a_reason(pool: asyncpg.Pool) -> None:
     jobs = PgJobStore(pool)
     mixed = [
-        Failure(uuid.uuid4(), 1, "a", Reason.FAILED),
-        Failure(uuid.uuid4(), 1, "b", Reason.WORKER_LOST),
+        Failure(uuid.uuid4(), 1, uuid.uuid4(), "a", Reason.FAILED),
+        Failure(uuid.uuid4(), 1, uuid.uuid4(), "b", Reason.WORKER_LOST),
     ]
     with pytest.raises(ValueError, match="share their reason"):
-        await jobs.jobs_fail(uuid.uuid4(), mixed, NO_JITTER)
+        await jobs.jobs_fail(mixed, NO_JITTER)

@@ -22,17 +22,15 @@ from jobq.domain.records import (
     Job,
     JobPage,
     NewJob,
+    ReportOutcome,
     Success,
+    Transition,
 )
 from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.postgres.rows import job_from_row
 from jobq.storage.queries import query
-
-# Which reason a worker's own earlier report of an attempt left in job_events: a repeat of that
-# report is an idempotent duplicate, anything else about a non-current attempt is stale.
-_DUPLICATE_OF = {"start": Reason.STARTED, "complete": Reason.COMPLETED, "fail": Reason.FAILED}
 
 
 class PgJobStore:
@@ -126,43 +124,29 @@ class PgJobStore:
         rows = await self._pool.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
 
-    async def jobs_start(
-        self, worker_id: UUID, attempts: Sequence[AttemptRef]
-    ) -> list[AttemptResult]:
-        """Start acknowledgements: ASSIGNED → RUNNING for current attempts of this worker."""
+    async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome:
+        """Start acknowledgements: ASSIGNED → RUNNING for attempts still current."""
         if not attempts:
-            return []
-        rows = await self._pool.fetch(
-            query("jobs_start"),
-            [a.job_id for a in attempts],
-            [a.attempt for a in attempts],
-            worker_id,
-        )
-        return await self._outcomes(worker_id, attempts, rows, "start")
+            return ReportOutcome([], [])
+        rows = await self._pool.fetch(query("jobs_start"), *_attempt_columns(attempts))
+        return await self._outcome(attempts, rows, Reason.STARTED)
 
-    async def jobs_complete(
-        self, worker_id: UUID, successes: Sequence[Success]
-    ) -> list[AttemptResult]:
-        """Successful results: RUNNING → DONE for current attempts of this worker."""
+    async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome:
+        """Successful results: RUNNING → DONE for attempts still current."""
         if not successes:
-            return []
+            return ReportOutcome([], [])
+        refs = [AttemptRef(s.job_id, s.attempt, s.worker_id) for s in successes]
         rows = await self._pool.fetch(
-            query("jobs_complete"),
-            [s.job_id for s in successes],
-            [s.attempt for s in successes],
-            [s.result for s in successes],
-            worker_id,
+            query("jobs_complete"), *_attempt_columns(refs), [s.result for s in successes]
         )
-        refs = [AttemptRef(s.job_id, s.attempt) for s in successes]
-        return await self._outcomes(worker_id, refs, rows, "complete")
+        return await self._outcome(refs, rows, Reason.COMPLETED)
 
     async def jobs_fail(
         self,
-        worker_id: UUID,
         failures: Sequence[Failure],
         policy: RetryPolicy,
         now: datetime | None = None,
-    ) -> list[AttemptResult]:
+    ) -> ReportOutcome:
         """Failed attempts: FAILED, then PENDING with backoff or DEAD_LETTERED (retry policy).
 
         A worker's own report (reason FAILED) applies to RUNNING attempts; a rescue by the
@@ -170,7 +154,7 @@ class PgJobStore:
         their reason.
         """
         if not failures:
-            return []
+            return ReportOutcome([], [])
         reasons = {f.reason for f in failures}
         if len(reasons) != 1:
             raise ValueError("failures of one call must share their reason")
@@ -180,18 +164,16 @@ class PgJobStore:
             if reason is Reason.FAILED
             else [JobStatus.ASSIGNED.value, JobStatus.RUNNING.value]
         )
+        refs = [AttemptRef(f.job_id, f.attempt, f.worker_id) for f in failures]
         errors = {(f.job_id, f.attempt): f.error_message for f in failures}
+        rows: list[asyncpg.Record] = []
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetch(
-                query("jobs_lock_for_failure"),
-                [f.job_id for f in failures],
-                [f.attempt for f in failures],
-                worker_id,
-                from_statuses,
+                query("jobs_lock_for_failure"), *_attempt_columns(refs), from_statuses
             )
             if locked:
                 # The policy decides in Python (one home, unit-tested with an injected clock and
-                # random source); the database clock is still what `now` defaults to.
+                # random source); `now` defaults to the database clock.
                 moment = now or await conn.fetchval("SELECT now()")
                 decisions = [
                     decide_after_failure(row["retry_count"], row["max_retries"], moment, policy)
@@ -207,63 +189,51 @@ class PgJobStore:
                     [d.reason.value for d in decisions],
                     [d.not_before for d in decisions],
                     reason.value,
-                    worker_id,
+                    [row["worker_id"] for row in locked],
                 )
-            else:
-                rows = []
-        refs = [AttemptRef(f.job_id, f.attempt) for f in failures]
-        return await self._outcomes(worker_id, refs, rows, "fail")
+        return await self._outcome(refs, rows, Reason.FAILED, first_reason=reason)
 
-    async def jobs_release(
-        self, worker_id: UUID, attempts: Sequence[AttemptRef], reason: Reason
-    ) -> list[AttemptResult]:
+    async def jobs_release(self, attempts: Sequence[AttemptRef], reason: Reason) -> ReportOutcome:
         """ASSIGNED/RUNNING → PENDING without consuming a retry (WORKER_SHUTDOWN,
-        ASSIGNMENT_TIMEOUT, a failed stream write)."""
+        ASSIGNMENT_TIMEOUT, DELIVERY_FAILED)."""
         if not attempts:
-            return []
+            return ReportOutcome([], [])
         rows = await self._pool.fetch(
-            query("jobs_release"),
-            [a.job_id for a in attempts],
-            [a.attempt for a in attempts],
-            worker_id,
-            reason.value,
+            query("jobs_release"), *_attempt_columns(attempts), reason.value
         )
         applied = {(row["job_id"], row["attempt"]) for row in rows}
-        return [
-            AttemptResult(
-                a.job_id,
-                a.attempt,
-                (a.job_id, a.attempt) in applied,
-                "" if (a.job_id, a.attempt) in applied else "attempt is no longer current",
-            )
+        results = [
+            AttemptResult(a.job_id, a.attempt, True)
+            if (a.job_id, a.attempt) in applied
+            else AttemptResult(a.job_id, a.attempt, False, _STALE)
             for a in attempts
         ]
+        return ReportOutcome(results, [_transition(row) for row in rows])
 
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]:
         rows = await self._pool.fetch(query("jobs_held_by_worker"), worker_id)
-        return [AttemptRef(row["job_id"], row["attempt"]) for row in rows]
+        return [AttemptRef(row["job_id"], row["attempt"], worker_id) for row in rows]
 
-    async def _outcomes(
+    async def _outcome(
         self,
-        worker_id: UUID,
         attempts: Sequence[AttemptRef],
-        applied_rows: Sequence[asyncpg.Record],
-        kind: str,
-    ) -> list[AttemptResult]:
+        rows: Sequence[asyncpg.Record],
+        duplicate_reason: Reason,
+        first_reason: Reason | None = None,
+    ) -> ReportOutcome:
         """Per attempt: applied now, an exact duplicate of a report applied before (accepted,
-        changes nothing), or stale (rejected)."""
-        applied = {(row["job_id"], row["attempt"]) for row in applied_rows}
+        changes nothing), or stale (rejected). `duplicate_reason` is the event an earlier
+        identical report left behind."""
+        applied = {(row["job_id"], row["attempt"]) for row in rows}
         missed = [a for a in attempts if (a.job_id, a.attempt) not in applied]
         duplicates: set[tuple[UUID, int]] = set()
         if missed:
-            rows = await self._pool.fetch(
-                query("jobs_attempt_outcomes"),
-                [a.job_id for a in missed],
-                [a.attempt for a in missed],
-                worker_id,
+            earlier = await self._pool.fetch(
+                query("jobs_attempt_outcomes"), *_attempt_columns(missed)
             )
-            wanted = _DUPLICATE_OF[kind].value
-            duplicates = {(r["job_id"], r["attempt"]) for r in rows if r["reason"] == wanted}
+            duplicates = {
+                (r["job_id"], r["attempt"]) for r in earlier if r["reason"] == duplicate_reason
+            }
         results = []
         for a in attempts:
             key = (a.job_id, a.attempt)
@@ -272,9 +242,47 @@ class PgJobStore:
             elif key in duplicates:
                 results.append(AttemptResult(a.job_id, a.attempt, True, "duplicate"))
             else:
-                results.append(
-                    AttemptResult(
-                        a.job_id, a.attempt, False, "attempt is no longer current or not held"
-                    )
+                results.append(AttemptResult(a.job_id, a.attempt, False, _STALE))
+        transitions: list[Transition] = []
+        for row in rows:
+            if first_reason is None:
+                transitions.append(_transition(row))
+            else:  # a failure row stands for two transitions: X → FAILED → next state
+                transitions.append(
+                    _transition(row, to_status=JobStatus.FAILED, reason=first_reason)
                 )
-        return results
+                transitions.append(_transition(row, from_status=JobStatus.FAILED))
+        return ReportOutcome(results, transitions)
+
+
+_STALE = "attempt is no longer current or not held by this worker"
+
+
+def _attempt_columns(attempts: Sequence[AttemptRef]) -> tuple[list[UUID], list[int], list[UUID]]:
+    """The (job ids, attempts, worker ids) arrays the batch statements unnest."""
+    return (
+        [a.job_id for a in attempts],
+        [a.attempt for a in attempts],
+        [a.worker_id for a in attempts],
+    )
+
+
+def _transition(
+    row: asyncpg.Record,
+    *,
+    from_status: JobStatus | None = None,
+    to_status: JobStatus | None = None,
+    reason: Reason | None = None,
+) -> Transition:
+    return Transition(
+        job_id=row["job_id"],
+        queue_name=row["queue_name"],
+        from_status=from_status or JobStatus(row["from_status"]),
+        to_status=to_status or JobStatus(row["to_status"]),
+        reason=reason or Reason(row["reason"]),
+        worker_id=row["worker_id"],
+        attempt=row["attempt"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        occurred_at=row["occurred_at"],
+    )

@@ -108,57 +108,65 @@ FROM claimed c JOIN queues q ON q.name = c.queue_name
 ORDER BY c.priority DESC, c.created_at, c.job_id;
 
 -- name: jobs_start
--- Start acknowledgements: ASSIGNED → RUNNING for the attempts ($1 ids, $2 attempts) that are
--- still current and held by worker $3. Anything else is left alone (stale or duplicate).
+-- Start acknowledgements: ASSIGNED → RUNNING for the attempts (ids $1, attempts $2, workers $3)
+-- that are still current and held by the presenting worker. Anything else is left alone (stale
+-- or duplicate); the caller tells those apart.
 WITH started AS (
     UPDATE jobs j
     SET status = 'RUNNING', started_at = now(), updated_at = now()
-    FROM unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
-    WHERE j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = $3
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+    WHERE j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
       AND j.status = 'ASSIGNED'
-    RETURNING j.job_id, j.attempt
+    RETURNING j.job_id, j.attempt, j.worker_id, j.queue_name, j.created_at, j.started_at,
+              'ASSIGNED'::job_status AS from_status, j.status AS to_status, 'STARTED' AS reason,
+              now() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, 'ASSIGNED', 'RUNNING', $3, 'STARTED', attempt FROM started
+    SELECT job_id, from_status, to_status, worker_id, reason, attempt FROM started
 )
-SELECT job_id, attempt FROM started;
+SELECT * FROM started;
 
 -- name: jobs_complete
--- Successful results: RUNNING → DONE for current attempts held by worker $4.
+-- Successful results: RUNNING → DONE for current attempts (ids $1, attempts $2, workers $3,
+-- results $4) held by the presenting worker.
 WITH done AS (
     UPDATE jobs j
     SET status = 'DONE', result = r.result, error_message = NULL, completed_at = now(),
         updated_at = now()
-    FROM unnest($1::uuid[], $2::integer[], $3::bytea[]) AS r(job_id, attempt, result)
-    WHERE j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = $4
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::bytea[])
+        AS r(job_id, attempt, worker_id, result)
+    WHERE j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
       AND j.status = 'RUNNING'
-    RETURNING j.job_id, j.attempt
+    RETURNING j.job_id, j.attempt, j.worker_id, j.queue_name, j.created_at, j.started_at,
+              'RUNNING'::job_status AS from_status, j.status AS to_status, 'COMPLETED' AS reason,
+              now() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, 'RUNNING', 'DONE', $4, 'COMPLETED', attempt FROM done
+    SELECT job_id, from_status, to_status, worker_id, reason, attempt FROM done
 )
-SELECT job_id, attempt FROM done;
+SELECT * FROM done;
 
 -- name: jobs_lock_for_failure
--- Lock the current attempts ($1 ids, $2 attempts) held by worker $3 in one of the statuses $4,
--- so the retry policy can decide each job's next state before jobs_apply_failure writes it.
-SELECT j.job_id, j.attempt, j.status, j.retry_count, j.max_retries
-FROM jobs j JOIN unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
-    ON j.job_id = a.job_id AND j.attempt = a.attempt
-WHERE j.worker_id = $3 AND j.status = ANY($4::job_status[])
+-- Lock the current attempts (ids $1, attempts $2, workers $3) in one of the statuses $4, so the
+-- retry policy can decide each job's next state before jobs_apply_failure writes it.
+SELECT j.job_id, j.attempt, j.worker_id, j.status, j.retry_count, j.max_retries
+FROM jobs j JOIN unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+    ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
+WHERE j.status = ANY($4::job_status[])
 ORDER BY j.job_id
 FOR UPDATE OF j;
 
 -- name: jobs_apply_failure
--- Record failed attempts decided by the retry policy: the job moves to its next state ($5:
+-- Record failed attempts decided by the retry policy: each job moves to its next state ($5:
 -- PENDING with a backoff, or DEAD_LETTERED) and two events are written per job: the failure
--- itself (from $2 to FAILED, reason $8) and the policy's move (FAILED → $5, reason $6).
+-- itself ($2 → FAILED, reason $8, the error as detail) and the policy's move (FAILED → $5,
+-- reason $6). Worker ids ($9) go into the events.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::job_status[], $3::text[], $4::smallint[], $5::job_status[],
-                $6::text[], $7::timestamptz[])
+                $6::text[], $7::timestamptz[], $9::uuid[])
         WITH ORDINALITY AS t(job_id, from_status, error_message, retry_count, to_status, reason,
-                             not_before, ord)
+                             not_before, worker_id, ord)
 ), updated AS (
     UPDATE jobs j
     SET status = i.to_status, error_message = i.error_message, retry_count = i.retry_count,
@@ -166,10 +174,10 @@ WITH input AS (
         completed_at = CASE WHEN i.to_status = 'DEAD_LETTERED' THEN now() END
     FROM input i
     WHERE j.job_id = i.job_id
-    RETURNING j.job_id, j.attempt
+    RETURNING j.job_id, j.attempt, j.queue_name, j.created_at, j.started_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
-    SELECT e.job_id, e.from_status, e.to_status, $9::uuid, e.reason, e.detail, u.attempt
+    SELECT e.job_id, e.from_status, e.to_status, i.worker_id, e.reason, e.detail, u.attempt
     FROM input i
     JOIN updated u ON u.job_id = i.job_id
     CROSS JOIN LATERAL (VALUES
@@ -178,36 +186,43 @@ WITH input AS (
     ) AS e(step, job_id, from_status, to_status, reason, detail)
     ORDER BY i.ord, e.step
 )
-SELECT job_id, attempt FROM updated;
+SELECT u.job_id, u.attempt, i.worker_id, u.queue_name, u.created_at, u.started_at,
+       i.from_status, i.to_status, i.reason, now() AS occurred_at
+FROM updated u JOIN input i ON i.job_id = u.job_id;
 
 -- name: jobs_release
 -- Give attempts back without consuming a retry (WORKER_SHUTDOWN, ASSIGNMENT_TIMEOUT, a failed
--- stream write): ASSIGNED/RUNNING → PENDING for current attempts held by worker $3, reason $4.
+-- stream write): ASSIGNED/RUNNING → PENDING for current attempts (ids $1, attempts $2, workers
+-- $3), reason $4.
 WITH released AS (
     UPDATE jobs j
     SET status = 'PENDING', worker_id = NULL, assigned_at = NULL, updated_at = now()
     FROM (
-        SELECT j2.job_id, j2.status
-        FROM jobs j2 JOIN unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
-            ON j2.job_id = a.job_id AND j2.attempt = a.attempt
-        WHERE j2.worker_id = $3 AND j2.status IN ('ASSIGNED', 'RUNNING')
+        SELECT j2.job_id, j2.status, j2.worker_id
+        FROM jobs j2
+        JOIN unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+            ON j2.job_id = a.job_id AND j2.attempt = a.attempt AND j2.worker_id = a.worker_id
+        WHERE j2.status IN ('ASSIGNED', 'RUNNING')
         FOR UPDATE OF j2
     ) old
     WHERE j.job_id = old.job_id
-    RETURNING j.job_id, j.attempt, old.status AS from_status
+    RETURNING j.job_id, j.attempt, old.worker_id, j.queue_name, j.created_at, j.started_at,
+              old.status AS from_status, j.status AS to_status, $4::text AS reason,
+              now() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, from_status, 'PENDING', $3, $4, attempt FROM released
+    SELECT job_id, from_status, to_status, worker_id, reason, attempt FROM released
 )
-SELECT job_id, attempt FROM released;
+SELECT * FROM released;
 
 -- name: jobs_attempt_outcomes
--- The outcomes a worker already reported for attempts ($1 ids, $2 attempts, worker $3): tells an
+-- The reports a worker already made for attempts (ids $1, attempts $2, workers $3): tells an
 -- idempotent duplicate (the same report was applied before) from a stale report.
 SELECT e.job_id, e.attempt, e.reason
-FROM job_events e JOIN unnest($1::uuid[], $2::integer[]) AS a(job_id, attempt)
-    ON e.job_id = a.job_id AND e.attempt = a.attempt
-WHERE e.worker_id = $3 AND e.reason IN ('STARTED', 'COMPLETED', 'FAILED');
+FROM job_events e
+JOIN unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+    ON e.job_id = a.job_id AND e.attempt = a.attempt AND e.worker_id = a.worker_id
+WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED');
 
 -- name: jobs_held_by_worker
 -- The current attempts held by a worker (ASSIGNED or RUNNING).
