@@ -26,6 +26,7 @@ EXPECTED_SCRIPTS = (
     "V4__create_job_events_table.sql",
     "V5__seed_default_queue.sql",
     "V6__add_job_attempt_fencing.sql",
+    "V7__add_worker_shutdown_request.sql",
 )
 
 
@@ -65,8 +66,8 @@ async def test_first_run_applies_all_and_records_flyway_history(empty_db_dsn: st
             " ORDER BY installed_rank"
         )
         assert [r["script"] for r in rows] == list(EXPECTED_SCRIPTS)
-        assert [r["installed_rank"] for r in rows] == [1, 2, 3, 4, 5, 6]
-        assert [r["version"] for r in rows] == ["1", "2", "3", "4", "5", "6"]
+        assert [r["installed_rank"] for r in rows] == list(range(1, len(EXPECTED_SCRIPTS) + 1))
+        assert [r["version"] for r in rows] == [str(n) for n in range(1, len(EXPECTED_SCRIPTS) + 1)]
         by_script = {m.script: m for m in load_migrations(default_migrations_dir())}
         for row in rows:
             assert row["checksum"] == by_script[row["script"]].checksum
@@ -104,7 +105,7 @@ async def test_a_changed_applied_file_stops_with_a_clear_error(
         await migrate(conn, directory)
         target = directory / "V3__create_jobs_table.sql"
         target.write_text(target.read_text() + "\n-- an innocent-looking edit\n")
-        (directory / "V7__later.sql").write_text("CREATE TABLE should_not_exist (id int);")
+        (directory / "V99__later.sql").write_text("CREATE TABLE should_not_exist (id int);")
         with pytest.raises(MigrationError, match=r"V3__create_jobs_table\.sql was changed"):
             await migrate(conn, directory)
         # Nothing after the check ran: the pending V7 was not applied.
@@ -119,9 +120,9 @@ async def test_a_new_file_is_applied_on_the_next_run(empty_db_dsn: str, tmp_path
     conn = await asyncpg.connect(empty_db_dsn)
     try:
         await migrate(conn, directory)
-        (directory / "V7__add_a_table.sql").write_text("CREATE TABLE later_table (id int);")
+        (directory / "V99__add_a_table.sql").write_text("CREATE TABLE later_table (id int);")
         report = await migrate(conn, directory)
-        assert report.applied == ("V7__add_a_table.sql",)
+        assert report.applied == ("V99__add_a_table.sql",)
         assert await conn.fetchval("SELECT to_regclass('later_table')::text") == "later_table"
     finally:
         await conn.close()
@@ -132,15 +133,17 @@ async def test_a_failing_migration_rolls_back_and_is_not_recorded(
 ) -> None:
     directory = tmp_path / "migrations"
     shutil.copytree(default_migrations_dir(), directory)
-    (directory / "V7__broken.sql").write_text(
+    (directory / "V99__broken.sql").write_text(
         "CREATE TABLE half_done (id int);\nSELECT * FROM no_such_table;"
     )
     conn = await asyncpg.connect(empty_db_dsn)
     try:
-        with pytest.raises(MigrationError, match=r"V7__broken\.sql failed"):
+        with pytest.raises(MigrationError, match=r"V99__broken\.sql failed"):
             await migrate(conn, directory)
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
-        assert await conn.fetchval("SELECT max(version::int) FROM flyway_schema_history") == 6
+        assert await conn.fetchval("SELECT max(version::int) FROM flyway_schema_history") == len(
+            EXPECTED_SCRIPTS
+        )
     finally:
         await conn.close()
 

@@ -165,6 +165,7 @@ class Worker:
     last_heartbeat: datetime
     registered_at: datetime
     updated_at: datetime
+    shutdown_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)

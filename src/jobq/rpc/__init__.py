@@ -1,1 +1,1 @@
-
+"""The gRPC boundary: generated modules (_gen), conversions and status-code mapping."""

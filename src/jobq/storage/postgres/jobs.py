@@ -210,6 +210,16 @@ class PgJobStore:
         ]
         return ReportOutcome(results, [_transition(row) for row in rows])
 
+    async def jobs_count_by_status(self) -> dict[JobStatus, int]:
+        rows = await self._pool.fetch(query("jobs_count_by_status"))
+        counts = dict.fromkeys(JobStatus, 0)
+        counts.update({JobStatus(row["status"]): row["n"] for row in rows})
+        return counts
+
+    async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]:
+        rows = await self._pool.fetch(query("jobs_active_depth"))
+        return {(row["queue_name"], JobStatus(row["status"])): row["n"] for row in rows}
+
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]:
         rows = await self._pool.fetch(query("jobs_held_by_worker"), worker_id)
         return [AttemptRef(row["job_id"], row["attempt"], worker_id) for row in rows]

@@ -69,4 +69,5 @@ def worker_from_row(row: asyncpg.Record) -> Worker:
         last_heartbeat=row["last_heartbeat"],
         registered_at=row["registered_at"],
         updated_at=row["updated_at"],
+        shutdown_requested=bool(row.get("shutdown_requested", False)),
     )

@@ -50,3 +50,17 @@ class PgWorkerStore:
         if row is None:
             raise WorkerNotFound(worker_id)
         return worker_from_row(row)
+
+    async def worker_request_shutdown(self, worker_id: UUID) -> Worker:
+        """Mark a live worker DRAINING with a pending SHUTDOWN command; WorkerNotFound when
+        unknown or OFFLINE."""
+        row = await self._pool.fetchrow(query("worker_request_shutdown"), worker_id)
+        if row is None:
+            raise WorkerNotFound(worker_id)
+        return worker_from_row(row)
+
+    async def worker_counts(self) -> dict[WorkerStatus, int]:
+        rows = await self._pool.fetch(query("worker_counts"))
+        counts = dict.fromkeys(WorkerStatus, 0)
+        counts.update({WorkerStatus(row["status"]): row["n"] for row in rows})
+        return counts

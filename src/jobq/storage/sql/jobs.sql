@@ -3,7 +3,7 @@
 -- batch costs one round trip.
 
 -- name: jobs_insert
--- Insert a batch of jobs and their SUBMITTED events. max_retries falls back to the queue's; an
+-- Insert a batch of jobs and their SUBMITTED events, and notify listeners. max_retries falls back to the queue's; an
 -- unknown queue leaves it NULL (or breaks the foreign key), so the whole batch fails and the
 -- caller reports which queue is missing.
 WITH input AS (
@@ -20,7 +20,9 @@ WITH input AS (
     INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
     SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
 )
-SELECT job_id, created_at FROM inserted;
+-- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
+-- one-row sub-select runs pg_notify once per statement, not once per job.
+SELECT i.job_id, i.created_at FROM inserted i, (SELECT pg_notify('jobq_jobs', '')) AS n;
 
 -- name: job_get
 -- One job by id.
@@ -232,3 +234,14 @@ WHERE worker_id = $1 AND status IN ('ASSIGNED', 'RUNNING');
 -- name: queues_existing
 -- Which of the names $1 are existing queues.
 SELECT name FROM queues WHERE name = ANY($1::text[]);
+
+-- name: jobs_count_by_status
+-- Jobs per status over all queues (GetSystemStatus).
+SELECT status, count(*) AS n FROM jobs GROUP BY status;
+
+-- name: jobs_active_depth
+-- Unfinished jobs per queue and status, for the jq_job_queue_depth gauge. Finished jobs are
+-- left out: counting the whole history on every refresh would grow without bound.
+SELECT queue_name, status, count(*) AS n FROM jobs
+WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING')
+GROUP BY queue_name, status;

@@ -1,0 +1,148 @@
+"""The one place that translates between proto messages and domain records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import cast
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobq.domain.records import Assignment, Job, JobEvent, Queue, QueueStats, Worker
+from jobq.domain.states import JobStatus, WorkerStatus
+from jobq.rpc._gen import admin_service_pb2, common_pb2, worker_service_pb2
+
+ProtoJobStatus = common_pb2.JobStatus
+ProtoWorkerStatus = common_pb2.WorkerStatus
+
+_JOB_STATUS_TO_PROTO: dict[JobStatus, ProtoJobStatus] = {
+    s: cast(ProtoJobStatus, common_pb2.JobStatus.Value(f"JOB_STATUS_{s.value}")) for s in JobStatus
+}
+_JOB_STATUS_FROM_PROTO: dict[int, JobStatus] = {v: k for k, v in _JOB_STATUS_TO_PROTO.items()}
+_WORKER_STATUS_TO_PROTO: dict[WorkerStatus, ProtoWorkerStatus] = {
+    s: cast(ProtoWorkerStatus, common_pb2.WorkerStatus.Value(f"WORKER_STATUS_{s.value}"))
+    for s in WorkerStatus
+}
+_WORKER_STATUS_FROM_PROTO: dict[int, WorkerStatus] = {
+    v: k for k, v in _WORKER_STATUS_TO_PROTO.items()
+}
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A proto Timestamp, or None (leave the field unset) for a missing time."""
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def from_timestamp(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def job_status_to_proto(status: JobStatus | None) -> ProtoJobStatus:
+    if status is None:
+        return common_pb2.JOB_STATUS_UNSPECIFIED
+    return _JOB_STATUS_TO_PROTO[status]
+
+
+def job_status_from_proto(value: int) -> JobStatus | None:
+    """The domain status, or None for UNSPECIFIED (and unknown future values)."""
+    return _JOB_STATUS_FROM_PROTO.get(value)
+
+
+def worker_status_to_proto(status: WorkerStatus) -> ProtoWorkerStatus:
+    return _WORKER_STATUS_TO_PROTO[status]
+
+
+def worker_status_from_proto(value: int) -> WorkerStatus | None:
+    return _WORKER_STATUS_FROM_PROTO.get(value)
+
+
+def job_to_proto(job: Job) -> common_pb2.Job:
+    return common_pb2.Job(
+        job_id=str(job.job_id),
+        queue_name=job.queue_name,
+        payload=job.payload,
+        priority=job.priority,
+        status=_JOB_STATUS_TO_PROTO[job.status],
+        max_retries=job.max_retries,
+        retry_count=job.retry_count,
+        attempt=job.attempt,
+        worker_id="" if job.worker_id is None else str(job.worker_id),
+        result=job.result or b"",
+        error_message=job.error_message or "",
+        created_at=timestamp(job.created_at),
+        started_at=timestamp(job.started_at),
+        completed_at=timestamp(job.completed_at),
+        not_before=timestamp(job.not_before),
+        updated_at=timestamp(job.updated_at),
+    )
+
+
+def assignment_to_proto(assignment: Assignment) -> worker_service_pb2.JobAssignment:
+    job = assignment.job
+    return worker_service_pb2.JobAssignment(
+        job_id=str(job.job_id),
+        queue_name=job.queue_name,
+        payload=job.payload,
+        attempt=job.attempt,
+        worker_id="" if job.worker_id is None else str(job.worker_id),
+        priority=job.priority,
+        retry_count=job.retry_count,
+        max_retries=job.max_retries,
+        timeout_s=assignment.timeout_s or 0,
+        created_at=timestamp(job.created_at),
+    )
+
+
+def event_to_proto(event: JobEvent) -> common_pb2.JobEvent:
+    return common_pb2.JobEvent(
+        id=event.id,
+        job_id=str(event.job_id),
+        queue_name=event.queue_name,
+        from_status=job_status_to_proto(event.from_status),
+        to_status=_JOB_STATUS_TO_PROTO[event.to_status],
+        worker_id="" if event.worker_id is None else str(event.worker_id),
+        reason=event.reason.value,
+        detail=event.detail or "",
+        occurred_at=timestamp(event.occurred_at),
+    )
+
+
+def queue_to_proto(queue: Queue) -> common_pb2.Queue:
+    return common_pb2.Queue(
+        name=queue.name,
+        max_retries=queue.max_retries,
+        ttl_seconds=queue.ttl_seconds or 0,
+        created_at=timestamp(queue.created_at),
+        updated_at=timestamp(queue.updated_at),
+    )
+
+
+def queue_stats_to_proto(stats: QueueStats) -> admin_service_pb2.QueueStats:
+    counts = stats.counts
+    return admin_service_pb2.QueueStats(
+        queue_name=stats.queue_name,
+        pending=counts.get(JobStatus.PENDING, 0),
+        assigned=counts.get(JobStatus.ASSIGNED, 0),
+        running=counts.get(JobStatus.RUNNING, 0),
+        done=counts.get(JobStatus.DONE, 0),
+        failed=counts.get(JobStatus.FAILED, 0),
+        dead_lettered=counts.get(JobStatus.DEAD_LETTERED, 0),
+        oldest_pending_age_s=stats.oldest_pending_age_s,
+        total_retries=stats.total_retries,
+    )
+
+
+def worker_to_proto(worker: Worker) -> common_pb2.Worker:
+    return common_pb2.Worker(
+        worker_id=str(worker.worker_id),
+        hostname=worker.hostname,
+        status=_WORKER_STATUS_TO_PROTO[worker.status],
+        concurrency=worker.concurrency,
+        active_job_count=worker.active_job_count,
+        queues=list(worker.queues),
+        last_heartbeat=timestamp(worker.last_heartbeat),
+        registered_at=timestamp(worker.registered_at),
+    )
