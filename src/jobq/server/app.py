@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
 
 import asyncpg
 import grpc
@@ -12,40 +15,124 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobq.config import Settings
+from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
 from jobq.domain.errors import Unavailable
+from jobq.domain.records import Assignment, Transition
+from jobq.domain.retry import RetryPolicy
+from jobq.domain.states import JobStatus
+from jobq.observability.http_endpoints import HttpEndpoints, health_routes, metrics_routes
 from jobq.observability.logging_setup import get_logger
+from jobq.observability.metrics import ServerMetrics
+from jobq.rpc._gen import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
+from jobq.server.admin_service import AdminServicer, HealthCheck
+from jobq.server.dispatcher import Dispatcher
+from jobq.server.heartbeat_monitor import HeartbeatMonitor
+from jobq.server.job_service import JobServicer
+from jobq.server.lifecycle import Lifecycle
+from jobq.server.notifier import Notifier
+from jobq.server.reaper import Reaper
+from jobq.server.reports import ReportWriter
+from jobq.server.service_loop import ServiceLoop
+from jobq.server.submission import Submitter
+from jobq.server.worker_registry import WorkerRegistry
+from jobq.server.worker_service import WorkerServicer
 from jobq.storage.database import DatabaseHandle, open_database
 from jobq.storage.migrations import migrate
 from jobq.storage.pool import create_pool
+from jobq.storage.postgres.job_events import PgJobEventStore
+from jobq.storage.postgres.jobs import PgJobStore
+from jobq.storage.postgres.maintenance import PgMaintenanceStore
+from jobq.storage.postgres.queues import PgQueueStore
+from jobq.storage.postgres.workers import PgWorkerStore
 
 log = get_logger("jobq.server")
 
+READY_CHECK_TIMEOUT_S = 2.0
+GAUGE_REFRESH_S = 5.0
+
+
+class MetricsObserver:
+    """Feeds RPC outcomes and database errors into the server's Prometheus metrics."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def rpc_finished(self, service: str, method: str, code: str, seconds: float) -> None:
+        self._metrics.grpc_requests.labels(service=service, method=method, code=code).inc()
+        self._metrics.grpc_request_duration_seconds.labels(service=service, method=method).observe(
+            seconds
+        )
+
+    def database_error(self) -> None:
+        self._metrics.db_errors.inc()
+
+
+@dataclass
+class _Running:
+    """Everything start() built, so stop() can take it down in order."""
+
+    database: DatabaseHandle
+    pool: asyncpg.Pool
+    grpc_server: grpc.aio.Server
+    dispatcher: Dispatcher
+    notifier: Notifier
+    submitter: Submitter
+    reports: ReportWriter
+    locker: Locker
+    loops: list[ServiceLoop] = field(default_factory=list)
+    http: list[HttpEndpoints] = field(default_factory=list)
+
 
 class ServerApp:
-    """One jq-server process: database, migrations, pool and the gRPC server."""
+    """One jq-server process: database, schema, gRPC services, dispatcher, monitors, HTTP."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.started_monotonic = time.monotonic()
-        self._database: DatabaseHandle | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self.metrics = ServerMetrics()
+        self.registry = WorkerRegistry()
+        self.started_at = datetime.now(UTC)
         self._health = health.aio.HealthServicer()
         self._stopping = asyncio.Event()
+        self._running: _Running | None = None
+        self._database: DatabaseHandle | None = None
         self.grpc_port: int | None = None
+        self.health_port: int | None = None
+        self.metrics_port: int | None = None
+
+    # --- start -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the database, bring its schema up to date, and start serving."""
-        self._database = await open_database(self.settings.db)
+        database = self._database = await open_database(self.settings.db)
         log.info(
-            "using " + self._database.description,
+            "using " + database.description,
             action="db.selected",
-            embedded=self._database.embedded is not None,
+            embedded=database.embedded is not None,
         )
+        await self._migrate(database.dsn)
+        db = self.settings.db
         try:
-            conn = await asyncpg.connect(
-                self._database.dsn, timeout=self.settings.db.connect_timeout_s
+            pool = await create_pool(
+                database.dsn,
+                min_size=db.pool_min_size,
+                max_size=db.pool_max_size,
+                connect_timeout_s=db.connect_timeout_s,
+                command_timeout_s=db.command_timeout_s,
             )
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
+        self._running = self._wire(database, pool)
+        await self._serve()
+
+    async def _migrate(self, dsn: str) -> None:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=self.settings.db.connect_timeout_s)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
         try:
@@ -58,17 +145,105 @@ class ServerApp:
             applied=list(report.applied),
             already_applied=len(report.already_applied),
         )
-        db = self.settings.db
-        self._pool = await create_pool(
-            self._database.dsn,
-            min_size=db.pool_min_size,
-            max_size=db.pool_max_size,
-            connect_timeout_s=db.connect_timeout_s,
-            command_timeout_s=db.command_timeout_s,
-        )
-        await self._start_grpc()
 
-    async def _start_grpc(self) -> None:
+    def _wire(self, database: DatabaseHandle, pool: asyncpg.Pool) -> _Running:
+        cfg = self.settings
+        sched = cfg.scheduler
+        jobs, queues = PgJobStore(pool), PgQueueStore(pool)
+        workers, events = PgWorkerStore(pool), PgJobEventStore(pool)
+        maintenance = PgMaintenanceStore(pool)
+        observer = MetricsObserver(self.metrics)
+        lifecycle = Lifecycle(self.metrics)
+        policy = RetryPolicy(sched.retry_base_delay_s, sched.retry_max_delay_s)
+        locker: Locker = (
+            RedisLocker(cfg.redis.url, cfg.redis.password or None, self.metrics)
+            if cfg.redis.enabled
+            else NoopLocker()
+        )
+        worker_servicer: WorkerServicer | None = None
+
+        async def undeliverable(assignments: Sequence[Assignment]) -> None:
+            assert worker_servicer is not None
+            await worker_servicer.release_undelivered(list(assignments))
+
+        dispatcher = Dispatcher(
+            jobs,
+            self.registry,
+            batch_size=sched.batch_size,
+            interval_s=sched.interval_ms / 1000,
+            assignment_timeout_s=sched.assignment_timeout_s,
+            locker=locker,
+            on_assigned=lifecycle.assigned,
+            on_undeliverable=undeliverable,
+            on_cycle=self.metrics.scheduler_cycle_duration_seconds.observe,
+        )
+        lifecycle.subscribe(lambda transitions: self._free_slots(transitions, dispatcher))
+        submitter = Submitter(jobs, max_batch=cfg.limits.max_batch_size)
+        reports = ReportWriter(
+            jobs,
+            policy,
+            max_batch=cfg.limits.max_batch_size,
+            on_transitions=lifecycle.publish,
+            on_finished=lambda finished: self._slots_finished(finished, dispatcher),
+        )
+        worker_servicer = WorkerServicer(
+            workers,
+            jobs,
+            self.registry,
+            dispatcher,
+            reports,
+            lifecycle,
+            heartbeat_interval_s=max(1, int(sched.worker_heartbeat_timeout_s // 3)),
+            max_result_bytes=cfg.limits.max_payload_bytes,
+            observer=observer,
+        )
+        job_servicer = JobServicer(
+            jobs, events, submitter, lifecycle, cfg.limits, observer, on_submitted=dispatcher.wake
+        )
+        admin_servicer = AdminServicer(
+            queues,
+            workers,
+            jobs,
+            self.registry,
+            self._health_checks(pool, locker),
+            self.started_at,
+            observer,
+        )
+        server = self._grpc_server(job_servicer, worker_servicer, admin_servicer)
+        notifier = Notifier(database.dsn, dispatcher.wake)
+        monitor = HeartbeatMonitor(
+            maintenance,
+            jobs,
+            policy,
+            timeout_s=sched.worker_heartbeat_timeout_s,
+            interval_s=sched.heartbeat_check_interval_s,
+            on_transitions=lifecycle.publish,
+        )
+        reaper = Reaper(
+            maintenance,
+            assignment_timeout_s=sched.assignment_timeout_s,
+            interval_s=max(1.0, min(sched.assignment_timeout_s / 3, 10.0)),
+            batch_limit=1000,
+            on_transitions=lifecycle.publish,
+        )
+        gauges = ServiceLoop(
+            "metrics.gauges", GAUGE_REFRESH_S, lambda: self._refresh_gauges(jobs, workers)
+        )
+        return _Running(
+            database=database,
+            pool=pool,
+            grpc_server=server,
+            dispatcher=dispatcher,
+            notifier=notifier,
+            submitter=submitter,
+            reports=reports,
+            locker=locker,
+            loops=[monitor.loop, reaper.loop, gauges],
+        )
+
+    def _grpc_server(
+        self, jobs: JobServicer, workers: WorkerServicer, admin: AdminServicer
+    ) -> grpc.aio.Server:
         cfg = self.settings.grpc
         server = grpc.aio.server(
             options=[
@@ -76,18 +251,111 @@ class ServerApp:
                 ("grpc.max_send_message_length", cfg.max_message_bytes),
             ]
         )
+        job_service_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            jobs, server
+        )
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            workers, server
+        )
+        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            admin, server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = [
+            job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+            worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+            admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ]
         reflection.enable_server_reflection(names, server)
-        address = f"{cfg.host}:{cfg.port}"
-        self.grpc_port = server.add_insecure_port(address)
-        await server.start()
+        self.grpc_port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        return server
+
+    async def _serve(self) -> None:
+        running = self._running
+        assert running is not None
+        cfg = self.settings
+        if cfg.health.port:
+            endpoints = HttpEndpoints(
+                cfg.health.host, cfg.health.port, health_routes(lambda: self._ready(running.pool))
+            )
+            await endpoints.start()
+            self.health_port = endpoints.port
+            running.http.append(endpoints)
+        if cfg.metrics.port:
+            endpoints = HttpEndpoints(
+                cfg.metrics.host, cfg.metrics.port, metrics_routes(self.metrics.render)
+            )
+            await endpoints.start()
+            self.metrics_port = endpoints.port
+            running.http.append(endpoints)
+        await running.grpc_server.start()
+        running.notifier.start()
+        for loop in running.loops:
+            loop.start()
+        running.dispatcher.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        self._grpc = server
-        log.info("serving gRPC", action="server.started", address=address)
+        log.info(
+            "serving",
+            action="server.started",
+            grpc_port=self.grpc_port,
+            health_port=self.health_port,
+            metrics_port=self.metrics_port,
+        )
+
+    # --- wiring helpers ------------------------------------------------------------------------
+
+    def _free_slots(self, transitions: Sequence[Transition], dispatcher: Dispatcher) -> None:
+        """A job that left a worker (cancelled, rescued, timed out) frees that worker's slot."""
+        finished: dict[UUID, list[tuple[UUID, int]]] = {}
+        for t in transitions:
+            if t.worker_id is not None and t.to_status not in (
+                JobStatus.ASSIGNED,
+                JobStatus.RUNNING,
+            ):
+                finished.setdefault(t.worker_id, []).append((t.job_id, t.attempt))
+        if finished:
+            self._slots_finished(finished, dispatcher)
+
+    def _slots_finished(
+        self, finished: dict[UUID, list[tuple[UUID, int]]], dispatcher: Dispatcher
+    ) -> None:
+        if self.registry.free(finished):
+            dispatcher.wake()
+
+    def _health_checks(self, pool: asyncpg.Pool, locker: Locker) -> dict[str, HealthCheck]:
+        async def postgres() -> tuple[bool | None, str]:
+            ok, detail = await self._ready(pool)
+            return ok, detail
+
+        async def redis() -> tuple[bool | None, str]:
+            if not self.settings.redis.enabled:
+                return None, "disabled"
+            return (True, "ok") if await locker.healthy() else (False, "unreachable")
+
+        async def kafka() -> tuple[bool | None, str]:
+            return None, "disabled"
+
+        return {"postgres": postgres, "redis": redis, "kafka": kafka}
+
+    async def _ready(self, pool: asyncpg.Pool) -> tuple[bool, str]:
+        try:
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+                await pool.fetchval("SELECT 1")
+        except Exception as exc:
+            return False, f"postgres unavailable: {type(exc).__name__}"
+        return True, "ready"
+
+    async def _refresh_gauges(self, jobs: PgJobStore, workers: PgWorkerStore) -> None:
+        depth = await jobs.jobs_active_depth()
+        self.metrics.set_queue_depth(
+            {(queue, status.value): count for (queue, status), count in depth.items()}
+        )
+        for status, count in (await workers.worker_counts()).items():
+            self.metrics.workers.labels(status=status.value).set(count)
+
+    # --- stop --------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -96,15 +364,35 @@ class ServerApp:
         await self._stopping.wait()
 
     async def stop(self) -> None:
-        """Stop accepting RPCs, let in-flight ones finish within the grace period, close."""
+        """Stop accepting RPCs, stop dispatch, close worker streams, drain in-flight RPCs within
+        the grace period, stop the monitors, close the pool and the embedded database."""
         log.info("shutting down", action="server.stopping")
         await self._health.enter_graceful_shutdown()
-        if self._grpc is not None:
-            await self._grpc.stop(self.settings.grpc.graceful_shutdown_s)
-        if self._pool is not None:
-            await self._pool.close()
-        if self._database is not None:
-            await self._database.close()
+        running, self._running = self._running, None
+        if running is None:
+            if self._database is not None:  # start-up failed after the database came up
+                await self._database.close()
+            return
+        await running.dispatcher.stop()
+        stopping = asyncio.create_task(
+            running.grpc_server.stop(self.settings.grpc.graceful_shutdown_s)
+        )
+        await asyncio.sleep(0)  # let the server refuse new calls before the streams end
+        self.registry.close_all()
+        await stopping
+        await running.submitter.drain()
+        await running.reports.drain()
+        for loop in running.loops:
+            await loop.stop()
+        await running.notifier.stop()
+        for endpoints in running.http:
+            await endpoints.stop()
+        await running.locker.close()
+        try:
+            await asyncio.wait_for(running.pool.close(), timeout=5.0)
+        except TimeoutError:  # PostgreSQL gone: don't wait for a polite goodbye
+            running.pool.terminate()
+        await running.database.close()
         log.info("stopped", action="server.stopped")
 
 

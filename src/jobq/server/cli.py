@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 
 from jobq.domain.errors import JobqError
 from jobq.observability.logging_setup import get_logger
 from jobq.server.app import run_server
+from jobq.server.dry_run import dry_run
 from jobq.startup import base_parser, load_program_settings, parse, start_logging
 
 PROG = "jq-server"
@@ -26,6 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--health-port", type=int, metavar="PORT", help="/healthz /readyz port (health.port)"
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check connectivity to PostgreSQL, Redis and Kafka, print one line each, exit "
+        "0 only if every configured one answers",
+    )
     args = parse(parser, argv)
     loaded = load_program_settings(
         PROG,
@@ -37,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     start_logging(PROG, loaded)
+    if args.dry_run:
+        return asyncio.run(dry_run(loaded.settings, sys.stdout))
     try:
         asyncio.run(run_server(loaded.settings))
     except JobqError as exc:

@@ -1,0 +1,158 @@
+"""AdminService: queues, workers and system status (SPEC §5)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from jobq import __version__
+from jobq.domain.errors import FailedPrecondition, InvalidArgument
+from jobq.domain.states import WorkerStatus
+from jobq.domain.validation import check_max_retries, check_queue_name, parse_uuid
+from jobq.rpc import convert
+from jobq.rpc._gen import admin_service_pb2 as pb
+from jobq.rpc._gen import admin_service_pb2_grpc
+from jobq.server.rpc_handler import RpcObserver, rpc
+from jobq.server.worker_registry import WorkerRegistry
+from jobq.storage.stores import JobStore, QueueStore, WorkerStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = "AdminService"
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+# name → check returning (state, detail); state None means the component is disabled.
+HealthCheck = Callable[[], Awaitable[tuple[bool | None, str]]]
+
+
+class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
+    def __init__(
+        self,
+        queues: QueueStore,
+        workers: WorkerStore,
+        jobs: JobStore,
+        registry: WorkerRegistry,
+        health_checks: dict[str, HealthCheck],
+        started_at: datetime,
+        observer: RpcObserver,
+    ) -> None:
+        self._queues = queues
+        self._workers = workers
+        self._jobs = jobs
+        self._registry = registry
+        self._health_checks = health_checks
+        self._started_at = started_at
+        self._started_monotonic = time.monotonic()
+        self.observer = observer
+
+    @rpc(SERVICE)
+    async def CreateQueue(
+        self, request: pb.CreateQueueRequest, context: Context
+    ) -> pb.CreateQueueResponse:
+        name = check_queue_name(request.name)
+        max_retries = (
+            check_max_retries(request.max_retries) if request.HasField("max_retries") else 3
+        )
+        ttl: int | None = None
+        if request.HasField("ttl_seconds") and request.ttl_seconds != 0:
+            if not 0 < request.ttl_seconds <= MAX_TTL_SECONDS:
+                raise InvalidArgument(
+                    f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (0 = none), "
+                    f"got {request.ttl_seconds}"
+                )
+            ttl = request.ttl_seconds
+        queue = await self._queues.queue_create(name, max_retries, ttl)
+        return pb.CreateQueueResponse(queue=convert.queue_to_proto(queue))
+
+    @rpc(SERVICE)
+    async def DeleteQueue(
+        self, request: pb.DeleteQueueRequest, context: Context
+    ) -> pb.DeleteQueueResponse:
+        deleted = await self._queues.queue_delete(
+            check_queue_name(request.name), force=request.force
+        )
+        return pb.DeleteQueueResponse(deleted_jobs=deleted)
+
+    @rpc(SERVICE)
+    async def ListQueues(
+        self, request: pb.ListQueuesRequest, context: Context
+    ) -> pb.ListQueuesResponse:
+        queues = await self._queues.queue_list()
+        return pb.ListQueuesResponse(queues=[convert.queue_to_proto(q) for q in queues])
+
+    @rpc(SERVICE)
+    async def GetQueueStats(
+        self, request: pb.GetQueueStatsRequest, context: Context
+    ) -> pb.GetQueueStatsResponse:
+        stats = await self._queues.queue_stats(check_queue_name(request.name))
+        return pb.GetQueueStatsResponse(stats=convert.queue_stats_to_proto(stats))
+
+    @rpc(SERVICE)
+    async def ListWorkers(
+        self, request: pb.ListWorkersRequest, context: Context
+    ) -> pb.ListWorkersResponse:
+        status = convert.worker_status_from_proto(request.status)
+        if request.status and status is None:
+            raise InvalidArgument(f"unknown worker status {request.status}")
+        workers = await self._workers.worker_list(status)
+        return pb.ListWorkersResponse(workers=[convert.worker_to_proto(w) for w in workers])
+
+    @rpc(SERVICE)
+    async def DrainWorker(
+        self, request: pb.DrainWorkerRequest, context: Context
+    ) -> pb.DrainWorkerResponse:
+        worker_id = parse_uuid(request.worker_id, "worker id")
+        current = await self._workers.worker_get(worker_id)
+        if current.status is WorkerStatus.OFFLINE:
+            raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
+        worker = await self._workers.worker_set_status(worker_id, WorkerStatus.DRAINING)
+        connected = self._registry.get(worker_id)
+        if connected is not None:
+            connected.draining = True
+        return pb.DrainWorkerResponse(worker=convert.worker_to_proto(worker))
+
+    @rpc(SERVICE)
+    async def ShutdownWorker(
+        self, request: pb.ShutdownWorkerRequest, context: Context
+    ) -> pb.ShutdownWorkerResponse:
+        worker_id = parse_uuid(request.worker_id, "worker id")
+        current = await self._workers.worker_get(worker_id)
+        if current.status is WorkerStatus.OFFLINE:
+            raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
+        worker = await self._workers.worker_request_shutdown(worker_id)
+        connected = self._registry.get(worker_id)
+        if connected is not None:
+            connected.draining = True
+        return pb.ShutdownWorkerResponse(worker=convert.worker_to_proto(worker))
+
+    @rpc(SERVICE)
+    async def GetSystemStatus(
+        self, request: pb.GetSystemStatusRequest, context: Context
+    ) -> pb.GetSystemStatusResponse:
+        components = []
+        for name, check in self._health_checks.items():
+            healthy, detail = await check()
+            state = (
+                pb.COMPONENT_STATE_DISABLED
+                if healthy is None
+                else pb.COMPONENT_STATE_HEALTHY
+                if healthy
+                else pb.COMPONENT_STATE_UNHEALTHY
+            )
+            components.append(pb.ComponentHealth(name=name, state=state, detail=detail))
+        workers = await self._workers.worker_counts()
+        jobs = await self._jobs.jobs_count_by_status()
+        uptime = Duration()
+        uptime.FromTimedelta(timedelta(seconds=time.monotonic() - self._started_monotonic))
+        return pb.GetSystemStatusResponse(
+            version=__version__,
+            uptime=uptime,
+            started_at=convert.timestamp(self._started_at.astimezone(UTC)),
+            components=components,
+            workers_by_status={s.value: n for s, n in workers.items()},
+            jobs_by_status={s.value: n for s, n in jobs.items()},
+        )

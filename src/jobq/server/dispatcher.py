@@ -1,0 +1,113 @@
+"""Demand-driven dispatch (SPEC §6): claim only what connected workers have free slots for.
+
+The loop sleeps until something changes — a submit on this replica, a NOTIFY from another, a
+freed worker slot, a newly connected worker — with `scheduler.interval_ms` only as the fallback
+(for delayed jobs coming due, and anything a notification missed). Each cycle claims, per ready
+worker, up to its free slots from the queues it serves, in one statement per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from jobq.coordination.locker import Locker, job_lock_key
+from jobq.domain.records import Assignment
+from jobq.observability.logging_setup import get_logger
+from jobq.server.worker_registry import WorkerRegistry
+from jobq.storage.stores import JobStore
+
+log = get_logger("jobq.dispatcher")
+
+OnAssigned = Callable[[Sequence[Assignment]], None]
+
+
+class Dispatcher:
+    """Claims jobs for the connected workers and hands them to their streams."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        registry: WorkerRegistry,
+        *,
+        batch_size: int,
+        interval_s: float,
+        assignment_timeout_s: float,
+        locker: Locker,
+        on_assigned: OnAssigned,
+        on_undeliverable: Callable[[Sequence[Assignment]], Awaitable[None]],
+        on_cycle: Callable[[float], None] | None = None,
+    ) -> None:
+        self._jobs = jobs
+        self._registry = registry
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._lock_ttl_ms = int(assignment_timeout_s * 1000)
+        self._locker = locker
+        self._on_assigned = on_assigned
+        self._on_undeliverable = on_undeliverable
+        self._on_cycle = on_cycle
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Run a cycle as soon as possible (cheap; call it on every relevant change)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="dispatcher")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        backoff = self._interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+            try:
+                more = await self.run_once()
+                backoff = self._interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The database may be down: keep the loop, back off, try again.
+                log.warning(
+                    "dispatch cycle failed", action="dispatcher.error", error=str(exc)[:200]
+                )
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                continue
+            if more:
+                self._wake.set()
+
+    async def run_once(self) -> bool:
+        """One cycle. True when some worker's claim came back full (more may be waiting)."""
+        started = time.perf_counter()
+        more = False
+        for worker in self._registry.with_free_slots():
+            want = min(worker.free_slots, self._batch_size)
+            if want <= 0:
+                continue
+            assignments = await self._jobs.jobs_claim(worker.worker_id, worker.queues, want)
+            if not assignments:
+                continue
+            await self._locker.acquire_many(
+                [job_lock_key(a.job.job_id) for a in assignments], self._lock_ttl_ms
+            )
+            if worker.closed:
+                # The stream ended while we claimed and its clean-up has run: give them back.
+                await self._on_undeliverable(assignments)
+                continue
+            worker.deliver(assignments)
+            self._on_assigned(assignments)
+            more = more or len(assignments) == want
+        if self._on_cycle is not None:
+            self._on_cycle(time.perf_counter() - started)
+        return more

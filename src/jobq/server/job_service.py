@@ -1,0 +1,121 @@
+"""JobService: submit, inspect, cancel and retry jobs (SPEC §5). Thin: parse, call, convert."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from jobq.config import LimitsSettings
+from jobq.domain.errors import InvalidArgument
+from jobq.domain.validation import check_queue_name, parse_uuid
+from jobq.rpc import convert
+from jobq.rpc._gen import job_service_pb2 as pb
+from jobq.rpc._gen import job_service_pb2_grpc
+from jobq.server.lifecycle import Lifecycle
+from jobq.server.rpc_handler import RpcObserver, rpc
+from jobq.server.submission import Submitter, new_job_from_request
+from jobq.storage.stores import JobEventStore, JobStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = "JobService"
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+class JobServicer(job_service_pb2_grpc.JobServiceServicer):
+    def __init__(
+        self,
+        jobs: JobStore,
+        events: JobEventStore,
+        submitter: Submitter,
+        lifecycle: Lifecycle,
+        limits: LimitsSettings,
+        observer: RpcObserver,
+        on_submitted: Callable[[], None],
+    ) -> None:
+        self._jobs = jobs
+        self._events = events
+        self._submitter = submitter
+        self._lifecycle = lifecycle
+        self._limits = limits
+        self._on_submitted = on_submitted
+        self.observer = observer
+
+    @rpc(SERVICE)
+    async def SubmitJob(
+        self, request: pb.SubmitJobRequest, context: Context
+    ) -> pb.SubmitJobResponse:
+        job = new_job_from_request(request, self._limits, datetime.now(UTC))
+        job_id, _ = await self._submitter.submit(job)
+        self._lifecycle.submitted([job])
+        self._on_submitted()
+        return pb.SubmitJobResponse(job_id=str(job_id))
+
+    @rpc(SERVICE)
+    async def SubmitJobs(
+        self, request: pb.SubmitJobsRequest, context: Context
+    ) -> pb.SubmitJobsResponse:
+        if not request.jobs:
+            raise InvalidArgument("a batch needs at least one job")
+        if len(request.jobs) > self._limits.max_batch_size:
+            raise InvalidArgument(
+                f"a batch holds at most {self._limits.max_batch_size} jobs, got {len(request.jobs)}"
+            )
+        now = datetime.now(UTC)
+        jobs = []
+        for index, item in enumerate(request.jobs):
+            try:
+                jobs.append(new_job_from_request(item, self._limits, now))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"job {index}: {exc}") from None
+        inserted = await self._submitter.submit_batch(jobs)
+        self._lifecycle.submitted(jobs)
+        self._on_submitted()
+        return pb.SubmitJobsResponse(job_ids=[str(job_id) for job_id, _ in inserted])
+
+    @rpc(SERVICE)
+    async def CancelJob(
+        self, request: pb.CancelJobRequest, context: Context
+    ) -> pb.CancelJobResponse:
+        job = await self._jobs.job_cancel(parse_uuid(request.job_id))
+        self._lifecycle.job_changed(job, "CANCELLED")
+        return pb.CancelJobResponse(job=convert.job_to_proto(job))
+
+    @rpc(SERVICE)
+    async def GetJobStatus(
+        self, request: pb.GetJobStatusRequest, context: Context
+    ) -> pb.GetJobStatusResponse:
+        job = await self._jobs.job_get(parse_uuid(request.job_id))
+        return pb.GetJobStatusResponse(job=convert.job_to_proto(job))
+
+    @rpc(SERVICE)
+    async def ListJobs(self, request: pb.ListJobsRequest, context: Context) -> pb.ListJobsResponse:
+        if request.limit < 0:
+            raise InvalidArgument(f"limit must not be negative, got {request.limit}")
+        limit = min(request.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        queue = check_queue_name(request.queue_name) if request.queue_name else None
+        status = convert.job_status_from_proto(request.status)
+        if request.status and status is None:
+            raise InvalidArgument(f"unknown job status {request.status}")
+        page = await self._jobs.jobs_list(
+            queue_name=queue, status=status, limit=limit, page_token=request.page_token
+        )
+        return pb.ListJobsResponse(
+            jobs=[convert.job_to_proto(job) for job in page.jobs],
+            next_page_token=page.next_page_token,
+        )
+
+    @rpc(SERVICE)
+    async def GetJobLogs(
+        self, request: pb.GetJobLogsRequest, context: Context
+    ) -> pb.GetJobLogsResponse:
+        events = await self._events.job_events_list(parse_uuid(request.job_id))
+        return pb.GetJobLogsResponse(events=[convert.event_to_proto(e) for e in events])
+
+    @rpc(SERVICE)
+    async def RetryJob(self, request: pb.RetryJobRequest, context: Context) -> pb.RetryJobResponse:
+        job = await self._jobs.job_retry_manual(parse_uuid(request.job_id))
+        self._lifecycle.job_changed(job, "MANUAL_RETRY")
+        return pb.RetryJobResponse(job=convert.job_to_proto(job))

@@ -1,0 +1,109 @@
+"""The assignment-timeout and TTL reaper (SPEC §4, §6).
+
+- An ASSIGNED job its worker has not acknowledged within `assignment_timeout_s` goes back to
+  PENDING (ASSIGNMENT_TIMEOUT) without consuming a retry: the job did nothing wrong, and
+  another worker should get it rather than it being stranded.
+- A PENDING job older than its queue's `ttl_seconds` is dead-lettered (TTL_EXPIRED).
+
+Both run in one service because both are cheap time-based sweeps with the same cadence. Each
+step is one batch-limited statement that skips rows other replicas hold, so several jq-server
+replicas can run it at once; a full batch wakes the loop again to work off a backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from jobq.domain.records import Transition
+from jobq.observability.logging_setup import get_logger
+from jobq.server.service_loop import ServiceLoop
+
+log = get_logger("jobq.reaper")
+
+OnTransitions = Callable[[list[Transition]], None]
+
+
+class ReaperStore(Protocol):
+    """The part of the maintenance store the reaper needs."""
+
+    async def jobs_expire_assignments(
+        self, timeout_s: float, now: datetime | None, limit: int
+    ) -> list[Transition]: ...
+    async def jobs_expire_ttl(self, now: datetime | None, limit: int) -> list[Transition]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReaperReport:
+    """What one run moved: assignments given back and jobs whose TTL expired."""
+
+    timed_out: list[Transition] = field(default_factory=list)
+    expired: list[Transition] = field(default_factory=list)
+    more: bool = False
+    """A batch came back full: run again soon to work off the rest."""
+
+
+class Reaper:
+    """Returns unacknowledged assignments to PENDING and dead-letters expired PENDING jobs."""
+
+    def __init__(
+        self,
+        maintenance: ReaperStore,
+        *,
+        assignment_timeout_s: float,
+        interval_s: float,
+        batch_limit: int = 1000,
+        on_transitions: OnTransitions | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if batch_limit <= 0:
+            raise ValueError(f"batch_limit must be positive, got {batch_limit}")
+        self._maintenance = maintenance
+        self._assignment_timeout_s = float(assignment_timeout_s)
+        self._batch_limit = batch_limit
+        self._on_transitions = on_transitions
+        self._clock = clock
+        self.loop = ServiceLoop("reaper", interval_s, self._tick)
+
+    def start(self) -> None:
+        self.loop.start()
+
+    async def stop(self) -> None:
+        await self.loop.stop()
+
+    async def run_once(self) -> ReaperReport:
+        """One batch of assignment timeouts, then one batch of TTL expiries. Each batch is
+        published as soon as it is committed, so a failure of the second loses nothing of the
+        first."""
+        now = self._clock() if self._clock is not None else None
+        timed_out = await self._maintenance.jobs_expire_assignments(
+            self._assignment_timeout_s, now, self._batch_limit
+        )
+        self._publish(timed_out)
+        expired = await self._maintenance.jobs_expire_ttl(now, self._batch_limit)
+        self._publish(expired)
+        if timed_out or expired:
+            # One summary line per run. The per-job lines (actions job.assignment_timeout and
+            # job.ttl_expired) come from the lifecycle publisher that on_transitions feeds:
+            # logging them here as well would count every job twice under the same action.
+            log.info(
+                "reaper moved jobs",
+                action="reaper.swept",
+                assignment_timeouts=len(timed_out),
+                ttl_expired=len(expired),
+            )
+        return ReaperReport(
+            timed_out=timed_out,
+            expired=expired,
+            more=len(timed_out) >= self._batch_limit or len(expired) >= self._batch_limit,
+        )
+
+    def _publish(self, transitions: list[Transition]) -> None:
+        if transitions and self._on_transitions is not None:
+            self._on_transitions(transitions)
+
+    async def _tick(self) -> None:
+        if (await self.run_once()).more:
+            self.loop.wake()

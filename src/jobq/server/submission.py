@@ -1,0 +1,119 @@
+"""Job submission: validate a request into a NewJob and insert it with group commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobq.config import LimitsSettings
+from jobq.domain.errors import InvalidArgument, QueueNotFound
+from jobq.domain.ids import uuid7
+from jobq.domain.records import NewJob
+from jobq.domain.validation import (
+    check_max_retries,
+    check_payload_size,
+    check_priority,
+    check_queue_name,
+)
+from jobq.rpc._gen import job_service_pb2
+from jobq.server.group_commit import GroupCommitter
+from jobq.storage.stores import JobStore
+
+DEFAULT_QUEUE = "default"
+_MAX_DELAY = timedelta(days=365 * 10)
+
+Inserted = tuple[UUID, datetime] | QueueNotFound
+
+
+def new_job_from_request(
+    request: job_service_pb2.SubmitJobRequest, limits: LimitsSettings, now: datetime
+) -> NewJob:
+    """A validated NewJob, or InvalidArgument naming what is wrong."""
+    queue = check_queue_name(request.queue_name or DEFAULT_QUEUE)
+    check_priority(request.priority)
+    check_payload_size(request.payload, limits.max_payload_bytes)
+    max_retries = (
+        check_max_retries(request.max_retries) if request.HasField("max_retries") else None
+    )
+    not_before = _not_before(request, now)
+    return NewJob(
+        job_id=uuid7(),
+        queue_name=queue,
+        payload=request.payload,
+        priority=request.priority,
+        max_retries=max_retries,
+        not_before=not_before,
+    )
+
+
+def _not_before(request: job_service_pb2.SubmitJobRequest, now: datetime) -> datetime | None:
+    has_time, has_delay = request.HasField("not_before"), request.HasField("delay")
+    if has_time and has_delay:
+        raise InvalidArgument("give not_before or delay, not both")
+    if has_time:
+        return _timestamp(request.not_before)
+    if has_delay:
+        delay = _duration(request.delay)
+        if delay < timedelta(0):
+            raise InvalidArgument("delay must not be negative")
+        if delay > _MAX_DELAY:
+            raise InvalidArgument("delay must be at most ten years")
+        return now + delay
+    return None
+
+
+def _timestamp(value: Timestamp) -> datetime:
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument("not_before is not a valid time") from None
+
+
+def _duration(value: Duration) -> timedelta:
+    try:
+        return value.ToTimedelta()
+    except (ValueError, OverflowError):
+        raise InvalidArgument("delay is not a valid duration") from None
+
+
+class Submitter:
+    """Inserts jobs; concurrent single submits share one INSERT statement (group commit)."""
+
+    def __init__(self, jobs: JobStore, max_batch: int) -> None:
+        self._jobs = jobs
+        self._committer: GroupCommitter[NewJob, Inserted] = GroupCommitter(
+            self._flush, max_batch=max_batch
+        )
+
+    async def submit(self, job: NewJob) -> tuple[UUID, datetime]:
+        result = await self._committer.submit(job)
+        if isinstance(result, QueueNotFound):
+            raise result
+        return result
+
+    async def submit_batch(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
+        """All or nothing: one statement for the whole batch (a SubmitJobs call)."""
+        return await self._jobs.jobs_insert(jobs)
+
+    async def _flush(self, batch: list[NewJob]) -> list[Inserted]:
+        try:
+            return list(await self._jobs.jobs_insert(batch))
+        except QueueNotFound:
+            if len(batch) == 1:
+                raise
+        # Someone named a missing queue: insert the others' jobs one by one so that only the
+        # culprit's submit fails (rare: the server validates names, not existence, up front).
+        results: list[Inserted] = []
+        for job in batch:
+            try:
+                results.extend(await self._jobs.jobs_insert([job]))
+            except QueueNotFound as exc:
+                results.append(exc)
+        return results
+
+    async def drain(self) -> None:
+        await self._committer.drain()

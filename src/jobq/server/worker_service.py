@@ -1,0 +1,275 @@
+"""WorkerService: registration, heartbeats, the assignment stream and reports (SPEC §4, §5)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any
+from uuid import UUID
+
+import grpc
+
+from jobq.domain.errors import FailedPrecondition, InvalidArgument, WorkerNotFound
+from jobq.domain.records import Assignment, AttemptRef, AttemptResult
+from jobq.domain.states import Reason, WorkerStatus
+from jobq.domain.validation import check_payload_size, check_queue_name, parse_uuid
+from jobq.observability.correlation import log_context
+from jobq.observability.logging_setup import get_logger
+from jobq.rpc import convert
+from jobq.rpc._gen import worker_service_pb2 as pb
+from jobq.rpc._gen import worker_service_pb2_grpc
+from jobq.server.dispatcher import Dispatcher
+from jobq.server.lifecycle import Lifecycle
+from jobq.server.reports import ReportItem, ReportKind, ReportWriter
+from jobq.server.rpc_handler import RpcObserver, rpc
+from jobq.server.worker_registry import ConnectedWorker, WorkerRegistry
+from jobq.storage.stores import JobStore, WorkerStore
+
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = "WorkerService"
+log = get_logger("jobq.workers")
+
+MAX_CONCURRENCY = 1024
+MAX_QUEUES = 100
+MAX_HOSTNAME = 255
+MAX_ERROR_MESSAGE = 64 * 1024
+MAX_BATCH_ITEMS = 10_000
+
+_OUTCOME_KIND = {
+    pb.JOB_OUTCOME_SUCCEEDED: ReportKind.SUCCESS,
+    pb.JOB_OUTCOME_FAILED: ReportKind.FAILURE,
+    pb.JOB_OUTCOME_SHUTDOWN: ReportKind.SHUTDOWN,
+}
+
+
+class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
+    def __init__(
+        self,
+        workers: WorkerStore,
+        jobs: JobStore,
+        registry: WorkerRegistry,
+        dispatcher: Dispatcher,
+        reports: ReportWriter,
+        lifecycle: Lifecycle,
+        *,
+        heartbeat_interval_s: int,
+        max_result_bytes: int,
+        observer: RpcObserver,
+    ) -> None:
+        self._workers = workers
+        self._jobs = jobs
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._reports = reports
+        self._lifecycle = lifecycle
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._max_result_bytes = max_result_bytes
+        self._known: set[UUID] = set()
+        self.observer = observer
+
+    # --- registration and liveness -----------------------------------------------------------
+
+    @rpc(SERVICE)
+    async def RegisterWorker(
+        self, request: pb.RegisterWorkerRequest, context: Context
+    ) -> pb.RegisterWorkerResponse:
+        worker_id = (
+            parse_uuid(request.worker_id, "worker id") if request.worker_id else uuid.uuid4()
+        )
+        if not 1 <= request.concurrency <= MAX_CONCURRENCY:
+            raise InvalidArgument(
+                f"concurrency must be between 1 and {MAX_CONCURRENCY}, got {request.concurrency}"
+            )
+        if not request.queues:
+            raise InvalidArgument("a worker must serve at least one queue")
+        if len(request.queues) > MAX_QUEUES:
+            raise InvalidArgument(f"a worker serves at most {MAX_QUEUES} queues")
+        queues = list(dict.fromkeys(check_queue_name(q) for q in request.queues))
+        hostname = request.hostname[:MAX_HOSTNAME] or socket.gethostname()
+        worker = await self._workers.worker_register(
+            worker_id, hostname, request.concurrency, queues
+        )
+        self._known.add(worker_id)
+        with log_context(worker_id=str(worker_id)):
+            log.info(
+                "worker registered",
+                action="worker.registered",
+                hostname=hostname,
+                concurrency=worker.concurrency,
+                queues=queues,
+            )
+        return pb.RegisterWorkerResponse(
+            worker_id=str(worker_id), heartbeat_interval_s=self._heartbeat_interval_s
+        )
+
+    @rpc(SERVICE)
+    async def Heartbeat(
+        self, request: pb.HeartbeatRequest, context: Context
+    ) -> pb.HeartbeatResponse:
+        worker_id = parse_uuid(request.worker_id, "worker id")
+        worker = await self._workers.worker_heartbeat(worker_id, max(0, request.active_job_count))
+        connected = self._registry.get(worker_id)
+        commands: list[pb.WorkerCommand] = []
+        if worker.status is WorkerStatus.DRAINING:
+            commands.append(pb.WORKER_COMMAND_DRAIN)
+            if connected is not None:
+                connected.draining = True
+        if worker.shutdown_requested:
+            commands.append(pb.WORKER_COMMAND_SHUTDOWN)
+        if connected is not None:
+            running = {(parse_uuid(r.job_id), r.attempt) for r in request.running}
+            if connected.reconcile(running):
+                self._dispatcher.wake()
+        return pb.HeartbeatResponse(commands=commands)
+
+    @rpc(SERVICE)
+    async def Deregister(
+        self, request: pb.DeregisterRequest, context: Context
+    ) -> pb.DeregisterResponse:
+        worker_id = parse_uuid(request.worker_id, "worker id")
+        await self._workers.worker_set_status(worker_id, WorkerStatus.OFFLINE)
+        connected = self._registry.get(worker_id)
+        if connected is not None:
+            connected.close()
+        held = await self._jobs.jobs_held_by_worker(worker_id)
+        outcome = await self._jobs.jobs_release(held, Reason.WORKER_SHUTDOWN)
+        self._lifecycle.publish(outcome.transitions)
+        self._known.discard(worker_id)
+        log.info(
+            "worker deregistered",
+            action="worker.deregistered",
+            worker_id=str(worker_id),
+            released=len(outcome.transitions),
+        )
+        return pb.DeregisterResponse()
+
+    # --- the assignment stream -----------------------------------------------------------------
+
+    @rpc(SERVICE)
+    async def StreamJobs(self, request: pb.StreamJobsRequest, context: Context) -> None:
+        worker_id = parse_uuid(request.worker_id, "worker id")
+        worker = await self._workers.worker_get(worker_id)
+        if worker.status is WorkerStatus.OFFLINE:
+            raise FailedPrecondition(f"worker {worker_id} is OFFLINE; register again")
+        held = await self._jobs.jobs_held_by_worker(worker_id)
+        connected, previous = self._registry.attach(
+            worker_id,
+            worker.queues,
+            worker.concurrency,
+            held=[(ref.job_id, ref.attempt) for ref in held],
+            draining=worker.status is WorkerStatus.DRAINING,
+        )
+        if previous is not None:
+            previous.close()
+        self._known.add(worker_id)
+        self._dispatcher.wake()
+        log.info("job stream opened", action="worker.stream_opened", worker_id=str(worker_id))
+        try:
+            await self._pump(connected, context)
+        finally:
+            self._registry.detach(connected)
+            leftovers = connected.take_undelivered()
+            if leftovers:
+                await self.release_undelivered(leftovers)
+            log.info("job stream closed", action="worker.stream_closed", worker_id=str(worker_id))
+
+    async def _pump(self, connected: ConnectedWorker, context: Context) -> None:
+        """Write assignments to the stream until it is closed or the write fails."""
+        while True:
+            assignment = await connected.outbox.get()
+            if assignment is None:
+                return
+            try:
+                await context.write(convert.assignment_to_proto(assignment))
+            except Exception:
+                # The worker is gone: this one never reached it, give it back at once.
+                connected.in_flight.pop((assignment.job.job_id, assignment.job.attempt), None)
+                await self.release_undelivered([assignment])
+                raise
+
+    async def release_undelivered(self, assignments: list[Assignment]) -> None:
+        """Assignments that never reached their worker go back to PENDING without using a
+        retry (reason DELIVERY_FAILED)."""
+        refs = [
+            AttemptRef(a.job.job_id, a.job.attempt, a.job.worker_id)
+            for a in assignments
+            if a.job.worker_id is not None
+        ]
+        outcome = await self._jobs.jobs_release(refs, Reason.DELIVERY_FAILED)
+        self._lifecycle.publish(outcome.transitions)
+        self._dispatcher.wake()
+
+    # --- reports -------------------------------------------------------------------------------
+
+    @rpc(SERVICE)
+    async def AckJobs(self, request: pb.AckJobsRequest, context: Context) -> pb.AckJobsResponse:
+        worker_id = await self._known_worker(request.worker_id)
+        if len(request.jobs) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} acknowledgements per call")
+        items = [
+            ReportItem(ReportKind.ACK, AttemptRef(parse_uuid(j.job_id), j.attempt, worker_id))
+            for j in request.jobs
+        ]
+        results = await self._reports.report(items)
+        return pb.AckJobsResponse(outcomes=[_outcome_to_proto(r) for r in results])
+
+    @rpc(SERVICE)
+    async def ReportResult(
+        self, request: pb.ReportResultRequest, context: Context
+    ) -> pb.ReportResultResponse:
+        worker_id = parse_uuid(request.worker_id, "worker id")
+        item = self._report_item(request, worker_id)
+        [result] = await self._reports.report([item])
+        if not result.accepted:
+            await self._jobs.job_get(item.ref.job_id)  # NOT_FOUND for an unknown job
+            raise FailedPrecondition(
+                f"attempt {item.ref.attempt} of job {item.ref.job_id} is no longer current"
+            )
+        return pb.ReportResultResponse()
+
+    @rpc(SERVICE)
+    async def ReportResults(
+        self, request: pb.ReportResultsRequest, context: Context
+    ) -> pb.ReportResultsResponse:
+        worker_id = await self._known_worker(request.worker_id)
+        if len(request.results) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} results per call")
+        items = []
+        for index, item in enumerate(request.results):
+            if item.worker_id and item.worker_id != request.worker_id:
+                raise InvalidArgument(f"result {index} names another worker than the batch")
+            items.append(self._report_item(item, worker_id))
+        results = await self._reports.report(items)
+        return pb.ReportResultsResponse(outcomes=[_outcome_to_proto(r) for r in results])
+
+    def _report_item(self, request: pb.ReportResultRequest, worker_id: UUID) -> ReportItem:
+        kind = _OUTCOME_KIND.get(request.outcome)
+        if kind is None:
+            raise InvalidArgument("outcome must be SUCCEEDED, FAILED or SHUTDOWN")
+        check_payload_size(request.result, self._max_result_bytes)
+        return ReportItem(
+            kind,
+            AttemptRef(parse_uuid(request.job_id), request.attempt, worker_id),
+            result=request.result,
+            error_message=request.error_message[:MAX_ERROR_MESSAGE],
+        )
+
+    async def _known_worker(self, raw_id: str) -> UUID:
+        """The worker's id, after checking (once per replica) that it is registered."""
+        worker_id = parse_uuid(raw_id, "worker id")
+        if worker_id not in self._known and self._registry.get(worker_id) is None:
+            try:
+                await self._workers.worker_get(worker_id)
+            except WorkerNotFound:
+                raise
+            self._known.add(worker_id)
+        return worker_id
+
+
+def _outcome_to_proto(result: AttemptResult) -> pb.AttemptOutcome:
+    return pb.AttemptOutcome(
+        job_id=str(result.job_id),
+        attempt=result.attempt,
+        accepted=result.accepted,
+        message=result.message,
+    )

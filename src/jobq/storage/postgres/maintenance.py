@@ -1,0 +1,94 @@
+"""PostgreSQL storage of the recovery monitors: lost workers, assignment timeouts, TTL expiry.
+
+Each operation is one statement (see `sql/maintenance.sql`) that locks its candidates with
+`FOR UPDATE SKIP LOCKED`, moves them and writes their job_events rows, so several jq-server
+replicas can run the monitors against one database and every job is moved exactly once.
+Operations take `now` so tests can move time instead of sleeping; None means the database
+clock, which is the only clock staleness is ever judged by in production.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from jobq.domain.records import AttemptRef, Transition
+from jobq.domain.states import JobStatus, Reason
+from jobq.storage.queries import query
+
+DEFAULT_BATCH_LIMIT = 1000
+"""Rows one statement moves at most: a backlog is worked off in bounded transactions."""
+
+
+class PgMaintenanceStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def workers_mark_lost(
+        self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
+    ) -> list[UUID]:
+        """Mark ONLINE/DRAINING workers without a heartbeat for `timeout_s` OFFLINE; returns
+        the ids this call marked (a worker another replica is marking is skipped, not waited
+        for). Their jobs are rescued separately, through the JobStore's fenced failure path."""
+        _check_limit(limit)
+        rows = await self._pool.fetch(query("workers_mark_lost"), float(timeout_s), now, limit)
+        return [row["worker_id"] for row in rows]
+
+    async def jobs_held_by_offline_workers(
+        self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
+    ) -> list[AttemptRef]:
+        """Attempts still ASSIGNED/RUNNING on OFFLINE workers silent for `timeout_s`: left over
+        when a monitor run stopped between marking workers lost and rescuing their jobs.
+
+        Workers that deregistered recently are not included (their heartbeat is fresh): the
+        Deregister RPC releases their jobs without charging a retry."""
+        _check_limit(limit)
+        rows = await self._pool.fetch(
+            query("jobs_held_by_offline_workers"), float(timeout_s), now, limit
+        )
+        return [AttemptRef(row["job_id"], row["attempt"], row["worker_id"]) for row in rows]
+
+    async def jobs_expire_assignments(
+        self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
+    ) -> list[Transition]:
+        """ASSIGNED longer than `timeout_s` → PENDING (ASSIGNMENT_TIMEOUT), without consuming a
+        retry; at most `limit` jobs. The transitions name the worker that held the job."""
+        _check_limit(limit)
+        rows = await self._pool.fetch(
+            query("jobs_expire_assignments"), float(timeout_s), now, limit
+        )
+        return [_transition(row) for row in rows]
+
+    async def jobs_expire_ttl(
+        self, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
+    ) -> list[Transition]:
+        """PENDING jobs older (created_at) than their queue's ttl_seconds → DEAD_LETTERED
+        (TTL_EXPIRED, error 'TTL expired'); at most `limit` jobs. Queues without a TTL are
+        never touched."""
+        _check_limit(limit)
+        rows = await self._pool.fetch(query("jobs_expire_ttl"), now, limit)
+        return [_transition(row) for row in rows]
+
+
+def _check_limit(limit: int) -> None:
+    # LIMIT 0 would make a loop that waits for "fewer than a full batch" spin forever, and a
+    # negative LIMIT is an SQL error; refuse both where the mistake is made.
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+
+
+def _transition(row: asyncpg.Record) -> Transition:
+    return Transition(
+        job_id=row["job_id"],
+        queue_name=row["queue_name"],
+        from_status=JobStatus(row["from_status"]),
+        to_status=JobStatus(row["to_status"]),
+        reason=Reason(row["reason"]),
+        worker_id=row["worker_id"],
+        attempt=row["attempt"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        occurred_at=row["occurred_at"],
+    )

@@ -1,0 +1,122 @@
+-- Named queries of the recovery monitors (SPEC §6): the heartbeat monitor and the
+-- assignment-timeout / TTL reaper. Several jq-server replicas run them against one database at
+-- the same time, so every statement that moves rows first locks its candidates with
+-- FOR UPDATE SKIP LOCKED: two replicas split a backlog between them instead of one waiting for
+-- the other and then finding nothing left (or, worse, both acting on the same row). Every
+-- statement is batch-limited so that a large backlog is worked off in bounded transactions.
+-- Staleness is judged against $now when the caller passes one (tests move time that way) and
+-- the database clock otherwise; the rows' own updated_at, completed_at and the events'
+-- occurred_at always record the real database time of the change.
+
+-- name: workers_mark_lost
+-- Live workers (ONLINE or DRAINING) whose last heartbeat is older than $1 seconds before $2 (or
+-- now()) → OFFLINE, at most $3 of them; returns their ids.
+-- The stale set is a MATERIALIZED CTE so that the LIMIT and the row locks apply once, before the
+-- update joins it. SKIP LOCKED: a worker row locked by another replica's monitor is already
+-- being handled, and one locked by a concurrent heartbeat is alive; either way this replica
+-- leaves it alone. A heartbeat that loses the race finds the worker OFFLINE and is refused
+-- (worker_heartbeat ignores OFFLINE workers), so a lost worker must register again.
+WITH stale AS MATERIALIZED (
+    SELECT worker_id
+    FROM workers
+    WHERE status IN ('ONLINE', 'DRAINING')
+      AND last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
+    ORDER BY last_heartbeat, worker_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workers w
+SET status = 'OFFLINE', updated_at = now()
+FROM stale s
+WHERE w.worker_id = s.worker_id
+RETURNING w.worker_id;
+
+-- name: jobs_held_by_offline_workers
+-- Attempts (ASSIGNED or RUNNING) still held by OFFLINE workers whose last heartbeat is older
+-- than $1 seconds before $2 (or now()), at most $3: what a monitor run that stopped between
+-- marking workers lost and failing their jobs left behind.
+-- The heartbeat condition leaves alone a worker that has just deregistered (its heartbeat is
+-- recent): Deregister releases its jobs as WORKER_SHUTDOWN itself, and a rescue here would
+-- race it and charge the jobs a retry. No row locks: the rescue that follows (jobs_fail) is
+-- fenced by (job_id, attempt, worker_id) and locks the rows itself, so when two replicas read
+-- the same attempts only one of them applies each.
+SELECT j.job_id, j.attempt, j.worker_id
+FROM jobs j
+JOIN workers w ON w.worker_id = j.worker_id
+WHERE j.status IN ('ASSIGNED', 'RUNNING')
+  AND w.status = 'OFFLINE'
+  AND w.last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
+ORDER BY j.job_id
+LIMIT $3;
+
+-- name: jobs_expire_assignments
+-- ASSIGNED jobs whose assignment is older than $1 seconds before $2 (or now()) → PENDING
+-- (ASSIGNMENT_TIMEOUT), at most $3: the worker never acknowledged the start. No retry is
+-- consumed; the job forgets its worker but the event keeps it.
+-- The candidates CTE is MATERIALIZED so the LIMIT and SKIP LOCKED apply once, before the
+-- update. It reads the worker id under the row lock, so the value the event records is the one
+-- the update clears. SKIP LOCKED: a row locked by a worker's start acknowledgement (jobs_start)
+-- or by another replica's reaper is being decided elsewhere; if the acknowledgement wins, the
+-- job is RUNNING and no longer a candidate; if the reaper wins, the late acknowledgement fails
+-- its attempt check and is rejected. ASSIGNED jobs are few (bounded by the workers' slots), so
+-- the (status, not_before) index narrowing to them is enough; no index on assigned_at.
+WITH expired AS MATERIALIZED (
+    SELECT job_id, worker_id
+    FROM jobs
+    WHERE status = 'ASSIGNED'
+      AND assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
+    ORDER BY assigned_at, job_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), released AS (
+    UPDATE jobs j
+    SET status = 'PENDING', worker_id = NULL, assigned_at = NULL, updated_at = now()
+    FROM expired e
+    WHERE j.job_id = e.job_id
+    RETURNING j.job_id, j.attempt, e.worker_id, j.queue_name, j.created_at, j.started_at,
+              'ASSIGNED'::job_status AS from_status, j.status AS to_status,
+              'ASSIGNMENT_TIMEOUT' AS reason, now() AS occurred_at
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
+    SELECT job_id, from_status, to_status, worker_id, reason,
+           format('not acknowledged within %s s', $1::float8), attempt
+    FROM released
+)
+SELECT * FROM released;
+
+-- name: jobs_expire_ttl
+-- PENDING jobs created longer ago than their queue's ttl_seconds before $1 (or now()) →
+-- DEAD_LETTERED (TTL_EXPIRED), at most $2. Queues without a TTL are never touched. No worker
+-- is involved (a retried job still names its last worker), so the worker id reported is NULL.
+-- FOR UPDATE OF j locks only the job rows: locking the queue rows too would make concurrent
+-- reapers skip (or block on) whole queues and would block ALTERs of the queue meanwhile.
+-- SKIP LOCKED: a PENDING row locked by a dispatcher's claim is being claimed right now (the
+-- claim wins, and the job is no longer PENDING); one locked by another replica's reaper is
+-- being expired already. MATERIALIZED for the same reason as in the claim: the LIMIT and the
+-- locks apply once, in created_at order, before the update joins the result.
+WITH expired AS MATERIALIZED (
+    SELECT j.job_id, q.ttl_seconds
+    FROM jobs j
+    JOIN queues q ON q.name = j.queue_name
+    WHERE j.status = 'PENDING'
+      AND q.ttl_seconds IS NOT NULL
+      AND j.created_at < COALESCE($1::timestamptz, now()) - make_interval(secs => q.ttl_seconds)
+    ORDER BY j.created_at, j.job_id
+    LIMIT $2
+    FOR UPDATE OF j SKIP LOCKED
+), dead AS (
+    UPDATE jobs j
+    SET status = 'DEAD_LETTERED', error_message = 'TTL expired', completed_at = now(),
+        updated_at = now()
+    FROM expired e
+    WHERE j.job_id = e.job_id
+    RETURNING j.job_id, j.attempt, NULL::uuid AS worker_id, j.queue_name, j.created_at,
+              j.started_at, 'PENDING'::job_status AS from_status, j.status AS to_status,
+              'TTL_EXPIRED' AS reason, now() AS occurred_at, e.ttl_seconds
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
+    SELECT job_id, from_status, to_status, worker_id, reason,
+           format('pending longer than the queue''s ttl of %s s', ttl_seconds), attempt
+    FROM dead
+)
+SELECT * FROM dead;

@@ -1,0 +1,374 @@
+"""The heartbeat monitor and the reaper against a real database (SPEC §4, §6).
+
+Time moves through the monitors' injected clock (or a backdated heartbeat); no test sleeps for
+a timeout to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+import pytest
+import structlog
+
+from jobq.domain.errors import WorkerNotFound
+from jobq.domain.ids import uuid7
+from jobq.domain.records import AttemptRef, NewJob, Success, Transition
+from jobq.domain.retry import RetryPolicy
+from jobq.domain.states import JobStatus, Reason, WorkerStatus
+from jobq.server.heartbeat_monitor import HeartbeatMonitor
+from jobq.server.reaper import Reaper, ReaperReport
+from jobq.storage.postgres.job_events import PgJobEventStore
+from jobq.storage.postgres.jobs import PgJobStore
+from jobq.storage.postgres.maintenance import PgMaintenanceStore
+from jobq.storage.postgres.queues import PgQueueStore
+from jobq.storage.postgres.workers import PgWorkerStore
+
+NO_JITTER = RetryPolicy(base_delay_s=5.0, max_delay_s=300.0, random_source=lambda: 0.0)
+TIMEOUT_S = 30.0
+LOST = "worker lost: no heartbeat for 30s"
+
+
+async def _worker(pool: asyncpg.Pool, queues: tuple[str, ...] = ("default",)) -> uuid.UUID:
+    worker_id = uuid.uuid4()
+    await PgWorkerStore(pool).worker_register(worker_id, "test-host", 8, list(queues))
+    return worker_id
+
+
+async def _submit(pool: asyncpg.Pool, n: int = 1, queue: str = "default") -> list[uuid.UUID]:
+    new = [NewJob(uuid7(), queue, b"{}") for _ in range(n)]
+    await PgJobStore(pool).jobs_insert(new)
+    return [j.job_id for j in new]
+
+
+async def _claim(
+    pool: asyncpg.Pool, worker_id: uuid.UUID, n: int, *, start: bool = False, queue: str = "default"
+) -> list[AttemptRef]:
+    jobs = PgJobStore(pool)
+    claimed = await jobs.jobs_claim(worker_id, [queue], n)
+    refs = [AttemptRef(a.job.job_id, a.job.attempt, worker_id) for a in claimed]
+    if start:
+        assert all(r.accepted for r in (await jobs.jobs_start(refs)).results)
+    return refs
+
+
+async def _db_now(pool: asyncpg.Pool) -> datetime:
+    now: datetime = await pool.fetchval("SELECT now()")
+    return now
+
+
+async def _silence(pool: asyncpg.Pool, worker_id: uuid.UUID) -> None:
+    """Pretend the worker last heartbeated an hour ago (test set-up only)."""
+    await pool.execute(
+        "UPDATE workers SET last_heartbeat = last_heartbeat - interval '1 hour'"
+        " WHERE worker_id = $1",
+        worker_id,
+    )
+
+
+async def _event_counts(pool: asyncpg.Pool, reason: Reason) -> dict[uuid.UUID, int]:
+    rows = await pool.fetch(
+        "SELECT job_id, count(*) AS n FROM job_events WHERE reason = $1 GROUP BY job_id",
+        reason.value,
+    )
+    return {row["job_id"]: row["n"] for row in rows}
+
+
+def _fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def _monitor(
+    pool: asyncpg.Pool,
+    clock: Callable[[], datetime] | None = None,
+    published: list[Transition] | None = None,
+) -> HeartbeatMonitor:
+    return HeartbeatMonitor(
+        PgMaintenanceStore(pool),
+        PgJobStore(pool),
+        NO_JITTER,
+        timeout_s=TIMEOUT_S,
+        interval_s=3600,
+        on_transitions=None if published is None else published.extend,
+        clock=clock,
+    )
+
+
+def _reaper(
+    pool: asyncpg.Pool,
+    clock: Callable[[], datetime] | None,
+    published: list[Transition] | None = None,
+    batch_limit: int = 1000,
+) -> Reaper:
+    return Reaper(
+        PgMaintenanceStore(pool),
+        assignment_timeout_s=TIMEOUT_S,
+        interval_s=3600,
+        batch_limit=batch_limit,
+        on_transitions=None if published is None else published.extend,
+        clock=clock,
+    )
+
+
+@pytest.fixture
+async def second_pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """Another pool on the same database: a second jq-server replica."""
+    created = await asyncpg.create_pool(db_dsn, min_size=1, max_size=4)
+    assert created is not None
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+# --- heartbeat monitor -----------------------------------------------------------------------
+
+
+async def test_a_silent_worker_is_lost_and_its_jobs_are_retried_with_backoff(
+    pool: asyncpg.Pool,
+) -> None:
+    jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
+    await _submit(pool, 3)
+    silent, fresh = await _worker(pool), await _worker(pool)
+    [assigned] = await _claim(pool, silent, 1)
+    [running] = await _claim(pool, silent, 1, start=True)
+    [healthy] = await _claim(pool, fresh, 1, start=True)
+    await _silence(pool, silent)
+    published: list[Transition] = []
+
+    with structlog.testing.capture_logs() as logs:
+        report = await _monitor(pool, published=published).run_once()
+
+    assert report.lost_workers == [silent]
+    assert report.rescued_jobs == 2
+    assert (await workers.worker_get(silent)).status is WorkerStatus.OFFLINE
+    assert (await workers.worker_get(fresh)).status is WorkerStatus.ONLINE
+    assert (await jobs.job_get(healthy.job_id)).status is JobStatus.RUNNING
+    db_now = await _db_now(pool)
+    for ref, from_status in ((assigned, JobStatus.ASSIGNED), (running, JobStatus.RUNNING)):
+        job = await jobs.job_get(ref.job_id)
+        assert (job.status, job.retry_count, job.error_message) == (JobStatus.PENDING, 1, LOST)
+        assert job.not_before is not None
+        assert job.not_before > db_now  # backoff: not claimable at once
+        history = await PgJobEventStore(pool).job_events_list(ref.job_id)
+        tail = [(e.from_status, e.to_status, e.reason, e.worker_id) for e in history[-2:]]
+        assert tail == [
+            (from_status, JobStatus.FAILED, Reason.WORKER_LOST, silent),
+            (JobStatus.FAILED, JobStatus.PENDING, Reason.RETRY, silent),
+        ]
+        assert history[-2].detail == LOST
+    assert published == report.transitions
+    assert sorted((t.job_id, t.to_status) for t in published) == sorted(
+        [(ref.job_id, status) for ref in (assigned, running) for status in ("FAILED", "PENDING")]
+    )
+    lost_lines = [entry for entry in logs if entry.get("action") == "worker.lost"]
+    assert [(e["worker_id"], e["held_jobs"]) for e in lost_lines] == [(str(silent), 2)]
+    # A second run finds nothing left to do.
+    again = await _monitor(pool).run_once()
+    assert (again.lost_workers, again.rescued_jobs) == ([], 0)
+
+
+async def test_the_backoff_counts_from_the_injected_clock(pool: asyncpg.Pool) -> None:
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool)
+    worker_id = await _worker(pool)
+    await _claim(pool, worker_id, 1, start=True)
+    later = await _db_now(pool) + timedelta(hours=1)
+
+    report = await _monitor(pool, _fixed(later)).run_once()
+
+    assert report.lost_workers == [worker_id]
+    job = await jobs.job_get(job_id)
+    assert job.not_before == later + timedelta(seconds=10)  # base 5 s · 2^1, no jitter
+
+
+async def test_a_poison_job_that_kills_every_worker_ends_dead_lettered(pool: asyncpg.Pool) -> None:
+    await PgQueueStore(pool).queue_create("poison", max_retries=2)
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool, queue="poison")
+    later = await _db_now(pool) + timedelta(hours=1)
+    monitor = _monitor(pool, _fixed(later))
+    for crash in range(3):
+        await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
+        worker_id = await _worker(pool, ("poison",))
+        [ref] = await _claim(pool, worker_id, 1, start=True, queue="poison")
+        assert ref.attempt == crash + 1
+        report = await monitor.run_once()
+        assert (report.lost_workers, report.rescued_jobs) == ([worker_id], 1)
+
+    job = await jobs.job_get(job_id)
+    assert (job.status, job.retry_count) == (JobStatus.DEAD_LETTERED, 2)
+    assert job.completed_at is not None
+    history = await PgJobEventStore(pool).job_events_list(job_id)
+    assert [(e.from_status, e.to_status, e.reason) for e in history[-2:]] == [
+        (JobStatus.RUNNING, JobStatus.FAILED, Reason.WORKER_LOST),
+        (JobStatus.FAILED, JobStatus.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED),
+    ]
+    assert [e.reason for e in history].count(Reason.WORKER_LOST) == 3
+
+
+async def test_a_late_report_from_the_lost_worker_is_rejected(pool: asyncpg.Pool) -> None:
+    jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
+    await _submit(pool, 2)
+    lost = await _worker(pool)
+    [assigned] = await _claim(pool, lost, 1)
+    [running] = await _claim(pool, lost, 1, start=True)
+    await _silence(pool, lost)
+    await _monitor(pool).run_once()
+    before = [await jobs.job_get(ref.job_id) for ref in (assigned, running)]
+    events_before = await pool.fetchval("SELECT count(*) FROM job_events")
+
+    [late_result] = (
+        await jobs.jobs_complete([Success(running.job_id, running.attempt, lost, b'"late"')])
+    ).results
+    [late_ack] = (await jobs.jobs_start([assigned])).results
+
+    assert not late_result.accepted
+    assert not late_ack.accepted
+    assert [await jobs.job_get(ref.job_id) for ref in (assigned, running)] == before
+    assert await pool.fetchval("SELECT count(*) FROM job_events") == events_before
+    with pytest.raises(WorkerNotFound):
+        await workers.worker_heartbeat(lost, 1)  # it must register again
+
+
+async def test_jobs_left_on_an_offline_worker_by_an_interrupted_run_are_rescued(
+    pool: asyncpg.Pool,
+) -> None:
+    jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
+    await _submit(pool, 3)
+    crashed_mid_run, deregistering = await _worker(pool), await _worker(pool)
+    refs = await _claim(pool, crashed_mid_run, 2)
+    [shutting_down] = await _claim(pool, deregistering, 1, start=True)
+    await _silence(pool, crashed_mid_run)
+    # A previous run marked the worker lost and stopped before rescuing its jobs.
+    assert await PgMaintenanceStore(pool).workers_mark_lost(TIMEOUT_S, None, 10) == [
+        crashed_mid_run
+    ]
+    # Deregister sets OFFLINE and then releases the jobs itself: not the monitor's business.
+    await workers.worker_set_status(deregistering, WorkerStatus.OFFLINE)
+
+    with structlog.testing.capture_logs() as logs:
+        report = await _monitor(pool).run_once()
+
+    assert (report.lost_workers, report.rescued_jobs) == ([], 2)
+    for ref in refs:
+        job = await jobs.job_get(ref.job_id)
+        assert (job.status, job.retry_count) == (JobStatus.PENDING, 1)
+    assert (await jobs.job_get(shutting_down.job_id)).status is JobStatus.RUNNING
+    assert [e["jobs"] for e in logs if e.get("action") == "worker.lost_leftovers"] == [2]
+
+
+async def test_two_monitors_rescue_each_job_exactly_once(
+    pool: asyncpg.Pool, second_pool: asyncpg.Pool
+) -> None:
+    submitted = await _submit(pool, 24)
+    lost = [await _worker(pool) for _ in range(8)]
+    for worker_id in lost:
+        await _claim(pool, worker_id, 1)
+        await _claim(pool, worker_id, 2, start=True)
+    later = await _db_now(pool) + timedelta(hours=1)
+    monitors = [_monitor(pool, _fixed(later)), _monitor(second_pool, _fixed(later))]
+
+    first, second = await asyncio.gather(*(m.run_once() for m in monitors))
+
+    assert sorted(first.lost_workers + second.lost_workers) == sorted(lost)
+    assert not set(first.lost_workers) & set(second.lost_workers)
+    assert first.rescued_jobs + second.rescued_jobs == 24
+    assert await _event_counts(pool, Reason.WORKER_LOST) == dict.fromkeys(submitted, 1)
+    assert await _event_counts(pool, Reason.RETRY) == dict.fromkeys(submitted, 1)
+
+
+# --- reaper ----------------------------------------------------------------------------------
+
+
+async def test_the_reaper_returns_stale_assignments_and_expires_old_pending_jobs(
+    pool: asyncpg.Pool,
+) -> None:
+    jobs = PgJobStore(pool)
+    await PgQueueStore(pool).queue_create("short", ttl_seconds=60)
+    [expiring] = await _submit(pool, queue="short")
+    await _submit(pool, 2)
+    worker_id = await _worker(pool)
+    [assigned] = await _claim(pool, worker_id, 1)
+    [running] = await _claim(pool, worker_id, 1, start=True)
+    later = await _db_now(pool) + timedelta(seconds=120)
+    published: list[Transition] = []
+
+    with structlog.testing.capture_logs() as logs:
+        report = await _reaper(pool, _fixed(later), published).run_once()
+
+    assert [(t.job_id, t.reason, t.worker_id) for t in report.timed_out] == [
+        (assigned.job_id, Reason.ASSIGNMENT_TIMEOUT, worker_id)
+    ]
+    assert [(t.job_id, t.reason) for t in report.expired] == [(expiring, Reason.TTL_EXPIRED)]
+    assert published == report.timed_out + report.expired
+    assert not report.more
+    job = await jobs.job_get(assigned.job_id)
+    assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
+    assert (await jobs.job_get(running.job_id)).status is JobStatus.RUNNING
+    assert (await jobs.job_get(expiring)).status is JobStatus.DEAD_LETTERED
+    [summary] = [e for e in logs if e.get("action") == "reaper.swept"]
+    assert (summary["assignment_timeouts"], summary["ttl_expired"]) == (1, 1)
+    # Without the injected clock nothing is stale yet.
+    assert await _reaper(pool, None).run_once() == ReaperReport()
+
+
+async def test_a_full_batch_makes_the_reaper_loop_run_again_at_once(pool: asyncpg.Pool) -> None:
+    await _submit(pool, 7)
+    worker_id = await _worker(pool)
+    await _claim(pool, worker_id, 7)
+    later = await _db_now(pool) + timedelta(hours=1)
+    published: list[Transition] = []
+    all_back = asyncio.Event()
+
+    def on_transitions(transitions: list[Transition]) -> None:
+        published.extend(transitions)
+        if len(published) >= 7:
+            all_back.set()
+
+    reaper = Reaper(
+        PgMaintenanceStore(pool),
+        assignment_timeout_s=TIMEOUT_S,
+        interval_s=3600,  # only the full-batch wake-up can finish the work in time
+        batch_limit=3,
+        on_transitions=on_transitions,
+        clock=_fixed(later),
+    )
+    reaper.start()
+    try:
+        async with asyncio.timeout(10):
+            await all_back.wait()
+    finally:
+        await reaper.stop()
+    assert len(published) == 7
+    assert await _event_counts(pool, Reason.ASSIGNMENT_TIMEOUT) == dict.fromkeys(
+        [t.job_id for t in published], 1
+    )
+
+
+async def test_two_reapers_move_each_job_exactly_once(
+    pool: asyncpg.Pool, second_pool: asyncpg.Pool
+) -> None:
+    await PgQueueStore(pool).queue_create("short", ttl_seconds=60)
+    to_time_out = await _submit(pool, 40)
+    to_expire = await _submit(pool, 40, "short")
+    for _ in range(4):
+        await _claim(pool, await _worker(pool), 10)
+    later = await _db_now(pool) + timedelta(hours=1)
+    reapers = [_reaper(p, _fixed(later), batch_limit=4) for p in (pool, second_pool)]
+
+    async def drain(reaper: Reaper) -> int:
+        moved = 0
+        while (report := await reaper.run_once()).timed_out or report.expired:
+            moved += len(report.timed_out) + len(report.expired)
+        return moved
+
+    moved = await asyncio.gather(*(drain(r) for r in reapers))
+
+    assert sum(moved) == 80
+    assert await _event_counts(pool, Reason.ASSIGNMENT_TIMEOUT) == dict.fromkeys(to_time_out, 1)
+    assert await _event_counts(pool, Reason.TTL_EXPIRED) == dict.fromkeys(to_expire, 1)
