@@ -7,8 +7,12 @@ needs a database gets a fresh clone of it, which takes milliseconds.
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# Tests fork (subprocesses) while gRPC threads run; its fork handlers only print notices then.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass

@@ -74,7 +74,7 @@ async def serving(routes: Mapping[str, Route], **kwargs: int) -> AsyncIterator[H
 async def until_connections(http: HttpEndpoints, count: int) -> None:
     """Wait (with a deadline) until the server is serving `count` connections."""
     async with asyncio.timeout(DEADLINE_S):
-        while http.active_connections != count:  # noqa: ASYNC110 - no event to wait on
+        while http.active_connections != count:
             await asyncio.sleep(0.005)
 
 

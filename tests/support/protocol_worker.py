@@ -127,6 +127,17 @@ class ProtocolWorker:
             timeout=10,
         )
 
+    async def serve(self, executions: dict[str, int]) -> None:
+        """Run whatever arrives (ack, then report success), counting each job id's runs in
+        `executions`, until cancelled. Batches whatever is waiting, as a real worker would."""
+        while True:
+            batch = [await self.received.get()]
+            while not self.received.empty() and len(batch) < self.concurrency:
+                batch.append(self.received.get_nowait())
+            for assignment in batch:
+                executions[assignment.job_id] = executions.get(assignment.job_id, 0) + 1
+            await self.run(batch)
+
     async def close(self) -> None:
         if self._call is not None:
             self._call.cancel()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -20,7 +21,7 @@ from jobq.domain.errors import Unavailable
 from jobq.domain.records import Assignment, Transition
 from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus
-from jobq.observability.http_endpoints import HttpEndpoints, health_routes, metrics_routes
+from jobq.observability.http_endpoints import HttpEndpoints, Response, Route, health_routes
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics
 from jobq.rpc._gen import (
@@ -55,7 +56,7 @@ from jobq.storage.postgres.workers import PgWorkerStore
 log = get_logger("jobq.server")
 
 READY_CHECK_TIMEOUT_S = 2.0
-GAUGE_REFRESH_S = 5.0
+GAUGE_MIN_INTERVAL_S = 1.0
 
 
 class MetricsObserver:
@@ -86,6 +87,7 @@ class _Running:
     submitter: Submitter
     reports: ReportWriter
     locker: Locker
+    gauges: Callable[[], Awaitable[None]]
     loops: list[ServiceLoop] = field(default_factory=list)
     http: list[HttpEndpoints] = field(default_factory=list)
 
@@ -226,9 +228,6 @@ class ServerApp:
             batch_limit=1000,
             on_transitions=lifecycle.publish,
         )
-        gauges = ServiceLoop(
-            "metrics.gauges", GAUGE_REFRESH_S, lambda: self._refresh_gauges(jobs, workers)
-        )
         return _Running(
             database=database,
             pool=pool,
@@ -238,7 +237,8 @@ class ServerApp:
             submitter=submitter,
             reports=reports,
             locker=locker,
-            loops=[monitor.loop, reaper.loop, gauges],
+            loops=[monitor.loop, reaper.loop],
+            gauges=lambda: self._refresh_gauges(jobs, workers),
         )
 
     def _grpc_server(
@@ -285,7 +285,7 @@ class ServerApp:
             running.http.append(endpoints)
         if cfg.metrics.port:
             endpoints = HttpEndpoints(
-                cfg.metrics.host, cfg.metrics.port, metrics_routes(self.metrics.render)
+                cfg.metrics.host, cfg.metrics.port, {"/metrics": self._scrape_route(running)}
             )
             await endpoints.start()
             self.metrics_port = endpoints.port
@@ -346,6 +346,25 @@ class ServerApp:
         except Exception as exc:
             return False, f"postgres unavailable: {type(exc).__name__}"
         return True, "ready"
+
+    def _scrape_route(self, running: _Running) -> Route:
+        """/metrics: the gauges that need a query (queue depth, workers) are refreshed on
+        scrape, at most once a second, so an unscraped server never runs those counts."""
+        last_refresh = 0.0
+
+        async def scrape() -> Response:
+            nonlocal last_refresh
+            if time.monotonic() - last_refresh >= GAUGE_MIN_INTERVAL_S:
+                last_refresh = time.monotonic()
+                try:
+                    async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+                        await running.gauges()
+                except Exception as exc:  # database down: serve the last values
+                    log.warning("cannot refresh gauges", action="metrics.error", error=str(exc))
+            body, content_type = self.metrics.render()
+            return 200, body, content_type
+
+        return scrape
 
     async def _refresh_gauges(self, jobs: PgJobStore, workers: PgWorkerStore) -> None:
         depth = await jobs.jobs_active_depth()

@@ -260,6 +260,42 @@ async def test_the_limit_bounds_every_batch(pool: asyncpg.Pool) -> None:
         await store.jobs_expire_ttl(later, 0)
 
 
+async def test_rows_another_replica_holds_are_skipped_not_waited_for(
+    pool: asyncpg.Pool, db_dsn: str
+) -> None:
+    store = PgMaintenanceStore(pool)
+    await PgQueueStore(pool).queue_create("short", ttl_seconds=60)
+    busy_worker, free_worker = await _worker(pool), await _worker(pool)
+    await _submit(pool, 4)
+    [busy_assigned, free_assigned] = await _claim(pool, busy_worker, 2)
+    busy_pending, free_pending = await _submit(pool, 2, "short")
+    later = await _db_now(pool) + timedelta(hours=1)
+    other = await asyncpg.connect(db_dsn)  # another replica, in the middle of a transaction
+    try:
+        async with other.transaction():
+            await other.execute(
+                "SELECT 1 FROM workers WHERE worker_id = $1 FOR UPDATE", busy_worker
+            )
+            await other.execute(
+                "SELECT 1 FROM jobs WHERE job_id = ANY($1::uuid[]) FOR UPDATE",
+                [busy_assigned.job_id, busy_pending],
+            )
+            # An operator changing the queue meanwhile must not hold up expiry of its jobs.
+            await other.execute("UPDATE queues SET updated_at = now() WHERE name = 'short'")
+            async with asyncio.timeout(5):  # waiting for the lock would hang here
+                assert await store.workers_mark_lost(TIMEOUT_S, later, 10) == [free_worker]
+                timed_out = await store.jobs_expire_assignments(TIMEOUT_S, later, 10)
+                assert [t.job_id for t in timed_out] == [free_assigned.job_id]
+                assert [t.job_id for t in await store.jobs_expire_ttl(later, 10)] == [free_pending]
+    finally:
+        await other.close()
+    # Once the other transaction has ended, the rows it held are fair game again.
+    assert await store.workers_mark_lost(TIMEOUT_S, later, 10) == [busy_worker]
+    timed_out = await store.jobs_expire_assignments(TIMEOUT_S, later, 10)
+    assert [t.job_id for t in timed_out] == [busy_assigned.job_id]
+    assert [t.job_id for t in await store.jobs_expire_ttl(later, 10)] == [busy_pending]
+
+
 @pytest.fixture
 async def second_pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     """Another pool on the same database: a second jq-server replica."""

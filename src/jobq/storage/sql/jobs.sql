@@ -82,13 +82,16 @@ FROM updated;
 -- The candidates CTE is MATERIALIZED so that the LIMIT and SKIP LOCKED apply once, to the scan of
 -- the partial PENDING index in claim order, before the join (an inlined sub-select could be
 -- re-planned as a join that locks more rows than it returns). Concurrent claimers skip each
--- other's locked rows instead of queueing behind them.
+-- other's locked rows instead of queueing behind them. A worker that is not ONLINE (declared
+-- lost, draining, deregistered — possibly by another replica) gets nothing, even if this
+-- replica still holds its stream.
 WITH candidates AS MATERIALIZED (
     SELECT job_id
     FROM jobs
     WHERE status = 'PENDING'
       AND queue_name = ANY($2::text[])
       AND (not_before IS NULL OR not_before <= now())
+      AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = $1 AND w.status = 'ONLINE')
     ORDER BY priority DESC, created_at, job_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
