@@ -17,9 +17,12 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
     started: list[ServerProcess] = []
 
     def start(
-        env: Mapping[str, str] | None = None, args: tuple[str, ...] = (), wait: bool = True
+        env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        wait: bool = True,
+        port: int | None = None,
     ) -> ServerProcess:
-        port = free_port()
+        port = port or free_port()
         full_env = {
             **os.environ,
             "JQ_METRICS_PORT": "0",

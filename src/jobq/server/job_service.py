@@ -11,6 +11,7 @@ import grpc
 from jobq.config import LimitsSettings
 from jobq.domain.errors import InvalidArgument
 from jobq.domain.validation import check_queue_name, parse_uuid
+from jobq.observability.logging_setup import get_logger
 from jobq.rpc import convert
 from jobq.rpc._gen import job_service_pb2 as pb
 from jobq.rpc._gen import job_service_pb2_grpc
@@ -20,6 +21,7 @@ from jobq.server.submission import Submitter, new_job_from_request
 from jobq.storage.stores import JobEventStore, JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
+log = get_logger("jobq.jobs")
 SERVICE = "JobService"
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
@@ -51,6 +53,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id, _ = await self._submitter.submit(job)
         self._lifecycle.submitted([job])
         self._on_submitted()
+        log.debug("job submitted", action="job.submitted", job_id=str(job_id), queue=job.queue_name)
         return pb.SubmitJobResponse(job_id=str(job_id))
 
     @rpc(SERVICE)
@@ -73,6 +76,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         inserted = await self._submitter.submit_batch(jobs)
         self._lifecycle.submitted(jobs)
         self._on_submitted()
+        log.debug("jobs submitted", action="job.submitted_batch", count=len(jobs))
         return pb.SubmitJobsResponse(job_ids=[str(job_id) for job_id, _ in inserted])
 
     @rpc(SERVICE)

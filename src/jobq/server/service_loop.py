@@ -72,7 +72,7 @@ class ServiceLoop:
             self._wake.clear()
             try:
                 await self._run_once()
-            except ZeroDivisionError:
+            except Exception:
                 log.exception(
                     f"{self.name} run failed; retrying in {self.interval_s:g}s",
                     action=f"{self.name}.error",

@@ -348,27 +348,3 @@ async def test_a_full_batch_makes_the_reaper_loop_run_again_at_once(pool: asyncp
     assert await _event_counts(pool, Reason.ASSIGNMENT_TIMEOUT) == dict.fromkeys(
         [t.job_id for t in published], 1
     )
-
-
-async def test_two_reapers_move_each_job_exactly_once(
-    pool: asyncpg.Pool, second_pool: asyncpg.Pool
-) -> None:
-    await PgQueueStore(pool).queue_create("short", ttl_seconds=60)
-    to_time_out = await _submit(pool, 40)
-    to_expire = await _submit(pool, 40, "short")
-    for _ in range(4):
-        await _claim(pool, await _worker(pool), 10)
-    later = await _db_now(pool) + timedelta(hours=1)
-    reapers = [_reaper(p, _fixed(later), batch_limit=4) for p in (pool, second_pool)]
-
-    async def drain(reaper: Reaper) -> int:
-        moved = 0
-        while (report := await reaper.run_once()).timed_out or report.expired:
-            moved += len(report.timed_out) + len(report.expired)
-        return moved
-
-    moved = await asyncio.gather(*(drain(r) for r in reapers))
-
-    assert sum(moved) == 80
-    assert await _event_counts(pool, Reason.ASSIGNMENT_TIMEOUT) == dict.fromkeys(to_time_out, 1)
-    assert await _event_counts(pool, Reason.TTL_EXPIRED) == dict.fromkeys(to_expire, 1)
