@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install jobq with its test dependencies
 
 .PHONY: run
-run: $(STAMP) ## Start jq-server on the embedded PostgreSQL (Ctrl-C stops it)
-	$(VENV)/bin/jq-server --log-format console
+run: $(STAMP) ## Start jq-server and one jq-worker on the embedded PostgreSQL (Ctrl-C stops both)
+	$(PY) tools/run_local.py
 
 .PHONY: test
 test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end)

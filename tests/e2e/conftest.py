@@ -8,7 +8,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from support.processes import ServerFactory, ServerProcess, free_port, program
+from support.processes import (
+    ServerFactory,
+    ServerProcess,
+    WorkerFactory,
+    WorkerProcess,
+    free_port,
+    program,
+)
 
 
 @pytest.fixture
@@ -49,3 +56,49 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait(timeout=10)
+
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start jq-worker processes against a server; all are killed at teardown. The tests
+    directory is on their PYTHONPATH so `--import support.e2e_tasks` works."""
+    started: list[WorkerProcess] = []
+
+    def start(
+        server: ServerProcess, *args: str, env: Mapping[str, str] | None = None
+    ) -> WorkerProcess:
+        metrics_port, health_port = free_port(), free_port()
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])
+            ),
+            "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{server.grpc_port}",
+            "JQ_WORKER_METRICS_PORT": str(metrics_port),
+            "JQ_WORKER_HEALTH_PORT": str(health_port),
+            "JQ_METRICS_HOST": "127.0.0.1",
+            "JQ_HEALTH_HOST": "127.0.0.1",
+            "JQ_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
+            **(env or {}),
+        }
+        log_path = tmp_path / f"jq-worker-{len(started)}.log"
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                [program("jq-worker"), *args],
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
+        worker = WorkerProcess(process, log_path, metrics_port, health_port)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait(timeout=10)

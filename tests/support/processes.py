@@ -70,3 +70,24 @@ class ServerProcess:
 
 
 ServerFactory = Callable[..., ServerProcess]
+
+
+@dataclass
+class WorkerProcess:
+    """A running jq-worker and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int
+    health_port: int
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+WorkerFactory = Callable[..., WorkerProcess]

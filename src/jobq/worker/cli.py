@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-from jobq.startup import base_parser, fail, load_program_settings, parse
+from jobq.domain.errors import JobqError
+from jobq.startup import base_parser, fail, load_program_settings, parse, start_logging
+from jobq.worker.app import run_worker
 
 PROG = "jq-worker"
 
@@ -29,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="worker.metrics_port")
     parser.add_argument("--health-port", type=int, metavar="PORT", help="worker.health_port")
     args = parse(parser, argv)
-    load_program_settings(
+    loaded = load_program_settings(
         PROG,
         args,
         {
@@ -42,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "worker.health_port": args.health_port,
         },
     )
-    fail(PROG, "the worker runtime is not built yet (issue #4); only --help and --version work")
+    start_logging(PROG, loaded)
+    try:
+        return asyncio.run(run_worker(loaded.settings))
+    except JobqError as exc:  # e.g. a module named by --import cannot be imported
+        fail(PROG, str(exc), code=1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""The worker's one entry point for running a job: parse the payload, pick the executor, run it.
+
+The runtime hands over the payload bytes and gets an `ExecutionResult` back. Every problem a
+job can have (malformed or unsupported payload, a refused handler or command, a non-zero exit,
+a timeout, an exception in the handler) is a failed result, so one bad job can never take the
+worker down; only cancellation (the runtime's shutdown deadline) propagates, after the job's
+processes have been killed (see `CommandExecutor` and `PythonExecutor` for what that means for
+each kind of job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from jobq.observability.logging_setup import get_logger
+from jobq.worker.command_executor import CommandExecutor
+from jobq.worker.payload import (
+    CommandSpec,
+    ExecutionResult,
+    PayloadError,
+    parse_payload,
+)
+from jobq.worker.python_executor import MAX_ERROR_MESSAGE_CHARS, PythonExecutor
+
+__all__ = ["ExecutionResult", "JobExecutor"]
+
+log = get_logger("jobq.worker.executor")
+
+
+class JobExecutor:
+    """Chooses the executor by payload and runs it."""
+
+    def __init__(
+        self,
+        *,
+        imports: Sequence[str],
+        allowed_commands: Sequence[str],
+        max_output_bytes: int,
+    ) -> None:
+        """`imports` are the trusted modules (`worker.imports`), imported now;
+        `allowed_commands` restricts the command executor (empty: any executable);
+        `max_output_bytes` bounds a command's kept stdout and a handler's encoded result.
+
+        Raises:
+            ConfigError: a trusted module cannot be imported.
+        """
+        self._python = PythonExecutor(imports, max_result_bytes=max_output_bytes)
+        self._commands = CommandExecutor(
+            allowed_commands=allowed_commands, max_output_bytes=max_output_bytes
+        )
+
+    async def run(self, payload: bytes, default_timeout_s: float | None) -> ExecutionResult:
+        """Run one job. `default_timeout_s` (the queue's TTL; None or <= 0: no limit) applies
+        when the payload sets no `timeout_s`.
+
+        Never raises for job problems; raises `CancelledError` when cancelled.
+        """
+        try:
+            spec = parse_payload(payload)
+        except PayloadError as exc:
+            return _failed(exc.message)
+        timeout_s = spec.timeout_s
+        if timeout_s is None and default_timeout_s is not None and default_timeout_s > 0:
+            timeout_s = default_timeout_s
+        try:
+            if isinstance(spec, CommandSpec):
+                result = await self._commands.run(spec, timeout_s)
+            else:
+                result = await self._python.run(spec, timeout_s)
+        except Exception as exc:
+            # A bug of ours, not the job's: fail this job loudly and keep the worker running.
+            log.exception("executor failed", action="job.executor_error")
+            return _failed(f"internal worker error: {type(exc).__name__}: {exc}")
+        message = _printable(result.error_message)
+        return result if message == result.error_message else replace(result, error_message=message)
+
+
+def _failed(message: str) -> ExecutionResult:
+    return ExecutionResult(success=False, error_message=_printable(message))
+
+
+def _printable(message: str) -> str:
+    """Bounded text that protobuf and PostgreSQL accept: lone surrogates (from exception text
+    or an argv0 echoed back) are escaped, NULs (PostgreSQL text refuses them) replaced."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8").replace("\0", "\\x00")
+    limit = MAX_ERROR_MESSAGE_CHARS + 256  # room for a prefix around a cut exception text
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,182 @@
+"""Run a handler payload: call a trusted Python function and JSON-encode what it returns.
+
+A payload names code to run, so the name is resolved against an explicit list of what the
+worker was told to trust, never with a free-form import (SPEC §7: `os:system` must be refused):
+
+1. a name registered with `@jobq.task` (bare, qualified or custom);
+2. "module:function" where `module` is exactly one of the worker's `--import` modules and
+   `function` is a public plain function *defined* in it (`function.__module__ == module`), so
+   names it merely imported (`from os import system`) and private helpers stay out of reach.
+
+Sync functions run on a fresh daemon thread per call rather than the loop's default executor:
+the event loop (and so the heartbeat) never waits for them, a stuck handler cannot exhaust a
+shared pool, and a thread that is still running at shutdown never blocks the interpreter's exit.
+Python cannot kill a thread, so on timeout or cancellation the worker stops waiting and reports
+the job; the thread runs on until its function returns (its result is then discarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import importlib
+import inspect
+import json
+import threading
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any, Final
+
+from jobq.domain.errors import ConfigError
+from jobq.observability.logging_setup import get_logger
+from jobq.task import registered_tasks
+from jobq.worker.payload import ExecutionResult, HandlerSpec, timed_out_message
+
+__all__ = ["MAX_ERROR_MESSAGE_CHARS", "PythonExecutor"]
+
+log = get_logger("jobq.worker.handler")
+
+MAX_ERROR_MESSAGE_CHARS: Final = 4096
+"""Exception text longer than this is cut: error_message is stored with every attempt."""
+
+_Outcome = tuple[bool, Any]
+"""(True, return value) or (False, the exception raised), as handed over by a handler thread."""
+
+
+class PythonExecutor:
+    """Runs `HandlerSpec`s. Job problems come back as failed `ExecutionResult`s, never raised."""
+
+    def __init__(self, imports: Sequence[str], *, max_result_bytes: int) -> None:
+        """Import the trusted modules now, so a typo stops the worker before it takes jobs.
+
+        Raises:
+            ConfigError: a module cannot be imported (whatever the module raised).
+        """
+        self._modules: dict[str, ModuleType] = {}
+        for name in imports:
+            try:
+                self._modules[name] = importlib.import_module(name)
+            except Exception as exc:
+                raise ConfigError(
+                    f"cannot import worker module {name}: {type(exc).__name__}: {exc}"
+                ) from exc
+        self._max_result_bytes = max_result_bytes
+
+    async def run(self, spec: HandlerSpec, timeout_s: float | None) -> ExecutionResult:
+        """Call the handler `spec` names; give up waiting after `timeout_s` (None: no limit)."""
+        function = self._resolve(spec.handler)
+        if isinstance(function, ExecutionResult):
+            return function
+        try:
+            async with asyncio.timeout(timeout_s) as scope:
+                if inspect.iscoroutinefunction(function):
+                    value = await function(*spec.args, **spec.kwargs)
+                else:
+                    returned, value = await _call_in_daemon_thread(function, spec)
+                    if not returned:
+                        return self._raised(spec.handler, value)
+                    if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+                        value = await value
+        except TimeoutError as exc:
+            if not scope.expired():
+                return self._raised(spec.handler, exc)
+            log.warning(
+                "handler timed out; a sync handler's thread runs on until it returns",
+                action="job.handler_timed_out",
+                handler=spec.handler,
+            )
+            return ExecutionResult(success=False, error_message=timed_out_message(timeout_s or 0))
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            return self._raised(spec.handler, exc)  # the handler raised it, nobody cancelled us
+        except (Exception, SystemExit) as exc:  # sys.exit() in a handler fails the job only
+            return self._raised(spec.handler, exc)
+        return self._encode(value)
+
+    def _resolve(self, handler: str) -> Callable[..., Any] | ExecutionResult:
+        """The function `handler` names, or the failure saying why it may not run."""
+        registered = registered_tasks().get(handler)
+        if registered is not None:
+            return registered
+        module_name, colon, attribute = handler.partition(":")
+        if not colon:
+            return _failure(f"handler not found: {handler} (no @jobq.task has that name)")
+        module = self._modules.get(module_name)
+        if module is None:
+            return _failure(f"handler not allowed: {handler}")
+        function = vars(module).get(attribute)
+        if function is None:
+            return _failure(f"handler not found: {handler}")
+        if (
+            attribute.startswith("_")
+            or not inspect.isfunction(function)
+            or function.__module__ != module_name
+        ):
+            return _failure(f"handler not allowed: {handler}")
+        return function
+
+    def _encode(self, value: Any) -> ExecutionResult:
+        try:
+            encoded = json.dumps(value, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            return _failure(f"result is not JSON-serialisable: {_text(exc)}")
+        if len(encoded) > self._max_result_bytes:
+            return _failure(
+                f"result is too large: {len(encoded)} bytes of JSON, "
+                f"the limit (worker.max_output_bytes) is {self._max_result_bytes}"
+            )
+        return ExecutionResult(success=True, result=encoded)
+
+    @staticmethod
+    def _raised(handler: str, exc: BaseException) -> ExecutionResult:
+        log.debug("handler raised", action="job.handler_raised", handler=handler, exc_info=exc)
+        text = _text(exc)
+        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return _failure(message)
+
+
+async def _call_in_daemon_thread(function: Callable[..., Any], spec: HandlerSpec) -> _Outcome:
+    """Run `function` on a new daemon thread and wait for its outcome without blocking the loop.
+
+    The exception comes back as a value, not raised: whatever a handler raises (SystemExit,
+    StopIteration, CancelledError) must not be mistaken for something that happened to us.
+    Cancelling the waiter returns at once; the thread is abandoned, not stopped.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_Outcome] = loop.create_future()
+    context = contextvars.copy_context()  # log context (job id, correlation id) follows the job
+
+    def deliver(outcome: _Outcome) -> None:
+        if not future.done():
+            future.set_result(outcome)
+
+    def target() -> None:
+        try:
+            outcome: _Outcome = (True, context.run(function, *spec.args, **spec.kwargs))
+        except BaseException as exc:  # SystemExit too: a handler must not end the worker
+            outcome = (False, exc)
+        # RuntimeError: the loop has closed (worker shutting down); nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, outcome)
+
+    thread = threading.Thread(target=target, name=f"jobq-handler:{spec.handler}", daemon=True)
+    thread.start()
+    return await future
+
+
+def _failure(message: str) -> ExecutionResult:
+    return ExecutionResult(success=False, error_message=message)
+
+
+def _text(exc: BaseException) -> str:
+    """str(exc), bounded, and never failing (a broken __str__ is a handler bug, not ours)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = f"<unprintable {type(exc).__name__}>"
+    if len(text) > MAX_ERROR_MESSAGE_CHARS:
+        text = text[:MAX_ERROR_MESSAGE_CHARS] + "…"
+    return text

@@ -1,0 +1,74 @@
+"""`make run`: jq-server and one jq-worker on the embedded default, in the foreground.
+
+Ctrl-C (or SIGTERM) stops the worker first — so it can finish or hand back its jobs and
+deregister while the server still answers — and then the server. The children run in their own
+sessions so the terminal's Ctrl-C reaches only this launcher, which decides the order.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+SERVER_ADDR = ("127.0.0.1", 50051)
+
+
+def _wait_for_port(
+    address: tuple[str, int], process: subprocess.Popen[bytes], timeout: float
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(address, timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> int:
+    extra = sys.argv[1:]
+    server = subprocess.Popen(
+        [str(BIN / "jq-server"), "--log-format", "console", *extra], start_new_session=True
+    )
+    if not _wait_for_port(SERVER_ADDR, server, timeout=60):
+        _stop(server, 30)
+        print("run_local: jq-server did not start", file=sys.stderr)
+        return 1
+    worker = subprocess.Popen(
+        [str(BIN / "jq-worker"), "--log-format", "console", *extra], start_new_session=True
+    )
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping and server.poll() is None and worker.poll() is None:
+        time.sleep(0.2)
+    _stop(worker, 60)
+    _stop(server, 60)
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
