@@ -30,14 +30,14 @@ test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
-	$(VENV)/bin/ruff check src tests tools
-	$(VENV)/bin/ruff format --check src tests tools
+	$(VENV)/bin/ruff check src tests tools bench
+	$(VENV)/bin/ruff format --check src tests tools bench
 	$(VENV)/bin/mypy
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(VENV)/bin/ruff check --fix src tests tools
-	$(VENV)/bin/ruff format src tests tools
+	$(VENV)/bin/ruff check --fix src tests tools bench
+	$(VENV)/bin/ruff format src tests tools bench
 
 .PHONY: proto
 proto: $(STAMP) ## Regenerate src/jobq/rpc/_gen from proto/*.proto
@@ -46,3 +46,7 @@ proto: $(STAMP) ## Regenerate src/jobq/rpc/_gen from proto/*.proto
 .PHONY: clean
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench
+bench: $(STAMP) ## Run the benchmark (python -m bench --help for options); writes bench/results/latest.json
+	$(PY) -m bench $(BENCH_ARGS)

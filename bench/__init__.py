@@ -1,0 +1,1 @@
+"""jobq's benchmark: the real jq-server and jq-worker on a fresh embedded PostgreSQL."""

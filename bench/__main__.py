@@ -1,0 +1,128 @@
+"""`make bench` / `python -m bench [options]`: measure jobq on this machine.
+
+Starts a fresh embedded PostgreSQL (default durability: fsync and synchronous_commit on), one
+jq-server and one jq-worker, runs the scenarios, prints a table and writes the figures as JSON
+(bench/results/latest.json by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench import processes as p
+from bench import scenarios as s
+
+DEFAULT_OUTPUT = Path(__file__).with_name("results") / "latest.json"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--drain-jobs", type=int, default=20_000, help="no-op Python jobs")
+    parser.add_argument("--command-jobs", type=int, default=2_000, help='["true"] jobs')
+    parser.add_argument("--single-jobs", type=int, default=5_000, help="single SubmitJob calls")
+    parser.add_argument("--in-flight", type=int, default=32, help="concurrent SubmitJob calls")
+    parser.add_argument("--pickup-jobs", type=int, default=500)
+    parser.add_argument("--pickup-rate", type=float, default=50.0, help="jobs per second")
+    parser.add_argument("--concurrency", type=int, default=32, help="jq-worker --concurrency")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    pg = p.start_postgres(workdir / "pg")
+    dsn = pg.dsn("postgres")
+    grpc_port = p.free_port()
+    server = p.start_program(
+        "jq-server",
+        ["--grpc-port", str(grpc_port)],
+        {"JQ_DB_DSN": dsn, "JQ_METRICS_PORT": "0", "JQ_HEALTH_PORT": "0"},
+        workdir,
+    )
+    worker_env = {
+        "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
+        "JQ_WORKER_METRICS_PORT": "0",
+        "JQ_WORKER_HEALTH_PORT": "0",
+    }
+    worker_args = ["--import", "bench.handlers", "--concurrency", str(args.concurrency)]
+    results: dict[str, object] = {}
+    server_rss = p.PeakRss(server.process.pid).start()
+    worker_peaks: list[float] = []
+    try:
+        p.wait_for_port(grpc_port, server)
+        results["submit_single_jobs_per_s"] = round(
+            await s.submit_single(grpc_port, args.single_jobs, args.in_flight, "bench-single"), 1
+        )
+        results["submit_batch_jobs_per_s"] = round(
+            await s.submit_batches(grpc_port, args.drain_jobs, s.NOOP), 1
+        )
+        pg_procs = p.postgres_processes(workdir / "pg")
+        cpu_before = {"server": p.cpu_seconds([psutil.Process(server.process.pid)])}
+        cpu_before["postgres"] = p.cpu_seconds(pg_procs)
+        started = time.perf_counter()
+        worker = p.start_program("jq-worker", worker_args, worker_env, workdir)
+        worker_rss = p.PeakRss(worker.process.pid).start()
+        await s.wait_all_done(dsn, args.drain_jobs)
+        elapsed = time.perf_counter() - started
+        results["drain_python_jobs_per_s"] = round(args.drain_jobs / elapsed, 1)
+        pg_procs = p.postgres_processes(workdir / "pg")
+        results["drain_cpu_s"] = {
+            "server": round(
+                p.cpu_seconds([psutil.Process(server.process.pid)]) - cpu_before["server"], 2
+            ),
+            "worker": round(p.cpu_seconds([psutil.Process(worker.process.pid)]), 2),
+            "postgres": round(p.cpu_seconds(pg_procs) - cpu_before["postgres"], 2),
+        }
+        worker.stop()
+        worker_peaks.append(worker_rss.stop())
+
+        await s.submit_batches(grpc_port, args.command_jobs, s.TRUE)
+        started = time.perf_counter()
+        worker = p.start_program("jq-worker", worker_args, worker_env, workdir)
+        worker_rss = p.PeakRss(worker.process.pid).start()
+        await s.wait_all_done(dsn, args.drain_jobs + args.command_jobs)
+        results["drain_command_jobs_per_s"] = round(
+            args.command_jobs / (time.perf_counter() - started), 1
+        )
+        await asyncio.sleep(1.0)  # let the worker go idle
+        results.update(await s.pickup_latency(grpc_port, args.pickup_jobs, args.pickup_rate))
+        worker.stop()
+        worker_peaks.append(worker_rss.stop())
+    finally:
+        results["server_peak_rss_mb"] = server_rss.stop()
+        results["worker_peak_rss_mb"] = max(worker_peaks, default=0.0)
+        server.stop()
+        pg.stop()
+    return results
+
+
+def print_table(results: dict[str, object]) -> None:
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="jobq-bench-") as tmp:
+        results = asyncio.run(run(args, Path(tmp)))
+    results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    results["parameters"] = {k: str(v) for k, v in vars(args).items()}
+    print_table({k: v for k, v in results.items() if k not in ("machine", "parameters")})
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""Handlers the benchmark's jobs run (`jq-worker --import bench.handlers`)."""
+
+from __future__ import annotations
+
+import time
+
+
+def noop() -> None:
+    """Does nothing: the drain measures jobq's own cost per job."""
+
+
+def started_at() -> float:
+    """The wall-clock time the job started, for pickup latency (submit → start)."""
+    return time.time()

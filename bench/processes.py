@@ -1,0 +1,122 @@
+"""Start and watch the processes under test: PostgreSQL, jq-server, jq-worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from jobq.storage.embedded import EmbeddedPostgres
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_postgres(data_dir: Path) -> EmbeddedPostgres:
+    """A fresh embedded PostgreSQL with default durability (fsync, synchronous_commit on)."""
+    server = EmbeddedPostgres(
+        data_dir, port=free_port(), tcp=True, settings={"max_connections": "200"}
+    )
+    server.start()
+    return server
+
+
+def postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    main = psutil.Process(pid)
+    return [main, *main.children(recursive=True)]
+
+
+@dataclass
+class Program:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_program(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Program:
+    log = log_dir / f"{name}.log"
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "JQ_LOGGING_LEVEL": "warning", **env}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / name), *args], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Program(name, process, log)
+
+
+def wait_for_port(port: int, program: Program, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if program.process.poll() is not None:
+            raise RuntimeError(f"{program.name} exited:\n{program.log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{program.name} did not listen on {port}")
+
+
+@dataclass
+class PeakRss:
+    """Samples a process's resident memory every 50 ms in a thread; keeps the peak (MB)."""
+
+    pid: int
+    peak_mb: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            process = psutil.Process(self.pid)
+            while not self._stop.is_set():
+                self.peak_mb = max(self.peak_mb, process.memory_info().rss / 2**20)
+                time.sleep(0.05)
+        except psutil.NoSuchProcess:
+            return
+
+    def stop(self) -> float:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return round(self.peak_mb, 1)
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total

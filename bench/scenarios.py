@@ -1,0 +1,114 @@
+"""The measurements: submit throughput, drain throughput, pickup latency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+
+import asyncpg
+import grpc
+
+from jobq.rpc._gen import admin_service_pb2 as apb
+from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
+from jobq.rpc._gen import job_service_pb2 as jpb
+
+NOOP = json.dumps({"handler": "bench.handlers:noop"}).encode()
+TRUE = json.dumps({"command": ["true"]}).encode()
+STAMP = json.dumps({"handler": "bench.handlers:started_at"}).encode()
+
+
+def stub(port: int) -> tuple[grpc.aio.Channel, job_service_pb2_grpc.JobServiceStub]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return channel, job_service_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
+
+
+async def create_queue(port: int, name: str) -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    admin = admin_service_pb2_grpc.AdminServiceStub(channel)  # type: ignore[no-untyped-call]
+    await admin.CreateQueue(apb.CreateQueueRequest(name=name), timeout=10)
+    await channel.close()
+
+
+async def submit_single(port: int, count: int, in_flight: int, queue: str) -> float:
+    """Jobs/s for `count` SubmitJob calls from one client with `in_flight` outstanding (into a
+    queue no worker serves, so the drain that follows is not disturbed)."""
+    await create_queue(port, queue)
+    channel, jobs = stub(port)
+    limit = asyncio.Semaphore(in_flight)
+
+    async def one(i: int) -> None:
+        async with limit:
+            await jobs.SubmitJob(jpb.SubmitJobRequest(queue_name=queue, payload=NOOP), timeout=30)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    elapsed = time.perf_counter() - started
+    await channel.close()
+    return count / elapsed
+
+
+async def submit_batches(port: int, count: int, payload: bytes, batch: int = 1000) -> float:
+    """Jobs/s for `count` jobs sent with SubmitJobs in batches of `batch`."""
+    channel, jobs = stub(port)
+    started = time.perf_counter()
+    for offset in range(0, count, batch):
+        size = min(batch, count - offset)
+        request = jpb.SubmitJobsRequest(
+            jobs=[jpb.SubmitJobRequest(payload=payload) for _ in range(size)]
+        )
+        await jobs.SubmitJobs(request, timeout=60)
+    elapsed = time.perf_counter() - started
+    await channel.close()
+    return count / elapsed
+
+
+async def wait_all_done(dsn: str, expected: int, within: float = 600) -> float:
+    """Seconds until `expected` jobs of the default queue are DONE (polled every 50 ms)."""
+    conn = await asyncpg.connect(dsn)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                done = await conn.fetchval(
+                    "SELECT count(*) FROM jobs WHERE queue_name = 'default' AND status = 'DONE'"
+                )
+                if done >= expected:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def pickup_latency(port: int, count: int, rate: float) -> dict[str, float]:
+    """Submit `count` jobs at `rate`/s into an idle worker; each records when it started.
+    Returns p50/p95/p99 of start - submit in milliseconds."""
+    channel, jobs = stub(port)
+    submitted: dict[str, float] = {}
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    for _ in range(count):
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        next_at += interval
+        sent = time.time()
+        reply = await jobs.SubmitJob(jpb.SubmitJobRequest(payload=STAMP), timeout=30)
+        submitted[reply.job_id] = sent
+    latencies = []
+    async with asyncio.timeout(120):
+        for job_id, sent in submitted.items():
+            while True:
+                job = (
+                    await jobs.GetJobStatus(jpb.GetJobStatusRequest(job_id=job_id), timeout=30)
+                ).job
+                if job.result:
+                    latencies.append((float(job.result) - sent) * 1000)
+                    break
+                await asyncio.sleep(0.02)
+    await channel.close()
+    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {
+        "pickup_p50_ms": round(quantiles[49], 2),
+        "pickup_p95_ms": round(quantiles[94], 2),
+        "pickup_p99_ms": round(quantiles[98], 2),
+    }

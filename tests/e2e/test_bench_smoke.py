@@ -1,0 +1,55 @@
+"""The benchmark's code runs end to end with tiny numbers (the real run is `make bench`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = {
+    "submit_single_jobs_per_s",
+    "submit_batch_jobs_per_s",
+    "drain_python_jobs_per_s",
+    "drain_command_jobs_per_s",
+    "pickup_p50_ms",
+    "pickup_p95_ms",
+    "pickup_p99_ms",
+    "server_peak_rss_mb",
+    "worker_peak_rss_mb",
+}
+
+
+def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
+    output = tmp_path / "latest.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--drain-jobs",
+            "40",
+            "--command-jobs",
+            "10",
+            "--single-jobs",
+            "20",
+            "--pickup-jobs",
+            "10",
+            "--pickup-rate",
+            "100",
+            "--output",
+            str(output),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(output.read_text())
+    assert figures.keys() >= KEYS
+    for key in KEYS:
+        assert figures[key] > 0, key
+    assert set(figures["drain_cpu_s"]) == {"server", "worker", "postgres"}
+    assert "drain_python_jobs_per_s" in result.stdout
