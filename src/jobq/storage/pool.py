@@ -23,6 +23,15 @@ async def create_pool(
         command_timeout=command_timeout_s,
         # The server runs every statement through named, prepared queries; keep them cached.
         max_inactive_connection_lifetime=300.0,
+        # asyncpg's default reset runs one more statement (RESET ALL, UNLISTEN *, ...) on every
+        # release, a round trip per pool use. Our pool connections keep no session state: no
+        # LISTEN (the notifier has its own connection), no SET, no session advisory locks, and
+        # every transaction is closed by its context manager.
+        reset=_no_reset,
     )
     assert pool is not None  # asyncpg types the result as optional for its legacy API
     return pool
+
+
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    """Pool connections carry no session state to reset (see create_pool)."""

@@ -23,6 +23,7 @@ import contextvars
 import importlib
 import inspect
 import json
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -162,9 +163,41 @@ async def _call_in_daemon_thread(function: Callable[..., Any], spec: HandlerSpec
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(deliver, outcome)
 
-    thread = threading.Thread(target=target, name=f"jobq-handler:{spec.handler}", daemon=True)
-    thread.start()
+    _THREADS.submit(target)
     return await future
+
+
+class _DaemonThreads:
+    """Long-lived daemon threads for sync handlers. Starting a thread per job costs more than a
+    short job itself (Thread.start() blocks the event loop until the thread runs); daemon
+    threads never hold up the worker's exit. A thread is added only when none is idle, so the
+    pool grows to the worker's concurrency (plus any abandoned by timeouts) and no further."""
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._started = 0
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            grow = self._idle == 0
+            if not grow:
+                self._idle -= 1
+        self._work.put(work)
+        if grow:
+            self._started += 1
+            name = f"jobq-handler:{self._started}"
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            self._work.get()()
+            with self._lock:
+                self._idle += 1
+
+
+_THREADS = _DaemonThreads()
 
 
 def _failure(message: str) -> ExecutionResult:
