@@ -4,6 +4,7 @@ counting for itself."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ class Lifecycle:
     def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
         self._subscribers: list[Subscriber] = []
+        self._debug = logging.getLogger("jobq.lifecycle").isEnabledFor(logging.DEBUG)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -34,6 +36,8 @@ class Lifecycle:
     def assigned(self, assignments: Sequence[Assignment]) -> None:
         """Jobs were claimed for a worker (PENDING → ASSIGNED)."""
         self._metrics.scheduler_jobs_assigned.inc(len(assignments))
+        if not self._debug:
+            return
         for assignment in assignments:
             job = assignment.job
             log.debug(
@@ -99,6 +103,13 @@ class Lifecycle:
             m.jobs_dead_lettered.labels(queue=queue, reason=t.reason.value).inc()
 
     def _log(self, t: Transition) -> None:
+        noteworthy = t.to_status in (JobStatus.FAILED, JobStatus.DEAD_LETTERED) or t.reason in (
+            Reason.WORKER_LOST,
+            Reason.ASSIGNMENT_TIMEOUT,
+            Reason.DELIVERY_FAILED,
+        )
+        if not noteworthy and not self._debug:
+            return  # the common case: no line to write, so build no fields for it
         fields = {
             "action": f"job.{t.reason.value.lower()}",
             "job_id": str(t.job_id),
@@ -108,11 +119,7 @@ class Lifecycle:
             "from_status": None if t.from_status is None else t.from_status.value,
             "to_status": t.to_status.value,
         }
-        if t.to_status in (JobStatus.FAILED, JobStatus.DEAD_LETTERED) or t.reason in (
-            Reason.WORKER_LOST,
-            Reason.ASSIGNMENT_TIMEOUT,
-            Reason.DELIVERY_FAILED,
-        ):
+        if noteworthy:
             log.info("job " + t.reason.value.lower().replace("_", " "), **fields)
         else:
             log.debug("job " + t.reason.value.lower().replace("_", " "), **fields)

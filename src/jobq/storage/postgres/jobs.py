@@ -121,7 +121,14 @@ class PgJobStore:
         """Claim up to `limit` eligible jobs of `queues` for a worker, in claim order."""
         if limit <= 0 or not queues:
             return []
-        rows = await self._pool.fetch(query("jobs_claim"), worker_id, list(queues), limit)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The claim must walk jobs_pending_claim_idx in order and stop at its limit. Queue
+            # tables churn faster than statistics follow, and with a stale, tiny row estimate
+            # the planner prefers a bitmap scan of every pending job plus a sort (measured 8 ms
+            # instead of 0.4 ms per claim with 20,000 pending). Sorting is what that plan needs
+            # and the ordered index scan does not, so discourage it for this transaction only.
+            await conn.execute("SET LOCAL enable_sort = off")
+            rows = await conn.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
 
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome:
