@@ -66,6 +66,7 @@ EXPECTED_RPCS = {
             "RegisterWorker",
             "Heartbeat",
             "StreamJobs",
+            "StreamJobBatches",
             "AckJobs",
             "ReportResult",
             "ReportResults",
@@ -97,7 +98,7 @@ def test_service_has_exactly_its_rpcs(service_name: str) -> None:
     assert [method.name for method in service.methods] == expected
 
 
-def test_only_stream_jobs_streams() -> None:
+def test_only_the_job_streams_stream() -> None:
     streaming = [
         (method.full_name, method.client_streaming, method.server_streaming)
         for _, (file_descriptor, _) in sorted(EXPECTED_RPCS.items())
@@ -105,4 +106,7 @@ def test_only_stream_jobs_streams() -> None:
         for method in service.methods
         if method.client_streaming or method.server_streaming
     ]
-    assert streaming == [("jobq.v1.WorkerService.StreamJobs", False, True)]
+    assert streaming == [
+        ("jobq.v1.WorkerService.StreamJobs", False, True),
+        ("jobq.v1.WorkerService.StreamJobBatches", False, True),
+    ]

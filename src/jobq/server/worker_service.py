@@ -147,6 +147,13 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     @rpc(SERVICE)
     async def StreamJobs(self, request: pb.StreamJobsRequest, context: Context) -> None:
+        await self._stream(request, context, batched=False)
+
+    @rpc(SERVICE)
+    async def StreamJobBatches(self, request: pb.StreamJobsRequest, context: Context) -> None:
+        await self._stream(request, context, batched=True)
+
+    async def _stream(self, request: pb.StreamJobsRequest, context: Context, batched: bool) -> None:
         worker_id = parse_uuid(request.worker_id, "worker id")
         worker = await self._workers.worker_get(worker_id)
         if worker.status is WorkerStatus.OFFLINE:
@@ -165,7 +172,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._dispatcher.wake()
         log.info("job stream opened", action="worker.stream_opened", worker_id=str(worker_id))
         try:
-            await self._pump(connected, context)
+            if batched:
+                await self._pump_batches(connected, context)
+            else:
+                await self._pump(connected, context)
         finally:
             self._registry.detach(connected)
             leftovers = connected.take_undelivered()
@@ -174,18 +184,50 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             log.info("job stream closed", action="worker.stream_closed", worker_id=str(worker_id))
 
     async def _pump(self, connected: ConnectedWorker, context: Context) -> None:
-        """Write assignments to the stream until it is closed or the write fails."""
+        """Write assignments to the stream, one message each, until it is closed or fails."""
         while True:
             assignment = await connected.outbox.get()
             if assignment is None:
                 return
-            try:
-                await context.write(convert.assignment_to_proto(assignment))
-            except Exception:
-                # The worker is gone: this one never reached it, give it back at once.
-                connected.in_flight.pop((assignment.job.job_id, assignment.job.attempt), None)
-                await self.release_undelivered([assignment])
-                raise
+            await self._write(connected, context, [assignment], batched=False)
+
+    async def _pump_batches(self, connected: ConnectedWorker, context: Context) -> None:
+        """Write every assignment waiting at once as one message, until closed or failed."""
+        while True:
+            first = await connected.outbox.get()
+            batch = [] if first is None else [first]
+            closed = first is None
+            while not closed and not connected.outbox.empty():
+                item = connected.outbox.get_nowait()
+                if item is None:
+                    closed = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._write(connected, context, batch, batched=True)
+            if closed:
+                return
+
+    async def _write(
+        self,
+        connected: ConnectedWorker,
+        context: Context,
+        assignments: list[Assignment],
+        *,
+        batched: bool,
+    ) -> None:
+        messages = [convert.assignment_to_proto(a) for a in assignments]
+        try:
+            if batched:
+                await context.write(pb.JobAssignmentBatch(assignments=messages))
+            else:
+                await context.write(messages[0])
+        except Exception:
+            # The worker is gone: these never reached it, give them back at once.
+            for a in assignments:
+                connected.in_flight.pop((a.job.job_id, a.job.attempt), None)
+            await self.release_undelivered(assignments)
+            raise
 
     async def release_undelivered(self, assignments: list[Assignment]) -> None:
         """Assignments that never reached their worker go back to PENDING without using a

@@ -136,7 +136,7 @@ class WorkerRuntime:
         if self._sessions > 1:
             self._metrics.worker_reconnects.inc()
         self._reporter.connected(stub, self.worker_id)
-        stream = stub.StreamJobs(pb.StreamJobsRequest(worker_id=self.worker_id))
+        stream = stub.StreamJobBatches(pb.StreamJobsRequest(worker_id=self.worker_id))
         receive = asyncio.create_task(self._receive(stream), name="receive")
         heartbeats = asyncio.create_task(self._heartbeats(stub), name="heartbeats")
         stop = asyncio.create_task(self._stop.wait(), name="stop")
@@ -186,9 +186,10 @@ class WorkerRuntime:
         )
 
     async def _receive(self, stream: grpc.aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
-        async for assignment in stream:
+        async for batch in stream:
             self._last_contact = time.monotonic()
-            self._start_job(assignment)
+            for assignment in batch.assignments:
+                self._start_job(assignment)
 
     async def _heartbeats(self, stub: worker_service_pb2_grpc.WorkerServiceStub) -> None:
         failures = 0

@@ -106,6 +106,12 @@ class JobAssignment(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., priority: _Optional[int] = ..., retry_count: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class JobAssignmentBatch(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[JobAssignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ...) -> None: ...
+
 class AckJobsRequest(_message.Message):
     __slots__ = ("worker_id", "jobs")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
