@@ -46,7 +46,7 @@ from jobq.server.worker_registry import WorkerRegistry
 from jobq.server.worker_service import WorkerServicer
 from jobq.storage.database import DatabaseHandle, open_database
 from jobq.storage.migrations import migrate
-from jobq.storage.pool import create_pool
+from jobq.storage.pool import create_claim_pool, create_pool
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
@@ -81,6 +81,7 @@ class _Running:
 
     database: DatabaseHandle
     pool: asyncpg.Pool
+    claim_pool: asyncpg.Pool
     grpc_server: grpc.aio.Server
     dispatcher: Dispatcher
     notifier: Notifier
@@ -127,9 +128,12 @@ class ServerApp:
                 connect_timeout_s=db.connect_timeout_s,
                 command_timeout_s=db.command_timeout_s,
             )
+            claim_pool = await create_claim_pool(
+                database.dsn, connect_timeout_s=db.connect_timeout_s
+            )
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
-        self._running = self._wire(database, pool)
+        self._running = self._wire(database, pool, claim_pool)
         await self._serve()
 
     async def _migrate(self, dsn: str) -> None:
@@ -148,10 +152,12 @@ class ServerApp:
             already_applied=len(report.already_applied),
         )
 
-    def _wire(self, database: DatabaseHandle, pool: asyncpg.Pool) -> _Running:
+    def _wire(
+        self, database: DatabaseHandle, pool: asyncpg.Pool, claim_pool: asyncpg.Pool
+    ) -> _Running:
         cfg = self.settings
         sched = cfg.scheduler
-        jobs, queues = PgJobStore(pool), PgQueueStore(pool)
+        jobs, queues = PgJobStore(pool, claim_pool), PgQueueStore(pool)
         workers, events = PgWorkerStore(pool), PgJobEventStore(pool)
         maintenance = PgMaintenanceStore(pool)
         observer = MetricsObserver(self.metrics)
@@ -231,6 +237,7 @@ class ServerApp:
         return _Running(
             database=database,
             pool=pool,
+            claim_pool=claim_pool,
             grpc_server=server,
             dispatcher=dispatcher,
             notifier=notifier,
@@ -407,10 +414,11 @@ class ServerApp:
         for endpoints in running.http:
             await endpoints.stop()
         await running.locker.close()
-        try:
-            await asyncio.wait_for(running.pool.close(), timeout=5.0)
-        except TimeoutError:  # PostgreSQL gone: don't wait for a polite goodbye
-            running.pool.terminate()
+        for pool in (running.claim_pool, running.pool):
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5.0)
+            except TimeoutError:  # PostgreSQL gone: don't wait for a polite goodbye
+                pool.terminate()
         await running.database.close()
         log.info("stopped", action="server.stopped")
 

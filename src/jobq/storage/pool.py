@@ -33,5 +33,21 @@ async def create_pool(
     return pool
 
 
+async def create_claim_pool(dsn: str, *, connect_timeout_s: float = 5.0) -> asyncpg.Pool:
+    """A small pool for claims only, with `enable_sort = off` for the whole session: the claim
+    then gets its ordered index scan in one round trip (see PgJobStore.jobs_claim). Other
+    queries must not run here: for them a sort is often the right plan."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=2,
+        timeout=connect_timeout_s,
+        server_settings={"enable_sort": "off"},
+        reset=_no_reset,
+    )
+    assert pool is not None
+    return pool
+
+
 async def _no_reset(connection: asyncpg.Connection) -> None:
     """Pool connections carry no session state to reset (see create_pool)."""
