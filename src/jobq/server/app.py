@@ -206,7 +206,13 @@ class ServerApp:
             observer=observer,
         )
         job_servicer = JobServicer(
-            jobs, events, submitter, lifecycle, cfg.limits, observer, on_submitted=dispatcher.wake
+            jobs,
+            events,
+            submitter,
+            lifecycle,
+            cfg.limits,
+            observer,
+            on_submitted=dispatcher.wake_for_new_jobs,
         )
         admin_servicer = AdminServicer(
             queues,
@@ -218,7 +224,7 @@ class ServerApp:
             observer,
         )
         server = self._grpc_server(job_servicer, worker_servicer, admin_servicer)
-        notifier = Notifier(database.dsn, dispatcher.wake)
+        notifier = Notifier(database.dsn, dispatcher.wake_for_new_jobs)
         monitor = HeartbeatMonitor(
             maintenance,
             jobs,

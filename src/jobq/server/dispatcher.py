@@ -56,6 +56,12 @@ class Dispatcher:
         """Run a cycle as soon as possible (cheap; call it on every relevant change)."""
         self._wake.set()
 
+    def wake_for_new_jobs(self) -> None:
+        """New jobs only matter to a cycle if some connected worker has a free slot; without
+        one, the slot's release will wake the dispatcher anyway."""
+        if self._registry.any_free_slot():
+            self._wake.set()
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="dispatcher")

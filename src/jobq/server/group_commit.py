@@ -31,7 +31,11 @@ class GroupCommitter(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
-        return (await self.submit_many([item]))[0]
+        # The hot path of single submits: one future, no gather.
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._kick()
+        return await future
 
     async def submit_many(self, items: Sequence[T]) -> list[R]:
         loop = asyncio.get_running_loop()

@@ -111,6 +111,9 @@ class WorkerRegistry:
     def get(self, worker_id: UUID) -> ConnectedWorker | None:
         return self._workers.get(worker_id)
 
+    def any_free_slot(self) -> bool:
+        return any(w.free_slots > 0 for w in self._workers.values())
+
     def with_free_slots(self) -> list[ConnectedWorker]:
         """Workers that can take jobs now, those with most free slots first."""
         ready = [w for w in self._workers.values() if w.free_slots > 0]
