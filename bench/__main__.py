@@ -33,7 +33,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--in-flight", type=int, default=32, help="concurrent SubmitJob calls")
     parser.add_argument("--pickup-jobs", type=int, default=500)
     parser.add_argument("--pickup-rate", type=float, default=50.0, help="jobs per second")
-    parser.add_argument("--concurrency", type=int, default=32, help="jq-worker --concurrency")
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="jq-worker --concurrency (default 256)"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
 
