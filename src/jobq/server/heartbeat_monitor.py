@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 from uuid import UUID
 
 from jobq.domain.records import AttemptRef, Failure, Transition
@@ -23,22 +22,11 @@ from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import Reason
 from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
-from jobq.storage.stores import JobStore
+from jobq.storage.stores import JobStore, MaintenanceStore
 
 log = get_logger("jobq.heartbeat_monitor")
 
 OnTransitions = Callable[[list[Transition]], None]
-
-
-class LostWorkerStore(Protocol):
-    """The part of the maintenance store the heartbeat monitor needs."""
-
-    async def workers_mark_lost(
-        self, timeout_s: float, now: datetime | None, limit: int
-    ) -> list[UUID]: ...
-    async def jobs_held_by_offline_workers(
-        self, timeout_s: float, now: datetime | None, limit: int
-    ) -> list[AttemptRef]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +45,7 @@ class HeartbeatMonitor:
 
     def __init__(
         self,
-        maintenance: LostWorkerStore,
+        maintenance: MaintenanceStore,
         jobs: JobStore,
         policy: RetryPolicy,
         *,

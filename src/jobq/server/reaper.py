@@ -15,24 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from jobq.domain.records import Transition
 from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
+from jobq.storage.stores import MaintenanceStore
 
 log = get_logger("jobq.reaper")
 
 OnTransitions = Callable[[list[Transition]], None]
-
-
-class ReaperStore(Protocol):
-    """The part of the maintenance store the reaper needs."""
-
-    async def jobs_expire_assignments(
-        self, timeout_s: float, now: datetime | None, limit: int
-    ) -> list[Transition]: ...
-    async def jobs_expire_ttl(self, now: datetime | None, limit: int) -> list[Transition]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +41,7 @@ class Reaper:
 
     def __init__(
         self,
-        maintenance: ReaperStore,
+        maintenance: MaintenanceStore,
         *,
         assignment_timeout_s: float,
         interval_s: float,

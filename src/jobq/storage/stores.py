@@ -24,6 +24,7 @@ from jobq.domain.records import (
     QueueStats,
     ReportOutcome,
     Success,
+    Transition,
     Worker,
 )
 from jobq.domain.retry import RetryPolicy
@@ -83,3 +84,18 @@ class JobStore(Protocol):
 
 class JobEventStore(Protocol):
     async def job_events_list(self, job_id: UUID) -> list[JobEvent]: ...
+
+
+class MaintenanceStore(Protocol):
+    """What the recovery monitors need: lost workers, expired assignments, TTL expiry."""
+
+    async def workers_mark_lost(
+        self, timeout_s: float, now: datetime | None, limit: int
+    ) -> list[UUID]: ...
+    async def jobs_held_by_offline_workers(
+        self, timeout_s: float, now: datetime | None, limit: int
+    ) -> list[AttemptRef]: ...
+    async def jobs_expire_assignments(
+        self, timeout_s: float, now: datetime | None, limit: int
+    ) -> list[Transition]: ...
+    async def jobs_expire_ttl(self, now: datetime | None, limit: int) -> list[Transition]: ...

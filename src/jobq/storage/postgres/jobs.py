@@ -29,7 +29,7 @@ from jobq.domain.records import (
 from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
-from jobq.storage.postgres.rows import job_from_row
+from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
 
@@ -105,13 +105,13 @@ class PgJobStore:
 
     async def job_cancel(self, job_id: UUID) -> Job:
         """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise."""
-        return await self._single_transition("job_cancel", job_id, "cancel")
+        return await self._singletransition_from_row("job_cancel", job_id, "cancel")
 
     async def job_retry_manual(self, job_id: UUID) -> Job:
         """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0."""
-        return await self._single_transition("job_retry_manual", job_id, "retry")
+        return await self._singletransition_from_row("job_retry_manual", job_id, "retry")
 
-    async def _single_transition(self, name: str, job_id: UUID, action: str) -> Job:
+    async def _singletransition_from_row(self, name: str, job_id: UUID, action: str) -> Job:
         row = await self._pool.fetchrow(query(name), job_id)
         if row is not None:
             return job_from_row(row)
@@ -223,7 +223,7 @@ class PgJobStore:
             else AttemptResult(a.job_id, a.attempt, False, _STALE)
             for a in attempts
         ]
-        return ReportOutcome(results, [_transition(row) for row in rows])
+        return ReportOutcome(results, [transition_from_row(row) for row in rows])
 
     async def jobs_count_by_status(self) -> dict[JobStatus, int]:
         rows = await self._pool.fetch(query("jobs_count_by_status"))
@@ -271,12 +271,12 @@ class PgJobStore:
         transitions: list[Transition] = []
         for row in rows:
             if first_reason is None:
-                transitions.append(_transition(row))
+                transitions.append(transition_from_row(row))
             else:  # a failure row stands for two transitions: X → FAILED → next state
                 transitions.append(
-                    _transition(row, to_status=JobStatus.FAILED, reason=first_reason)
+                    transition_from_row(row, to_status=JobStatus.FAILED, reason=first_reason)
                 )
-                transitions.append(_transition(row, from_status=JobStatus.FAILED))
+                transitions.append(transition_from_row(row, from_status=JobStatus.FAILED))
         return ReportOutcome(results, transitions)
 
 
@@ -289,25 +289,4 @@ def _attempt_columns(attempts: Sequence[AttemptRef]) -> tuple[list[UUID], list[i
         [a.job_id for a in attempts],
         [a.attempt for a in attempts],
         [a.worker_id for a in attempts],
-    )
-
-
-def _transition(
-    row: asyncpg.Record,
-    *,
-    from_status: JobStatus | None = None,
-    to_status: JobStatus | None = None,
-    reason: Reason | None = None,
-) -> Transition:
-    return Transition(
-        job_id=row["job_id"],
-        queue_name=row["queue_name"],
-        from_status=from_status or JobStatus(row["from_status"]),
-        to_status=to_status or JobStatus(row["to_status"]),
-        reason=reason or Reason(row["reason"]),
-        worker_id=row["worker_id"],
-        attempt=row["attempt"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        occurred_at=row["occurred_at"],
     )

@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
-from jobq.domain.states import JobStatus, Reason
+from jobq.storage.postgres.rows import transition_from_row
 from jobq.storage.queries import query
 
 DEFAULT_BATCH_LIMIT = 1000
@@ -59,7 +59,7 @@ class PgMaintenanceStore:
         rows = await self._pool.fetch(
             query("jobs_expire_assignments"), float(timeout_s), now, limit
         )
-        return [_transition(row) for row in rows]
+        return [transition_from_row(row) for row in rows]
 
     async def jobs_expire_ttl(
         self, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
@@ -69,7 +69,7 @@ class PgMaintenanceStore:
         never touched."""
         _check_limit(limit)
         rows = await self._pool.fetch(query("jobs_expire_ttl"), now, limit)
-        return [_transition(row) for row in rows]
+        return [transition_from_row(row) for row in rows]
 
 
 def _check_limit(limit: int) -> None:
@@ -77,18 +77,3 @@ def _check_limit(limit: int) -> None:
     # negative LIMIT is an SQL error; refuse both where the mistake is made.
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
-
-
-def _transition(row: asyncpg.Record) -> Transition:
-    return Transition(
-        job_id=row["job_id"],
-        queue_name=row["queue_name"],
-        from_status=JobStatus(row["from_status"]),
-        to_status=JobStatus(row["to_status"]),
-        reason=Reason(row["reason"]),
-        worker_id=row["worker_id"],
-        attempt=row["attempt"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        occurred_at=row["occurred_at"],
-    )

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
-from jobq.domain.records import Job, JobEvent, Queue, Worker
+from jobq.domain.records import Job, JobEvent, Queue, Transition, Worker
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 
@@ -70,4 +70,27 @@ def worker_from_row(row: asyncpg.Record) -> Worker:
         registered_at=row["registered_at"],
         updated_at=row["updated_at"],
         shutdown_requested=bool(row.get("shutdown_requested", False)),
+    )
+
+
+def transition_from_row(
+    row: asyncpg.Record,
+    *,
+    from_status: JobStatus | None = None,
+    to_status: JobStatus | None = None,
+    reason: Reason | None = None,
+) -> Transition:
+    """An applied state change from a statement's RETURNING row; the keyword arguments
+    override columns (a failure row stands for two transitions: X → FAILED → next state)."""
+    return Transition(
+        job_id=row["job_id"],
+        queue_name=row["queue_name"],
+        from_status=from_status or JobStatus(row["from_status"]),
+        to_status=to_status or JobStatus(row["to_status"]),
+        reason=reason or Reason(row["reason"]),
+        worker_id=row["worker_id"],
+        attempt=row["attempt"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        occurred_at=row["occurred_at"],
     )
