@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from jobq.config import LimitsSettings
-from jobq.domain.errors import InvalidArgument
+from jobq.domain.errors import InvalidArgument, NotFound, QueueNotFound
 from jobq.domain.validation import check_queue_name, parse_uuid
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc import convert
@@ -73,7 +73,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 jobs.append(new_job_from_request(item, self._limits, now))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"job {index}: {exc}") from None
-        inserted = await self._submitter.submit_batch(jobs)
+        try:
+            inserted = await self._submitter.submit_batch(jobs)
+        except QueueNotFound as exc:
+            index = next(i for i, job in enumerate(jobs) if job.queue_name == exc.name)
+            raise NotFound(f"job {index}: {exc}") from None
         self._lifecycle.submitted(jobs)
         self._on_submitted()
         log.debug("jobs submitted", action="job.submitted_batch", count=len(jobs))

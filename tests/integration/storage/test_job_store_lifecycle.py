@@ -279,8 +279,15 @@ async def test_release_returns_jobs_without_consuming_a_retry(pool: asyncpg.Pool
         assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
     assert (await _reasons(pool, ids[0]))[-1] is Reason.WORKER_SHUTDOWN
     assert await jobs.jobs_held_by_worker(worker_id) == []
+    events_before = await _reasons(pool, ids[0])
+    # The same report again is an idempotent duplicate; another worker's is refused.
     [again] = (await jobs.jobs_release(refs[:1], Reason.WORKER_SHUTDOWN)).results
-    assert not again.accepted
+    assert again.accepted
+    assert again.message == "duplicate"
+    assert await _reasons(pool, ids[0]) == events_before
+    stranger = AttemptRef(refs[0].job_id, refs[0].attempt, uuid.uuid4())
+    [refused] = (await jobs.jobs_release([stranger], Reason.WORKER_SHUTDOWN)).results
+    assert not refused.accepted
     reclaimed = await jobs.jobs_claim(worker_id, ["default"], 2)
     assert {a.job.attempt for a in reclaimed} == {2}
 

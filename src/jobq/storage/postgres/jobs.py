@@ -216,14 +216,7 @@ class PgJobStore:
         rows = await self._pool.fetch(
             query("jobs_release"), *_attempt_columns(attempts), reason.value
         )
-        applied = {(row["job_id"], row["attempt"]) for row in rows}
-        results = [
-            AttemptResult(a.job_id, a.attempt, True)
-            if (a.job_id, a.attempt) in applied
-            else AttemptResult(a.job_id, a.attempt, False, _STALE)
-            for a in attempts
-        ]
-        return ReportOutcome(results, [transition_from_row(row) for row in rows])
+        return await self._outcome(attempts, rows, reason)
 
     async def jobs_count_by_status(self) -> dict[JobStatus, int]:
         rows = await self._pool.fetch(query("jobs_count_by_status"))
@@ -257,7 +250,18 @@ class PgJobStore:
                 query("jobs_attempt_outcomes"), *_attempt_columns(missed)
             )
             duplicates = {
-                (r["job_id"], r["attempt"]) for r in earlier if r["reason"] == duplicate_reason
+                (r["job_id"], r["attempt"])
+                for r in earlier
+                if r["reason"] == duplicate_reason
+                # A repeated start is only "yours, go on" while the attempt is still current
+                # and yours: a superseded one must be refused so the worker stops running it.
+                and (
+                    duplicate_reason is not Reason.STARTED
+                    or (
+                        r["current_attempt"] == r["attempt"]
+                        and r["current_worker"] == r["worker_id"]
+                    )
+                )
             }
         results = []
         for a in attempts:

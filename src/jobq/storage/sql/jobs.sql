@@ -221,13 +221,16 @@ WITH released AS (
 SELECT * FROM released;
 
 -- name: jobs_attempt_outcomes
--- The reports a worker already made for attempts (ids $1, attempts $2, workers $3): tells an
--- idempotent duplicate (the same report was applied before) from a stale report.
-SELECT e.job_id, e.attempt, e.reason
+-- The reports a worker already made for attempts (ids $1, attempts $2, workers $3), with the
+-- job's current attempt and holder: tells an idempotent duplicate (the same report was applied
+-- before) from a stale report.
+SELECT e.job_id, e.attempt, e.reason, a.worker_id, j.attempt AS current_attempt,
+       j.worker_id AS current_worker
 FROM job_events e
 JOIN unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
     ON e.job_id = a.job_id AND e.attempt = a.attempt AND e.worker_id = a.worker_id
-WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED');
+JOIN jobs j ON j.job_id = e.job_id
+WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN');
 
 -- name: jobs_held_by_worker
 -- The current attempts held by a worker (ASSIGNED or RUNNING).

@@ -1,0 +1,223 @@
+"""jq-ctl's connection to jq-server: the channel (plain or TLS), the bearer token, the deadline,
+and one typed method per RPC that turns a failed call into a one-line `CtlError`.
+
+Imported only when a command really calls the server, so `--help` does not pay for gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobq.ctl.errors import EXIT_USAGE, CtlError, describe_rpc_error
+from jobq.rpc._gen import admin_service_pb2 as apb
+from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
+from jobq.rpc._gen import common_pb2 as cpb
+from jobq.rpc._gen import job_service_pb2 as jpb
+
+Reply = TypeVar("Reply", bound=Message)
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """Where jq-server is and how to talk to it (the `ctl` settings section)."""
+
+    server_addr: str
+    timeout_s: float
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    token: str = ""
+
+
+def call_metadata(token: str) -> Metadata:
+    """The metadata sent with every call: `authorization: Bearer <token>` when there is one.
+
+    Per-call metadata rather than call credentials, because gRPC refuses call credentials on a
+    plain-text channel and the token must be sent either way."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _read(path: str, flag: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CtlError(f"cannot read {flag} file {path}: {reason}", EXIT_USAGE) from None
+
+
+def channel_credentials(options: ConnectionOptions) -> grpc.ChannelCredentials | None:
+    """TLS credentials from the PEM files, or None for a plain-text channel (no TLS option set).
+
+    `--tls-ca` alone verifies the server; `--tls-cert` with `--tls-key` adds a client certificate
+    (mutual TLS). Without `--tls-ca` the system's trusted roots verify the server."""
+    if not (options.tls_ca or options.tls_cert or options.tls_key):
+        return None
+    if bool(options.tls_cert) != bool(options.tls_key):
+        raise CtlError("--tls-cert and --tls-key must be given together", EXIT_USAGE)
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(options.tls_ca, "--tls-ca") if options.tls_ca else None,
+        private_key=_read(options.tls_key, "--tls-key") if options.tls_key else None,
+        certificate_chain=_read(options.tls_cert, "--tls-cert") if options.tls_cert else None,
+    )
+
+
+def open_channel(options: ConnectionOptions) -> grpc.Channel:
+    credentials = channel_credentials(options)
+    if credentials is None:
+        return grpc.insecure_channel(options.server_addr)
+    return grpc.secure_channel(options.server_addr, credentials)
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _duration(value: timedelta) -> Duration:
+    duration = Duration()
+    duration.FromTimedelta(value)
+    return duration
+
+
+class Client:
+    """The JobService and AdminService calls jq-ctl makes, each with the deadline and token."""
+
+    def __init__(self, options: ConnectionOptions) -> None:
+        self.options = options
+        self._metadata = call_metadata(options.token)
+        self._channel = open_channel(options)
+        self._jobs = job_service_pb2_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(
+        self, rpc: Callable[..., Any], request: Message, reply: type[Reply], subject: str = ""
+    ) -> Reply:
+        try:
+            result = rpc(request, timeout=self.options.timeout_s, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+            details = (exc.details() if isinstance(exc, grpc.Call) else None) or ""
+            raise CtlError(
+                describe_rpc_error(
+                    code.name,
+                    details,
+                    server_addr=self.options.server_addr,
+                    timeout_s=self.options.timeout_s,
+                    subject=subject,
+                )
+            ) from None
+        assert isinstance(result, reply)
+        return result
+
+    # JobService
+
+    def submit_job(
+        self,
+        queue: str,
+        payload: bytes,
+        priority: int,
+        max_retries: int | None,
+        delay: timedelta | None,
+        not_before: datetime | None,
+    ) -> jpb.SubmitJobResponse:
+        request = jpb.SubmitJobRequest(queue_name=queue, payload=payload, priority=priority)
+        if max_retries is not None:
+            request.max_retries = max_retries
+        if delay is not None:
+            request.delay.CopyFrom(_duration(delay))
+        if not_before is not None:
+            request.not_before.CopyFrom(_timestamp(not_before))
+        return self._call(self._jobs.SubmitJob, request, jpb.SubmitJobResponse, f"queue '{queue}'")
+
+    def job_status(self, job_id: str) -> jpb.GetJobStatusResponse:
+        request = jpb.GetJobStatusRequest(job_id=job_id)
+        return self._call(self._jobs.GetJobStatus, request, jpb.GetJobStatusResponse, f"job {job_id}")
+
+    def cancel_job(self, job_id: str) -> jpb.CancelJobResponse:
+        request = jpb.CancelJobRequest(job_id=job_id)
+        return self._call(self._jobs.CancelJob, request, jpb.CancelJobResponse, f"job {job_id}")
+
+    def list_jobs(
+        self, queue: str, status: str | None, limit: int, page_token: str
+    ) -> jpb.ListJobsResponse:
+        request = jpb.ListJobsRequest(
+            queue_name=queue,
+            status=cpb.JobStatus.Value(f"JOB_STATUS_{status}") if status else 0,
+            limit=limit,
+            page_token=page_token,
+        )
+        return self._call(self._jobs.ListJobs, request, jpb.ListJobsResponse, f"queue '{queue}'")
+
+    def job_logs(self, job_id: str) -> jpb.GetJobLogsResponse:
+        request = jpb.GetJobLogsRequest(job_id=job_id)
+        return self._call(self._jobs.GetJobLogs, request, jpb.GetJobLogsResponse, f"job {job_id}")
+
+    def retry_job(self, job_id: str) -> jpb.RetryJobResponse:
+        request = jpb.RetryJobRequest(job_id=job_id)
+        return self._call(self._jobs.RetryJob, request, jpb.RetryJobResponse, f"job {job_id}")
+
+    # AdminService
+
+    def list_queues(self) -> apb.ListQueuesResponse:
+        return self._call(self._admin.ListQueues, apb.ListQueuesRequest(), apb.ListQueuesResponse)
+
+    def create_queue(
+        self, name: str, max_retries: int | None, ttl_seconds: int | None
+    ) -> apb.CreateQueueResponse:
+        request = apb.CreateQueueRequest(name=name)
+        if max_retries is not None:
+            request.max_retries = max_retries
+        if ttl_seconds is not None:
+            request.ttl_seconds = ttl_seconds
+        return self._call(
+            self._admin.CreateQueue, request, apb.CreateQueueResponse, f"queue '{name}'"
+        )
+
+    def delete_queue(self, name: str, force: bool) -> apb.DeleteQueueResponse:
+        request = apb.DeleteQueueRequest(name=name, force=force)
+        return self._call(
+            self._admin.DeleteQueue, request, apb.DeleteQueueResponse, f"queue '{name}'"
+        )
+
+    def queue_stats(self, name: str) -> apb.GetQueueStatsResponse:
+        request = apb.GetQueueStatsRequest(name=name)
+        return self._call(
+            self._admin.GetQueueStats, request, apb.GetQueueStatsResponse, f"queue '{name}'"
+        )
+
+    def list_workers(self, status: str | None) -> apb.ListWorkersResponse:
+        request = apb.ListWorkersRequest(
+            status=cpb.WorkerStatus.Value(f"WORKER_STATUS_{status}") if status else 0
+        )
+        return self._call(self._admin.ListWorkers, request, apb.ListWorkersResponse)
+
+    def drain_worker(self, worker_id: str) -> apb.DrainWorkerResponse:
+        request = apb.DrainWorkerRequest(worker_id=worker_id)
+        return self._call(
+            self._admin.DrainWorker, request, apb.DrainWorkerResponse, f"worker {worker_id}"
+        )
+
+    def shutdown_worker(self, worker_id: str) -> apb.ShutdownWorkerResponse:
+        request = apb.ShutdownWorkerRequest(worker_id=worker_id)
+        return self._call(
+            self._admin.ShutdownWorker, request, apb.ShutdownWorkerResponse, f"worker {worker_id}"
+        )
+
+    def system_status(self) -> apb.GetSystemStatusResponse:
+        return self._call(
+            self._admin.GetSystemStatus, apb.GetSystemStatusRequest(), apb.GetSystemStatusResponse
+        )
