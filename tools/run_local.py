@@ -7,6 +7,7 @@ sessions so the terminal's Ctrl-C reaches only this launcher, which decides the 
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-SERVER_ADDR = ("127.0.0.1", 50051)
 
 
 def _wait_for_port(
@@ -48,12 +48,15 @@ def main() -> int:
     server = subprocess.Popen(
         [str(BIN / "jq-server"), "--log-format", "console", *extra], start_new_session=True
     )
-    if not _wait_for_port(SERVER_ADDR, server, timeout=60):
+    # The server's port, as its configuration will see it (flag defaults aside).
+    port = int(os.environ.get("JQ_GRPC_PORT", "50051"))
+    if not _wait_for_port(("127.0.0.1", port), server, timeout=60):
         _stop(server, 30)
         print("run_local: jq-server did not start", file=sys.stderr)
         return 1
     worker = subprocess.Popen(
-        [str(BIN / "jq-worker"), "--log-format", "console", *extra], start_new_session=True
+        [str(BIN / "jq-worker"), "--log-format", "console", "--import", "jobq.demo_tasks", *extra],
+        start_new_session=True,
     )
     stopping = False
 

@@ -53,11 +53,17 @@ async def test_python_handlers_sync_and_async(
     greeted = await submit(
         client, {"handler": "support.e2e_tasks:async_greet", "kwargs": {"name": "ada"}}
     )
+    shouted = await submit(client, {"handler": "shout", "args": ["hey"]})
+    demo = await submit(client, {"handler": "greet", "kwargs": {"name": "Ada"}}, max_retries=0)
     refused = await submit(client, {"handler": "os:system", "args": ["true"]}, max_retries=0)
     bogus = await submit(client, b"not json at all", max_retries=0)
-    jobs = await wait_status(client, [added, greeted], [DONE])
+    jobs = await wait_status(client, [added, greeted, shouted], [DONE])
     assert jobs[0].result == b"3"
     assert jobs[1].result == b'{"greeting": "hello ada"}'
+    assert jobs[2].result == b'"HEY"'
+    # jobq.demo_tasks is not trusted by this worker: its @task names were never registered.
+    [untrusted] = await wait_status(client, [demo], [DEAD])
+    assert "handler not found" in untrusted.error_message
     [not_allowed] = await wait_status(client, [refused], [DEAD])
     assert "not allowed" in not_allowed.error_message
     [unsupported] = await wait_status(client, [bogus], [DEAD])

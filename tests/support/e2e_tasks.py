@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import jobq
+
 
 def add(a: int, b: int) -> int:
     return a + b
@@ -36,3 +38,9 @@ def fail_until_marker(marker: str) -> str:
 
 def noop() -> None:
     return None
+
+
+@jobq.task(name="shout")
+def shout(text: str) -> str:
+    """Registered by name with the decorator: payloads say {"handler": "shout"}."""
+    return text.upper()
