@@ -13,6 +13,8 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -55,7 +57,11 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     if external:
         yield PgServer(admin_dsn=external, embedded=None)
         return
-    data_dir: Path = tmp_path_factory.mktemp("pg") / "data"
+    # Not under tmp_path_factory: every pytest session started as root resets the mode of
+    # /tmp/pytest-of-root to 0700, which would cut the server's system user off from a data
+    # directory below it while this session still runs.
+    base = Path(tempfile.mkdtemp(prefix="jobq-test-pg-"))
+    data_dir = base / "data"
     # Durability off: test data is thrown away, and fsyncs would dominate the run time.
     server = EmbeddedPostgres(
         data_dir,
@@ -68,6 +74,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         yield PgServer(admin_dsn=server.dsn(), embedded=server)
     finally:
         server.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def _create_template(server: PgServer) -> None:
