@@ -232,6 +232,7 @@ class ServerApp:
             timeout_s=sched.worker_heartbeat_timeout_s,
             interval_s=sched.heartbeat_check_interval_s,
             on_transitions=lifecycle.publish,
+            probe=lambda: pool.fetchval("SELECT 1"),
         )
         reaper = Reaper(
             maintenance,

@@ -12,7 +12,8 @@ fenced failure applies each attempt once however many monitors read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
@@ -54,8 +55,11 @@ class HeartbeatMonitor:
         batch_limit: int = 1000,
         on_transitions: OnTransitions | None = None,
         clock: Callable[[], datetime] | None = None,
+        probe: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._maintenance = maintenance
+        self._probe = probe
+        self._contact_since: float | None = None
         self._jobs = jobs
         self._policy = policy
         self._timeout_s = float(timeout_s)
@@ -119,5 +123,25 @@ class HeartbeatMonitor:
         return transitions
 
     async def _tick(self) -> None:
-        if (await self.run_once()).more:
+        # Workers cannot heartbeat while this server cannot reach the database, nor while it
+        # was down. Declaring them lost at once would retry every running job for nothing, so
+        # the loop first needs a heartbeat timeout's worth of unbroken contact: after start-up
+        # and after every failed run (an outage).
+        try:
+            if self._probe is not None:
+                await self._probe()
+        except Exception:
+            self._contact_since = None
+            raise
+        now = time.monotonic()
+        if self._contact_since is None:
+            self._contact_since = now
+        if now - self._contact_since < self._timeout_s:
+            return
+        try:
+            report = await self.run_once()
+        except Exception:
+            self._contact_since = None
+            raise
+        if report.more:
             self.loop.wake()
