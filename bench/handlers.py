@@ -15,5 +15,5 @@ def started_at() -> float:
 
 
 async def started_at_async() -> float:
-    """started_at without the thread hop of a sync handler (to compare with started_at: the cost of the thread hop)."""
+    """started_at without a sync handler's thread hop (compare with started_at: its cost)."""
     return time.time()
