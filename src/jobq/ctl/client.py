@@ -20,7 +20,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from jobq.ctl.errors import EXIT_USAGE, CtlError, describe_rpc_error
 from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
-from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 
 Reply = TypeVar("Reply", bound=Message)
@@ -72,6 +71,7 @@ def channel_credentials(options: ConnectionOptions) -> grpc.ChannelCredentials |
 
 
 def open_channel(options: ConnectionOptions) -> grpc.Channel:
+    """A TLS channel when a TLS option is set, else a plain-text one."""
     credentials = channel_credentials(options)
     if credentials is None:
         return grpc.insecure_channel(options.server_addr)
@@ -145,7 +145,9 @@ class Client:
 
     def job_status(self, job_id: str) -> jpb.GetJobStatusResponse:
         request = jpb.GetJobStatusRequest(job_id=job_id)
-        return self._call(self._jobs.GetJobStatus, request, jpb.GetJobStatusResponse, f"job {job_id}")
+        return self._call(
+            self._jobs.GetJobStatus, request, jpb.GetJobStatusResponse, f"job {job_id}"
+        )
 
     def cancel_job(self, job_id: str) -> jpb.CancelJobResponse:
         request = jpb.CancelJobRequest(job_id=job_id)
@@ -156,7 +158,7 @@ class Client:
     ) -> jpb.ListJobsResponse:
         request = jpb.ListJobsRequest(
             queue_name=queue,
-            status=cpb.JobStatus.Value(f"JOB_STATUS_{status}") if status else 0,
+            status=f"JOB_STATUS_{status or 'UNSPECIFIED'}",
             limit=limit,
             page_token=page_token,
         )
@@ -200,9 +202,7 @@ class Client:
         )
 
     def list_workers(self, status: str | None) -> apb.ListWorkersResponse:
-        request = apb.ListWorkersRequest(
-            status=cpb.WorkerStatus.Value(f"WORKER_STATUS_{status}") if status else 0
-        )
+        request = apb.ListWorkersRequest(status=f"WORKER_STATUS_{status or 'UNSPECIFIED'}")
         return self._call(self._admin.ListWorkers, request, apb.ListWorkersResponse)
 
     def drain_worker(self, worker_id: str) -> apb.DrainWorkerResponse:

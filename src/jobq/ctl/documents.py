@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from jobq.ctl.durations import iso_utc
 
 Document = dict[str, Any]
+FieldInfo = Any
+"""A FieldDescriptor: the stubs type the upb and the pure-Python classes apart."""
 
 _TIMESTAMP = "google.protobuf.Timestamp"
 _DURATION = "google.protobuf.Duration"
@@ -61,25 +63,28 @@ def bytes_value(data: bytes) -> str | dict[str, str]:
 
 
 def timestamp_value(message: Message) -> str:
+    """A google.protobuf.Timestamp as ISO 8601 UTC."""
     seconds: int = getattr(message, "seconds", 0)
     nanos: int = getattr(message, "nanos", 0)
     return iso_utc(datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000))
 
 
 def duration_seconds(message: Message) -> float:
+    """A google.protobuf.Duration in seconds."""
     seconds: int = getattr(message, "seconds", 0)
     nanos: int = getattr(message, "nanos", 0)
     return seconds + nanos / 1e9
 
 
-def enum_name(enum: EnumDescriptor, number: int) -> str | None:
+def enum_name(enum: Any, number: int) -> str | None:
     """`PENDING` for JOB_STATUS_PENDING; None for the zero (UNSPECIFIED) value."""
     if number == 0:
         return None
     value = enum.values_by_number.get(number)
     if value is None:
         return str(number)  # a value newer than this jq-ctl: keep the number
-    return value.name.removeprefix(_enum_prefix(enum.name))
+    name: str = value.name
+    return name.removeprefix(_enum_prefix(enum.name))
 
 
 def _enum_prefix(type_name: str) -> str:
@@ -87,11 +92,11 @@ def _enum_prefix(type_name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type_name).upper() + "_"
 
 
-def _is_map(field: FieldDescriptor) -> bool:
+def _is_map(field: FieldInfo) -> bool:
     return field.is_repeated and bool(field.message_type.GetOptions().map_entry)
 
 
-def _single(field: FieldDescriptor, value: Any) -> Any:
+def _single(field: FieldInfo, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_BYTES:
         return bytes_value(value)
     if field.enum_type is not None:

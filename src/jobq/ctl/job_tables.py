@@ -10,13 +10,13 @@ from rich.table import Table
 from rich.text import Text
 
 from jobq.ctl.output import (
-    NONE,
     detail_table,
     enum_field,
     instant,
     list_table,
     or_none,
     preview,
+    short_id,
     status_text,
     when,
 )
@@ -74,7 +74,7 @@ def jobs_table(reply: jpb.ListJobsResponse, now: datetime) -> RenderableType:
                     str(job.priority),
                     f"{job.retry_count}/{job.max_retries}",
                     when(job, "created_at", now),
-                    job.worker_id or NONE,
+                    short_id(job.worker_id),
                     preview(job.payload),
                 ]
                 for job in reply.jobs
@@ -98,7 +98,7 @@ def events_table(reply: jpb.GetJobLogsResponse, now: datetime) -> RenderableType
                 status_text(enum_field(event, "from_status")),
                 status_text(enum_field(event, "to_status")),
                 event.reason,
-                event.worker_id or NONE,
+                short_id(event.worker_id),
                 preview(event.detail, 80),
             ]
             for event in reply.events

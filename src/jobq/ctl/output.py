@@ -23,8 +23,9 @@ from jobq.ctl.durations import age, iso_utc
 OutputFormat = Literal["table", "json", "yaml"]
 TableView = Callable[[], RenderableType]
 
-PIPE_WIDTH = 1000
-"""Width when stdout is not a terminal: tables are never squeezed into 80 columns in a pipe."""
+PAGE_WIDTH = 1000
+"""Tables are laid out at their natural width, never squeezed to the terminal's: rich would cut
+or drop columns (ids included) to fit; a terminal wraps a long line instead."""
 NONE = "-"
 """What an empty cell shows."""
 
@@ -45,15 +46,12 @@ _STATUS_STYLES: dict[str, str] = {
 
 
 def make_console(file: TextIO | None = None) -> Console:
-    """A console on stdout: the terminal's width and colours on a terminal, plain text and a
-    wide page in a pipe."""
-    stream = file or sys.stdout
-    terminal = stream.isatty()
+    """A console on stdout: colours on a terminal, plain text in a pipe, and a wide page."""
     return Console(
-        file=stream,
-        width=None if terminal else PIPE_WIDTH,
+        file=file or sys.stdout,
+        width=PAGE_WIDTH,
         highlight=False,
-        soft_wrap=not terminal,
+        soft_wrap=True,
         emoji=False,
         markup=False,
     )
@@ -69,7 +67,10 @@ class Printer:
     def show(self, reply: Message | Mapping[str, Any], table: TableView) -> None:
         """The reply as JSON or YAML, or `table()` rendered for people."""
         if self.output == "table":
-            self.console.print(table())
+            with self.console.capture() as captured:
+                self.console.print(table())
+            lines = captured.get().splitlines()
+            self.console.file.write("".join(line.rstrip(" ") + "\n" for line in lines))
             return
         document = to_document(reply) if isinstance(reply, Message) else dict(reply)
         text = dump_json(document) if self.output == "json" else dump_yaml(document)
@@ -121,7 +122,14 @@ def preview(data: bytes | str, limit: int = 48) -> str:
 
 
 def or_none(value: object) -> str:
+    """`value` as text, or `-` when it is empty or zero."""
     return NONE if value in (None, "", 0) else str(value)
+
+
+def short_id(value: str) -> str:
+    """The first 8 characters of a worker id (random UUIDs): enough to tell them apart in a
+    table; `-` for none. Job ids (UUIDv7, time first) are always shown whole."""
+    return value[:8] if value else NONE
 
 
 def list_table(headers: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> Table:
@@ -145,4 +153,5 @@ def detail_table(rows: Iterable[tuple[str, str | Text]]) -> Table:
 
 
 def now_utc() -> datetime:
+    """The moment ages are measured from."""
     return datetime.now(UTC)

@@ -1,0 +1,139 @@
+"""`jq-ctl queue|worker|system ...`: the operator's side of the AdminService (SPEC §8)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jobq.ctl import admin_tables
+from jobq.ctl.context import CtlState
+from jobq.ctl.durations import DURATION_HELP, DurationError, parse_duration
+from jobq.ctl.output import now_utc
+from jobq.domain.states import WorkerStatus
+
+queue_app = typer.Typer(
+    name="queue", help="List, create, delete and inspect queues.", no_args_is_help=True
+)
+worker_app = typer.Typer(
+    name="worker", help="List, drain and shut down workers.", no_args_is_help=True
+)
+system_app = typer.Typer(
+    name="system", help="The health of jq-server and its dependencies.", no_args_is_help=True
+)
+
+QueueName = Annotated[
+    str, typer.Argument(metavar="NAME", help="The queue's name.", show_default=False)
+]
+WorkerId = Annotated[str, typer.Argument(metavar="ID", help="The worker's id.", show_default=False)]
+
+
+@queue_app.command("list")
+def list_queues(ctx: typer.Context) -> None:
+    """List every queue with its retry and TTL settings."""
+    state = CtlState.of(ctx)
+    reply = state.client().list_queues()
+    state.printer.show(reply, lambda: admin_tables.queues_table(reply, now_utc()))
+
+
+def _ttl_seconds(ttl: str | None) -> int | None:
+    if ttl is None:
+        return None
+    try:
+        seconds = parse_duration(ttl).total_seconds()
+    except DurationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ttl") from None
+    if seconds != int(seconds):
+        raise typer.BadParameter("a TTL is whole seconds", param_hint="--ttl")
+    return int(seconds)
+
+
+@queue_app.command("create")
+def create_queue(
+    ctx: typer.Context,
+    name: QueueName,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            "--max-retries",
+            min=0,
+            max=1000,
+            help="Retries of a failed job (default: the server's).",
+        ),
+    ] = None,
+    ttl: Annotated[
+        str | None,
+        typer.Option(
+            "--ttl",
+            metavar="DURATION",
+            help=f"Dead-letter jobs pending longer than this ({DURATION_HELP}); 0: never.",
+        ),
+    ] = None,
+) -> None:
+    """Create a queue."""
+    seconds = _ttl_seconds(ttl)
+    state = CtlState.of(ctx)
+    reply = state.client().create_queue(name, max_retries, seconds)
+    state.printer.show(reply, lambda: admin_tables.queue_created(reply.queue))
+
+
+@queue_app.command("delete")
+def delete_queue(
+    ctx: typer.Context,
+    name: QueueName,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete even while it holds unfinished jobs.")
+    ] = False,
+) -> None:
+    """Delete a queue and its jobs (refused while it holds unfinished jobs, unless --force)."""
+    state = CtlState.of(ctx)
+    reply = state.client().delete_queue(name, force)
+    state.printer.show(reply, lambda: admin_tables.queue_deleted(name, reply))
+
+
+@queue_app.command("stats")
+def queue_stats(ctx: typer.Context, name: QueueName) -> None:
+    """Show a queue's jobs per status, its oldest pending job's age and its retries."""
+    state = CtlState.of(ctx)
+    reply = state.client().queue_stats(name)
+    state.printer.show(reply, lambda: admin_tables.queue_stats(reply))
+
+
+@worker_app.command("list")
+def list_workers(
+    ctx: typer.Context,
+    status: Annotated[
+        WorkerStatus | None,
+        typer.Option("--status", "-s", case_sensitive=False, help="Only workers in this status."),
+    ] = None,
+) -> None:
+    """List workers: status, running jobs out of their concurrency, queues, last heartbeat."""
+    state = CtlState.of(ctx)
+    reply = state.client().list_workers(status.value if status else None)
+    state.printer.show(reply, lambda: admin_tables.workers_table(reply, now_utc()))
+
+
+@worker_app.command("drain")
+def drain_worker(ctx: typer.Context, worker_id: WorkerId) -> None:
+    """Drain a worker: it finishes its running jobs and takes no new ones."""
+    state = CtlState.of(ctx)
+    reply = state.client().drain_worker(worker_id)
+    state.printer.show(reply, lambda: admin_tables.worker_changed(reply.worker, "draining"))
+
+
+@worker_app.command("shutdown")
+def shutdown_worker(ctx: typer.Context, worker_id: WorkerId) -> None:
+    """Ask a worker to stop: it hands back its running jobs, deregisters and exits."""
+    state = CtlState.of(ctx)
+    reply = state.client().shutdown_worker(worker_id)
+    state.printer.show(
+        reply, lambda: admin_tables.worker_changed(reply.worker, "asked to shut down")
+    )
+
+
+@system_app.command("status")
+def system_status(ctx: typer.Context) -> None:
+    """Show the server's version, uptime, PostgreSQL/Redis/Kafka health, worker and job counts."""
+    state = CtlState.of(ctx)
+    reply = state.client().system_status()
+    state.printer.show(reply, lambda: admin_tables.system_status(reply, now_utc()))

@@ -1,0 +1,129 @@
+"""Table views of AdminService replies: queues, queue statistics, workers, system status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from jobq.ctl.documents import duration_seconds
+from jobq.ctl.durations import humanize_seconds
+from jobq.ctl.output import (
+    NONE,
+    detail_table,
+    enum_field,
+    list_table,
+    status_text,
+    when,
+)
+
+if TYPE_CHECKING:
+    from jobq.rpc._gen import admin_service_pb2 as apb
+    from jobq.rpc._gen import common_pb2 as cpb
+
+JOB_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "DONE", "FAILED", "DEAD_LETTERED")
+WORKER_STATUSES = ("ONLINE", "DRAINING", "OFFLINE")
+
+
+def _ttl(seconds: int) -> str:
+    return humanize_seconds(seconds) if seconds else "none"
+
+
+def queues_table(reply: apb.ListQueuesResponse, now: datetime) -> RenderableType:
+    """One line per queue: its retries, TTL and age."""
+    if not reply.queues:
+        return Text("no queues")
+    return list_table(
+        ["name", "max retries", "ttl", "created"],
+        (
+            [q.name, str(q.max_retries), _ttl(q.ttl_seconds), when(q, "created_at", now)]
+            for q in reply.queues
+        ),
+    )
+
+
+def queue_created(queue: cpb.Queue) -> Text:
+    """One line after `queue create`."""
+    return Text(
+        f"queue '{queue.name}' created (max retries {queue.max_retries}, "
+        f"ttl {_ttl(queue.ttl_seconds)})"
+    )
+
+
+def queue_deleted(name: str, reply: apb.DeleteQueueResponse) -> Text:
+    """One line after `queue delete`."""
+    return Text(f"queue '{name}' deleted with {reply.deleted_jobs} job(s)")
+
+
+def queue_stats(reply: apb.GetQueueStatsResponse) -> Table:
+    """A queue's jobs per status, oldest pending age and retries."""
+    stats = reply.stats
+    oldest = stats.oldest_pending_age_s
+    return detail_table(
+        [
+            ("Queue", stats.queue_name),
+            *((name, str(getattr(stats, name.lower()))) for name in JOB_STATUSES),
+            ("Oldest pending", humanize_seconds(oldest) if oldest else NONE),
+            ("Total retries", str(stats.total_retries)),
+        ]
+    )
+
+
+def workers_table(reply: apb.ListWorkersResponse, now: datetime) -> RenderableType:
+    """One line per worker: status, busy slots, queues, heartbeat age."""
+    if not reply.workers:
+        return Text("no workers")
+    return list_table(
+        ["id", "host", "status", "jobs", "queues", "last heartbeat", "registered"],
+        (
+            [
+                w.worker_id,
+                w.hostname or NONE,
+                status_text(enum_field(w, "status")),
+                f"{w.active_job_count}/{w.concurrency}",
+                ",".join(w.queues) or NONE,
+                when(w, "last_heartbeat", now),
+                when(w, "registered_at", now),
+            ]
+            for w in reply.workers
+        ),
+    )
+
+
+def worker_changed(worker: cpb.Worker, what: str) -> Text:
+    """One line after drain or shutdown: `worker <id> draining: now DRAINING`."""
+    text = Text(f"worker {worker.worker_id} {what}: now ")
+    text.append_text(status_text(enum_field(worker, "status")))
+    return text
+
+
+def _counts(counts: dict[str, int], order: tuple[str, ...]) -> Text:
+    names = [*order, *sorted(set(counts) - set(order))]
+    text = Text()
+    for name in names:
+        if text:
+            text.append("  ")
+        text.append_text(status_text(name))
+        text.append(f" {counts.get(name, 0)}")
+    return text
+
+
+def system_status(reply: apb.GetSystemStatusResponse, now: datetime) -> RenderableType:
+    """Version, uptime and counts, then one line per component."""
+    summary = detail_table(
+        [
+            ("Version", reply.version or NONE),
+            ("Started", when(reply, "started_at", now, exact=True)),
+            ("Uptime", humanize_seconds(duration_seconds(reply.uptime))),
+            ("Workers", _counts(dict(reply.workers_by_status), WORKER_STATUSES)),
+            ("Jobs", _counts(dict(reply.jobs_by_status), JOB_STATUSES)),
+        ]
+    )
+    components = list_table(
+        ["component", "state", "detail"],
+        ([c.name, status_text(enum_field(c, "state")), c.detail or NONE] for c in reply.components),
+    )
+    return Group(summary, Text(""), components)
