@@ -1,0 +1,130 @@
+"""`jq-ctl queue|worker|system ...` end to end against a real jq-server and jq-worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from support.processes import ServerFactory, ServerProcess, WorkerFactory, program
+
+from jobq import __version__
+
+
+def jq_ctl(server: ServerProcess, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run the installed jq-ctl against `server`; the caller's JQ_CTL_* variables are dropped."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("JQ_CTL_")}
+    environment["JQ_CTL_SERVER_ADDR"] = f"127.0.0.1:{server.grpc_port}"
+    environment.update(env or {})
+    return subprocess.run(
+        [program("jq-ctl"), *args], capture_output=True, text=True, env=environment, timeout=60
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    """The one stderr line of a failed run, without its `jq-ctl: ` prefix."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("jq-ctl: ")
+    return line.removeprefix("jq-ctl: ")
+
+
+def as_json(server: ServerProcess, *args: str) -> Any:
+    return json.loads(ok(jq_ctl(server, "--output", "json", *args)))
+
+
+def eventually(condition: Callable[[], Any], within: float = 30) -> Any:
+    deadline = time.monotonic() + within
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+    return result
+
+
+async def test_queue_lifecycle(start_server: ServerFactory, db_dsn: str) -> None:
+    server = start_server({"JQ_DB_DSN": db_dsn})
+    created = as_json(server, "queue", "create", "emails", "--max-retries", "7", "--ttl", "1h")
+    assert created["queue"]["name"] == "emails"
+    assert created["queue"]["max_retries"] == 7
+    assert created["queue"]["ttl_seconds"] == 3600
+    assert created["queue"]["created_at"].endswith("Z")
+    line = ok(jq_ctl(server, "queue", "create", "plain"))
+    assert line.startswith("queue 'plain' created (max retries ")
+    assert failure(jq_ctl(server, "queue", "create", "emails")) == "queue 'emails' already exists"
+    assert "invalid queue name" in failure(jq_ctl(server, "queue", "create", "no spaces"))
+
+    queues = as_json(server, "queue", "list")["queues"]
+    assert [q["name"] for q in queues] == ["default", "emails", "plain"]
+    table = ok(jq_ctl(server, "queue", "list")).splitlines()
+    assert table[0].split() == ["NAME", "MAX", "RETRIES", "TTL", "CREATED"]
+    assert table[2].split()[:3] == ["emails", "7", "1h"]
+
+    for _ in range(3):
+        ok(jq_ctl(server, "job", "submit", "-q", "emails", "--", "true"))
+    stats = yaml.safe_load(ok(jq_ctl(server, "-o", "yaml", "queue", "stats", "emails")))["stats"]
+    assert stats["queue_name"] == "emails"
+    assert stats["pending"] == 3
+    assert stats["done"] == 0
+    assert stats["oldest_pending_age_s"] >= 0
+    assert "PENDING         3" in ok(jq_ctl(server, "queue", "stats", "emails"))
+
+    refusal = failure(jq_ctl(server, "queue", "delete", "emails"))
+    assert refusal.startswith("queue 'emails' still holds 3 unfinished job(s)")
+    assert as_json(server, "queue", "delete", "emails", "--force") == {"deleted_jobs": 3}
+    assert ok(jq_ctl(server, "queue", "delete", "plain")) == "queue 'plain' deleted with 0 job(s)\n"
+    assert failure(jq_ctl(server, "queue", "stats", "emails")) == "queue 'emails' not found"
+
+
+async def test_worker_list_drain_and_shutdown(
+    start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str
+) -> None:
+    server = start_server({"JQ_DB_DSN": db_dsn})
+    worker = start_worker(server, "--concurrency", "3", "--queues", "default")
+    [listed] = eventually(lambda: as_json(server, "worker", "list")["workers"])
+    assert listed["status"] == "ONLINE"
+    assert listed["concurrency"] == 3
+    assert listed["queues"] == ["default"]
+    worker_id = listed["worker_id"]
+    table = ok(jq_ctl(server, "worker", "list")).splitlines()
+    assert table[1].split()[0] == worker_id
+    assert "ONLINE" in table[1]
+    assert "0/3" in table[1]
+
+    drained = as_json(server, "worker", "drain", worker_id)["worker"]
+    assert drained["status"] == "DRAINING"
+    assert as_json(server, "worker", "list", "--status", "online")["workers"] == []
+    line = ok(jq_ctl(server, "worker", "shutdown", worker_id))
+    assert line.startswith(f"worker {worker_id} asked to shut down: now ")
+    assert worker.process.wait(timeout=30) == 0  # its next heartbeat told it to stop
+    eventually(lambda: as_json(server, "worker", "list", "--status", "offline")["workers"] != [])
+    assert failure(jq_ctl(server, "worker", "drain", worker_id)).endswith("is OFFLINE")
+    unknown = "01a20275-0000-7000-8000-000000000000"
+    assert failure(jq_ctl(server, "worker", "drain", unknown)) == f"worker {unknown} not found"
+
+
+async def test_system_status(start_server: ServerFactory, db_dsn: str) -> None:
+    server = start_server({"JQ_DB_DSN": db_dsn})
+    ok(jq_ctl(server, "job", "submit", "--", "true"))
+    status = as_json(server, "system", "status")
+    assert status["version"] == __version__
+    assert status["uptime"] > 0
+    states = {c["name"]: c["state"] for c in status["components"]}
+    assert states == {"postgres": "HEALTHY", "redis": "DISABLED", "kafka": "DISABLED"}
+    assert status["jobs_by_status"]["PENDING"] == 1
+    assert yaml.safe_load(ok(jq_ctl(server, "-o", "yaml", "system", "status")))["version"] == (
+        __version__
+    )
+    table = ok(jq_ctl(server, "system", "status"))
+    assert f"Version  {__version__}" in table
+    assert "postgres   HEALTHY" in table
