@@ -36,13 +36,22 @@ async def create_pool(
 async def create_claim_pool(dsn: str, *, connect_timeout_s: float = 5.0) -> asyncpg.Pool:
     """A small pool for claims only, with `enable_sort = off` for the whole session: the claim
     then gets its ordered index scan in one round trip (see PgJobStore.jobs_claim). Other
-    queries must not run here: for them a sort is often the right plan."""
+    queries must not run here: for them a sort is often the right plan.
+
+    Claims also commit without waiting for the WAL flush (`synchronous_commit = off`, for these
+    sessions only; the server's setting stays on for everything else). A claim is a lease, not
+    an accepted job or a result: if PostgreSQL crashes within the fraction of a second before
+    the flush, the claim is forgotten and the job is PENDING again with its previous attempt,
+    so it runs again (at least once, as after a lost worker). Nothing accepted is lost: the
+    submit that created the job and every later report (start, result) commit synchronously,
+    and a synchronous commit flushes the earlier claim's WAL with its own. What it saves is an
+    fsync wait between a submit and the job's start, on every dispatch cycle."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=2,
         timeout=connect_timeout_s,
-        server_settings={"enable_sort": "off"},
+        server_settings={"enable_sort": "off", "synchronous_commit": "off"},
         reset=_no_reset,
     )
     assert pool is not None

@@ -145,6 +145,41 @@ async def test_start_and_complete_happy_path(pool: asyncpg.Pool) -> None:
     ]
 
 
+async def test_a_result_before_any_acknowledgement_records_start_and_completion(
+    pool: asyncpg.Pool,
+) -> None:
+    jobs = PgJobStore(pool)
+    [job_id] = await _submit(pool)
+    worker_id, other = await _worker(pool), await _worker(pool)
+    [assignment] = await jobs.jobs_claim(worker_id, ["default"], 1)
+    attempt = assignment.job.attempt
+    [intruder] = (await jobs.jobs_complete([Success(job_id, attempt, other, b"x")])).results
+    assert not intruder.accepted
+    assert (await jobs.job_get(job_id)).status is JobStatus.ASSIGNED
+    outcome = await jobs.jobs_complete([Success(job_id, attempt, worker_id, b'"ok"')])
+    [done] = outcome.results
+    assert done.accepted
+    assert done.message == ""
+    assert [(t.from_status, t.to_status, t.reason) for t in outcome.transitions] == [
+        (JobStatus.ASSIGNED, JobStatus.RUNNING, Reason.STARTED),
+        (JobStatus.RUNNING, JobStatus.DONE, Reason.COMPLETED),
+    ]
+    finished = await jobs.job_get(job_id)
+    assert (finished.status, finished.result) == (JobStatus.DONE, b'"ok"')
+    assert finished.started_at is not None
+    assert finished.started_at == finished.completed_at
+    history = await PgJobEventStore(pool).job_events_list(job_id)
+    assert [(e.from_status, e.to_status, e.reason, e.worker_id, e.attempt) for e in history] == [
+        (None, JobStatus.PENDING, Reason.SUBMITTED, None, None),
+        (JobStatus.PENDING, JobStatus.ASSIGNED, Reason.ASSIGNED, worker_id, attempt),
+        (JobStatus.ASSIGNED, JobStatus.RUNNING, Reason.STARTED, worker_id, attempt),
+        (JobStatus.RUNNING, JobStatus.DONE, Reason.COMPLETED, worker_id, attempt),
+    ]
+    [dup] = (await jobs.jobs_complete([Success(job_id, attempt, worker_id, b"2")])).results
+    assert (dup.accepted, dup.message) == (True, "duplicate")
+    assert len(await PgJobEventStore(pool).job_events_list(job_id)) == 4
+
+
 async def test_duplicate_reports_are_idempotent(pool: asyncpg.Pool) -> None:
     jobs = PgJobStore(pool)
     [job_id] = await _submit(pool)

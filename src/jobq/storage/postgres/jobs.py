@@ -130,12 +130,16 @@ class PgJobStore:
         # churn faster than statistics follow, and with a stale, tiny row estimate the planner
         # prefers a bitmap scan of every pending job plus a sort (measured 8 ms instead of
         # 0.4 ms per claim with 20,000 pending). Sorting is what that plan needs and the
-        # ordered index scan does not, so claims run with sorting discouraged.
+        # ordered index scan does not, so claims run with sorting discouraged. A claim commits
+        # without waiting for its WAL flush (a lost claim only re-runs the job).
         if self._claim_pool is not None:
             rows = await self._claim_pool.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         else:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute("SET LOCAL enable_sort = off")
+                # Both settings as on the claim pool's sessions (see create_claim_pool).
+                await conn.execute(
+                    "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
+                )
                 rows = await conn.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
 
@@ -147,14 +151,28 @@ class PgJobStore:
         return await self._outcome(attempts, rows, Reason.STARTED)
 
     async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome:
-        """Successful results: RUNNING → DONE for attempts still current."""
+        """Successful results for attempts still current: RUNNING → DONE, or ASSIGNED →
+        RUNNING → DONE for a result that carries its attempt's start (no acknowledgement came
+        before it; see the jobs_complete statement)."""
         if not successes:
             return ReportOutcome([], [])
         refs = [AttemptRef(s.job_id, s.attempt, s.worker_id) for s in successes]
         rows = await self._pool.fetch(
             query("jobs_complete"), *_attempt_columns(refs), [s.result for s in successes]
         )
-        return await self._outcome(refs, rows, Reason.COMPLETED)
+        outcome = await self._outcome(refs, rows, Reason.COMPLETED)
+        if all(row["from_status"] == JobStatus.RUNNING.value for row in rows):
+            return outcome
+        transitions: list[Transition] = []
+        for row in rows:  # a row that was ASSIGNED stands for its start and its completion
+            if row["from_status"] == JobStatus.ASSIGNED.value:
+                transitions.append(
+                    transition_from_row(row, to_status=JobStatus.RUNNING, reason=Reason.STARTED)
+                )
+                transitions.append(transition_from_row(row, from_status=JobStatus.RUNNING))
+            else:
+                transitions.append(transition_from_row(row))
+        return ReportOutcome(outcome.results, transitions)
 
     async def jobs_fail(
         self,

@@ -132,22 +132,40 @@ WITH started AS (
 SELECT * FROM started;
 
 -- name: jobs_complete
--- Successful results: RUNNING → DONE for current attempts (ids $1, attempts $2, workers $3,
--- results $4) held by the presenting worker.
-WITH done AS (
-    UPDATE jobs j
-    SET status = 'DONE', result = r.result, error_message = NULL, completed_at = now(),
-        updated_at = now()
-    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::bytea[])
+-- Successful results for current attempts (ids $1, attempts $2, workers $3, results $4) held by
+-- the presenting worker: RUNNING → DONE, or ASSIGNED → RUNNING → DONE when the result arrives
+-- before any start acknowledgement (a worker folds the acknowledgement of a job that finished
+-- within its reporting window into the result: one row update instead of two). The sub-select
+-- locks the rows and yields each one's status before the update; both transitions get their
+-- event, the start first.
+WITH old AS (
+    SELECT j.job_id, j.status AS from_status, r.result
+    FROM jobs j
+    JOIN unnest($1::uuid[], $2::integer[], $3::uuid[], $4::bytea[])
         AS r(job_id, attempt, worker_id, result)
-    WHERE j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
-      AND j.status = 'RUNNING'
+        ON j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
+    WHERE j.status IN ('ASSIGNED', 'RUNNING')
+    FOR UPDATE OF j
+), done AS (
+    UPDATE jobs j
+    SET status = 'DONE', result = o.result, error_message = NULL, completed_at = now(),
+        updated_at = now(),
+        started_at = CASE WHEN o.from_status = 'ASSIGNED' THEN now() ELSE j.started_at END
+    FROM old o
+    WHERE j.job_id = o.job_id
     RETURNING j.job_id, j.attempt, j.worker_id, j.queue_name, j.created_at, j.started_at,
-              'RUNNING'::job_status AS from_status, j.status AS to_status, 'COMPLETED' AS reason,
+              o.from_status, j.status AS to_status, 'COMPLETED' AS reason,
               now() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, from_status, to_status, worker_id, reason, attempt FROM done
+    SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt
+    FROM done d
+    CROSS JOIN LATERAL (VALUES
+        (1, 'ASSIGNED'::job_status, 'RUNNING'::job_status, 'STARTED'),
+        (2, 'RUNNING'::job_status, 'DONE'::job_status, 'COMPLETED')
+    ) AS e(step, from_status, to_status, reason)
+    WHERE e.step = 2 OR d.from_status = 'ASSIGNED'
+    ORDER BY d.job_id, e.step
 )
 SELECT * FROM done;
 
