@@ -8,9 +8,9 @@ worker was told to trust, never with a free-form import (SPEC §7: `os:system` m
    `function` is a public plain function *defined* in it (`function.__module__ == module`), so
    names it merely imported (`from os import system`) and private helpers stay out of reach.
 
-Sync functions run on a fresh daemon thread per call rather than the loop's default executor:
-the event loop (and so the heartbeat) never waits for them, a stuck handler cannot exhaust a
-shared pool, and a thread that is still running at shutdown never blocks the interpreter's exit.
+Sync functions run on long-lived daemon threads rather than the loop's default executor: the
+event loop (and so the heartbeat) never waits for them, a stuck handler cannot exhaust a shared
+pool, and a thread that is still running at shutdown never blocks the interpreter's exit.
 Python cannot kill a thread, so on timeout or cancellation the worker stops waiting and reports
 the job; the thread runs on until its function returns (its result is then discarded).
 """
@@ -25,6 +25,7 @@ import inspect
 import json
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, Final
@@ -149,22 +150,62 @@ async def _call_in_daemon_thread(function: Callable[..., Any], spec: HandlerSpec
     loop = asyncio.get_running_loop()
     future: asyncio.Future[_Outcome] = loop.create_future()
     context = contextvars.copy_context()  # log context (job id, correlation id) follows the job
-
-    def deliver(outcome: _Outcome) -> None:
-        if not future.done():
-            future.set_result(outcome)
+    outbox = _outbox(loop)
 
     def target() -> None:
         try:
             outcome: _Outcome = (True, context.run(function, *spec.args, **spec.kwargs))
         except BaseException as exc:  # SystemExit too: a handler must not end the worker
             outcome = (False, exc)
-        # RuntimeError: the loop has closed (worker shutting down); nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(deliver, outcome)
+        outbox.put(future, outcome)
 
     _THREADS.submit(target)
     return await future
+
+
+class _Outbox:
+    """Hands outcomes from handler threads to the event loop, several per wake-up.
+
+    `call_soon_threadsafe` per outcome costs a write to the loop's self-pipe and a wake-up each;
+    under load, outcomes that arrive while a delivery is already scheduled ride along with it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Future[_Outcome], _Outcome]] = []
+        self._scheduled = False
+
+    def put(self, future: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
+        """Called from a handler thread."""
+        with self._lock:
+            self._items.append((future, outcome))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        # RuntimeError: the loop has closed (worker shutting down); nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        for future, outcome in items:
+            if not future.done():  # the waiter may have timed out or been cancelled
+                future.set_result(outcome)
+
+
+_OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _outbox(loop: asyncio.AbstractEventLoop) -> _Outbox:
+    outbox = _OUTBOXES.get(loop)
+    if outbox is None:
+        outbox = _OUTBOXES[loop] = _Outbox(loop)
+    return outbox
 
 
 class _DaemonThreads:

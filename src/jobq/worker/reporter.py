@@ -2,7 +2,10 @@
 
 One loop sends whatever has accumulated: first the acknowledgements (AckJobs), then the results
 (ReportResults), so a job's start is always applied before its result. While a call is in
-flight, new items gather for the next one (natural batching, no timer). A batch that cannot be
+flight, new items gather for the next one (natural batching). Acknowledgements alone wait a few
+milliseconds first: a job that succeeds within that window sends no acknowledgement at all, its
+result carries the start (the server then records ASSIGNED → RUNNING → DONE in one row update
+instead of two, with both events). A batch that cannot be
 delivered (server down, restarting) stays queued and is sent again once the worker is connected;
 a result counts as delivered only when the server answered, i.e. after it committed.
 """
@@ -26,6 +29,9 @@ R = TypeVar("R")
 
 RPC_TIMEOUT_S = 10.0
 RETRY_DELAY_S = 0.5
+ACK_LINGER_S = 0.005
+"""How long acknowledgements wait for results to travel with (the server sees the start a few
+milliseconds later; the job itself starts at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +122,14 @@ class Reporter:
             await self._wake.wait()
             self._wake.clear()
             await self._connected.wait()
+            if self._acks and not self._results:
+                await asyncio.sleep(ACK_LINGER_S)
             # Take the results before sending the acknowledgements: a job is acknowledged
             # before its result is queued, so every result taken here has its acknowledgement
-            # in this or an earlier AckJobs call, never a later one.
+            # in this or an earlier AckJobs call, never a later one, or is a success whose
+            # acknowledgement it replaces.
             results, self._results = self._results, []
+            self._fold_acknowledgements(results)
             if not await self._send_acks():
                 self._results = results + self._results
                 await asyncio.sleep(RETRY_DELAY_S)
@@ -129,6 +139,15 @@ class Reporter:
                 self._wake.set()
             elif self.idle:
                 self._all_sent.set()
+
+    def _fold_acknowledgements(self, results: list[PendingResult]) -> None:
+        """Drop the unsent acknowledgements of attempts that succeeded: their result carries
+        the start. Failures keep theirs (the server applies a failure to a started job only)."""
+        succeeded = {
+            (r.job_id, r.attempt) for r in results if r.outcome == pb.JOB_OUTCOME_SUCCEEDED
+        }
+        if succeeded and self._acks:
+            self._acks = [a for a in self._acks if (a.job_id, a.attempt) not in succeeded]
 
     async def _send_acks(self) -> bool:
         if not self._acks:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -26,11 +27,18 @@ from jobq.rpc._gen import worker_service_pb2_grpc
 from jobq.worker.executor import ExecutionResult, JobExecutor
 from jobq.worker.reporter import PendingResult, Reporter
 
-log = get_logger("jobq.worker")
+LOGGER_NAME = "jobq.worker"
+log = get_logger(LOGGER_NAME)
 
 FAILED_HEARTBEATS_BEFORE_RECONNECT = 3
 RECONNECT_BACKOFF_MAX_S = 5.0
 RPC_TIMEOUT_S = 10.0
+
+_OUTCOME_LABELS = {
+    pb.JOB_OUTCOME_SUCCEEDED: "success",
+    pb.JOB_OUTCOME_FAILED: "failure",
+    pb.JOB_OUTCOME_SHUTDOWN: "shutdown",
+}
 
 
 @dataclass(eq=False)
@@ -66,6 +74,13 @@ class WorkerRuntime:
         self._channel: grpc.aio.Channel | None = None
         self._stub: worker_service_pb2_grpc.WorkerServiceStub | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        # Per-job bookkeeping is on the hot path: resolve the metric children and the log level
+        # once, not for every job.
+        self._finished = {
+            outcome: metrics.worker_jobs.labels(result=label)
+            for outcome, label in _OUTCOME_LABELS.items()
+        }
+        self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -285,18 +300,15 @@ class WorkerRuntime:
             self._running.pop(key, None)
         if job.rejected:
             return
-        label = {
-            pb.JOB_OUTCOME_SUCCEEDED: "success",
-            pb.JOB_OUTCOME_FAILED: "failure",
-        }.get(outcome, "shutdown")
-        self._metrics.worker_jobs.labels(result=label).inc()
-        log.debug(
-            "job finished",
-            action=f"job.{label}",
-            job_id=a.job_id,
-            attempt=a.attempt,
-            worker_id=self.worker_id,
-        )
+        self._finished[outcome].inc()
+        if self._debug:
+            log.debug(
+                "job finished",
+                action=f"job.{_OUTCOME_LABELS[outcome]}",
+                job_id=a.job_id,
+                attempt=a.attempt,
+                worker_id=self.worker_id,
+            )
         self._reporter.result(
             PendingResult(a.job_id, a.attempt, outcome, result.result, result.error_message)
         )
