@@ -53,7 +53,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_id, _ = await self._submitter.submit(job)
         self._lifecycle.submitted([job])
         self._on_submitted()
-        log.debug("job submitted", action="job.submitted", job_id=str(job_id), queue=job.queue_name)
         return pb.SubmitJobResponse(job_id=str(job_id))
 
     @rpc(SERVICE)

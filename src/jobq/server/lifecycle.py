@@ -5,9 +5,12 @@ counting for itself."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter as Tally
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import TypeVar, cast
+
+from prometheus_client import Counter, Histogram
 
 from jobq.domain.records import Assignment, Job, NewJob, Transition
 from jobq.domain.states import JobStatus, Reason
@@ -17,6 +20,7 @@ from jobq.observability.metrics import ServerMetrics
 log = get_logger("jobq.lifecycle")
 
 Subscriber = Callable[[Sequence[Transition]], None]
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
 
 
 class Lifecycle:
@@ -24,14 +28,26 @@ class Lifecycle:
         self._metrics = metrics
         self._subscribers: list[Subscriber] = []
         self._debug = logging.getLogger("jobq.lifecycle").isEnabledFor(logging.DEBUG)
+        self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
     def submitted(self, jobs: Sequence[NewJob]) -> None:
         """New jobs were committed (PENDING, reason SUBMITTED)."""
-        for queue, count in Counter(job.queue_name for job in jobs).items():
-            self._metrics.jobs_submitted.labels(queue=queue).inc(count)
+        if len(jobs) == 1:  # the single-submit hot path: no tally to build
+            self._child(self._metrics.jobs_submitted, jobs[0].queue_name).inc()
+        else:
+            for queue, count in Tally(job.queue_name for job in jobs).items():
+                self._child(self._metrics.jobs_submitted, queue).inc(count)
+        if self._debug:
+            for job in jobs:
+                log.debug(
+                    "job submitted",
+                    action="job.submitted",
+                    job_id=str(job.job_id),
+                    queue=job.queue_name,
+                )
 
     def assigned(self, assignments: Sequence[Assignment]) -> None:
         """Jobs were claimed for a worker (PENDING → ASSIGNED)."""
@@ -84,23 +100,32 @@ class Lifecycle:
         m = self._metrics
         queue = t.queue_name
         if t.to_status is JobStatus.RUNNING and t.started_at is not None:
-            m.job_wait_seconds.labels(queue=queue).observe(_seconds(t.created_at, t.started_at))
+            self._child(m.job_wait_seconds, queue).observe(_seconds(t.created_at, t.started_at))
         elif t.to_status is JobStatus.DONE:
-            m.jobs_completed.labels(queue=queue, status=JobStatus.DONE.value).inc()
+            self._child(m.jobs_completed, queue, JobStatus.DONE.value).inc()
             if t.started_at is not None:
-                m.job_duration_seconds.labels(queue=queue).observe(
+                self._child(m.job_duration_seconds, queue).observe(
                     _seconds(t.started_at, t.occurred_at)
                 )
         elif t.to_status is JobStatus.FAILED:
-            m.jobs_completed.labels(queue=queue, status=JobStatus.FAILED.value).inc()
+            self._child(m.jobs_completed, queue, JobStatus.FAILED.value).inc()
             if t.started_at is not None and t.from_status is JobStatus.RUNNING:
-                m.job_duration_seconds.labels(queue=queue).observe(
+                self._child(m.job_duration_seconds, queue).observe(
                     _seconds(t.started_at, t.occurred_at)
                 )
         elif t.to_status is JobStatus.PENDING and t.reason is Reason.RETRY:
-            m.job_retries.labels(queue=queue).inc()
+            self._child(m.job_retries, queue).inc()
         elif t.to_status is JobStatus.DEAD_LETTERED:
-            m.jobs_dead_lettered.labels(queue=queue, reason=t.reason.value).inc()
+            self._child(m.jobs_dead_lettered, queue, t.reason.value).inc()
+
+    def _child(self, metric: _Labelled, *labels: str) -> _Labelled:
+        """`metric.labels(*labels)`, memoised: resolving a child costs more than updating it,
+        and this runs for every transition."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return cast(_Labelled, child)
 
     def _log(self, t: Transition) -> None:
         noteworthy = t.to_status in (JobStatus.FAILED, JobStatus.DEAD_LETTERED) or t.reason in (
@@ -126,4 +151,5 @@ class Lifecycle:
 
 
 def _seconds(start: datetime, end: datetime) -> float:
-    return max(0.0, (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds())
+    """Seconds between two timezone-aware moments (PostgreSQL's timestamptz), never negative."""
+    return max(0.0, (end - start).total_seconds())
