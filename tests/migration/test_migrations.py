@@ -28,6 +28,7 @@ EXPECTED_SCRIPTS = (
     "V6__add_job_attempt_fencing.sql",
     "V7__add_worker_shutdown_request.sql",
     "V8__claim_index_in_claim_order.sql",
+    "V9__claim_index_per_queue.sql",
 )
 
 
@@ -193,13 +194,24 @@ async def test_schema_constraints_and_indexes(db_dsn: str) -> None:
             r["indexname"]
             for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname='public'")
         }
-        assert {"jobs_pending_claim_idx", "jobs_worker_id_idx", "job_events_job_id_idx"} <= indexes
-        # V8 dropped these (see its comment): nothing hot needs them and they slowed claims.
-        assert not {"jobs_queue_status_idx", "jobs_status_not_before_idx"} & indexes
-        claim_index = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_pending_claim_idx'"
+        assert {
+            "jobs_pending_queue_claim_idx",
+            "jobs_worker_id_idx",
+            "job_events_job_id_idx",
+        } <= indexes
+        # V8 and V9 dropped these (see their comments): they slowed claims.
+        assert (
+            not {
+                "jobs_queue_status_idx",
+                "jobs_status_not_before_idx",
+                "jobs_pending_claim_idx",
+            }
+            & indexes
         )
-        assert "(priority DESC, created_at, job_id)" in claim_index
+        claim_index = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_pending_queue_claim_idx'"
+        )
+        assert "(queue_name, priority DESC, created_at, job_id)" in claim_index
         assert "WHERE (status = 'PENDING'::job_status)" in claim_index
         default = await conn.fetchrow("SELECT * FROM queues WHERE name = 'default'")
         assert default is not None

@@ -89,6 +89,22 @@ async def test_claim_honours_limit_queues_and_not_before(pool: asyncpg.Pool) -> 
     assert await jobs.jobs_claim(worker_id, ["default", "other"], 10) == []
 
 
+async def test_a_claim_over_several_queues_merges_them_in_claim_order(pool: asyncpg.Pool) -> None:
+    await PgQueueStore(pool).queue_create("other")
+    jobs = PgJobStore(pool)
+    default_low = await _submit(pool, 2, priority=1)
+    other_high = await _submit(pool, 1, queue="other", priority=7)
+    other_low = await _submit(pool, 2, queue="other", priority=1)
+    default_high = await _submit(pool, 1, priority=7)
+    backlog = await _submit(pool, 3, queue="other", priority=0)
+    worker_id = await _worker(pool, ("default", "other"))
+    # A queue named twice is one queue: no job comes back twice.
+    first = await jobs.jobs_claim(worker_id, ["other", "default", "other"], 5)
+    assert [a.job.job_id for a in first] == other_high + default_high + default_low + other_low[:1]
+    rest = await jobs.jobs_claim(worker_id, ["default", "other"], 10)
+    assert [a.job.job_id for a in rest] == other_low[1:] + backlog
+
+
 async def test_concurrent_claims_never_share_a_job(pool: asyncpg.Pool) -> None:
     jobs = PgJobStore(pool)
     submitted = await _submit(pool, 200)

@@ -126,9 +126,9 @@ class PgJobStore:
         """Claim up to `limit` eligible jobs of `queues` for a worker, in claim order."""
         if limit <= 0 or not queues:
             return []
-        # The claim must walk jobs_pending_claim_idx in order and stop at its limit. Queue tables
-        # churn faster than statistics follow, and with a stale, tiny row estimate the planner
-        # prefers a bitmap scan of every pending job plus a sort (measured 8 ms instead of
+        # The claim must walk jobs_pending_queue_claim_idx in order and stop at its limit. Queue
+        # tables churn faster than statistics follow, and with a stale, tiny row estimate the
+        # planner prefers a bitmap scan of every pending job plus a sort (measured 8 ms instead of
         # 0.4 ms per claim with 20,000 pending). Sorting is what that plan needs and the
         # ordered index scan does not, so claims run with sorting discouraged. A claim commits
         # without waiting for its WAL flush (a lost claim only re-runs the job).

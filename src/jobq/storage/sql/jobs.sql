@@ -79,22 +79,31 @@ FROM updated;
 
 -- name: jobs_claim
 -- Claim up to $3 eligible jobs of the queues $2 for worker $1: PENDING → ASSIGNED, attempt + 1.
--- The candidates CTE is MATERIALIZED so that the LIMIT and SKIP LOCKED apply once, to the scan of
--- the partial PENDING index in claim order, before the join (an inlined sub-select could be
--- re-planned as a join that locks more rows than it returns). Concurrent claimers skip each
--- other's locked rows instead of queueing behind them. A worker that is not ONLINE (declared
--- lost, draining, deregistered — possibly by another replica) gets nothing, even if this
--- replica still holds its stream.
+-- Each queue's head is read from jobs_pending_queue_claim_idx in claim order (the LATERAL
+-- sub-select, one ordered index range per queue, stopping at the limit), and the heads are
+-- merged in claim order. The candidates CTE is MATERIALIZED so that the LIMIT and SKIP LOCKED
+-- apply once, before the join (an inlined sub-select could be re-planned as a join that locks
+-- more rows than it returns). Concurrent claimers skip each other's locked rows instead of
+-- queueing behind them. A worker serving several queues locks up to $3 rows of each while the
+-- statement runs and assigns the best $3; the others are free again at its commit. A worker
+-- that is not ONLINE (declared lost, draining, deregistered — possibly by another replica) gets
+-- nothing, even if this replica still holds its stream.
 WITH candidates AS MATERIALIZED (
-    SELECT job_id
-    FROM jobs
-    WHERE status = 'PENDING'
-      AND queue_name = ANY($2::text[])
-      AND (not_before IS NULL OR not_before <= now())
-      AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = $1 AND w.status = 'ONLINE')
-    ORDER BY priority DESC, created_at, job_id
+    SELECT head.job_id
+    FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT j.job_id, j.priority, j.created_at
+        FROM jobs j
+        WHERE j.status = 'PENDING'
+          AND j.queue_name = q.name
+          AND (j.not_before IS NULL OR j.not_before <= now())
+          AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = $1 AND w.status = 'ONLINE')
+        ORDER BY j.priority DESC, j.created_at, j.job_id
+        LIMIT $3
+        FOR UPDATE SKIP LOCKED
+    ) AS head
+    ORDER BY head.priority DESC, head.created_at, head.job_id
     LIMIT $3
-    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE jobs j
     SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1, assigned_at = now(),
