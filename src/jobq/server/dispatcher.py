@@ -75,8 +75,11 @@ class Dispatcher:
     async def _run(self) -> None:
         backoff = self._interval_s
         while True:
+            # asyncio.timeout rather than wait_for: no extra task per wait, so a submit's
+            # wake-up reaches the claim a few loop iterations sooner.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 more = await self.run_once()
