@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 
+from bench import calibration
 from bench import processes as p
 from bench import scenarios as s
 
@@ -35,6 +36,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pickup-rate", type=float, default=50.0, help="jobs per second")
     parser.add_argument(
         "--concurrency", type=int, default=256, help="jq-worker --concurrency (default 256)"
+    )
+    parser.add_argument(
+        "--calibration-calls",
+        type=int,
+        default=10_000,
+        help="calls of the bare gRPC yardstick (see bench/calibration.py)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
@@ -95,6 +102,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         results["drain_command_jobs_per_s"] = round(
             args.command_jobs / (time.perf_counter() - started), 1
         )
+        await s.settle(dsn)
         await asyncio.sleep(1.0)  # let the worker go idle
         results.update(await s.pickup_latency(grpc_port, args.pickup_jobs, args.pickup_rate))
         worker.stop()
@@ -117,9 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     with tempfile.TemporaryDirectory(prefix="jobq-bench-") as tmp:
         results = asyncio.run(run(args, Path(tmp)))
-    results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    bare = asyncio.run(
+        calibration.bare_grpc_unary_per_second(
+            p.free_port(), args.calibration_calls, args.in_flight
+        )
+    )
+    machine: dict[str, object] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "python_loop_10m_s": round(calibration.python_loop_seconds(), 3),
+        "bare_grpc_unary_per_s": round(bare, 1),
+    }
+    results["machine"] = machine
     results["parameters"] = {k: str(v) for k, v in vars(args).items()}
     print_table({k: v for k, v in results.items() if k not in ("machine", "parameters")})
+    print_table({f"machine.{k}": v for k, v in machine.items()})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"written to {args.output}")

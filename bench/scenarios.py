@@ -89,6 +89,18 @@ async def wait_all_done(dsn: str, expected: int, within: float = 600) -> float:
         await conn.close()
 
 
+async def settle(dsn: str) -> None:
+    """Leave PostgreSQL idle after the drains: vacuum and analyse the tables they churned and
+    write a checkpoint now, so that autovacuum and the checkpointer do not run during the
+    pickup measurement (which is about an idle system) by chance in some runs and not others."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM (ANALYZE) jobs, job_events")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def pickup_latency(port: int, count: int, rate: float) -> dict[str, float]:
     """Submit `count` jobs at `rate`/s into an idle worker; each records when it started.
     Returns p50/p95/p99 of start - submit in milliseconds."""

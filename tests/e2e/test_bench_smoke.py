@@ -38,6 +38,8 @@ def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
             "10",
             "--pickup-rate",
             "100",
+            "--calibration-calls",
+            "20",
             "--output",
             str(output),
         ],
@@ -52,4 +54,6 @@ def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
     for key in KEYS:
         assert figures[key] > 0, key
     assert set(figures["drain_cpu_s"]) == {"server", "worker", "postgres"}
+    assert figures["machine"]["bare_grpc_unary_per_s"] > 0
+    assert figures["machine"]["python_loop_10m_s"] > 0
     assert "drain_python_jobs_per_s" in result.stdout
