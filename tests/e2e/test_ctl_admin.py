@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
 
 import yaml
-from support.processes import ServerFactory, ServerProcess, WorkerFactory, program
+from support.ctl import as_json, failure, ok
+from support.ctl import jq_ctl_at as jq_ctl
+from support.processes import ServerFactory, WorkerFactory
 
 from jobq import __version__
-
-
-def jq_ctl(server: ServerProcess, *args: str, env: dict[str, str] | None = None) -> Any:
-    """Run the installed jq-ctl against `server`; the caller's JQ_CTL_* variables are dropped."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("JQ_CTL_")}
-    environment["JQ_CTL_SERVER_ADDR"] = f"127.0.0.1:{server.grpc_port}"
-    environment.update(env or {})
-    return subprocess.run(
-        [program("jq-ctl"), *args], capture_output=True, text=True, env=environment, timeout=60
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    return result.stdout
-
-
-def failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The one stderr line of a failed run, without its `jq-ctl: ` prefix."""
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("jq-ctl: ")
-    return line.removeprefix("jq-ctl: ")
-
-
-def as_json(server: ServerProcess, *args: str) -> Any:
-    return json.loads(ok(jq_ctl(server, "--output", "json", *args)))
 
 
 def eventually(condition: Callable[[], Any], within: float = 30) -> Any:

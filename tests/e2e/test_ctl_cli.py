@@ -7,7 +7,6 @@ small in-process gRPC server that records what jq-ctl sent.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,9 @@ import grpc
 import pytest
 import typer
 import yaml
-from support.processes import ServerFactory, free_port, program
+from support.ctl import failure, ok
+from support.ctl import run_jq_ctl as jq_ctl
+from support.processes import ServerFactory, free_port
 
 from jobq import __version__
 from jobq.ctl.cli import app
@@ -46,30 +47,6 @@ SPEC_COMMANDS = {
     ("system", "status"),
     ("version",),
 }
-
-
-def jq_ctl(*args: str, env: dict[str, str] | None = None) -> Any:
-    """Run the installed jq-ctl; the caller's JQ_CTL_* variables are dropped."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("JQ_CTL_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [program("jq-ctl"), *args], capture_output=True, text=True, env=environment, timeout=60
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    return result.stdout
-
-
-def failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The one stderr line of a failed run, without its `jq-ctl: ` prefix."""
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("jq-ctl: ")
-    return line.removeprefix("jq-ctl: ")
 
 
 def command_paths() -> list[tuple[str, ...]]:

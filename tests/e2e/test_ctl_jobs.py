@@ -3,61 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import yaml
+from support.ctl import as_json, failure, ok, wait_for_status
+from support.ctl import jq_ctl_at as jq_ctl
 from support.job_waits import job
-from support.processes import ServerFactory, ServerProcess, WorkerFactory, program
+from support.processes import ServerFactory, WorkerFactory
 from support.server_harness import client_for
 
 from jobq.ctl.documents import to_document
 from jobq.rpc._gen import common_pb2 as cpb
 
 FAST_RETRY = {"JQ_SCHEDULER_RETRY_BASE_DELAY_S": "0", "JQ_SCHEDULER_RETRY_MAX_DELAY_S": "0"}
-
-
-def jq_ctl(server: ServerProcess, *args: str, env: dict[str, str] | None = None) -> Any:
-    """Run the installed jq-ctl against `server`; the caller's JQ_CTL_* variables are dropped."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("JQ_CTL_")}
-    environment["JQ_CTL_SERVER_ADDR"] = f"127.0.0.1:{server.grpc_port}"
-    environment.update(env or {})
-    return subprocess.run(
-        [program("jq-ctl"), *args], capture_output=True, text=True, env=environment, timeout=60
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    return result.stdout
-
-
-def failure(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The one stderr line of a failed run, without its `jq-ctl: ` prefix."""
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.splitlines()
-    assert line.startswith("jq-ctl: ")
-    return line.removeprefix("jq-ctl: ")
-
-
-def as_json(server: ServerProcess, *args: str) -> Any:
-    return json.loads(ok(jq_ctl(server, "--output", "json", *args)))
-
-
-def wait_for_status(server: ServerProcess, job_id: str, status: str, within: float = 30) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        found = as_json(server, "job", "status", job_id)["job"]
-        if found["status"] == status:
-            return found
-        assert time.monotonic() < deadline, f"job {job_id} is {found['status']}, not {status}"
-        time.sleep(0.1)
 
 
 async def test_every_way_to_submit_reaches_the_server(

@@ -8,15 +8,13 @@ stands for the id printed by the last `job submit`.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
-from support.processes import ServerFactory, ServerProcess, WorkerFactory, program
+from support.ctl import jq_ctl_at, wait_for_status
+from support.processes import ServerFactory, ServerProcess, WorkerFactory
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ID = "<id>"
@@ -35,25 +33,7 @@ def tour_commands(text: str) -> list[list[str]]:
 
 
 def run(server: ServerProcess, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("JQ_CTL_")}
-    environment["JQ_CTL_SERVER_ADDR"] = f"127.0.0.1:{server.grpc_port}"
-    return subprocess.run(
-        [program("jq-ctl"), *argv[1:]], capture_output=True, text=True, env=environment, timeout=60
-    )
-
-
-def job_status(server: ServerProcess, job_id: str) -> str:
-    result = run(server, ["jq-ctl", "--output", "json", "job", "status", job_id])
-    assert result.returncode == 0, result.stderr
-    status: str = json.loads(result.stdout)["job"]["status"]
-    return status
-
-
-def wait_for_status(server: ServerProcess, job_id: str, status: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while (found := job_status(server, job_id)) != status:
-        assert time.monotonic() < deadline, f"job {job_id} is {found}, not {status}"
-        time.sleep(0.1)
+    return jq_ctl_at(server, *argv[1:])
 
 
 def test_the_tour_starts_with_make_run_and_covers_the_cli() -> None:
