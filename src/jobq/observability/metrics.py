@@ -16,6 +16,7 @@ collaborators that own an operation (Redis locker, Kafka sink), never scattered 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,6 +36,7 @@ from jobq.domain.states import WorkerStatus
 __all__ = [
     "JOB_BUCKETS",
     "LATENCY_BUCKETS",
+    "LabelledChildren",
     "ProgramMetrics",
     "ServerMetrics",
     "WorkerMetrics",
@@ -44,6 +46,24 @@ __all__ = [
 # gauge (its creation time): twice the series, which neither Prometheus nor our dashboards use.
 # The switch is process-wide; these programs expose no other registry that would want them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+
+_Labelled = TypeVar("_Labelled", Counter, Histogram)
+
+
+class LabelledChildren:
+    """`metric.labels(*values)`, memoised. Resolving a labelled child costs more than updating
+    it, and the per-RPC and per-transition paths update a child every time."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
+
+    def of(self, metric: _Labelled, *values: str) -> _Labelled:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(_Labelled, child)
+
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005,

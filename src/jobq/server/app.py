@@ -14,7 +14,6 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Histogram
 
 from jobq.config import Settings
 from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
@@ -24,7 +23,7 @@ from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus
 from jobq.observability.http_endpoints import HttpEndpoints, Response, Route, health_routes
 from jobq.observability.logging_setup import get_logger
-from jobq.observability.metrics import ServerMetrics
+from jobq.observability.metrics import LabelledChildren, ServerMetrics
 from jobq.rpc._gen import (
     admin_service_pb2,
     admin_service_pb2_grpc,
@@ -65,21 +64,12 @@ class MetricsObserver:
 
     def __init__(self, metrics: ServerMetrics) -> None:
         self._metrics = metrics
-        # Resolving a labelled child costs more than updating it; this runs for every RPC.
-        self._counters: dict[tuple[str, str, str], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._children = LabelledChildren()
 
     def rpc_finished(self, service: str, method: str, code: str, seconds: float) -> None:
-        counter = self._counters.get((service, method, code))
-        if counter is None:
-            counter = self._metrics.grpc_requests.labels(service, method, code)
-            self._counters[(service, method, code)] = counter
-        counter.inc()
-        duration = self._durations.get((service, method))
-        if duration is None:
-            duration = self._metrics.grpc_request_duration_seconds.labels(service, method)
-            self._durations[(service, method)] = duration
-        duration.observe(seconds)
+        m = self._metrics
+        self._children.of(m.grpc_requests, service, method, code).inc()
+        self._children.of(m.grpc_request_duration_seconds, service, method).observe(seconds)
 
     def database_error(self) -> None:
         self._metrics.db_errors.inc()

@@ -8,19 +8,15 @@ import logging
 from collections import Counter as Tally
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar, cast
-
-from prometheus_client import Counter, Histogram
 
 from jobq.domain.records import Assignment, Job, NewJob, Transition
 from jobq.domain.states import JobStatus, Reason
 from jobq.observability.logging_setup import get_logger
-from jobq.observability.metrics import ServerMetrics
+from jobq.observability.metrics import LabelledChildren, ServerMetrics
 
 log = get_logger("jobq.lifecycle")
 
 Subscriber = Callable[[Sequence[Transition]], None]
-_Labelled = TypeVar("_Labelled", Counter, Histogram)
 
 
 class Lifecycle:
@@ -28,7 +24,7 @@ class Lifecycle:
         self._metrics = metrics
         self._subscribers: list[Subscriber] = []
         self._debug = logging.getLogger("jobq.lifecycle").isEnabledFor(logging.DEBUG)
-        self._children: dict[tuple[int, tuple[str, ...]], Counter | Histogram] = {}
+        self._child = LabelledChildren().of
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -117,15 +113,6 @@ class Lifecycle:
             self._child(m.job_retries, queue).inc()
         elif t.to_status is JobStatus.DEAD_LETTERED:
             self._child(m.jobs_dead_lettered, queue, t.reason.value).inc()
-
-    def _child(self, metric: _Labelled, *labels: str) -> _Labelled:
-        """`metric.labels(*labels)`, memoised: resolving a child costs more than updating it,
-        and this runs for every transition."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return cast(_Labelled, child)
 
     def _log(self, t: Transition) -> None:
         noteworthy = t.to_status in (JobStatus.FAILED, JobStatus.DEAD_LETTERED) or t.reason in (

@@ -172,3 +172,20 @@ def test_queue_depth_zeroes_label_sets_that_disappeared() -> None:
 
     metrics.set_queue_depth({("b", "RUNNING"): 6})
     assert depth(metrics) == {("a", "PENDING"): 0, ("b", "RUNNING"): 6}
+
+
+def test_labelled_children_are_resolved_once_and_count_into_the_metric() -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    from jobq.observability.metrics import LabelledChildren
+
+    registry = CollectorRegistry()
+    counter = Counter("c", "test", ["queue"], registry=registry)
+    children = LabelledChildren()
+    first = children.of(counter, "a")
+    assert children.of(counter, "a") is first
+    assert children.of(counter, "b") is not first
+    first.inc()
+    children.of(counter, "a").inc(2)
+    assert registry.get_sample_value("c_total", {"queue": "a"}) == 3
+    assert registry.get_sample_value("c_total", {"queue": "b"}) == 0
