@@ -1,0 +1,94 @@
+"""The report statements find each reported attempt by primary key, not by walking held jobs.
+
+Found during a drain (bench/): with statistics gathered while no job was held, the planner
+reached each reported job through jobs_worker_id_idx and walked all of the worker's held jobs
+once per reported job, so a batch of results cost time quadratic in its size (see the head of
+sql/jobs.sql). These tests recreate the conditions and read the executed plans (rolled back):
+no scan of jobs may read more rows than were reported. They measure no time.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from jobq.domain.ids import uuid7
+from jobq.domain.records import NewJob
+from jobq.storage.postgres.jobs import PgJobStore
+from jobq.storage.postgres.workers import PgWorkerStore
+from jobq.storage.queries import query
+
+TABLE = 20_000  # enough jobs that reading the whole table is not the cheap way
+HELD = 400
+REPORTED = 150
+
+Attempts = tuple[list[uuid.UUID], list[int], list[uuid.UUID]]
+
+
+def _scans_of_jobs(plan: Any) -> list[dict[str, Any]]:
+    """Every plan node that reads the jobs table or one of its indexes."""
+    found: list[dict[str, Any]] = []
+    if isinstance(plan, dict):
+        if plan.get("Relation Name") == "jobs" and "Scan" in plan.get("Node Type", ""):
+            found.append(plan)
+        for value in plan.values():
+            found += _scans_of_jobs(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found += _scans_of_jobs(value)
+    return found
+
+
+@pytest.fixture
+async def held(pool: asyncpg.Pool) -> Attempts:
+    """(job ids, attempts, worker ids) of REPORTED of the HELD jobs one worker holds, in a
+    table of TABLE jobs."""
+    jobs = PgJobStore(pool)
+    for _ in range(TABLE // 1000):
+        await jobs.jobs_insert([NewJob(uuid7(), "default", b"{}") for _ in range(1000)])
+    await pool.execute("ANALYZE jobs")  # statistics from before any job was held
+    worker_id = uuid.uuid4()
+    await PgWorkerStore(pool).worker_register(worker_id, "plan-host", HELD, ["default"])
+    claimed = await jobs.jobs_claim(worker_id, ["default"], HELD)
+    assert len(claimed) == HELD
+    reported = claimed[:REPORTED]
+    return (
+        [a.job.job_id for a in reported],
+        [a.job.attempt for a in reported],
+        [worker_id] * REPORTED,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("jobs_start", ()),
+        ("jobs_complete", ([b"null"] * REPORTED,)),
+        ("jobs_lock_for_failure", (["ASSIGNED", "RUNNING"],)),
+        ("jobs_release", ("WORKER_SHUTDOWN",)),
+    ],
+)
+async def test_each_reported_attempt_is_one_index_hit(
+    pool: asyncpg.Pool, held: Attempts, name: str, extra: tuple[object, ...]
+) -> None:
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            raw = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {query(name)}", *held, *extra
+            )
+        finally:
+            await transaction.rollback()
+    scans = _scans_of_jobs(json.loads(raw))
+    assert scans
+    for scan in scans:
+        read = scan["Actual Rows"] * scan["Actual Loops"] + scan.get("Rows Removed by Filter", 0)
+        assert read <= REPORTED, (
+            f"{name}: {scan['Node Type']} on {scan.get('Index Name', 'jobs')} read {read} rows"
+            f" for {REPORTED} reported attempts"
+        )
