@@ -86,19 +86,24 @@ class Lifecycle:
         """Applied state changes: count them, log them, tell the subscribers."""
         if not transitions:
             return
+        done: dict[str, int] = {}  # completions per queue, counted once per batch
         for t in transitions:
+            if t.to_status is JobStatus.DONE:
+                done[t.queue_name] = done.get(t.queue_name, 0) + 1
             self._count(t)
             self._log(t)
+        for queue, count in done.items():
+            self._child(self._metrics.jobs_completed, queue, JobStatus.DONE.value).inc(count)
         for subscriber in self._subscribers:
             subscriber(transitions)
 
     def _count(self, t: Transition) -> None:
+        """Observe one transition (completions are counted by `publish`, per batch)."""
         m = self._metrics
         queue = t.queue_name
         if t.to_status is JobStatus.RUNNING and t.started_at is not None:
             self._child(m.job_wait_seconds, queue).observe(_seconds(t.created_at, t.started_at))
         elif t.to_status is JobStatus.DONE:
-            self._child(m.jobs_completed, queue, JobStatus.DONE.value).inc()
             if t.started_at is not None:
                 self._child(m.job_duration_seconds, queue).observe(
                     _seconds(t.started_at, t.occurred_at)

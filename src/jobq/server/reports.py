@@ -8,7 +8,6 @@ result for the same attempt. A caller hears back only after its batch committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
 
@@ -19,6 +18,7 @@ from jobq.domain.records import (
     ReportOutcome,
     Success,
     Transition,
+    record,
 )
 from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import Reason
@@ -33,7 +33,7 @@ class ReportKind(Enum):
     SHUTDOWN = "shutdown"  # interrupted by an orderly worker shutdown: back to PENDING
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReportItem:
     kind: ReportKind
     ref: AttemptRef

@@ -160,9 +160,6 @@ class PgJobStore:
         rows = await self._pool.fetch(
             query("jobs_complete"), *_attempt_columns(refs), [s.result for s in successes]
         )
-        outcome = await self._outcome(refs, rows, Reason.COMPLETED)
-        if all(row["from_status"] == JobStatus.RUNNING.value for row in rows):
-            return outcome
         transitions: list[Transition] = []
         for row in rows:  # a row that was ASSIGNED stands for its start and its completion
             if row["from_status"] == JobStatus.ASSIGNED.value:
@@ -172,7 +169,7 @@ class PgJobStore:
                 transitions.append(transition_from_row(row, from_status=JobStatus.RUNNING))
             else:
                 transitions.append(transition_from_row(row))
-        return ReportOutcome(outcome.results, transitions)
+        return await self._outcome(refs, rows, Reason.COMPLETED, transitions=transitions)
 
     async def jobs_fail(
         self,
@@ -256,10 +253,12 @@ class PgJobStore:
         rows: Sequence[asyncpg.Record],
         duplicate_reason: Reason,
         first_reason: Reason | None = None,
+        transitions: list[Transition] | None = None,
     ) -> ReportOutcome:
         """Per attempt: applied now, an exact duplicate of a report applied before (accepted,
         changes nothing), or stale (rejected). `duplicate_reason` is the event an earlier
-        identical report left behind."""
+        identical report left behind. The transitions are built from `rows` unless the caller
+        built them already."""
         applied = {(row["job_id"], row["attempt"]) for row in rows}
         missed = [a for a in attempts if (a.job_id, a.attempt) not in applied]
         duplicates: set[tuple[UUID, int]] = set()
@@ -290,7 +289,9 @@ class PgJobStore:
                 results.append(AttemptResult(a.job_id, a.attempt, True, "duplicate"))
             else:
                 results.append(AttemptResult(a.job_id, a.attempt, False, _STALE))
-        transitions: list[Transition] = []
+        if transitions is not None:
+            return ReportOutcome(results, transitions)
+        transitions = []
         for row in rows:
             if first_reason is None:
                 transitions.append(transition_from_row(row))
