@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final, NoReturn
 
 from jobq.domain.errors import InvalidArgument
+from jobq.domain.records import record
 from jobq.task import MAX_TASK_NAME_LENGTH
 
 __all__ = [
@@ -58,7 +59,7 @@ class PayloadError(InvalidArgument):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommandSpec:
     """Run `argv` as a child process, without a shell."""
 
@@ -69,7 +70,7 @@ class CommandSpec:
     stdin: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HandlerSpec:
     """Call the trusted Python function named `handler` with `args` and `kwargs`."""
 
@@ -79,7 +80,7 @@ class HandlerSpec:
     timeout_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExecutionResult:
     """The outcome of one job attempt, as the worker reports it to the server."""
 
@@ -102,9 +103,8 @@ def parse_payload(payload: bytes) -> CommandSpec | HandlerSpec:
         PayloadError: on anything but a well-formed command or handler payload.
     """
     try:
-        document = json.loads(
-            payload, object_pairs_hook=_unique_keys, parse_constant=_refuse_constant
-        )
+        # json.loads with hooks would build a new decoder for every payload.
+        document = _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
     except PayloadError:
         raise
     except (ValueError, RecursionError) as exc:
@@ -245,6 +245,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _refuse_constant(name: str) -> NoReturn:
     raise PayloadError(f"payload is not valid JSON: {name} is not a JSON number")
+
+
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_refuse_constant)
 
 
 def _fail(message: str) -> NoReturn:

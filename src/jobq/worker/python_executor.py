@@ -70,18 +70,17 @@ class PythonExecutor:
         function = self._resolve(spec.handler)
         if isinstance(function, ExecutionResult):
             return function
+        scope: asyncio.Timeout | None = None
         try:
-            async with asyncio.timeout(timeout_s) as scope:
-                if inspect.iscoroutinefunction(function):
-                    value = await function(*spec.args, **spec.kwargs)
-                else:
-                    returned, value = await _call_in_daemon_thread(function, spec)
-                    if not returned:
-                        return self._raised(spec.handler, value)
-                    if inspect.isawaitable(value):  # a sync wrapper around a coroutine function
-                        value = await value
+            if timeout_s is None:  # no limit: spare the job a timeout scope
+                returned, value = await _call(function, spec)
+            else:
+                async with asyncio.timeout(timeout_s) as scope:
+                    returned, value = await _call(function, spec)
+            if not returned:
+                return self._raised(spec.handler, value)
         except TimeoutError as exc:
-            if not scope.expired():
+            if scope is None or not scope.expired():
                 return self._raised(spec.handler, exc)
             log.warning(
                 "handler timed out; a sync handler's thread runs on until it returns",
@@ -121,6 +120,8 @@ class PythonExecutor:
         return function
 
     def _encode(self, value: Any) -> ExecutionResult:
+        if value is None:  # most handlers return nothing
+            return _RETURNED_NONE
         try:
             encoded = json.dumps(value, allow_nan=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:
@@ -138,6 +139,17 @@ class PythonExecutor:
         text = _text(exc)
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         return _failure(message)
+
+
+async def _call(function: Callable[..., Any], spec: HandlerSpec) -> _Outcome:
+    """Call a coroutine function on the loop or a sync one on a handler thread. What the
+    function raises comes back as (False, exception); a coroutine's exception is raised."""
+    if inspect.iscoroutinefunction(function):
+        return True, await function(*spec.args, **spec.kwargs)
+    returned, value = await _call_in_daemon_thread(function, spec)
+    if returned and inspect.isawaitable(value):  # a sync wrapper around a coroutine function
+        value = await value
+    return returned, value
 
 
 async def _call_in_daemon_thread(function: Callable[..., Any], spec: HandlerSpec) -> _Outcome:
@@ -239,6 +251,9 @@ class _DaemonThreads:
 
 
 _THREADS = _DaemonThreads()
+
+
+_RETURNED_NONE: Final = ExecutionResult(success=True, result=b"null")
 
 
 def _failure(message: str) -> ExecutionResult:

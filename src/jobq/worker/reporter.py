@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
 
+from jobq.domain.records import record
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.rpc._gen import worker_service_pb2_grpc
@@ -34,7 +34,7 @@ ACK_LINGER_S = 0.005
 milliseconds later; the job itself starts at once)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PendingResult:
     job_id: str
     attempt: int

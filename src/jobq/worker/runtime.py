@@ -81,6 +81,9 @@ class WorkerRuntime:
             for outcome, label in _OUTCOME_LABELS.items()
         }
         self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG)
+        # Read when scraped rather than updated twice per job under the gauge's lock.
+        self._active = 0
+        metrics.worker_active_jobs.set_function(lambda: self._active)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -285,13 +288,13 @@ class WorkerRuntime:
         try:
             async with self._slots:
                 self._reporter.ack(a.job_id, a.attempt)
-                self._metrics.worker_active_jobs.inc()
+                self._active += 1
                 started = time.monotonic()
                 try:
                     result = await self._executor.run(a.payload, float(a.timeout_s) or None)
                     outcome = pb.JOB_OUTCOME_SUCCEEDED if result.success else pb.JOB_OUTCOME_FAILED
                 finally:
-                    self._metrics.worker_active_jobs.dec()
+                    self._active -= 1
                     self._metrics.worker_job_duration_seconds.observe(time.monotonic() - started)
         except asyncio.CancelledError:
             outcome = pb.JOB_OUTCOME_SHUTDOWN
