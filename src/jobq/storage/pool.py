@@ -45,13 +45,23 @@ async def create_claim_pool(dsn: str, *, connect_timeout_s: float = 5.0) -> asyn
     so it runs again (at least once, as after a lost worker). Nothing accepted is lost: the
     submit that created the job and every later report (start, result) commit synchronously,
     and a synchronous commit flushes the earlier claim's WAL with its own. What it saves is an
-    fsync wait between a submit and the job's start, on every dispatch cycle."""
+    fsync wait between a submit and the job's start, on every dispatch cycle.
+
+    The claim statement is planned once per session (`plan_cache_mode = force_generic_plan`):
+    PostgreSQL otherwise re-plans it on every execution, because its generic plan's estimate
+    never beats the custom plans', and planning took 0.4 ms of an idle claim's 1.1 ms (measured
+    with one job to claim). The generic plan has the same shape: per queue, the claim index in
+    claim order up to the limit, then the update by primary key."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=2,
         timeout=connect_timeout_s,
-        server_settings={"enable_sort": "off", "synchronous_commit": "off"},
+        server_settings={
+            "enable_sort": "off",
+            "synchronous_commit": "off",
+            "plan_cache_mode": "force_generic_plan",
+        },
         reset=_no_reset,
     )
     assert pool is not None

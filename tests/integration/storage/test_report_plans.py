@@ -18,6 +18,7 @@ import pytest
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
+from jobq.storage.pool import create_claim_pool
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.queries import query
@@ -92,3 +93,28 @@ async def test_each_reported_attempt_is_one_index_hit(
             f"{name}: {scan['Node Type']} on {scan.get('Index Name', 'jobs')} read {read} rows"
             f" for {REPORTED} reported attempts"
         )
+
+
+async def test_claim_sessions_plan_the_claim_once(db_dsn: str) -> None:
+    """The claim pool's sessions discourage sorting and plan the claim once (see
+    create_claim_pool); other sessions keep the server's settings. (synchronous_commit is not
+    checked: the test server runs with it off everywhere.)"""
+    claims = await create_claim_pool(db_dsn)
+    try:
+        async with claims.acquire() as conn:
+            settings = {
+                name: await conn.fetchval(f"SHOW {name}")
+                for name in ("enable_sort", "plan_cache_mode")
+            }
+    finally:
+        await claims.close()
+    assert settings == {
+        "enable_sort": "off",
+        "plan_cache_mode": "force_generic_plan",
+    }
+    other = await asyncpg.connect(db_dsn)  # the server's defaults are left alone
+    try:
+        assert await other.fetchval("SHOW plan_cache_mode") == "auto"
+        assert await other.fetchval("SHOW enable_sort") == "on"
+    finally:
+        await other.close()

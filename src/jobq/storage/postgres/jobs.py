@@ -136,9 +136,10 @@ class PgJobStore:
             rows = await self._claim_pool.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         else:
             async with self._pool.acquire() as conn, conn.transaction():
-                # Both settings as on the claim pool's sessions (see create_claim_pool).
+                # The settings of the claim pool's sessions (see create_claim_pool).
                 await conn.execute(
-                    "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
+                    "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off;"
+                    " SET LOCAL plan_cache_mode = force_generic_plan"
                 )
                 rows = await conn.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
