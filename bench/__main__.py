@@ -32,6 +32,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--command-jobs", type=int, default=2_000, help='["true"] jobs')
     parser.add_argument("--single-jobs", type=int, default=5_000, help="single SubmitJob calls")
     parser.add_argument("--in-flight", type=int, default=32, help="concurrent SubmitJob calls")
+    parser.add_argument(
+        "--batch-in-flight",
+        type=int,
+        default=2,
+        help="concurrent SubmitJobs calls of 1,000 jobs (1: each waits for the previous one)",
+    )
     parser.add_argument("--pickup-jobs", type=int, default=500)
     parser.add_argument("--pickup-rate", type=float, default=50.0, help="jobs per second")
     parser.add_argument(
@@ -72,7 +78,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             await s.submit_single(grpc_port, args.single_jobs, args.in_flight, "bench-single"), 1
         )
         results["submit_batch_jobs_per_s"] = round(
-            await s.submit_batches(grpc_port, args.drain_jobs, s.NOOP), 1
+            await s.submit_batches(
+                grpc_port, args.drain_jobs, s.NOOP, in_flight=args.batch_in_flight
+            ),
+            1,
         )
         pg_procs = p.postgres_processes(workdir / "pg")
         cpu_before = {"server": p.cpu_seconds([psutil.Process(server.process.pid)])}

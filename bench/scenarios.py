@@ -49,16 +49,23 @@ async def submit_single(port: int, count: int, in_flight: int, queue: str) -> fl
     return count / elapsed
 
 
-async def submit_batches(port: int, count: int, payload: bytes, batch: int = 1000) -> float:
-    """Jobs/s for `count` jobs sent with SubmitJobs in batches of `batch`."""
+async def submit_batches(
+    port: int, count: int, payload: bytes, batch: int = 1000, in_flight: int = 1
+) -> float:
+    """Jobs/s for `count` jobs sent with SubmitJobs in batches of `batch`, `in_flight` calls at
+    a time from one client (each builds its request when its turn comes, as a producer would)."""
     channel, jobs = stub(port)
+    turns = asyncio.Semaphore(in_flight)
+
+    async def one(size: int) -> None:
+        async with turns:
+            request = jpb.SubmitJobsRequest(
+                jobs=[jpb.SubmitJobRequest(payload=payload) for _ in range(size)]
+            )
+            await jobs.SubmitJobs(request, timeout=60)
+
     started = time.perf_counter()
-    for offset in range(0, count, batch):
-        size = min(batch, count - offset)
-        request = jpb.SubmitJobsRequest(
-            jobs=[jpb.SubmitJobRequest(payload=payload) for _ in range(size)]
-        )
-        await jobs.SubmitJobs(request, timeout=60)
+    await asyncio.gather(*(one(min(batch, count - o)) for o in range(0, count, batch)))
     elapsed = time.perf_counter() - started
     await channel.close()
     return count / elapsed
