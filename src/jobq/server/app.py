@@ -186,7 +186,9 @@ class ServerApp:
             on_cycle=self.metrics.scheduler_cycle_duration_seconds.observe,
         )
         lifecycle.subscribe(lambda transitions: self._free_slots(transitions, dispatcher))
-        submitter = Submitter(jobs, max_batch=cfg.limits.max_batch_size)
+        submitter = Submitter(
+            jobs, max_batch=cfg.limits.max_batch_size, taken_here=self.registry.can_take
+        )
         reports = ReportWriter(
             jobs,
             policy,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -81,10 +81,23 @@ def _duration(value: Duration) -> timedelta:
 
 
 class Submitter:
-    """Inserts jobs; concurrent single submits share one INSERT statement (group commit)."""
+    """Inserts jobs; concurrent single submits share one INSERT statement (group commit).
 
-    def __init__(self, jobs: JobStore, max_batch: int) -> None:
+    An insert notifies the other replicas' dispatchers (LISTEN/NOTIFY) unless `taken_here`
+    says this replica's connected workers have free slots for all of its jobs. The
+    notification costs at each commit, and this replica's own listener receives it too:
+    measured in the bench's pickup, without it the insert took 0.5 ms less and a job started
+    0.3-0.5 ms sooner. It is only a wake-up: a replica that misses one finds the jobs on its
+    next pass (`scheduler.interval_ms`)."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        max_batch: int,
+        taken_here: Callable[[Sequence[NewJob]], bool] = lambda jobs: False,
+    ) -> None:
         self._jobs = jobs
+        self._taken_here = taken_here
         # One INSERT at a time: the submits that arrive while it commits form the next batch.
         # Two in flight halved the batch sizes and doubled the commits for no gain.
         self._committer: GroupCommitter[NewJob, Inserted] = GroupCommitter(
@@ -99,11 +112,11 @@ class Submitter:
 
     async def submit_batch(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
         """All or nothing: one statement for the whole batch (a SubmitJobs call)."""
-        return await self._jobs.jobs_insert(jobs)
+        return await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
 
     async def _flush(self, batch: list[NewJob]) -> list[Inserted]:
         try:
-            return list(await self._jobs.jobs_insert(batch))
+            return list(await self._jobs.jobs_insert(batch, notify=not self._taken_here(batch)))
         except QueueNotFound:
             if len(batch) == 1:
                 raise

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from jobq.domain.records import Assignment
+from jobq.domain.records import Assignment, NewJob
 
 AttemptKey = tuple[UUID, int]
 
@@ -110,6 +110,19 @@ class WorkerRegistry:
 
     def get(self, worker_id: UUID) -> ConnectedWorker | None:
         return self._workers.get(worker_id)
+
+    def can_take(self, jobs: Sequence[NewJob]) -> bool:
+        """True when, for each queue of `jobs`, the connected workers serving it have at least
+        as many free slots as it has jobs (a hint for wake-ups: a worker serving two queues is
+        counted for both)."""
+        wanted: dict[str, int] = {}
+        for job in jobs:
+            wanted[job.queue_name] = wanted.get(job.queue_name, 0) + 1
+        for queue, count in wanted.items():
+            free = sum(w.free_slots for w in self._workers.values() if queue in w.queues)
+            if free < count:
+                return False
+        return True
 
     def any_free_slot(self) -> bool:
         return any(w.free_slots > 0 for w in self._workers.values())

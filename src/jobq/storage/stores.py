@@ -54,7 +54,9 @@ class WorkerStore(Protocol):
 
 
 class JobStore(Protocol):
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]: ...
+    async def jobs_insert(
+        self, jobs: Sequence[NewJob], *, notify: bool = True
+    ) -> list[tuple[UUID, datetime]]: ...
     async def job_get(self, job_id: UUID) -> Job: ...
     async def jobs_list(
         self,

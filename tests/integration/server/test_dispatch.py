@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 from google.protobuf.duration_pb2 import Duration
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
@@ -90,3 +93,28 @@ async def test_a_submit_on_another_replica_wakes_this_one(db_dsn: str) -> None:
         [got] = await worker.take(1, within=3)
         assert got.job_id == job_id
         await worker.close()
+
+
+async def test_a_submit_notifies_other_replicas_only_when_this_one_cannot_take_it(
+    db_dsn: str,
+) -> None:
+    seen: list[object] = []
+    listener = await asyncpg.connect(db_dsn)  # stands for another replica's notifier
+    await listener.add_listener("jobq_jobs", lambda *args: seen.append(args))
+    try:
+        async with running_server(db_dsn) as (_, client):
+            await _submit(client)  # no worker here: the other replicas must hear of it
+            async with asyncio.timeout(5):
+                while not seen:
+                    await asyncio.sleep(0.01)
+            worker = await ProtocolWorker(client, concurrency=4).start()
+            await worker.take(1)
+            seen.clear()
+            [job_id] = await _submit(client)  # this replica's worker has free slots
+            [got] = await worker.take(1, within=3)
+            assert got.job_id == job_id
+            await asyncio.sleep(0.3)
+            assert seen == []
+            await worker.close()
+    finally:
+        await listener.close()

@@ -44,9 +44,12 @@ class PgJobStore:
 
     # --- submit and read --------------------------------------------------------------------
 
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
+    async def jobs_insert(
+        self, jobs: Sequence[NewJob], *, notify: bool = True
+    ) -> list[tuple[UUID, datetime]]:
         """Insert jobs (PENDING) with their SUBMITTED events, all or none; returns (id,
-        created_at) in input order. QueueNotFound names the first unknown queue."""
+        created_at) in input order. QueueNotFound names the first unknown queue. With
+        `notify`, the commit also notifies the dispatchers listening on `jobq_jobs`."""
         if not jobs:
             return []
         try:
@@ -58,6 +61,7 @@ class PgJobStore:
                 [job.priority for job in jobs],
                 [job.max_retries for job in jobs],
                 [job.not_before for job in jobs],
+                notify,
             )
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
             await self._raise_missing_queue({job.queue_name for job in jobs})

@@ -17,9 +17,9 @@
 -- tests/integration/storage/test_report_plans.py checks the plans.
 
 -- name: jobs_insert
--- Insert a batch of jobs and their SUBMITTED events, and notify listeners. max_retries falls back to the queue's; an
--- unknown queue leaves it NULL (or breaks the foreign key), so the whole batch fails and the
--- caller reports which queue is missing.
+-- Insert a batch of jobs and their SUBMITTED events, and notify listeners if $7. max_retries
+-- falls back to the queue's; an unknown queue leaves it NULL (or breaks the foreign key), so
+-- the whole batch fails and the caller reports which queue is missing.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[], $6::timestamptz[])
@@ -35,8 +35,10 @@ WITH input AS (
     SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
 )
 -- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
--- one-row sub-select runs pg_notify once per statement, not once per job.
-SELECT i.job_id, i.created_at FROM inserted i, (SELECT pg_notify('jobq_jobs', '')) AS n;
+-- one-row sub-select runs pg_notify once per statement, not once per job, and only when asked
+-- (CASE evaluates its branch only when the condition holds).
+SELECT i.job_id, i.created_at
+FROM inserted i, (SELECT CASE WHEN $7::boolean THEN pg_notify('jobq_jobs', '') END) AS n;
 
 -- name: job_get
 -- One job by id.

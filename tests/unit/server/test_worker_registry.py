@@ -1,0 +1,37 @@
+"""Which submits this replica's connected workers can take at once (then no NOTIFY is sent)."""
+
+from __future__ import annotations
+
+import uuid
+
+from jobq.domain.records import NewJob
+from jobq.server.worker_registry import WorkerRegistry
+
+
+def _jobs(queue: str, n: int) -> list[NewJob]:
+    return [NewJob(uuid.uuid4(), queue, b"{}") for _ in range(n)]
+
+
+def test_no_connected_worker_takes_nothing() -> None:
+    assert not WorkerRegistry().can_take(_jobs("default", 1))
+
+
+def test_free_slots_of_the_workers_serving_each_queue_must_cover_its_jobs() -> None:
+    registry = WorkerRegistry()
+    registry.attach(uuid.uuid4(), ["default"], concurrency=2)
+    registry.attach(uuid.uuid4(), ["default", "emails"], concurrency=1)
+    assert registry.can_take(_jobs("default", 3))
+    assert not registry.can_take(_jobs("default", 4))
+    assert registry.can_take(_jobs("emails", 1))
+    assert not registry.can_take(_jobs("emails", 2))
+    assert not registry.can_take(_jobs("reports", 1))  # nobody serves it
+    assert not registry.can_take([*_jobs("default", 1), *_jobs("reports", 1)])
+
+
+def test_held_slots_and_draining_workers_do_not_count() -> None:
+    registry = WorkerRegistry()
+    busy, _ = registry.attach(uuid.uuid4(), ["default"], concurrency=2, held=[(uuid.uuid4(), 1)])
+    assert registry.can_take(_jobs("default", 1))
+    assert not registry.can_take(_jobs("default", 2))
+    busy.draining = True
+    assert not registry.can_take(_jobs("default", 1))
