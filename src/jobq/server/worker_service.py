@@ -34,6 +34,9 @@ MAX_QUEUES = 100
 MAX_HOSTNAME = 255
 MAX_ERROR_MESSAGE = 64 * 1024
 MAX_BATCH_ITEMS = 10_000
+MAX_KNOWN_WORKERS = 10_000
+"""Worker ids remembered as registered (to skip a lookup per report); the oldest are
+forgotten beyond this, and looked up again if they report."""
 
 _OUTCOME_KIND = {
     pb.JOB_OUTCOME_SUCCEEDED: ReportKind.SUCCESS,
@@ -64,7 +67,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._lifecycle = lifecycle
         self._heartbeat_interval_s = heartbeat_interval_s
         self._max_result_bytes = max_result_bytes
-        self._known: set[UUID] = set()
+        self._known = RecentIds(MAX_KNOWN_WORKERS)
         self.observer = observer
 
     # --- registration and liveness -----------------------------------------------------------
@@ -306,6 +309,31 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 raise
             self._known.add(worker_id)
         return worker_id
+
+
+class RecentIds:
+    """A set of ids that keeps only the `limit` most recently added: workers come and go under
+    new ids (every worker started without --worker-id has one), and a set of every id ever
+    seen would grow for as long as the server runs."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._ids: dict[UUID, None] = {}
+
+    def __contains__(self, worker_id: object) -> bool:
+        return worker_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, worker_id: UUID) -> None:
+        self._ids.pop(worker_id, None)
+        self._ids[worker_id] = None
+        if len(self._ids) > self._limit:
+            del self._ids[next(iter(self._ids))]
+
+    def discard(self, worker_id: UUID) -> None:
+        self._ids.pop(worker_id, None)
 
 
 def _outcome_to_proto(result: AttemptResult) -> pb.AttemptOutcome:
