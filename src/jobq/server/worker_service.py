@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -256,7 +257,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             for j in request.jobs
         ]
         results = await self._reports.report(items)
-        return pb.AckJobsResponse(outcomes=[_outcome_to_proto(r) for r in results])
+        return pb.AckJobsResponse(outcomes=_outcomes(request.jobs, results))
 
     @rpc(SERVICE)
     async def ReportResult(
@@ -285,7 +286,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 raise InvalidArgument(f"result {index} names another worker than the batch")
             items.append(self._report_item(item, worker_id))
         results = await self._reports.report(items)
-        return pb.ReportResultsResponse(outcomes=[_outcome_to_proto(r) for r in results])
+        return pb.ReportResultsResponse(outcomes=_outcomes(request.results, results))
 
     def _report_item(self, request: pb.ReportResultRequest, worker_id: UUID) -> ReportItem:
         kind = _OUTCOME_KIND.get(request.outcome)
@@ -336,10 +337,15 @@ class RecentIds:
         self._ids.pop(worker_id, None)
 
 
-def _outcome_to_proto(result: AttemptResult) -> pb.AttemptOutcome:
-    return pb.AttemptOutcome(
-        job_id=str(result.job_id),
-        attempt=result.attempt,
-        accepted=result.accepted,
-        message=result.message,
-    )
+def _outcomes(
+    requested: Sequence[pb.JobAttempt | pb.ReportResultRequest],
+    results: Sequence[AttemptResult],
+) -> list[pb.AttemptOutcome]:
+    """One outcome per reported attempt, in request order. The job ids are the request's own
+    strings (already checked to be UUIDs), not formatted again from each result."""
+    return [
+        pb.AttemptOutcome(
+            job_id=item.job_id, attempt=r.attempt, accepted=r.accepted, message=r.message
+        )
+        for item, r in zip(requested, results, strict=True)
+    ]
