@@ -74,8 +74,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     worker_peaks: list[float] = []
     try:
         p.wait_for_port(grpc_port, server)
+        server_process = psutil.Process(server.process.pid)
+        cpu_before_single = p.cpu_seconds([server_process])
         results["submit_single_jobs_per_s"] = round(
             await s.submit_single(grpc_port, args.single_jobs, args.in_flight, "bench-single"), 1
+        )
+        # The server's CPU per call, to set beside machine.bare_grpc_server_us_per_call (this
+        # includes the queue creation call, one in thousands).
+        results["submit_single_server_us_per_call"] = round(
+            (p.cpu_seconds([server_process]) - cpu_before_single) / args.single_jobs * 1e6
         )
         results["submit_batch_jobs_per_s"] = round(
             await s.submit_batches(
@@ -135,15 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jobq-bench-") as tmp:
         results = asyncio.run(run(args, Path(tmp)))
     bare = asyncio.run(
-        calibration.bare_grpc_unary_per_second(
-            p.free_port(), args.calibration_calls, args.in_flight
-        )
+        calibration.bare_grpc_unary(p.free_port(), args.calibration_calls, args.in_flight)
     )
     machine: dict[str, object] = {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "python_loop_10m_s": round(calibration.python_loop_seconds(), 3),
-        "bare_grpc_unary_per_s": round(bare, 1),
+        "bare_grpc_unary_per_s": round(bare.calls_per_s, 1),
+        "bare_grpc_server_us_per_call": round(bare.server_us_per_call),
+        "bare_grpc_client_us_per_call": round(bare.client_us_per_call),
     }
     results["machine"] = machine
     results["parameters"] = {k: str(v) for k, v in vars(args).items()}

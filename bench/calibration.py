@@ -9,7 +9,9 @@ are measured next to jobq's figures:
 - `bare_grpc_unary_per_s`: unary calls per second between a grpc.aio server that answers
   SubmitJob at once, doing nothing else, and a grpc.aio client with the same calls in flight as
   the single-submit scenario. No Python gRPC server built on grpc.aio can beat this, so
-  `submit_single_jobs_per_s` is best read as a fraction of it.
+  `submit_single_jobs_per_s` is best read as a fraction of it. With it come the CPU
+  microseconds per call of that server and of that client (`bare_grpc_server_us_per_call`,
+  `bare_grpc_client_us_per_call`): the floor of what one call costs before any work is done.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from dataclasses import dataclass
 
 import grpc
+import psutil
 
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import job_service_pb2_grpc
@@ -53,7 +57,19 @@ def _serve(port: int) -> None:
     asyncio.run(run())
 
 
-async def _calls_per_second(port: int, count: int, in_flight: int) -> float:
+@dataclass(frozen=True)
+class BareGrpc:
+    calls_per_s: float
+    server_us_per_call: float
+    client_us_per_call: float
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def _measure(port: int, server_pid: int, count: int, in_flight: int) -> BareGrpc:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = job_service_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
     limit = asyncio.Semaphore(in_flight)
@@ -72,19 +88,27 @@ async def _calls_per_second(port: int, count: int, in_flight: int) -> float:
                 except grpc.aio.AioRpcError:
                     await asyncio.sleep(0.05)
         await asyncio.gather(*(one() for _ in range(min(count, 500))))  # warm up
+        server, client = psutil.Process(server_pid), psutil.Process()
+        server_before, client_before = _cpu_seconds(server), _cpu_seconds(client)
         started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(count)))
-        return count / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        return BareGrpc(
+            calls_per_s=count / elapsed,
+            server_us_per_call=(_cpu_seconds(server) - server_before) / count * 1e6,
+            client_us_per_call=(_cpu_seconds(client) - client_before) / count * 1e6,
+        )
     finally:
         await channel.close()
 
 
-async def bare_grpc_unary_per_second(port: int, count: int, in_flight: int) -> float:
+async def bare_grpc_unary(port: int, count: int, in_flight: int) -> BareGrpc:
     # A separate process, as jq-server is: client and server must not share a GIL.
     process = multiprocessing.get_context("spawn").Process(target=_serve, args=(port,), daemon=True)
     process.start()
     try:
-        return await _calls_per_second(port, count, in_flight)
+        assert process.pid is not None
+        return await _measure(port, process.pid, count, in_flight)
     finally:
         process.kill()
         process.join(timeout=10)

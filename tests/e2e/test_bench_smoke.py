@@ -55,6 +55,9 @@ def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
         assert figures[key] > 0, key
     assert set(figures["drain_cpu_s"]) == {"server", "worker", "postgres"}
     assert figures["machine"]["bare_grpc_unary_per_s"] > 0
+    assert figures["machine"]["bare_grpc_server_us_per_call"] > 0
+    assert figures["machine"]["bare_grpc_client_us_per_call"] > 0
+    assert figures["submit_single_server_us_per_call"] > 0
     assert figures["machine"]["python_loop_10m_s"] > 0
     assert figures["parameters"]["batch_in_flight"] == "2"  # SubmitJobs calls overlapping
     assert "drain_python_jobs_per_s" in result.stdout
