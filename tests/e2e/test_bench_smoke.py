@@ -55,9 +55,15 @@ def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
         assert figures[key] > 0, key
     assert set(figures["drain_cpu_s"]) == {"server", "worker", "postgres"}
     assert figures["machine"]["bare_grpc_unary_per_s"] > 0
-    assert figures["machine"]["bare_grpc_server_us_per_call"] > 0
-    assert figures["machine"]["bare_grpc_client_us_per_call"] > 0
-    assert figures["submit_single_server_us_per_call"] > 0
+    # CPU per call over a handful of calls may round to zero (the clock ticks in 10 ms): only
+    # check that the figures are there.
+    for per_call in (
+        figures["machine"]["bare_grpc_server_us_per_call"],
+        figures["machine"]["bare_grpc_client_us_per_call"],
+        figures["submit_single_server_us_per_call"],
+    ):
+        assert isinstance(per_call, int)
+        assert per_call >= 0
     assert figures["machine"]["python_loop_10m_s"] > 0
     assert figures["parameters"]["batch_in_flight"] == "2"  # SubmitJobs calls overlapping
     assert "drain_python_jobs_per_s" in result.stdout
