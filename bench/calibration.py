@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import grpc
 import psutil
 
+from bench.processes import cpu_seconds
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import job_service_pb2_grpc
 
@@ -64,11 +65,6 @@ class BareGrpc:
     client_us_per_call: float
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
 async def _measure(port: int, server_pid: int, count: int, in_flight: int) -> BareGrpc:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     stub = job_service_pb2_grpc.JobServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -89,14 +85,14 @@ async def _measure(port: int, server_pid: int, count: int, in_flight: int) -> Ba
                     await asyncio.sleep(0.05)
         await asyncio.gather(*(one() for _ in range(min(count, 500))))  # warm up
         server, client = psutil.Process(server_pid), psutil.Process()
-        server_before, client_before = _cpu_seconds(server), _cpu_seconds(client)
+        server_before, client_before = cpu_seconds([server]), cpu_seconds([client])
         started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(count)))
         elapsed = time.perf_counter() - started
         return BareGrpc(
             calls_per_s=count / elapsed,
-            server_us_per_call=(_cpu_seconds(server) - server_before) / count * 1e6,
-            client_us_per_call=(_cpu_seconds(client) - client_before) / count * 1e6,
+            server_us_per_call=(cpu_seconds([server]) - server_before) / count * 1e6,
+            client_us_per_call=(cpu_seconds([client]) - client_before) / count * 1e6,
         )
     finally:
         await channel.close()

@@ -109,13 +109,13 @@ class PgJobStore:
 
     async def job_cancel(self, job_id: UUID) -> Job:
         """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise."""
-        return await self._singletransition_from_row("job_cancel", job_id, "cancel")
+        return await self._operator_action("job_cancel", job_id, "cancel")
 
     async def job_retry_manual(self, job_id: UUID) -> Job:
         """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0."""
-        return await self._singletransition_from_row("job_retry_manual", job_id, "retry")
+        return await self._operator_action("job_retry_manual", job_id, "retry")
 
-    async def _singletransition_from_row(self, name: str, job_id: UUID, action: str) -> Job:
+    async def _operator_action(self, name: str, job_id: UUID, action: str) -> Job:
         row = await self._pool.fetchrow(query(name), job_id)
         if row is not None:
             return job_from_row(row)
@@ -153,7 +153,8 @@ class PgJobStore:
         if not attempts:
             return ReportOutcome([], [])
         rows = await self._pool.fetch(query("jobs_start"), *_attempt_columns(attempts))
-        return await self._outcome(attempts, rows, Reason.STARTED)
+        results = await self._results(attempts, rows, Reason.STARTED)
+        return ReportOutcome(results, _transitions(rows))
 
     async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome:
         """Successful results for attempts still current: RUNNING → DONE, or ASSIGNED →
@@ -174,7 +175,7 @@ class PgJobStore:
                 transitions.append(transition_from_row(row, from_status=JobStatus.RUNNING))
             else:
                 transitions.append(transition_from_row(row))
-        return await self._outcome(refs, rows, Reason.COMPLETED, transitions=transitions)
+        return ReportOutcome(await self._results(refs, rows, Reason.COMPLETED), transitions)
 
     async def jobs_fail(
         self,
@@ -226,7 +227,8 @@ class PgJobStore:
                     reason.value,
                     [row["worker_id"] for row in locked],
                 )
-        return await self._outcome(refs, rows, Reason.FAILED, first_reason=reason)
+        results = await self._results(refs, rows, Reason.FAILED)
+        return ReportOutcome(results, _transitions(rows, first_reason=reason))
 
     async def jobs_release(self, attempts: Sequence[AttemptRef], reason: Reason) -> ReportOutcome:
         """ASSIGNED/RUNNING → PENDING without consuming a retry (WORKER_SHUTDOWN,
@@ -236,7 +238,7 @@ class PgJobStore:
         rows = await self._pool.fetch(
             query("jobs_release"), *_attempt_columns(attempts), reason.value
         )
-        return await self._outcome(attempts, rows, reason)
+        return ReportOutcome(await self._results(attempts, rows, reason), _transitions(rows))
 
     async def jobs_count_by_status(self) -> dict[JobStatus, int]:
         rows = await self._pool.fetch(query("jobs_count_by_status"))
@@ -252,18 +254,15 @@ class PgJobStore:
         rows = await self._pool.fetch(query("jobs_held_by_worker"), worker_id)
         return [AttemptRef(row["job_id"], row["attempt"], worker_id) for row in rows]
 
-    async def _outcome(
+    async def _results(
         self,
         attempts: Sequence[AttemptRef],
         rows: Sequence[asyncpg.Record],
         duplicate_reason: Reason,
-        first_reason: Reason | None = None,
-        transitions: list[Transition] | None = None,
-    ) -> ReportOutcome:
+    ) -> list[AttemptResult]:
         """Per attempt: applied now, an exact duplicate of a report applied before (accepted,
         changes nothing), or stale (rejected). `duplicate_reason` is the event an earlier
-        identical report left behind. The transitions are built from `rows` unless the caller
-        built them already."""
+        identical report left behind."""
         applied = {(row["job_id"], row["attempt"]) for row in rows}
         missed = [a for a in attempts if (a.job_id, a.attempt) not in applied]
         duplicates: set[tuple[UUID, int]] = set()
@@ -294,21 +293,26 @@ class PgJobStore:
                 results.append(AttemptResult(a.job_id, a.attempt, True, "duplicate"))
             else:
                 results.append(AttemptResult(a.job_id, a.attempt, False, _STALE))
-        if transitions is not None:
-            return ReportOutcome(results, transitions)
-        transitions = []
-        for row in rows:
-            if first_reason is None:
-                transitions.append(transition_from_row(row))
-            else:  # a failure row stands for two transitions: X → FAILED → next state
-                transitions.append(
-                    transition_from_row(row, to_status=JobStatus.FAILED, reason=first_reason)
-                )
-                transitions.append(transition_from_row(row, from_status=JobStatus.FAILED))
-        return ReportOutcome(results, transitions)
+        return results
 
 
 _STALE = "attempt is no longer current or not held by this worker"
+
+
+def _transitions(
+    rows: Sequence[asyncpg.Record], first_reason: Reason | None = None
+) -> list[Transition]:
+    """The applied state changes of a report statement's rows; with `first_reason`, each
+    failure row stands for two: X → FAILED (that reason) → the policy's next state."""
+    if first_reason is None:
+        return [transition_from_row(row) for row in rows]
+    transitions: list[Transition] = []
+    for row in rows:
+        transitions.append(
+            transition_from_row(row, to_status=JobStatus.FAILED, reason=first_reason)
+        )
+        transitions.append(transition_from_row(row, from_status=JobStatus.FAILED))
+    return transitions
 
 
 def _attempt_columns(attempts: Sequence[AttemptRef]) -> tuple[list[UUID], list[int], list[UUID]]:
