@@ -22,11 +22,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, overload
 
+from jobq.domain.payload import MAX_HANDLER_NAME_LENGTH
+
 __all__ = ["MAX_TASK_NAME_LENGTH", "clear_registry", "registered_tasks", "task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-MAX_TASK_NAME_LENGTH: Final = 512
+MAX_TASK_NAME_LENGTH: Final = MAX_HANDLER_NAME_LENGTH
 """Longest name a task may be registered under (a payload's `handler` has the same limit)."""
 
 _registry: dict[str, Callable[..., Any]] = {}

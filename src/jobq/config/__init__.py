@@ -11,6 +11,8 @@ from jobq.config.loader import (
 from jobq.config.settings import (
     CREDENTIAL_URL_FIELDS,
     SECRET_FIELDS,
+    AuthSettings,
+    CertificateEntry,
     CtlSettings,
     DbSettings,
     GrpcSettings,
@@ -22,12 +24,15 @@ from jobq.config.settings import (
     RedisSettings,
     SchedulerSettings,
     Settings,
+    TokenEntry,
     WorkerSettings,
 )
 
 __all__ = [
     "CREDENTIAL_URL_FIELDS",
     "SECRET_FIELDS",
+    "AuthSettings",
+    "CertificateEntry",
     "CtlSettings",
     "DbSettings",
     "GrpcSettings",
@@ -41,6 +46,7 @@ __all__ = [
     "SchedulerSettings",
     "Settings",
     "Source",
+    "TokenEntry",
     "WorkerSettings",
     "env_var_name",
     "iter_fields",

@@ -75,6 +75,14 @@ class QueueNotEmpty(FailedPrecondition):
         self.active = active
 
 
+class Unauthenticated(JobqError):
+    """No valid credential came with the call (a missing or unknown token, no certificate)."""
+
+
+class PermissionDenied(JobqError):
+    """The caller is known but its credential lacks the scope the call needs."""
+
+
 class Unavailable(JobqError):
     """A required backing service (PostgreSQL) cannot be reached right now."""
 

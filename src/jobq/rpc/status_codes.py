@@ -15,6 +15,8 @@ from jobq.domain.errors import (
     InvalidArgument,
     JobqError,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -24,6 +26,8 @@ _BY_TYPE: tuple[tuple[type[JobqError], grpc.StatusCode], ...] = (
     (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
 )
 
 DATABASE_UNAVAILABLE = "the database is unavailable; try again shortly"

@@ -32,8 +32,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Final, cast
 
+from jobq.domain.payload import CommandSpec
 from jobq.observability.logging_setup import get_logger
-from jobq.worker.payload import CommandSpec, ExecutionResult, timed_out_message
+from jobq.worker.execution_result import ExecutionResult, timed_out_message
 
 __all__ = [
     "DEFAULT_LANG",

@@ -13,14 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from jobq.domain.payload import CommandSpec, PayloadError, parse_payload
 from jobq.observability.logging_setup import get_logger
 from jobq.worker.command_executor import CommandExecutor
-from jobq.worker.payload import (
-    CommandSpec,
-    ExecutionResult,
-    PayloadError,
-    parse_payload,
-)
+from jobq.worker.execution_result import ExecutionResult
 from jobq.worker.python_executor import MAX_ERROR_MESSAGE_CHARS, PythonExecutor
 
 __all__ = ["ExecutionResult", "JobExecutor"]

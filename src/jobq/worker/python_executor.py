@@ -31,9 +31,10 @@ from types import ModuleType
 from typing import Any, Final
 
 from jobq.domain.errors import ConfigError
+from jobq.domain.payload import HandlerSpec
 from jobq.observability.logging_setup import get_logger
 from jobq.task import registered_tasks
-from jobq.worker.payload import ExecutionResult, HandlerSpec, timed_out_message
+from jobq.worker.execution_result import ExecutionResult, timed_out_message
 
 __all__ = ["MAX_ERROR_MESSAGE_CHARS", "PythonExecutor"]
 

@@ -14,9 +14,10 @@ from typing import Any
 import psutil
 import pytest
 
+from jobq.domain.payload import CommandSpec
 from jobq.worker.command_executor import CommandExecutor
+from jobq.worker.execution_result import ExecutionResult
 from jobq.worker.executor import JobExecutor
-from jobq.worker.payload import CommandSpec, ExecutionResult
 
 
 def executor(**overrides: Any) -> CommandExecutor:

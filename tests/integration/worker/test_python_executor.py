@@ -13,9 +13,10 @@ import pytest
 from support import sample_tasks
 
 from jobq.domain.errors import ConfigError
+from jobq.domain.payload import HandlerSpec
 from jobq.task import registered_tasks
+from jobq.worker.execution_result import ExecutionResult
 from jobq.worker.executor import JobExecutor
-from jobq.worker.payload import ExecutionResult, HandlerSpec
 from jobq.worker.python_executor import PythonExecutor
 
 MODULE = "support.sample_tasks"

@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobq.domain.errors import InvalidArgument
-from jobq.worker.payload import (
+from jobq.domain.payload import (
     MAX_ARGV_ITEMS,
     UNSUPPORTED_PAYLOAD,
     CommandSpec,
     HandlerSpec,
     PayloadError,
     parse_payload,
-    timed_out_message,
 )
+from jobq.worker.execution_result import timed_out_message
 
 
 def parse(document: Any) -> CommandSpec | HandlerSpec:
@@ -115,8 +115,12 @@ def test_malformed_json_is_a_payload_error(payload: bytes, message: str) -> None
         ({"command": ["echo", "x" * (200 * 1024)]}, "longer than"),
         ({"command": ["true"], "env": ["A=1"]}, '"env" must be an object'),
         ({"command": ["true"], "env": {"A": 1}}, "must be a string"),
-        ({"command": ["true"], "env": {"A=B": "1"}}, "contain no"),
-        ({"command": ["true"], "env": {"": "1"}}, "non-empty"),
+        ({"command": ["true"], "env": {"A=B": "1"}}, "is not a variable name"),
+        ({"command": ["true"], "env": {"": "1"}}, "is not a variable name"),
+        ({"command": ["true"], "env": {"1A": "1"}}, "is not a variable name"),
+        ({"command": ["true"], "env": {"A B": "1"}}, "is not a variable name"),
+        ({"command": ["true"], "timeout_s": 7 * 24 * 3600 + 1}, "at most 604800 seconds"),
+        ({"handler": "a:b\n"}, "control characters"),
         ({"command": ["true"], "cwd": ""}, '"cwd" must not be empty'),
         ({"command": ["true"], "cwd": 5}, '"cwd" must be a string'),
         ({"command": ["true"], "stdin": ["a"]}, '"stdin" must be a string'),
@@ -138,6 +142,44 @@ def test_malformed_json_is_a_payload_error(payload: bytes, message: str) -> None
 def test_invalid_fields_are_named_in_the_error(document: Any, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
         parse(document)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "ld_preload",
+        "DYLD_INSERT_LIBRARIES",
+        "BASH_ENV",
+        "ENV",
+        "BASH_FUNC_ls%%"[:-2],
+        "SHELLOPTS",
+        "PS4",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PERL5OPT",
+        "NODE_OPTIONS",
+        "GCONV_PATH",
+    ],
+)
+def test_env_cannot_set_loader_shell_or_interpreter_start_up_variables(name: str) -> None:
+    with pytest.raises(PayloadError, match=f'"env" may not set {name}'):
+        parse({"command": ["true"], "env": {name: "/tmp/evil.so"}})
+
+
+def test_ordinary_variables_and_the_longest_timeout_are_accepted() -> None:
+    spec = parse(
+        {
+            "command": ["true"],
+            "env": {"GREETING": "hi", "_X1": "", "LANGUAGE": "en", "MY_LD_FLAG": "1"},
+            "timeout_s": 7 * 24 * 3600,
+        }
+    )
+    assert isinstance(spec, CommandSpec)
+    assert spec.env["MY_LD_FLAG"] == "1"
+    assert spec.timeout_s == 7 * 24 * 3600
 
 
 def test_payload_errors_are_invalid_arguments() -> None:

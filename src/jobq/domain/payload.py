@@ -1,8 +1,10 @@
-"""A job's contract with the executors: what the payload asks for, and what running it produced.
+"""A job's payload: what it asks a worker to run, parsed and checked in one place.
 
-Payloads are untrusted bytes from any client (SPEC §7). They are parsed here, once, into typed
-specs so that the executors never touch raw JSON, and every way a payload can be wrong becomes
-one `PayloadError` with a message for the person who submitted it, never a worker crash:
+Payloads are untrusted bytes from any client (SPEC §7). jq-server parses each one at submit, so
+a malformed payload is refused at the door (INVALID_ARGUMENT naming the field) instead of
+failing on a worker, retried; the worker parses it again into typed specs, so the executors
+never touch raw JSON and a payload from an older server still cannot crash it. Every way a
+payload can be wrong becomes one `PayloadError` with a message for the person who submitted it:
 
     {"command": ["argv0", "arg", ...], "env": {...}, "cwd": "...", "timeout_s": N, "stdin": "..."}
     {"handler": "package.module:function", "args": [...], "kwargs": {...}, "timeout_s": N}
@@ -10,31 +12,35 @@ one `PayloadError` with a message for the person who submitted it, never a worke
 Validation is strict: unknown fields (a typo such as `"timeout"` would otherwise be silently
 ignored), duplicate object keys, the non-standard constants NaN/Infinity and strings that
 cannot be encoded as UTF-8 or passed to exec (NUL bytes, lone surrogates) are all refused.
+`env` may not set variables that make a loader, shell or interpreter run code of the
+submitter's choosing before the command itself (`DENIED_ENV_NAMES`, `DENIED_ENV_PREFIXES`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import field
 from typing import Any, Final, NoReturn
 
 from jobq.domain.errors import InvalidArgument
 from jobq.domain.records import record
-from jobq.task import MAX_TASK_NAME_LENGTH
 
 __all__ = [
+    "DENIED_ENV_NAMES",
+    "DENIED_ENV_PREFIXES",
     "MAX_ARGV_ITEMS",
     "MAX_ENV_ITEMS",
+    "MAX_HANDLER_NAME_LENGTH",
     "MAX_STRING_BYTES",
+    "MAX_TIMEOUT_S",
     "UNSUPPORTED_PAYLOAD",
     "CommandSpec",
-    "ExecutionResult",
     "HandlerSpec",
     "PayloadError",
     "parse_payload",
-    "timed_out_message",
 ]
 
 UNSUPPORTED_PAYLOAD: Final = 'unsupported payload: expected an object with "command" or "handler"'
@@ -45,14 +51,66 @@ MAX_ENV_ITEMS: Final = 1024
 """Most variables a command payload may add to the child's environment."""
 MAX_STRING_BYTES: Final = 128 * 1024
 """Longest argv item, variable or cwd, in UTF-8 bytes (Linux refuses longer exec strings)."""
+MAX_TIMEOUT_S: Final = 7 * 24 * 3600.0
+"""Longest `timeout_s` a payload may ask for: a week."""
+MAX_HANDLER_NAME_LENGTH: Final = 512
+"""Longest `handler` name (also the longest name `@jobq.task` registers)."""
+
+DENIED_ENV_NAMES: Final = frozenset(
+    {
+        # shells: files sourced, code run or parsing changed before the command runs
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        # interpreters: code or modules loaded at start-up
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONINSPECT",
+        "PYTHONUSERBASE",
+        "PYTHONBREAKPOINT",
+        "PERL5LIB",
+        "PERLLIB",
+        "PERL5OPT",
+        "PERL5DB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        # the C library: modules and resolver files loaded from a path the variable names
+        "GCONV_PATH",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "RES_OPTIONS",
+        "NLSPATH",
+        "MALLOC_CHECK_",
+        "MALLOC_TRACE",
+    }
+)
+"""Variables a payload's `env` may not set: each makes a shell, an interpreter or the C library
+run or load code of the submitter's choosing before (or instead of) the allowed command."""
+DENIED_ENV_PREFIXES: Final = ("LD_", "DYLD_", "BASH_FUNC_")
+"""Prefixes a payload's `env` names may not have: the dynamic loader's variables (LD_PRELOAD,
+LD_LIBRARY_PATH, LD_AUDIT ...) and bash's exported functions."""
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_ENV_NAME_BYTES: Final = 256
 
 _COMMAND_FIELDS: Final = frozenset({"command", "env", "cwd", "timeout_s", "stdin"})
 _HANDLER_FIELDS: Final = frozenset({"handler", "args", "kwargs", "timeout_s"})
 
 
 class PayloadError(InvalidArgument):
-    """The payload is not one the worker can run; the message says why (it becomes the
-    job's error_message)."""
+    """The payload is not one a worker can run; the message names the field and says why
+    (INVALID_ARGUMENT at submit; a job's error_message on a worker)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -78,22 +136,6 @@ class HandlerSpec:
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
-
-
-@record
-class ExecutionResult:
-    """The outcome of one job attempt, as the worker reports it to the server."""
-
-    success: bool
-    result: bytes = b""
-    """Commands: captured stdout (also on failure); handlers: the JSON-encoded return value."""
-    error_message: str = ""
-    """Failures only: human text (exit status and stderr tail, or the exception)."""
-
-
-def timed_out_message(seconds: float) -> str:
-    """The error_message of a job stopped by its timeout, worded alike for both executors."""
-    return f"timed out after {seconds:g}s"
 
 
 def parse_payload(payload: bytes) -> CommandSpec | HandlerSpec:
@@ -140,9 +182,7 @@ def _command_spec(document: Mapping[str, Any]) -> CommandSpec:
     if len(env) > MAX_ENV_ITEMS:
         _fail(f'"env" has {len(env)} variables; the limit is {MAX_ENV_ITEMS}')
     for key, value in env.items():
-        _check_exec_string(key, '"env" name')
-        if not key or "=" in key:
-            _fail(f'"env" name {_short(key)!r} must be non-empty and contain no "="')
+        _check_env_name(key)
         _check_exec_string(value, f'"env"[{_short(key)!r}]')
 
     cwd = document.get("cwd")
@@ -172,8 +212,10 @@ def _handler_spec(document: Mapping[str, Any]) -> HandlerSpec:
     handler = document["handler"]
     if not isinstance(handler, str) or not handler:
         _fail('"handler" must be a non-empty string such as "package.module:function"')
-    if len(handler) > MAX_TASK_NAME_LENGTH:
-        _fail(f'"handler" is longer than {MAX_TASK_NAME_LENGTH} characters')
+    if len(handler) > MAX_HANDLER_NAME_LENGTH:
+        _fail(f'"handler" is longer than {MAX_HANDLER_NAME_LENGTH} characters')
+    if not handler.isprintable():
+        _fail('"handler" must not contain control characters')
     args = document.get("args")
     if args is None:
         args = []
@@ -204,7 +246,27 @@ def _timeout(value: object) -> float | None:
         seconds = math.inf
     if not math.isfinite(seconds) or seconds <= 0:
         _fail('"timeout_s" must be a positive number of seconds')
+    if seconds > MAX_TIMEOUT_S:
+        _fail(f'"timeout_s" must be at most {MAX_TIMEOUT_S:g} seconds (a week), got {seconds:g}')
     return seconds
+
+
+def _check_env_name(name: object) -> None:
+    """A variable name of letters, digits and _, not starting with a digit, and not one that
+    runs code before the command (the deny list above)."""
+    _check_exec_string(name, '"env" name')
+    assert isinstance(name, str)
+    if not _ENV_NAME.fullmatch(name) or len(name) > _MAX_ENV_NAME_BYTES:
+        _fail(
+            f'"env" name {_short(name)!r} is not a variable name: use letters, digits and _, '
+            f"not starting with a digit (at most {_MAX_ENV_NAME_BYTES} characters)"
+        )
+    upper = name.upper()
+    if upper in DENIED_ENV_NAMES or upper.startswith(DENIED_ENV_PREFIXES):
+        _fail(
+            f'"env" may not set {name}: it makes a loader, shell or interpreter run code '
+            "before the command (see DENIED_ENV_NAMES in jobq.domain.payload)"
+        )
 
 
 def _check_exec_string(value: object, what: str) -> None:
