@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
+from support.ctl import jq_ctl_at, ok
 from support.processes import ServerFactory
 
-from jobq.storage.embedded import EmbeddedPostgres
+from jobq.storage.embedded import EmbeddedPostgres, bin_dir
 from jobq.storage.migrations import default_migrations_dir, load_migrations
 
 MIGRATION_COUNT = len(load_migrations(default_migrations_dir()))
@@ -46,6 +50,52 @@ async def test_embedded_default_starts_migrates_and_stops_what_it_started(
     assert "embedded PostgreSQL" in server.log()
     assert server.terminate() == 0
     assert not embedded.is_running()
+
+
+def _psql(
+    embedded: EmbeddedPostgres, sql: str, no_passfile: Path, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """psql on the embedded server's socket, as this test's user: what a job could run."""
+    env = {name: value for name, value in os.environ.items() if name != "PGPASSWORD"}
+    env["PGPASSFILE"] = str(no_passfile)  # libpq finds no ~/.pgpass entry either
+    if password is not None:
+        env["PGPASSWORD"] = password
+    target = ["-h", str(embedded.socket_dir), "-p", str(embedded.port), "-U", "postgres"]
+    return subprocess.run(
+        [str(bin_dir() / "psql"), "-X", "-w", "-At", *target, "-d", "jobq", "-c", sql],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+async def test_embedded_default_refuses_whoever_lacks_its_password(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "pg"
+    server = start_server({"JQ_DB_EMBEDDED_DATA_DIR": str(data_dir), "JQ_LOGGING_LEVEL": "debug"})
+    ok(jq_ctl_at(server, "job", "submit", "--", "echo", "private"))
+    embedded = EmbeddedPostgres(data_dir)
+    password = embedded.password_file.read_text().strip()
+    no_passfile = tmp_path / "no-passfile"
+
+    refused = _psql(embedded, "SELECT count(*) FROM jobs", no_passfile)
+    assert refused.returncode != 0
+    assert re.search(r"password authentication failed|no password supplied", refused.stderr), (
+        refused.stderr
+    )
+    allowed = _psql(embedded, "SELECT count(*) FROM jobs", no_passfile, password=password)
+    assert (allowed.returncode, allowed.stdout) == (0, "1\n"), allowed.stderr
+
+    # A database outage makes jq-server log asyncpg's errors and tracebacks: still no password.
+    embedded.stop()
+    assert jq_ctl_at(server, "job", "submit", "--", "true").returncode != 0
+    assert server.terminate() == 0
+    log = server.log()
+    assert '"action": "rpc.failed"' in log
+    assert password not in log
 
 
 async def test_embedded_default_reuses_a_running_server_and_leaves_it_running(

