@@ -58,9 +58,23 @@ class Program:
                 self.process.wait()
 
 
+WORKER_ENV = {"JQ_WORKER_ALLOWED_COMMANDS": "true", "JQ_WORKER_ALLOW_ROOT_JOBS": "true"}
+"""jq-worker refuses command jobs unless allowed, and on root unless root jobs are allowed; the
+benchmark's command jobs run `true`, as whoever runs the benchmark (as before, so figures stay
+comparable: a switch of user per job (worker.run_as_user) would also cost a fork instead of a
+vfork)."""
+
+
 def start_program(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Program:
     log = log_dir / f"{name}.log"
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "JQ_LOGGING_LEVEL": "warning", **env}
+    defaults = WORKER_ENV if name == "jq-worker" else {}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "JQ_LOGGING_LEVEL": "warning",
+        **defaults,
+        **env,
+    }
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [str(BIN / name), *args], env=full_env, stdout=out, stderr=subprocess.STDOUT

@@ -3,11 +3,18 @@
 Ctrl-C (or SIGTERM) stops the worker first — so it can finish or hand back its jobs and
 deregister while the server still answers — and then the server. The children run in their own
 sessions so the terminal's Ctrl-C reaches only this launcher, which decides the order.
+
+Command jobs are opt-in on a worker (`worker.allowed_commands`, empty by default). For the
+README's tour this worker allows `TOUR_COMMANDS` (echo, true, false, sleep, date) unless
+JQ_WORKER_ALLOWED_COMMANDS says otherwise; started as root, it runs them as `nobody` unless
+JQ_WORKER_RUN_AS_USER says otherwise (a root worker refuses command jobs that would run as
+root).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -16,6 +23,28 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+
+TOUR_COMMANDS = "echo,true,false,sleep,date"
+"""What the README's tour runs as command jobs (JQ_WORKER_ALLOWED_COMMANDS replaces it)."""
+ROOT_JOB_USER = "nobody"
+"""Who command jobs run as when this is started as root (JQ_WORKER_RUN_AS_USER replaces it)."""
+
+
+def worker_environment(environ: dict[str, str], euid: int) -> dict[str, str]:
+    """The worker's environment: `environ` plus the tour's command settings, where unset."""
+    env = {"JQ_WORKER_ALLOWED_COMMANDS": TOUR_COMMANDS, **environ}
+    if euid == 0 and "JQ_WORKER_RUN_AS_USER" not in env:
+        try:
+            pwd.getpwnam(ROOT_JOB_USER)
+        except KeyError:
+            print(
+                f"run_local: no user {ROOT_JOB_USER!r} to run command jobs as; the worker "
+                "will refuse them (set JQ_WORKER_RUN_AS_USER)",
+                file=sys.stderr,
+            )
+        else:
+            env["JQ_WORKER_RUN_AS_USER"] = ROOT_JOB_USER
+    return env
 
 
 def _wait_for_port(
@@ -56,6 +85,7 @@ def main() -> int:
         return 1
     worker = subprocess.Popen(
         [str(BIN / "jq-worker"), "--log-format", "console", "--import", "jobq.demo_tasks", *extra],
+        env=worker_environment(dict(os.environ), os.geteuid()),
         start_new_session=True,
     )
     stopping = False

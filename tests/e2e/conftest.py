@@ -60,11 +60,20 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
+PERMISSIVE_WORKER = {"JQ_WORKER_ALLOWED_COMMANDS": "*", "JQ_WORKER_ALLOW_ROOT_JOBS": "true"}
+"""What `start_worker` sets unless its `env` says otherwise: any command, also as root.
+`env={"JQ_WORKER_ALLOWED_COMMANDS": "", "JQ_WORKER_ALLOW_ROOT_JOBS": "false"}` restores the
+worker's own defaults (no command jobs)."""
+
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
     """Start jq-worker processes against a server; all are killed at teardown. The tests
-    directory is on their PYTHONPATH so `--import support.e2e_tasks` works."""
+    directory is on their PYTHONPATH so `--import support.e2e_tasks` works.
+
+    Command jobs are opt-in and refused on a root worker without worker.run_as_user; the tests
+    run as root (here and in CI) and most of them run commands, so workers allow any command
+    and root jobs unless `env` says otherwise (see `PERMISSIVE_WORKER`)."""
     started: list[WorkerProcess] = []
 
     def start(
@@ -82,6 +91,7 @@ def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
             "JQ_METRICS_HOST": "127.0.0.1",
             "JQ_HEALTH_HOST": "127.0.0.1",
             "JQ_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
+            **PERMISSIVE_WORKER,
             **(env or {}),
         }
         log_path = tmp_path / f"jq-worker-{len(started)}.log"

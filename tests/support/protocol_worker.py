@@ -96,6 +96,11 @@ class ProtocolWorker:
             timeout=10,
         )
 
+    async def refuse(self, assignment: wpb.JobAssignment, error: str) -> wpb.ReportResultResponse:
+        """Report the attempt refused, as jq-worker does for a job it will never run: without
+        acknowledging its start first."""
+        return await self.report(assignment, wpb.JOB_OUTCOME_REFUSED, error=error)
+
     async def run(self, assignments: list[wpb.JobAssignment], result: bytes = b"ok") -> None:
         """Acknowledge and complete assignments successfully."""
         await self.ack(assignments)

@@ -24,6 +24,7 @@ SPEC_REASONS = [
     "ASSIGNMENT_TIMEOUT",
     "WORKER_SHUTDOWN",
     "DELIVERY_FAILED",  # our addition: a failed stream write
+    "REFUSED",  # our addition: a job its worker will never run, dead-lettered at once
 ]
 
 

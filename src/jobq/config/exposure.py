@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-__all__ = ["exposure_problems", "is_loopback"]
+__all__ = ["SERVER_CREDENTIALS", "WORKER_CREDENTIALS", "exposure_problems", "is_loopback"]
 
 
 def is_loopback(host: str) -> bool:
@@ -37,17 +37,28 @@ def is_loopback(host: str) -> bool:
     )
 
 
+SERVER_CREDENTIALS = "auth.tokens or grpc.tls_client_ca"
+"""What turns authentication on for jq-server."""
+WORKER_CREDENTIALS = "worker.token, worker.token_file or worker.tls_cert"
+"""What a jq-worker presents when its deployment uses authentication."""
+
+
 def exposure_problems(
-    listeners: Iterable[tuple[str, str]], *, authenticated: bool, insecure: bool
+    listeners: Iterable[tuple[str, str]],
+    *,
+    authenticated: bool,
+    insecure: bool,
+    credentials: str = SERVER_CREDENTIALS,
 ) -> list[str]:
     """One line per listener (`(setting name, host)`) that would be reachable from the network
-    without authentication; empty when every listener is allowed."""
+    without authentication; empty when every listener is allowed. `credentials` names the
+    settings that would configure it, for the message."""
     if authenticated or insecure:
         return []
     return [
         f"{setting} is {host or '(all interfaces)'}, which is reachable from the network, but no "
-        "authentication is configured (auth.tokens or grpc.tls_client_ca); configure it, bind "
-        "127.0.0.1, or pass --insecure (grpc.insecure: true) on a network you trust"
+        f"authentication is configured ({credentials}); configure it, bind 127.0.0.1, or pass "
+        "--insecure (grpc.insecure: true) on a network you trust"
         for setting, host in listeners
         if not is_loopback(host)
     ]

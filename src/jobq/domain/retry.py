@@ -37,9 +37,20 @@ class RetryDecision:
 
 
 def decide_after_failure(
-    retry_count: int, max_retries: int, now: datetime, policy: RetryPolicy
+    retry_count: int,
+    max_retries: int,
+    now: datetime,
+    policy: RetryPolicy,
+    *,
+    refused: bool = False,
 ) -> RetryDecision:
-    """Retry with backoff while retries remain, else dead-letter (RETRIES_EXHAUSTED)."""
+    """Retry with backoff while retries remain, else dead-letter (RETRIES_EXHAUSTED).
+
+    A job its worker `refused` (not allowed to run, or a payload no worker can run) is
+    dead-lettered at once (REFUSED) with its retry_count unchanged: every retry would be refused
+    the same way, only later, and would hide the refusal behind RETRIES_EXHAUSTED."""
+    if refused:
+        return RetryDecision(JobStatus.DEAD_LETTERED, Reason.REFUSED, retry_count, None)
     if retry_count < max_retries:
         next_count = retry_count + 1
         not_before = now + timedelta(seconds=policy.delay_s(next_count))

@@ -31,10 +31,12 @@ class JobStatus(StrEnum):
 
     FAILED = "FAILED"
     """The attempt failed. The retry policy moves it on at once: PENDING with a backoff, or
-    DEAD_LETTERED when retries are exhausted; RetryJob brings it back by hand."""
+    DEAD_LETTERED when retries are exhausted or the worker refused the job; RetryJob brings it
+    back by hand."""
 
     DEAD_LETTERED = "DEAD_LETTERED"
-    """Given up on (retries exhausted, cancelled, TTL expired). Terminal until RetryJob."""
+    """Given up on (retries exhausted, refused by the worker, cancelled, TTL expired). Terminal
+    until RetryJob."""
 
     @property
     def is_terminal(self) -> bool:
@@ -101,3 +103,8 @@ class Reason(StrEnum):
     DELIVERY_FAILED = "DELIVERY_FAILED"
     """The assignment could not be written to the worker's stream (an addition to SPEC §4's
     list): the job goes back to PENDING at once without consuming a retry."""
+    REFUSED = "REFUSED"
+    """The worker refused the job as one that can never run (a handler or command it is not
+    allowed to run, a payload it cannot run, a command job on a root worker): an addition to
+    SPEC §4's list. FAILED → DEAD_LETTERED at once, without retries: another attempt would be
+    refused the same way."""

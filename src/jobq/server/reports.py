@@ -30,6 +30,7 @@ class ReportKind(Enum):
     ACK = "ack"
     SUCCESS = "success"
     FAILURE = "failure"
+    REFUSAL = "refusal"  # a job the worker can never run: dead-lettered at once, no retries
     SHUTDOWN = "shutdown"  # interrupted by an orderly worker shutdown: back to PENDING
 
 
@@ -102,9 +103,16 @@ class ReportWriter:
             return await self._jobs.jobs_complete(
                 [Success(i.ref.job_id, i.ref.attempt, i.ref.worker_id, i.result) for i in items]
             )
-        if kind is ReportKind.FAILURE:
+        if kind is ReportKind.FAILURE or kind is ReportKind.REFUSAL:
+            refused = kind is ReportKind.REFUSAL
             failures = [
-                Failure(i.ref.job_id, i.ref.attempt, i.ref.worker_id, i.error_message)
+                Failure(
+                    i.ref.job_id,
+                    i.ref.attempt,
+                    i.ref.worker_id,
+                    i.error_message,
+                    refused=refused,
+                )
                 for i in items
             ]
             return await self._jobs.jobs_fail(failures, self._policy)

@@ -42,6 +42,7 @@ forgotten beyond this, and looked up again if they report."""
 _OUTCOME_KIND = {
     pb.JOB_OUTCOME_SUCCEEDED: ReportKind.SUCCESS,
     pb.JOB_OUTCOME_FAILED: ReportKind.FAILURE,
+    pb.JOB_OUTCOME_REFUSED: ReportKind.REFUSAL,
     pb.JOB_OUTCOME_SHUTDOWN: ReportKind.SHUTDOWN,
 }
 
@@ -291,7 +292,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     def _report_item(self, request: pb.ReportResultRequest, worker_id: UUID) -> ReportItem:
         kind = _OUTCOME_KIND.get(request.outcome)
         if kind is None:
-            raise InvalidArgument("outcome must be SUCCEEDED, FAILED or SHUTDOWN")
+            raise InvalidArgument("outcome must be SUCCEEDED, FAILED, REFUSED or SHUTDOWN")
         check_payload_size(request.result, self._max_result_bytes)
         return ReportItem(
             kind,

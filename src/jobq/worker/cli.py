@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from jobq.domain.errors import JobqError
+from jobq.domain.errors import ConfigError, JobqError
 from jobq.startup import base_parser, fail, load_program_settings, parse, start_logging
-from jobq.worker.app import run_worker
+from jobq.worker.app import prepare_worker, run_worker
 
 PROG = "jq-worker"
 
@@ -31,6 +31,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--metrics-port", type=int, metavar="PORT", help="worker.metrics_port")
     parser.add_argument("--health-port", type=int, metavar="PORT", help="worker.health_port")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the bearer token sent to jq-server (worker.token_file; or set "
+        "JQ_WORKER_TOKEN)",
+    )
+    parser.add_argument(
+        "--tls-ca", metavar="FILE", help="CA certificate of jq-server's: use TLS (worker.tls_ca)"
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="client certificate for mutual TLS (worker.tls_cert)"
+    )
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="client private key for mutual TLS (worker.tls_key)"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow the health and metrics endpoints on non-loopback addresses without "
+        "authentication (grpc.insecure); only on a network you trust",
+    )
     args = parse(parser, argv)
     loaded = load_program_settings(
         PROG,
@@ -43,12 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             "worker.imports": args.imports,
             "worker.metrics_port": args.metrics_port,
             "worker.health_port": args.health_port,
+            "worker.token_file": args.token_file,
+            "worker.tls_ca": args.tls_ca,
+            "worker.tls_cert": args.tls_cert,
+            "worker.tls_key": args.tls_key,
+            "grpc.insecure": args.insecure,
         },
     )
+    try:  # configuration mistakes: refused before anything starts, like the others (exit 2)
+        setup = prepare_worker(loaded.settings)
+    except ConfigError as exc:
+        fail(PROG, str(exc))
     start_logging(PROG, loaded)
     try:
-        return asyncio.run(run_worker(loaded.settings))
-    except JobqError as exc:  # e.g. a module named by --import cannot be imported
+        return asyncio.run(run_worker(loaded.settings, setup))
+    except ConfigError as exc:  # e.g. a module named by --import cannot be imported
+        fail(PROG, str(exc))
+    except JobqError as exc:  # e.g. a port to listen on is taken
         fail(PROG, str(exc), code=1)
 
 

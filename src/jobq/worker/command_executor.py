@@ -13,11 +13,17 @@ Why it is shaped this way (SPEC §7):
   pipe; only the first `max_output_bytes` of stdout are kept (then the marker
   `b"\\n[truncated: N bytes dropped]"` is appended) and only the last bytes of stderr, which is
   where the reason for a failure usually is.
-- `allowed_commands` entries are executable names (argv[0] exactly that name, looked up on the
-  worker's PATH, not the payload's) or absolute paths (argv[0] naming that file, compared as
-  normalised paths without following symlinks, so one allowed applet of a multi-call binary
+- Command jobs are opt-in: with `allowed_commands` empty every one is refused, `"*"` allows
+  any executable. Other entries are executable names (argv[0] exactly that name, looked up on
+  the worker's PATH, not the payload's) or absolute paths (argv[0] naming that file, compared
+  as normalised paths without following symlinks, so one allowed applet of a multi-call binary
   does not allow them all). It restricts which program starts, not what it does: allowing
   `sh` or `python3` allows everything.
+- The child runs as the `JobUser` decided at start-up (`job_user.py`): on a root worker, as
+  `worker.run_as_user` with no supplementary groups and that user's HOME, or not at all.
+- A job that can never run here (command jobs off, a program not allowed, a root worker that
+  may not run them) is a refusal (`ExecutionResult.refused`): dead-lettered at once, not
+  retried. "command not found" is an ordinary failure: another worker may have the program.
 """
 
 from __future__ import annotations
@@ -34,9 +40,12 @@ from typing import Final, cast
 
 from jobq.domain.payload import CommandSpec
 from jobq.observability.logging_setup import get_logger
-from jobq.worker.execution_result import ExecutionResult, timed_out_message
+from jobq.worker.execution_result import ExecutionResult, refusal, timed_out_message
+from jobq.worker.job_user import JobUser
 
 __all__ = [
+    "ANY_COMMAND",
+    "COMMANDS_OFF",
     "DEFAULT_LANG",
     "DEFAULT_PATH",
     "STDERR_TAIL_BYTES",
@@ -52,6 +61,12 @@ DEFAULT_LANG: Final = "C.UTF-8"
 """The child's LANG when the worker has none."""
 STDERR_TAIL_BYTES: Final = 2048
 """How much of the end of stderr goes into a failure's error_message."""
+ANY_COMMAND: Final = "*"
+"""The `worker.allowed_commands` entry that allows any executable."""
+COMMANDS_OFF: Final = (
+    "command jobs are not allowed on this worker: worker.allowed_commands is empty"
+)
+"""The refusal of every command job by a worker whose allow-list is empty (the default)."""
 
 _PIPE_DRAIN_GRACE_S: Final = 1.0
 """After the group is gone, how long to wait for pipes still held by escaped processes."""
@@ -77,21 +92,37 @@ class CommandExecutor:
         *,
         allowed_commands: Sequence[str],
         max_output_bytes: int,
+        job_user: JobUser,
         kill_grace_s: float = 2.0,
         base_env: Mapping[str, str] | None = None,
     ) -> None:
-        """`base_env` defaults to the minimal environment of this process, taken now;
+        """`allowed_commands` is `worker.allowed_commands` (empty: refuse every command job;
+        `"*"`: allow any); `job_user` says who children run as (`resolve_job_user`);
+        `base_env` defaults to the minimal environment of this process, taken now;
         `kill_grace_s` is how long a timed-out group gets between SIGTERM and SIGKILL."""
         if max_output_bytes <= 0:
             raise ValueError("max_output_bytes must be positive")
-        self._allowed_names = frozenset(name for name in allowed_commands if "/" not in name)
-        self._allowed_paths = frozenset(
-            os.path.abspath(path) for path in allowed_commands if "/" in path
-        )
-        self._restricted = bool(allowed_commands)
+        listed = [entry for entry in allowed_commands if entry != ANY_COMMAND]
+        self._allowed_names = frozenset(name for name in listed if "/" not in name)
+        self._allowed_paths = frozenset(os.path.abspath(path) for path in listed if "/" in path)
+        self._restricted = ANY_COMMAND not in allowed_commands
+        # Checked before anything else: no command job can run on this worker at all.
+        self._refusal = COMMANDS_OFF if not allowed_commands else job_user.refusal
         self._max_output_bytes = max_output_bytes
         self._kill_grace_s = kill_grace_s
         self._base_env = minimal_environment(base_env)
+        if job_user.home is not None:
+            self._base_env["HOME"] = job_user.home
+        # None unless the child switches users: then subprocess can start it with vfork;
+        # to switch, it must fork (the child calls setgroups, setgid and setuid before exec).
+        self._uid, self._gid = job_user.uid, job_user.gid
+        self._extra_groups: list[int] | None = None if job_user.uid is None else []
+        # A switched child would otherwise start in the worker's directory (often /root), which
+        # its user may not read: it starts in its own home, or /, unless the payload says.
+        self._default_cwd: str | None = None
+        if job_user.uid is not None:
+            home = job_user.home or ""
+            self._default_cwd = home if home and os.path.isdir(home) else "/"
 
     async def run(self, spec: CommandSpec, timeout_s: float | None) -> ExecutionResult:
         """Run `spec` to completion, or until `timeout_s` (None: no limit) has passed.
@@ -99,6 +130,8 @@ class CommandExecutor:
         On cancellation the process group is SIGKILLed and the child reaped before
         `CancelledError` propagates.
         """
+        if self._refusal:
+            return refusal(self._refusal)
         env = {**self._base_env, **spec.env}
         executable = self._resolve(spec, env)
         if isinstance(executable, ExecutionResult):
@@ -112,9 +145,12 @@ class CommandExecutor:
                 stdin=subprocess.DEVNULL if spec.stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=spec.cwd,
+                cwd=spec.cwd if spec.cwd is not None else self._default_cwd,
                 env=env,
                 start_new_session=True,
+                user=self._uid,
+                group=self._gid,
+                extra_groups=self._extra_groups,
             )
         except OSError as exc:
             return _failure(_spawn_error(exc, spec))
@@ -169,7 +205,7 @@ class CommandExecutor:
         else:
             path = shutil.which(name, path=search_path)
         if self._restricted and not self._is_allowed(name, path):
-            return _failure(f"command not allowed: {name}")
+            return refusal(f"command not allowed: {name} (not in worker.allowed_commands)")
         if path is None:
             return _failure(f"command not found: {name}")
         return path

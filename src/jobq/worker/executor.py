@@ -6,6 +6,12 @@ a timeout, an exception in the handler) is a failed result, so one bad job can n
 worker down; only cancellation (the runtime's shutdown deadline) propagates, after the job's
 processes have been killed (see `CommandExecutor` and `PythonExecutor` for what that means for
 each kind of job).
+
+A payload the worker cannot run (not JSON, neither command nor handler, an `env` variable from
+the deny list of `jobq.domain.payload`) is a refusal, like a handler or command that is not
+allowed: the same payload fails the same way at every attempt, so it is dead-lettered at once.
+The server checks payloads at submit too; this check is for payloads that got past an older
+server, and it is the one that guards the child.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from jobq.domain.payload import CommandSpec, PayloadError, parse_payload
 from jobq.observability.logging_setup import get_logger
 from jobq.worker.command_executor import CommandExecutor
 from jobq.worker.execution_result import ExecutionResult
+from jobq.worker.job_user import JobUser
 from jobq.worker.python_executor import MAX_ERROR_MESSAGE_CHARS, PythonExecutor
 
 __all__ = ["ExecutionResult", "JobExecutor"]
@@ -33,9 +40,11 @@ class JobExecutor:
         imports: Sequence[str],
         allowed_commands: Sequence[str],
         max_output_bytes: int,
+        job_user: JobUser,
     ) -> None:
         """`imports` are the trusted modules (`worker.imports`), imported now;
-        `allowed_commands` restricts the command executor (empty: any executable);
+        `allowed_commands` restricts the command executor (empty: no command jobs; `"*"`: any
+        executable); `job_user` is who command jobs run as (`resolve_job_user`);
         `max_output_bytes` bounds a command's kept stdout and a handler's encoded result.
 
         Raises:
@@ -43,7 +52,9 @@ class JobExecutor:
         """
         self._python = PythonExecutor(imports, max_result_bytes=max_output_bytes)
         self._commands = CommandExecutor(
-            allowed_commands=allowed_commands, max_output_bytes=max_output_bytes
+            allowed_commands=allowed_commands,
+            max_output_bytes=max_output_bytes,
+            job_user=job_user,
         )
 
     async def run(self, payload: bytes, default_timeout_s: float | None) -> ExecutionResult:
@@ -55,7 +66,7 @@ class JobExecutor:
         try:
             spec = parse_payload(payload)
         except PayloadError as exc:
-            return _failed(exc.message)
+            return _failed(exc.message, refused=True)
         timeout_s = spec.timeout_s
         if timeout_s is None and default_timeout_s is not None and default_timeout_s > 0:
             timeout_s = default_timeout_s
@@ -72,8 +83,8 @@ class JobExecutor:
         return result if message == result.error_message else replace(result, error_message=message)
 
 
-def _failed(message: str) -> ExecutionResult:
-    return ExecutionResult(success=False, error_message=_printable(message))
+def _failed(message: str, *, refused: bool = False) -> ExecutionResult:
+    return ExecutionResult(success=False, error_message=_printable(message), refused=refused)
 
 
 def _printable(message: str) -> str:

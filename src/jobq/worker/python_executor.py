@@ -8,6 +8,9 @@ worker was told to trust, never with a free-form import (SPEC §7: `os:system` m
    `function` is a public plain function *defined* in it (`function.__module__ == module`), so
    names it merely imported (`from os import system`) and private helpers stay out of reach.
 
+Anything else is "handler not allowed", a refusal: the job is dead-lettered at once, not
+retried.
+
 Sync functions run on long-lived daemon threads rather than the loop's default executor: the
 event loop (and so the heartbeat) never waits for them, a stuck handler cannot exhaust a shared
 pool, and a thread that is still running at shutdown never blocks the interpreter's exit.
@@ -34,7 +37,7 @@ from jobq.domain.errors import ConfigError
 from jobq.domain.payload import HandlerSpec
 from jobq.observability.logging_setup import get_logger
 from jobq.task import registered_tasks
-from jobq.worker.execution_result import ExecutionResult, timed_out_message
+from jobq.worker.execution_result import ExecutionResult, refusal, timed_out_message
 
 __all__ = ["MAX_ERROR_MESSAGE_CHARS", "PythonExecutor"]
 
@@ -106,9 +109,12 @@ class PythonExecutor:
         module_name, colon, attribute = handler.partition(":")
         if not colon:
             return _failure(f"handler not found: {handler} (no @jobq.task has that name)")
+        # "not allowed" is a refusal (dead-lettered at once): a payload naming code outside
+        # the trusted modules is refused the same way at every attempt. "not found" stays a
+        # failure that is retried: it may be a deployment in progress.
         module = self._modules.get(module_name)
         if module is None:
-            return _failure(f"handler not allowed: {handler}")
+            return refusal(f"handler not allowed: {handler}")
         function = vars(module).get(attribute)
         if function is None:
             return _failure(f"handler not found: {handler}")
@@ -117,7 +123,7 @@ class PythonExecutor:
             or not inspect.isfunction(function)
             or function.__module__ != module_name
         ):
-            return _failure(f"handler not allowed: {handler}")
+            return refusal(f"handler not allowed: {handler}")
         return function
 
     def _encode(self, value: Any) -> ExecutionResult:

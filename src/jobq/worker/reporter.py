@@ -45,6 +45,9 @@ class PendingResult:
 
 OnAckOutcome = Callable[[pb.AttemptOutcome], None]
 
+_CARRIES_THE_START = frozenset({pb.JOB_OUTCOME_SUCCEEDED, pb.JOB_OUTCOME_REFUSED})
+"""Outcomes the server applies to an ASSIGNED attempt, so they need no acknowledgement."""
+
 
 class Reporter:
     """Owns the outgoing reports of one worker across reconnects."""
@@ -141,13 +144,13 @@ class Reporter:
                 self._all_sent.set()
 
     def _fold_acknowledgements(self, results: list[PendingResult]) -> None:
-        """Drop the unsent acknowledgements of attempts that succeeded: their result carries
-        the start. Failures keep theirs (the server applies a failure to a started job only)."""
-        succeeded = {
-            (r.job_id, r.attempt) for r in results if r.outcome == pb.JOB_OUTCOME_SUCCEEDED
-        }
-        if succeeded and self._acks:
-            self._acks = [a for a in self._acks if (a.job_id, a.attempt) not in succeeded]
+        """Drop the unsent acknowledgements of attempts that succeeded (their result carries
+        the start) or were refused (they never started; the server applies a refusal to an
+        ASSIGNED job too). Failures keep theirs (the server applies a failure to a started job
+        only)."""
+        folded = {(r.job_id, r.attempt) for r in results if r.outcome in _CARRIES_THE_START}
+        if folded and self._acks:
+            self._acks = [a for a in self._acks if (a.job_id, a.attempt) not in folded]
 
     async def _send_acks(self) -> bool:
         if not self._acks:

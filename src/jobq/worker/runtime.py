@@ -24,6 +24,7 @@ from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import WorkerMetrics
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.rpc._gen import worker_service_pb2_grpc
+from jobq.worker.connection import PLAINTEXT, WorkerCredentials, connect
 from jobq.worker.executor import ExecutionResult, JobExecutor
 from jobq.worker.reporter import PendingResult, Reporter
 
@@ -37,6 +38,7 @@ RPC_TIMEOUT_S = 10.0
 _OUTCOME_LABELS = {
     pb.JOB_OUTCOME_SUCCEEDED: "success",
     pb.JOB_OUTCOME_FAILED: "failure",
+    pb.JOB_OUTCOME_REFUSED: "refused",
     pb.JOB_OUTCOME_SHUTDOWN: "shutdown",
 }
 
@@ -55,9 +57,15 @@ class SessionEnded(Exception):
 
 class WorkerRuntime:
     def __init__(
-        self, settings: WorkerSettings, executor: JobExecutor, metrics: WorkerMetrics
+        self,
+        settings: WorkerSettings,
+        executor: JobExecutor,
+        metrics: WorkerMetrics,
+        credentials: WorkerCredentials = PLAINTEXT,
     ) -> None:
+        """`credentials` (TLS, client certificate, token) go with every channel it opens."""
         self._settings = settings
+        self._credentials = credentials
         self._executor = executor
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -119,8 +127,7 @@ class WorkerRuntime:
     async def _serve_sessions(self) -> None:
         backoff = 0.1
         while not self._stop.is_set():
-            channel = grpc.aio.insecure_channel(self._settings.server_addr)
-            stub = worker_service_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]
+            channel, stub = connect(self._settings.server_addr, self._credentials)
             try:
                 await self._session(stub)
             except (SessionEnded, grpc.aio.AioRpcError) as exc:
@@ -292,7 +299,7 @@ class WorkerRuntime:
                 started = time.monotonic()
                 try:
                     result = await self._executor.run(a.payload, float(a.timeout_s) or None)
-                    outcome = pb.JOB_OUTCOME_SUCCEEDED if result.success else pb.JOB_OUTCOME_FAILED
+                    outcome = _outcome(result)
                 finally:
                     self._active -= 1
                     self._metrics.worker_job_duration_seconds.observe(time.monotonic() - started)
@@ -304,6 +311,16 @@ class WorkerRuntime:
         if job.rejected:
             return
         self._finished[outcome].inc()
+        if outcome == pb.JOB_OUTCOME_REFUSED:  # rare, and the operator of this worker may care
+            log.warning(
+                "job refused",
+                action="job.refused",
+                job_id=a.job_id,
+                attempt=a.attempt,
+                queue=a.queue_name,
+                worker_id=self.worker_id,
+                reason=result.error_message,
+            )
         if self._debug:
             log.debug(
                 "job finished",
@@ -356,8 +373,7 @@ class WorkerRuntime:
         gone), then close."""
         channel, stub = self._channel, self._stub
         if channel is None or stub is None:
-            channel = grpc.aio.insecure_channel(self._settings.server_addr)
-            stub = worker_service_pb2_grpc.WorkerServiceStub(channel)  # type: ignore[no-untyped-call]
+            channel, stub = connect(self._settings.server_addr, self._credentials)
         try:
             if self.worker_id:
                 self._reporter.connected(stub, self.worker_id)
@@ -373,6 +389,13 @@ class WorkerRuntime:
             log.info("deregistered", action="worker.stopped", worker_id=self.worker_id)
         finally:
             await self._close(channel)
+
+
+def _outcome(result: ExecutionResult) -> pb.JobOutcome:
+    if result.success:
+        return pb.JOB_OUTCOME_SUCCEEDED
+    # A refusal is dead-lettered at once by the server; any other failure is retried.
+    return pb.JOB_OUTCOME_REFUSED if result.refused else pb.JOB_OUTCOME_FAILED
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,14 +16,26 @@ import pytest
 
 from jobq.domain.payload import CommandSpec
 from jobq.worker.command_executor import CommandExecutor
-from jobq.worker.execution_result import ExecutionResult
+from jobq.worker.execution_result import ExecutionResult, refusal
 from jobq.worker.executor import JobExecutor
+from jobq.worker.job_user import AS_WORKER
 
 
 def executor(**overrides: Any) -> CommandExecutor:
-    options: dict[str, Any] = {"allowed_commands": (), "max_output_bytes": 65536}
+    """Any command, run as this process's user (the tests run as root: no refusal here)."""
+    options: dict[str, Any] = {
+        "allowed_commands": ("*",),
+        "max_output_bytes": 65536,
+        "job_user": AS_WORKER,
+    }
     options.update(overrides)
     return CommandExecutor(**options)
+
+
+def job_executor(allowed_commands: tuple[str, ...] = ("*",)) -> JobExecutor:
+    return JobExecutor(
+        imports=(), allowed_commands=allowed_commands, max_output_bytes=1024, job_user=AS_WORKER
+    )
 
 
 async def run(*argv: str, timeout_s: float | None = 30.0, **fields: Any) -> ExecutionResult:
@@ -213,14 +225,14 @@ async def test_allowed_commands_restrict_what_may_start(tmp_path: Path) -> None:
     ok = await restricted.run(CommandSpec(argv=("echo", "hi")), 30.0)
     assert ok == ExecutionResult(success=True, result=b"hi\n")
     refused = await restricted.run(CommandSpec(argv=("printf", "hi")), 30.0)
-    assert refused == ExecutionResult(success=False, error_message="command not allowed: printf")
+    assert refused == refusal("command not allowed: printf (not in worker.allowed_commands)")
     system_echo = shutil.which("echo")
     assert system_echo is not None
     by_path = await restricted.run(CommandSpec(argv=(system_echo, "hi")), 30.0)
     assert by_path.success
     other = str(fake_echo(tmp_path))
     elsewhere = await restricted.run(CommandSpec(argv=(other,)), 30.0)
-    assert elsewhere.error_message == f"command not allowed: {other}"
+    assert elsewhere == refusal(f"command not allowed: {other} (not in worker.allowed_commands)")
 
 
 async def test_a_payload_path_cannot_redirect_an_allowed_name(tmp_path: Path) -> None:
@@ -237,11 +249,11 @@ async def test_an_allowed_path_allows_exactly_that_file(tmp_path: Path) -> None:
     restricted = executor(allowed_commands=(str(script),))
     assert (await restricted.run(CommandSpec(argv=(str(script),)), 30.0)).result == b"fake"
     refused = await restricted.run(CommandSpec(argv=("echo",)), 30.0)
-    assert refused.error_message == "command not allowed: echo"
+    assert refused == refusal("command not allowed: echo (not in worker.allowed_commands)")
 
 
 async def test_the_job_executor_applies_the_queue_ttl_unless_the_payload_sets_one() -> None:
-    jobs = JobExecutor(imports=(), allowed_commands=(), max_output_bytes=1024)
+    jobs = job_executor()
     sleeper = json.dumps({"command": ["sleep", "30"]}).encode()
     assert (await jobs.run(sleeper, 0.3)).error_message == "timed out after 0.3s"
     own = json.dumps({"command": ["sleep", "30"], "timeout_s": 0.2}).encode()
@@ -251,11 +263,10 @@ async def test_the_job_executor_applies_the_queue_ttl_unless_the_payload_sets_on
     assert (await jobs.run(quick, 0)).success
 
 
-async def test_the_job_executor_turns_bad_payloads_into_failures() -> None:
-    jobs = JobExecutor(imports=(), allowed_commands=(), max_output_bytes=1024)
+async def test_the_job_executor_refuses_bad_payloads() -> None:
+    jobs = job_executor()
     result = await jobs.run(b'{"nothing": 1}', None)
-    assert result == ExecutionResult(
-        success=False,
-        error_message='unsupported payload: expected an object with "command" or "handler"',
-    )
-    assert (await jobs.run(b"\xff", None)).error_message.startswith("payload is not valid JSON")
+    assert result == refusal('unsupported payload: expected an object with "command" or "handler"')
+    not_json = await jobs.run(b"\xff", None)
+    assert not_json.refused
+    assert not_json.error_message.startswith("payload is not valid JSON")

@@ -15,8 +15,9 @@ from support import sample_tasks
 from jobq.domain.errors import ConfigError
 from jobq.domain.payload import HandlerSpec
 from jobq.task import registered_tasks
-from jobq.worker.execution_result import ExecutionResult
+from jobq.worker.execution_result import ExecutionResult, refusal
 from jobq.worker.executor import JobExecutor
+from jobq.worker.job_user import AS_WORKER
 from jobq.worker.python_executor import PythonExecutor
 
 MODULE = "support.sample_tasks"
@@ -49,7 +50,8 @@ def ok(value: Any) -> ExecutionResult:
     return ExecutionResult(success=True, result=json.dumps(value).encode())
 
 
-def refused(message: str) -> ExecutionResult:
+def failed(message: str) -> ExecutionResult:
+    """An ordinary failure: the server retries it."""
     return ExecutionResult(success=False, error_message=message)
 
 
@@ -94,31 +96,33 @@ async def test_task_functions_run_by_qualified_bare_and_custom_name() -> None:
     ],
 )
 async def test_anything_not_trusted_is_refused(handler: str) -> None:
-    assert await call(handler, "id") == refused(f"handler not allowed: {handler}")
+    # A refusal: dead-lettered at once, since every attempt would be refused alike.
+    assert await call(handler, "id") == refusal(f"handler not allowed: {handler}")
 
 
 async def test_unknown_names_are_not_found() -> None:
+    # Not a refusal: another worker (or this one after a deployment) may have the handler.
     missing = f"{MODULE}:no_such_function"
-    assert await call(missing) == refused(f"handler not found: {missing}")
+    assert await call(missing) == failed(f"handler not found: {missing}")
     result = await call("no_such_task")
     assert result.error_message.startswith("handler not found: no_such_task")
 
 
 async def test_an_exception_is_a_failure_with_its_type_and_message() -> None:
-    assert await call(f"{MODULE}:fail", "disk full") == refused("ValueError: disk full")
-    assert await call(f"{MODULE}:async_fail", "k") == refused("KeyError: 'k'")
-    assert await call(f"{MODULE}:add", 1) == refused(
+    assert await call(f"{MODULE}:fail", "disk full") == failed("ValueError: disk full")
+    assert await call(f"{MODULE}:async_fail", "k") == failed("KeyError: 'k'")
+    assert await call(f"{MODULE}:add", 1) == failed(
         "TypeError: add() missing 1 required positional argument: 'b'"
     )
 
 
 async def test_sys_exit_in_a_handler_fails_the_job_only() -> None:
-    assert await call(f"{MODULE}:exit_worker") == refused("SystemExit: 3")
+    assert await call(f"{MODULE}:exit_worker") == failed("SystemExit: 3")
 
 
 async def test_a_handlers_own_timeout_error_is_not_our_timeout() -> None:
     result = await call(f"{MODULE}:own_timeout", timeout_s=30.0)
-    assert result == refused("TimeoutError: upstream API did not answer")
+    assert result == failed("TimeoutError: upstream API did not answer")
 
 
 async def test_results_must_be_json() -> None:
@@ -151,14 +155,14 @@ async def test_a_sync_handler_times_out_and_its_thread_runs_on(released: None) -
     started = time.monotonic()
     result = await call(f"{MODULE}:block_until_released", timeout_s=0.2)
     assert time.monotonic() - started < 5
-    assert result == refused("timed out after 0.2s")
+    assert result == failed("timed out after 0.2s")
     abandoned = [t for t in threading.enumerate() if t.name.startswith("jobq-handler:")]
     assert abandoned
     assert all(t.daemon for t in abandoned)
 
 
 async def test_an_async_handler_times_out() -> None:
-    assert await call(f"{MODULE}:async_sleep", 30, timeout_s=0.1) == refused("timed out after 0.1s")
+    assert await call(f"{MODULE}:async_sleep", 30, timeout_s=0.1) == failed("timed out after 0.1s")
 
 
 async def test_cancelling_a_sync_handler_returns_at_once(released: None) -> None:
@@ -180,21 +184,30 @@ async def test_cancelling_an_async_handler_cancels_it() -> None:
 
 def test_an_unimportable_module_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot import worker module jobq_no_such_module: "):
-        JobExecutor(imports=("jobq_no_such_module",), allowed_commands=(), max_output_bytes=10)
+        JobExecutor(
+            imports=("jobq_no_such_module",),
+            allowed_commands=(),
+            max_output_bytes=10,
+            job_user=AS_WORKER,
+        )
 
 
 async def test_the_job_executor_runs_handler_payloads() -> None:
-    jobs = JobExecutor(imports=(MODULE,), allowed_commands=(), max_output_bytes=1024)
+    jobs = JobExecutor(
+        imports=(MODULE,), allowed_commands=(), max_output_bytes=1024, job_user=AS_WORKER
+    )
     payload = json.dumps({"handler": f"{MODULE}:add", "args": [1, 2]}).encode()
     assert await jobs.run(payload, None) == ok(3)
     slow = json.dumps({"handler": f"{MODULE}:async_sleep", "args": [30]}).encode()
-    assert await jobs.run(slow, 0.1) == refused("timed out after 0.1s")
+    assert await jobs.run(slow, 0.1) == failed("timed out after 0.1s")
     system = json.dumps({"handler": "os:system", "args": ["touch /tmp/pwned"]}).encode()
-    assert await jobs.run(system, None) == refused("handler not allowed: os:system")
+    assert await jobs.run(system, None) == refusal("handler not allowed: os:system")
 
 
 async def test_error_messages_are_safe_to_store() -> None:
-    jobs = JobExecutor(imports=(MODULE,), allowed_commands=(), max_output_bytes=1024)
+    jobs = JobExecutor(
+        imports=(MODULE,), allowed_commands=(), max_output_bytes=1024, job_user=AS_WORKER
+    )
     payload = json.dumps({"handler": f"{MODULE}:fail", "args": ["bad \udc80 and \0"]}).encode()
     result = await jobs.run(payload, None)
     assert result.error_message == "ValueError: bad \\udc80 and \\x00"

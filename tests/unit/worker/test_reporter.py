@@ -63,6 +63,18 @@ async def test_a_failure_keeps_its_acknowledgement_and_sends_it_first() -> None:
     task.cancel()
 
 
+async def test_a_refusal_replaces_its_acknowledgement_and_travels_with_the_results() -> None:
+    # A refused job never started: the server applies the refusal to the ASSIGNED attempt.
+    reporter, stub, task = await _reporter()
+    reporter.ack("a", 1)
+    reporter.ack("b", 1)
+    reporter.result(_result("a", pb.JOB_OUTCOME_REFUSED))
+    reporter.result(_result("b", pb.JOB_OUTCOME_FAILED))
+    assert await reporter.flushed(5)
+    assert stub.calls == [("ack", [("b", 1)]), ("results", [("a", 1), ("b", 1)])]
+    task.cancel()
+
+
 async def test_a_long_job_is_acknowledged_before_it_finishes() -> None:
     reporter, stub, task = await _reporter()
     reporter.ack("a", 1)

@@ -22,6 +22,7 @@ class JobOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_OUTCOME_SUCCEEDED: _ClassVar[JobOutcome]
     JOB_OUTCOME_FAILED: _ClassVar[JobOutcome]
     JOB_OUTCOME_SHUTDOWN: _ClassVar[JobOutcome]
+    JOB_OUTCOME_REFUSED: _ClassVar[JobOutcome]
 WORKER_COMMAND_UNSPECIFIED: WorkerCommand
 WORKER_COMMAND_DRAIN: WorkerCommand
 WORKER_COMMAND_SHUTDOWN: WorkerCommand
@@ -29,6 +30,7 @@ JOB_OUTCOME_UNSPECIFIED: JobOutcome
 JOB_OUTCOME_SUCCEEDED: JobOutcome
 JOB_OUTCOME_FAILED: JobOutcome
 JOB_OUTCOME_SHUTDOWN: JobOutcome
+JOB_OUTCOME_REFUSED: JobOutcome
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("worker_id", "hostname", "concurrency", "queues", "version")

@@ -122,8 +122,9 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportResult(self, request, context):
-        """Ends a RUNNING attempt: DONE, FAILED (then retried or dead-lettered) or PENDING (SHUTDOWN, no
-        retry used). FAILED_PRECONDITION: stale attempt, nothing changes; an exact duplicate succeeds.
+        """Ends a RUNNING attempt: DONE, FAILED (then retried or dead-lettered), DEAD_LETTERED via
+        FAILED (REFUSED, also from ASSIGNED) or PENDING (SHUTDOWN, no retry used).
+        FAILED_PRECONDITION: stale attempt, nothing changes; an exact duplicate succeeds.
         NOT_FOUND: unknown job. INVALID_ARGUMENT: outcome unspecified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -183,21 +183,23 @@ class PgJobStore:
         policy: RetryPolicy,
         now: datetime | None = None,
     ) -> ReportOutcome:
-        """Failed attempts: FAILED, then PENDING with backoff or DEAD_LETTERED (retry policy).
+        """Failed attempts: FAILED, then PENDING with backoff or DEAD_LETTERED (retry policy;
+        at once, reason REFUSED, for attempts the worker refused).
 
         A worker's own report (reason FAILED) applies to RUNNING attempts; a rescue by the
-        heartbeat monitor (WORKER_LOST) to ASSIGNED or RUNNING ones. Failures of one call share
-        their reason.
+        heartbeat monitor (WORKER_LOST) and a refusal to ASSIGNED or RUNNING ones (a worker
+        does not acknowledge the start of a job it refuses: it never started). Failures of one
+        call share their reason and their `refused` flag.
         """
         if not failures:
             return ReportOutcome([], [])
-        reasons = {f.reason for f in failures}
-        if len(reasons) != 1:
-            raise ValueError("failures of one call must share their reason")
-        reason = reasons.pop()
+        kinds = {(f.reason, f.refused) for f in failures}
+        if len(kinds) != 1:
+            raise ValueError("failures of one call must share their reason and refused flag")
+        reason, refused = kinds.pop()
         from_statuses = (
             [JobStatus.RUNNING.value]
-            if reason is Reason.FAILED
+            if reason is Reason.FAILED and not refused
             else [JobStatus.ASSIGNED.value, JobStatus.RUNNING.value]
         )
         refs = [AttemptRef(f.job_id, f.attempt, f.worker_id) for f in failures]
@@ -212,7 +214,9 @@ class PgJobStore:
                 # random source); `now` defaults to the database clock.
                 moment = now or await conn.fetchval("SELECT now()")
                 decisions = [
-                    decide_after_failure(row["retry_count"], row["max_retries"], moment, policy)
+                    decide_after_failure(
+                        row["retry_count"], row["max_retries"], moment, policy, refused=refused
+                    )
                     for row in locked
                 ]
                 rows = await conn.fetch(

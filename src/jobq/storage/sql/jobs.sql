@@ -215,7 +215,8 @@ SELECT * FROM locked WHERE status = ANY($4::job_status[]) ORDER BY job_id;
 
 -- name: jobs_apply_failure
 -- Record failed attempts decided by the retry policy: each job moves to its next state ($5:
--- PENDING with a backoff, or DEAD_LETTERED) and two events are written per job: the failure
+-- PENDING with a backoff, or DEAD_LETTERED: retries exhausted or, with retry_count unchanged,
+-- refused by the worker) and two events are written per job: the failure
 -- itself ($2 → FAILED, reason $8, the error as detail) and the policy's move (FAILED → $5,
 -- reason $6). Worker ids ($9) go into the events.
 WITH input AS (
