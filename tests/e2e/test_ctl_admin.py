@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from support.ctl import as_json, failure, ok
+from support.ctl import as_json, failure, ok, wait_for_status
 from support.ctl import jq_ctl_at as jq_ctl
 from support.processes import ServerFactory, WorkerFactory
 
@@ -50,7 +50,10 @@ async def test_queue_lifecycle(start_server: ServerFactory, db_dsn: str) -> None
     assert "PENDING         3" in ok(jq_ctl(server, "queue", "stats", "emails"))
 
     refusal = failure(jq_ctl(server, "queue", "delete", "emails"))
-    assert refusal.startswith("queue 'emails' still holds 3 unfinished job(s)")
+    assert refusal == (
+        "queue 'emails' holds 3 job(s), 3 unfinished; deleting it deletes them and their "
+        "history: use --force (DeleteQueue force=true)"
+    )
     assert as_json(server, "queue", "delete", "emails", "--force") == {"deleted_jobs": 3}
     assert ok(jq_ctl(server, "queue", "delete", "plain")) == "queue 'plain' deleted with 0 job(s)\n"
     assert failure(jq_ctl(server, "queue", "stats", "emails")) == "queue 'emails' not found"
@@ -98,3 +101,33 @@ async def test_system_status(start_server: ServerFactory, db_dsn: str) -> None:
     table = ok(jq_ctl(server, "system", "status"))
     assert f"Version  {__version__}" in table
     assert "postgres   HEALTHY" in table
+
+
+async def test_queue_delete_keeps_history_and_spares_a_served_queue(
+    start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str
+) -> None:
+    """The finding: an unforced delete took finished jobs' history with it, and deleting a queue
+    a worker served left the worker serving a queue nobody could submit to."""
+    server = start_server({"JQ_DB_DSN": db_dsn})
+    worker = start_worker(server, "--queues", "default")
+    [listed] = eventually(lambda: as_json(server, "worker", "list")["workers"])
+    worker_id = listed["worker_id"]
+    job_ids = [ok(jq_ctl(server, "job", "submit", "--", "true")).strip() for _ in range(2)]
+    for job_id in job_ids:
+        wait_for_status(server, job_id, "DONE")
+
+    for force in ((), ("--force",)):
+        refusal = failure(jq_ctl(server, "queue", "delete", "default", *force))
+        assert refusal.startswith(f"queue 'default' is served by 1 live worker(s) ({worker_id}):")
+        assert "stop them" in refusal
+    ok(jq_ctl(server, "worker", "shutdown", worker_id))
+    assert worker.process.wait(timeout=30) == 0
+    eventually(lambda: as_json(server, "worker", "list", "--status", "offline")["workers"])
+
+    assert failure(jq_ctl(server, "queue", "delete", "default")) == (
+        "queue 'default' holds 2 job(s), 0 unfinished; deleting it deletes them and their "
+        "history: use --force (DeleteQueue force=true)"
+    )
+    assert as_json(server, "job", "logs", job_ids[0])["events"]  # the history is still there
+    assert as_json(server, "queue", "delete", "default", "--force") == {"deleted_jobs": 2}
+    assert failure(jq_ctl(server, "job", "status", job_ids[0])) == f"job {job_ids[0]} not found"

@@ -170,7 +170,7 @@ async def test_options_from_flags_environment_and_file(
     assert json.loads(ok(flag_beats_env))["queues"][0]["name"] == "default"
     assert "NAME" in ok(jq_ctl("queue", "list", env={"JQ_CTL_SERVER_ADDR": address}))
 
-    # jq-server ignores tokens for now; they must not get in the way
+    # With no authentication configured (loopback only) a token is not needed and not checked
     ok(jq_ctl("--server-addr", address, "--token", "s3cr3t", "system", "status"))
     ok(jq_ctl("system", "status", env={"JQ_CTL_SERVER_ADDR": address, "JQ_CTL_TOKEN": "s3cr3t"}))
 
@@ -197,7 +197,9 @@ def recorder() -> Iterator[tuple[Recorder, grpc.Server]]:
     server.stop(grace=None)
 
 
-def test_the_token_is_sent_as_bearer_metadata(recorder: tuple[Recorder, grpc.Server]) -> None:
+def test_the_token_is_sent_as_bearer_metadata(
+    recorder: tuple[Recorder, grpc.Server], tmp_path: Path
+) -> None:
     servicer, server = recorder
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -205,8 +207,39 @@ def test_the_token_is_sent_as_bearer_metadata(recorder: tuple[Recorder, grpc.Ser
     ok(jq_ctl("--server-addr", address, "--token", "flag-token", "system", "status"))
     ok(jq_ctl("system", "status", env={"JQ_CTL_SERVER_ADDR": address, "JQ_CTL_TOKEN": "env-token"}))
     ok(jq_ctl("--server-addr", address, "system", "status"))
+    token_file = tmp_path / "token"
+    token_file.write_text("  file-token\n")
+    ok(jq_ctl("--server-addr", address, "--token-file", str(token_file), "system", "status"))
+    env = {"JQ_CTL_SERVER_ADDR": address, "JQ_CTL_TOKEN_FILE": str(token_file)}
+    ok(jq_ctl("system", "status", env=env))
     tokens = [call.get("authorization") for call in servicer.calls]
-    assert tokens == ["Bearer flag-token", "Bearer env-token", None]
+    assert tokens == [
+        "Bearer flag-token",
+        "Bearer env-token",
+        None,
+        "Bearer file-token",
+        "Bearer file-token",
+    ]
+
+
+def test_token_file_mistakes_are_usage_errors_that_hide_the_token(tmp_path: Path) -> None:
+    unreachable = {"JQ_CTL_SERVER_ADDR": f"127.0.0.1:{free_port()}"}
+    missing = tmp_path / "missing"
+    assert failure(
+        jq_ctl("--token-file", str(missing), "system", "status", env=unreachable), code=2
+    ) == (f"cannot read --token-file {missing}: No such file or directory")
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert failure(
+        jq_ctl("--token-file", str(empty), "queue", "list", env=unreachable), code=2
+    ) == (f"--token-file {empty} is empty")
+    two = tmp_path / "two"
+    two.write_text("s3cr3t-one s3cr3t-two\n")
+    said = failure(jq_ctl("--token-file", str(two), "queue", "list", env=unreachable), code=2)
+    assert "s3cr3t" not in said
+    both = jq_ctl("--token", "s3cr3t", "--token-file", str(two), "queue", "list", env=unreachable)
+    assert "not both" in failure(both, code=2)
+    assert "s3cr3t" not in both.stderr
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

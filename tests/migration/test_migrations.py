@@ -29,6 +29,7 @@ EXPECTED_SCRIPTS = (
     "V7__add_worker_shutdown_request.sql",
     "V8__claim_index_in_claim_order.sql",
     "V9__claim_index_per_queue.sql",
+    "V10__create_audit_events_table.sql",
 )
 
 
@@ -217,5 +218,49 @@ async def test_schema_constraints_and_indexes(db_dsn: str) -> None:
         assert default is not None
         assert default["max_retries"] == 3
         assert default["ttl_seconds"] is None
+    finally:
+        await conn.close()
+
+
+async def test_the_audit_trail_table(db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        columns = {
+            r["column_name"]: (r["data_type"], r["is_nullable"])
+            for r in await conn.fetch(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+                " WHERE table_name = 'audit_events'"
+            )
+        }
+        assert columns == {
+            "id": ("bigint", "NO"),
+            "occurred_at": ("timestamp with time zone", "NO"),
+            "actor": ("text", "NO"),
+            "action": ("text", "NO"),
+            "target": ("text", "NO"),
+            "outcome": ("text", "NO"),
+            "detail": ("text", "YES"),
+        }
+        row = await conn.fetchrow(
+            "INSERT INTO audit_events (actor, action, target, outcome)"
+            " VALUES ('anonymous', 'queue.delete', 'q', 'ok') RETURNING id, occurred_at"
+        )
+        assert row is not None
+        assert row["id"] >= 1
+        assert row["occurred_at"] is not None
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO audit_events (actor, action, target, outcome)"
+                " VALUES ('', 'queue.delete', 'q', 'ok')"
+            )
+        newest = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'audit_events_newest_idx'"
+        )
+        assert "(occurred_at DESC, id DESC)" in newest
+        # No foreign keys: deleting a queue or a job keeps the records that name it.
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM pg_constraint"
+            " WHERE conrelid = 'audit_events'::regclass AND contype = 'f'"
+        )
     finally:
         await conn.close()

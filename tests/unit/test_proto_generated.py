@@ -84,6 +84,7 @@ EXPECTED_RPCS = {
             "DrainWorker",
             "ShutdownWorker",
             "GetSystemStatus",
+            "ListAuditEvents",
         ],
     ),
 }

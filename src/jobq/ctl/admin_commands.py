@@ -77,15 +77,28 @@ def create_queue(
     state.printer.show(reply, lambda: admin_tables.queue_created(reply.queue))
 
 
-@queue_app.command("delete")
+_DELETE_HELP = (
+    "Delete a queue: refused while it holds any job, finished ones included (their history "
+    "would go with them), unless --force.\n\n"
+    "Refused even with --force while a live (ONLINE or DRAINING) worker serves the queue: shut "
+    "such workers down first (jq-ctl worker shutdown ID) or restart them without it."
+)
+
+
+@queue_app.command("delete", help=_DELETE_HELP)
 def delete_queue(
     ctx: typer.Context,
     name: QueueName,
     force: Annotated[
-        bool, typer.Option("--force", help="Delete even while it holds unfinished jobs.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Delete the jobs it holds too, finished ones included, with their history. "
+            "Does not override the refusal while live workers serve the queue.",
+        ),
     ] = False,
 ) -> None:
-    """Delete a queue and its jobs (refused while it holds unfinished jobs, unless --force)."""
+    """Delete a queue (see _DELETE_HELP for when it is refused)."""
     state = CtlState.of(ctx)
     reply = state.client().delete_queue(name, force)
     state.printer.show(reply, lambda: admin_tables.queue_deleted(name, reply))

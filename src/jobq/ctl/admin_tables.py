@@ -15,7 +15,9 @@ from jobq.ctl.output import (
     NONE,
     detail_table,
     enum_field,
+    instant,
     list_table,
+    preview,
     status_text,
     when,
 )
@@ -127,3 +129,33 @@ def system_status(reply: apb.GetSystemStatusResponse, now: datetime) -> Renderab
         ([c.name, status_text(enum_field(c, "state")), c.detail or NONE] for c in reply.components),
     )
     return Group(summary, Text(""), components)
+
+
+def _outcome(outcome: str) -> Text:
+    """`ok` in green; a refusal (`FAILED_PRECONDITION: ...`) in red."""
+    return Text(outcome, style="green" if outcome == "ok" else "red")
+
+
+def audit_table(reply: apb.ListAuditEventsResponse, now: datetime) -> RenderableType:
+    """One line per audit record, newest first, then the token of the next page if any."""
+    if not reply.events:
+        table: RenderableType = Text("no audit events")
+    else:
+        table = list_table(
+            ["time", "age", "actor", "action", "target", "outcome", "detail"],
+            (
+                [
+                    instant(event, "occurred_at"),
+                    when(event, "occurred_at", now),
+                    event.actor,
+                    event.action,
+                    preview(event.target, 64),
+                    _outcome(preview(event.outcome, 120)),
+                    preview(event.detail, 60),
+                ]
+                for event in reply.events
+            ),
+        )
+    if not reply.next_page_token:
+        return table
+    return Group(table, Text(f"next page: --page-token {reply.next_page_token}"))

@@ -1,7 +1,8 @@
 """`jq-ctl`: the operator CLI (SPEC §8).
 
     jq-ctl [--server-addr H:P] [--output table|json|yaml] [--timeout S]
-           [--tls-ca F --tls-cert F --tls-key F] [--token T] [--config FILE] GROUP COMMAND
+           [--tls-ca F --tls-cert F --tls-key F] [--token T | --token-file F] [--config FILE]
+           GROUP COMMAND
 
 Every failure is one line on stderr, `jq-ctl: <what went wrong>`, never a traceback: exit 1 when
 the server refused or failed the call or could not be reached, 2 for a wrong command line or
@@ -19,7 +20,7 @@ from typing import Annotated
 import typer
 
 from jobq import __version__
-from jobq.ctl import admin_commands, job_commands
+from jobq.ctl import admin_commands, audit_commands, job_commands, token_commands
 from jobq.ctl.context import PROG, CtlState, GlobalOptions
 from jobq.ctl.errors import EXIT_FAILURE, EXIT_USAGE, CtlError, one_line
 
@@ -34,7 +35,7 @@ except ImportError:  # pragma: no cover
 
 app = typer.Typer(
     name=PROG,
-    help="jobq operator CLI: jobs, queues, workers and system status.",
+    help="jobq operator CLI: jobs, queues, workers, system status, the audit trail and tokens.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,6 +44,8 @@ app.add_typer(job_commands.app)
 app.add_typer(admin_commands.queue_app)
 app.add_typer(admin_commands.worker_app)
 app.add_typer(admin_commands.system_app)
+app.add_typer(audit_commands.app)
+app.add_typer(token_commands.app)
 
 _CONNECTION = "Connection"
 
@@ -121,6 +124,16 @@ def root(
             rich_help_panel=_CONNECTION,
         ),
     ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="Read the bearer token from FILE instead (env JQ_CTL_TOKEN_FILE); not with "
+            "--token.",
+            rich_help_panel=_CONNECTION,
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -137,7 +150,7 @@ def root(
         ),
     ] = False,
 ) -> None:
-    """jobq operator CLI: jobs, queues, workers and system status."""
+    """jobq operator CLI: jobs, queues, workers, system status, the audit trail and tokens."""
     state = CtlState(
         GlobalOptions(
             config=config,
@@ -148,6 +161,7 @@ def root(
             tls_cert=tls_cert,
             tls_key=tls_key,
             token=token,
+            token_file=token_file,
         )
     )
     ctx.obj = state

@@ -221,3 +221,11 @@ class Client:
         return self._call(
             self._admin.GetSystemStatus, apb.GetSystemStatusRequest(), apb.GetSystemStatusResponse
         )
+
+    def list_audit_events(
+        self, limit: int, action: str, actor: str, page_token: str
+    ) -> apb.ListAuditEventsResponse:
+        request = apb.ListAuditEventsRequest(
+            limit=limit, action=action, actor=actor, page_token=page_token
+        )
+        return self._call(self._admin.ListAuditEvents, request, apb.ListAuditEventsResponse)

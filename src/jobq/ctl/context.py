@@ -36,6 +36,7 @@ class GlobalOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     token: str | None = None
+    token_file: str | None = None
 
     def overrides(self) -> dict[str, object]:
         """The flags as dotted setting names for the loader (flags beat env beat file)."""
@@ -47,6 +48,7 @@ class GlobalOptions:
             "ctl.tls_cert": self.tls_cert,
             "ctl.tls_key": self.tls_key,
             "ctl.token": self.token,
+            "ctl.token_file": self.token_file,
         }
 
 
@@ -96,8 +98,10 @@ class CtlState:
         """The connection to jq-server, opened on first use and closed by `close()`."""
         if self._client is None:
             from jobq.ctl.client import Client, ConnectionOptions
+            from jobq.ctl.credentials import bearer_token
 
             ctl = self.settings
+            token = bearer_token(ctl)
             self._client = Client(
                 ConnectionOptions(
                     server_addr=ctl.server_addr,
@@ -105,7 +109,7 @@ class CtlState:
                     tls_ca=ctl.tls_ca,
                     tls_cert=ctl.tls_cert,
                     tls_key=ctl.tls_key,
-                    token=ctl.token,
+                    token=token,
                 )
             )
         return self._client

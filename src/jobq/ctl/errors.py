@@ -8,6 +8,8 @@ becomes "cannot reach jq-server at HOST:PORT (connection refused)".
 
 from __future__ import annotations
 
+import re
+
 EXIT_FAILURE = 1
 """The server refused or failed the request, or could not be reached."""
 EXIT_USAGE = 2
@@ -48,6 +50,29 @@ def connection_problem(details: str) -> str | None:
     return None
 
 
+TOKEN_OPTIONS = "--token, JQ_CTL_TOKEN or --token-file"  # noqa: S105 (option names)
+CREDENTIAL_HINT = (
+    f"give a token with {TOKEN_OPTIONS}, or a client certificate with --tls-cert and --tls-key"
+)
+
+# gRPC's own words for a message over the limit, on either side: "Received message larger
+# than max (5242893 vs. 4194304)", "Sent message larger than max (...)".
+_TOO_LARGE = re.compile(r"message larger than max(?: \((\d+) vs\. (\d+)\))?", re.IGNORECASE)
+
+
+def _resource_exhausted(message: str) -> str:
+    too_large = _TOO_LARGE.search(message)
+    if too_large is None:
+        return f"jq-server refused the request as too large or too many: {message or 'no reason'}"
+    sizes = ""
+    if too_large.group(1):
+        sizes = f" ({too_large.group(1)} bytes; it takes at most {too_large.group(2)})"
+    return (
+        f"the request is larger than jq-server accepts{sizes}; job payloads are limited by the "
+        "server's limits.max_payload_bytes"
+    )
+
+
 def format_seconds(seconds: float) -> str:
     """`10s`, `0.5s`: a timeout as the operator typed it."""
     return f"{seconds:g}s"
@@ -77,11 +102,16 @@ def describe_rpc_error(
     if code == "INVALID_ARGUMENT":
         return message or "jq-server rejected the request as invalid"
     if code == "UNAUTHENTICATED":
-        return f"jq-server did not accept the credentials (--token): {message or 'unauthenticated'}"
+        return (
+            f"jq-server did not accept the call: {message or 'unauthenticated'} ({CREDENTIAL_HINT})"
+        )
     if code == "PERMISSION_DENIED":
-        return f"permission denied: {message or 'the token does not allow this'}"
+        return (
+            f"permission denied: {message or 'the credential does not allow this call'} "
+            f"(use a token with that scope: {TOKEN_OPTIONS})"
+        )
     if code == "RESOURCE_EXHAUSTED":
-        return f"jq-server refused the request as too large or too many: {message or code}"
+        return _resource_exhausted(message)
     if code == "UNIMPLEMENTED":
         return f"jq-server at {server_addr} does not support this call (is it an older version?)"
     if code == "CANCELLED":

@@ -106,13 +106,16 @@ class AttemptResult:
 @record
 class Failure:
     """A failed attempt to record: the fencing token, the error text and why it failed
-    (FAILED when the worker reported it, WORKER_LOST when the heartbeat monitor did)."""
+    (FAILED when the worker reported it, WORKER_LOST when the heartbeat monitor did).
+    `refused`: the worker refused the job as one that can never run; it is dead-lettered at
+    once (REFUSED) instead of retried."""
 
     job_id: UUID
     attempt: int
     worker_id: UUID
     error_message: str
     reason: Reason = Reason.FAILED
+    refused: bool = False
 
 
 @record
@@ -186,4 +189,38 @@ class JobPage:
     """One page of ListJobs and the opaque token of the next (empty when this is the last)."""
 
     jobs: list[Job]
+    next_page_token: str
+
+
+@record
+class NewAuditEvent:
+    """An admin action to record: who (`token:NAME`, `cert:CN`, `anonymous`), what
+    (`queue.delete`), on which object, and how it ended (`ok` or the refusal)."""
+
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: str | None = None
+
+
+@record
+class AuditEvent:
+    """One stored audit record."""
+
+    id: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: str | None
+
+
+@record
+class AuditPage:
+    """One page of ListAuditEvents and the opaque token of the next (empty when this is the
+    last)."""
+
+    events: list[AuditEvent]
     next_page_token: str

@@ -7,7 +7,15 @@ from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobq.domain.records import Assignment, Job, JobEvent, Queue, QueueStats, Worker
+from jobq.domain.records import (
+    Assignment,
+    AuditEvent,
+    Job,
+    JobEvent,
+    Queue,
+    QueueStats,
+    Worker,
+)
 from jobq.domain.states import JobStatus, WorkerStatus
 from jobq.rpc._gen import admin_service_pb2, common_pb2, worker_service_pb2
 
@@ -150,4 +158,16 @@ def worker_to_proto(worker: Worker) -> common_pb2.Worker:
         queues=list(worker.queues),
         last_heartbeat=timestamp(worker.last_heartbeat),
         registered_at=timestamp(worker.registered_at),
+    )
+
+
+def audit_event_to_proto(event: AuditEvent) -> admin_service_pb2.AuditEvent:
+    return admin_service_pb2.AuditEvent(
+        id=event.id,
+        occurred_at=timestamp(event.occurred_at),
+        actor=event.actor,
+        action=event.action,
+        target=event.target,
+        outcome=event.outcome,
+        detail=event.detail or "",
     )

@@ -17,6 +17,7 @@ from jobq.domain.validation import check_max_retries, check_queue_name, parse_uu
 from jobq.rpc import convert
 from jobq.rpc._gen import admin_service_pb2 as pb
 from jobq.rpc._gen import admin_service_pb2_grpc
+from jobq.server.audit import AuditTrail, audit_filters
 from jobq.server.rpc_handler import RpcObserver, rpc
 from jobq.server.worker_registry import WorkerRegistry
 from jobq.storage.stores import JobStore, QueueStore, WorkerStore
@@ -24,6 +25,7 @@ from jobq.storage.stores import JobStore, QueueStore, WorkerStore
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "AdminService"
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT = 20, 100
 
 # name → check returning (state, detail); state None means the component is disabled.
 HealthCheck = Callable[[], Awaitable[tuple[bool | None, str]]]
@@ -39,6 +41,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         health_checks: dict[str, HealthCheck],
         started_at: datetime,
         observer: RpcObserver,
+        audit: AuditTrail,
     ) -> None:
         self._queues = queues
         self._workers = workers
@@ -48,33 +51,40 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         self._started_at = started_at
         self._started_monotonic = time.monotonic()
         self.observer = observer
+        self._audit = audit
 
     @rpc(SERVICE)
     async def CreateQueue(
         self, request: pb.CreateQueueRequest, context: Context
     ) -> pb.CreateQueueResponse:
-        name = check_queue_name(request.name)
-        max_retries = (
-            check_max_retries(request.max_retries) if request.HasField("max_retries") else 3
-        )
-        ttl: int | None = None
-        if request.HasField("ttl_seconds") and request.ttl_seconds != 0:
-            if not 0 < request.ttl_seconds <= MAX_TTL_SECONDS:
-                raise InvalidArgument(
-                    f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (0 = none), "
-                    f"got {request.ttl_seconds}"
-                )
-            ttl = request.ttl_seconds
-        queue = await self._queues.queue_create(name, max_retries, ttl)
+        async with self._audit.recording("queue.create", request.name) as note:
+            name = check_queue_name(request.name)
+            max_retries = (
+                check_max_retries(request.max_retries) if request.HasField("max_retries") else 3
+            )
+            ttl: int | None = None
+            if request.HasField("ttl_seconds") and request.ttl_seconds != 0:
+                if not 0 < request.ttl_seconds <= MAX_TTL_SECONDS:
+                    raise InvalidArgument(
+                        f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS} (0 = none), "
+                        f"got {request.ttl_seconds}"
+                    )
+                ttl = request.ttl_seconds
+            note.detail = f"max_retries={max_retries}, ttl_seconds={ttl or 0}"
+            queue = await self._queues.queue_create(name, max_retries, ttl)
         return pb.CreateQueueResponse(queue=convert.queue_to_proto(queue))
 
     @rpc(SERVICE)
     async def DeleteQueue(
         self, request: pb.DeleteQueueRequest, context: Context
     ) -> pb.DeleteQueueResponse:
-        deleted = await self._queues.queue_delete(
-            check_queue_name(request.name), force=request.force
-        )
+        async with self._audit.recording("queue.delete", request.name) as note:
+            force = "true" if request.force else "false"
+            note.detail = f"force={force}"
+            deleted = await self._queues.queue_delete(
+                check_queue_name(request.name), force=request.force
+            )
+            note.detail = f"force={force}, deleted {deleted} job(s)"
         return pb.DeleteQueueResponse(deleted_jobs=deleted)
 
     @rpc(SERVICE)
@@ -105,28 +115,32 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     async def DrainWorker(
         self, request: pb.DrainWorkerRequest, context: Context
     ) -> pb.DrainWorkerResponse:
-        worker_id = parse_uuid(request.worker_id, "worker id")
-        current = await self._workers.worker_get(worker_id)
-        if current.status is WorkerStatus.OFFLINE:
-            raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
-        worker = await self._workers.worker_set_status(worker_id, WorkerStatus.DRAINING)
-        connected = self._registry.get(worker_id)
-        if connected is not None:
-            connected.draining = True
+        async with self._audit.recording("worker.drain", request.worker_id) as note:
+            worker_id = parse_uuid(request.worker_id, "worker id")
+            current = await self._workers.worker_get(worker_id)
+            note.detail = f"was {current.status.value}"
+            if current.status is WorkerStatus.OFFLINE:
+                raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
+            worker = await self._workers.worker_set_status(worker_id, WorkerStatus.DRAINING)
+            connected = self._registry.get(worker_id)
+            if connected is not None:
+                connected.draining = True
         return pb.DrainWorkerResponse(worker=convert.worker_to_proto(worker))
 
     @rpc(SERVICE)
     async def ShutdownWorker(
         self, request: pb.ShutdownWorkerRequest, context: Context
     ) -> pb.ShutdownWorkerResponse:
-        worker_id = parse_uuid(request.worker_id, "worker id")
-        current = await self._workers.worker_get(worker_id)
-        if current.status is WorkerStatus.OFFLINE:
-            raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
-        worker = await self._workers.worker_request_shutdown(worker_id)
-        connected = self._registry.get(worker_id)
-        if connected is not None:
-            connected.draining = True
+        async with self._audit.recording("worker.shutdown", request.worker_id) as note:
+            worker_id = parse_uuid(request.worker_id, "worker id")
+            current = await self._workers.worker_get(worker_id)
+            note.detail = f"was {current.status.value}"
+            if current.status is WorkerStatus.OFFLINE:
+                raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
+            worker = await self._workers.worker_request_shutdown(worker_id)
+            connected = self._registry.get(worker_id)
+            if connected is not None:
+                connected.draining = True
         return pb.ShutdownWorkerResponse(worker=convert.worker_to_proto(worker))
 
     @rpc(SERVICE)
@@ -155,4 +169,20 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             components=components,
             workers_by_status={s.value: n for s, n in workers.items()},
             jobs_by_status={s.value: n for s, n in jobs.items()},
+        )
+
+    @rpc(SERVICE)
+    async def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: Context
+    ) -> pb.ListAuditEventsResponse:
+        if request.limit < 0:
+            raise InvalidArgument(f"limit must not be negative, got {request.limit}")
+        limit = min(request.limit or DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT)
+        action, actor = audit_filters(request.action, request.actor)
+        page = await self._audit.store.audit_events_list(
+            action=action, actor=actor, limit=limit, page_token=request.page_token
+        )
+        return pb.ListAuditEventsResponse(
+            events=[convert.audit_event_to_proto(event) for event in page.events],
+            next_page_token=page.next_page_token,
         )

@@ -15,6 +15,7 @@ from jobq.observability.logging_setup import get_logger
 from jobq.rpc import convert
 from jobq.rpc._gen import job_service_pb2 as pb
 from jobq.rpc._gen import job_service_pb2_grpc
+from jobq.server.audit import AuditTrail
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.rpc_handler import RpcObserver, rpc
 from jobq.server.submission import Submitter, new_job_from_request
@@ -36,6 +37,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         limits: LimitsSettings,
         observer: RpcObserver,
         on_submitted: Callable[[], None],
+        audit: AuditTrail,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -44,6 +46,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._limits = limits
         self._on_submitted = on_submitted
         self.observer = observer
+        self._audit = audit
 
     @rpc(SERVICE)
     async def SubmitJob(
@@ -86,8 +89,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def CancelJob(
         self, request: pb.CancelJobRequest, context: Context
     ) -> pb.CancelJobResponse:
-        job = await self._jobs.job_cancel(parse_uuid(request.job_id))
-        self._lifecycle.job_changed(job, "CANCELLED")
+        async with self._audit.recording("job.cancel", request.job_id) as note:
+            job = await self._jobs.job_cancel(parse_uuid(request.job_id))
+            self._lifecycle.job_changed(job, "CANCELLED")
+            note.detail = f"queue '{job.queue_name}'"
         return pb.CancelJobResponse(job=convert.job_to_proto(job))
 
     @rpc(SERVICE)
@@ -123,6 +128,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @rpc(SERVICE)
     async def RetryJob(self, request: pb.RetryJobRequest, context: Context) -> pb.RetryJobResponse:
-        job = await self._jobs.job_retry_manual(parse_uuid(request.job_id))
-        self._lifecycle.job_changed(job, "MANUAL_RETRY")
+        async with self._audit.recording("job.retry", request.job_id) as note:
+            job = await self._jobs.job_retry_manual(parse_uuid(request.job_id))
+            self._lifecycle.job_changed(job, "MANUAL_RETRY")
+            note.detail = f"queue '{job.queue_name}'"
         return pb.RetryJobResponse(job=convert.job_to_proto(job))

@@ -15,10 +15,13 @@ from uuid import UUID
 from jobq.domain.records import (
     Assignment,
     AttemptRef,
+    AuditEvent,
+    AuditPage,
     Failure,
     Job,
     JobEvent,
     JobPage,
+    NewAuditEvent,
     NewJob,
     Queue,
     QueueStats,
@@ -86,6 +89,20 @@ class JobStore(Protocol):
 
 class JobEventStore(Protocol):
     async def job_events_list(self, job_id: UUID) -> list[JobEvent]: ...
+
+
+class AuditStore(Protocol):
+    """The audit trail of admin actions: append-only, read newest first."""
+
+    async def audit_event_insert(self, event: NewAuditEvent) -> AuditEvent: ...
+    async def audit_events_list(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        limit: int = 20,
+        page_token: str = "",
+    ) -> AuditPage: ...
 
 
 class MaintenanceStore(Protocol):

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
+from support.payloads import job_payload
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
 
@@ -60,6 +62,8 @@ async def _stats(client: Client, name: str) -> apb.QueueStats:
 
 
 async def _submit(client: Client, **fields: Any) -> str:
+    fields.setdefault("queue_name", "default")
+    fields.setdefault("payload", job_payload())
     reply = await client.jobs.SubmitJob(jpb.SubmitJobRequest(**fields), timeout=5)
     return reply.job_id
 
@@ -151,14 +155,23 @@ async def test_delete_an_empty_queue(client: Client) -> None:
     assert "temp" not in await _queues(client)
 
 
-async def test_delete_a_queue_with_only_finished_jobs_deletes_them_too(client: Client) -> None:
+async def test_delete_a_queue_with_only_finished_jobs_needs_force(client: Client) -> None:
+    """Finished jobs are history: an unforced delete keeps them (the finding deleted five)."""
     await _create(client, "temp")
     job_id = await _submit(client, queue_name="temp")
     await _cancel(client, job_id)  # DEAD_LETTERED: finished
-    reply = await client.admin.DeleteQueue(apb.DeleteQueueRequest(name="temp"), timeout=5)
-    assert reply.deleted_jobs == 1
-    request = jpb.GetJobStatusRequest(job_id=job_id)
-    await _fails(client.jobs.GetJobStatus(request, timeout=5), NOT_FOUND)
+    details = await _fails(
+        client.admin.DeleteQueue(apb.DeleteQueueRequest(name="temp"), timeout=5), PRECONDITION
+    )
+    assert details == (
+        "queue 'temp' holds 1 job(s), 0 unfinished; deleting it deletes them and their history: "
+        "use --force (DeleteQueue force=true)"
+    )
+    await client.jobs.GetJobLogs(jpb.GetJobLogsRequest(job_id=job_id), timeout=5)  # still there
+    request = apb.DeleteQueueRequest(name="temp", force=True)
+    assert (await client.admin.DeleteQueue(request, timeout=5)).deleted_jobs == 1
+    request_status = jpb.GetJobStatusRequest(job_id=job_id)
+    await _fails(client.jobs.GetJobStatus(request_status, timeout=5), NOT_FOUND)
 
 
 async def test_delete_a_queue_with_pending_jobs_fails_and_changes_nothing(client: Client) -> None:
@@ -167,7 +180,8 @@ async def test_delete_a_queue_with_pending_jobs_fails_and_changes_nothing(client
     details = await _fails(
         client.admin.DeleteQueue(apb.DeleteQueueRequest(name="busy"), timeout=5), PRECONDITION
     )
-    assert "force" in details
+    assert details.startswith("queue 'busy' holds 1 job(s), 1 unfinished;")
+    assert "--force" in details
     assert "busy" in await _queues(client)
     job = await client.jobs.GetJobStatus(jpb.GetJobStatusRequest(job_id=job_id), timeout=5)
     assert job.job.status == cpb.JOB_STATUS_PENDING
@@ -188,6 +202,46 @@ async def test_force_deletes_a_queue_with_its_jobs(client: Client) -> None:
             NOT_FOUND,
         )
     await client.jobs.GetJobStatus(jpb.GetJobStatusRequest(job_id=kept), timeout=5)
+
+
+@pytest.mark.parametrize("drained", [False, True], ids=["online", "draining"])
+async def test_delete_a_queue_live_workers_serve_is_refused_even_forced(
+    client: Client, drained: bool
+) -> None:
+    await _create(client, "served")
+    request = wpb.RegisterWorkerRequest(hostname="h", concurrency=1, queues=["default", "served"])
+    worker_id = (await client.workers.RegisterWorker(request, timeout=5)).worker_id
+    if drained:
+        await _drain(client, worker_id)
+    for force in (False, True):
+        details = await _fails(
+            client.admin.DeleteQueue(apb.DeleteQueueRequest(name="served", force=force), timeout=5),
+            PRECONDITION,
+        )
+        assert details.startswith(f"queue 'served' is served by 1 live worker(s) ({worker_id}):")
+        assert "stop them" in details
+    assert "served" in await _queues(client)
+    await _deregister(client, worker_id)  # OFFLINE: no longer in the way
+    reply = await client.admin.DeleteQueue(apb.DeleteQueueRequest(name="served"), timeout=5)
+    assert reply.deleted_jobs == 0
+    assert "served" not in await _queues(client)
+
+
+async def test_delete_sees_workers_of_other_replicas(client: Client, db_dsn: str) -> None:
+    """The check reads the workers table, not this replica's registry: a worker registered
+    through another jq-server (here: written straight to the database) counts."""
+    await _create(client, "elsewhere")
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO workers (worker_id, queues) VALUES ($1, ARRAY['elsewhere'])",
+            uuid.UUID(UNKNOWN_ID),
+        )
+    finally:
+        await conn.close()
+    request = apb.DeleteQueueRequest(name="elsewhere", force=True)
+    details = await _fails(client.admin.DeleteQueue(request, timeout=5), PRECONDITION)
+    assert UNKNOWN_ID in details
 
 
 async def test_delete_an_unknown_queue_is_not_found(client: Client) -> None:
@@ -217,7 +271,7 @@ async def test_queue_stats_count_jobs_per_status(client: Client) -> None:
     await _create(client, "stats")
     worker = await ProtocolWorker(client, queues=("stats",), concurrency=4).start()
     for i in range(4):
-        await _submit(client, queue_name="stats", payload=str(i).encode())
+        await _submit(client, queue_name="stats", payload=job_payload(i))
     done, retried, running, _assigned = await worker.take(4, within=5)
     await worker.ack([done, retried, running])
     await worker.report(done)

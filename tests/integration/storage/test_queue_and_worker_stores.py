@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import asyncpg
@@ -11,6 +12,7 @@ from jobq.domain.errors import (
     QueueAlreadyExists,
     QueueNotEmpty,
     QueueNotFound,
+    QueueServedByLiveWorkers,
     WorkerNotFound,
 )
 from jobq.domain.ids import uuid7
@@ -53,8 +55,9 @@ async def test_queue_delete_refuses_unfinished_jobs_unless_forced(pool: asyncpg.
     queues, jobs = PgQueueStore(pool), PgJobStore(pool)
     await queues.queue_create("busy")
     await jobs.jobs_insert([NewJob(uuid7(), "busy", b"{}") for _ in range(3)])
-    with pytest.raises(QueueNotEmpty, match="3 unfinished"):
+    with pytest.raises(QueueNotEmpty, match="3 job\\(s\\), 3 unfinished") as refused:
         await queues.queue_delete("busy")
+    assert (refused.value.jobs, refused.value.unfinished) == (3, 3)
     assert (await queues.queue_get("busy")).name == "busy"
     assert await queues.queue_delete("busy", force=True) == 3
     with pytest.raises(QueueNotFound):
@@ -62,10 +65,106 @@ async def test_queue_delete_refuses_unfinished_jobs_unless_forced(pool: asyncpg.
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE queue_name = 'busy'") == 0
 
 
+async def test_queue_delete_refuses_finished_jobs_too_unless_forced(pool: asyncpg.Pool) -> None:
+    """The finding: five finished jobs' history went with an unforced delete."""
+    queues, jobs = PgQueueStore(pool), PgJobStore(pool)
+    await queues.queue_create("history")
+    ids = [uuid7() for _ in range(5)]
+    await jobs.jobs_insert([NewJob(job_id, "history", b"{}") for job_id in ids])
+    for job_id in ids:
+        await jobs.job_cancel(job_id)  # DEAD_LETTERED: finished
+    with pytest.raises(QueueNotEmpty) as refused:
+        await queues.queue_delete("history")
+    assert str(refused.value) == (
+        "queue 'history' holds 5 job(s), 0 unfinished; deleting it deletes them and their "
+        "history: use --force (DeleteQueue force=true)"
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM job_events e JOIN jobs j USING (job_id)"
+            " WHERE j.queue_name = 'history'"
+        )
+        == 10
+    )
+    assert await queues.queue_delete("history", force=True) == 5
+    assert await pool.fetchval("SELECT count(*) FROM job_events") == 0
+
+
 async def test_queue_delete_of_an_empty_queue(pool: asyncpg.Pool) -> None:
     queues = PgQueueStore(pool)
     await queues.queue_create("idle")
     assert await queues.queue_delete("idle") == 0
+
+
+@pytest.mark.parametrize("status", [WorkerStatus.ONLINE, WorkerStatus.DRAINING])
+async def test_queue_delete_refuses_a_queue_live_workers_serve_even_forced(
+    pool: asyncpg.Pool, status: WorkerStatus
+) -> None:
+    queues, workers = PgQueueStore(pool), PgWorkerStore(pool)
+    await queues.queue_create("served")
+    serving = sorted([uuid.uuid4(), uuid.uuid4()])
+    for worker_id in serving:
+        await workers.worker_register(worker_id, "h", 1, ["default", "served"])
+        await workers.worker_set_status(worker_id, status)
+    await workers.worker_register(uuid.uuid4(), "h", 1, ["default"])  # serves another queue
+    for force in (False, True):
+        with pytest.raises(QueueServedByLiveWorkers) as refused:
+            await queues.queue_delete("served", force=force)
+        assert refused.value.worker_ids == tuple(serving)
+        message = str(refused.value)
+        assert message.startswith("queue 'served' is served by 2 live worker(s) (")
+        assert all(str(worker_id) in message for worker_id in serving)
+        assert "stop them" in message
+    assert (await queues.queue_get("served")).name == "served"
+
+
+async def test_queue_delete_ignores_offline_workers(pool: asyncpg.Pool) -> None:
+    queues, workers = PgQueueStore(pool), PgWorkerStore(pool)
+    await queues.queue_create("old")
+    worker_id = uuid.uuid4()
+    await workers.worker_register(worker_id, "h", 1, ["old"])
+    await workers.worker_set_status(worker_id, WorkerStatus.OFFLINE)
+    assert await queues.queue_delete("old") == 0
+
+
+async def test_queue_served_by_many_workers_names_the_first_five(pool: asyncpg.Pool) -> None:
+    queues, workers = PgQueueStore(pool), PgWorkerStore(pool)
+    ids = sorted(uuid.uuid4() for _ in range(7))
+    for worker_id in ids:
+        await workers.worker_register(worker_id, "h", 1, ["default"])
+    with pytest.raises(QueueServedByLiveWorkers) as refused:
+        await queues.queue_delete("default", force=True)
+    message = str(refused.value)
+    assert "7 live worker(s)" in message
+    assert f"{ids[4]} and 2 more" in message
+    assert str(ids[5]) not in message
+
+
+async def _wait_for_a_lock_wait(pool: asyncpg.Pool, within: float = 10) -> None:
+    """Wait until some session of this database waits for a lock."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "nothing waited for a lock"
+        await asyncio.sleep(0.01)
+
+
+async def test_queue_delete_and_a_submit_to_it_do_not_interleave(pool: asyncpg.Pool) -> None:
+    """The checks and the delete hold the queue's row lock: a submit that races a forced
+    delete either lands before it (and is deleted with it, counted) or fails as not found."""
+    queues, jobs = PgQueueStore(pool), PgJobStore(pool)
+    await queues.queue_create("race")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM queues WHERE name = 'race' FOR UPDATE")
+        deleting = asyncio.create_task(queues.queue_delete("race", force=True))
+        await _wait_for_a_lock_wait(pool)
+        assert not deleting.done()
+        await conn.execute("INSERT INTO jobs (queue_name) VALUES ('race')")  # got in first
+    assert await deleting == 1
+    with pytest.raises(QueueNotFound):
+        await jobs.jobs_insert([NewJob(uuid7(), "race", b"{}")])
 
 
 async def test_queue_stats_counts_per_status(pool: asyncpg.Pool) -> None:

@@ -105,3 +105,53 @@ def test_ctl_errors_are_one_line_with_an_exit_code() -> None:
     assert error.exit_code == 1
     assert CtlError("usage", 2).exit_code == 2
     assert one_line("  a \n\t b ") == "a b"
+
+
+def test_unauthenticated_keeps_the_server_message_and_names_the_credential_options() -> None:
+    details = (
+        "missing credential: send a bearer token (authorization: Bearer ...) or a client "
+        "certificate"
+    )
+    assert describe("UNAUTHENTICATED", details) == (
+        f"jq-server did not accept the call: {details} (give a token with --token, "
+        "JQ_CTL_TOKEN or --token-file, or a client certificate with --tls-cert and --tls-key)"
+    )
+    assert describe("UNAUTHENTICATED").startswith(
+        "jq-server did not accept the call: unauthenticated ("
+    )
+
+
+def test_permission_denied_keeps_the_server_message_and_hints_at_another_token() -> None:
+    details = "token 'ci' lacks the admin scope needed by AdminService/DeleteQueue"
+    assert describe("PERMISSION_DENIED", details) == (
+        f"permission denied: {details} (use a token with that scope: --token, JQ_CTL_TOKEN or "
+        "--token-file)"
+    )
+    assert "--token-file" in describe("PERMISSION_DENIED")
+
+
+@pytest.mark.parametrize(
+    ("details", "sizes"),
+    [
+        (
+            "Received message larger than max (5242893 vs. 4194304)",
+            " (5242893 bytes; it takes at most 4194304)",
+        ),
+        (
+            "Sent message larger than max (9000000 vs. 4194304)",
+            " (9000000 bytes; it takes at most 4194304)",
+        ),
+        ("received message LARGER THAN MAX", ""),
+    ],
+)
+def test_a_message_over_the_size_limit_names_the_payload_limit(details: str, sizes: str) -> None:
+    assert describe("RESOURCE_EXHAUSTED", details) == (
+        f"the request is larger than jq-server accepts{sizes}; job payloads are limited by the "
+        "server's limits.max_payload_bytes"
+    )
+
+
+def test_other_resource_exhaustion_is_quoted() -> None:
+    assert describe("RESOURCE_EXHAUSTED", "too many streams") == (
+        "jq-server refused the request as too large or too many: too many streams"
+    )

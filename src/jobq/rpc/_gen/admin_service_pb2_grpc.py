@@ -75,6 +75,11 @@ class AdminServiceStub:
                 request_serializer=admin__service__pb2.GetSystemStatusRequest.SerializeToString,
                 response_deserializer=admin__service__pb2.GetSystemStatusResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/jobq.v1.AdminService/ListAuditEvents',
+                request_serializer=admin__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=admin__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -90,8 +95,10 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteQueue(self, request, context):
-        """Deletes a queue and its jobs. FAILED_PRECONDITION: it holds non-terminal jobs and force is
-        false. NOT_FOUND: unknown queue.
+        """Deletes a queue and its jobs, whose history (job_events) goes with them. FAILED_PRECONDITION:
+        the queue holds any job, finished ones included, and force is false; or a live (ONLINE or
+        DRAINING) worker serves it, even with force (stop those workers first). NOT_FOUND: unknown
+        queue.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +149,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """The audit trail of admin actions (queue create/delete, worker drain/shutdown, job
+        cancel/retry, refusals included), newest first, filtered by action and actor,
+        keyset-paginated. INVALID_ARGUMENT: negative limit, malformed page_token, over-long filter.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +200,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetSystemStatus,
                     request_deserializer=admin__service__pb2.GetSystemStatusRequest.FromString,
                     response_serializer=admin__service__pb2.GetSystemStatusResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=admin__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=admin__service__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +424,33 @@ class AdminService:
             '/jobq.v1.AdminService/GetSystemStatus',
             admin__service__pb2.GetSystemStatusRequest.SerializeToString,
             admin__service__pb2.GetSystemStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/ListAuditEvents',
+            admin__service__pb2.ListAuditEventsRequest.SerializeToString,
+            admin__service__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

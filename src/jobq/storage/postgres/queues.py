@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from jobq.domain.errors import QueueAlreadyExists, QueueNotEmpty, QueueNotFound
+from jobq.domain.errors import (
+    QueueAlreadyExists,
+    QueueNotEmpty,
+    QueueNotFound,
+    QueueServedByLiveWorkers,
+)
 from jobq.domain.records import Queue, QueueStats
 from jobq.domain.states import JobStatus
 from jobq.storage.postgres.rows import queue_from_row
@@ -33,14 +38,24 @@ class PgQueueStore:
         return [queue_from_row(row) for row in await self._pool.fetch(query("queue_list"))]
 
     async def queue_delete(self, name: str, *, force: bool = False) -> int:
-        """Delete a queue; unless `force`, only when it holds no unfinished job. Returns the
-        number of jobs deleted with it."""
+        """Delete a queue and its jobs (their history goes with them); returns how many jobs.
+
+        Refused with QueueServedByLiveWorkers while a live worker serves it, even with `force`,
+        and with QueueNotEmpty while it holds any job, finished ones included, unless `force`.
+        The checks and the deletion run in one transaction that holds the queue's row lock, so
+        no job can be submitted to it in between. (Workers do not lock the queues they name: a
+        worker registering at the very moment of the deletion is not seen; it then serves a
+        queue that does not exist, as one started with a misspelt queue does.)"""
         async with self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(query("queue_lock"), name) is None:
                 raise QueueNotFound(name)
-            active: int = await conn.fetchval(query("queue_active_jobs"), name)
-            if active and not force:
-                raise QueueNotEmpty(name, active)
+            workers = await conn.fetch(query("queue_live_workers"), name)
+            if workers:
+                raise QueueServedByLiveWorkers(name, [row["worker_id"] for row in workers])
+            counts = await conn.fetchrow(query("queue_job_counts"), name)
+            assert counts is not None
+            if counts["jobs"] and not force:
+                raise QueueNotEmpty(name, counts["jobs"], counts["unfinished"])
             row = await conn.fetchrow(query("queue_delete"), name)
             assert row is not None
             deleted: int = row["jobs"]

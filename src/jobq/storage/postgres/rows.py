@@ -6,7 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
-from jobq.domain.records import Job, JobEvent, Queue, Transition, Worker
+from jobq.domain.records import AuditEvent, Job, JobEvent, Queue, Transition, Worker
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 # Enum lookup by value (`JobStatus("DONE")`) runs Enum.__new__, which costs more than the rest
@@ -98,4 +98,16 @@ def transition_from_row(
         created_at=row["created_at"],
         started_at=row["started_at"],
         occurred_at=row["occurred_at"],
+    )
+
+
+def audit_event_from_row(row: asyncpg.Record) -> AuditEvent:
+    return AuditEvent(
+        id=row["id"],
+        occurred_at=row["occurred_at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        outcome=row["outcome"],
+        detail=row["detail"],
     )

@@ -13,13 +13,22 @@ SELECT name, max_retries, ttl_seconds, created_at, updated_at FROM queues WHERE 
 SELECT name, max_retries, ttl_seconds, created_at, updated_at FROM queues ORDER BY name;
 
 -- name: queue_lock
--- Lock a queue row so that its active-job count and its deletion see the same state.
+-- Lock a queue row so that the checks before its deletion and the deletion see the same state:
+-- a submit to it (its foreign key takes a KEY SHARE lock on the row) waits until we commit.
 SELECT name FROM queues WHERE name = $1 FOR UPDATE;
 
--- name: queue_active_jobs
--- Jobs of a queue that have not finished.
-SELECT count(*) FROM jobs
-WHERE queue_name = $1 AND status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'FAILED');
+-- name: queue_job_counts
+-- How many jobs a queue holds, and how many of them have not finished.
+SELECT count(*) AS jobs,
+       count(*) FILTER (WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'FAILED')) AS unfinished
+FROM jobs WHERE queue_name = $1;
+
+-- name: queue_live_workers
+-- Live (ONLINE or DRAINING) workers that serve a queue, as the database knows them, so that
+-- every jq-server replica sees workers connected to the others.
+SELECT worker_id FROM workers
+WHERE status IN ('ONLINE', 'DRAINING') AND $1 = ANY (queues)
+ORDER BY worker_id;
 
 -- name: queue_delete
 -- Delete a queue; its jobs and their events go with it (ON DELETE CASCADE). Returns the number
