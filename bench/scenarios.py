@@ -60,7 +60,9 @@ async def submit_batches(
     async def one(size: int) -> None:
         async with turns:
             request = jpb.SubmitJobsRequest(
-                jobs=[jpb.SubmitJobRequest(payload=payload) for _ in range(size)]
+                jobs=[
+                    jpb.SubmitJobRequest(queue_name="default", payload=payload) for _ in range(size)
+                ]
             )
             await jobs.SubmitJobs(request, timeout=60)
 
@@ -119,7 +121,8 @@ async def pickup_latency(port: int, count: int, rate: float) -> dict[str, float]
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
         next_at += interval
         sent = time.time()
-        reply = await jobs.SubmitJob(jpb.SubmitJobRequest(payload=STAMP), timeout=30)
+        request = jpb.SubmitJobRequest(queue_name="default", payload=STAMP)
+        reply = await jobs.SubmitJob(request, timeout=30)
         submitted[reply.job_id] = sent
     latencies = []
     async with asyncio.timeout(120):

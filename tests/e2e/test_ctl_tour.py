@@ -8,6 +8,8 @@ stands for the id printed by the last `job submit`.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shlex
 import subprocess
@@ -17,6 +19,20 @@ from support.ctl import jq_ctl_at, wait_for_status
 from support.processes import ServerFactory, ServerProcess, WorkerFactory
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+RUN_LOCAL = Path(__file__).resolve().parents[2] / "tools" / "run_local.py"
+
+
+def make_run_worker_env() -> dict[str, str]:
+    """The worker settings `make run` adds (tools/run_local.py's own function)."""
+    spec = importlib.util.spec_from_file_location("run_local", RUN_LOCAL)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    env: dict[str, str] = module.worker_environment({}, os.geteuid())
+    return env
+
+
 ID = "<id>"
 
 
@@ -59,10 +75,12 @@ async def test_every_tour_command_succeeds_in_order(
     start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str
 ) -> None:
     server = start_server({"JQ_DB_DSN": db_dsn})
-    # like `make run`: one worker on the default queue that trusts the demo tasks
-    worker = start_worker(server, "--import", "jobq.demo_tasks")
+    # like `make run`: one worker on the default queue that trusts the demo tasks and runs only
+    # the tour's commands (tools/run_local.py), as nobody when the tests run as root
+    worker = start_worker(server, "--import", "jobq.demo_tasks", env=make_run_worker_env())
     last_id: str | None = None
     failing_id: str | None = None
+    refused_id: str | None = None
     python_ids: list[str] = []
     for argv in tour_commands(tour_text()):
         if ID in argv:
@@ -79,9 +97,15 @@ async def test_every_tour_command_succeeds_in_order(
             last_id = result.stdout.strip()
             if argv[-1] == "false":
                 failing_id = last_id
+            if argv[-1] == "id":
+                refused_id = last_id
             if any('"handler"' in arg for arg in argv):
                 python_ids.append(last_id)
     assert failing_id is not None
+    assert refused_id is not None, "the tour shows a refused command"
+    refused = wait_for_status(server, refused_id, "DEAD_LETTERED")
+    assert refused["retry_count"] == 0
+    assert refused["error_message"].startswith("command not allowed: id")
     assert python_ids, "the tour shows a Python-callable job"
     for job_id in python_ids:
         wait_for_status(server, job_id, "DONE")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from support.payloads import job_payload
 from support.processes import ServerFactory
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import client_for
@@ -17,7 +18,9 @@ async def test_log_lines_carry_job_worker_and_correlation_ids(
     server = start_server({"JQ_DB_DSN": db_dsn, "JQ_LOGGING_LEVEL": "debug"})
     client = client_for(server.grpc_port)
     reply = await client.jobs.SubmitJob(
-        jpb.SubmitJobRequest(payload=b"x"), metadata=(("x-correlation-id", "corr-77"),), timeout=5
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"x")),
+        metadata=(("x-correlation-id", "corr-77"),),
+        timeout=5,
     )
     worker = await ProtocolWorker(client).start()
     [assignment] = await worker.take(1)

@@ -9,6 +9,7 @@ import signal
 import asyncpg
 import grpc
 import pytest
+from support.payloads import job_payload
 from support.processes import ServerFactory
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import client_for
@@ -32,7 +33,9 @@ async def test_sigterm_closes_streams_and_exits_zero(
     server = start_server({"JQ_DB_DSN": db_dsn, "JQ_GRPC_GRACEFUL_SHUTDOWN_S": "5"})
     client = client_for(server.grpc_port)
     worker = await ProtocolWorker(client).start()
-    await client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"x"), timeout=5)
+    await client.jobs.SubmitJob(
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"x")), timeout=5
+    )
     [assignment] = await worker.take(1)
     server.process.send_signal(signal.SIGTERM)
     assert worker._stream_task is not None
@@ -63,7 +66,8 @@ async def test_sigkill_while_jobs_are_assigned_then_restart(
     ids = []
     for i in range(10):
         reply = await client.jobs.SubmitJob(
-            jpb.SubmitJobRequest(payload=str(i).encode()), timeout=5
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(str(i).encode())),
+            timeout=5,
         )
         ids.append(reply.job_id)
     worker = await ProtocolWorker(client, concurrency=4).start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+from support.payloads import job_payload
 from support.processes import ServerFactory
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import client_for
@@ -22,13 +23,20 @@ async def _submit_half(client_port: int, count: int, tag: str) -> None:
         for start in range(0, batched, 100):
             request = jpb.SubmitJobsRequest(
                 jobs=[
-                    jpb.SubmitJobRequest(payload=f"{tag}-{i}".encode())
+                    jpb.SubmitJobRequest(
+                        queue_name="default", payload=job_payload(f"{tag}-{i}".encode())
+                    )
                     for i in range(start, min(start + 100, batched))
                 ]
             )
             await client.jobs.SubmitJobs(request, timeout=30)
         singles = [
-            client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=f"{tag}-s{i}".encode()), timeout=30)
+            client.jobs.SubmitJob(
+                jpb.SubmitJobRequest(
+                    queue_name="default", payload=job_payload(f"{tag}-s{i}".encode())
+                ),
+                timeout=30,
+            )
             for i in range(count - batched)
         ]
         for chunk in range(0, len(singles), 50):

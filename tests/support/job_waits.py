@@ -13,6 +13,7 @@ from support.server_harness import Client
 
 async def submit(client: Client, payload: object, **fields: object) -> str:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    fields.setdefault("queue_name", "default")
     reply = await client.jobs.SubmitJob(
         jpb.SubmitJobRequest(payload=body, **fields),  # type: ignore[arg-type]
         timeout=10,

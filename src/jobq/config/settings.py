@@ -122,12 +122,8 @@ class GrpcSettings(_Section):
     tls_client_ca: str = Field(
         "",
         description="CA certificates (PEM file) that sign client certificates: turns on "
-        "mutual TLS (needs grpc.tls_cert).",
-    )
-    tls_require_client_cert: bool = Field(
-        True,
-        description="With grpc.tls_client_ca: refuse connections without a client certificate "
-        "(false: a client may present a bearer token instead).",
+        "mutual TLS, every connection must present a certificate it signed (needs "
+        "grpc.tls_cert); auth.certificates gives the certificates scopes.",
     )
 
     @field_validator("tls_key")

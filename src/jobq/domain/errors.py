@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class JobqError(Exception):
     """Base of every error jobq raises on purpose. The message is for humans."""
@@ -67,12 +69,38 @@ class StaleAttempt(FailedPrecondition):
 
 
 class QueueNotEmpty(FailedPrecondition):
-    def __init__(self, name: str, active: int) -> None:
+    """A queue to delete still holds jobs, finished ones included: deleting it would delete them
+    and their history, so only a forced delete may."""
+
+    def __init__(self, name: str, jobs: int, unfinished: int) -> None:
         super().__init__(
-            f"queue '{name}' still holds {active} unfinished job(s); use force to delete it"
+            f"queue '{name}' holds {jobs} job(s), {unfinished} unfinished; deleting it deletes "
+            "them and their history: use --force (DeleteQueue force=true)"
         )
         self.name = name
-        self.active = active
+        self.jobs = jobs
+        self.unfinished = unfinished
+
+
+class QueueServedByLiveWorkers(FailedPrecondition):
+    """A queue to delete is served by live (ONLINE or DRAINING) workers; not even a forced delete
+    may take it from under them: they would keep serving a queue nobody can submit to."""
+
+    SHOWN = 5
+    """Worker ids named in the message; the rest are counted."""
+
+    def __init__(self, name: str, worker_ids: Sequence[object]) -> None:
+        shown = ", ".join(str(worker_id) for worker_id in worker_ids[: self.SHOWN])
+        more = len(worker_ids) - self.SHOWN
+        if more > 0:
+            shown += f" and {more} more"
+        super().__init__(
+            f"queue '{name}' is served by {len(worker_ids)} live worker(s) ({shown}): stop them "
+            "or restart them without this queue before deleting it, even with --force "
+            "(jq-ctl worker shutdown ID; a drained worker counts until it stops)"
+        )
+        self.name = name
+        self.worker_ids = tuple(worker_ids)
 
 
 class Unauthenticated(JobqError):
@@ -85,6 +113,10 @@ class PermissionDenied(JobqError):
 
 class Unavailable(JobqError):
     """A required backing service (PostgreSQL) cannot be reached right now."""
+
+
+class ListenError(JobqError):
+    """A port cannot be opened (in use, not an address of this machine, no permission)."""
 
 
 class ConfigError(JobqError):

@@ -14,10 +14,12 @@ Request bodies are never read: every route is a GET.
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 
+from jobq.domain.errors import ListenError
 from jobq.observability.logging_setup import get_logger
 
 __all__ = [
@@ -106,9 +108,15 @@ class HttpEndpoints:
         """Bind and start accepting connections."""
         if self._server is not None:
             return
-        self._server = await asyncio.start_server(
-            self._on_connection, self._host, self._requested_port, limit=MAX_REQUEST_BYTES
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connection, self._host, self._requested_port, limit=MAX_REQUEST_BYTES
+            )
+        except OSError as exc:  # one clear line at start-up, not a traceback
+            reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+            raise ListenError(
+                f"cannot listen on {self._host}:{self._requested_port}: {reason}"
+            ) from None
         log.debug(
             "http endpoints listening",
             action="http.started",

@@ -23,7 +23,7 @@ def method_path(service: str, method: str) -> str:
 _JOBS = "jobq.v1.JobService"
 _WORKERS = "jobq.v1.WorkerService"
 _ADMIN = "jobq.v1.AdminService"
-_REFLECTION = ("grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection")
+_REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 
 PUBLIC_METHODS: Final = frozenset(
     method_path("grpc.health.v1.Health", method) for method in ("Check", "Watch", "List")
@@ -54,9 +54,9 @@ _TABLE: dict[str, Scope] = {
     method_path(_ADMIN, "DeleteQueue"): Scope.ADMIN,
     method_path(_ADMIN, "DrainWorker"): Scope.ADMIN,
     method_path(_ADMIN, "ShutdownWorker"): Scope.ADMIN,
+    method_path(_ADMIN, "ListAuditEvents"): Scope.ADMIN,
 }
-for _service in _REFLECTION:
-    _TABLE[method_path(_service, "ServerReflectionInfo")] = Scope.READ
+_TABLE[method_path(_REFLECTION, "ServerReflectionInfo")] = Scope.READ
 
 METHOD_SCOPES: Final = MappingProxyType(_TABLE)
 """Method path → the one scope a caller needs for it."""

@@ -12,31 +12,26 @@ from uuid import UUID
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
 
 from jobq.config import Settings
 from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
-from jobq.domain.errors import Unavailable
+from jobq.domain.errors import ConfigError, Unavailable
 from jobq.domain.records import Assignment, Transition
 from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus
 from jobq.observability.http_endpoints import HttpEndpoints, Response, Route, health_routes
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import LabelledChildren, ServerMetrics
-from jobq.rpc._gen import (
-    admin_service_pb2,
-    admin_service_pb2_grpc,
-    job_service_pb2,
-    job_service_pb2_grpc,
-    worker_service_pb2,
-    worker_service_pb2_grpc,
-)
 from jobq.server.admin_service import AdminServicer, HealthCheck
+from jobq.server.audit import AuditTrail
+from jobq.server.authentication import Authenticator
 from jobq.server.dispatcher import Dispatcher
+from jobq.server.grpc_server import build_grpc_server
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.job_service import JobServicer
 from jobq.server.lifecycle import Lifecycle
+from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
@@ -47,6 +42,7 @@ from jobq.server.worker_service import WorkerServicer
 from jobq.storage.database import DatabaseHandle, open_database
 from jobq.storage.migrations import migrate
 from jobq.storage.pool import create_claim_pool, create_pool
+from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
@@ -108,10 +104,16 @@ class ServerApp:
         self.grpc_port: int | None = None
         self.health_port: int | None = None
         self.metrics_port: int | None = None
+        self.authenticator = Authenticator.from_settings(settings.auth, settings.grpc)
+        self.served_methods: list[str] = []
 
     # --- start -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        problems = listener_problems(self.settings)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        announce_exposure(self.settings, self.authenticator)
         database = self._database = await open_database(self.settings.db)
         log.info(
             "using " + database.description,
@@ -160,6 +162,7 @@ class ServerApp:
         jobs, queues = PgJobStore(pool, claim_pool), PgQueueStore(pool)
         workers, events = PgWorkerStore(pool), PgJobEventStore(pool)
         maintenance = PgMaintenanceStore(pool)
+        audit = AuditTrail(PgAuditStore(pool))
         observer = MetricsObserver(self.metrics)
         lifecycle = Lifecycle(self.metrics)
         policy = RetryPolicy(sched.retry_base_delay_s, sched.retry_max_delay_s)
@@ -215,6 +218,7 @@ class ServerApp:
             cfg.limits,
             observer,
             on_submitted=dispatcher.wake_for_new_jobs,
+            audit=audit,
         )
         admin_servicer = AdminServicer(
             queues,
@@ -224,8 +228,19 @@ class ServerApp:
             self._health_checks(pool, locker),
             self.started_at,
             observer,
+            audit,
         )
-        server = self._grpc_server(job_servicer, worker_servicer, admin_servicer)
+        built = build_grpc_server(
+            cfg.grpc,
+            cfg.limits,
+            self.authenticator,
+            self._health,
+            jobs=job_servicer,
+            workers=worker_servicer,
+            admin=admin_servicer,
+        )
+        self.grpc_port, self.served_methods = built.port, built.served
+        server = built.server
         notifier = Notifier(database.dsn, dispatcher.wake_for_new_jobs)
         monitor = HeartbeatMonitor(
             maintenance,
@@ -256,37 +271,6 @@ class ServerApp:
             loops=[monitor.loop, reaper.loop],
             gauges=lambda: self._refresh_gauges(jobs, workers),
         )
-
-    def _grpc_server(
-        self, jobs: JobServicer, workers: WorkerServicer, admin: AdminServicer
-    ) -> grpc.aio.Server:
-        cfg = self.settings.grpc
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", cfg.max_message_bytes),
-                ("grpc.max_send_message_length", cfg.max_message_bytes),
-            ]
-        )
-        job_service_pb2_grpc.add_JobServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            jobs, server
-        )
-        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            workers, server
-        )
-        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            admin, server
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        names = [
-            job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-            worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
-            admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ]
-        reflection.enable_server_reflection(names, server)
-        self.grpc_port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
-        return server
 
     async def _serve(self) -> None:
         running = self._running

@@ -10,7 +10,8 @@ from jobq.domain.errors import JobqError
 from jobq.observability.logging_setup import get_logger
 from jobq.server.app import run_server
 from jobq.server.dry_run import dry_run
-from jobq.startup import base_parser, load_program_settings, parse, start_logging
+from jobq.server.listeners import listener_problems
+from jobq.startup import base_parser, fail, load_program_settings, parse, start_logging
 
 PROG = "jq-server"
 
@@ -29,6 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--health-port", type=int, metavar="PORT", help="/healthz /readyz port (health.port)"
     )
     parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow non-loopback addresses with no authentication configured (grpc.insecure); "
+        "only on a network you trust",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="check connectivity to PostgreSQL, Redis and Kafka, print one line each, exit "
@@ -42,8 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "grpc.port": args.grpc_port,
             "metrics.port": args.metrics_port,
             "health.port": args.health_port,
+            "grpc.insecure": args.insecure,
         },
     )
+    problems = listener_problems(loaded.settings)
+    if problems:  # a configuration mistake: refused before anything starts, like the others
+        fail(PROG, "\n".join(problems))
     start_logging(PROG, loaded)
     if args.dry_run:
         return asyncio.run(dry_run(loaded.settings, sys.stdout))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.payloads import job_payload
 from support.processes import free_port
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import running_server
@@ -55,13 +56,17 @@ async def test_rpcs_fail_fast_while_postgres_is_down_and_recover_after(
         assert app.health_port is not None
         assert await _readyz(app.health_port) == 200
         worker = await ProtocolWorker(client).start()
-        before = await client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"1"), timeout=5)
+        before = await client.jobs.SubmitJob(
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"1")), timeout=5
+        )
         [assignment] = await worker.take(1)
         assert assignment.job_id == before.job_id
 
         await asyncio.to_thread(own_postgres.stop, "fast")
         for call in (
-            client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"2"), timeout=2),
+            client.jobs.SubmitJob(
+                jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"2")), timeout=2
+            ),
             client.admin.ListQueues(apb.ListQueuesRequest(), timeout=2),
             client.jobs.GetJobStatus(jpb.GetJobStatusRequest(job_id=before.job_id), timeout=2),
         ):
@@ -77,7 +82,9 @@ async def test_rpcs_fail_fast_while_postgres_is_down_and_recover_after(
         async with asyncio.timeout(20):
             while await _readyz(app.health_port) != 200:
                 await asyncio.sleep(0.1)
-        after = await client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"3"), timeout=5)
+        after = await client.jobs.SubmitJob(
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"3")), timeout=5
+        )
         # The worker's report of the job it held before the outage still lands.
         await worker.run([assignment])
         [next_one] = await worker.take(1, within=15)

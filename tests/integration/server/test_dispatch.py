@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 from google.protobuf.duration_pb2 import Duration
+from support.payloads import job_payload
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
 
@@ -15,8 +16,9 @@ from jobq.rpc._gen import job_service_pb2 as jpb
 
 async def _submit(client: Client, n: int = 1, **fields: object) -> list[str]:
     ids = []
+    fields.setdefault("queue_name", "default")
     for i in range(n):
-        request = jpb.SubmitJobRequest(payload=f'{{"i": {i}}}'.encode(), **fields)  # type: ignore[arg-type]
+        request = jpb.SubmitJobRequest(payload=job_payload(i), **fields)  # type: ignore[arg-type]
         ids.append((await client.jobs.SubmitJob(request, timeout=10)).job_id)
     return ids
 

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from support.payloads import job_payload, payload_of_size
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
 
@@ -58,6 +59,8 @@ async def _count(dsn: str, table: str = "jobs") -> int:
 
 
 async def _submit(client: Client, **fields: Any) -> str:
+    fields.setdefault("queue_name", "default")
+    fields.setdefault("payload", job_payload())
     reply = await client.jobs.SubmitJob(jpb.SubmitJobRequest(**fields), timeout=5)
     return reply.job_id
 
@@ -80,7 +83,8 @@ async def _list(client: Client, **fields: Any) -> jpb.ListJobsResponse:
 
 
 async def _submit_many(client: Client, n: int, **fields: Any) -> list[str]:
-    jobs = [jpb.SubmitJobRequest(payload=str(i).encode(), **fields) for i in range(n)]
+    fields.setdefault("queue_name", "default")
+    jobs = [jpb.SubmitJobRequest(payload=job_payload(i), **fields) for i in range(n)]
     reply = await client.jobs.SubmitJobs(jpb.SubmitJobsRequest(jobs=jobs), timeout=10)
     return list(reply.job_ids)
 
@@ -92,7 +96,7 @@ def _at(stamp: Timestamp) -> datetime:
 async def _running(client: Client) -> tuple[ProtocolWorker, wpb.JobAssignment]:
     """A worker holding one fresh job, acknowledged (RUNNING)."""
     worker = await ProtocolWorker(client, concurrency=1).start()
-    await _submit(client, payload=b"run")
+    await _submit(client, payload=job_payload(b"run"))
     [assignment] = await worker.take(1, within=5)
     await worker.ack([assignment])
     return worker, assignment
@@ -100,17 +104,19 @@ async def _running(client: Client) -> tuple[ProtocolWorker, wpb.JobAssignment]:
 
 # --- SubmitJob -------------------------------------------------------------------------------
 
+PAYLOAD = b'{"handler": "send_email", "kwargs": {"to": "a@b.c"}}'
+
 
 async def test_submit_job_adds_a_pending_job_with_the_queue_default_max_retries(
     client: Client,
 ) -> None:
-    job_id = await _submit(client, payload=b'{"to": "a@b.c"}', priority=7)
+    job_id = await _submit(client, payload=PAYLOAD, priority=7)
     assert uuid.UUID(job_id)
     job = await _job(client, job_id)
     assert job.job_id == job_id
     assert job.queue_name == "default"
     assert job.status == cpb.JOB_STATUS_PENDING
-    assert job.payload == b'{"to": "a@b.c"}'
+    assert job.payload == PAYLOAD
     assert job.priority == 7
     assert job.max_retries == 3  # the default queue's
     assert (job.retry_count, job.attempt, job.worker_id) == (0, 0, "")
@@ -163,7 +169,7 @@ async def test_submit_job_with_not_before_keeps_that_instant(client: Client) -> 
 
 async def test_submit_job_accepts_a_payload_of_exactly_the_limit(db_dsn: str) -> None:
     async with running_server(db_dsn, {"limits.max_payload_bytes": 1024}) as (_, client):
-        job = await _job(client, await _submit(client, payload=b"x" * 1024))
+        job = await _job(client, await _submit(client, payload=payload_of_size(1024)))
         assert len(job.payload) == 1024
 
 
@@ -171,7 +177,7 @@ async def test_submit_job_over_the_payload_limit_is_invalid_and_writes_nothing(
     db_dsn: str,
 ) -> None:
     async with running_server(db_dsn, {"limits.max_payload_bytes": 1024}) as (_, client):
-        request = jpb.SubmitJobRequest(payload=b"x" * 1025)
+        request = jpb.SubmitJobRequest(queue_name="default", payload=payload_of_size(1025))
         details = await _fails(client.jobs.SubmitJob(request, timeout=5), INVALID)
         assert "1024" in details
         assert await _count(db_dsn) == 0
@@ -197,7 +203,8 @@ _NOW = Timestamp(seconds=2_000_000_000)
 async def test_submit_job_rejects_bad_input_and_writes_nothing(
     client: Client, db_dsn: str, fields: dict[str, Any], mentions: str
 ) -> None:
-    request = jpb.SubmitJobRequest(payload=b"{}", **fields)
+    fields = {"queue_name": "default", **fields}
+    request = jpb.SubmitJobRequest(payload=job_payload(), **fields)
     details = await _fails(client.jobs.SubmitJob(request, timeout=5), INVALID)
     assert mentions in details
     assert await _count(db_dsn) == 0
@@ -207,7 +214,7 @@ async def test_submit_job_rejects_bad_input_and_writes_nothing(
 async def test_submit_job_to_an_unknown_queue_is_not_found_and_writes_nothing(
     client: Client, db_dsn: str
 ) -> None:
-    request = jpb.SubmitJobRequest(queue_name="nope", payload=b"{}")
+    request = jpb.SubmitJobRequest(queue_name="nope", payload=job_payload())
     details = await _fails(client.jobs.SubmitJob(request, timeout=5), NOT_FOUND)
     assert "nope" in details
     assert await _count(db_dsn) == 0
@@ -229,7 +236,7 @@ async def test_submit_jobs_returns_the_ids_in_request_order(client: Client) -> N
     for i, job_id in enumerate(ids):
         job = await _job(client, job_id)
         assert (job.payload, job.priority, job.status) == (
-            str(i).encode(),
+            job_payload(i),
             2,
             cpb.JOB_STATUS_PENDING,
         )
@@ -244,7 +251,7 @@ async def test_submit_jobs_over_the_batch_limit_is_invalid_and_writes_nothing(
 ) -> None:
     async with running_server(db_dsn, {"limits.max_batch_size": 3}) as (_, client):
         assert len(await _submit_many(client, 3)) == 3  # exactly the limit is fine
-        jobs = [jpb.SubmitJobRequest(payload=b"{}") for _ in range(4)]
+        jobs = [jpb.SubmitJobRequest(queue_name="default", payload=job_payload()) for _ in range(4)]
         request = jpb.SubmitJobsRequest(jobs=jobs)
         await _fails(client.jobs.SubmitJobs(request, timeout=5), INVALID)
         assert await _count(db_dsn) == 3
@@ -254,10 +261,10 @@ async def test_submit_jobs_with_one_bad_item_names_its_index_and_writes_nothing(
     client: Client, db_dsn: str
 ) -> None:
     jobs = [
-        jpb.SubmitJobRequest(payload=b"ok"),
-        jpb.SubmitJobRequest(payload=b"ok"),
-        jpb.SubmitJobRequest(payload=b"bad", priority=10),
-        jpb.SubmitJobRequest(payload=b"ok"),
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"ok")),
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"ok")),
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"bad"), priority=10),
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"ok")),
     ]
     details = await _fails(
         client.jobs.SubmitJobs(jpb.SubmitJobsRequest(jobs=jobs), timeout=5), INVALID
@@ -269,9 +276,9 @@ async def test_submit_jobs_with_one_bad_item_names_its_index_and_writes_nothing(
 def _batch_with_unknown_queue() -> jpb.SubmitJobsRequest:
     return jpb.SubmitJobsRequest(
         jobs=[
-            jpb.SubmitJobRequest(payload=b"ok"),
-            jpb.SubmitJobRequest(queue_name="missing", payload=b"lost"),
-            jpb.SubmitJobRequest(payload=b"ok"),
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"ok")),
+            jpb.SubmitJobRequest(queue_name="missing", payload=job_payload(b"lost")),
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"ok")),
         ]
     )
 
@@ -363,9 +370,9 @@ async def test_cancel_with_a_malformed_id_is_invalid(client: Client) -> None:
 
 
 async def test_get_job_status_returns_the_job(client: Client) -> None:
-    job_id = await _submit(client, payload=b"p", priority=3)
+    job_id = await _submit(client, payload=job_payload(b"p"), priority=3)
     job = await _job(client, job_id)
-    assert (job.job_id, job.payload, job.priority) == (job_id, b"p", 3)
+    assert (job.job_id, job.payload, job.priority) == (job_id, job_payload("p"), 3)
 
 
 async def test_get_job_status_of_an_unknown_job_is_not_found(client: Client) -> None:
@@ -384,7 +391,7 @@ async def test_get_job_status_with_a_malformed_id_is_invalid(client: Client, bad
 
 
 async def test_list_jobs_is_newest_first(client: Client) -> None:
-    ids = [await _submit(client, payload=str(i).encode()) for i in range(4)]
+    ids = [await _submit(client, payload=job_payload(str(i).encode())) for i in range(4)]
     reply = await _list(client)
     assert [j.job_id for j in reply.jobs] == ids[::-1]
     assert reply.next_page_token == ""
@@ -589,7 +596,7 @@ async def test_retry_with_a_malformed_id_is_invalid(client: Client) -> None:
 
 async def test_a_correlation_id_sent_comes_back_in_the_trailing_metadata(client: Client) -> None:
     call = client.jobs.SubmitJob(
-        jpb.SubmitJobRequest(payload=b"{}"),
+        jpb.SubmitJobRequest(queue_name="default", payload=job_payload()),
         metadata=(("x-correlation-id", "req-42.a"),),
         timeout=5,
     )

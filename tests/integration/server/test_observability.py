@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
+from support.payloads import job_payload
 from support.processes import free_port
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import running_server
@@ -32,7 +33,10 @@ async def test_metrics_count_submits_completions_depth_and_rpcs(db_dsn: str) -> 
     async with running_server(db_dsn, {"metrics.port": free_port()}) as (app, client):
         assert app.metrics_port is not None
         for i in range(3):
-            await client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=str(i).encode()), timeout=5)
+            await client.jobs.SubmitJob(
+                jpb.SubmitJobRequest(queue_name="default", payload=job_payload(str(i).encode())),
+                timeout=5,
+            )
         with pytest.raises(grpc.aio.AioRpcError):
             await client.jobs.GetJobStatus(
                 jpb.GetJobStatusRequest(job_id=str(uuid.uuid4())), timeout=5
@@ -79,14 +83,16 @@ async def test_grpc_health_and_reflection(db_dsn: str) -> None:
 async def test_the_correlation_id_comes_back_and_a_fresh_one_is_made(db_dsn: str) -> None:
     async with running_server(db_dsn) as (_, client):
         call = client.jobs.SubmitJob(
-            jpb.SubmitJobRequest(payload=b"x"),
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"x")),
             metadata=(("x-correlation-id", "req-42"),),
             timeout=5,
         )
         await call
         trailing = dict(await call.trailing_metadata() or ())
         assert trailing["x-correlation-id"] == "req-42"
-        call = client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"y"), timeout=5)
+        call = client.jobs.SubmitJob(
+            jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"y")), timeout=5
+        )
         await call
         generated = dict(await call.trailing_metadata() or ())["x-correlation-id"]
         assert generated

@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 import grpc
 import pytest
+from support.payloads import job_payload
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
 
@@ -55,7 +56,11 @@ async def _reasons(client: Client, job_id: str) -> list[str]:
 async def test_a_silent_worker_is_declared_lost_and_its_jobs_run_elsewhere(db_dsn: str) -> None:
     async with running_server(db_dsn, FAST_RECOVERY) as (_, client):
         ids = [
-            (await client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"x"), timeout=5)).job_id
+            (
+                await client.jobs.SubmitJob(
+                    jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"x")), timeout=5
+                )
+            ).job_id
             for _ in range(2)
         ]
         lost = await ProtocolWorker(client, concurrency=2).start()
@@ -95,7 +100,7 @@ async def test_a_worker_killed_repeatedly_by_a_poison_job_dead_letters_it(db_dsn
         )
         job_id = (
             await client.jobs.SubmitJob(
-                jpb.SubmitJobRequest(queue_name="poison", payload=b"x"), timeout=5
+                jpb.SubmitJobRequest(queue_name="poison", payload=job_payload(b"x")), timeout=5
             )
         ).job_id
         for _ in range(2):  # the first loss is retried, the second exhausts max_retries=1
@@ -116,7 +121,11 @@ async def test_a_worker_killed_repeatedly_by_a_poison_job_dead_letters_it(db_dsn
 
 async def test_an_unacknowledged_assignment_returns_to_pending(db_dsn: str) -> None:
     async with running_server(db_dsn, {"scheduler.assignment_timeout_s": 1}) as (_, client):
-        job_id = (await client.jobs.SubmitJob(jpb.SubmitJobRequest(payload=b"x"), timeout=5)).job_id
+        job_id = (
+            await client.jobs.SubmitJob(
+                jpb.SubmitJobRequest(queue_name="default", payload=job_payload(b"x")), timeout=5
+            )
+        ).job_id
         worker = await ProtocolWorker(client, concurrency=1).start()
         [first] = await worker.take(1)
         # Never acknowledged: the reaper gives it back (no retry used) and it is assigned again.
@@ -136,7 +145,7 @@ async def test_pending_jobs_past_their_queue_ttl_are_dead_lettered(db_dsn: str) 
         )
         job_id = (
             await client.jobs.SubmitJob(
-                jpb.SubmitJobRequest(queue_name="short", payload=b"x"), timeout=5
+                jpb.SubmitJobRequest(queue_name="short", payload=job_payload(b"x")), timeout=5
             )
         ).job_id
         await _wait_for(client, job_id, cpb.JOB_STATUS_DEAD_LETTERED)

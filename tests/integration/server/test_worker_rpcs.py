@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from support.payloads import job_payload
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
 
@@ -56,6 +57,8 @@ async def _first_message(call: grpc.aio.UnaryStreamCall[Any, Any]) -> object:
 
 
 async def _submit(client: Client, **fields: Any) -> str:
+    fields.setdefault("queue_name", "default")
+    fields["payload"] = job_payload(fields.get("payload"))
     reply = await client.jobs.SubmitJob(jpb.SubmitJobRequest(**fields), timeout=5)
     return reply.job_id
 
@@ -224,7 +227,7 @@ async def test_stream_jobs_delivers_assignments_for_this_worker(client: Client) 
     assert assignment.job_id == job_id
     assert (assignment.queue_name, assignment.payload, assignment.priority) == (
         "mail",
-        b"hello",
+        job_payload(b"hello"),
         6,
     )
     assert (assignment.attempt, assignment.worker_id) == (1, worker.worker_id)

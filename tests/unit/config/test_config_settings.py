@@ -30,7 +30,8 @@ def test_defaults_run_the_embedded_setup() -> None:
     # Loopback only, with no authentication configured out of the box.
     assert settings.grpc.host == "127.0.0.1"
     assert settings.health.host == settings.metrics.host == "127.0.0.1"
-    assert settings.auth.tokens == () and not settings.grpc.tls_client_ca
+    assert settings.auth.tokens == ()
+    assert not settings.grpc.tls_client_ca
     assert settings.worker.allowed_commands == ()
     assert settings.grpc.port == 50051
     assert settings.db.resolved_dsn() is None
