@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +25,43 @@ def program(name: str) -> str:
     return str(BIN / name)
 
 
+PORT_RANGE = range(20000, 32000)
+"""Ports handed to the servers tests start: below the kernel's ephemeral range (32768 and up by
+default), so no socket that binds port 0 or connects out can take one between our choosing it
+and the server binding it."""
+_PORT_COUNTER = Path(tempfile.gettempdir()) / f"jobq-test-ports-{os.getuid()}"
+
+
 def free_port() -> int:
+    """A loopback port no other test of any concurrent test run was given recently.
+
+    Binding port 0 and closing it, the usual trick, hands back a port the kernel may give to the
+    next bind(0) or outgoing connection of any process, and with two test runs in parallel (CI
+    runs two) servers then failed with "address in use". Here every test process on the
+    machine takes the next port of PORT_RANGE from one counter file, under a lock, and skips
+    ports something is listening on."""
+    with open(_PORT_COUNTER, "a+") as counter:
+        fcntl.flock(counter.fileno(), fcntl.LOCK_EX)
+        counter.seek(0)
+        text = counter.read().strip()
+        last = int(text) if text.isdigit() else PORT_RANGE.start + os.getpid() % len(PORT_RANGE)
+        for step in range(1, len(PORT_RANGE) + 1):
+            port = PORT_RANGE.start + (last - PORT_RANGE.start + step) % len(PORT_RANGE)
+            if _bindable(port):
+                counter.seek(0)
+                counter.truncate()
+                counter.write(str(port))
+                return port
+    raise RuntimeError(f"no free port in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def grpc_serving(port: int, timeout: float = 1.0) -> bool:
