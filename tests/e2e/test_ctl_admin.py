@@ -24,21 +24,36 @@ def eventually(condition: Callable[[], Any], within: float = 30) -> Any:
 
 async def test_queue_lifecycle(start_server: ServerFactory, db_dsn: str) -> None:
     server = start_server({"JQ_DB_DSN": db_dsn})
-    created = as_json(server, "queue", "create", "emails", "--max-retries", "7", "--ttl", "1h")
+    created = as_json(
+        server,
+        "queue",
+        "create",
+        "emails",
+        "--max-retries",
+        "7",
+        "--ttl",
+        "1h",
+        "--max-interruptions",
+        "2",
+    )
     assert created["queue"]["name"] == "emails"
     assert created["queue"]["max_retries"] == 7
     assert created["queue"]["ttl_seconds"] == 3600
+    assert created["queue"]["max_interruptions"] == 2
     assert created["queue"]["created_at"].endswith("Z")
     line = ok(jq_ctl(server, "queue", "create", "plain"))
-    assert line.startswith("queue 'plain' created (max retries ")
+    assert line == "queue 'plain' created (max retries 3, max interruptions 3, ttl none)\n"
+    assert "--max-interruptions" in failure(
+        jq_ctl(server, "queue", "create", "bad", "--max-interruptions", "-1"), code=2
+    )
     assert failure(jq_ctl(server, "queue", "create", "emails")) == "queue 'emails' already exists"
     assert "invalid queue name" in failure(jq_ctl(server, "queue", "create", "no spaces"))
 
     queues = as_json(server, "queue", "list")["queues"]
     assert [q["name"] for q in queues] == ["default", "emails", "plain"]
     table = ok(jq_ctl(server, "queue", "list")).splitlines()
-    assert table[0].split() == ["NAME", "MAX", "RETRIES", "TTL", "CREATED"]
-    assert table[2].split()[:3] == ["emails", "7", "1h"]
+    assert table[0].split() == ["NAME", "MAX", "RETRIES", "MAX", "INTERRUPTIONS", "TTL", "CREATED"]
+    assert table[2].split()[:4] == ["emails", "7", "2", "1h"]
 
     for _ in range(3):
         ok(jq_ctl(server, "job", "submit", "-q", "emails", "--", "true"))
@@ -47,7 +62,10 @@ async def test_queue_lifecycle(start_server: ServerFactory, db_dsn: str) -> None
     assert stats["pending"] == 3
     assert stats["done"] == 0
     assert stats["oldest_pending_age_s"] >= 0
-    assert "PENDING         3" in ok(jq_ctl(server, "queue", "stats", "emails"))
+    assert stats["max_interruptions"] == 2
+    shown = ok(jq_ctl(server, "queue", "stats", "emails"))
+    assert "PENDING              3" in shown
+    assert "Max interruptions    2" in shown
 
     refusal = failure(jq_ctl(server, "queue", "delete", "emails"))
     assert refusal == (

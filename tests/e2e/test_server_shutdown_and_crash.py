@@ -81,9 +81,13 @@ async def test_sigkill_while_jobs_are_assigned_then_restart(
 
     second = start_server(env, port=first.grpc_port)
     client = client_for(second.grpc_port)
-    # The worker comes back with its id, reopens its stream and finishes what it held; the
-    # server counts those as taken slots, so it sends only the rest.
-    back = await ProtocolWorker(client, concurrency=4, worker_id=worker.worker_id).start()
+    # The worker (the same process: it presents its incarnation) comes back with its id,
+    # reopens its stream and finishes what it held; the server counts those as taken slots, so
+    # it sends only the rest.
+    back = ProtocolWorker(
+        client, concurrency=4, worker_id=worker.worker_id, incarnation=worker.incarnation
+    )
+    await back.start()
     assert await back.nothing_more(0.5)
     await back.ack(held[2:])
     await back.run(held)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 import zlib
 from pathlib import Path
 
@@ -30,6 +31,8 @@ EXPECTED_SCRIPTS = (
     "V8__claim_index_in_claim_order.sql",
     "V9__claim_index_per_queue.sql",
     "V10__create_audit_events_table.sql",
+    "V11__worker_incarnations_claim_ids_and_poison.sql",
+    "V12__suspect_jobs_claimed_one_per_worker.sql",
 )
 
 
@@ -262,5 +265,152 @@ async def test_the_audit_trail_table(db_dsn: str) -> None:
             "SELECT count(*) FROM pg_constraint"
             " WHERE conrelid = 'audit_events'::regclass AND contype = 'f'"
         )
+    finally:
+        await conn.close()
+
+
+async def test_incarnations_claim_ids_and_interruptions(db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        columns = {
+            (r["table_name"], r["column_name"]): (r["data_type"], r["is_nullable"])
+            for r in await conn.fetch(
+                "SELECT table_name, column_name, data_type, is_nullable"
+                " FROM information_schema.columns WHERE column_name = ANY($1::text[])",
+                ["incarnation", "claim_id", "interruptions", "max_interruptions"],
+            )
+        }
+        assert columns == {
+            ("workers", "incarnation"): ("uuid", "YES"),
+            ("jobs", "claim_id"): ("uuid", "YES"),
+            ("jobs", "interruptions"): ("integer", "NO"),
+            ("job_events", "claim_id"): ("uuid", "YES"),
+            ("queues", "max_interruptions"): ("integer", "NO"),
+        }
+        default = await conn.fetchrow("SELECT * FROM queues WHERE name = 'default'")
+        assert default is not None
+        assert default["max_interruptions"] == 3
+        job = await conn.fetchrow(
+            "INSERT INTO jobs (queue_name) VALUES ('default') RETURNING interruptions, claim_id"
+        )
+        assert job is not None
+        assert (job["interruptions"], job["claim_id"]) == (0, None)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO jobs (queue_name, interruptions) VALUES ('default', -1)"
+            )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO queues (name, max_interruptions) VALUES ('q', 1001)")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO queues (name, max_interruptions) VALUES ('q', -1)")
+    finally:
+        await conn.close()
+
+
+def _migrations_up_to(tmp_path: Path, last: int) -> Path:
+    """A directory with the migrations EXPECTED_SCRIPTS[0..last], to upgrade from there."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    for script in EXPECTED_SCRIPTS[: last + 1]:
+        shutil.copy(default_migrations_dir() / script, directory / script)
+    return directory
+
+
+async def test_v11_gives_the_jobs_held_at_the_upgrade_a_claim_id(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    """Jobs held when V11 runs were claimed without a claim id: each gets one, so the server's
+    own fenced paths (rescue, timeout, release) can still move them."""
+    v11 = EXPECTED_SCRIPTS.index("V11__worker_incarnations_claim_ids_and_poison.sql")
+    directory = _migrations_up_to(tmp_path, v11 - 1)
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        await migrate(conn, directory)
+        worker = await conn.fetchval(
+            "INSERT INTO workers (worker_id) VALUES (gen_random_uuid()) RETURNING worker_id"
+        )
+        for status in ("PENDING", "ASSIGNED", "RUNNING"):
+            await conn.execute(
+                "INSERT INTO jobs (queue_name, status, worker_id, attempt)"
+                " VALUES ('default', $1, $2, 1)",
+                status,
+                None if status == "PENDING" else worker,
+            )
+        shutil.copy(default_migrations_dir() / EXPECTED_SCRIPTS[v11], directory)
+        report = await migrate(conn, directory)
+        assert report.applied == (EXPECTED_SCRIPTS[v11],)
+        rows = await conn.fetch("SELECT status::text, claim_id FROM jobs ORDER BY jobs.status")
+        assert [(r["status"], r["claim_id"] is not None) for r in rows] == [
+            ("PENDING", False),
+            ("ASSIGNED", True),
+            ("RUNNING", True),
+        ]
+        assert await conn.fetchval("SELECT incarnation FROM workers") is None
+    finally:
+        await conn.close()
+
+
+SUSPECT_INDEXES = {
+    "jobs_pending_suspect_idx": (
+        "(queue_name, priority DESC, created_at, job_id)",
+        "WHERE ((status = 'PENDING'::job_status) AND (interruptions >= 2))",
+    ),
+    "jobs_held_suspect_idx": (
+        "(worker_id)",
+        "WHERE ((status = ANY (ARRAY['ASSIGNED'::job_status, 'RUNNING'::job_status]))"
+        " AND (interruptions >= 2))",
+    ),
+}
+
+
+async def test_v12_indexes_the_suspects_a_database_already_has(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    """V12 on top of V11 with jobs in every state: its two partial indexes hold exactly the
+    suspects (interrupted twice or more) that are pending, and those that are held."""
+    v12 = EXPECTED_SCRIPTS.index("V12__suspect_jobs_claimed_one_per_worker.sql")
+    directory = _migrations_up_to(tmp_path, v12 - 1)
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        await migrate(conn, directory)
+        worker = await conn.fetchval(
+            "INSERT INTO workers (worker_id) VALUES (gen_random_uuid()) RETURNING worker_id"
+        )
+        expected: dict[str, set[uuid.UUID]] = {name: set() for name in SUSPECT_INDEXES}
+        for status in ("PENDING", "ASSIGNED", "RUNNING", "DONE"):
+            for interruptions in (0, 1, 2, 3):
+                job_id = await conn.fetchval(
+                    "INSERT INTO jobs (queue_name, status, worker_id, interruptions, completed_at)"
+                    " VALUES ('default', $1::job_status, $2, $3,"
+                    "         CASE WHEN $1::job_status = 'DONE' THEN now() END) RETURNING job_id",
+                    status,
+                    None if status == "PENDING" else worker,
+                    interruptions,
+                )
+                if interruptions >= 2 and status == "PENDING":
+                    expected["jobs_pending_suspect_idx"].add(job_id)
+                elif interruptions >= 2 and status in ("ASSIGNED", "RUNNING"):
+                    expected["jobs_held_suspect_idx"].add(job_id)
+        shutil.copy(default_migrations_dir() / EXPECTED_SCRIPTS[v12], directory)
+        report = await migrate(conn, directory)
+        assert report.applied == (EXPECTED_SCRIPTS[v12],)
+        for name, (columns, predicate) in SUSPECT_INDEXES.items():
+            definition = await conn.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = $1", name
+            )
+            assert columns in definition
+            assert definition.endswith(predicate)
+            # What the index holds: read through the index alone (amcheck is not installed).
+            async with conn.transaction():
+                await conn.execute(
+                    "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+                )
+                where = predicate.removeprefix("WHERE ")
+                plan = await conn.fetchval(
+                    f"EXPLAIN (FORMAT JSON) SELECT job_id FROM jobs WHERE {where}"
+                )
+                assert name in plan
+                rows = await conn.fetch(f"SELECT job_id FROM jobs WHERE {where}")
+            assert {r["job_id"] for r in rows} == expected[name]
     finally:
         await conn.close()

@@ -25,6 +25,8 @@ SPEC_REASONS = [
     "WORKER_SHUTDOWN",
     "DELIVERY_FAILED",  # our addition: a failed stream write
     "REFUSED",  # our addition: a job its worker will never run, dead-lettered at once
+    "WORKER_RESTARTED",  # our addition: a new process registered under the worker's id
+    "POISON",  # our addition: interrupted more often than the queue's max_interruptions
 ]
 
 

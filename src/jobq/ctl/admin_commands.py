@@ -30,7 +30,7 @@ WorkerId = Annotated[str, typer.Argument(metavar="ID", help="The worker's id.", 
 
 @queue_app.command("list")
 def list_queues(ctx: typer.Context) -> None:
-    """List every queue with its retry and TTL settings."""
+    """List every queue with its retry, interruption and TTL settings."""
     state = CtlState.of(ctx)
     reply = state.client().list_queues()
     state.printer.show(reply, lambda: admin_tables.queues_table(reply, now_utc()))
@@ -69,11 +69,22 @@ def create_queue(
             help=f"Dead-letter jobs pending longer than this ({DURATION_HELP}); 0: never.",
         ),
     ] = None,
+    max_interruptions: Annotated[
+        int | None,
+        typer.Option(
+            "--max-interruptions",
+            min=0,
+            max=1000,
+            help="Interruptions (a lost or restarted worker, an assignment timeout) a job "
+            "survives; the next one dead-letters it as POISON (default: 3). They use no "
+            "retries.",
+        ),
+    ] = None,
 ) -> None:
     """Create a queue."""
     seconds = _ttl_seconds(ttl)
     state = CtlState.of(ctx)
-    reply = state.client().create_queue(name, max_retries, seconds)
+    reply = state.client().create_queue(name, max_retries, seconds, max_interruptions)
     state.printer.show(reply, lambda: admin_tables.queue_created(reply.queue))
 
 
@@ -106,7 +117,8 @@ def delete_queue(
 
 @queue_app.command("stats")
 def queue_stats(ctx: typer.Context, name: QueueName) -> None:
-    """Show a queue's jobs per status, its oldest pending job's age and its retries."""
+    """Show a queue's jobs per status, its oldest pending job's age, its retries and
+    interruptions."""
     state = CtlState.of(ctx)
     reply = state.client().queue_stats(name)
     state.printer.show(reply, lambda: admin_tables.queue_stats(reply))

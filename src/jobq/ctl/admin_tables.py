@@ -35,13 +35,19 @@ def _ttl(seconds: int) -> str:
 
 
 def queues_table(reply: apb.ListQueuesResponse, now: datetime) -> RenderableType:
-    """One line per queue: its retries, TTL and age."""
+    """One line per queue: its retries, interruptions, TTL and age."""
     if not reply.queues:
         return Text("no queues")
     return list_table(
-        ["name", "max retries", "ttl", "created"],
+        ["name", "max retries", "max interruptions", "ttl", "created"],
         (
-            [q.name, str(q.max_retries), _ttl(q.ttl_seconds), when(q, "created_at", now)]
+            [
+                q.name,
+                str(q.max_retries),
+                str(q.max_interruptions),
+                _ttl(q.ttl_seconds),
+                when(q, "created_at", now),
+            ]
             for q in reply.queues
         ),
     )
@@ -51,7 +57,7 @@ def queue_created(queue: cpb.Queue) -> Text:
     """One line after `queue create`."""
     return Text(
         f"queue '{queue.name}' created (max retries {queue.max_retries}, "
-        f"ttl {_ttl(queue.ttl_seconds)})"
+        f"max interruptions {queue.max_interruptions}, ttl {_ttl(queue.ttl_seconds)})"
     )
 
 
@@ -61,7 +67,7 @@ def queue_deleted(name: str, reply: apb.DeleteQueueResponse) -> Text:
 
 
 def queue_stats(reply: apb.GetQueueStatsResponse) -> Table:
-    """A queue's jobs per status, oldest pending age and retries."""
+    """A queue's jobs per status, oldest pending age, retries and interruptions."""
     stats = reply.stats
     oldest = stats.oldest_pending_age_s
     return detail_table(
@@ -70,6 +76,8 @@ def queue_stats(reply: apb.GetQueueStatsResponse) -> Table:
             *((name, str(getattr(stats, name.lower()))) for name in JOB_STATUSES),
             ("Oldest pending", humanize_seconds(oldest) if oldest else NONE),
             ("Total retries", str(stats.total_retries)),
+            ("Max interruptions", str(stats.max_interruptions)),
+            ("Total interruptions", str(stats.total_interruptions)),
         ]
     )
 

@@ -178,13 +178,19 @@ class Client:
         return self._call(self._admin.ListQueues, apb.ListQueuesRequest(), apb.ListQueuesResponse)
 
     def create_queue(
-        self, name: str, max_retries: int | None, ttl_seconds: int | None
+        self,
+        name: str,
+        max_retries: int | None,
+        ttl_seconds: int | None,
+        max_interruptions: int | None = None,
     ) -> apb.CreateQueueResponse:
         request = apb.CreateQueueRequest(name=name)
         if max_retries is not None:
             request.max_retries = max_retries
         if ttl_seconds is not None:
             request.ttl_seconds = ttl_seconds
+        if max_interruptions is not None:
+            request.max_interruptions = max_interruptions
         return self._call(
             self._admin.CreateQueue, request, apb.CreateQueueResponse, f"queue '{name}'"
         )

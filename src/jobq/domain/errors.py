@@ -68,6 +68,29 @@ class StaleAttempt(FailedPrecondition):
         self.attempt = attempt
 
 
+SUPERSEDED = "superseded by a newer process of worker"
+"""The words every refusal of a superseded worker process starts with: the worker runtime
+recognises the refusal by them (its status code, FAILED_PRECONDITION, has other causes too)."""
+
+
+class WorkerSuperseded(FailedPrecondition):
+    """A call presented an incarnation that is not the worker's current one: a newer process
+    registered under the same worker id. The call changes nothing; the process must stop (not
+    register again and fight the newer one)."""
+
+    def __init__(self, worker_id: object) -> None:
+        super().__init__(
+            f"{SUPERSEDED} {worker_id}: this process must stop (its jobs were released when "
+            "the newer one registered)"
+        )
+        self.worker_id = worker_id
+
+
+def is_superseded(message: str) -> bool:
+    """True when a FAILED_PRECONDITION's message is a WorkerSuperseded refusal."""
+    return message.startswith(SUPERSEDED)
+
+
 class QueueNotEmpty(FailedPrecondition):
     """A queue to delete still holds jobs, finished ones included: deleting it would delete them
     and their history, so only a forced delete may."""

@@ -58,14 +58,24 @@ class Job:
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    interruptions: int = 0
+    """Deliveries that ended without a result from the worker (see Reason.is_interruption)."""
 
 
 @record
 class Assignment:
-    """A claimed job as handed to a worker: the job plus its fencing token and time limit."""
+    """A claimed job as handed to a worker: the job plus its fencing token (the job's attempt
+    and worker, and the claim's random id) and time limit."""
 
     job: Job
     timeout_s: int | None  # the queue's TTL, used when the payload names no timeout
+    claim_id: UUID | None = None
+
+    @property
+    def ref(self) -> AttemptRef:
+        """The fencing token the worker presents for this assignment."""
+        assert self.job.worker_id is not None, "a claimed job has a worker"
+        return AttemptRef(self.job.job_id, self.job.attempt, self.job.worker_id, self.claim_id)
 
 
 @record
@@ -86,11 +96,14 @@ class JobEvent:
 
 @record
 class AttemptRef:
-    """The fencing token a worker presents: which attempt of which job, held by which worker."""
+    """The fencing token a worker presents: which attempt of which job, held by which worker,
+    under which claim. The claim id tells apart two claims with the same attempt number (a
+    claim lost in a database crash and made again); None never matches a stored claim."""
 
     job_id: UUID
     attempt: int
     worker_id: UUID
+    claim_id: UUID | None
 
 
 @record
@@ -105,8 +118,8 @@ class AttemptResult:
 
 @record
 class Failure:
-    """A failed attempt to record: the fencing token, the error text and why it failed
-    (FAILED when the worker reported it, WORKER_LOST when the heartbeat monitor did).
+    """A failed attempt to record: the fencing token (the claim id is a required keyword), the
+    error text and why it failed (FAILED: the worker reported it).
     `refused`: the worker refused the job as one that can never run; it is dead-lettered at
     once (REFUSED) instead of retried."""
 
@@ -116,16 +129,19 @@ class Failure:
     error_message: str
     reason: Reason = Reason.FAILED
     refused: bool = False
+    claim_id: UUID | None = field(kw_only=True)
 
 
 @record
 class Success:
-    """A successful attempt to record, with its JSON-encoded (or raw) result."""
+    """A successful attempt to record, with its JSON-encoded (or raw) result; the claim id
+    (part of the fencing token) is a required keyword."""
 
     job_id: UUID
     attempt: int
     worker_id: UUID
     result: bytes
+    claim_id: UUID | None = field(kw_only=True)
 
 
 @record
@@ -160,6 +176,8 @@ class Queue:
     ttl_seconds: int | None
     created_at: datetime
     updated_at: datetime
+    max_interruptions: int = 3
+    """Interruptions a job survives; the next one dead-letters it (POISON)."""
 
 
 @record
@@ -168,6 +186,8 @@ class QueueStats:
     counts: dict[JobStatus, int] = field(default_factory=dict)
     oldest_pending_age_s: float = 0.0
     total_retries: int = 0
+    max_interruptions: int = 3
+    total_interruptions: int = 0
 
 
 @record
@@ -182,6 +202,20 @@ class Worker:
     registered_at: datetime
     updated_at: datetime
     shutdown_requested: bool = False
+    incarnation: UUID | None = None
+    """The process registered under this id now (None: none issued yet)."""
+
+
+@record
+class Registration:
+    """What RegisterWorker did: the worker as stored, the incarnation of the registering
+    process, and — when a new process took over the id (`restarted`) — the jobs its
+    predecessor held, released in the same transaction (WORKER_RESTARTED, or POISON)."""
+
+    worker: Worker
+    incarnation: UUID
+    restarted: bool
+    released: list[Transition]
 
 
 @record

@@ -17,14 +17,18 @@ class JobStatus(StrEnum):
     dead-letters it."""
 
     ASSIGNED = "ASSIGNED"
-    """Written to a worker's stream. The worker's start acknowledgement moves it to RUNNING; the
-    assignment-timeout reaper or a failed stream write returns it to PENDING; CancelJob
-    dead-letters it; the heartbeat monitor fails it when the worker is lost."""
+    """Written to a worker's stream. The worker's start acknowledgement moves it to RUNNING; a
+    failed stream write returns it to PENDING; CancelJob dead-letters it. An interruption — the
+    assignment-timeout reaper (ASSIGNMENT_TIMEOUT), the heartbeat monitor (WORKER_LOST), a new
+    process registering under the worker's id (WORKER_RESTARTED) — returns it to PENDING, or
+    dead-letters it (POISON) when the job was interrupted more than its queue allows."""
 
     RUNNING = "RUNNING"
-    """Executing on a worker. The worker's result report moves it to DONE or FAILED; the heartbeat
-    monitor fails it (WORKER_LOST) when the worker is lost; an orderly worker shutdown returns it
-    to PENDING (WORKER_SHUTDOWN)."""
+    """Executing on a worker. The worker's result report moves it to DONE or FAILED; an orderly
+    worker shutdown returns it to PENDING (WORKER_SHUTDOWN). An interruption — the heartbeat
+    monitor (WORKER_LOST) or a new process registering under the worker's id
+    (WORKER_RESTARTED) — returns it to PENDING, or fails it and dead-letters it (POISON) when
+    the job was interrupted more than its queue allows."""
 
     DONE = "DONE"
     """Finished successfully. Terminal."""
@@ -35,8 +39,8 @@ class JobStatus(StrEnum):
     back by hand."""
 
     DEAD_LETTERED = "DEAD_LETTERED"
-    """Given up on (retries exhausted, refused by the worker, cancelled, TTL expired). Terminal
-    until RetryJob."""
+    """Given up on (retries exhausted, refused by the worker, interrupted too often, cancelled,
+    TTL expired). Terminal until RetryJob."""
 
     @property
     def is_terminal(self) -> bool:
@@ -108,3 +112,22 @@ class Reason(StrEnum):
     allowed to run, a payload it cannot run, a command job on a root worker): an addition to
     SPEC §4's list. FAILED → DEAD_LETTERED at once, without retries: another attempt would be
     refused the same way."""
+    WORKER_RESTARTED = "WORKER_RESTARTED"
+    """A new process registered under the id of the worker that held the job (a restart under a
+    stable worker id): ASSIGNED/RUNNING → PENDING at once, an interruption (an addition to SPEC
+    §4's list). The previous process is dead or superseded; its reports are refused."""
+    POISON = "POISON"
+    """The job was interrupted (WORKER_LOST, WORKER_RESTARTED, ASSIGNMENT_TIMEOUT) more often
+    than its queue's max_interruptions: a job that takes down whoever runs it. Dead-lettered
+    (an addition to SPEC §4's list), without touching retry_count."""
+
+    @property
+    def is_interruption(self) -> bool:
+        """A delivery that ended without a result from the worker: it uses no retry, but counts
+        towards the queue's max_interruptions."""
+        return self in INTERRUPTIONS
+
+
+INTERRUPTIONS: frozenset[Reason] = frozenset(
+    {Reason.WORKER_LOST, Reason.WORKER_RESTARTED, Reason.ASSIGNMENT_TIMEOUT}
+)

@@ -51,3 +51,9 @@ def check_max_retries(value: int) -> int:
     if not 0 <= value <= 1000:
         raise InvalidArgument(f"max_retries must be between 0 and 1000, got {value}")
     return value
+
+
+def check_max_interruptions(value: int) -> int:
+    if not 0 <= value <= 1000:
+        raise InvalidArgument(f"max_interruptions must be between 0 and 1000, got {value}")
+    return value

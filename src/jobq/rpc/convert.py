@@ -90,6 +90,7 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         completed_at=timestamp(job.completed_at),
         not_before=timestamp(job.not_before),
         updated_at=timestamp(job.updated_at),
+        interruptions=job.interruptions,
     )
 
 
@@ -106,6 +107,7 @@ def assignment_to_proto(assignment: Assignment) -> worker_service_pb2.JobAssignm
         max_retries=job.max_retries,
         timeout_s=assignment.timeout_s or 0,
         created_at=timestamp(job.created_at),
+        claim_id="" if assignment.claim_id is None else str(assignment.claim_id),
     )
 
 
@@ -130,6 +132,7 @@ def queue_to_proto(queue: Queue) -> common_pb2.Queue:
         ttl_seconds=queue.ttl_seconds or 0,
         created_at=timestamp(queue.created_at),
         updated_at=timestamp(queue.updated_at),
+        max_interruptions=queue.max_interruptions,
     )
 
 
@@ -145,6 +148,8 @@ def queue_stats_to_proto(stats: QueueStats) -> admin_service_pb2.QueueStats:
         dead_lettered=counts.get(JobStatus.DEAD_LETTERED, 0),
         oldest_pending_age_s=stats.oldest_pending_age_s,
         total_retries=stats.total_retries,
+        max_interruptions=stats.max_interruptions,
+        total_interruptions=stats.total_interruptions,
     )
 
 

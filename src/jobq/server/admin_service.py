@@ -13,7 +13,12 @@ from google.protobuf.duration_pb2 import Duration
 from jobq import __version__
 from jobq.domain.errors import FailedPrecondition, InvalidArgument
 from jobq.domain.states import WorkerStatus
-from jobq.domain.validation import check_max_retries, check_queue_name, parse_uuid
+from jobq.domain.validation import (
+    check_max_interruptions,
+    check_max_retries,
+    check_queue_name,
+    parse_uuid,
+)
 from jobq.rpc import convert
 from jobq.rpc._gen import admin_service_pb2 as pb
 from jobq.rpc._gen import admin_service_pb2_grpc
@@ -70,8 +75,16 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                         f"got {request.ttl_seconds}"
                     )
                 ttl = request.ttl_seconds
-            note.detail = f"max_retries={max_retries}, ttl_seconds={ttl or 0}"
-            queue = await self._queues.queue_create(name, max_retries, ttl)
+            max_interruptions = (
+                check_max_interruptions(request.max_interruptions)
+                if request.HasField("max_interruptions")
+                else 3
+            )
+            note.detail = (
+                f"max_retries={max_retries}, ttl_seconds={ttl or 0}, "
+                f"max_interruptions={max_interruptions}"
+            )
+            queue = await self._queues.queue_create(name, max_retries, ttl, max_interruptions)
         return pb.CreateQueueResponse(queue=convert.queue_to_proto(queue))
 
     @rpc(SERVICE)

@@ -222,7 +222,7 @@ class ServerApp:
             dispatcher,
             reports,
             lifecycle,
-            heartbeat_interval_s=max(1, int(sched.worker_heartbeat_timeout_s // 3)),
+            heartbeat_timeout_s=sched.worker_heartbeat_timeout_s,
             max_result_bytes=cfg.limits.max_payload_bytes,
             observer=observer,
         )
@@ -261,7 +261,6 @@ class ServerApp:
         monitor = HeartbeatMonitor(
             maintenance,
             jobs,
-            policy,
             timeout_s=sched.worker_heartbeat_timeout_s,
             interval_s=sched.heartbeat_check_interval_s,
             on_transitions=lifecycle.publish,

@@ -104,7 +104,9 @@ class Dispatcher:
             want = min(worker.free_slots, self._batch_size)
             if want <= 0:
                 continue
-            assignments = await self._jobs.jobs_claim(worker.worker_id, worker.queues, want)
+            assignments = await self._jobs.jobs_claim(
+                worker.worker_id, worker.queues, want, incarnation=worker.incarnation
+            )
             if not assignments:
                 continue
             await self._locker.acquire_many(

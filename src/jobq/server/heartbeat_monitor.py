@@ -1,10 +1,14 @@
 """The heartbeat monitor (SPEC §6): workers that stopped heartbeating are declared lost, and the
-jobs they held are failed (WORKER_LOST) through the retry policy.
+jobs they held are interrupted (WORKER_LOST).
 
-A crash rescue is a retry like any failure, so a poison job that kills every worker it runs on
-ends DEAD_LETTERED after max_retries instead of looping forever. The rescue goes through the
-JobStore's fenced failure path: only the attempt the lost worker held is failed, and a late
-report from that worker for the old attempt is rejected afterwards.
+An interruption is not the job's failure: the job goes back to PENDING at once with its
+retry_count unchanged (retries are for jobs that fail), and its interruption count grows. A
+poison job that kills every worker it runs on is stopped by that count: interrupted more often
+than its queue's max_interruptions, it is dead-lettered (POISON) instead of looping forever.
+(SPEC §4 had crash rescues consume retries; the issue on poison jobs changed that, so that
+interruptions never take retries away from ordinary failures.) The rescue goes through the
+JobStore's fenced interruption path: only the claim the lost worker held is interrupted, and a
+late report from that worker for the old claim is rejected afterwards.
 
 Safe with several replicas: marking workers lost skips rows another replica holds, and the
 fenced failure applies each attempt once however many monitors read it.
@@ -18,8 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from jobq.domain.records import AttemptRef, Failure, Transition
-from jobq.domain.retry import RetryPolicy
+from jobq.domain.records import AttemptRef, Transition
 from jobq.domain.states import Reason
 from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
@@ -32,7 +35,7 @@ OnTransitions = Callable[[list[Transition]], None]
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatReport:
-    """What one run did: the workers it declared lost and the attempts it failed."""
+    """What one run did: the workers it declared lost and the claims it interrupted."""
 
     lost_workers: list[UUID] = field(default_factory=list)
     rescued_jobs: int = 0
@@ -48,7 +51,6 @@ class HeartbeatMonitor:
         self,
         maintenance: MaintenanceStore,
         jobs: JobStore,
-        policy: RetryPolicy,
         *,
         timeout_s: float,
         interval_s: float,
@@ -60,13 +62,15 @@ class HeartbeatMonitor:
         self._maintenance = maintenance
         self._probe = probe
         self._contact_since: float | None = None
+        self._last_tick: float | None = None
+        self._interval_s = float(interval_s)
         self._jobs = jobs
-        self._policy = policy
         self._timeout_s = float(timeout_s)
         self._batch_limit = batch_limit
         self._on_transitions = on_transitions
         self._clock = clock
         self._message = f"worker lost: no heartbeat for {self._timeout_s:g}s"
+        self._detail = f"no heartbeat for {self._timeout_s:g}s"
         self.loop = ServiceLoop("heartbeat_monitor", interval_s, self._tick)
 
     def start(self) -> None:
@@ -76,8 +80,9 @@ class HeartbeatMonitor:
         await self.loop.stop()
 
     async def run_once(self) -> HeartbeatReport:
-        """Mark silent workers OFFLINE, then fail the attempts they held (WORKER_LOST → retry
-        or dead letter), and those of workers an earlier run marked but did not finish."""
+        """Mark silent workers OFFLINE, then interrupt the claims they held (WORKER_LOST: back
+        to PENDING, or POISON), and those of workers an earlier run marked but did not
+        finish."""
         now = self._clock() if self._clock is not None else None
         lost = await self._maintenance.workers_mark_lost(self._timeout_s, now, self._batch_limit)
         held: list[AttemptRef] = []
@@ -87,7 +92,7 @@ class HeartbeatMonitor:
                 self._message, action="worker.lost", worker_id=str(worker_id), held_jobs=len(refs)
             )
             held.extend(refs)
-        transitions = await self._rescue(held, now)
+        transitions = await self._rescue(held)
         # After this run's own rescue, whatever OFFLINE workers still hold was left behind by a
         # run that stopped between the two steps (crash, cancellation, database error).
         leftovers = await self._maintenance.jobs_held_by_offline_workers(
@@ -99,27 +104,25 @@ class HeartbeatMonitor:
                 action="worker.lost_leftovers",
                 jobs=len(leftovers),
             )
-            transitions += await self._rescue(leftovers, now)
+            transitions += await self._rescue(leftovers)
         return HeartbeatReport(
             lost_workers=lost,
-            rescued_jobs=sum(1 for t in transitions if t.reason is Reason.WORKER_LOST),
+            rescued_jobs=len({t.job_id for t in transitions}),
             transitions=transitions,
             more=len(lost) >= self._batch_limit or len(leftovers) >= self._batch_limit,
         )
 
-    async def _rescue(self, held: Sequence[AttemptRef], now: datetime | None) -> list[Transition]:
-        """Fail the attempts (WORKER_LOST) in batches and publish what was applied. Attempts
-        another replica rescued first are rejected by the fencing and simply not counted."""
+    async def _rescue(self, held: Sequence[AttemptRef]) -> list[Transition]:
+        """Interrupt the claims (WORKER_LOST) in batches and publish what was applied. Claims
+        another replica rescued first are rejected by the fencing and simply not counted.
+        (An interruption needs no clock: it has no backoff.)"""
         transitions: list[Transition] = []
         for start in range(0, len(held), self._batch_limit):
-            failures = [
-                Failure(ref.job_id, ref.attempt, ref.worker_id, self._message, Reason.WORKER_LOST)
-                for ref in held[start : start + self._batch_limit]
-            ]
-            outcome = await self._jobs.jobs_fail(failures, self._policy, now)
-            if outcome.transitions and self._on_transitions is not None:
-                self._on_transitions(list(outcome.transitions))
-            transitions.extend(outcome.transitions)
+            batch = held[start : start + self._batch_limit]
+            applied = await self._jobs.jobs_interrupt(batch, Reason.WORKER_LOST, self._detail)
+            if applied and self._on_transitions is not None:
+                self._on_transitions(list(applied))
+            transitions.extend(applied)
         return transitions
 
     async def _tick(self) -> None:
@@ -134,6 +137,12 @@ class HeartbeatMonitor:
             self._contact_since = None
             raise
         now = time.monotonic()
+        # A tick far later than planned: this process was paused (SIGSTOP, a VM freeze) or
+        # starved, and heard no heartbeats meanwhile; its workers were not silent, it was
+        # deaf. The same grace as after an outage: they heartbeat again before any is judged.
+        last, self._last_tick = self._last_tick, now
+        if last is not None and now - last > self._interval_s + max(self._interval_s, 1.0):
+            self._contact_since = None
         if self._contact_since is None:
             self._contact_since = now
         if now - self._contact_since < self._timeout_s:

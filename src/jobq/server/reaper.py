@@ -1,8 +1,11 @@
 """The assignment-timeout and TTL reaper (SPEC §4, §6).
 
 - An ASSIGNED job its worker has not acknowledged within `assignment_timeout_s` goes back to
-  PENDING (ASSIGNMENT_TIMEOUT) without consuming a retry: the job did nothing wrong, and
-  another worker should get it rather than it being stranded.
+  PENDING (ASSIGNMENT_TIMEOUT) without consuming a retry: another worker should get it rather
+  than it being stranded. It is an interruption, though (a worker that dies before it can
+  acknowledge its job looks just like this): a job interrupted more often than its queue's
+  max_interruptions is dead-lettered instead (POISON), the rule every interruption follows
+  (see JobStore.jobs_interrupt).
 - A PENDING job older than its queue's `ttl_seconds` is dead-lettered (TTL_EXPIRED).
 
 Both run in one service because both are cheap time-based sweeps with the same cadence. Each
@@ -28,7 +31,8 @@ OnTransitions = Callable[[list[Transition]], None]
 
 @dataclass(frozen=True, slots=True)
 class ReaperReport:
-    """What one run moved: assignments given back and jobs whose TTL expired."""
+    """What one run moved: assignments given back (or dead-lettered as POISON) and jobs whose
+    TTL expired."""
 
     timed_out: list[Transition] = field(default_factory=list)
     expired: list[Transition] = field(default_factory=list)

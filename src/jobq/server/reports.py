@@ -101,7 +101,16 @@ class ReportWriter:
             return await self._jobs.jobs_start([i.ref for i in items])
         if kind is ReportKind.SUCCESS:
             return await self._jobs.jobs_complete(
-                [Success(i.ref.job_id, i.ref.attempt, i.ref.worker_id, i.result) for i in items]
+                [
+                    Success(
+                        i.ref.job_id,
+                        i.ref.attempt,
+                        i.ref.worker_id,
+                        i.result,
+                        claim_id=i.ref.claim_id,
+                    )
+                    for i in items
+                ]
             )
         if kind is ReportKind.FAILURE or kind is ReportKind.REFUSAL:
             refused = kind is ReportKind.REFUSAL
@@ -112,6 +121,7 @@ class ReportWriter:
                     i.ref.worker_id,
                     i.error_message,
                     refused=refused,
+                    claim_id=i.ref.claim_id,
                 )
                 for i in items
             ]

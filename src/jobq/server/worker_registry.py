@@ -25,11 +25,14 @@ _HEARTBEAT_GRACE_S = 10.0
 
 @dataclass(eq=False)
 class ConnectedWorker:
-    """One open StreamJobs call: what the worker serves, what it holds, what is on its way."""
+    """One open StreamJobs call: what the worker serves, what it holds, what is on its way.
+    `incarnation` is the process that opened it; claims for the stream are made for that
+    process only (a superseded one's stream gets nothing, see jobs_claim)."""
 
     worker_id: UUID
     queues: tuple[str, ...]
     concurrency: int
+    incarnation: UUID
     draining: bool = False
     in_flight: dict[AttemptKey, float] = field(default_factory=dict)
     outbox: asyncio.Queue[Assignment | None] = field(default_factory=asyncio.Queue)
@@ -92,9 +95,14 @@ class WorkerRegistry:
         concurrency: int,
         held: Iterable[AttemptKey] = (),
         draining: bool = False,
+        *,
+        incarnation: UUID,
     ) -> tuple[ConnectedWorker, ConnectedWorker | None]:
-        """Register an opened stream; returns it and the stream it replaced (to close)."""
-        worker = ConnectedWorker(worker_id, tuple(queues), concurrency, draining=draining)
+        """Register a stream opened by the worker's process `incarnation`, which holds the
+        claims `held`; returns it and the stream it replaced (to close)."""
+        worker = ConnectedWorker(
+            worker_id, tuple(queues), concurrency, incarnation, draining=draining
+        )
         now = time.monotonic()
         for key in held:
             worker.in_flight[key] = now
@@ -110,6 +118,16 @@ class WorkerRegistry:
 
     def get(self, worker_id: UUID) -> ConnectedWorker | None:
         return self._workers.get(worker_id)
+
+    def close_superseded(self, worker_id: UUID, incarnation: UUID) -> bool:
+        """Close the worker's stream here if a process other than `incarnation` opened it (a
+        newer one registered); True when one was closed. The claims its slots counted were
+        released by the registration, and their transitions free the slots."""
+        worker = self._workers.get(worker_id)
+        if worker is None or worker.incarnation == incarnation:
+            return False
+        worker.close()
+        return True
 
     def can_take(self, jobs: Sequence[NewJob]) -> bool:
         """True when, for each queue of `jobs`, the connected workers serving it have at least

@@ -1,4 +1,11 @@
-"""WorkerService: registration, heartbeats, the assignment stream and reports (SPEC §4, §5)."""
+"""WorkerService: registration, heartbeats, the assignment stream and reports (SPEC §4, §5).
+
+Every process registered under a worker id is an incarnation of it: RegisterWorker issues one
+to a process registering for the first time (and releases whatever the worker id held, left by
+a previous process), and every later call of the process presents it. A call presenting another
+incarnation comes from a superseded process: it is refused (WorkerSuperseded,
+FAILED_PRECONDITION) and changes nothing, and the process stops.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,8 @@ from uuid import UUID
 
 import grpc
 
-from jobq.domain.errors import FailedPrecondition, InvalidArgument, WorkerNotFound
-from jobq.domain.records import Assignment, AttemptRef, AttemptResult
+from jobq.domain.errors import FailedPrecondition, InvalidArgument, WorkerSuperseded
+from jobq.domain.records import Assignment, AttemptRef, AttemptResult, Worker
 from jobq.domain.states import Reason, WorkerStatus
 from jobq.domain.validation import check_payload_size, check_queue_name, parse_uuid
 from jobq.observability.correlation import log_context
@@ -20,6 +27,7 @@ from jobq.rpc import convert
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.rpc._gen import worker_service_pb2_grpc
 from jobq.server.dispatcher import Dispatcher
+from jobq.server.incarnations import KnownIncarnations
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.reports import ReportItem, ReportKind, ReportWriter
 from jobq.server.rpc_handler import RpcObserver, rpc
@@ -36,8 +44,12 @@ MAX_HOSTNAME = 255
 MAX_ERROR_MESSAGE = 64 * 1024
 MAX_BATCH_ITEMS = 10_000
 MAX_KNOWN_WORKERS = 10_000
-"""Worker ids remembered as registered (to skip a lookup per report); the oldest are
+"""Workers whose incarnation is remembered (to skip a lookup per report); the oldest are
 forgotten beyond this, and looked up again if they report."""
+NO_INCARNATION = (
+    "no incarnation presented: register first and present the incarnation RegisterWorker "
+    "returns (a jq-worker older than this jq-server does not; upgrade it)"
+)
 
 _OUTCOME_KIND = {
     pb.JOB_OUTCOME_SUCCEEDED: ReportKind.SUCCESS,
@@ -57,7 +69,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         reports: ReportWriter,
         lifecycle: Lifecycle,
         *,
-        heartbeat_interval_s: int,
+        heartbeat_timeout_s: float,
         max_result_bytes: int,
         observer: RpcObserver,
     ) -> None:
@@ -67,9 +79,13 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._dispatcher = dispatcher
         self._reports = reports
         self._lifecycle = lifecycle
-        self._heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat_timeout_s = heartbeat_timeout_s
+        # A whole number of seconds (the field predates sub-second timeouts); the worker uses
+        # it only as an upper bound of its own interval, and the timeout itself, sent as is,
+        # for when to stop its jobs.
+        self._heartbeat_interval_s = max(1, int(heartbeat_timeout_s // 3))
         self._max_result_bytes = max_result_bytes
-        self._known = RecentIds(MAX_KNOWN_WORKERS)
+        self._known = KnownIncarnations(MAX_KNOWN_WORKERS)
         self.observer = observer
 
     # --- registration and liveness -----------------------------------------------------------
@@ -91,20 +107,42 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             raise InvalidArgument(f"a worker serves at most {MAX_QUEUES} queues")
         queues = list(dict.fromkeys(check_queue_name(q) for q in request.queues))
         hostname = request.hostname[:MAX_HOSTNAME] or socket.gethostname()
-        worker = await self._workers.worker_register(
-            worker_id, hostname, request.concurrency, queues
-        )
-        self._known.add(worker_id)
+        presented = parse_uuid(request.incarnation, "incarnation") if request.incarnation else None
+        try:
+            registration = await self._workers.worker_register(
+                worker_id, hostname, request.concurrency, queues, presented
+            )
+        except WorkerSuperseded:
+            self._superseded(worker_id, presented)
+            raise
+        incarnation = registration.incarnation
+        self._known.remember(worker_id, incarnation)
+        # A stream of the previous process may still be open here (a zombie whose connection
+        # has not broken yet): it gets nothing more. Its slots are freed with the released
+        # claims' transitions.
+        self._registry.close_superseded(worker_id, incarnation)
+        self._lifecycle.publish(registration.released)
         with log_context(worker_id=str(worker_id)):
             log.info(
                 "worker registered",
                 action="worker.registered",
                 hostname=hostname,
-                concurrency=worker.concurrency,
+                concurrency=registration.worker.concurrency,
                 queues=queues,
+                incarnation=str(incarnation),
+                new_process=presented is None,
             )
+            if registration.restarted:
+                log.warning(
+                    "worker restarted: the jobs its previous process held were released",
+                    action="worker.restarted",
+                    released=len({t.job_id for t in registration.released}),
+                )
         return pb.RegisterWorkerResponse(
-            worker_id=str(worker_id), heartbeat_interval_s=self._heartbeat_interval_s
+            worker_id=str(worker_id),
+            heartbeat_interval_s=self._heartbeat_interval_s,
+            incarnation=str(incarnation),
+            heartbeat_timeout_s=self._heartbeat_timeout_s,
         )
 
     @rpc(SERVICE)
@@ -112,7 +150,15 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request: pb.HeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
         worker_id = parse_uuid(request.worker_id, "worker id")
-        worker = await self._workers.worker_heartbeat(worker_id, max(0, request.active_job_count))
+        incarnation = _incarnation(request.incarnation)
+        try:
+            worker = await self._workers.worker_heartbeat(
+                worker_id, incarnation, max(0, request.active_job_count)
+            )
+        except WorkerSuperseded:
+            self._superseded(worker_id, incarnation)
+            raise
+        self._known.remember(worker_id, incarnation)
         connected = self._registry.get(worker_id)
         commands: list[pb.WorkerCommand] = []
         if worker.status is WorkerStatus.DRAINING:
@@ -121,7 +167,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 connected.draining = True
         if worker.shutdown_requested:
             commands.append(pb.WORKER_COMMAND_SHUTDOWN)
-        if connected is not None:
+        if connected is not None and connected.incarnation == incarnation:
             running = {(parse_uuid(r.job_id), r.attempt) for r in request.running}
             if connected.reconcile(running):
                 self._dispatcher.wake()
@@ -132,19 +178,22 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request: pb.DeregisterRequest, context: Context
     ) -> pb.DeregisterResponse:
         worker_id = parse_uuid(request.worker_id, "worker id")
-        await self._workers.worker_set_status(worker_id, WorkerStatus.OFFLINE)
+        incarnation = _incarnation(request.incarnation)
+        try:
+            _, released = await self._workers.worker_deregister(worker_id, incarnation)
+        except WorkerSuperseded:
+            self._superseded(worker_id, incarnation)
+            raise
         connected = self._registry.get(worker_id)
-        if connected is not None:
+        if connected is not None and connected.incarnation == incarnation:
             connected.close()
-        held = await self._jobs.jobs_held_by_worker(worker_id)
-        outcome = await self._jobs.jobs_release(held, Reason.WORKER_SHUTDOWN)
-        self._lifecycle.publish(outcome.transitions)
-        self._known.discard(worker_id)
+        self._lifecycle.publish(released)
+        self._known.forget(worker_id)
         log.info(
             "worker deregistered",
             action="worker.deregistered",
             worker_id=str(worker_id),
-            released=len(outcome.transitions),
+            released=len(released),
         )
         return pb.DeregisterResponse()
 
@@ -160,9 +209,13 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     async def _stream(self, request: pb.StreamJobsRequest, context: Context, batched: bool) -> None:
         worker_id = parse_uuid(request.worker_id, "worker id")
+        incarnation = _incarnation(request.incarnation)
         worker = await self._workers.worker_get(worker_id)
+        self._check_incarnation(worker, incarnation)
         if worker.status is WorkerStatus.OFFLINE:
             raise FailedPrecondition(f"worker {worker_id} is OFFLINE; register again")
+        # Every claim the worker id holds is this process's: a registration of a new process
+        # released its predecessor's in the same transaction that stored its incarnation.
         held = await self._jobs.jobs_held_by_worker(worker_id)
         connected, previous = self._registry.attach(
             worker_id,
@@ -170,10 +223,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             worker.concurrency,
             held=[(ref.job_id, ref.attempt) for ref in held],
             draining=worker.status is WorkerStatus.DRAINING,
+            incarnation=incarnation,
         )
         if previous is not None:
             previous.close()
-        self._known.add(worker_id)
         self._dispatcher.wake()
         log.info("job stream opened", action="worker.stream_opened", worker_id=str(worker_id))
         try:
@@ -237,11 +290,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def release_undelivered(self, assignments: list[Assignment]) -> None:
         """Assignments that never reached their worker go back to PENDING without using a
         retry (reason DELIVERY_FAILED)."""
-        refs = [
-            AttemptRef(a.job.job_id, a.job.attempt, a.job.worker_id)
-            for a in assignments
-            if a.job.worker_id is not None
-        ]
+        refs = [a.ref for a in assignments if a.job.worker_id is not None]
         outcome = await self._jobs.jobs_release(refs, Reason.DELIVERY_FAILED)
         self._lifecycle.publish(outcome.transitions)
         self._dispatcher.wake()
@@ -250,11 +299,14 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     @rpc(SERVICE)
     async def AckJobs(self, request: pb.AckJobsRequest, context: Context) -> pb.AckJobsResponse:
-        worker_id = await self._known_worker(request.worker_id)
+        worker_id = await self._current_worker(request.worker_id, request.incarnation)
         if len(request.jobs) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} acknowledgements per call")
         items = [
-            ReportItem(ReportKind.ACK, AttemptRef(parse_uuid(j.job_id), j.attempt, worker_id))
+            ReportItem(
+                ReportKind.ACK,
+                AttemptRef(parse_uuid(j.job_id), j.attempt, worker_id, _claim_id(j.claim_id)),
+            )
             for j in request.jobs
         ]
         results = await self._reports.report(items)
@@ -264,7 +316,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def ReportResult(
         self, request: pb.ReportResultRequest, context: Context
     ) -> pb.ReportResultResponse:
-        worker_id = parse_uuid(request.worker_id, "worker id")
+        worker_id = await self._current_worker(request.worker_id, request.incarnation)
         item = self._report_item(request, worker_id)
         [result] = await self._reports.report([item])
         if not result.accepted:
@@ -278,7 +330,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def ReportResults(
         self, request: pb.ReportResultsRequest, context: Context
     ) -> pb.ReportResultsResponse:
-        worker_id = await self._known_worker(request.worker_id)
+        worker_id = await self._current_worker(request.worker_id, request.incarnation)
         if len(request.results) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} results per call")
         items = []
@@ -296,46 +348,59 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         check_payload_size(request.result, self._max_result_bytes)
         return ReportItem(
             kind,
-            AttemptRef(parse_uuid(request.job_id), request.attempt, worker_id),
+            AttemptRef(
+                parse_uuid(request.job_id), request.attempt, worker_id, _claim_id(request.claim_id)
+            ),
             result=request.result,
             error_message=request.error_message[:MAX_ERROR_MESSAGE],
         )
 
-    async def _known_worker(self, raw_id: str) -> UUID:
-        """The worker's id, after checking (once per replica) that it is registered."""
+    async def _current_worker(self, raw_id: str, raw_incarnation: str) -> UUID:
+        """The worker's id, after checking that the calling process is its current
+        incarnation: against this replica's memory while the database confirmed it recently
+        (see KnownIncarnations), else against the database."""
         worker_id = parse_uuid(raw_id, "worker id")
-        if worker_id not in self._known and self._registry.get(worker_id) is None:
-            try:
-                await self._workers.worker_get(worker_id)
-            except WorkerNotFound:
-                raise
-            self._known.add(worker_id)
+        incarnation = _incarnation(raw_incarnation)
+        if not self._known.confirmed(worker_id, incarnation):
+            worker = await self._workers.worker_get(worker_id)  # WorkerNotFound
+            self._check_incarnation(worker, incarnation)
         return worker_id
 
+    def _check_incarnation(self, worker: Worker, incarnation: UUID) -> None:
+        """Refuse a call of any process but the worker's current one (remembering the
+        confirmation when it is)."""
+        if worker.incarnation == incarnation:
+            self._known.remember(worker.worker_id, incarnation)
+            return
+        self._superseded(worker.worker_id, incarnation)
+        if worker.incarnation is None:  # registered by an older jq-server: register again
+            raise FailedPrecondition(
+                f"worker {worker.worker_id} has no registered process; register again"
+            )
+        raise WorkerSuperseded(worker.worker_id)
 
-class RecentIds:
-    """A set of ids that keeps only the `limit` most recently added: workers come and go under
-    new ids (every worker started without --worker-id has one), and a set of every id ever
-    seen would grow for as long as the server runs."""
+    def _superseded(self, worker_id: UUID, incarnation: UUID | None) -> None:
+        """A call of a process that is not the worker's current one was refused: forget what
+        this replica remembered of the worker, and close that process's stream if it is open
+        here (it would get no claims anyway, see jobs_claim)."""
+        self._known.forget(worker_id)
+        connected = self._registry.get(worker_id)
+        if connected is not None and connected.incarnation == incarnation:
+            connected.close()
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._ids: dict[UUID, None] = {}
 
-    def __contains__(self, worker_id: object) -> bool:
-        return worker_id in self._ids
+def _incarnation(raw: str) -> UUID:
+    """The incarnation a call presents; FAILED_PRECONDITION without one (a process that has not
+    registered, or a jq-worker from before incarnations)."""
+    if not raw:
+        raise FailedPrecondition(NO_INCARNATION)
+    return parse_uuid(raw, "incarnation")
 
-    def __len__(self) -> int:
-        return len(self._ids)
 
-    def add(self, worker_id: UUID) -> None:
-        self._ids.pop(worker_id, None)
-        self._ids[worker_id] = None
-        if len(self._ids) > self._limit:
-            del self._ids[next(iter(self._ids))]
-
-    def discard(self, worker_id: UUID) -> None:
-        self._ids.pop(worker_id, None)
+def _claim_id(raw: str) -> UUID | None:
+    """A presented claim id; None when empty, which no claim matches (a report of a jq-worker
+    from before claim ids is refused as stale: see the decision in sql/jobs.sql's head)."""
+    return parse_uuid(raw, "claim id") if raw else None
 
 
 def _outcomes(

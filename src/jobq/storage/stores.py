@@ -25,6 +25,7 @@ from jobq.domain.records import (
     NewJob,
     Queue,
     QueueStats,
+    Registration,
     ReportOutcome,
     Success,
     Transition,
@@ -36,7 +37,11 @@ from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 class QueueStore(Protocol):
     async def queue_create(
-        self, name: str, max_retries: int = 3, ttl_seconds: int | None = None
+        self,
+        name: str,
+        max_retries: int = 3,
+        ttl_seconds: int | None = None,
+        max_interruptions: int = 3,
     ) -> Queue: ...
     async def queue_get(self, name: str) -> Queue: ...
     async def queue_list(self) -> list[Queue]: ...
@@ -45,10 +50,24 @@ class QueueStore(Protocol):
 
 
 class WorkerStore(Protocol):
+    """Workers and their incarnations: a registration without an incarnation is a new process
+    (it releases what the worker id held); calls presenting another incarnation than the
+    stored one raise WorkerSuperseded and change nothing."""
+
     async def worker_register(
-        self, worker_id: UUID, hostname: str, concurrency: int, queues: Sequence[str]
+        self,
+        worker_id: UUID,
+        hostname: str,
+        concurrency: int,
+        queues: Sequence[str],
+        incarnation: UUID | None = None,
+    ) -> Registration: ...
+    async def worker_heartbeat(
+        self, worker_id: UUID, incarnation: UUID, active_job_count: int
     ) -> Worker: ...
-    async def worker_heartbeat(self, worker_id: UUID, active_job_count: int) -> Worker: ...
+    async def worker_deregister(
+        self, worker_id: UUID, incarnation: UUID
+    ) -> tuple[Worker, list[Transition]]: ...
     async def worker_get(self, worker_id: UUID) -> Worker: ...
     async def worker_list(self, status: WorkerStatus | None = None) -> list[Worker]: ...
     async def worker_set_status(self, worker_id: UUID, status: WorkerStatus) -> Worker: ...
@@ -72,7 +91,7 @@ class JobStore(Protocol):
     async def job_cancel(self, job_id: UUID) -> Job: ...
     async def job_retry_manual(self, job_id: UUID) -> Job: ...
     async def jobs_claim(
-        self, worker_id: UUID, queues: Sequence[str], limit: int
+        self, worker_id: UUID, queues: Sequence[str], limit: int, *, incarnation: UUID
     ) -> list[Assignment]: ...
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome: ...
     async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome: ...
@@ -82,6 +101,9 @@ class JobStore(Protocol):
     async def jobs_release(
         self, attempts: Sequence[AttemptRef], reason: Reason
     ) -> ReportOutcome: ...
+    async def jobs_interrupt(
+        self, attempts: Sequence[AttemptRef], reason: Reason, detail: str
+    ) -> list[Transition]: ...
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]: ...
     async def jobs_count_by_status(self) -> dict[JobStatus, int]: ...
     async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]: ...
@@ -106,7 +128,8 @@ class AuditStore(Protocol):
 
 
 class MaintenanceStore(Protocol):
-    """What the recovery monitors need: lost workers, expired assignments, TTL expiry."""
+    """What the recovery monitors need: lost workers, expired assignments (interruptions, like
+    lost workers' jobs), TTL expiry."""
 
     async def workers_mark_lost(
         self, timeout_s: float, now: datetime | None, limit: int

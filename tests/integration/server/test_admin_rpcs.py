@@ -77,13 +77,22 @@ async def _workers(client: Client, status: int = 0) -> list[cpb.Worker]:
     return list(reply.workers)
 
 
-async def _register(client: Client) -> str:
-    request = wpb.RegisterWorkerRequest(hostname="h", concurrency=2, queues=["default"])
-    return (await client.workers.RegisterWorker(request, timeout=5)).worker_id
+_INCARNATIONS: dict[str, str] = {}
+"""What RegisterWorker issued each worker these tests registered (Deregister presents it)."""
+
+
+async def _register(
+    client: Client, queues: tuple[str, ...] = ("default",), concurrency: int = 2
+) -> str:
+    request = wpb.RegisterWorkerRequest(hostname="h", concurrency=concurrency, queues=list(queues))
+    reply = await client.workers.RegisterWorker(request, timeout=5)
+    _INCARNATIONS[reply.worker_id] = reply.incarnation
+    return reply.worker_id
 
 
 async def _deregister(client: Client, worker_id: str) -> None:
-    await client.workers.Deregister(wpb.DeregisterRequest(worker_id=worker_id), timeout=5)
+    request = wpb.DeregisterRequest(worker_id=worker_id, incarnation=_INCARNATIONS[worker_id])
+    await client.workers.Deregister(request, timeout=5)
 
 
 async def _drain(client: Client, worker_id: str) -> cpb.Worker:
@@ -103,7 +112,19 @@ async def test_create_queue_returns_the_new_queue(client: Client) -> None:
 
 async def test_create_queue_defaults_to_three_retries_and_no_ttl(client: Client) -> None:
     queue = await _create(client, "plain")
-    assert (queue.max_retries, queue.ttl_seconds) == (3, 0)
+    assert (queue.max_retries, queue.ttl_seconds, queue.max_interruptions) == (3, 0, 3)
+
+
+async def test_create_queue_with_max_interruptions_shows_it_in_list_and_stats(
+    client: Client,
+) -> None:
+    queue = await _create(client, "fragile", max_interruptions=1)
+    assert queue.max_interruptions == 1
+    assert (await _queues(client))["fragile"].max_interruptions == 1
+    assert (await _queues(client))["default"].max_interruptions == 3
+    stats = await _stats(client, "fragile")
+    assert (stats.max_interruptions, stats.total_interruptions) == (1, 0)
+    assert (await _create(client, "never", max_interruptions=0)).max_interruptions == 0
 
 
 async def test_create_queue_with_max_retries_zero_keeps_zero(client: Client) -> None:
@@ -135,6 +156,8 @@ async def test_create_queue_default_already_exists(client: Client) -> None:
         pytest.param({"name": "ok", "max_retries": -1}, id="max-retries-negative"),
         pytest.param({"name": "ok", "max_retries": 1001}, id="max-retries-1001"),
         pytest.param({"name": "ok", "ttl_seconds": -1}, id="ttl-negative"),
+        pytest.param({"name": "ok", "max_interruptions": -1}, id="max-interruptions-negative"),
+        pytest.param({"name": "ok", "max_interruptions": 1001}, id="max-interruptions-1001"),
     ],
 )
 async def test_create_queue_rejects_bad_input_and_creates_nothing(
@@ -209,8 +232,7 @@ async def test_delete_a_queue_live_workers_serve_is_refused_even_forced(
     client: Client, drained: bool
 ) -> None:
     await _create(client, "served")
-    request = wpb.RegisterWorkerRequest(hostname="h", concurrency=1, queues=["default", "served"])
-    worker_id = (await client.workers.RegisterWorker(request, timeout=5)).worker_id
+    worker_id = await _register(client, ("default", "served"), concurrency=1)
     if drained:
         await _drain(client, worker_id)
     for force in (False, True):
@@ -297,7 +319,7 @@ async def test_queue_stats_count_jobs_per_status(client: Client) -> None:
 
 async def test_queue_stats_of_an_empty_queue_are_zero(client: Client) -> None:
     await _create(client, "empty")
-    assert await _stats(client, "empty") == apb.QueueStats(queue_name="empty")
+    assert await _stats(client, "empty") == apb.QueueStats(queue_name="empty", max_interruptions=3)
 
 
 async def test_queue_stats_of_an_unknown_queue_are_not_found(client: Client) -> None:

@@ -84,7 +84,7 @@ async def test_each_admin_action_leaves_one_record(client: Client) -> None:
         ("anonymous", "worker.shutdown", worker.worker_id, "ok"),
     ]
     details = {e.action: e.detail for e in events}
-    assert details["queue.create"] == "max_retries=2, ttl_seconds=0"
+    assert details["queue.create"] == "max_retries=2, ttl_seconds=0, max_interruptions=3"
     assert details["queue.delete"] == "force=true, deleted 1 job(s)"
     assert details["job.retry"] == "queue 'mail'"
     assert details["worker.drain"] == "was ONLINE"

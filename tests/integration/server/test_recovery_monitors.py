@@ -1,7 +1,9 @@
 """The heartbeat monitor and the reaper against a real database (SPEC §4, §6).
 
-Time moves through the monitors' injected clock (or a backdated heartbeat); no test sleeps for
-a timeout to pass.
+A lost worker's jobs and unacknowledged assignments are interruptions: back to PENDING at once
+without using a retry, or dead-lettered as POISON once a job was interrupted more often than its
+queue's max_interruptions. Time moves through the monitors' injected clock (or a backdated
+heartbeat); no test sleeps for a timeout to pass.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import structlog
 from jobq.domain.errors import WorkerNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.records import AttemptRef, NewJob, Success, Transition
-from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.reaper import Reaper, ReaperReport
@@ -28,9 +29,8 @@ from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.queues import PgQueueStore
 from jobq.storage.postgres.workers import PgWorkerStore
 
-NO_JITTER = RetryPolicy(base_delay_s=5.0, max_delay_s=300.0, random_source=lambda: 0.0)
 TIMEOUT_S = 30.0
-LOST = "worker lost: no heartbeat for 30s"
+LOST = "no heartbeat for 30s"
 
 
 async def _worker(pool: asyncpg.Pool, queues: tuple[str, ...] = ("default",)) -> uuid.UUID:
@@ -49,8 +49,10 @@ async def _claim(
     pool: asyncpg.Pool, worker_id: uuid.UUID, n: int, *, start: bool = False, queue: str = "default"
 ) -> list[AttemptRef]:
     jobs = PgJobStore(pool)
-    claimed = await jobs.jobs_claim(worker_id, [queue], n)
-    refs = [AttemptRef(a.job.job_id, a.job.attempt, worker_id) for a in claimed]
+    incarnation = (await PgWorkerStore(pool).worker_get(worker_id)).incarnation
+    assert incarnation is not None
+    claimed = await jobs.jobs_claim(worker_id, [queue], n, incarnation=incarnation)
+    refs = [a.ref for a in claimed]
     if start:
         assert all(r.accepted for r in (await jobs.jobs_start(refs)).results)
     return refs
@@ -90,7 +92,6 @@ def _monitor(
     return HeartbeatMonitor(
         PgMaintenanceStore(pool),
         PgJobStore(pool),
-        NO_JITTER,
         timeout_s=TIMEOUT_S,
         interval_s=3600,
         on_transitions=None if published is None else published.extend,
@@ -128,7 +129,7 @@ async def second_pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 # --- heartbeat monitor -----------------------------------------------------------------------
 
 
-async def test_a_silent_worker_is_lost_and_its_jobs_are_retried_with_backoff(
+async def test_a_silent_worker_is_lost_and_its_jobs_go_back_at_once_without_a_retry(
     pool: asyncpg.Pool,
 ) -> None:
     jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
@@ -148,22 +149,23 @@ async def test_a_silent_worker_is_lost_and_its_jobs_are_retried_with_backoff(
     assert (await workers.worker_get(silent)).status is WorkerStatus.OFFLINE
     assert (await workers.worker_get(fresh)).status is WorkerStatus.ONLINE
     assert (await jobs.job_get(healthy.job_id)).status is JobStatus.RUNNING
-    db_now = await _db_now(pool)
     for ref, from_status in ((assigned, JobStatus.ASSIGNED), (running, JobStatus.RUNNING)):
         job = await jobs.job_get(ref.job_id)
-        assert (job.status, job.retry_count, job.error_message) == (JobStatus.PENDING, 1, LOST)
-        assert job.not_before is not None
-        assert job.not_before > db_now  # backoff: not claimable at once
+        # An interruption, not a failure: no retry used, no backoff, the count grows.
+        assert (job.status, job.retry_count, job.interruptions) == (JobStatus.PENDING, 0, 1)
+        assert (job.not_before, job.worker_id, job.error_message) == (None, None, None)
         history = await PgJobEventStore(pool).job_events_list(ref.job_id)
-        tail = [(e.from_status, e.to_status, e.reason, e.worker_id) for e in history[-2:]]
-        assert tail == [
-            (from_status, JobStatus.FAILED, Reason.WORKER_LOST, silent),
-            (JobStatus.FAILED, JobStatus.PENDING, Reason.RETRY, silent),
-        ]
-        assert history[-2].detail == LOST
+        last = history[-1]
+        assert (last.from_status, last.to_status, last.reason, last.worker_id) == (
+            from_status,
+            JobStatus.PENDING,
+            Reason.WORKER_LOST,
+            silent,
+        )
+        assert last.detail == f"{LOST}; interruption 1 of 3 allowed"
     assert published == report.transitions
     assert sorted((t.job_id, t.to_status) for t in published) == sorted(
-        [(ref.job_id, status) for ref in (assigned, running) for status in ("FAILED", "PENDING")]
+        [(ref.job_id, JobStatus.PENDING) for ref in (assigned, running)]
     )
     lost_lines = [entry for entry in logs if entry.get("action") == "worker.lost"]
     assert [(e["worker_id"], e["held_jobs"]) for e in lost_lines] == [(str(silent), 2)]
@@ -172,7 +174,8 @@ async def test_a_silent_worker_is_lost_and_its_jobs_are_retried_with_backoff(
     assert (again.lost_workers, again.rescued_jobs) == ([], 0)
 
 
-async def test_the_backoff_counts_from_the_injected_clock(pool: asyncpg.Pool) -> None:
+async def test_a_rescued_job_is_due_at_once_whatever_the_clock(pool: asyncpg.Pool) -> None:
+    """The injected clock judges staleness only: an interruption has no backoff."""
     jobs = PgJobStore(pool)
     [job_id] = await _submit(pool)
     worker_id = await _worker(pool)
@@ -183,17 +186,18 @@ async def test_the_backoff_counts_from_the_injected_clock(pool: asyncpg.Pool) ->
 
     assert report.lost_workers == [worker_id]
     job = await jobs.job_get(job_id)
-    assert job.not_before == later + timedelta(seconds=10)  # base 5 s · 2^1, no jitter
+    assert (job.status, job.not_before) == (JobStatus.PENDING, None)
+    rescuer = await _worker(pool)
+    assert [r.job_id for r in await _claim(pool, rescuer, 1)] == [job_id]
 
 
 async def test_a_poison_job_that_kills_every_worker_ends_dead_lettered(pool: asyncpg.Pool) -> None:
-    await PgQueueStore(pool).queue_create("poison", max_retries=2)
+    await PgQueueStore(pool).queue_create("poison", max_retries=5, max_interruptions=2)
     jobs = PgJobStore(pool)
     [job_id] = await _submit(pool, queue="poison")
     later = await _db_now(pool) + timedelta(hours=1)
     monitor = _monitor(pool, _fixed(later))
     for crash in range(3):
-        await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
         worker_id = await _worker(pool, ("poison",))
         [ref] = await _claim(pool, worker_id, 1, start=True, queue="poison")
         assert ref.attempt == crash + 1
@@ -201,14 +205,34 @@ async def test_a_poison_job_that_kills_every_worker_ends_dead_lettered(pool: asy
         assert (report.lost_workers, report.rescued_jobs) == ([worker_id], 1)
 
     job = await jobs.job_get(job_id)
-    assert (job.status, job.retry_count) == (JobStatus.DEAD_LETTERED, 2)
+    # The third interruption is one more than the queue's max_interruptions of 2; the retries
+    # (max_retries 5) were never touched.
+    assert (job.status, job.retry_count, job.interruptions) == (JobStatus.DEAD_LETTERED, 0, 3)
     assert job.completed_at is not None
+    assert job.error_message == (
+        "poison: interrupted 3 times, more than the queue's max_interruptions of 2"
+        " (last: WORKER_LOST)"
+    )
     history = await PgJobEventStore(pool).job_events_list(job_id)
-    assert [(e.from_status, e.to_status, e.reason) for e in history[-2:]] == [
-        (JobStatus.RUNNING, JobStatus.FAILED, Reason.WORKER_LOST),
-        (JobStatus.FAILED, JobStatus.DEAD_LETTERED, Reason.RETRIES_EXHAUSTED),
+    assert [(e.from_status, e.to_status, e.reason, e.detail) for e in history[-2:]] == [
+        (
+            JobStatus.RUNNING,
+            JobStatus.FAILED,
+            Reason.WORKER_LOST,
+            f"{LOST}; interruption 3, more than the 2 allowed",
+        ),
+        (
+            JobStatus.FAILED,
+            JobStatus.DEAD_LETTERED,
+            Reason.POISON,
+            "interrupted 3 times, more than the queue's max_interruptions of 2",
+        ),
     ]
     assert [e.reason for e in history].count(Reason.WORKER_LOST) == 3
+    assert [(t.to_status, t.reason) for t in report.transitions] == [
+        (JobStatus.FAILED, Reason.WORKER_LOST),
+        (JobStatus.DEAD_LETTERED, Reason.POISON),
+    ]
 
 
 async def test_a_late_report_from_the_lost_worker_is_rejected(pool: asyncpg.Pool) -> None:
@@ -222,17 +246,18 @@ async def test_a_late_report_from_the_lost_worker_is_rejected(pool: asyncpg.Pool
     before = [await jobs.job_get(ref.job_id) for ref in (assigned, running)]
     events_before = await pool.fetchval("SELECT count(*) FROM job_events")
 
-    [late_result] = (
-        await jobs.jobs_complete([Success(running.job_id, running.attempt, lost, b'"late"')])
-    ).results
+    late = Success(running.job_id, running.attempt, lost, b'"late"', claim_id=running.claim_id)
+    [late_result] = (await jobs.jobs_complete([late])).results
     [late_ack] = (await jobs.jobs_start([assigned])).results
 
     assert not late_result.accepted
     assert not late_ack.accepted
     assert [await jobs.job_get(ref.job_id) for ref in (assigned, running)] == before
     assert await pool.fetchval("SELECT count(*) FROM job_events") == events_before
+    incarnation = (await workers.worker_get(lost)).incarnation
+    assert incarnation is not None
     with pytest.raises(WorkerNotFound):
-        await workers.worker_heartbeat(lost, 1)  # it must register again
+        await workers.worker_heartbeat(lost, incarnation, 1)  # it must register again
 
 
 async def test_jobs_left_on_an_offline_worker_by_an_interrupted_run_are_rescued(
@@ -257,7 +282,7 @@ async def test_jobs_left_on_an_offline_worker_by_an_interrupted_run_are_rescued(
     assert (report.lost_workers, report.rescued_jobs) == ([], 2)
     for ref in refs:
         job = await jobs.job_get(ref.job_id)
-        assert (job.status, job.retry_count) == (JobStatus.PENDING, 1)
+        assert (job.status, job.retry_count, job.interruptions) == (JobStatus.PENDING, 0, 1)
     assert (await jobs.job_get(shutting_down.job_id)).status is JobStatus.RUNNING
     assert [e["jobs"] for e in logs if e.get("action") == "worker.lost_leftovers"] == [2]
 
@@ -279,7 +304,8 @@ async def test_two_monitors_rescue_each_job_exactly_once(
     assert not set(first.lost_workers) & set(second.lost_workers)
     assert first.rescued_jobs + second.rescued_jobs == 24
     assert await _event_counts(pool, Reason.WORKER_LOST) == dict.fromkeys(submitted, 1)
-    assert await _event_counts(pool, Reason.RETRY) == dict.fromkeys(submitted, 1)
+    counted = await pool.fetch("SELECT interruptions, retry_count FROM jobs")
+    assert {(r["interruptions"], r["retry_count"]) for r in counted} == {(1, 0)}
 
 
 # --- reaper ----------------------------------------------------------------------------------
@@ -308,7 +334,12 @@ async def test_the_reaper_returns_stale_assignments_and_expires_old_pending_jobs
     assert published == report.timed_out + report.expired
     assert not report.more
     job = await jobs.job_get(assigned.job_id)
-    assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
+    assert (job.status, job.retry_count, job.worker_id, job.interruptions) == (
+        JobStatus.PENDING,
+        0,
+        None,
+        1,
+    )
     assert (await jobs.job_get(running.job_id)).status is JobStatus.RUNNING
     assert (await jobs.job_get(expiring)).status is JobStatus.DEAD_LETTERED
     [summary] = [e for e in logs if e.get("action") == "reaper.swept"]

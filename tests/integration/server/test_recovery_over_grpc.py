@@ -66,8 +66,9 @@ async def test_a_silent_worker_is_declared_lost_and_its_jobs_run_elsewhere(db_ds
         lost = await ProtocolWorker(client, concurrency=2).start()
         first = await lost.take(2)
         await lost.ack(first[:1])  # one RUNNING, one still ASSIGNED
-        # `lost` never heartbeats: after the timeout both attempts fail with WORKER_LOST and are
-        # retried. Its stream is still open, but a worker that is not ONLINE gets nothing.
+        # `lost` never heartbeats: after the timeout both attempts are interrupted (WORKER_LOST)
+        # and back to PENDING, no retry used. Its stream is still open, but a worker that is
+        # not ONLINE gets nothing.
         for job_id in ids:
             await _wait_for(client, job_id, cpb.JOB_STATUS_PENDING)
         assert await lost.nothing_more(0.3)
@@ -82,7 +83,7 @@ async def test_a_silent_worker_is_declared_lost_and_its_jobs_run_elsewhere(db_ds
         for job_id in ids:
             reply = await _status(client, job_id)
             assert reply.job.result == b"fine"
-            assert reply.job.retry_count == 1
+            assert (reply.job.retry_count, reply.job.interruptions) == (0, 1)
             reasons = await _reasons(client, job_id)
             assert reasons.count("WORKER_LOST") == 1
             assert reasons[-1] == "COMPLETED"
@@ -96,14 +97,14 @@ async def test_a_silent_worker_is_declared_lost_and_its_jobs_run_elsewhere(db_ds
 async def test_a_worker_killed_repeatedly_by_a_poison_job_dead_letters_it(db_dsn: str) -> None:
     async with running_server(db_dsn, FAST_RECOVERY) as (_, client):
         await client.admin.CreateQueue(
-            apb.CreateQueueRequest(name="poison", max_retries=1), timeout=5
+            apb.CreateQueueRequest(name="poison", max_retries=1, max_interruptions=1), timeout=5
         )
         job_id = (
             await client.jobs.SubmitJob(
                 jpb.SubmitJobRequest(queue_name="poison", payload=job_payload(b"x")), timeout=5
             )
         ).job_id
-        for _ in range(2):  # the first loss is retried, the second exhausts max_retries=1
+        for _ in range(2):  # the first loss is survived, the second is one more than allowed
             victim = await ProtocolWorker(client, queues=("poison",), concurrency=1).start()
             [assignment] = await victim.take(1)
             await victim.ack([assignment])
@@ -116,7 +117,9 @@ async def test_a_worker_killed_repeatedly_by_a_poison_job_dead_letters_it(db_dsn
         await _wait_for(client, job_id, cpb.JOB_STATUS_DEAD_LETTERED)
         reasons = await _reasons(client, job_id)
         assert reasons.count("WORKER_LOST") == 2
-        assert reasons[-1] == "RETRIES_EXHAUSTED"
+        assert reasons[-1] == "POISON"
+        job = (await _status(client, job_id)).job
+        assert (job.retry_count, job.interruptions) == (0, 2)
 
 
 async def test_an_unacknowledged_assignment_returns_to_pending(db_dsn: str) -> None:
@@ -134,6 +137,7 @@ async def test_an_unacknowledged_assignment_returns_to_pending(db_dsn: str) -> N
         assert second.attempt == first.attempt + 1
         assert second.retry_count == 0
         assert "ASSIGNMENT_TIMEOUT" in await _reasons(client, job_id)
+        assert (await _status(client, job_id)).job.interruptions == 1
         await worker.run([second])
         await worker.close()
 
@@ -183,15 +187,15 @@ async def test_a_failed_stream_write_returns_the_job_at_once_without_a_retry(
         dispatcher,
         reports,
         lifecycle,
-        heartbeat_interval_s=5,
+        heartbeat_timeout_s=15.0,
         max_result_bytes=1024,
         observer=_NullObserver(),
     )
     worker_id = uuid.uuid4()
-    await workers.worker_register(worker_id, "h", 2, ["default"])
+    registration = await workers.worker_register(worker_id, "h", 2, ["default"])
     job_id = uuid7()
     await jobs.jobs_insert([NewJob(job_id, "default", b"x")])
-    connected, _ = registry.attach(worker_id, ["default"], 2)
+    connected, _ = registry.attach(worker_id, ["default"], 2, incarnation=registration.incarnation)
     await dispatcher.run_once()
     assert connected.free_slots == 1
 
@@ -202,7 +206,13 @@ async def test_a_failed_stream_write_returns_the_job_at_once_without_a_retry(
     with pytest.raises(ConnectionResetError):
         await servicer._pump(connected, BrokenStream())  # type: ignore[arg-type]
     job = await jobs.job_get(job_id)
-    assert (job.status, job.retry_count, job.worker_id) == (JobStatus.PENDING, 0, None)
+    # Never delivered: neither a retry nor an interruption.
+    assert (job.status, job.retry_count, job.worker_id, job.interruptions) == (
+        JobStatus.PENDING,
+        0,
+        None,
+        0,
+    )
     events = [e.reason for e in await _events(pool, job_id)]
     assert events[-1] is Reason.DELIVERY_FAILED
     assert connected.free_slots == 2

@@ -91,10 +91,12 @@ async def test_refusals_and_failures_in_one_batch_each_go_their_way(db_dsn: str)
         reply = await client.workers.ReportResults(
             wpb.ReportResultsRequest(
                 worker_id=worker.worker_id,
+                incarnation=worker.incarnation,
                 results=[
                     wpb.ReportResultRequest(
                         job_id=job_id,
                         attempt=assignments[job_id].attempt,
+                        claim_id=assignments[job_id].claim_id,
                         outcome=outcome,
                         error_message=message,
                     )

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from support.payloads import job_payload
-from support.protocol_worker import ProtocolWorker
+from support.protocol_worker import ProtocolWorker, attempt_of
 from support.server_harness import Client, running_server
 
 from jobq.rpc._gen import admin_service_pb2 as apb
@@ -27,6 +27,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+SOME_INCARNATION = "00000000-0000-4000-8000-0000000000aa"
 # Retries due at once, so a failed job comes straight back to a worker.
 NO_BACKOFF = {"scheduler.retry_base_delay_s": 0, "scheduler.retry_max_delay_s": 0}
 
@@ -88,8 +89,11 @@ async def _register(client: Client, **fields: Any) -> wpb.RegisterWorkerResponse
     return await client.workers.RegisterWorker(request, timeout=5)
 
 
-async def _deregister(client: Client, worker_id: str) -> None:
-    await client.workers.Deregister(wpb.DeregisterRequest(worker_id=worker_id), timeout=5)
+async def _deregister(client: Client, registered: wpb.RegisterWorkerResponse) -> None:
+    request = wpb.DeregisterRequest(
+        worker_id=registered.worker_id, incarnation=registered.incarnation
+    )
+    await client.workers.Deregister(request, timeout=5)
 
 
 def _at(stamp: Timestamp) -> datetime:
@@ -97,12 +101,18 @@ def _at(stamp: Timestamp) -> datetime:
 
 
 def _result(
-    worker: ProtocolWorker | str,
+    worker: ProtocolWorker | wpb.RegisterWorkerResponse | str,
     assignment: wpb.JobAssignment,
     outcome: int = wpb.JOB_OUTCOME_SUCCEEDED,
     **fields: Any,
 ) -> wpb.ReportResultRequest:
-    worker_id = worker if isinstance(worker, str) else worker.worker_id
+    """A report of `assignment` (with its claim id) by `worker` (with its incarnation)."""
+    if isinstance(worker, str):
+        worker_id, incarnation = worker, ""
+    else:
+        worker_id, incarnation = worker.worker_id, worker.incarnation
+    fields.setdefault("claim_id", assignment.claim_id)
+    fields.setdefault("incarnation", incarnation)
     return wpb.ReportResultRequest(
         worker_id=worker_id,
         job_id=assignment.job_id,
@@ -161,12 +171,17 @@ async def test_register_again_updates_the_same_worker(client: Client) -> None:
 async def test_register_again_after_deregister_brings_the_worker_back_online(
     client: Client,
 ) -> None:
-    worker_id = (await _register(client)).worker_id
-    await _deregister(client, worker_id)
+    registered = await _register(client)
+    await _deregister(client, registered)
     assert (await _workers(client))[0].status == cpb.WORKER_STATUS_OFFLINE
-    await _register(client, worker_id=worker_id)
+    again = await _register(
+        client, worker_id=registered.worker_id, incarnation=registered.incarnation
+    )
+    assert again.incarnation == registered.incarnation  # the same process, back
     assert (await _workers(client))[0].status == cpb.WORKER_STATUS_ONLINE
-    heartbeat = wpb.HeartbeatRequest(worker_id=worker_id)
+    heartbeat = wpb.HeartbeatRequest(
+        worker_id=registered.worker_id, incarnation=registered.incarnation
+    )
     await client.workers.Heartbeat(heartbeat, timeout=5)
 
 
@@ -179,6 +194,7 @@ async def test_register_again_after_deregister_brings_the_worker_back_online(
         pytest.param({"queues": ["default", "a b"]}, id="bad-queue-name"),
         pytest.param({"queues": ["q" * 129]}, id="queue-name-129"),
         pytest.param({"worker_id": "worker-1"}, id="malformed-id"),
+        pytest.param({"incarnation": "process-1"}, id="malformed-incarnation"),
     ],
 )
 async def test_register_rejects_bad_input_and_writes_nothing(
@@ -192,9 +208,11 @@ async def test_register_rejects_bad_input_and_writes_nothing(
 
 
 async def test_heartbeat_of_a_known_worker_records_it(client: Client) -> None:
-    worker_id = (await _register(client)).worker_id
+    registered = await _register(client)
     [before] = await _workers(client)
-    request = wpb.HeartbeatRequest(worker_id=worker_id, active_job_count=2)
+    request = wpb.HeartbeatRequest(
+        worker_id=registered.worker_id, incarnation=registered.incarnation, active_job_count=2
+    )
     reply = await client.workers.Heartbeat(request, timeout=5)
     assert list(reply.commands) == []
     [after] = await _workers(client)
@@ -204,14 +222,16 @@ async def test_heartbeat_of_a_known_worker_records_it(client: Client) -> None:
 
 
 async def test_heartbeat_of_an_unknown_worker_is_not_found(client: Client) -> None:
-    request = wpb.HeartbeatRequest(worker_id=UNKNOWN_ID)
+    request = wpb.HeartbeatRequest(worker_id=UNKNOWN_ID, incarnation=SOME_INCARNATION)
     await _fails(client.workers.Heartbeat(request, timeout=5), NOT_FOUND)
 
 
 async def test_heartbeat_after_deregister_is_not_found(client: Client) -> None:
-    worker_id = (await _register(client)).worker_id
-    await _deregister(client, worker_id)
-    request = wpb.HeartbeatRequest(worker_id=worker_id)
+    registered = await _register(client)
+    await _deregister(client, registered)
+    request = wpb.HeartbeatRequest(
+        worker_id=registered.worker_id, incarnation=registered.incarnation
+    )
     await _fails(client.workers.Heartbeat(request, timeout=5), NOT_FOUND)
     assert (await _workers(client))[0].status == cpb.WORKER_STATUS_OFFLINE  # not revived
 
@@ -231,6 +251,7 @@ async def test_stream_jobs_delivers_assignments_for_this_worker(client: Client) 
         6,
     )
     assert (assignment.attempt, assignment.worker_id) == (1, worker.worker_id)
+    assert uuid.UUID(assignment.claim_id)
     assert (assignment.retry_count, assignment.max_retries) == (0, 4)
     assert assignment.HasField("created_at")
     job = await _job(client, job_id)
@@ -243,15 +264,19 @@ async def test_stream_jobs_delivers_assignments_for_this_worker(client: Client) 
 
 
 async def test_stream_jobs_of_an_unknown_worker_is_not_found(client: Client) -> None:
-    call = client.workers.StreamJobs(wpb.StreamJobsRequest(worker_id=UNKNOWN_ID), timeout=5)
+    request = wpb.StreamJobsRequest(worker_id=UNKNOWN_ID, incarnation=SOME_INCARNATION)
+    call = client.workers.StreamJobs(request, timeout=5)
     await _fails(_first_message(call), NOT_FOUND)
 
 
 async def test_stream_jobs_of_an_offline_worker_fails(client: Client) -> None:
-    worker_id = (await _register(client)).worker_id
-    await _deregister(client, worker_id)
+    registered = await _register(client)
+    await _deregister(client, registered)
     await _submit(client)
-    call = client.workers.StreamJobs(wpb.StreamJobsRequest(worker_id=worker_id), timeout=5)
+    request = wpb.StreamJobsRequest(
+        worker_id=registered.worker_id, incarnation=registered.incarnation
+    )
+    call = client.workers.StreamJobs(request, timeout=5)
     details = await _fails(_first_message(call), PRECONDITION)
     assert "OFFLINE" in details
 
@@ -315,7 +340,9 @@ async def test_ack_outcomes_come_back_in_request_order(client: Client) -> None:
     await _submit(client)
     await _submit(client)
     first, second = await worker.take(2, within=5)
-    wrong_attempt = wpb.JobAssignment(job_id=first.job_id, attempt=first.attempt + 5)
+    wrong_attempt = wpb.JobAssignment(
+        job_id=first.job_id, attempt=first.attempt + 5, claim_id=first.claim_id
+    )
     reply = await worker.ack([second, wrong_attempt, first])
     assert [(o.job_id, o.attempt, o.accepted) for o in reply.outcomes] == [
         (second.job_id, second.attempt, True),
@@ -339,14 +366,16 @@ async def test_an_ack_for_a_job_another_worker_holds_is_rejected(client: Client)
 
 async def test_ack_from_an_unknown_worker_is_not_found(client: Client) -> None:
     request = wpb.AckJobsRequest(
-        worker_id=UNKNOWN_ID, jobs=[wpb.JobAttempt(job_id=UNKNOWN_ID, attempt=1)]
+        worker_id=UNKNOWN_ID,
+        incarnation=SOME_INCARNATION,
+        jobs=[wpb.JobAttempt(job_id=UNKNOWN_ID, attempt=1)],
     )
     await _fails(client.workers.AckJobs(request, timeout=5), NOT_FOUND)
 
 
 async def test_a_repeated_ack_of_a_superseded_attempt_is_rejected(client: Client) -> None:
     old, [assignment] = await _running(client)
-    await _deregister(client, old.worker_id)  # released: PENDING, no retry used
+    await old.deregister()  # released: PENDING, no retry used
     await old.close()
     new = await ProtocolWorker(client).start()
     [again] = await new.take(1, within=5)
@@ -480,7 +509,7 @@ async def test_a_report_for_a_superseded_attempt_is_rejected_and_changes_nothing
     client: Client,
 ) -> None:
     old, [assignment] = await _running(client)
-    await _deregister(client, old.worker_id)
+    await old.deregister()
     await old.close()
     new = await ProtocolWorker(client).start()
     [again] = await new.take(1, within=5)
@@ -500,7 +529,7 @@ async def test_a_report_from_another_worker_is_rejected_and_changes_nothing(
     client: Client,
 ) -> None:
     holder, [assignment] = await _running(client)
-    intruder = (await _register(client)).worker_id
+    intruder = await _register(client)
     before = await _job(client, assignment.job_id)
     for outcome in (wpb.JOB_OUTCOME_SUCCEEDED, wpb.JOB_OUTCOME_FAILED, wpb.JOB_OUTCOME_SHUTDOWN):
         request = _result(intruder, assignment, outcome, result=b"mine")
@@ -520,9 +549,13 @@ async def test_a_report_with_an_unspecified_outcome_is_invalid(client: Client) -
 
 
 async def test_a_report_for_an_unknown_job_is_not_found(client: Client) -> None:
-    worker_id = (await _register(client)).worker_id
+    registered = await _register(client)
     request = wpb.ReportResultRequest(
-        worker_id=worker_id, job_id=UNKNOWN_ID, attempt=1, outcome=wpb.JOB_OUTCOME_SUCCEEDED
+        worker_id=registered.worker_id,
+        incarnation=registered.incarnation,
+        job_id=UNKNOWN_ID,
+        attempt=1,
+        outcome=wpb.JOB_OUTCOME_SUCCEEDED,
     )
     await _fails(client.workers.ReportResult(request, timeout=5), NOT_FOUND)
 
@@ -534,12 +567,14 @@ async def test_report_results_judges_each_item_alone(client: Client) -> None:
     worker, [a, b, c] = await _running(client, 3)
     request = wpb.ReportResultsRequest(
         worker_id=worker.worker_id,
+        incarnation=worker.incarnation,
         results=[
+            _result(worker, a, result=b"a"),
             wpb.ReportResultRequest(
-                job_id=a.job_id, attempt=a.attempt, outcome=wpb.JOB_OUTCOME_SUCCEEDED, result=b"a"
-            ),
-            wpb.ReportResultRequest(
-                job_id=b.job_id, attempt=b.attempt + 1, outcome=wpb.JOB_OUTCOME_SUCCEEDED
+                job_id=b.job_id,
+                attempt=b.attempt + 1,
+                claim_id=b.claim_id,
+                outcome=wpb.JOB_OUTCOME_SUCCEEDED,
             ),
             _result(worker, c, wpb.JOB_OUTCOME_FAILED, error_message="c broke"),
         ],
@@ -566,7 +601,9 @@ async def test_report_results_with_an_item_of_another_worker_is_invalid(client: 
     worker, [a, b] = await _running(client, 2)
     other = str(uuid.uuid4())
     request = wpb.ReportResultsRequest(
-        worker_id=worker.worker_id, results=[_result(worker, a), _result(other, b)]
+        worker_id=worker.worker_id,
+        incarnation=worker.incarnation,
+        results=[_result(worker, a), _result(other, b)],
     )
     details = await _fails(client.workers.ReportResults(request, timeout=5), INVALID)
     assert "result 1" in details
@@ -578,6 +615,7 @@ async def test_report_results_with_an_item_of_another_worker_is_invalid(client: 
 async def test_report_results_from_an_unknown_worker_is_not_found(client: Client) -> None:
     request = wpb.ReportResultsRequest(
         worker_id=UNKNOWN_ID,
+        incarnation=SOME_INCARNATION,
         results=[
             wpb.ReportResultRequest(job_id=UNKNOWN_ID, attempt=1, outcome=wpb.JOB_OUTCOME_SUCCEEDED)
         ],
@@ -590,26 +628,28 @@ async def test_report_results_from_an_unknown_worker_is_not_found(client: Client
 
 async def test_deregister_releases_held_jobs_at_once_and_ends_the_stream(db_dsn: str) -> None:
     async with running_server(db_dsn, NO_BACKOFF) as (_, client):
-        worker_id = (await _register(client, concurrency=2)).worker_id
-        stream = client.workers.StreamJobs(wpb.StreamJobsRequest(worker_id=worker_id))
+        registered = await _register(client, concurrency=2)
+        worker_id, incarnation = registered.worker_id, registered.incarnation
+        stream = client.workers.StreamJobs(
+            wpb.StreamJobsRequest(worker_id=worker_id, incarnation=incarnation)
+        )
 
         async def receive() -> wpb.JobAssignment:
             message = await asyncio.wait_for(stream.read(), timeout=5)
             assert isinstance(message, wpb.JobAssignment)
             return message
 
-        def attempt(a: wpb.JobAssignment) -> wpb.JobAttempt:
-            return wpb.JobAttempt(job_id=a.job_id, attempt=a.attempt)
-
         async def ack(a: wpb.JobAssignment) -> None:
-            request = wpb.AckJobsRequest(worker_id=worker_id, jobs=[attempt(a)])
+            request = wpb.AckJobsRequest(
+                worker_id=worker_id, incarnation=incarnation, jobs=[attempt_of(a)]
+            )
             await client.workers.AckJobs(request, timeout=5)
 
         # Job A: one failure (retry_count 1), then running again as attempt 2.
         retried_id = await _submit(client, payload=b"a")
         first = await receive()
         await ack(first)
-        failure = _result(worker_id, first, wpb.JOB_OUTCOME_FAILED, error_message="flaky")
+        failure = _result(registered, first, wpb.JOB_OUTCOME_FAILED, error_message="flaky")
         await client.workers.ReportResult(failure, timeout=5)
         second = await receive()
         assert (second.job_id, second.attempt, second.retry_count) == (retried_id, 2, 1)
@@ -618,7 +658,7 @@ async def test_deregister_releases_held_jobs_at_once_and_ends_the_stream(db_dsn:
         assigned_id = await _submit(client, payload=b"b")
         assert (await receive()).job_id == assigned_id
 
-        await _deregister(client, worker_id)
+        await _deregister(client, registered)
 
         assert (await _workers(client))[0].status == cpb.WORKER_STATUS_OFFLINE
         for job_id, retry_count, held_as in (
@@ -639,5 +679,15 @@ async def test_deregister_releases_held_jobs_at_once_and_ends_the_stream(db_dsn:
 
 
 async def test_deregister_of_an_unknown_worker_is_not_found(client: Client) -> None:
-    request = wpb.DeregisterRequest(worker_id=UNKNOWN_ID)
+    request = wpb.DeregisterRequest(worker_id=UNKNOWN_ID, incarnation=SOME_INCARNATION)
     await _fails(client.workers.Deregister(request, timeout=5), NOT_FOUND)
+
+
+async def test_register_tells_the_worker_the_heartbeat_timeout_itself(db_dsn: str) -> None:
+    """Not a rounded interval the worker multiplies back: with a 2 s timeout the worker once
+    believed 3 s and ran jobs on after the server had declared it lost."""
+    settings = {"scheduler.worker_heartbeat_timeout_s": 2.0}
+    async with running_server(db_dsn, settings) as (_, client):
+        reply = await _register(client, concurrency=1, queues=["default"])
+    assert reply.heartbeat_timeout_s == 2.0
+    assert reply.heartbeat_interval_s == 1

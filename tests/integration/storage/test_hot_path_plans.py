@@ -80,7 +80,9 @@ class Dataset:
 
     dsn: str
     claimer: uuid.UUID  # ONLINE, serves default and other, holds nothing
+    claimer_incarnation: uuid.UUID
     holder: uuid.UUID  # holds the HELD jobs
+    holder_incarnation: uuid.UUID
     running: list[AttemptRef]
     assigned: list[AttemptRef]
 
@@ -95,12 +97,15 @@ async def _fill(dsn: str, moment: str) -> Dataset:
         await pool.execute("INSERT INTO queues (name) VALUES ('other')")
         jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
         retired = uuid.uuid4()
-        await workers.worker_register(retired, "history", 1000, ["default"])
+        old = (await workers.worker_register(retired, "history", 1000, ["default"])).incarnation
         for _ in range(FINISHED // 1000):  # submitted, claimed, completed: four events each
             await jobs.jobs_insert([NewJob(uuid7(), "default", PAYLOAD) for _ in range(1000)])
-            claimed = await jobs.jobs_claim(retired, ["default"], 1000)
+            claimed = await jobs.jobs_claim(retired, ["default"], 1000, incarnation=old)
             await jobs.jobs_complete(
-                [Success(a.job.job_id, a.job.attempt, retired, b"null") for a in claimed]
+                [
+                    Success(a.job.job_id, a.job.attempt, retired, b"null", claim_id=a.claim_id)
+                    for a in claimed
+                ]
             )
         for queue, count in PENDING.items():
             for _ in range(count // 1000):
@@ -108,11 +113,10 @@ async def _fill(dsn: str, moment: str) -> Dataset:
         if moment == "backlog":
             await pool.execute("ANALYZE jobs; ANALYZE job_events")
         holder, claimer = uuid.uuid4(), uuid.uuid4()
-        await workers.worker_register(holder, "holder", HELD, ["default"])
-        await workers.worker_register(claimer, "claimer", 1000, ["default", "other"])
+        holding = (await workers.worker_register(holder, "holder", HELD, ["default"])).incarnation
+        claiming = await workers.worker_register(claimer, "claimer", 1000, ["default", "other"])
         held = [
-            AttemptRef(a.job.job_id, a.job.attempt, holder)
-            for a in await jobs.jobs_claim(holder, ["default"], HELD)
+            a.ref for a in await jobs.jobs_claim(holder, ["default"], HELD, incarnation=holding)
         ]
         assert len(held) == HELD
         running, assigned = held[: HELD // 2], held[HELD // 2 :]
@@ -124,7 +128,7 @@ async def _fill(dsn: str, moment: str) -> Dataset:
             await pool.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     finally:
         await pool.close()
-    return Dataset(dsn, claimer, holder, running, assigned)
+    return Dataset(dsn, claimer, claiming.incarnation, holder, holding, running, assigned)
 
 
 async def _admin(admin_dsn: str, statement: str) -> None:
@@ -253,6 +257,7 @@ def _columns(attempts: Sequence[AttemptRef]) -> list[object]:
         [a.job_id for a in attempts],
         [a.attempt for a in attempts],
         [a.worker_id for a in attempts],
+        [a.claim_id for a in attempts],
     ]
 
 
@@ -332,6 +337,9 @@ async def _events_of_running(data: Dataset) -> int:
 # - a submit reads neither table (an INSERT; its foreign key checks are triggers, not scans);
 # - a claim of `limit` reads at most `limit` entries of the claim index per queue (LIMIT in the
 #   per-queue LATERAL) and then finds each claimed job once by primary key: limit * (queues + 1);
+#   its suspect branch reads nothing more while there are no suspects (an empty probe of
+#   jobs_pending_suspect_idx per queue and one of jobs_held_suspect_idx), however many jobs the
+#   claiming worker holds (claim-by-a-busy-worker; test_claim_reads_one_suspect_... below);
 # - start, complete and release find each reported attempt once in the locking sub-select and
 #   once more in the UPDATE, both by primary key: 2 per attempt;
 # - jobs_lock_for_failure and jobs_apply_failure find each attempt once: 1 per attempt;
@@ -340,20 +348,33 @@ async def _events_of_running(data: Dataset) -> int:
 CASES = [
     Case("submit-1", "jobs_insert", False, _fixed(_submit(1)), 0),
     Case("submit-batch", "jobs_insert", False, _fixed(_submit(BATCH)), 0),
-    Case("claim-1", "jobs_claim", True, _fixed(lambda d: [d.claimer, ["default"], 1]), 1 * 2),
+    Case(
+        "claim-1",
+        "jobs_claim",
+        True,
+        _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation]),
+        1 * 2,
+    ),
     Case(
         "claim-batch",
         "jobs_claim",
         True,
-        _fixed(lambda d: [d.claimer, ["default"], BATCH]),
+        _fixed(lambda d: [d.claimer, ["default"], BATCH, d.claimer_incarnation]),
         BATCH * 2,
     ),
     Case(
         "claim-batch-two-queues",
         "jobs_claim",
         True,
-        _fixed(lambda d: [d.claimer, ["default", "other"], BATCH]),
+        _fixed(lambda d: [d.claimer, ["default", "other"], BATCH, d.claimer_incarnation]),
         BATCH * 3,
+    ),
+    Case(
+        "claim-by-a-busy-worker",  # holds HELD jobs, none of them a suspect
+        "jobs_claim",
+        True,
+        _fixed(lambda d: [d.holder, ["default"], BATCH, d.holder_incarnation]),
+        BATCH * 2,
     ),
     Case("start", "jobs_start", False, _fixed(lambda d: _columns(d.assigned[:BATCH])), BATCH * 2),
     Case(
@@ -450,7 +471,7 @@ async def test_without_jit_off_the_claim_is_jit_compiled_where_jit_exists(
             pytest.skip("the PostgreSQL of JQ_TEST_DSN has no JIT: the control cannot run")
         if not available:
             return
-        claim = _fixed(lambda d: [d.claimer, ["default"], 1])(dataset)
+        claim = _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation])(dataset)
         explained = await executed_plan(conn, "jobs_claim", claim, generic=True)
         above: float = await conn.fetchval("SELECT current_setting('jit_above_cost')::float8")
         version: int = await conn.fetchval("SELECT current_setting('server_version_num')::int")
@@ -492,7 +513,7 @@ async def test_claim_reads_no_job_that_is_not_due_yet(dataset: Dataset) -> None:
                    ORDER BY priority DESC, created_at, job_id LIMIT $1)""",
             DELAYED,
         )
-        return [dataset.claimer, ["default"], 1]
+        return [dataset.claimer, ["default"], 1, dataset.claimer_incarnation]
 
     pool = await create_claim_pool(dataset.dsn)
     try:
@@ -502,3 +523,63 @@ async def test_claim_reads_no_job_that_is_not_due_yet(dataset: Dataset) -> None:
         await pool.close()
     read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
     assert read <= 2, f"a claim of one job read {read:g} rows: {describe(explained)}"
+
+
+SUSPECTS = 50
+"""Jobs at the head of `default` interrupted twice (suspects) in the suspect claim test."""
+
+SUSPECT_INDEXES = {"jobs_pending_suspect_idx", "jobs_held_suspect_idx"}
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize("holding_one", [False, True], ids=["holding-none", "holding-one"])
+async def test_claim_reads_one_suspect_from_its_index_and_passes_the_others_by_filter(
+    dataset: Dataset, generic: bool, holding_one: bool
+) -> None:
+    """SUSPECTS suspects wait at the head of `default` (statistics taken without any, as after a
+    burst of lost workers). The claim finds the best of them through jobs_pending_suspect_idx
+    (one entry, never a sequential scan) and asks jobs_held_suspect_idx whether the
+    worker holds one (no walk over the jobs it holds); the ordinary branch passes the suspects
+    by its index scan's filter, reading nothing else. A worker holding a suspect takes none."""
+
+    async def prepare(conn: asyncpg.Connection) -> list[object]:
+        await conn.execute(
+            """UPDATE jobs SET interruptions = 2
+               WHERE job_id IN (
+                   SELECT job_id FROM jobs WHERE status = 'PENDING' AND queue_name = 'default'
+                   ORDER BY priority DESC, created_at, job_id LIMIT $1)""",
+            SUSPECTS,
+        )
+        if holding_one:
+            await conn.execute(
+                "UPDATE jobs SET interruptions = 2 WHERE job_id = $1", dataset.running[0].job_id
+            )
+            return [dataset.holder, ["default"], BATCH, dataset.holder_incarnation]
+        # One queue: before PostgreSQL 18, EXPLAIN rounds the rows per loop to an integer, so
+        # one suspect found in two loops (queues) would read as none.
+        return [dataset.claimer, ["default"], BATCH, dataset.claimer_incarnation]
+
+    pool = await create_claim_pool(dataset.dsn)
+    try:
+        async with pool.acquire() as conn:
+            explained = await executed_plan(conn, "jobs_claim", prepare, generic=generic)
+    finally:
+        await pool.close()
+    scans = scans_of(explained["Plan"])
+    by_index: dict[str, list[Plan]] = {}
+    for scan in scans:
+        by_index.setdefault(scan.get("Index Name", scan["Node Type"]), []).append(scan)
+    assert not [s for s in scans if "Seq Scan" in s["Node Type"]], describe(explained)
+    assert by_index.keys() >= SUSPECT_INDEXES, describe(explained)
+    held = sum(rows_read(s) for s in by_index["jobs_held_suspect_idx"])
+    assert held == (1 if holding_one else 0), describe(explained)
+    # One entry, and only when the worker holds no suspect (else not read at all).
+    pending = sum(rows_read(s) for s in by_index["jobs_pending_suspect_idx"])
+    assert pending == (0 if holding_one else 1), describe(explained)
+    # The ordinary branch: its BATCH jobs, plus the suspects it passed by its filter.
+    [ordinary] = by_index["jobs_pending_queue_claim_idx"]
+    assert ordinary.get("Rows Removed by Filter", 0) == SUSPECTS, describe(explained)
+    assert rows_read(ordinary) == BATCH + SUSPECTS, describe(explained)
+    # And the update finds the claimed jobs by primary key: BATCH, a suspect among them.
+    read = sum(rows_read(scan) for scan in scans)
+    assert read == held + pending + rows_read(ordinary) + BATCH, describe(explained)

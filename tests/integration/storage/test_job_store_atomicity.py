@@ -32,9 +32,15 @@ async def _break_job_events(pool: asyncpg.Pool) -> None:
     )
 
 
-async def _snapshot(pool: asyncpg.Pool) -> tuple[list[dict[str, object]], int]:
+async def _snapshot(pool: asyncpg.Pool) -> tuple[list[dict[str, object]], int, object]:
     rows = await pool.fetch("SELECT * FROM jobs ORDER BY job_id")
-    return [dict(r) for r in rows], await pool.fetchval("SELECT count(*) FROM job_events")
+    events = await pool.fetchval("SELECT count(*) FROM job_events")
+    incarnations = await pool.fetch("SELECT worker_id, incarnation FROM workers ORDER BY 1")
+    return [dict(r) for r in rows], events, [tuple(r) for r in incarnations]
+
+
+def _token(ref: AttemptRef) -> tuple[uuid.UUID, int, uuid.UUID, uuid.UUID | None]:
+    return ref.job_id, ref.attempt, ref.worker_id, ref.claim_id
 
 
 async def test_insert_writes_nothing_when_its_events_fail(pool: asyncpg.Pool) -> None:
@@ -46,13 +52,14 @@ async def test_insert_writes_nothing_when_its_events_fail(pool: asyncpg.Pool) ->
 
 async def test_every_transition_rolls_back_with_its_event(pool: asyncpg.Pool) -> None:
     jobs = PgJobStore(pool)
+    workers = PgWorkerStore(pool)
     worker_id = uuid.uuid4()
-    await PgWorkerStore(pool).worker_register(worker_id, "h", 8, ["default"])
+    incarnation = (await workers.worker_register(worker_id, "h", 8, ["default"])).incarnation
     ids = [uuid7() for _ in range(6)]
     await jobs.jobs_insert([NewJob(i, "default", b"") for i in ids])
     # Bring jobs into the states each transition starts from.
-    claimed = await jobs.jobs_claim(worker_id, ["default"], 4)
-    refs = [AttemptRef(a.job.job_id, a.job.attempt, worker_id) for a in claimed]
+    claimed = await jobs.jobs_claim(worker_id, ["default"], 4, incarnation=incarnation)
+    refs = [a.ref for a in claimed]
     await jobs.jobs_start(refs[1:])
     pending = [i for i in ids if i not in {r.job_id for r in refs}]
     await jobs.job_cancel(pending[1])
@@ -60,13 +67,18 @@ async def test_every_transition_rolls_back_with_its_event(pool: asyncpg.Pool) ->
     before = await _snapshot(pool)
 
     attempts = [
-        lambda: jobs.jobs_claim(worker_id, ["default"], 1),
+        lambda: jobs.jobs_claim(worker_id, ["default"], 1, incarnation=incarnation),
         lambda: jobs.jobs_start(refs[:1]),
-        lambda: jobs.jobs_complete([Success(refs[1].job_id, refs[1].attempt, worker_id, b"")]),
+        lambda: jobs.jobs_complete([Success(*_token(refs[1])[:3], b"", claim_id=refs[1].claim_id)]),
         lambda: jobs.jobs_fail(
-            [Failure(refs[2].job_id, refs[2].attempt, worker_id, "boom")], POLICY
+            [Failure(*_token(refs[2])[:3], "boom", claim_id=refs[2].claim_id)], POLICY
         ),
         lambda: jobs.jobs_release(refs[3:], Reason.WORKER_SHUTDOWN),
+        lambda: jobs.jobs_interrupt(refs[3:], Reason.WORKER_LOST, "no heartbeat"),
+        # A new process under the id: its incarnation is stored only with the release of what
+        # the previous one held (WORKER_RESTARTED).
+        lambda: workers.worker_register(worker_id, "h", 8, ["default"]),
+        lambda: workers.worker_deregister(worker_id, incarnation),
         lambda: jobs.job_cancel(pending[0]),
         lambda: jobs.job_retry_manual(pending[1]),
     ]

@@ -56,8 +56,10 @@ async def _claim(
     pool: asyncpg.Pool, worker_id: uuid.UUID, n: int, *, start: bool = False, queue: str = "default"
 ) -> list[AttemptRef]:
     jobs = PgJobStore(pool)
-    claimed = await jobs.jobs_claim(worker_id, [queue], n)
-    refs = [AttemptRef(a.job.job_id, a.job.attempt, worker_id) for a in claimed]
+    incarnation = (await PgWorkerStore(pool).worker_get(worker_id)).incarnation
+    assert incarnation is not None
+    claimed = await jobs.jobs_claim(worker_id, [queue], n, incarnation=incarnation)
+    refs = [a.ref for a in claimed]
     if start:
         assert all(r.accepted for r in (await jobs.jobs_start(refs)).results)
     return refs
@@ -98,8 +100,10 @@ async def test_mark_lost_takes_only_silent_live_workers(pool: asyncpg.Pool) -> N
     assert await _status(pool, held.job_id) is JobStatus.RUNNING
     assert await store.workers_mark_lost(TIMEOUT_S, None) == []
     # A lost worker's heartbeat does not revive it.
+    incarnation = (await workers.worker_get(silent_online)).incarnation
+    assert incarnation is not None
     with pytest.raises(Exception, match="not found"):
-        await workers.worker_heartbeat(silent_online, 0)
+        await workers.worker_heartbeat(silent_online, incarnation, 0)
 
 
 async def test_mark_lost_judges_staleness_by_the_given_now(pool: asyncpg.Pool) -> None:
@@ -163,10 +167,11 @@ async def test_unacknowledged_assignments_go_back_to_pending_without_a_retry(
         )
         assert (t.worker_id, t.attempt, t.queue_name) == (worker_id, 1, "default")
         job = await jobs.job_get(t.job_id)
-        assert (job.status, job.worker_id, job.retry_count, job.attempt) == (
+        assert (job.status, job.worker_id, job.retry_count, job.attempt, job.interruptions) == (
             JobStatus.PENDING,
             None,
             0,
+            1,
             1,
         )
         last = (await PgJobEventStore(pool).job_events_list(t.job_id))[-1]
@@ -177,14 +182,14 @@ async def test_unacknowledged_assignments_go_back_to_pending_without_a_retry(
             worker_id,
             1,
         )
-        assert last.detail == "not acknowledged within 30 s"
+        assert last.detail == "not acknowledged within 30 s; interruption 1 of 3 allowed"
     assert await _status(pool, running.job_id) is JobStatus.RUNNING
     # The worker's late acknowledgement of the expired attempt is refused.
     [late] = (await jobs.jobs_start(assigned[:1])).results
     assert not late.accepted
     assert await _status(pool, assigned[0].job_id) is JobStatus.PENDING
-    reclaimed = await jobs.jobs_claim(worker_id, ["default"], 5)
-    assert {a.job.attempt for a in reclaimed} == {2}
+    reclaimed = await _claim(pool, worker_id, 5)
+    assert {r.attempt for r in reclaimed} == {2}
 
 
 # --- TTL -------------------------------------------------------------------------------------

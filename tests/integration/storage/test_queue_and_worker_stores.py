@@ -183,11 +183,11 @@ async def test_queue_stats_counts_per_status(pool: asyncpg.Pool) -> None:
 async def test_worker_register_is_an_upsert(pool: asyncpg.Pool) -> None:
     workers = PgWorkerStore(pool)
     worker_id = uuid.uuid4()
-    first = await workers.worker_register(worker_id, "host-a", 4, ["default"])
+    first = (await workers.worker_register(worker_id, "host-a", 4, ["default"])).worker
     assert first.status is WorkerStatus.ONLINE
     assert first.queues == ("default",)
     await workers.worker_set_status(worker_id, WorkerStatus.OFFLINE)
-    again = await workers.worker_register(worker_id, "host-b", 8, ["a", "b"])
+    again = (await workers.worker_register(worker_id, "host-b", 8, ["a", "b"])).worker
     assert (again.hostname, again.concurrency, again.queues) == ("host-b", 8, ("a", "b"))
     assert again.status is WorkerStatus.ONLINE
     assert len(await workers.worker_list()) == 1
@@ -196,16 +196,17 @@ async def test_worker_register_is_an_upsert(pool: asyncpg.Pool) -> None:
 async def test_worker_heartbeat(pool: asyncpg.Pool) -> None:
     workers = PgWorkerStore(pool)
     worker_id = uuid.uuid4()
-    registered = await workers.worker_register(worker_id, "h", 2, ["default"])
-    beat = await workers.worker_heartbeat(worker_id, 2)
+    registration = await workers.worker_register(worker_id, "h", 2, ["default"])
+    registered, incarnation = registration.worker, registration.incarnation
+    beat = await workers.worker_heartbeat(worker_id, incarnation, 2)
     assert beat.active_job_count == 2
     assert beat.last_heartbeat >= registered.last_heartbeat
     with pytest.raises(WorkerNotFound):
-        await workers.worker_heartbeat(uuid.uuid4(), 0)
+        await workers.worker_heartbeat(uuid.uuid4(), incarnation, 0)
     # A worker declared OFFLINE must register again; its heartbeat does not revive it.
     await workers.worker_set_status(worker_id, WorkerStatus.OFFLINE)
     with pytest.raises(WorkerNotFound):
-        await workers.worker_heartbeat(worker_id, 0)
+        await workers.worker_heartbeat(worker_id, incarnation, 0)
     assert (await workers.worker_get(worker_id)).status is WorkerStatus.OFFLINE
 
 

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from jobq.domain.ids import uuid7
-from jobq.domain.records import AttemptRef, Failure, NewJob
+from jobq.domain.records import Assignment, AttemptRef, Failure, NewJob
 from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.job_events import PgJobEventStore
@@ -26,6 +26,13 @@ async def _worker(pool: asyncpg.Pool) -> uuid.UUID:
     return worker_id
 
 
+async def _claim(pool: asyncpg.Pool, worker_id: uuid.UUID) -> list[Assignment]:
+    """One job for the worker's current process (its stream's incarnation)."""
+    incarnation = (await PgWorkerStore(pool).worker_get(worker_id)).incarnation
+    assert incarnation is not None
+    return await PgJobStore(pool).jobs_claim(worker_id, ["default"], 1, incarnation=incarnation)
+
+
 async def _submit(pool: asyncpg.Pool, max_retries: int | None = None) -> uuid.UUID:
     job = NewJob(uuid7(), "default", b'{"command": ["id"]}', max_retries=max_retries)
     await PgJobStore(pool).jobs_insert([job])
@@ -33,7 +40,9 @@ async def _submit(pool: asyncpg.Pool, max_retries: int | None = None) -> uuid.UU
 
 
 def _refusal(ref: AttemptRef, message: str = REFUSAL) -> Failure:
-    return Failure(ref.job_id, ref.attempt, ref.worker_id, message, refused=True)
+    return Failure(
+        ref.job_id, ref.attempt, ref.worker_id, message, refused=True, claim_id=ref.claim_id
+    )
 
 
 async def _history(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[tuple[object, ...]]:
@@ -48,13 +57,14 @@ async def test_a_refusal_of_a_running_attempt_dead_letters_it_at_once(pool: asyn
     job_id = await _submit(pool, max_retries=5)
     worker_id = await _worker(pool)
     # One ordinary failure first: the refusal keeps the retry_count it finds.
-    [first] = await jobs.jobs_claim(worker_id, ["default"], 1)
-    first_ref = AttemptRef(job_id, first.job.attempt, worker_id)
+    [first] = await _claim(pool, worker_id)
+    first_ref = first.ref
     await jobs.jobs_start([first_ref])
-    await jobs.jobs_fail([Failure(job_id, first_ref.attempt, worker_id, "boom")], POLICY)
+    boom = Failure(job_id, first_ref.attempt, worker_id, "boom", claim_id=first_ref.claim_id)
+    await jobs.jobs_fail([boom], POLICY)
     await pool.execute("UPDATE jobs SET not_before = NULL WHERE job_id = $1", job_id)
-    [second] = await jobs.jobs_claim(worker_id, ["default"], 1)
-    ref = AttemptRef(job_id, second.job.attempt, worker_id)
+    [second] = await _claim(pool, worker_id)
+    ref = second.ref
     await jobs.jobs_start([ref])
     outcome = await jobs.jobs_fail([_refusal(ref)], POLICY, datetime(2030, 1, 1, tzinfo=UTC))
     assert [r.accepted for r in outcome.results] == [True]
@@ -82,8 +92,8 @@ async def test_a_refusal_applies_to_an_assigned_attempt_that_never_started(
     jobs = PgJobStore(pool)
     job_id = await _submit(pool)
     worker_id = await _worker(pool)
-    [a] = await jobs.jobs_claim(worker_id, ["default"], 1)
-    ref = AttemptRef(job_id, a.job.attempt, worker_id)
+    [a] = await _claim(pool, worker_id)
+    ref = a.ref
     [result] = (await jobs.jobs_fail([_refusal(ref)], POLICY)).results
     assert result.accepted
     job = await jobs.job_get(job_id)
@@ -100,20 +110,22 @@ async def test_refusals_are_fenced_like_every_failure(pool: asyncpg.Pool) -> Non
     jobs = PgJobStore(pool)
     job_id = await _submit(pool)
     holder, stranger = await _worker(pool), await _worker(pool)
-    [a] = await jobs.jobs_claim(holder, ["default"], 1)
-    await jobs.jobs_start([AttemptRef(job_id, a.job.attempt, holder)])
+    [a] = await _claim(pool, holder)
+    await jobs.jobs_start([a.ref])
     before = await jobs.job_get(job_id)
     events_before = await _history(pool, job_id)
     stale = [
-        AttemptRef(job_id, a.job.attempt, stranger),  # another worker
-        AttemptRef(job_id, a.job.attempt + 1, holder),  # an attempt that does not exist
+        AttemptRef(job_id, a.job.attempt, stranger, a.claim_id),  # another worker
+        AttemptRef(job_id, a.job.attempt + 1, holder, a.claim_id),  # no such attempt
+        AttemptRef(job_id, a.job.attempt, holder, uuid.uuid4()),  # another claim
+        AttemptRef(job_id, a.job.attempt, holder, None),  # no claim id at all
     ]
     for ref in stale:
         [rejected] = (await jobs.jobs_fail([_refusal(ref)], POLICY)).results
         assert not rejected.accepted
     assert await jobs.job_get(job_id) == before
     assert await _history(pool, job_id) == events_before
-    ref = AttemptRef(job_id, a.job.attempt, holder)
+    ref = a.ref
     [applied] = (await jobs.jobs_fail([_refusal(ref)], POLICY)).results
     assert applied.accepted
     after = await jobs.job_get(job_id)
@@ -129,10 +141,10 @@ async def test_a_refusal_after_a_re_assignment_changes_nothing(pool: asyncpg.Poo
     jobs = PgJobStore(pool)
     job_id = await _submit(pool)
     lost, rescuer = await _worker(pool), await _worker(pool)
-    [first] = await jobs.jobs_claim(lost, ["default"], 1)
-    old = AttemptRef(job_id, first.job.attempt, lost)
-    await jobs.jobs_release([old], Reason.ASSIGNMENT_TIMEOUT)
-    [second] = await jobs.jobs_claim(rescuer, ["default"], 1)
+    [first] = await _claim(pool, lost)
+    old = first.ref
+    await jobs.jobs_interrupt([old], Reason.ASSIGNMENT_TIMEOUT, "not acknowledged")
+    [second] = await _claim(pool, rescuer)
     before = await jobs.job_get(job_id)
     [late] = (await jobs.jobs_fail([_refusal(old)], POLICY)).results
     assert not late.accepted
@@ -142,7 +154,7 @@ async def test_a_refusal_after_a_re_assignment_changes_nothing(pool: asyncpg.Poo
 
 
 async def test_refusals_and_failures_are_not_mixed_in_one_call(pool: asyncpg.Pool) -> None:
-    ref = AttemptRef(uuid.uuid4(), 1, uuid.uuid4())
-    mixed = [_refusal(ref), Failure(ref.job_id, 2, ref.worker_id, "boom")]
+    ref = AttemptRef(uuid.uuid4(), 1, uuid.uuid4(), uuid.uuid4())
+    mixed = [_refusal(ref), Failure(ref.job_id, 2, ref.worker_id, "boom", claim_id=ref.claim_id)]
     with pytest.raises(ValueError, match="share their reason and refused flag"):
         await PgJobStore(pool).jobs_fail(mixed, POLICY)

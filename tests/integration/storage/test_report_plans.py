@@ -27,7 +27,7 @@ TABLE = 20_000  # enough jobs that reading the whole table is not the cheap way
 HELD = 400
 REPORTED = 150
 
-Attempts = tuple[list[uuid.UUID], list[int], list[uuid.UUID]]
+Attempts = tuple[list[uuid.UUID], list[int], list[uuid.UUID], list[uuid.UUID | None]]
 
 
 def _scans_of_jobs(plan: Any) -> list[dict[str, Any]]:
@@ -46,21 +46,26 @@ def _scans_of_jobs(plan: Any) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def held(pool: asyncpg.Pool) -> Attempts:
-    """(job ids, attempts, worker ids) of REPORTED of the HELD jobs one worker holds, in a
-    table of TABLE jobs."""
+    """(job ids, attempts, worker ids, claim ids) of REPORTED of the HELD jobs one worker
+    holds, in a table of TABLE jobs."""
     jobs = PgJobStore(pool)
     for _ in range(TABLE // 1000):
         await jobs.jobs_insert([NewJob(uuid7(), "default", b"{}") for _ in range(1000)])
     await pool.execute("ANALYZE jobs")  # statistics from before any job was held
     worker_id = uuid.uuid4()
-    await PgWorkerStore(pool).worker_register(worker_id, "plan-host", HELD, ["default"])
-    claimed = await jobs.jobs_claim(worker_id, ["default"], HELD)
+    registration = await PgWorkerStore(pool).worker_register(
+        worker_id, "plan-host", HELD, ["default"]
+    )
+    claimed = await jobs.jobs_claim(
+        worker_id, ["default"], HELD, incarnation=registration.incarnation
+    )
     assert len(claimed) == HELD
     reported = claimed[:REPORTED]
     return (
         [a.job.job_id for a in reported],
         [a.job.attempt for a in reported],
         [worker_id] * REPORTED,
+        [a.claim_id for a in reported],
     )
 
 
@@ -71,6 +76,7 @@ async def held(pool: asyncpg.Pool) -> Attempts:
         ("jobs_complete", ([b"null"] * REPORTED,)),
         ("jobs_lock_for_failure", (["ASSIGNED", "RUNNING"],)),
         ("jobs_release", ("WORKER_SHUTDOWN",)),
+        ("jobs_interrupt", ("WORKER_LOST", "no heartbeat", ["ASSIGNED", "RUNNING"])),
     ],
 )
 async def test_each_reported_attempt_is_one_index_hit(

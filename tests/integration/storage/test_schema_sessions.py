@@ -72,8 +72,10 @@ async def test_the_stores_use_jobq_s_tables_not_the_application_s(jobq_schema_ds
         job_id = uuid7()
         await jobs.jobs_insert([NewJob(job_id, "default", b"{}")])
         worker_id = uuid.uuid4()
-        await PgWorkerStore(pool).worker_register(worker_id, "host", 4, ["default"])
-        [claimed] = await jobs.jobs_claim(worker_id, ["default"], 10)
+        registration = await PgWorkerStore(pool).worker_register(worker_id, "host", 4, ["default"])
+        [claimed] = await jobs.jobs_claim(
+            worker_id, ["default"], 10, incarnation=registration.incarnation
+        )
         assert claimed.job.job_id == job_id
         assert (await jobs.job_get(job_id)).status is JobStatus.ASSIGNED
     finally:

@@ -159,11 +159,19 @@ def test_admin_views() -> None:
     assert "PENDING 4  ASSIGNED 0" in text
     assert "postgres   UNHEALTHY  down" in text
     stats = apb.GetQueueStatsResponse(
-        stats=apb.QueueStats(queue_name="q", pending=2, oldest_pending_age_s=90)
+        stats=apb.QueueStats(
+            queue_name="q",
+            pending=2,
+            oldest_pending_age_s=90,
+            max_interruptions=3,
+            total_interruptions=5,
+        )
     )
     text = render(stats, lambda: admin_tables.queue_stats(stats))
-    assert "PENDING         2" in text
-    assert "Oldest pending  1m30s" in text
+    assert "PENDING              2" in text
+    assert "Oldest pending       1m30s" in text
+    assert "Max interruptions    3" in text
+    assert "Total interruptions  5" in text
 
 
 def test_previews_are_one_short_line() -> None:

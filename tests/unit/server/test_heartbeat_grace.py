@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from jobq.domain.retry import RetryPolicy
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 
 
@@ -38,7 +37,6 @@ async def test_no_run_before_a_timeout_of_contact_and_again_after_an_outage() ->
     monitor = HeartbeatMonitor(
         maintenance,  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
-        RetryPolicy(),
         timeout_s=0.2,
         interval_s=60,
         probe=probe,
@@ -54,6 +52,29 @@ async def test_no_run_before_a_timeout_of_contact_and_again_after_an_outage() ->
     probe.fail = False
     await monitor._tick()
     assert maintenance.runs == 1  # back from an outage: a new grace period
+    await asyncio.sleep(0.25)
+    await monitor._tick()
+    assert maintenance.runs == 2
+
+
+async def test_a_tick_long_overdue_starts_a_new_grace_period() -> None:
+    """A server paused (SIGSTOP) longer than the heartbeat timeout heard no heartbeat
+    meanwhile: on waking it must not declare every worker lost at once."""
+    maintenance, probe = _Maintenance(), _Probe()
+    monitor = HeartbeatMonitor(
+        maintenance,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        timeout_s=0.2,
+        interval_s=0.05,
+        probe=probe,
+    )
+    await monitor._tick()
+    await asyncio.sleep(0.25)
+    await monitor._tick()
+    assert maintenance.runs == 1
+    await asyncio.sleep(1.2)  # no tick for far longer than the interval: a pause
+    await monitor._tick()
+    assert maintenance.runs == 1
     await asyncio.sleep(0.25)
     await monitor._tick()
     assert maintenance.runs == 2

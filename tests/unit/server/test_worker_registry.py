@@ -18,8 +18,8 @@ def test_no_connected_worker_takes_nothing() -> None:
 
 def test_free_slots_of_the_workers_serving_each_queue_must_cover_its_jobs() -> None:
     registry = WorkerRegistry()
-    registry.attach(uuid.uuid4(), ["default"], concurrency=2)
-    registry.attach(uuid.uuid4(), ["default", "emails"], concurrency=1)
+    registry.attach(uuid.uuid4(), ["default"], concurrency=2, incarnation=uuid.uuid4())
+    registry.attach(uuid.uuid4(), ["default", "emails"], concurrency=1, incarnation=uuid.uuid4())
     assert registry.can_take(_jobs("default", 3))
     assert not registry.can_take(_jobs("default", 4))
     assert registry.can_take(_jobs("emails", 1))
@@ -30,8 +30,27 @@ def test_free_slots_of_the_workers_serving_each_queue_must_cover_its_jobs() -> N
 
 def test_held_slots_and_draining_workers_do_not_count() -> None:
     registry = WorkerRegistry()
-    busy, _ = registry.attach(uuid.uuid4(), ["default"], concurrency=2, held=[(uuid.uuid4(), 1)])
+    busy, _ = registry.attach(
+        uuid.uuid4(),
+        ["default"],
+        concurrency=2,
+        held=[(uuid.uuid4(), 1)],
+        incarnation=uuid.uuid4(),
+    )
     assert registry.can_take(_jobs("default", 1))
     assert not registry.can_take(_jobs("default", 2))
     busy.draining = True
     assert not registry.can_take(_jobs("default", 1))
+
+
+def test_a_stream_of_a_superseded_process_is_closed_and_takes_nothing() -> None:
+    registry = WorkerRegistry()
+    worker_id, old, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    stream, _ = registry.attach(worker_id, ["default"], concurrency=2, incarnation=old)
+    assert not registry.close_superseded(worker_id, old)  # its own process: left alone
+    assert not stream.closed
+    assert registry.close_superseded(worker_id, new)
+    assert stream.closed
+    assert stream.free_slots == 0
+    assert not registry.can_take(_jobs("default", 1))
+    assert not registry.close_superseded(uuid.uuid4(), new)  # no stream here: nothing to do

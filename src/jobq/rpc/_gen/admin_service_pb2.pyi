@@ -24,14 +24,16 @@ COMPONENT_STATE_UNHEALTHY: ComponentState
 COMPONENT_STATE_DISABLED: ComponentState
 
 class CreateQueueRequest(_message.Message):
-    __slots__ = ("name", "max_retries", "ttl_seconds")
+    __slots__ = ("name", "max_retries", "ttl_seconds", "max_interruptions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     max_retries: int
     ttl_seconds: int
-    def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    max_interruptions: int
+    def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ..., ttl_seconds: _Optional[int] = ..., max_interruptions: _Optional[int] = ...) -> None: ...
 
 class CreateQueueResponse(_message.Message):
     __slots__ = ("queue",)
@@ -70,7 +72,7 @@ class GetQueueStatsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries")
+    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions")
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,8 @@ class QueueStats(_message.Message):
     DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
     OLDEST_PENDING_AGE_S_FIELD_NUMBER: _ClassVar[int]
     TOTAL_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     queue_name: str
     pending: int
     assigned: int
@@ -89,7 +93,9 @@ class QueueStats(_message.Message):
     dead_lettered: int
     oldest_pending_age_s: float
     total_retries: int
-    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ...) -> None: ...
+    max_interruptions: int
+    total_interruptions: int
+    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ...) -> None: ...
 
 class GetQueueStatsResponse(_message.Message):
     __slots__ = ("stats",)

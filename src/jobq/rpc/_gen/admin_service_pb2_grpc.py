@@ -88,7 +88,8 @@ class AdminServiceServicer:
 
     def CreateQueue(self, request, context):
         """Creates a queue. ALREADY_EXISTS: the name is taken. INVALID_ARGUMENT: bad name
-        ([A-Za-z0-9_.-]{1,128}), max_retries outside 0..1000, negative ttl_seconds.
+        ([A-Za-z0-9_.-]{1,128}), max_retries or max_interruptions outside 0..1000, negative
+        ttl_seconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

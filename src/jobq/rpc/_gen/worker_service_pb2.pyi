@@ -33,44 +33,54 @@ JOB_OUTCOME_SHUTDOWN: JobOutcome
 JOB_OUTCOME_REFUSED: JobOutcome
 
 class RegisterWorkerRequest(_message.Message):
-    __slots__ = ("worker_id", "hostname", "concurrency", "queues", "version")
+    __slots__ = ("worker_id", "hostname", "concurrency", "queues", "version", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     concurrency: int
     queues: _containers.RepeatedScalarFieldContainer[str]
     version: str
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., concurrency: _Optional[int] = ..., queues: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., concurrency: _Optional[int] = ..., queues: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkerResponse(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_interval_s")
+    __slots__ = ("worker_id", "heartbeat_interval_s", "incarnation", "heartbeat_timeout_s")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_interval_s: int
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ...) -> None: ...
+    incarnation: str
+    heartbeat_timeout_s: float
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ..., incarnation: _Optional[str] = ..., heartbeat_timeout_s: _Optional[float] = ...) -> None: ...
 
 class JobAttempt(_message.Message):
-    __slots__ = ("job_id", "attempt")
+    __slots__ = ("job_id", "attempt", "claim_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    claim_id: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., claim_id: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "active_job_count", "running")
+    __slots__ = ("worker_id", "active_job_count", "running", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_JOB_COUNT_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     active_job_count: int
     running: _containers.RepeatedCompositeFieldContainer[JobAttempt]
-    def __init__(self, worker_id: _Optional[str] = ..., active_job_count: _Optional[int] = ..., running: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., active_job_count: _Optional[int] = ..., running: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("commands",)
@@ -79,13 +89,15 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[WorkerCommand, str]]] = ...) -> None: ...
 
 class StreamJobsRequest(_message.Message):
-    __slots__ = ("worker_id",)
+    __slots__ = ("worker_id", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class JobAssignment(_message.Message):
-    __slots__ = ("job_id", "queue_name", "payload", "attempt", "worker_id", "priority", "retry_count", "max_retries", "timeout_s", "created_at")
+    __slots__ = ("job_id", "queue_name", "payload", "attempt", "worker_id", "priority", "retry_count", "max_retries", "timeout_s", "created_at", "claim_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +108,7 @@ class JobAssignment(_message.Message):
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queue_name: str
     payload: bytes
@@ -106,7 +119,8 @@ class JobAssignment(_message.Message):
     max_retries: int
     timeout_s: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., priority: _Optional[int] = ..., retry_count: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    claim_id: str
+    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., priority: _Optional[int] = ..., retry_count: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claim_id: _Optional[str] = ...) -> None: ...
 
 class JobAssignmentBatch(_message.Message):
     __slots__ = ("assignments",)
@@ -115,12 +129,14 @@ class JobAssignmentBatch(_message.Message):
     def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ...) -> None: ...
 
 class AckJobsRequest(_message.Message):
-    __slots__ = ("worker_id", "jobs")
+    __slots__ = ("worker_id", "jobs", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     jobs: _containers.RepeatedCompositeFieldContainer[JobAttempt]
-    def __init__(self, worker_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class AckJobsResponse(_message.Message):
     __slots__ = ("outcomes",)
@@ -129,32 +145,38 @@ class AckJobsResponse(_message.Message):
     def __init__(self, outcomes: _Optional[_Iterable[_Union[AttemptOutcome, _Mapping]]] = ...) -> None: ...
 
 class ReportResultRequest(_message.Message):
-    __slots__ = ("worker_id", "job_id", "attempt", "outcome", "result", "error_message")
+    __slots__ = ("worker_id", "job_id", "attempt", "outcome", "result", "error_message", "claim_id", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     job_id: str
     attempt: int
     outcome: JobOutcome
     result: bytes
     error_message: str
-    def __init__(self, worker_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[JobOutcome, str]] = ..., result: _Optional[bytes] = ..., error_message: _Optional[str] = ...) -> None: ...
+    claim_id: str
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., outcome: _Optional[_Union[JobOutcome, str]] = ..., result: _Optional[bytes] = ..., error_message: _Optional[str] = ..., claim_id: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class ReportResultResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ReportResultsRequest(_message.Message):
-    __slots__ = ("worker_id", "results")
+    __slots__ = ("worker_id", "results", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     results: _containers.RepeatedCompositeFieldContainer[ReportResultRequest]
-    def __init__(self, worker_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ReportResultRequest, _Mapping]]] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ReportResultRequest, _Mapping]]] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class ReportResultsResponse(_message.Message):
     __slots__ = ("outcomes",)
@@ -175,10 +197,12 @@ class AttemptOutcome(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class DeregisterRequest(_message.Message):
-    __slots__ = ("worker_id",)
+    __slots__ = ("worker_id", "incarnation")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class DeregisterResponse(_message.Message):
     __slots__ = ()

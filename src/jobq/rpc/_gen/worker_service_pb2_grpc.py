@@ -83,7 +83,13 @@ class WorkerServiceServicer:
 
     def RegisterWorker(self, request, context):
         """Upserts the worker as ONLINE with last_heartbeat now; generates worker_id when empty.
-        INVALID_ARGUMENT: concurrency < 1, no queues, bad queue name.
+        Without an incarnation (a process's first registration) the server issues a new one, and
+        if the worker id was registered before, the jobs it holds (left by a previous process) go
+        back to PENDING at once (WORKER_RESTARTED, an interruption) in the same transaction. With
+        the incarnation the process was given (a reconnect), it keeps its jobs.
+        INVALID_ARGUMENT: concurrency < 1, no queues, bad queue name, malformed incarnation.
+        FAILED_PRECONDITION: the incarnation is not the worker's current one (a newer process
+        registered under this id); the process must stop, not register again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +97,8 @@ class WorkerServiceServicer:
 
     def Heartbeat(self, request, context):
         """Records liveness; the response carries commands (drain, shutdown) for the worker.
-        NOT_FOUND: unknown worker (the worker registers again).
+        NOT_FOUND: unknown worker (the worker registers again). FAILED_PRECONDITION: superseded
+        incarnation, or none presented; nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,7 +106,8 @@ class WorkerServiceServicer:
 
     def StreamJobs(self, request, context):
         """Assignments for this worker, never more than its free slots; open until the worker
-        disconnects, deregisters or is shut down. NOT_FOUND: unknown worker.
+        disconnects, deregisters or is shut down. NOT_FOUND: unknown worker. FAILED_PRECONDITION:
+        the worker is OFFLINE, or the incarnation is superseded or missing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,8 +122,9 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AckJobs(self, request, context):
-        """Start acknowledgements: ASSIGNED → RUNNING (reason STARTED) for each current attempt; a stale
+        """Start acknowledgements: ASSIGNED → RUNNING (reason STARTED) for each current claim; a stale
         one gets accepted = false and is no longer this worker's to run. NOT_FOUND: unknown worker.
+        FAILED_PRECONDITION: superseded incarnation, or none presented; nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +133,8 @@ class WorkerServiceServicer:
     def ReportResult(self, request, context):
         """Ends a RUNNING attempt: DONE, FAILED (then retried or dead-lettered), DEAD_LETTERED via
         FAILED (REFUSED, also from ASSIGNED) or PENDING (SHUTDOWN, no retry used).
-        FAILED_PRECONDITION: stale attempt, nothing changes; an exact duplicate succeeds.
+        FAILED_PRECONDITION: stale claim (attempt or claim id), nothing changes; an exact duplicate
+        succeeds. FAILED_PRECONDITION too: superseded incarnation, or none presented.
         NOT_FOUND: unknown job. INVALID_ARGUMENT: outcome unspecified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -134,6 +144,7 @@ class WorkerServiceServicer:
     def ReportResults(self, request, context):
         """ReportResult for many attempts, each judged alone: a stale one gets accepted = false.
         NOT_FOUND: unknown worker. INVALID_ARGUMENT: an item's worker_id differs from the batch's.
+        FAILED_PRECONDITION: superseded incarnation, or none presented; nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,7 +152,8 @@ class WorkerServiceServicer:
 
     def Deregister(self, request, context):
         """OFFLINE, stream closed; jobs the worker still holds go back to PENDING at once
-        (WORKER_SHUTDOWN, no retry used). NOT_FOUND: unknown worker.
+        (WORKER_SHUTDOWN, no retry used). NOT_FOUND: unknown worker. FAILED_PRECONDITION:
+        superseded incarnation, or none presented; nothing changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -2,7 +2,8 @@
 
 Every status change runs as one statement that also inserts its job_events rows (see
 `sql/jobs.sql`), so a batch costs one round trip and the history can never disagree with the
-job. Reports are fenced: they apply only to the attempt a worker currently holds.
+job. Reports are fenced: they apply only to the claim a worker currently holds (job, attempt,
+worker and the claim's random id).
 """
 
 from __future__ import annotations
@@ -126,9 +127,12 @@ class PgJobStore:
     # --- dispatch and worker reports --------------------------------------------------------
 
     async def jobs_claim(
-        self, worker_id: UUID, queues: Sequence[str], limit: int
+        self, worker_id: UUID, queues: Sequence[str], limit: int, *, incarnation: UUID
     ) -> list[Assignment]:
-        """Claim up to `limit` eligible jobs of `queues` for a worker, in claim order."""
+        """Claim up to `limit` eligible jobs of `queues` for a worker whose stream belongs to
+        its process `incarnation`, in claim order; nothing when that worker is not ONLINE or
+        another process registered under its id since. Each claim gets a new random claim
+        id."""
         if limit <= 0 or not queues:
             return []
         # The claim must walk jobs_pending_queue_claim_idx in order and stop at its limit. Queue
@@ -137,17 +141,18 @@ class PgJobStore:
         # 0.4 ms per claim with 20,000 pending). Sorting is what that plan needs and the
         # ordered index scan does not, so claims run with sorting discouraged. A claim commits
         # without waiting for its WAL flush (a lost claim only re-runs the job).
+        args = (worker_id, list(queues), limit, incarnation)
         if self._claim_pool is not None:
-            rows = await self._claim_pool.fetch(query("jobs_claim"), worker_id, list(queues), limit)
+            rows = await self._claim_pool.fetch(query("jobs_claim"), *args)
         else:
             async with self._pool.acquire() as conn, conn.transaction():
                 # The settings of the claim pool's sessions (see create_claim_pool).
                 await conn.execute(settings_statement(CLAIM_SESSION_SETTINGS, local=True))
-                rows = await conn.fetch(query("jobs_claim"), worker_id, list(queues), limit)
-        return [Assignment(job=job_from_row(row), timeout_s=row["ttl_seconds"]) for row in rows]
+                rows = await conn.fetch(query("jobs_claim"), *args)
+        return [Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"]) for row in rows]
 
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome:
-        """Start acknowledgements: ASSIGNED → RUNNING for attempts still current."""
+        """Start acknowledgements: ASSIGNED → RUNNING for claims still current."""
         if not attempts:
             return ReportOutcome([], [])
         rows = await self._pool.fetch(query("jobs_start"), *_attempt_columns(attempts))
@@ -160,7 +165,7 @@ class PgJobStore:
         before it; see the jobs_complete statement)."""
         if not successes:
             return ReportOutcome([], [])
-        refs = [AttemptRef(s.job_id, s.attempt, s.worker_id) for s in successes]
+        refs = [AttemptRef(s.job_id, s.attempt, s.worker_id, s.claim_id) for s in successes]
         rows = await self._pool.fetch(
             query("jobs_complete"), *_attempt_columns(refs), [s.result for s in successes]
         )
@@ -184,10 +189,11 @@ class PgJobStore:
         """Failed attempts: FAILED, then PENDING with backoff or DEAD_LETTERED (retry policy;
         at once, reason REFUSED, for attempts the worker refused).
 
-        A worker's own report (reason FAILED) applies to RUNNING attempts; a rescue by the
-        heartbeat monitor (WORKER_LOST) and a refusal to ASSIGNED or RUNNING ones (a worker
-        does not acknowledge the start of a job it refuses: it never started). Failures of one
-        call share their reason and their `refused` flag.
+        A worker's own report (reason FAILED) applies to RUNNING attempts; a refusal to
+        ASSIGNED or RUNNING ones (a worker does not acknowledge the start of a job it refuses:
+        it never started). Failures of one call share their reason and their `refused` flag.
+        (Interruptions — a lost or restarted worker, an assignment timeout — are not failures:
+        see `jobs_interrupt`.)
         """
         if not failures:
             return ReportOutcome([], [])
@@ -200,7 +206,7 @@ class PgJobStore:
             if reason is Reason.FAILED and not refused
             else [JobStatus.ASSIGNED.value, JobStatus.RUNNING.value]
         )
-        refs = [AttemptRef(f.job_id, f.attempt, f.worker_id) for f in failures]
+        refs = [AttemptRef(f.job_id, f.attempt, f.worker_id, f.claim_id) for f in failures]
         errors = {(f.job_id, f.attempt): f.error_message for f in failures}
         rows: list[asyncpg.Record] = []
         async with self._pool.acquire() as conn, conn.transaction():
@@ -233,14 +239,29 @@ class PgJobStore:
         return ReportOutcome(results, _transitions(rows, first_reason=reason))
 
     async def jobs_release(self, attempts: Sequence[AttemptRef], reason: Reason) -> ReportOutcome:
-        """ASSIGNED/RUNNING → PENDING without consuming a retry (WORKER_SHUTDOWN,
-        ASSIGNMENT_TIMEOUT, DELIVERY_FAILED)."""
+        """ASSIGNED/RUNNING → PENDING without consuming a retry or counting an interruption
+        (WORKER_SHUTDOWN, DELIVERY_FAILED)."""
         if not attempts:
             return ReportOutcome([], [])
         rows = await self._pool.fetch(
             query("jobs_release"), *_attempt_columns(attempts), reason.value
         )
         return ReportOutcome(await self._results(attempts, rows, reason), _transitions(rows))
+
+    async def jobs_interrupt(
+        self, attempts: Sequence[AttemptRef], reason: Reason, detail: str
+    ) -> list[Transition]:
+        """Deliveries that ended without a result from the worker (`reason`: WORKER_LOST,
+        WORKER_RESTARTED or ASSIGNMENT_TIMEOUT; `detail` says what happened): ASSIGNED/RUNNING
+        → PENDING at once with interruptions + 1 and no retry used, or DEAD_LETTERED (POISON)
+        for a job interrupted more often than its queue's max_interruptions. Fenced like the
+        reports: claims no longer current are left alone."""
+        if not attempts:
+            return []
+        async with self._pool.acquire() as conn:
+            return await interrupt_claims(
+                conn, attempts, reason, detail, (JobStatus.ASSIGNED, JobStatus.RUNNING)
+            )
 
     async def jobs_count_by_status(self) -> dict[JobStatus, int]:
         rows = await self._pool.fetch(query("jobs_count_by_status"))
@@ -253,8 +274,8 @@ class PgJobStore:
         return {(row["queue_name"], JobStatus(row["status"])): row["n"] for row in rows}
 
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]:
-        rows = await self._pool.fetch(query("jobs_held_by_worker"), worker_id)
-        return [AttemptRef(row["job_id"], row["attempt"], worker_id) for row in rows]
+        async with self._pool.acquire() as conn:
+            return await held_by_worker(conn, worker_id)
 
     async def _results(
         self,
@@ -276,13 +297,14 @@ class PgJobStore:
                 (r["job_id"], r["attempt"])
                 for r in earlier
                 if r["reason"] == duplicate_reason
-                # A repeated start is only "yours, go on" while the attempt is still current
+                # A repeated start is only "yours, go on" while the claim is still current
                 # and yours: a superseded one must be refused so the worker stops running it.
                 and (
                     duplicate_reason is not Reason.STARTED
                     or (
                         r["current_attempt"] == r["attempt"]
                         and r["current_worker"] == r["worker_id"]
+                        and r["current_claim"]
                     )
                 )
             }
@@ -298,7 +320,7 @@ class PgJobStore:
         return results
 
 
-_STALE = "attempt is no longer current or not held by this worker"
+_STALE = "attempt is no longer current or not held by this worker under this claim"
 
 
 def _transitions(
@@ -317,10 +339,66 @@ def _transitions(
     return transitions
 
 
-def _attempt_columns(attempts: Sequence[AttemptRef]) -> tuple[list[UUID], list[int], list[UUID]]:
-    """The (job ids, attempts, worker ids) arrays the batch statements unnest."""
+def _attempt_columns(
+    attempts: Sequence[AttemptRef],
+) -> tuple[list[UUID], list[int], list[UUID], list[UUID | None]]:
+    """The (job ids, attempts, worker ids, claim ids) arrays the batch statements unnest."""
     return (
         [a.job_id for a in attempts],
         [a.attempt for a in attempts],
         [a.worker_id for a in attempts],
+        [a.claim_id for a in attempts],
     )
+
+
+# --- shared with the worker and maintenance stores, which run them in their own transactions --
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""A connection, or one acquired from a pool."""
+
+
+async def held_by_worker(conn: Conn, worker_id: UUID) -> list[AttemptRef]:
+    """The claims (ASSIGNED or RUNNING) a worker holds, as their fencing tokens."""
+    rows = await conn.fetch(query("jobs_held_by_worker"), worker_id)
+    return [AttemptRef(row["job_id"], row["attempt"], worker_id, row["claim_id"]) for row in rows]
+
+
+async def interrupt_claims(
+    conn: Conn,
+    attempts: Sequence[AttemptRef],
+    reason: Reason,
+    detail: str,
+    from_statuses: Sequence[JobStatus],
+) -> list[Transition]:
+    """Run jobs_interrupt on `conn` (see PgJobStore.jobs_interrupt) for the claims in one of
+    `from_statuses`; returns the applied transitions. A poison job that was RUNNING stands for
+    two: RUNNING → FAILED (`reason`) → DEAD_LETTERED (POISON)."""
+    if not reason.is_interruption:
+        raise ValueError(f"{reason} is not an interruption")
+    if not attempts:
+        return []
+    rows = await conn.fetch(
+        query("jobs_interrupt"),
+        *_attempt_columns(attempts),
+        reason.value,
+        detail,
+        [status.value for status in from_statuses],
+    )
+    transitions: list[Transition] = []
+    for row in rows:
+        if row["reason"] == Reason.POISON.value and row["from_status"] == JobStatus.RUNNING.value:
+            transitions.append(transition_from_row(row, to_status=JobStatus.FAILED, reason=reason))
+            transitions.append(transition_from_row(row, from_status=JobStatus.FAILED))
+        else:
+            transitions.append(transition_from_row(row))
+    return transitions
+
+
+async def release_claims(
+    conn: Conn, attempts: Sequence[AttemptRef], reason: Reason
+) -> list[Transition]:
+    """Run jobs_release on `conn` (see PgJobStore.jobs_release); returns the transitions."""
+    if not attempts:
+        return []
+    rows = await conn.fetch(query("jobs_release"), *_attempt_columns(attempts), reason.value)
+    return _transitions(rows)

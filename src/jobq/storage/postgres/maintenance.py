@@ -15,6 +15,8 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
+from jobq.domain.states import JobStatus, Reason
+from jobq.storage.postgres.jobs import interrupt_claims
 from jobq.storage.postgres.rows import transition_from_row
 from jobq.storage.queries import query
 
@@ -31,7 +33,8 @@ class PgMaintenanceStore:
     ) -> list[UUID]:
         """Mark ONLINE/DRAINING workers without a heartbeat for `timeout_s` OFFLINE; returns
         the ids this call marked (a worker another replica is marking is skipped, not waited
-        for). Their jobs are rescued separately, through the JobStore's fenced failure path."""
+        for). Their jobs are rescued separately, through the JobStore's fenced interruption
+        path (JobStore.jobs_interrupt)."""
         _check_limit(limit)
         rows = await self._pool.fetch(query("workers_mark_lost"), float(timeout_s), now, limit)
         return [row["worker_id"] for row in rows]
@@ -39,27 +42,42 @@ class PgMaintenanceStore:
     async def jobs_held_by_offline_workers(
         self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
     ) -> list[AttemptRef]:
-        """Attempts still ASSIGNED/RUNNING on OFFLINE workers silent for `timeout_s`: left over
+        """Claims still ASSIGNED/RUNNING on OFFLINE workers silent for `timeout_s`: left over
         when a monitor run stopped between marking workers lost and rescuing their jobs.
 
         Workers that deregistered recently are not included (their heartbeat is fresh): the
-        Deregister RPC releases their jobs without charging a retry."""
+        Deregister RPC releases their jobs without counting an interruption."""
         _check_limit(limit)
         rows = await self._pool.fetch(
             query("jobs_held_by_offline_workers"), float(timeout_s), now, limit
         )
-        return [AttemptRef(row["job_id"], row["attempt"], row["worker_id"]) for row in rows]
+        return [
+            AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
+            for row in rows
+        ]
 
     async def jobs_expire_assignments(
         self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
     ) -> list[Transition]:
         """ASSIGNED longer than `timeout_s` → PENDING (ASSIGNMENT_TIMEOUT), without consuming a
-        retry; at most `limit` jobs. The transitions name the worker that held the job."""
+        retry but counting an interruption: a job now interrupted more often than its queue's
+        max_interruptions is dead-lettered instead (POISON). At most `limit` jobs, locked with
+        SKIP LOCKED and moved in one transaction. The transitions name the worker that held
+        the job."""
         _check_limit(limit)
-        rows = await self._pool.fetch(
-            query("jobs_expire_assignments"), float(timeout_s), now, limit
-        )
-        return [transition_from_row(row) for row in rows]
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(query("jobs_expired_assignments"), float(timeout_s), now, limit)
+            expired = [
+                AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
+                for row in rows
+            ]
+            return await interrupt_claims(
+                conn,
+                expired,
+                Reason.ASSIGNMENT_TIMEOUT,
+                f"not acknowledged within {float(timeout_s):g} s",
+                (JobStatus.ASSIGNED,),
+            )
 
     async def jobs_expire_ttl(
         self, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT

@@ -21,9 +21,15 @@ class PgQueueStore:
         self._pool = pool
 
     async def queue_create(
-        self, name: str, max_retries: int = 3, ttl_seconds: int | None = None
+        self,
+        name: str,
+        max_retries: int = 3,
+        ttl_seconds: int | None = None,
+        max_interruptions: int = 3,
     ) -> Queue:
-        row = await self._pool.fetchrow(query("queue_create"), name, max_retries, ttl_seconds)
+        row = await self._pool.fetchrow(
+            query("queue_create"), name, max_retries, ttl_seconds, max_interruptions
+        )
         if row is None:
             raise QueueAlreadyExists(name)
         return queue_from_row(row)
@@ -63,17 +69,24 @@ class PgQueueStore:
 
     async def queue_stats(self, name: str) -> QueueStats:
         async with self._pool.acquire() as conn:
-            if await conn.fetchval(query("queue_get"), name) is None:
+            queue = await conn.fetchrow(query("queue_get"), name)
+            if queue is None:
                 raise QueueNotFound(name)
             rows = await conn.fetch(query("queue_stats"), name)
         counts = dict.fromkeys(JobStatus, 0)
-        retries = 0
+        retries = interruptions = 0
         oldest = 0.0
         for row in rows:
             counts[JobStatus(row["status"])] = row["n"]
             retries += int(row["retries"] or 0)
+            interruptions += int(row["interruptions"] or 0)
             if row["oldest_s"] is not None:
                 oldest = max(0.0, float(row["oldest_s"]))
         return QueueStats(
-            queue_name=name, counts=counts, oldest_pending_age_s=oldest, total_retries=retries
+            queue_name=name,
+            counts=counts,
+            oldest_pending_age_s=oldest,
+            total_retries=retries,
+            max_interruptions=queue["max_interruptions"],
+            total_interruptions=interruptions,
         )

@@ -33,6 +33,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
         started_at=row["started_at"],
         completed_at=row["completed_at"],
         updated_at=row["updated_at"],
+        interruptions=row["interruptions"],
     )
 
 
@@ -59,6 +60,7 @@ def queue_from_row(row: asyncpg.Record) -> Queue:
         ttl_seconds=row["ttl_seconds"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        max_interruptions=row["max_interruptions"],
     )
 
 
@@ -75,6 +77,7 @@ def worker_from_row(row: asyncpg.Record) -> Worker:
         registered_at=row["registered_at"],
         updated_at=row["updated_at"],
         shutdown_requested=bool(row.get("shutdown_requested", False)),
+        incarnation=row.get("incarnation"),
     )
 
 

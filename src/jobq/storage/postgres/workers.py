@@ -1,17 +1,26 @@
-"""PostgreSQL WorkerStore."""
+"""PostgreSQL WorkerStore.
+
+A worker id may be registered by one process after another (a restart under a stable id): each
+process is an incarnation of the worker, issued at its first registration. Registering a new
+incarnation and deregistering the current one lock the worker's row and release the jobs it
+holds in the same transaction (see `sql/workers.sql`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from uuid import UUID
 
 import asyncpg
 
-from jobq.domain.errors import WorkerNotFound
-from jobq.domain.records import Worker
-from jobq.domain.states import WorkerStatus
+from jobq.domain.errors import WorkerNotFound, WorkerSuperseded
+from jobq.domain.records import Registration, Transition, Worker
+from jobq.domain.states import JobStatus, Reason, WorkerStatus
+from jobq.storage.postgres.jobs import held_by_worker, interrupt_claims, release_claims
 from jobq.storage.postgres.rows import worker_from_row
 from jobq.storage.queries import query
+
+RESTART_DETAIL = "a new process registered under the worker's id"
 
 
 class PgWorkerStore:
@@ -19,21 +28,89 @@ class PgWorkerStore:
         self._pool = pool
 
     async def worker_register(
-        self, worker_id: UUID, hostname: str, concurrency: int, queues: Sequence[str]
-    ) -> Worker:
-        row = await self._pool.fetchrow(
-            query("worker_register"), worker_id, hostname, concurrency, list(queues)
-        )
-        assert row is not None
-        return worker_from_row(row)
+        self,
+        worker_id: UUID,
+        hostname: str,
+        concurrency: int,
+        queues: Sequence[str],
+        incarnation: UUID | None = None,
+    ) -> Registration:
+        """Register a worker process: ONLINE, heartbeat now.
 
-    async def worker_heartbeat(self, worker_id: UUID, active_job_count: int) -> Worker:
-        """Record a heartbeat; WorkerNotFound for unknown workers and for OFFLINE ones, which
-        must register again."""
-        row = await self._pool.fetchrow(query("worker_heartbeat"), worker_id, active_job_count)
-        if row is None:
-            raise WorkerNotFound(worker_id)
-        return worker_from_row(row)
+        Without `incarnation` (a process's first registration) a new one is issued; if the
+        worker id held jobs — left by a previous process, dead or superseded — they are
+        interrupted (WORKER_RESTARTED: back to PENDING, or POISON) in the same transaction.
+        With the incarnation the process was given, it keeps its jobs (a reconnect); a row
+        without one (registered before incarnations existed, or lost with a database restore)
+        takes it. WorkerSuperseded, changing nothing, when the row holds another."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(query("worker_lock"), worker_id)
+            if incarnation is None:
+                incarnation = uuid.uuid4()
+                restarted = current is not None
+            elif current is not None and current["incarnation"] not in (None, incarnation):
+                raise WorkerSuperseded(worker_id)
+            else:
+                restarted = False
+            row = await conn.fetchrow(
+                query("worker_register"),
+                worker_id,
+                hostname,
+                concurrency,
+                list(queues),
+                incarnation,
+            )
+            assert row is not None
+            released: list[Transition] = []
+            if restarted:
+                released = await interrupt_claims(
+                    conn,
+                    await held_by_worker(conn, worker_id),
+                    Reason.WORKER_RESTARTED,
+                    RESTART_DETAIL,
+                    (JobStatus.ASSIGNED, JobStatus.RUNNING),
+                )
+        return Registration(worker_from_row(row), incarnation, restarted, released)
+
+    async def worker_heartbeat(
+        self, worker_id: UUID, incarnation: UUID, active_job_count: int
+    ) -> Worker:
+        """Record a heartbeat of the worker's current process. WorkerSuperseded, changing
+        nothing, for another incarnation; WorkerNotFound for unknown workers and for OFFLINE
+        ones, which must register again. (The lookup that tells them apart runs only when the
+        heartbeat was refused.)"""
+        row = await self._pool.fetchrow(
+            query("worker_heartbeat"), worker_id, active_job_count, incarnation
+        )
+        if row is not None:
+            return worker_from_row(row)
+        current = await self.worker_get(worker_id)  # WorkerNotFound
+        if current.incarnation not in (None, incarnation):
+            raise WorkerSuperseded(worker_id)
+        raise WorkerNotFound(worker_id)  # OFFLINE, or no incarnation stored: register again
+
+    async def worker_deregister(
+        self, worker_id: UUID, incarnation: UUID
+    ) -> tuple[Worker, list[Transition]]:
+        """OFFLINE, and the jobs the worker holds back to PENDING (WORKER_SHUTDOWN: neither a
+        retry nor an interruption), in one transaction that holds the worker's row lock, so a
+        process registering under the id meanwhile cannot have its new jobs released.
+        WorkerNotFound for unknown workers; WorkerSuperseded, changing nothing, when
+        `incarnation` is not the current one."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(query("worker_lock"), worker_id)
+            if current is None:
+                raise WorkerNotFound(worker_id)
+            if current["incarnation"] != incarnation:
+                raise WorkerSuperseded(worker_id)
+            row = await conn.fetchrow(
+                query("worker_set_status"), worker_id, WorkerStatus.OFFLINE.value
+            )
+            assert row is not None
+            released = await release_claims(
+                conn, await held_by_worker(conn, worker_id), Reason.WORKER_SHUTDOWN
+            )
+        return worker_from_row(row), released
 
     async def worker_get(self, worker_id: UUID) -> Worker:
         row = await self._pool.fetchrow(query("worker_get"), worker_id)

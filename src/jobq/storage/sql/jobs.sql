@@ -2,10 +2,21 @@
 -- rows in the same statement (a data-modifying CTE), so the two can never disagree and each
 -- batch costs one round trip.
 --
--- Reports (starts, results, failures, releases) find their jobs by primary key only: a
--- MATERIALIZED sub-select reads the rows `WHERE job_id = ANY(ids)`, keeps those whose attempt
--- and worker match, locks them and reads their status; the status is checked afterwards,
--- outside it. Two plans this rules out, both seen:
+-- Reports (starts, results, failures, releases) are fenced by the whole token of a claim:
+-- (job_id, attempt, worker_id, claim_id). The attempt alone does not suffice: a claim commits
+-- with synchronous_commit = off, and one lost in a database crash or failover is made again
+-- with the same attempt number (perhaps for the same worker id), so only the random claim_id
+-- tells the earlier run's reports from the current one's. A NULL claim id never matches.
+-- A jq-worker from before claim ids presents none, so its reports would all be refused; it is
+-- never given a claim in the first place (StreamJobs refuses a stream without an incarnation),
+-- rather than accepting "empty on both sides": that would need claims without claim ids for
+-- such workers, which is exactly the lost-claim hole the claim id closes. Upgrade workers with
+-- or before servers (a new jq-worker works with an old jq-server, which ignores the fields).
+--
+-- Reports find their jobs by primary key only: a MATERIALIZED sub-select reads the rows
+-- `WHERE job_id = ANY(ids)`, keeps those whose attempt, worker and claim match, locks them and
+-- reads their status; the status is checked afterwards, outside it. Two plans this rules out,
+-- both seen:
 --  * with a status condition inside, the planner could use jobs_worker_id_idx (partial on
 --    ASSIGNED/RUNNING), and with statistics gathered while no job was held (a backlog submitted
 --    before its workers started) it did: one search of that index per reported job, each
@@ -48,14 +59,16 @@ FROM inserted i,
 -- name: job_get
 -- One job by id.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
-       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at,
+       interruptions
 FROM jobs WHERE job_id = $1;
 
 -- name: jobs_list
 -- A page of jobs, newest first, optionally filtered by queue and status. Keyset pagination on
 -- (created_at, job_id): a page costs the same however deep it is, unlike OFFSET.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
-       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at,
+       interruptions
 FROM jobs
 WHERE ($1::text IS NULL OR queue_name = $1)
   AND ($2::job_status IS NULL OR status = $2)
@@ -74,19 +87,23 @@ WITH updated AS (
     WHERE j.job_id = old.job_id AND old.status IN ('PENDING', 'ASSIGNED')
     RETURNING j.*, old.status AS from_status
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, from_status, 'DEAD_LETTERED', worker_id, 'CANCELLED', attempt FROM updated
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
+    SELECT job_id, from_status, 'DEAD_LETTERED', worker_id, 'CANCELLED', attempt, claim_id
+    FROM updated
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
-       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at,
+       interruptions
 FROM updated;
 
 -- name: job_retry_manual
--- FAILED or DEAD_LETTERED → PENDING by hand (MANUAL_RETRY): a fresh retry budget, runnable now.
+-- FAILED or DEAD_LETTERED → PENDING by hand (MANUAL_RETRY): fresh retry and interruption
+-- budgets (an operator retrying a POISON job has fixed what killed its workers), runnable now.
 WITH updated AS (
     UPDATE jobs j
-    SET status = 'PENDING', retry_count = 0, not_before = now(), completed_at = NULL,
-        worker_id = NULL, assigned_at = NULL, result = NULL, updated_at = now()
+    SET status = 'PENDING', retry_count = 0, interruptions = 0, not_before = now(),
+        completed_at = NULL, worker_id = NULL, assigned_at = NULL, result = NULL,
+        updated_at = now()
     FROM (SELECT job_id, status FROM jobs WHERE job_id = $1 FOR UPDATE) old
     WHERE j.job_id = old.job_id AND old.status IN ('FAILED', 'DEAD_LETTERED')
     RETURNING j.*, old.status AS from_status
@@ -95,11 +112,14 @@ WITH updated AS (
     SELECT job_id, from_status, 'PENDING', 'MANUAL_RETRY', attempt FROM updated
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
-       result, error_message, not_before, created_at, started_at, completed_at, updated_at
+       result, error_message, not_before, created_at, started_at, completed_at, updated_at,
+       interruptions
 FROM updated;
 
 -- name: jobs_claim
--- Claim up to $3 eligible jobs of the queues $2 for worker $1: PENDING → ASSIGNED, attempt + 1.
+-- Claim up to $3 eligible jobs of the queues $2 for worker $1, whose stream belongs to the
+-- process of incarnation $4: PENDING → ASSIGNED, attempt + 1, a new random claim_id; of them at
+-- most one suspect (a job interrupted twice or more), and none while the worker holds one.
 -- Each queue's head is read from jobs_pending_queue_claim_idx in claim order (the LATERAL
 -- sub-select, one ordered index range per queue, stopping at the limit), and the heads are
 -- merged in claim order. The candidates CTE is MATERIALIZED so that the LIMIT and SKIP LOCKED
@@ -108,50 +128,113 @@ FROM updated;
 -- queueing behind them. A worker serving several queues locks up to $3 rows of each while the
 -- statement runs and assigns the best $3; the others are free again at its commit. A worker
 -- that is not ONLINE (declared lost, draining, deregistered — possibly by another replica) gets
--- nothing, even if this replica still holds its stream. The update finds its rows by primary
+-- nothing, even if this replica still holds its stream; nor does a stream of a superseded
+-- process (another incarnation registered since, possibly on another replica). The holder CTE
+-- locks the worker row FOR KEY SHARE until commit (the weakest lock: heartbeats are not held
+-- up; the foreign key check of `worker_id = $1` takes it anyway): a registration of a new
+-- process or a deregistration locks the row FOR UPDATE before it releases the jobs the worker
+-- holds, so either it waits for this claim and then releases what the claim took, or it
+-- commits first and the lock's recheck of the row finds the incarnation (or status) changed
+-- and the claim takes nothing. Without it, a claim that read the row just before a restart
+-- committed could hand the old process jobs the new one never hears of. The update finds its
+-- rows by primary
 -- key through `= ANY(ARRAY(...))`: as a join with the candidates, the planner preferred a hash
 -- join over a sequential scan of the whole table while it was small (measured: 2.2 of 7.8 ms of
 -- a 156-job claim with 20,000 jobs in the table).
-WITH candidates AS MATERIALIZED (
-    SELECT head.job_id
+--
+-- At most one suspect per worker. A job that kills its worker (a poison job) takes down the jobs
+-- running beside it; these bystanders were interrupted too, claimed again together with it,
+-- and dead-lettered as POISON with it although innocent. A suspect is a job interrupted twice
+-- or more, and a worker holding one is given no other. With the default max_interruptions of
+-- 3, a bystander can then share a worker with the poison job only while one of the two has
+-- fewer than 2 interruptions, so the poison job adds at most 2 to it and it is never
+-- dead-lettered, while the poison job, alone among the suspects of its worker, goes on to 4 and
+-- is dead-lettered. (The same holds for any max_interruptions of 2 or more; each further poison
+-- job can add up to 2 more, so the rule protects bystanders from one at a time.)
+-- Suspects are kept out of the ordinary branch by a filter, so its index range, order and limit
+-- stay as they were, and are read by the suspect CTE from jobs_pending_suspect_idx, which is
+-- empty unless jobs are being interrupted: one empty index probe per queue. It locks at most
+-- one suspect per queue, keeps the best, and only if jobs_held_suspect_idx (empty as a rule,
+-- unlike the walk of every held job that jobs_worker_id_idx would need) has none of the
+-- worker's; chosen then takes the best $3 of both in claim order (a claim of one takes the
+-- better of the two heads). A suspect locked but not chosen is free again at commit, as the
+-- surplus of a multi-queue claim is. The held check assumes a worker's claims do not run
+-- concurrently (one stream, claimed for by one dispatcher); two at once could each take one.
+WITH holder AS MATERIALIZED (
+    SELECT w.worker_id
+    FROM workers w
+    WHERE w.worker_id = $1 AND w.status = 'ONLINE' AND w.incarnation = $4::uuid
+    FOR KEY SHARE
+), candidates AS MATERIALIZED (
+    SELECT head.job_id, head.priority, head.created_at
     FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.created_at
         FROM jobs j
         WHERE j.status = 'PENDING'
           AND j.queue_name = q.name
+          AND j.interruptions < 2  -- not a suspect (2: the threshold, see above)
           AND (j.not_before IS NULL OR j.not_before <= now())
-          AND EXISTS (SELECT 1 FROM workers w WHERE w.worker_id = $1 AND w.status = 'ONLINE')
+          AND EXISTS (SELECT 1 FROM holder)
         ORDER BY j.priority DESC, j.created_at, j.job_id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
     ) AS head
     ORDER BY head.priority DESC, head.created_at, head.job_id
     LIMIT $3
+), suspect AS MATERIALIZED (
+    SELECT head.job_id, head.priority, head.created_at
+    FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT j.job_id, j.priority, j.created_at
+        FROM jobs j
+        WHERE j.status = 'PENDING'
+          AND j.queue_name = q.name
+          AND j.interruptions >= 2  -- a suspect (the predicate of jobs_pending_suspect_idx)
+          AND (j.not_before IS NULL OR j.not_before <= now())
+          AND EXISTS (SELECT 1 FROM holder)
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs h
+              WHERE h.worker_id = $1 AND h.status IN ('ASSIGNED', 'RUNNING')
+                AND h.interruptions >= 2)  -- the predicate of jobs_held_suspect_idx
+        ORDER BY j.priority DESC, j.created_at, j.job_id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ) AS head
+    ORDER BY head.priority DESC, head.created_at, head.job_id
+    LIMIT 1
+), chosen AS MATERIALIZED (
+    SELECT c.job_id
+    FROM (SELECT * FROM candidates UNION ALL SELECT * FROM suspect) AS c
+    ORDER BY c.priority DESC, c.created_at, c.job_id
+    LIMIT $3
 ), claimed AS (
     UPDATE jobs j
-    SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1, assigned_at = now(),
-        updated_at = now()
-    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM candidates))
+    SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1,
+        claim_id = gen_random_uuid(), assigned_at = now(), updated_at = now()
+    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen))
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
-              j.created_at, j.started_at, j.completed_at, j.updated_at
+              j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
+              j.claim_id
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt FROM claimed
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
+    SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt, claim_id FROM claimed
 )
 SELECT c.*, q.ttl_seconds
 FROM claimed c JOIN queues q ON q.name = c.queue_name
 ORDER BY c.priority DESC, c.created_at, c.job_id;
 
 -- name: jobs_start
--- Start acknowledgements: ASSIGNED → RUNNING for the attempts (ids $1, attempts $2, workers $3)
--- that are still current and held by the presenting worker. Anything else is left alone (stale
--- or duplicate); the caller tells those apart.
+-- Start acknowledgements: ASSIGNED → RUNNING for the claims (ids $1, attempts $2, workers $3,
+-- claim ids $4) that are still current and held by the presenting worker. Anything else is
+-- left alone (stale or duplicate); the caller tells those apart.
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status
-    FROM unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
+        AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
+               AND j.claim_id = a.claim_id
     WHERE j.job_id = ANY($1::uuid[])
     FOR UPDATE OF j
 ), started AS (
@@ -159,27 +242,28 @@ WITH old AS MATERIALIZED (
     SET status = 'RUNNING', started_at = now(), updated_at = now()
     FROM old o
     WHERE j.job_id = o.job_id AND o.status = 'ASSIGNED'
-    RETURNING j.job_id, j.attempt, j.worker_id, j.queue_name, j.created_at, j.started_at,
-              'ASSIGNED'::job_status AS from_status, j.status AS to_status, 'STARTED' AS reason,
-              now() AS occurred_at
+    RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
+              j.started_at, 'ASSIGNED'::job_status AS from_status, j.status AS to_status,
+              'STARTED' AS reason, now() AS occurred_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, from_status, to_status, worker_id, reason, attempt FROM started
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
+    SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id FROM started
 )
 SELECT * FROM started;
 
 -- name: jobs_complete
--- Successful results for current attempts (ids $1, attempts $2, workers $3, results $4) held by
--- the presenting worker: RUNNING → DONE, or ASSIGNED → RUNNING → DONE when the result arrives
+-- Successful results for current claims (ids $1, attempts $2, workers $3, claim ids $4, results
+-- $5) held by the presenting worker: RUNNING → DONE, or ASSIGNED → RUNNING → DONE when the result arrives
 -- before any start acknowledgement (a worker folds the acknowledgement of a job that finished
 -- within its reporting window into the result: one row update instead of two). The sub-select
 -- locks the rows and yields each one's status before the update; both transitions get their
 -- event, the start first.
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status AS from_status, r.result
-    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::bytea[])
-        AS r(job_id, attempt, worker_id, result)
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[], $5::bytea[])
+        AS r(job_id, attempt, worker_id, claim_id, result)
     JOIN jobs j ON j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
+               AND j.claim_id = r.claim_id
     WHERE j.job_id = ANY($1::uuid[])
     FOR UPDATE OF j
 ), done AS (
@@ -189,12 +273,12 @@ WITH old AS MATERIALIZED (
         started_at = CASE WHEN o.from_status = 'ASSIGNED' THEN now() ELSE j.started_at END
     FROM old o
     WHERE j.job_id = o.job_id AND o.from_status IN ('ASSIGNED', 'RUNNING')
-    RETURNING j.job_id, j.attempt, j.worker_id, j.queue_name, j.created_at, j.started_at,
-              o.from_status, j.status AS to_status, 'COMPLETED' AS reason,
+    RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
+              j.started_at, o.from_status, j.status AS to_status, 'COMPLETED' AS reason,
               now() AS occurred_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
+    SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt, d.claim_id
     FROM done d
     CROSS JOIN LATERAL (VALUES
         (1, 'ASSIGNED'::job_status, 'RUNNING'::job_status, 'STARTED'),
@@ -206,17 +290,20 @@ WITH old AS MATERIALIZED (
 SELECT * FROM done;
 
 -- name: jobs_lock_for_failure
--- Lock the current attempts (ids $1, attempts $2, workers $3) in one of the statuses $4, so the
--- retry policy can decide each job's next state before jobs_apply_failure writes it.
+-- Lock the current claims (ids $1, attempts $2, workers $3, claim ids $4) in one of the
+-- statuses $5, so the retry policy can decide each job's next state before jobs_apply_failure
+-- writes it.
 WITH locked AS MATERIALIZED (
-    SELECT j.job_id, j.attempt, j.worker_id, j.status, j.retry_count, j.max_retries
-    FROM unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+    SELECT j.job_id, j.attempt, j.worker_id, j.claim_id, j.status, j.retry_count, j.max_retries
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
+        AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
+               AND j.claim_id = a.claim_id
     WHERE j.job_id = ANY($1::uuid[])
     ORDER BY j.job_id
     FOR UPDATE OF j
 )
-SELECT * FROM locked WHERE status = ANY($4::job_status[]) ORDER BY job_id;
+SELECT * FROM locked WHERE status = ANY($5::job_status[]) ORDER BY job_id;
 
 -- name: jobs_apply_failure
 -- Record failed attempts decided by the retry policy: each job moves to its next state ($5:
@@ -237,10 +324,12 @@ WITH input AS (
         completed_at = CASE WHEN i.to_status = 'DEAD_LETTERED' THEN now() END
     FROM input i
     WHERE j.job_id = i.job_id
-    RETURNING j.job_id, j.attempt, j.queue_name, j.created_at, j.started_at
+    RETURNING j.job_id, j.attempt, j.claim_id, j.queue_name, j.created_at, j.started_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
-    SELECT e.job_id, e.from_status, e.to_status, i.worker_id, e.reason, e.detail, u.attempt
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
+                            claim_id)
+    SELECT e.job_id, e.from_status, e.to_status, i.worker_id, e.reason, e.detail, u.attempt,
+           u.claim_id
     FROM input i
     JOIN updated u ON u.job_id = i.job_id
     CROSS JOIN LATERAL (VALUES
@@ -254,13 +343,16 @@ SELECT u.job_id, u.attempt, i.worker_id, u.queue_name, u.created_at, u.started_a
 FROM updated u JOIN input i ON i.job_id = u.job_id;
 
 -- name: jobs_release
--- Give attempts back without consuming a retry (WORKER_SHUTDOWN, ASSIGNMENT_TIMEOUT, a failed
--- stream write): ASSIGNED/RUNNING → PENDING for current attempts (ids $1, attempts $2, workers
--- $3), reason $4.
+-- Give claims back without consuming a retry or counting an interruption (WORKER_SHUTDOWN: an
+-- orderly shutdown; DELIVERY_FAILED: the stream write failed, the worker never had the job):
+-- ASSIGNED/RUNNING → PENDING for current claims (ids $1, attempts $2, workers $3, claim ids
+-- $4), reason $5.
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status, j.worker_id
-    FROM unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
+        AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
+               AND j.claim_id = a.claim_id
     WHERE j.job_id = ANY($1::uuid[])
     FOR UPDATE OF j
 ), released AS (
@@ -268,30 +360,114 @@ WITH old AS MATERIALIZED (
     SET status = 'PENDING', worker_id = NULL, assigned_at = NULL, updated_at = now()
     FROM old
     WHERE j.job_id = old.job_id AND old.status IN ('ASSIGNED', 'RUNNING')
-    RETURNING j.job_id, j.attempt, old.worker_id, j.queue_name, j.created_at, j.started_at,
-              old.status AS from_status, j.status AS to_status, $4::text AS reason,
+    RETURNING j.job_id, j.attempt, old.worker_id, j.claim_id, j.queue_name, j.created_at,
+              j.started_at, old.status AS from_status, j.status AS to_status, $5::text AS reason,
               now() AS occurred_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt)
-    SELECT job_id, from_status, to_status, worker_id, reason, attempt FROM released
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
+    SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id FROM released
 )
 SELECT * FROM released;
 
+-- name: jobs_interrupt
+-- Deliveries that ended without a result from their worker — reason $5 (WORKER_LOST,
+-- WORKER_RESTARTED, ASSIGNMENT_TIMEOUT), detail $6 — for the current claims (ids $1, attempts
+-- $2, workers $3, claim ids $4) in one of the statuses $7: interruptions + 1, no retry used.
+-- A job now interrupted more often than its queue's max_interruptions is dead-lettered
+-- (POISON): from RUNNING through FAILED, as failures are (the FAILED event carries the
+-- interruption's reason); from ASSIGNED directly (it never started). Any other goes back to
+-- PENDING at once, without a backoff: an interruption is detected late already (a heartbeat
+-- or assignment timeout) or at a restart, and most interrupted jobs are bystanders of a dead
+-- process that should run again soon; a job that kills every worker is stopped by the count,
+-- which a backoff would only spread over more time. The events' details carry the count and
+-- the limit, so a job's history explains its POISON. Callers are the server's own monitors and
+-- the registration of a restarted worker, which read the tokens from the rows.
+-- Rows are found by primary key and locked in the MATERIALIZED sub-select as in the reports
+-- above; FOR UPDATE OF j locks no queue row (deleting a queue takes its row lock).
+WITH old AS MATERIALIZED (
+    SELECT j.job_id, j.status, j.worker_id, j.claim_id, j.interruptions + 1 AS interruptions,
+           q.max_interruptions
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
+        AS a(job_id, attempt, worker_id, claim_id)
+    JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
+               AND j.claim_id = a.claim_id
+    JOIN queues q ON q.name = j.queue_name
+    WHERE j.job_id = ANY($1::uuid[])
+    ORDER BY j.job_id
+    FOR UPDATE OF j
+), decided AS (
+    SELECT o.*, o.interruptions > o.max_interruptions AS poison
+    FROM old o
+    WHERE o.status = ANY($7::job_status[])
+), moved AS (
+    UPDATE jobs j
+    SET status = CASE WHEN d.poison THEN 'DEAD_LETTERED' ELSE 'PENDING' END::job_status,
+        interruptions = d.interruptions,
+        worker_id = CASE WHEN d.poison THEN j.worker_id END,
+        assigned_at = NULL,
+        updated_at = now(),
+        completed_at = CASE WHEN d.poison THEN now() END,
+        error_message = CASE WHEN d.poison
+            THEN format('poison: interrupted %s times, more than the queue''s max_interruptions'
+                        ' of %s (last: %s)', d.interruptions, d.max_interruptions, $5::text)
+            ELSE j.error_message END
+    FROM decided d
+    WHERE j.job_id = d.job_id
+    RETURNING j.job_id, j.attempt, d.worker_id, d.claim_id, j.queue_name, j.created_at,
+              j.started_at, d.status AS from_status, j.status AS to_status,
+              CASE WHEN d.poison THEN 'POISON' ELSE $5::text END AS reason,
+              d.interruptions, d.max_interruptions, now() AS occurred_at
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
+                            claim_id)
+    SELECT m.job_id, e.from_status, e.to_status, m.worker_id, e.reason, e.detail, m.attempt,
+           m.claim_id
+    FROM moved m
+    CROSS JOIN LATERAL (VALUES
+        -- back to PENDING; or, for a poison job, RUNNING → FAILED (the interruption) or
+        -- ASSIGNED → DEAD_LETTERED (POISON)
+        (1, m.from_status,
+            CASE WHEN m.reason <> 'POISON' THEN 'PENDING'
+                 WHEN m.from_status = 'RUNNING' THEN 'FAILED'
+                 ELSE 'DEAD_LETTERED' END::job_status,
+            CASE WHEN m.reason <> 'POISON' OR m.from_status = 'RUNNING' THEN $5::text
+                 ELSE 'POISON' END,
+            CASE WHEN m.reason <> 'POISON'
+                 THEN format('%s; interruption %s of %s allowed', $6::text, m.interruptions,
+                             m.max_interruptions)
+                 WHEN m.from_status = 'RUNNING'
+                 THEN format('%s; interruption %s, more than the %s allowed', $6::text,
+                             m.interruptions, m.max_interruptions)
+                 ELSE format('%s (%s); interruption %s, more than the %s allowed', $6::text,
+                             $5::text, m.interruptions, m.max_interruptions) END),
+        -- a poison job that was RUNNING: FAILED → DEAD_LETTERED (POISON)
+        (2, 'FAILED'::job_status, 'DEAD_LETTERED'::job_status, 'POISON',
+            format('interrupted %s times, more than the queue''s max_interruptions of %s',
+                   m.interruptions, m.max_interruptions))
+    ) AS e(step, from_status, to_status, reason, detail)
+    WHERE e.step = 1 OR (m.reason = 'POISON' AND m.from_status = 'RUNNING')
+    ORDER BY m.job_id, e.step
+)
+SELECT * FROM moved;
+
 -- name: jobs_attempt_outcomes
--- The reports a worker already made for attempts (ids $1, attempts $2, workers $3), with the
--- job's current attempt and holder: tells an idempotent duplicate (the same report was applied
--- before) from a stale report.
+-- The reports a worker already made for claims (ids $1, attempts $2, workers $3, claim ids
+-- $4), with the job's current claim and holder: tells an idempotent duplicate (the same report
+-- of the same claim was applied before) from a stale report. The claim id is part of the
+-- match: a report of a lost claim must not pass as a duplicate of the reissued claim's.
 SELECT e.job_id, e.attempt, e.reason, a.worker_id, j.attempt AS current_attempt,
-       j.worker_id AS current_worker
+       j.worker_id AS current_worker, j.claim_id = a.claim_id AS current_claim
 FROM job_events e
-JOIN unnest($1::uuid[], $2::integer[], $3::uuid[]) AS a(job_id, attempt, worker_id)
+JOIN unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
+    AS a(job_id, attempt, worker_id, claim_id)
     ON e.job_id = a.job_id AND e.attempt = a.attempt AND e.worker_id = a.worker_id
+   AND e.claim_id = a.claim_id
 JOIN jobs j ON j.job_id = e.job_id
 WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN');
 
 -- name: jobs_held_by_worker
--- The current attempts held by a worker (ASSIGNED or RUNNING).
-SELECT job_id, attempt, status FROM jobs
+-- The current claims held by a worker (ASSIGNED or RUNNING).
+SELECT job_id, attempt, claim_id, status FROM jobs
 WHERE worker_id = $1 AND status IN ('ASSIGNED', 'RUNNING');
 
 -- name: queues_existing

@@ -32,15 +32,15 @@ WHERE w.worker_id = s.worker_id
 RETURNING w.worker_id;
 
 -- name: jobs_held_by_offline_workers
--- Attempts (ASSIGNED or RUNNING) still held by OFFLINE workers whose last heartbeat is older
+-- Claims (ASSIGNED or RUNNING) still held by OFFLINE workers whose last heartbeat is older
 -- than $1 seconds before $2 (or now()), at most $3: what a monitor run that stopped between
 -- marking workers lost and failing their jobs left behind.
 -- The heartbeat condition leaves alone a worker that has just deregistered (its heartbeat is
 -- recent): Deregister releases its jobs as WORKER_SHUTDOWN itself, and a rescue here would
--- race it and charge the jobs a retry. No row locks: the rescue that follows (jobs_fail) is
--- fenced by (job_id, attempt, worker_id) and locks the rows itself, so when two replicas read
--- the same attempts only one of them applies each.
-SELECT j.job_id, j.attempt, j.worker_id
+-- race it and charge the jobs an interruption. No row locks: the rescue that follows
+-- (jobs_interrupt) is fenced by (job_id, attempt, worker_id, claim_id) and locks the rows
+-- itself, so when two replicas read the same claims only one of them applies each.
+SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
 FROM jobs j
 JOIN workers w ON w.worker_id = j.worker_id
 WHERE j.status IN ('ASSIGNED', 'RUNNING')
@@ -49,40 +49,23 @@ WHERE j.status IN ('ASSIGNED', 'RUNNING')
 ORDER BY j.job_id
 LIMIT $3;
 
--- name: jobs_expire_assignments
--- ASSIGNED jobs whose assignment is older than $1 seconds before $2 (or now()) → PENDING
--- (ASSIGNMENT_TIMEOUT), at most $3: the worker never acknowledged the start. No retry is
--- consumed; the job forgets its worker but the event keeps it.
--- The candidates CTE is MATERIALIZED so the LIMIT and SKIP LOCKED apply once, before the
--- update. It reads the worker id under the row lock, so the value the event records is the one
--- the update clears. SKIP LOCKED: a row locked by a worker's start acknowledgement (jobs_start)
--- or by another replica's reaper is being decided elsewhere; if the acknowledgement wins, the
--- job is RUNNING and no longer a candidate; if the reaper wins, the late acknowledgement fails
--- its attempt check and is rejected. ASSIGNED jobs are few (bounded by the workers' slots), so
--- the (status, not_before) index narrowing to them is enough; no index on assigned_at.
-WITH expired AS MATERIALIZED (
-    SELECT job_id, worker_id
-    FROM jobs
-    WHERE status = 'ASSIGNED'
-      AND assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
-    ORDER BY assigned_at, job_id
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-), released AS (
-    UPDATE jobs j
-    SET status = 'PENDING', worker_id = NULL, assigned_at = NULL, updated_at = now()
-    FROM expired e
-    WHERE j.job_id = e.job_id
-    RETURNING j.job_id, j.attempt, e.worker_id, j.queue_name, j.created_at, j.started_at,
-              'ASSIGNED'::job_status AS from_status, j.status AS to_status,
-              'ASSIGNMENT_TIMEOUT' AS reason, now() AS occurred_at
-), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
-    SELECT job_id, from_status, to_status, worker_id, reason,
-           format('not acknowledged within %s s', $1::float8), attempt
-    FROM released
-)
-SELECT * FROM released;
+-- name: jobs_expired_assignments
+-- ASSIGNED jobs whose assignment is older than $1 seconds before $2 (or now()), at most $3: the
+-- worker never acknowledged the start. Locked here, in the caller's transaction, and then
+-- handed to jobs_interrupt (ASSIGNMENT_TIMEOUT: back to PENDING, or POISON) in the same one, so
+-- one statement of the interruption rules serves every kind of interruption.
+-- FOR UPDATE SKIP LOCKED: a row locked by a worker's start acknowledgement (jobs_start) or by
+-- another replica's reaper is being decided elsewhere; if the acknowledgement wins, the job is
+-- RUNNING and no longer a candidate (jobs_interrupt only takes ASSIGNED ones); if the reaper
+-- wins, the late acknowledgement fails its claim check and is rejected. ASSIGNED jobs are few
+-- (bounded by the workers' slots), so no index on assigned_at.
+SELECT job_id, attempt, worker_id, claim_id
+FROM jobs
+WHERE status = 'ASSIGNED'
+  AND assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
+ORDER BY assigned_at, job_id
+LIMIT $3
+FOR UPDATE SKIP LOCKED;
 
 -- name: jobs_expire_ttl
 -- PENDING jobs created longer ago than their queue's ttl_seconds before $1 (or now()) →

@@ -2,15 +2,17 @@
 
 -- name: queue_create
 -- Create a queue; returns nothing when the name is taken.
-INSERT INTO queues (name, max_retries, ttl_seconds) VALUES ($1, $2, $3)
+INSERT INTO queues (name, max_retries, ttl_seconds, max_interruptions) VALUES ($1, $2, $3, $4)
 ON CONFLICT (name) DO NOTHING
-RETURNING name, max_retries, ttl_seconds, created_at, updated_at;
+RETURNING name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions;
 
 -- name: queue_get
-SELECT name, max_retries, ttl_seconds, created_at, updated_at FROM queues WHERE name = $1;
+SELECT name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions
+FROM queues WHERE name = $1;
 
 -- name: queue_list
-SELECT name, max_retries, ttl_seconds, created_at, updated_at FROM queues ORDER BY name;
+SELECT name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions
+FROM queues ORDER BY name;
 
 -- name: queue_lock
 -- Lock a queue row so that the checks before its deletion and the deletion see the same state:
@@ -41,8 +43,9 @@ WITH deleted_jobs AS (
 SELECT (SELECT count(*) FROM deleted_jobs) AS jobs, (SELECT count(*) FROM deleted_queue) AS queues;
 
 -- name: queue_stats
--- Counts per status, the oldest pending job's age and the retries spent, for one queue.
-SELECT status, count(*) AS n, sum(retry_count) AS retries,
+-- Counts per status, the oldest pending job's age, and the retries and interruptions spent, for
+-- one queue.
+SELECT status, count(*) AS n, sum(retry_count) AS retries, sum(interruptions) AS interruptions,
        EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')) AS oldest_s
 FROM jobs WHERE queue_name = $1
 GROUP BY status;

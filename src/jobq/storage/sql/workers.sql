@@ -1,34 +1,49 @@
 -- Named queries over workers.
+--
+-- A worker id names a worker; an incarnation names the process registered under it now. The
+-- server issues a new incarnation whenever a process registers without one (its first
+-- registration), so a process restarted under a stable id (a StatefulSet pod, a systemd unit)
+-- is a new incarnation, and every call of the process it replaced is refused from then on.
+
+-- name: worker_lock
+-- The worker's row, locked FOR UPDATE until the caller's transaction ends: a registration or a
+-- deregistration decides on the incarnation it reads here and releases the jobs the worker
+-- holds in the same transaction. The lock conflicts with the FOR KEY SHARE every claim takes
+-- on the row (see jobs_claim), so no claim for the worker's previous process commits in
+-- between unseen; heartbeats wait for it too, and then find the new incarnation.
+SELECT worker_id, status, incarnation FROM workers WHERE worker_id = $1 FOR UPDATE;
 
 -- name: worker_register
--- Register or re-register a worker: ONLINE, heartbeat now.
+-- Register or re-register a worker: ONLINE, heartbeat now, incarnation $5.
 INSERT INTO workers (worker_id, hostname, status, concurrency, queues, last_heartbeat,
-                     registered_at, updated_at, active_job_count)
-VALUES ($1, $2, 'ONLINE', $3, $4, now(), now(), now(), 0)
+                     registered_at, updated_at, active_job_count, incarnation)
+VALUES ($1, $2, 'ONLINE', $3, $4, now(), now(), now(), 0, $5)
 ON CONFLICT (worker_id) DO UPDATE
 SET hostname = EXCLUDED.hostname, status = 'ONLINE', concurrency = EXCLUDED.concurrency,
     queues = EXCLUDED.queues, last_heartbeat = now(), registered_at = now(), updated_at = now(),
-    shutdown_requested = false
+    shutdown_requested = false, incarnation = EXCLUDED.incarnation
 RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-          registered_at, updated_at;
+          registered_at, updated_at, incarnation;
 
 -- name: worker_heartbeat
--- Record a heartbeat of a live worker. An OFFLINE worker was declared lost (or deregistered):
--- its heartbeat does not revive it; it must register again.
+-- Record a heartbeat of a live worker's current process (incarnation $3). An OFFLINE worker
+-- was declared lost (or deregistered): its heartbeat does not revive it; it must register
+-- again. Another incarnation's heartbeat changes nothing (the caller then tells the two
+-- refusals apart with worker_get).
 UPDATE workers
 SET last_heartbeat = now(), active_job_count = $2, updated_at = now()
-WHERE worker_id = $1 AND status <> 'OFFLINE'
+WHERE worker_id = $1 AND status <> 'OFFLINE' AND incarnation = $3
 RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-          registered_at, updated_at, shutdown_requested;
+          registered_at, updated_at, shutdown_requested, incarnation;
 
 -- name: worker_get
 SELECT worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-       registered_at, updated_at, shutdown_requested
+       registered_at, updated_at, shutdown_requested, incarnation
 FROM workers WHERE worker_id = $1;
 
 -- name: worker_list
 SELECT worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-       registered_at, updated_at
+       registered_at, updated_at, incarnation
 FROM workers
 WHERE ($1::worker_status IS NULL OR status = $1)
 ORDER BY registered_at, worker_id;
@@ -38,7 +53,7 @@ ORDER BY registered_at, worker_id;
 UPDATE workers SET status = $2, updated_at = now()
 WHERE worker_id = $1
 RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-          registered_at, updated_at;
+          registered_at, updated_at, incarnation;
 
 -- name: worker_request_shutdown
 -- Ask a live worker to shut down gracefully: it stops taking jobs (DRAINING) and the next
@@ -46,7 +61,7 @@ RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, la
 UPDATE workers SET status = 'DRAINING', shutdown_requested = true, updated_at = now()
 WHERE worker_id = $1 AND status <> 'OFFLINE'
 RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-          registered_at, updated_at;
+          registered_at, updated_at, incarnation;
 
 -- name: worker_counts
 -- Workers per status, for GetSystemStatus and the jq_workers gauge.
