@@ -30,6 +30,11 @@ class FakeWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
     calls: list[CallRecord] = field(default_factory=list)
     acks: list[pb.JobAttempt] = field(default_factory=list)
     results: list[pb.ReportResultRequest] = field(default_factory=list)
+    heartbeat_timeout_s: float = 0.0
+    """What RegisterWorker tells the worker (0: nothing, as a server before the field)."""
+    deaf: bool = False
+    """While set, RegisterWorker and Heartbeat never answer (a partition, a paused server);
+    the open stream still delivers what `assign` queues."""
     _pending: asyncio.Queue[pb.JobAssignment] = field(default_factory=asyncio.Queue)
     _reported: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -63,14 +68,22 @@ class FakeWorkerService(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request: pb.RegisterWorkerRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterWorkerResponse:
         self._record("RegisterWorker", context)
+        await self._hear()
         return pb.RegisterWorkerResponse(
-            worker_id=request.worker_id or str(uuid.uuid4()), heartbeat_interval_s=1
+            worker_id=request.worker_id or str(uuid.uuid4()),
+            heartbeat_interval_s=1,
+            heartbeat_timeout_s=self.heartbeat_timeout_s,
         )
+
+    async def _hear(self) -> None:
+        while self.deaf:
+            await asyncio.sleep(0.05)
 
     async def Heartbeat(
         self, request: pb.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> pb.HeartbeatResponse:
         self._record("Heartbeat", context)
+        await self._hear()
         return pb.HeartbeatResponse()
 
     async def StreamJobBatches(

@@ -3,6 +3,14 @@
 `prepare_worker` makes every start-up decision that can fail on the configuration (who command
 jobs run as, the credentials for jq-server, which listeners may open), so a mistake stops the
 worker before anything starts; `run_worker` then hardens the process and wires the parts.
+
+A worker that may run command jobs starts its job guardian first (`job_guardian.py`: their
+processes die with the worker, however it dies), before any gRPC channel exists; its watch runs
+under the runtime's supervisor, and it is stopped last, once no job runs any more.
+
+While the runtime runs, a `LoopWatchdog` thread watches the event loop: a loop blocked past the
+runtime's `loop_stall_limit_s` (an `async def` handler calling blocking code) ends the process
+with EXIT_LOOP_BLOCKED, which takes its command jobs down with it (`loop_watchdog.py` says why).
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from jobq.observability.metrics import WorkerMetrics
 from jobq.worker.connection import WorkerCredentials, load_credentials
 from jobq.worker.executor import JobExecutor
 from jobq.worker.hardening import make_non_dumpable
+from jobq.worker.job_guardian import NO_GUARD, JobGuardian
 from jobq.worker.job_user import JobUser, resolve_job_user
+from jobq.worker.loop_watchdog import LoopWatchdog
 from jobq.worker.runtime import WorkerRuntime
 
 log = get_logger("jobq.worker")
@@ -77,14 +87,35 @@ async def run_worker(settings: Settings, setup: WorkerSetup | None = None) -> in
     setup = setup or prepare_worker(settings)
     cfg = settings.worker
     _log_decisions(settings, setup)
-    executor = JobExecutor(
-        imports=cfg.imports,
-        allowed_commands=cfg.allowed_commands,
-        max_output_bytes=cfg.max_output_bytes,
-        job_user=setup.job_user,
-    )
-    metrics = WorkerMetrics()
-    runtime = WorkerRuntime(cfg, executor, metrics, setup.credentials)
+    # Python handlers run inside the worker and die with it; only command jobs need a guardian.
+    guardian = JobGuardian() if cfg.allowed_commands and not setup.job_user.refusal else None
+    if guardian is not None:
+        await guardian.start()
+    try:
+        executor = JobExecutor(
+            imports=cfg.imports,
+            allowed_commands=cfg.allowed_commands,
+            max_output_bytes=cfg.max_output_bytes,
+            job_user=setup.job_user,
+            guard=guardian or NO_GUARD,
+        )
+        background = {} if guardian is None else {"job guardian": guardian.keep_running}
+        metrics = WorkerMetrics()
+        runtime = WorkerRuntime(cfg, executor, metrics, setup.credentials, background=background)
+        watchdog = LoopWatchdog(lambda: runtime.loop_stall_limit_s)
+        watchdog.start(asyncio.get_running_loop())
+        try:
+            return await _serve(settings, runtime, metrics)
+        finally:
+            watchdog.stop()
+    finally:
+        if guardian is not None:
+            await guardian.stop()
+
+
+async def _serve(settings: Settings, runtime: WorkerRuntime, metrics: WorkerMetrics) -> int:
+    """Signals and endpoints around `runtime.run()`."""
+    cfg = settings.worker
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.request_stop)

@@ -7,8 +7,18 @@ Why it is shaped this way (SPEC §7):
   own, so a timeout or a shutdown kills the whole job (`os.killpg`), not just its first process.
   When the first process exits, what is left of its group is killed too: a job's processes do
   not outlive the job (daemons that must survive have to `setsid` themselves).
+- Nor do they outlive the worker: each job's process group is registered with the worker's job
+  guardian (`job_guardian.py`) from its start until it has been killed, and the guardian kills
+  what is registered when the worker dies, SIGKILL included. Unregistering comes only after the
+  group's SIGKILL, so a group is never unguarded while it may still hold a process. Every job's
+  environment also holds the guard's `JQ_JOB_GUARD=<marker>`, set last so a payload cannot
+  remove it: a dying worker's guardian finds by it what no registration names (a job started
+  just before the worker died, before its group was registered; a process that `setsid` took
+  out of the job's group). So a daemon that must outlive its job survives the job's end and an
+  orderly stop of the worker, but not the worker's death, unless it drops that variable.
 - The child sees a minimal environment, PATH, HOME and LANG from the worker plus the payload's
-  `env`, so the worker's secrets (database passwords, tokens) never reach job code.
+  `env` (and the guard's marker), so the worker's secrets (database passwords, tokens) never
+  reach job code.
 - Output is read by an asyncio protocol as it arrives, so a chatty child never blocks on a full
   pipe; only the first `max_output_bytes` of stdout are kept (then the marker
   `b"\\n[truncated: N bytes dropped]"` is appended) and only the last bytes of stderr, which is
@@ -41,6 +51,7 @@ from typing import Final, cast
 from jobq.domain.payload import CommandSpec
 from jobq.observability.logging_setup import get_logger
 from jobq.worker.execution_result import ExecutionResult, refusal, timed_out_message
+from jobq.worker.job_guardian import NO_GUARD, JobProcessGuard
 from jobq.worker.job_user import JobUser
 
 __all__ = [
@@ -95,11 +106,15 @@ class CommandExecutor:
         job_user: JobUser,
         kill_grace_s: float = 2.0,
         base_env: Mapping[str, str] | None = None,
+        guard: JobProcessGuard = NO_GUARD,
     ) -> None:
         """`allowed_commands` is `worker.allowed_commands` (empty: refuse every command job;
         `"*"`: allow any); `job_user` says who children run as (`resolve_job_user`);
         `base_env` defaults to the minimal environment of this process, taken now;
-        `kill_grace_s` is how long a timed-out group gets between SIGTERM and SIGKILL."""
+        `kill_grace_s` is how long a timed-out group gets between SIGTERM and SIGKILL;
+        `guard` is told each job's process group and marks each job's environment (the
+        worker's `JobGuardian`)."""
+        self._guard = guard
         if max_output_bytes <= 0:
             raise ValueError("max_output_bytes must be positive")
         listed = [entry for entry in allowed_commands if entry != ANY_COMMAND]
@@ -132,7 +147,7 @@ class CommandExecutor:
         """
         if self._refusal:
             return refusal(self._refusal)
-        env = {**self._base_env, **spec.env}
+        env = {**self._base_env, **spec.env, **self._guard.job_environment}
         executable = self._resolve(spec, env)
         if isinstance(executable, ExecutionResult):
             return executable
@@ -154,9 +169,13 @@ class CommandExecutor:
             )
         except OSError as exc:
             return _failure(_spawn_error(exc, spec))
+        pid = transport.get_pid()
+        self._guard.register(pid)  # the child leads its group: pgid == pid
         try:
             return await self._supervise(spec, transport, protocol, timeout_s)
         finally:
+            # _supervise has SIGKILLed the group, whichever way it ended.
+            self._guard.unregister(pid)
             transport.close()
 
     async def _supervise(
@@ -188,7 +207,7 @@ class CommandExecutor:
                     action="job.command_pipes_open",
                     pid=pid,
                 )
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled (shutdown, a lost worker), or a bug of ours
             _signal_group(pid, signal.SIGKILL)
             await _wait_reaped(protocol)
             raise

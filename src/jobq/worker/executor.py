@@ -23,8 +23,13 @@ from jobq.domain.payload import CommandSpec, PayloadError, parse_payload
 from jobq.observability.logging_setup import get_logger
 from jobq.worker.command_executor import CommandExecutor
 from jobq.worker.execution_result import ExecutionResult
+from jobq.worker.job_guardian import NO_GUARD, JobProcessGuard
 from jobq.worker.job_user import JobUser
-from jobq.worker.python_executor import MAX_ERROR_MESSAGE_CHARS, PythonExecutor
+from jobq.worker.python_executor import (
+    MAX_ERROR_MESSAGE_CHARS,
+    PythonExecutor,
+    handler_threads_busy,
+)
 
 __all__ = ["ExecutionResult", "JobExecutor"]
 
@@ -41,11 +46,13 @@ class JobExecutor:
         allowed_commands: Sequence[str],
         max_output_bytes: int,
         job_user: JobUser,
+        guard: JobProcessGuard = NO_GUARD,
     ) -> None:
         """`imports` are the trusted modules (`worker.imports`), imported now;
         `allowed_commands` restricts the command executor (empty: no command jobs; `"*"`: any
         executable); `job_user` is who command jobs run as (`resolve_job_user`);
-        `max_output_bytes` bounds a command's kept stdout and a handler's encoded result.
+        `max_output_bytes` bounds a command's kept stdout and a handler's encoded result;
+        `guard` is told each command job's process group (the worker's `JobGuardian`).
 
         Raises:
             ConfigError: a trusted module cannot be imported.
@@ -55,7 +62,14 @@ class JobExecutor:
             allowed_commands=allowed_commands,
             max_output_bytes=max_output_bytes,
             job_user=job_user,
+            guard=guard,
         )
+
+    @staticmethod
+    def unstoppable_running() -> int:
+        """How many sync handlers still run on threads, including those of jobs that were
+        cancelled or timed out: Python cannot stop a thread, only the process's exit does."""
+        return handler_threads_busy()
 
     async def run(self, payload: bytes, default_timeout_s: float | None) -> ExecutionResult:
         """Run one job. `default_timeout_s` (the queue's TTL; None or <= 0: no limit) applies

@@ -39,7 +39,7 @@ from jobq.observability.logging_setup import get_logger
 from jobq.task import registered_tasks
 from jobq.worker.execution_result import ExecutionResult, refusal, timed_out_message
 
-__all__ = ["MAX_ERROR_MESSAGE_CHARS", "PythonExecutor"]
+__all__ = ["MAX_ERROR_MESSAGE_CHARS", "PythonExecutor", "handler_threads_busy"]
 
 log = get_logger("jobq.worker.handler")
 
@@ -237,10 +237,17 @@ class _DaemonThreads:
         self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._idle = 0
         self._started = 0
+        self._busy = 0
         self._lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """Handler calls submitted and not yet returned, abandoned ones included."""
+        return self._busy
 
     def submit(self, work: Callable[[], None]) -> None:
         with self._lock:
+            self._busy += 1
             grow = self._idle == 0
             if not grow:
                 self._idle -= 1
@@ -254,10 +261,17 @@ class _DaemonThreads:
         while True:
             self._work.get()()
             with self._lock:
+                self._busy -= 1
                 self._idle += 1
 
 
 _THREADS = _DaemonThreads()
+
+
+def handler_threads_busy() -> int:
+    """How many sync handlers are running on this process's threads right now, including
+    those the worker stopped waiting for (timed out, cancelled): Python cannot stop them."""
+    return _THREADS.busy
 
 
 _RETURNED_NONE: Final = ExecutionResult(success=True, result=b"null")

@@ -8,6 +8,15 @@ result carries the start (the server then records ASSIGNED → RUNNING → DONE 
 instead of two, with both events). A batch that cannot be
 delivered (server down, restarting) stays queued and is sent again once the worker is connected;
 a result counts as delivered only when the server answered, i.e. after it committed.
+
+Reconnects do not lose reports. Closing a channel (the runtime does when heartbeats fail, e.g.
+while its server replica is paused) makes grpc.aio cancel the call in flight with a bare
+`asyncio.CancelledError`; `_call` tells that apart from a cancellation of the reporter's own task
+(`Task.cancelling()`), and treats it like any failed delivery: the batch goes back to the front
+of its queue and is sent again over the next channel. A batch taken off the queues goes back
+whatever ends its call, an unexpected exception included, so the loop can be restarted by its
+supervisor (`task_supervisor.py`) without losing anything. Results the server refuses are logged
+once each, with its reason (`job.result_rejected`).
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ from typing import TypeVar
 
 import grpc
 
+from jobq.domain.errors import is_superseded
 from jobq.domain.records import record
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.rpc._gen import worker_service_pb2_grpc
+from jobq.worker.task_supervisor import cancelled_from_outside
 
 log = get_logger("jobq.worker.reporter")
 
@@ -41,9 +52,12 @@ class PendingResult:
     outcome: pb.JobOutcome
     result: bytes
     error_message: str
+    claim_id: str = ""
+    """The assignment's claim id, part of the fencing token the server checks."""
 
 
 OnAckOutcome = Callable[[pb.AttemptOutcome], None]
+OnSuperseded = Callable[[str], None]
 
 _CARRIES_THE_START = frozenset({pb.JOB_OUTCOME_SUCCEEDED, pb.JOB_OUTCOME_REFUSED})
 """Outcomes the server applies to an ASSIGNED attempt, so they need no acknowledgement."""
@@ -52,7 +66,13 @@ _CARRIES_THE_START = frozenset({pb.JOB_OUTCOME_SUCCEEDED, pb.JOB_OUTCOME_REFUSED
 class Reporter:
     """Owns the outgoing reports of one worker across reconnects."""
 
-    def __init__(self, on_ack_rejected: OnAckOutcome) -> None:
+    def __init__(
+        self, on_ack_rejected: OnAckOutcome, on_superseded: OnSuperseded | None = None
+    ) -> None:
+        """`on_superseded` hears the server's refusal of a superseded process (a newer one
+        registered under this worker id): the worker must stop, not send again."""
+        self._on_superseded = on_superseded
+        self._incarnation = ""
         self._acks: list[pb.JobAttempt] = []
         self._results: list[PendingResult] = []
         self._delivered: dict[tuple[str, int], asyncio.Future[None]] = {}
@@ -63,11 +83,19 @@ class Reporter:
         self._connected = asyncio.Event()
         self._all_sent = asyncio.Event()
         self._all_sent.set()
+        self._generation = 0
+        """Bumped by `forget`: a batch taken before it is not put back after it."""
 
     # --- what the runtime calls ----------------------------------------------------------------
 
-    def connected(self, stub: worker_service_pb2_grpc.WorkerServiceStub, worker_id: str) -> None:
-        self._stub, self._worker_id = stub, worker_id
+    def connected(
+        self,
+        stub: worker_service_pb2_grpc.WorkerServiceStub,
+        worker_id: str,
+        incarnation: str = "",
+    ) -> None:
+        """`incarnation`: what RegisterWorker gave this process, presented with every batch."""
+        self._stub, self._worker_id, self._incarnation = stub, worker_id, incarnation
         self._connected.set()
         self._wake.set()
 
@@ -78,8 +106,8 @@ class Reporter:
     def disconnected(self) -> None:
         self._connected.clear()
 
-    def ack(self, job_id: str, attempt: int) -> None:
-        self._acks.append(pb.JobAttempt(job_id=job_id, attempt=attempt))
+    def ack(self, job_id: str, attempt: int, claim_id: str = "") -> None:
+        self._acks.append(pb.JobAttempt(job_id=job_id, attempt=attempt, claim_id=claim_id))
         self._all_sent.clear()
         self._wake.set()
 
@@ -94,6 +122,7 @@ class Reporter:
 
     def forget(self) -> None:
         """Drop everything unsent: the server declared us lost and retries those jobs itself."""
+        self._generation += 1
         self._acks.clear()
         self._results.clear()
         self._all_sent.set()
@@ -121,6 +150,8 @@ class Reporter:
     # --- the sending loop ----------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Send until cancelled. Restartable: whatever is queued is sent by the next run."""
+        self._wake.set()  # a restarted loop may find items queued while nothing ran
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -133,11 +164,13 @@ class Reporter:
             # acknowledgement it replaces.
             results, self._results = self._results, []
             self._fold_acknowledgements(results)
-            if not await self._send_acks():
-                self._results = results + self._results
-                await asyncio.sleep(RETRY_DELAY_S)
-                self._wake.set()
-            elif not await self._send_results(results):
+            generation, sent = self._generation, False
+            try:
+                sent = await self._send_acks() and await self._send_results(results)
+            finally:
+                if not sent:  # undelivered, or a bug's exception: keep them for the next try
+                    self._put_back(generation, results=results)
+            if not sent:
                 await asyncio.sleep(RETRY_DELAY_S)
                 self._wake.set()
             elif self.idle:
@@ -156,13 +189,20 @@ class Reporter:
         if not self._acks:
             return True
         batch, self._acks = self._acks, []
-        reply = await self._call(
-            lambda stub: stub.AckJobs(
-                pb.AckJobsRequest(worker_id=self._worker_id, jobs=batch), timeout=RPC_TIMEOUT_S
+        generation, reply = self._generation, None
+        try:
+            reply = await self._call(
+                lambda stub: stub.AckJobs(
+                    pb.AckJobsRequest(
+                        worker_id=self._worker_id, jobs=batch, incarnation=self._incarnation
+                    ),
+                    timeout=RPC_TIMEOUT_S,
+                )
             )
-        )
+        finally:
+            if reply is None:
+                self._put_back(generation, acks=batch)
         if reply is None:
-            self._acks = batch + self._acks
             return False
         for outcome in reply.outcomes:
             if not outcome.accepted:
@@ -174,6 +214,7 @@ class Reporter:
             return True
         request = pb.ReportResultsRequest(
             worker_id=self._worker_id,
+            incarnation=self._incarnation,
             results=[
                 pb.ReportResultRequest(
                     job_id=r.job_id,
@@ -181,14 +222,14 @@ class Reporter:
                     outcome=r.outcome,
                     result=r.result,
                     error_message=r.error_message,
+                    claim_id=r.claim_id,
                 )
                 for r in batch
             ],
         )
         reply = await self._call(lambda stub: stub.ReportResults(request, timeout=RPC_TIMEOUT_S))
         if reply is None:
-            self._results = batch + self._results
-            return False
+            return False  # the caller puts the batch back
         for outcome in reply.outcomes:
             if not outcome.accepted:
                 log.warning(
@@ -204,15 +245,56 @@ class Reporter:
                 future.set_result(None)
         return True
 
+    def _put_back(
+        self,
+        generation: int,
+        *,
+        acks: list[pb.JobAttempt] | None = None,
+        results: list[PendingResult] | None = None,
+    ) -> None:
+        """Return an unsent batch to the front of its queue (it was taken first, and order
+        matters: starts before results), unless `forget` dropped everything meanwhile."""
+        if generation != self._generation:
+            return
+        if acks:
+            self._acks = acks + self._acks
+        if results:
+            self._results = results + self._results
+
     async def _call(
         self, send: Callable[[worker_service_pb2_grpc.WorkerServiceStub], Awaitable[R]]
     ) -> R | None:
+        """The reply, or None when the batch was not delivered and must be sent again."""
         stub = self._stub
         if stub is None:
             return None
         try:
             return await send(stub)
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise  # the worker is stopping this task
+            # grpc.aio cancels the calls of a channel being closed: the session ended while
+            # this call was in flight. Send it again once reconnected.
+            log.info(
+                "reports cut off by a reconnect; sending them again once reconnected",
+                action="worker.report_interrupted",
+            )
+            return None
+        except grpc.aio.UsageError as exc:  # the session's channel was closed before the call
+            log.info(
+                "reports wait for the next connection",
+                action="worker.report_interrupted",
+                error=str(exc),
+            )
+            return None
         except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION and is_superseded(
+                exc.details() or ""
+            ):
+                self.disconnected()  # never send again: a newer process owns this worker id
+                if self._on_superseded is not None:
+                    self._on_superseded(exc.details() or "")
+                return None
             log.warning(
                 "cannot deliver reports yet",
                 action="worker.report_failed",

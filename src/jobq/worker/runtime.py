@@ -2,9 +2,23 @@
 
 Jobs run in tasks of their own, independent of the connection: a server restart ends the
 session (stream and heartbeats), the worker reconnects with backoff and re-registers under the
-same id, and running jobs carry on; their results wait in the Reporter until delivered. Only a
-worker that has been unable to reach the server for longer than the server's heartbeat timeout
-stops its jobs: by then it has been declared lost and they are being retried elsewhere.
+same id, and running jobs carry on; their results wait in the Reporter until delivered.
+
+A worker that cannot reach the server stops its jobs *before* the server can declare it lost
+and run them again elsewhere (`contact_deadline`: the server's heartbeat timeout, which it
+sends at registration, less a margin, counted from when the last answered heartbeat was sent,
+which is no later than when the server recorded it). Stopped jobs are reported as interrupted
+once the server is back: those the server still holds go back to PENDING at once, the others'
+reports are refused as stale. Assignments read after that deadline (a worker paused and
+resumed finds them buffered) are handed back the same way, never started. Python cannot stop a
+sync handler's thread, so if one still runs then, the worker exits (EXIT_CONTACT_LOST): only
+that ends it before its job runs twice, and its supervisor restarts the worker.
+
+No part of the worker dies silently. The loops that outlive a session (reporter, watchdog, and
+the `background` loops the composition root hands over, such as the job guardian's watch) run
+under a `TaskSupervisor`; a session whose loops fail unexpectedly is logged and reconnected,
+within a `RestartBudget`. A loop that cannot be kept running stops the worker: running jobs are
+interrupted at once (handed back as SHUTDOWN), it deregisters, and `run` returns 1.
 """
 
 from __future__ import annotations
@@ -12,14 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import sys
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 
 from jobq import __version__
 from jobq.config import WorkerSettings
+from jobq.domain.errors import is_superseded
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import WorkerMetrics
 from jobq.rpc._gen import worker_service_pb2 as pb
@@ -27,11 +45,31 @@ from jobq.rpc._gen import worker_service_pb2_grpc
 from jobq.worker.connection import PLAINTEXT, WorkerCredentials, connect
 from jobq.worker.executor import ExecutionResult, JobExecutor
 from jobq.worker.reporter import PendingResult, Reporter
+from jobq.worker.task_supervisor import (
+    DEFAULT_POLICY,
+    RestartBudget,
+    RestartPolicy,
+    TaskSupervisor,
+    cancelled_from_outside,
+    describe,
+)
 
 LOGGER_NAME = "jobq.worker"
 log = get_logger(LOGGER_NAME)
 
 FAILED_HEARTBEATS_BEFORE_RECONNECT = 3
+EXIT_SUPERSEDED = 3
+EXIT_CONTACT_LOST = 5
+"""The exit code of a process that lost the server while sync handlers it cannot stop were
+running on its threads: its jobs are about to run again elsewhere, and only its exit ends
+them. A supervisor should restart it (unlike EXIT_SUPERSEDED)."""
+CONTACT_CHECK_S = 0.1
+"""How often the watchdog compares the time with the contact deadline."""
+STOP_WAIT_S = 2.0
+"""How long stopped jobs get to end (a command job's group is SIGKILLed at once)."""
+"""The exit code of a process that stopped because a newer one registered under its worker id:
+distinct, so a supervisor can be told not to restart it (systemd: RestartPreventExitStatus=3),
+which would only supersede the newer process in turn."""
 RECONNECT_BACKOFF_MAX_S = 5.0
 RPC_TIMEOUT_S = 10.0
 
@@ -49,10 +87,16 @@ class RunningJob:
     task: asyncio.Task[None] | None = None
     started: float = field(default_factory=time.monotonic)
     rejected: bool = False
+    stop_reason: str = ""
+    """Why the worker itself stopped the job (reported with the interruption)."""
 
 
 class SessionEnded(Exception):
     """The connection to the server must be rebuilt (stream ended, heartbeats failing)."""
+
+
+_CONNECTION_ENDED = (SessionEnded, grpc.aio.AioRpcError, grpc.aio.UsageError)
+"""How a session ends in the ordinary course (anything else is a bug in its loops)."""
 
 
 class WorkerRuntime:
@@ -62,22 +106,40 @@ class WorkerRuntime:
         executor: JobExecutor,
         metrics: WorkerMetrics,
         credentials: WorkerCredentials = PLAINTEXT,
+        *,
+        background: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
+        supervision: RestartPolicy = DEFAULT_POLICY,
     ) -> None:
-        """`credentials` (TLS, client certificate, token) go with every channel it opens."""
+        """`credentials` (TLS, client certificate, token) go with every channel it opens;
+        `background` names more loops to run and supervise while the worker runs;
+        `supervision` says how often a failing loop or session is restarted."""
         self._settings = settings
+        self._background = dict(background or {})
+        self._supervision = supervision
+        self._supervisor = TaskSupervisor(self._give_up, supervision)
+        self._failure = ""
+        """Why the worker stops on its own (a loop kept failing); empty while healthy."""
         self._credentials = credentials
         self._executor = executor
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._running: dict[tuple[str, int], RunningJob] = {}
-        self._reporter = Reporter(self._ack_rejected)
+        self._reporter = Reporter(self._ack_rejected, self._supersede)
         self._stop = asyncio.Event()
         self._draining = False
         self._accepting = True
         self.worker_id = settings.worker_id
+        self._incarnation = ""
+        """What RegisterWorker issued this process (empty before): presented on every call."""
+        self._superseded = ""
+        """Why this process stops: the server's refusal of it as superseded; empty while not."""
         self._server_timeout_s = 30.0
+        """The server's heartbeat timeout (RegisterWorker says; until then the default)."""
         self._heartbeat_s = settings.heartbeat_interval_s
-        self._last_contact = time.monotonic()
+        self._contact_at = time.monotonic()
+        """When the last call the server answered (registration, heartbeat) was sent."""
+        self.exit_process: Callable[[int], object] = _exit_now
+        """How the worker exits when it must (replaced in tests)."""
         self._sessions = 0
         self._channel: grpc.aio.Channel | None = None
         self._stub: worker_service_pb2_grpc.WorkerServiceStub | None = None
@@ -102,17 +164,65 @@ class WorkerRuntime:
         self._stop.set()
 
     async def run(self) -> int:
-        """Serve until asked to stop, then drain, deregister and return the exit code."""
-        reporter = asyncio.create_task(self._reporter.run(), name="reporter")
-        watchdog = asyncio.create_task(self._watch_server_contact(), name="watchdog")
+        """Serve until asked to stop, then drain, deregister and return the exit code: 0, or 1
+        when a background loop kept failing and the worker stopped itself, or EXIT_SUPERSEDED
+        when a newer process registered under its worker id (no drain, no goodbye)."""
+        self._supervisor.start("reporter", self._reporter.run)
+        self._supervisor.start("watchdog", self._watch_server_contact)
+        for name, loop in self._background.items():
+            self._supervisor.start(name, loop)
         try:
             await self._serve_sessions()
-            await self._shutdown()
+            if self._superseded:
+                await self._abandon_jobs()
+            else:
+                await self._shutdown()
         finally:
-            for task in (reporter, watchdog):
-                task.cancel()
-            await asyncio.gather(reporter, watchdog, return_exceptions=True)
+            await self._supervisor.stop()
+        if self._superseded:
+            return EXIT_SUPERSEDED
+        if self._failure:
+            log.error(
+                "worker stopped after a failure",
+                action="worker.failed",
+                worker_id=self.worker_id,
+                reason=self._failure,
+            )
+            return 1
         return 0
+
+    def _give_up(self, name: str, problem: BaseException) -> None:
+        """A loop cannot be kept running: stop rather than run half-alive (e.g. taking jobs
+        whose results nobody sends)."""
+        if not self._failure:
+            self._failure = f"the {name} task kept failing ({describe(problem)})"
+            log.error(
+                "stopping the worker: a task it needs kept failing",
+                action="worker.stopping_on_failure",
+                worker_id=self.worker_id,
+                task=name,
+                error=describe(problem),
+            )
+        self.request_stop()
+
+    @property
+    def contact_margin_s(self) -> float:
+        """Time to stop the jobs before the server can declare this worker lost."""
+        return min(5.0, max(0.5, 0.2 * self._server_timeout_s))
+
+    @property
+    def contact_deadline(self) -> float:
+        """The monotonic time by which, without news from the server, jobs must be stopped:
+        the server declares the worker lost no sooner than its heartbeat timeout after it
+        recorded the last heartbeat, and it recorded it after the worker sent it."""
+        return self._contact_at + self._server_timeout_s - self.contact_margin_s
+
+    @property
+    def loop_stall_limit_s(self) -> float:
+        """How long the event loop may stay blocked (a handler calling blocking code in an
+        `async def`) before the worker must exit (`LoopWatchdog`): a blocked loop sends no
+        heartbeat, and the last one may have gone out a heartbeat interval before it."""
+        return max(0.5, self._server_timeout_s - self.contact_margin_s - self._heartbeat_s)
 
     async def ready(self) -> tuple[bool, str]:
         """For /readyz: connected to a server and not shutting down."""
@@ -126,13 +236,19 @@ class WorkerRuntime:
 
     async def _serve_sessions(self) -> None:
         backoff = 0.1
+        crashes = RestartBudget(self._supervision)
         while not self._stop.is_set():
             channel, stub = connect(self._settings.server_addr, self._credentials)
             try:
                 await self._session(stub)
-            except (SessionEnded, grpc.aio.AioRpcError) as exc:
+            except Exception as exc:
                 self._reporter.disconnected()
                 await self._close(channel)
+                if _is_superseded(exc):
+                    self._supersede(_describe(exc))
+                    break
+                if not isinstance(exc, _CONNECTION_ENDED):
+                    self._session_crashed(exc, crashes)
                 if self._stop.is_set():
                     break
                 log.warning(
@@ -151,6 +267,26 @@ class WorkerRuntime:
             self._channel, self._stub = channel, stub
             return
 
+    def _session_crashed(self, exc: Exception, crashes: RestartBudget) -> None:
+        """A bug in a session's loops (not a connection problem): reconnect, within budget."""
+        if not crashes.spend():
+            log.error(
+                "the connection's tasks keep failing",
+                action="worker.task_failed",
+                task="session",
+                error=describe(exc),
+                exc_info=exc,
+            )
+            self._give_up("session", exc)
+            return
+        log.error(
+            "the connection's tasks failed; reconnecting",
+            action="worker.task_restarted",
+            task="session",
+            error=describe(exc),
+            exc_info=exc,
+        )
+
     async def _close(self, channel: grpc.aio.Channel) -> None:
         with contextlib.suppress(Exception):
             await channel.close()
@@ -160,8 +296,10 @@ class WorkerRuntime:
         await self._register(stub)
         if self._sessions > 1:
             self._metrics.worker_reconnects.inc()
-        self._reporter.connected(stub, self.worker_id)
-        stream = stub.StreamJobBatches(pb.StreamJobsRequest(worker_id=self.worker_id))
+        self._reporter.connected(stub, self.worker_id, self._incarnation)
+        stream = stub.StreamJobBatches(
+            pb.StreamJobsRequest(worker_id=self.worker_id, incarnation=self._incarnation)
+        )
         receive = asyncio.create_task(self._receive(stream), name="receive")
         heartbeats = asyncio.create_task(self._heartbeats(stub), name="heartbeats")
         stop = asyncio.create_task(self._stop.wait(), name="stop")
@@ -184,6 +322,7 @@ class WorkerRuntime:
             raise SessionEnded("the job stream ended")
 
     async def _register(self, stub: worker_service_pb2_grpc.WorkerServiceStub) -> None:
+        sent = time.monotonic()
         reply = await stub.RegisterWorker(
             pb.RegisterWorkerRequest(
                 worker_id=self.worker_id,
@@ -191,15 +330,21 @@ class WorkerRuntime:
                 concurrency=self._settings.concurrency,
                 queues=list(self._settings.queues),
                 version=__version__,
+                incarnation=self._incarnation,
             ),
             timeout=RPC_TIMEOUT_S,
         )
         self.worker_id = reply.worker_id
+        # Kept for this process's life: registering again with it (a reconnect) keeps the jobs;
+        # a new process registers without one and the server releases what this one held.
+        self._incarnation = reply.incarnation or self._incarnation
         self._sessions += 1
-        self._last_contact = time.monotonic()
-        if reply.heartbeat_interval_s > 0:
-            # The server declares a worker lost after about three of its intervals.
+        self._contact_at = max(self._contact_at, sent)
+        if reply.heartbeat_timeout_s > 0:
+            self._server_timeout_s = reply.heartbeat_timeout_s
+        elif reply.heartbeat_interval_s > 0:  # a server from before the timeout was sent
             self._server_timeout_s = 3.0 * reply.heartbeat_interval_s
+        if reply.heartbeat_interval_s > 0:
             self._heartbeat_s = min(self._settings.heartbeat_interval_s, reply.heartbeat_interval_s)
         log.info(
             "registered",
@@ -211,8 +356,9 @@ class WorkerRuntime:
         )
 
     async def _receive(self, stream: grpc.aio.UnaryStreamCall) -> None:  # type: ignore[type-arg]
+        # A message read is no news of the server's *present*: it may have waited in a buffer
+        # while this process was paused. Only answered heartbeats move the contact deadline.
         async for batch in stream:
-            self._last_contact = time.monotonic()
             for assignment in batch.assignments:
                 self._start_job(assignment)
 
@@ -223,16 +369,28 @@ class WorkerRuntime:
             running = [
                 pb.JobAttempt(job_id=job_id, attempt=attempt) for job_id, attempt in self._running
             ]
+            sent = time.monotonic()
             try:
                 reply = await stub.Heartbeat(
                     pb.HeartbeatRequest(
                         worker_id=self.worker_id,
                         active_job_count=len(running),
                         running=running,
+                        incarnation=self._incarnation,
                     ),
                     timeout=min(RPC_TIMEOUT_S, max(self._heartbeat_s, 1.0)),
                 )
+            except asyncio.CancelledError:
+                if cancelled_from_outside():
+                    raise
+                # grpc.aio cancels the calls of a closed channel: this session is over.
+                raise SessionEnded("the heartbeat's channel was closed") from None
+            except grpc.aio.UsageError:
+                raise SessionEnded("the heartbeat's channel was closed") from None
             except grpc.aio.AioRpcError as exc:
+                if _is_superseded(exc):
+                    self._supersede(_describe(exc))
+                    raise
                 if exc.code() is grpc.StatusCode.NOT_FOUND:
                     raise SessionEnded("the server no longer knows this worker") from None
                 failures += 1
@@ -246,7 +404,7 @@ class WorkerRuntime:
                     raise SessionEnded(f"{failures} heartbeats failed") from None
                 continue
             failures = 0
-            self._last_contact = time.monotonic()
+            self._contact_at = max(self._contact_at, sent)
             self._handle_commands(reply.commands)
 
     def _handle_commands(self, commands: object) -> None:
@@ -260,23 +418,50 @@ class WorkerRuntime:
                 self.request_stop()
 
     async def _watch_server_contact(self) -> None:
-        """Stop running jobs once the server must have declared this worker lost."""
+        """Stop running jobs before the server can declare this worker lost."""
         while True:
-            await asyncio.sleep(1.0)
-            silent = time.monotonic() - self._last_contact
-            if silent > self._server_timeout_s and self._running:
-                log.error(
-                    "server unreachable longer than its heartbeat timeout; stopping jobs",
-                    action="worker.lost",
-                    worker_id=self.worker_id,
-                    silent_s=round(silent, 1),
-                    jobs=len(self._running),
-                )
-                for job in list(self._running.values()):
-                    if job.task is not None:
-                        job.rejected = True  # its result would be stale: report nothing
-                        job.task.cancel()
-                self._reporter.forget()
+            await asyncio.sleep(CONTACT_CHECK_S)
+            if self._running and time.monotonic() > self.contact_deadline:
+                await self._stop_jobs_out_of_contact()
+
+    def _out_of_contact(self) -> str:
+        silent = time.monotonic() - self._contact_at
+        return (
+            f"no contact with jq-server for {silent:.1f}s "
+            f"(its heartbeat timeout is {self._server_timeout_s:g}s)"
+        )
+
+    async def _stop_jobs_out_of_contact(self) -> None:
+        """Interrupt every running job (reported once the server is back: PENDING again if it
+        still holds them, refused as stale if it ran them elsewhere); exit if a sync handler's
+        thread runs on, since nothing else stops it."""
+        reason = f"stopped: {self._out_of_contact()}"
+        log.error(
+            "lost contact with the server; stopping jobs before they run again elsewhere",
+            action="worker.lost",
+            worker_id=self.worker_id,
+            reason=reason,
+            jobs=len(self._running),
+        )
+        tasks = []
+        for job in list(self._running.values()):
+            if job.task is not None and not job.task.done():
+                job.stop_reason = reason
+                job.task.cancel()
+                tasks.append(job.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+        unstoppable = self._executor.unstoppable_running()
+        if unstoppable:
+            log.error(
+                "sync handlers still run on threads Python cannot stop; exiting so that they "
+                "end before their jobs run again elsewhere",
+                action="worker.exiting",
+                worker_id=self.worker_id,
+                handlers=unstoppable,
+                exit_code=EXIT_CONTACT_LOST,
+            )
+            self.exit_process(EXIT_CONTACT_LOST)
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -284,6 +469,21 @@ class WorkerRuntime:
         key = (assignment.job_id, assignment.attempt)
         if key in self._running:
             return  # a re-sent assignment we already run
+        if time.monotonic() > self.contact_deadline:
+            # Read after contact was lost (buffered while this process was paused): the
+            # server may have run it elsewhere already. Hand it back, unstarted.
+            a = assignment
+            self._reporter.result(
+                PendingResult(
+                    a.job_id,
+                    a.attempt,
+                    pb.JOB_OUTCOME_SHUTDOWN,
+                    b"",
+                    f"not started: {self._out_of_contact()}",
+                    claim_id=a.claim_id,
+                )
+            )
+            return
         job = RunningJob(assignment)
         self._running[key] = job
         job.task = asyncio.create_task(self._run_job(job), name=f"job-{assignment.job_id}")
@@ -294,7 +494,7 @@ class WorkerRuntime:
         outcome, result = pb.JOB_OUTCOME_SHUTDOWN, ExecutionResult(False, b"", "worker shut down")
         try:
             async with self._slots:
-                self._reporter.ack(a.job_id, a.attempt)
+                self._reporter.ack(a.job_id, a.attempt, a.claim_id)
                 self._active += 1
                 started = time.monotonic()
                 try:
@@ -305,7 +505,9 @@ class WorkerRuntime:
                     self._metrics.worker_job_duration_seconds.observe(time.monotonic() - started)
         except asyncio.CancelledError:
             outcome = pb.JOB_OUTCOME_SHUTDOWN
-            result = ExecutionResult(False, b"", "interrupted by worker shutdown")
+            result = ExecutionResult(
+                False, b"", job.stop_reason or "interrupted by worker shutdown"
+            )
         finally:
             self._running.pop(key, None)
         if job.rejected:
@@ -330,7 +532,14 @@ class WorkerRuntime:
                 worker_id=self.worker_id,
             )
         self._reporter.result(
-            PendingResult(a.job_id, a.attempt, outcome, result.result, result.error_message)
+            PendingResult(
+                a.job_id,
+                a.attempt,
+                outcome,
+                result.result,
+                result.error_message,
+                claim_id=a.claim_id,
+            )
         )
 
     def _ack_rejected(self, outcome: pb.AttemptOutcome) -> None:
@@ -349,10 +558,48 @@ class WorkerRuntime:
 
     # --- shutdown ----------------------------------------------------------------------------
 
+    def _supersede(self, reason: str) -> None:
+        """The server refused this process: a newer one registered under this worker id (a
+        restart while this one was cut off, or a second deployment with the same id). Its jobs
+        were released when the newer one registered, and nothing this process reports counts
+        any more, so it stops at once: its jobs are killed and nothing is reported or
+        deregistered. It must not register again, which would supersede the newer process."""
+        if self._superseded:
+            return
+        self._superseded = reason
+        log.error(
+            "superseded by a newer process of this worker; stopping its jobs and exiting",
+            action="worker.superseded",
+            worker_id=self.worker_id,
+            reason=reason,
+            jobs=len(self._running),
+        )
+        for job in list(self._running.values()):
+            if job.task is not None:
+                job.rejected = True  # its result would be refused: report nothing
+                job.task.cancel()
+        self._reporter.forget()
+        self.request_stop()
+
+    async def _abandon_jobs(self) -> None:
+        """After `_supersede`: wait (briefly) for the cancelled jobs to be killed, then close
+        the channel without a goodbye."""
+        tasks = [job.task for job in self._running.values() if job.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self._channel is not None:
+            await self._close(self._channel)
+        log.info("stopped: superseded", action="worker.stopped", worker_id=self.worker_id)
+
     async def _shutdown(self) -> None:
         """Let running jobs finish within the grace period, interrupt the rest (reported as
         SHUTDOWN: back to PENDING without a retry), deliver every result, deregister."""
-        grace = self._settings.shutdown_grace_period_s
+        # A worker stopping on a failure interrupts its jobs at once: they go back to PENDING
+        # without using a retry, to run on a healthy worker.
+        grace = 0.0 if self._failure else self._settings.shutdown_grace_period_s
         tasks = [job.task for job in self._running.values() if job.task is not None]
         if tasks:
             log.info(
@@ -376,19 +623,40 @@ class WorkerRuntime:
             channel, stub = connect(self._settings.server_addr, self._credentials)
         try:
             if self.worker_id:
-                self._reporter.connected(stub, self.worker_id)
-                if not await self._reporter.flushed(within=10.0):
+                self._reporter.connected(stub, self.worker_id, self._incarnation)
+                # Without its reporter nothing would be sent: do not wait for it to happen.
+                sending = self._supervisor.running("reporter")
+                if not (sending and await self._reporter.flushed(within=10.0)):
                     log.error("could not deliver every result", action="worker.results_lost")
                 if self._heartbeat_task is not None:
                     self._heartbeat_task.cancel()
                     await asyncio.gather(self._heartbeat_task, return_exceptions=True)
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await stub.Deregister(
-                        pb.DeregisterRequest(worker_id=self.worker_id), timeout=RPC_TIMEOUT_S
+                        pb.DeregisterRequest(
+                            worker_id=self.worker_id, incarnation=self._incarnation
+                        ),
+                        timeout=RPC_TIMEOUT_S,
                     )
             log.info("deregistered", action="worker.stopped", worker_id=self.worker_id)
         finally:
             await self._close(channel)
+
+
+def _exit_now(code: int) -> None:
+    """Exit at once, from wherever: threads that cannot be stopped must not hold it up."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _is_superseded(exc: BaseException) -> bool:
+    """The server's refusal of this process: a newer one registered under its worker id."""
+    return (
+        isinstance(exc, grpc.aio.AioRpcError)
+        and exc.code() is grpc.StatusCode.FAILED_PRECONDITION
+        and is_superseded(exc.details() or "")
+    )
 
 
 def _outcome(result: ExecutionResult) -> pb.JobOutcome:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
+
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.worker.reporter import PendingResult, Reporter
 
@@ -84,4 +86,142 @@ async def test_a_long_job_is_acknowledged_before_it_finishes() -> None:
     assert stub.calls == [("ack", [("a", 1)])]
     await asyncio.wait_for(reporter.result(_result("a")), timeout=5)
     assert stub.calls == [("ack", [("a", 1)]), ("results", [("a", 1)])]
+    task.cancel()
+
+
+class CutOffStub(RecordingStub):
+    """Its first ReportResults ends as grpc.aio ends a call whose channel is being closed:
+    with a bare CancelledError in the caller, whose own task is not being cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = 0
+
+    async def ReportResults(
+        self, request: pb.ReportResultsRequest, **kwargs: object
+    ) -> pb.ReportResultsResponse:
+        if not self.cut:
+            self.cut += 1
+            raise asyncio.CancelledError
+        return await super().ReportResults(request, **kwargs)
+
+
+async def test_a_call_cut_off_by_a_reconnect_is_sent_again_over_the_next_channel() -> None:
+    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    old, new = CutOffStub(), RecordingStub()
+    reporter.connected(old, "w")  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run())
+    delivered = reporter.result(_result("a"))
+    async with asyncio.timeout(5):
+        while not old.cut:
+            await asyncio.sleep(0.001)
+    reporter.disconnected()  # the runtime's session ended
+    await asyncio.sleep(0.01)
+    assert not task.done(), "the reporter died with the call"
+    reporter.connected(new, "w")  # type: ignore[arg-type]
+    await asyncio.wait_for(delivered, timeout=5)
+    assert new.calls == [("results", [("a", 1)])]
+    task.cancel()
+
+
+class BrokenStub(RecordingStub):
+    """Raises an unexpected exception (a bug) from its first ReportResults."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    async def ReportResults(
+        self, request: pb.ReportResultsRequest, **kwargs: object
+    ) -> pb.ReportResultsResponse:
+        if self.broken:
+            self.broken = False
+            raise RuntimeError("bug")
+        return await super().ReportResults(request, **kwargs)
+
+
+async def test_a_crash_keeps_the_batch_for_the_restarted_loop() -> None:
+    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    stub = BrokenStub()
+    reporter.connected(stub, "w")  # type: ignore[arg-type]
+    reporter.ack("a", 1)
+    delivered = reporter.result(_result("a", pb.JOB_OUTCOME_FAILED))
+    first = asyncio.create_task(reporter.run())
+    done, _ = await asyncio.wait({first}, timeout=5)
+    assert done
+    assert isinstance(first.exception(), RuntimeError)
+    assert not reporter.idle
+    restarted = asyncio.create_task(reporter.run())  # what the supervisor does
+    await asyncio.wait_for(delivered, timeout=5)
+    assert stub.calls == [("ack", [("a", 1)]), ("results", [("a", 1)])]
+    restarted.cancel()
+
+
+class HangingStub(RecordingStub):
+    """Its ReportResults hangs until released, then ends as a closed channel's call does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def ReportResults(
+        self, request: pb.ReportResultsRequest, **kwargs: object
+    ) -> pb.ReportResultsResponse:
+        self.entered.set()
+        await self.release.wait()
+        raise asyncio.CancelledError
+
+
+async def test_what_was_forgotten_during_a_call_is_not_put_back() -> None:
+    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    old, new = HangingStub(), RecordingStub()
+    reporter.connected(old, "w")  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run())
+    reporter.result(_result("a"))
+    await asyncio.wait_for(old.entered.wait(), 5)
+    reporter.forget()  # declared lost while the call hangs: the server retries the job
+    reporter.disconnected()
+    old.release.set()
+    await asyncio.sleep(0.01)
+    assert reporter.idle
+    reporter.connected(new, "w")  # type: ignore[arg-type]
+    reporter.result(_result("b"))
+    assert await reporter.flushed(5)
+    assert new.calls == [("results", [("b", 1)])]
+    task.cancel()
+
+
+class RefusingStub(RecordingStub):
+    """Refuses every result, saying why (a stale attempt: the job was re-assigned)."""
+
+    async def ReportResults(
+        self, request: pb.ReportResultsRequest, **kwargs: object
+    ) -> pb.ReportResultsResponse:
+        self.calls.append(("results", [(r.job_id, r.attempt) for r in request.results]))
+        return pb.ReportResultsResponse(
+            outcomes=[
+                pb.AttemptOutcome(
+                    job_id=r.job_id, attempt=r.attempt, accepted=False, message="stale attempt"
+                )
+                for r in request.results
+            ]
+        )
+
+
+async def test_a_refused_result_is_logged_once_with_the_reason_and_not_sent_again() -> None:
+    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    stub = RefusingStub()
+    reporter.connected(stub, "w")  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run())
+    with structlog.testing.capture_logs() as logs:
+        delivered = [reporter.result(_result("a")), reporter.result(_result("b"))]
+        await asyncio.wait_for(asyncio.gather(*delivered), timeout=5)
+        assert await reporter.flushed(5)
+    refused = [e for e in logs if e.get("action") == "job.result_rejected"]
+    assert [(e["job_id"], e["reason"], e["log_level"]) for e in refused] == [
+        ("a", "stale attempt", "warning"),
+        ("b", "stale attempt", "warning"),
+    ]
+    assert stub.calls == [("results", [("a", 1), ("b", 1)])]  # answered: not sent again
     task.cancel()
