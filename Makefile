@@ -25,18 +25,23 @@ run: $(STAMP) ## Start jq-server and one jq-worker on the embedded PostgreSQL (C
 	$(PY) tools/run_local.py
 
 .PHONY: test
-test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end) on the embedded PostgreSQL
+test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, fault) on the embedded PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@echo "Tests passed. 'make test-system-pg' runs the integration, end-to-end and migration tests on the distribution's PostgreSQL too (apt-get install postgresql)."
 
-# The tests that talk to PostgreSQL; unit tests do not, and `make test` runs them already.
-SYSTEM_PG_TESTS := tests/integration tests/e2e tests/migration
+# The tests that talk to PostgreSQL (the fault suite included); unit tests do not, and
+# `make test` runs them already.
+SYSTEM_PG_TESTS := tests/integration tests/e2e tests/migration tests/fault
 
 .PHONY: test-system-pg
-test-system-pg: $(STAMP) ## Integration, end-to-end and migration tests on the distribution's PostgreSQL (JIT on; JQ_TEST_POSTGRES=system)
+test-system-pg: $(STAMP) ## Integration, end-to-end, migration and fault tests on the distribution's PostgreSQL (JIT on; JQ_TEST_POSTGRES=system)
 	@$(PY) -c 'from jobq.storage.embedded import system_bin_dir as s; raise SystemExit(s() is None)' \
 		|| { echo "make test-system-pg needs the distribution's PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
 	JQ_TEST_POSTGRES=system $(PY) -m pytest $(SYSTEM_PG_TESTS) $(PYTEST_ARGS)
+
+.PHONY: soak
+soak: $(STAMP) ## Randomized fault soak, not in CI (JQ_SOAK_MINUTES, default 10; JQ_SOAK_SEED replays one)
+	$(PY) -m pytest tests/fault/soak_run.py -s $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
