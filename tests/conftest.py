@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hypothesis
 import pytest
 from support.postgres import local_postgres, postgres_target
 
@@ -37,6 +38,11 @@ from jobq.storage.embedded import EmbeddedPostgres
 from jobq.storage.migrations import migrate
 
 TEMPLATE_DB = "jobq_test_template"
+
+# No time limit per example: timings are the benchmark's business, never a test's, and on a
+# busy 2-core machine (CI runs two suites at once) a slow example is not a failing one.
+hypothesis.settings.register_profile("jobq", deadline=None)
+hypothesis.settings.load_profile("jobq")
 
 # The embedded server warns (and pytest turns warnings into errors) without a runtime dir.
 os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")

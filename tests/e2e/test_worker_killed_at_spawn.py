@@ -4,12 +4,14 @@ guardian finds the process by the worker's marker in its environment (`JQ_JOB_GU
 
 That window is a few event loop steps, well under a millisecond: polling /proc from here is far
 too slow to hit it. The test listens to the kernel's process events instead (the netlink proc
-connector: it needs CAP_NET_ADMIN and the initial network namespace) and SIGKILLs the worker
-the moment its child execs. Where the connector is missing, the worker is killed as soon as a
-/proc scan sees the job, which rarely hits the window: the test then checks only that nothing
-of the job outlives its worker, and says so in its output. Whether an attempt hit the window is read
-from the guardian's report (no group registered, a marked process killed); the test tries a few
-workers, needs one hit, and checks after every attempt that nothing of the job is left.
+connector: it needs CAP_NET_ADMIN and the initial network namespace), stops the worker
+(SIGSTOP) the moment it forks and SIGKILLs it once the child has exec'd: the worker cannot
+have told its guardian about the job, however busy the machine. The guardian's report says
+whether an attempt hit the window (no group registered, a marked process killed); the test
+tries a few workers, needs one hit, and checks after every attempt that nothing of the job is
+left. Where the connector is missing, the worker is killed as soon as a /proc scan sees the
+job, which rarely hits the window: the test then checks only that nothing of the job outlives
+its worker, and says so in its output.
 """
 
 from __future__ import annotations
@@ -61,8 +63,12 @@ class ProcEvents:
     def close(self) -> None:
         self._sock.close()
 
-    def kill_on_child_exec(self, parent: int, within: float) -> int:
-        """SIGKILL `parent` the moment a child it forked execs; returns the child."""
+    def kill_on_child_exec(self, parent: int, within: float) -> tuple[int, str]:
+        """SIGKILL `parent` the moment a child it forked execs; returns the child and its
+        command line, read before the kill (the guardian may kill the child at once). The parent
+        is stopped (SIGSTOP) as soon as it forks, so that however late this thread reads the
+        exec (a busy machine), the parent cannot have told its guardian about the child:
+        the window is hit every time."""
         children: set[int] = set()
         offset = NLMSG_HDR.size + CN_MSG.size
         deadline = time.monotonic() + within
@@ -77,10 +83,12 @@ class ProcEvents:
             what = EVENT_HDR.unpack_from(data, offset)[0]
             ids = EVENT_IDS.unpack_from(data, offset + EVENT_HDR.size)
             if what == PROC_EVENT_FORK and ids[1] == parent and ids[3] != parent:
+                os.kill(parent, signal.SIGSTOP)
                 children.add(ids[3])
             elif what == PROC_EVENT_EXEC and ids[1] in children:
+                command = _command_line(ids[1])
                 os.kill(parent, signal.SIGKILL)
-                return ids[1]
+                return ids[1], command
         raise TimeoutError(f"no child of {parent} exec'd within {within}s")
 
 
@@ -93,15 +101,23 @@ class ProcScan:
     def close(self) -> None:
         pass
 
-    def kill_on_child_exec(self, parent: int, within: float) -> int:
+    def kill_on_child_exec(self, parent: int, within: float) -> tuple[int, str]:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             found = processes_with(self._marker)
             if found:
                 os.kill(parent, signal.SIGKILL)
-                return next(iter(found))
+                return next(iter(found.items()))
             time.sleep(0.0005)
         raise TimeoutError(f"no job process of {parent} seen within {within}s")
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @pytest.fixture
@@ -163,10 +179,10 @@ async def test_a_job_started_just_before_its_worker_was_killed_dies_with_it(
                     asyncio.to_thread(events.kill_on_child_exec, worker.process.pid, 30.0)
                 )
                 await submit(client, {"command": ["sleep", marker]})
-                job_pid = await killing
+                job_pid, command = await killing
             finally:
                 events.close()
-            assert job_pid in processes_with(marker)  # what exec'd was the job
+            assert marker in command, (job_pid, command)  # what exec'd was the job
             killed_at = time.monotonic()
             worker.process.wait(timeout=10)
             while processes_with(marker) and time.monotonic() - killed_at < GONE_WITHIN_S:
