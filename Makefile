@@ -27,7 +27,7 @@ run: $(STAMP) ## Start jq-server and one jq-worker on the embedded PostgreSQL (C
 .PHONY: test
 test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, fault) on the embedded PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
-	@echo "Tests passed. 'make test-system-pg' runs the integration, end-to-end and migration tests on the distribution's PostgreSQL too (apt-get install postgresql)."
+	@echo "Tests passed. 'make test-system-pg' runs the integration, end-to-end, migration and fault tests on the distribution's PostgreSQL too (apt-get install postgresql)."
 
 # The tests that talk to PostgreSQL (the fault suite included); unit tests do not, and
 # `make test` runs them already.

@@ -5,14 +5,13 @@ session (stream and heartbeats), the worker reconnects with backoff and re-regis
 same id, and running jobs carry on; their results wait in the Reporter until delivered.
 
 A worker that cannot reach the server stops its jobs *before* the server can declare it lost
-and run them again elsewhere (`contact_deadline`: the server's heartbeat timeout, which it
-sends at registration, less a margin, counted from when the last answered heartbeat was sent,
-which is no later than when the server recorded it). Stopped jobs are reported as interrupted
-once the server is back: those the server still holds go back to PENDING at once, the others'
-reports are refused as stale. Assignments read after that deadline (a worker paused and
-resumed finds them buffered) are handed back the same way, never started. Python cannot stop a
-sync handler's thread, so if one still runs then, the worker exits (EXIT_CONTACT_LOST): only
-that ends it before its job runs twice, and its supervisor restarts the worker.
+and run them again elsewhere (`server_contact.py` says when). Stopped jobs are reported as
+interrupted once the server is back: those the server still holds go back to PENDING at once,
+the others' reports are refused as stale. Assignments read after that deadline (a worker
+paused and resumed finds them buffered) are handed back the same way, never started. Python
+cannot stop a sync handler's thread, so if one still runs then, the worker exits
+(EXIT_CONTACT_LOST): only that ends it before its job runs twice, and its supervisor restarts
+the worker.
 
 No part of the worker dies silently. The loops that outlive a session (reporter, watchdog, and
 the `background` loops the composition root hands over, such as the job guardian's watch) run
@@ -45,6 +44,7 @@ from jobq.rpc._gen import worker_service_pb2_grpc
 from jobq.worker.connection import PLAINTEXT, WorkerCredentials, connect
 from jobq.worker.executor import ExecutionResult, JobExecutor
 from jobq.worker.reporter import PendingResult, Reporter
+from jobq.worker.server_contact import ServerContact
 from jobq.worker.task_supervisor import (
     DEFAULT_POLICY,
     RestartBudget,
@@ -133,11 +133,8 @@ class WorkerRuntime:
         """What RegisterWorker issued this process (empty before): presented on every call."""
         self._superseded = ""
         """Why this process stops: the server's refusal of it as superseded; empty while not."""
-        self._server_timeout_s = 30.0
-        """The server's heartbeat timeout (RegisterWorker says; until then the default)."""
         self._heartbeat_s = settings.heartbeat_interval_s
-        self._contact_at = time.monotonic()
-        """When the last call the server answered (registration, heartbeat) was sent."""
+        self.contact = ServerContact()
         self.exit_process: Callable[[int], object] = _exit_now
         """How the worker exits when it must (replaced in tests)."""
         self._sessions = 0
@@ -206,23 +203,10 @@ class WorkerRuntime:
         self.request_stop()
 
     @property
-    def contact_margin_s(self) -> float:
-        """Time to stop the jobs before the server can declare this worker lost."""
-        return min(5.0, max(0.5, 0.2 * self._server_timeout_s))
-
-    @property
-    def contact_deadline(self) -> float:
-        """The monotonic time by which, without news from the server, jobs must be stopped:
-        the server declares the worker lost no sooner than its heartbeat timeout after it
-        recorded the last heartbeat, and it recorded it after the worker sent it."""
-        return self._contact_at + self._server_timeout_s - self.contact_margin_s
-
-    @property
     def loop_stall_limit_s(self) -> float:
         """How long the event loop may stay blocked (a handler calling blocking code in an
-        `async def`) before the worker must exit (`LoopWatchdog`): a blocked loop sends no
-        heartbeat, and the last one may have gone out a heartbeat interval before it."""
-        return max(0.5, self._server_timeout_s - self.contact_margin_s - self._heartbeat_s)
+        `async def`) before the worker must exit (`LoopWatchdog`)."""
+        return self.contact.stall_limit_s(self._heartbeat_s)
 
     async def ready(self) -> tuple[bool, str]:
         """For /readyz: connected to a server and not shutting down."""
@@ -339,11 +323,8 @@ class WorkerRuntime:
         # a new process registers without one and the server releases what this one held.
         self._incarnation = reply.incarnation or self._incarnation
         self._sessions += 1
-        self._contact_at = max(self._contact_at, sent)
-        if reply.heartbeat_timeout_s > 0:
-            self._server_timeout_s = reply.heartbeat_timeout_s
-        elif reply.heartbeat_interval_s > 0:  # a server from before the timeout was sent
-            self._server_timeout_s = 3.0 * reply.heartbeat_interval_s
+        self.contact.answered(sent)
+        self.contact.learn_timeout(reply.heartbeat_timeout_s, reply.heartbeat_interval_s)
         if reply.heartbeat_interval_s > 0:
             self._heartbeat_s = min(self._settings.heartbeat_interval_s, reply.heartbeat_interval_s)
         log.info(
@@ -404,7 +385,7 @@ class WorkerRuntime:
                     raise SessionEnded(f"{failures} heartbeats failed") from None
                 continue
             failures = 0
-            self._contact_at = max(self._contact_at, sent)
+            self.contact.answered(sent)
             self._handle_commands(reply.commands)
 
     def _handle_commands(self, commands: object) -> None:
@@ -421,21 +402,14 @@ class WorkerRuntime:
         """Stop running jobs before the server can declare this worker lost."""
         while True:
             await asyncio.sleep(CONTACT_CHECK_S)
-            if self._running and time.monotonic() > self.contact_deadline:
+            if self._running and self.contact.lost():
                 await self._stop_jobs_out_of_contact()
-
-    def _out_of_contact(self) -> str:
-        silent = time.monotonic() - self._contact_at
-        return (
-            f"no contact with jq-server for {silent:.1f}s "
-            f"(its heartbeat timeout is {self._server_timeout_s:g}s)"
-        )
 
     async def _stop_jobs_out_of_contact(self) -> None:
         """Interrupt every running job (reported once the server is back: PENDING again if it
         still holds them, refused as stale if it ran them elsewhere); exit if a sync handler's
         thread runs on, since nothing else stops it."""
-        reason = f"stopped: {self._out_of_contact()}"
+        reason = f"stopped: {self.contact.describe()}"
         log.error(
             "lost contact with the server; stopping jobs before they run again elsewhere",
             action="worker.lost",
@@ -469,7 +443,7 @@ class WorkerRuntime:
         key = (assignment.job_id, assignment.attempt)
         if key in self._running:
             return  # a re-sent assignment we already run
-        if time.monotonic() > self.contact_deadline:
+        if self.contact.lost():
             # Read after contact was lost (buffered while this process was paused): the
             # server may have run it elsewhere already. Hand it back, unstarted.
             a = assignment
@@ -479,7 +453,7 @@ class WorkerRuntime:
                     a.attempt,
                     pb.JOB_OUTCOME_SHUTDOWN,
                     b"",
-                    f"not started: {self._out_of_contact()}",
+                    f"not started: {self.contact.describe()}",
                     claim_id=a.claim_id,
                 )
             )

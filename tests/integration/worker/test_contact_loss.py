@@ -77,7 +77,7 @@ async def test_jobs_stop_before_the_servers_timeout_and_are_handed_back(
         # Stopped before the server could declare the worker lost (its last answered
         # heartbeat went out at most one interval, 0.1 s, before the server went deaf).
         assert stopped_after < TIMEOUT_S
-        assert stopped_after > TIMEOUT_S - runtime.contact_margin_s - 0.3
+        assert stopped_after > TIMEOUT_S - runtime.contact.margin_s - 0.3
         fake.deaf = False
         result = await fake.result_for(job_id, within=15)
     finally:
@@ -97,7 +97,7 @@ async def test_an_assignment_read_after_contact_was_lost_is_handed_back_unstarte
     try:
         await _until(lambda: "StreamJobBatches" in fake.methods_called(), within=10)
         fake.deaf = True
-        await _until(lambda: time.monotonic() > runtime.contact_deadline, within=10)
+        await _until(lambda: time.monotonic() > runtime.contact.deadline, within=10)
         # The stream is still open (heartbeats are failing, not yet given up on): an
         # assignment arrives, as one buffered while a paused worker slept would.
         job_id = fake.assign(_handler("async_sleep", 60))
