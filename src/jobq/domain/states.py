@@ -2,6 +2,10 @@
 
 The member names are the values stored in the PostgreSQL enums (`job_status`, `worker_status`)
 and the suffixes of the proto enums (`JOB_STATUS_PENDING` ...); a test checks all three agree.
+The transitions are SPEC §4's and each JobStatus member's docstring says who makes them; they
+are enforced where they are written, by the status guard of each statement in
+`storage/sql/jobs.sql` and `maintenance.sql` (a transition table here would be consulted by
+nothing and could only drift from them).
 """
 
 from __future__ import annotations
@@ -41,38 +45,6 @@ class JobStatus(StrEnum):
     DEAD_LETTERED = "DEAD_LETTERED"
     """Given up on (retries exhausted, refused by the worker, interrupted too often, cancelled,
     TTL expired). Terminal until RetryJob."""
-
-    @property
-    def is_terminal(self) -> bool:
-        """DONE and DEAD_LETTERED end a job's life; nothing moves them without an operator."""
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DONE, JobStatus.DEAD_LETTERED})
-
-# The transitions of SPEC §4. Every state change the storage layer makes is one of these.
-ALLOWED_TRANSITIONS: frozenset[tuple[JobStatus | None, JobStatus]] = frozenset(
-    {
-        (None, JobStatus.PENDING),
-        (JobStatus.PENDING, JobStatus.ASSIGNED),
-        (JobStatus.PENDING, JobStatus.DEAD_LETTERED),
-        (JobStatus.ASSIGNED, JobStatus.RUNNING),
-        (JobStatus.ASSIGNED, JobStatus.PENDING),
-        (JobStatus.ASSIGNED, JobStatus.DEAD_LETTERED),
-        (JobStatus.ASSIGNED, JobStatus.FAILED),
-        (JobStatus.RUNNING, JobStatus.DONE),
-        (JobStatus.RUNNING, JobStatus.FAILED),
-        (JobStatus.RUNNING, JobStatus.PENDING),
-        (JobStatus.FAILED, JobStatus.PENDING),
-        (JobStatus.FAILED, JobStatus.DEAD_LETTERED),
-        (JobStatus.DEAD_LETTERED, JobStatus.PENDING),
-    }
-)
-
-
-def is_allowed_transition(from_status: JobStatus | None, to_status: JobStatus) -> bool:
-    """True when SPEC §4 allows moving a job from `from_status` to `to_status`."""
-    return (from_status, to_status) in ALLOWED_TRANSITIONS
 
 
 class WorkerStatus(StrEnum):

@@ -130,11 +130,13 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> pb.DrainWorkerResponse:
         async with self._audit.recording("worker.drain", request.worker_id) as note:
             worker_id = parse_uuid(request.worker_id, "worker id")
-            current = await self._workers.worker_get(worker_id)
-            note.detail = f"was {current.status.value}"
-            if current.status is WorkerStatus.OFFLINE:
-                raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
-            worker = await self._workers.worker_set_status(worker_id, WorkerStatus.DRAINING)
+            # A live worker only, checked by the update itself (FAILED_PRECONDITION naming the
+            # status otherwise): a read first could pass a worker that goes OFFLINE before the
+            # write, which would then bring it back as DRAINING.
+            worker, was = await self._workers.worker_set_status(
+                worker_id, WorkerStatus.DRAINING, (WorkerStatus.ONLINE, WorkerStatus.DRAINING)
+            )
+            note.detail = f"was {was.value}"
             connected = self._registry.get(worker_id)
             if connected is not None:
                 connected.draining = True

@@ -25,13 +25,9 @@ from jobq.config import DbSettings
 from jobq.domain.errors import JobqError, Unavailable
 from jobq.storage.embedded import EmbeddedPostgres
 from jobq.storage.pool import quote_identifier
+from jobq.storage.queries import query
 
 EMBEDDED_DATABASE = "jobq"
-
-_MAY_CREATE_DATABASES = (
-    "SELECT current_user AS role, rolsuper OR rolcreatedb AS may_create"
-    " FROM pg_roles WHERE rolname = current_user"
-)
 
 _CONNECT_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 """What a connection attempt raises when PostgreSQL cannot be reached or refuses us."""
@@ -177,7 +173,7 @@ async def _connect_maintenance(dsn: str, timeout_s: float) -> asyncpg.Connection
 
 
 async def _missing_database(maintenance: asyncpg.Connection, dsn: str) -> MissingDatabase:
-    row = await maintenance.fetchrow(_MAY_CREATE_DATABASES)
+    row = await maintenance.fetchrow(query("role_may_create_databases"))
     assert row is not None  # current_user is always a row of pg_roles
     role = str(row["role"])
     # With no database named, libpq and asyncpg use the user's name, as here.

@@ -29,6 +29,8 @@ from typing import Any
 
 import asyncpg
 
+from jobq.storage.queries import query
+
 SESSION_SETTINGS: Mapping[str, str] = {"jit": "off"}
 """What every jobq session sets (see the module docstring)."""
 
@@ -145,3 +147,9 @@ async def create_claim_pool(
 
 async def _no_reset(connection: asyncpg.Connection) -> None:
     """Pool connections carry no session state to reset (see create_pool)."""
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """One round trip on a pool connection; raises what asyncpg raises when the server does not
+    answer. The readiness check and the heartbeat monitor's probe use it."""
+    await pool.fetchval(query("db_ping"))

@@ -51,12 +51,11 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from jobq.domain.errors import ConfigError, Unavailable
+from jobq.storage.queries import query
 
 ROUNDS = 3
 """How often the probe sequence runs (see the module docstring); each round is four short
 transactions, a few milliseconds in all."""
-
-_BACKEND_PID = "SELECT pg_backend_pid()"
 
 
 class SessionPoolingRequired(ConfigError):
@@ -158,5 +157,5 @@ async def _backend_in_transaction(connection: asyncpg.Connection) -> int:
 
 
 async def _backend_pid(connection: asyncpg.Connection) -> int:
-    pid: int = await connection.fetchval(_BACKEND_PID)
+    pid: int = await connection.fetchval(query("backend_pid"))
     return pid

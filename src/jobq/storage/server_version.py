@@ -18,17 +18,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from jobq.domain.errors import JobqError
+from jobq.storage.queries import query
 
 MINIMUM_MAJOR = 15
 """The oldest major version jq-server starts on."""
 
 TESTED_MAJORS: tuple[int, ...] = (15, 18)
 """Major versions the test suite runs against; others at or above the minimum get a warning."""
-
-_VERSION_QUERY = (
-    "SELECT current_setting('server_version') AS version,"
-    " current_setting('server_version_num')::int AS number"
-)
 
 
 class UnsupportedServer(JobqError):
@@ -78,7 +74,7 @@ class ServerVersion:
 
 async def server_version(conn: asyncpg.Connection) -> ServerVersion:
     """Ask the server (not the connection's startup report, which a pooler may supply)."""
-    row = await conn.fetchrow(_VERSION_QUERY)
+    row = await conn.fetchrow(query("server_version"))
     assert row is not None
     return ServerVersion(text=str(row["version"]), number=int(row["number"]))
 

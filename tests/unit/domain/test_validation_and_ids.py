@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from jobq.domain.errors import InvalidArgument
 from jobq.domain.ids import uuid7
-from jobq.domain.states import JobStatus, is_allowed_transition
 from jobq.domain.validation import (
     check_max_retries,
     check_payload_size,
@@ -89,12 +88,3 @@ def test_uuid7_is_version_7_and_strictly_increasing() -> None:
     assert all(i.variant == uuid.RFC_4122 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
-
-
-def test_state_machine_transitions() -> None:
-    assert is_allowed_transition(None, JobStatus.PENDING)
-    assert is_allowed_transition(JobStatus.RUNNING, JobStatus.DONE)
-    assert not is_allowed_transition(JobStatus.DONE, JobStatus.PENDING)
-    assert not is_allowed_transition(JobStatus.RUNNING, JobStatus.DEAD_LETTERED)
-    assert JobStatus.DONE.is_terminal
-    assert not JobStatus.FAILED.is_terminal

@@ -21,7 +21,7 @@ class PgJobEventStore:
         """A job's transitions in order; JobNotFound when the job does not exist."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(query("job_events_list"), job_id)
-            if not rows and await conn.fetchval("SELECT 1 FROM jobs WHERE job_id = $1", job_id):
+            if not rows and await conn.fetchval(query("job_exists"), job_id):
                 return []
         if not rows:
             raise JobNotFound(job_id)

@@ -216,16 +216,23 @@ class PgJobStore:
             if locked:
                 # The policy decides in Python (one home, unit-tested with an injected clock and
                 # random source); `now` defaults to the database clock.
-                moment = now or await conn.fetchval("SELECT now()")
+                moment = now or await conn.fetchval(query("db_now"))
                 decisions = [
                     decide_after_failure(
                         row["retry_count"], row["max_retries"], moment, policy, refused=refused
                     )
                     for row in locked
                 ]
+                # The locked rows' own tokens and statuses go back in: the update is guarded by
+                # them, so it applies exactly to the claims locked above, in the status the
+                # policy decided for.
+                held = [
+                    AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
+                    for row in locked
+                ]
                 rows = await conn.fetch(
                     query("jobs_apply_failure"),
-                    [row["job_id"] for row in locked],
+                    *_attempt_columns(held),
                     [row["status"] for row in locked],
                     [errors[(row["job_id"], row["attempt"])] for row in locked],
                     [d.retry_count for d in decisions],
@@ -233,7 +240,6 @@ class PgJobStore:
                     [d.reason.value for d in decisions],
                     [d.not_before for d in decisions],
                     reason.value,
-                    [row["worker_id"] for row in locked],
                 )
         results = await self._results(refs, rows, Reason.FAILED)
         return ReportOutcome(results, _transitions(rows, first_reason=reason))

@@ -8,12 +8,12 @@ holds in the same transaction (see `sql/workers.sql`)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from uuid import UUID
 
 import asyncpg
 
-from jobq.domain.errors import WorkerNotFound, WorkerSuperseded
+from jobq.domain.errors import FailedPrecondition, WorkerNotFound, WorkerSuperseded
 from jobq.domain.records import Registration, Transition, Worker
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 from jobq.storage.postgres.jobs import held_by_worker, interrupt_claims, release_claims
@@ -21,6 +21,10 @@ from jobq.storage.postgres.rows import worker_from_row
 from jobq.storage.queries import query
 
 RESTART_DETAIL = "a new process registered under the worker's id"
+
+ANY_WORKER_STATUS: tuple[WorkerStatus, ...] = tuple(WorkerStatus)
+"""worker_set_status's default guard: callers that decided under the worker's row lock, and
+tests setting a worker up."""
 
 
 class PgWorkerStore:
@@ -103,8 +107,13 @@ class PgWorkerStore:
                 raise WorkerNotFound(worker_id)
             if current["incarnation"] != incarnation:
                 raise WorkerSuperseded(worker_id)
+            # From any status: the incarnation check above decided, under the row lock (a
+            # lost worker's process may still deregister, and its jobs are released).
             row = await conn.fetchrow(
-                query("worker_set_status"), worker_id, WorkerStatus.OFFLINE.value
+                query("worker_set_status"),
+                worker_id,
+                WorkerStatus.OFFLINE.value,
+                [s.value for s in ANY_WORKER_STATUS],
             )
             assert row is not None
             released = await release_claims(
@@ -122,11 +131,26 @@ class PgWorkerStore:
         rows = await self._pool.fetch(query("worker_list"), None if status is None else status)
         return [worker_from_row(row) for row in rows]
 
-    async def worker_set_status(self, worker_id: UUID, status: WorkerStatus) -> Worker:
-        row = await self._pool.fetchrow(query("worker_set_status"), worker_id, status.value)
-        if row is None:
-            raise WorkerNotFound(worker_id)
-        return worker_from_row(row)
+    async def worker_set_status(
+        self,
+        worker_id: UUID,
+        status: WorkerStatus,
+        from_statuses: Collection[WorkerStatus] = ANY_WORKER_STATUS,
+    ) -> tuple[Worker, WorkerStatus]:
+        """Move a worker to `status` if it is in one of `from_statuses` now, in one guarded
+        statement; returns the worker and the status it had. WorkerNotFound for unknown
+        workers; FailedPrecondition naming the status, changing nothing, for one in another
+        status. (The lookup that tells the two apart runs only when the guard refused.)"""
+        row = await self._pool.fetchrow(
+            query("worker_set_status"),
+            worker_id,
+            status.value,
+            [s.value for s in from_statuses],
+        )
+        if row is not None:
+            return worker_from_row(row), WorkerStatus(row["previous_status"])
+        current = await self.worker_get(worker_id)  # WorkerNotFound
+        raise FailedPrecondition(f"worker {worker_id} is {current.status.value}")
 
     async def worker_request_shutdown(self, worker_id: UUID) -> Worker:
         """Mark a live worker DRAINING with a pending SHUTDOWN command; WorkerNotFound when

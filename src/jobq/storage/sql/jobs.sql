@@ -56,6 +56,10 @@ FROM inserted i,
          CASE current_schema() WHEN 'public' THEN 'jobq_jobs' ELSE 'jobq_jobs_' || current_schema() END,
          '') END) AS n;
 
+-- name: job_exists
+-- 1 when the job exists, else no row: tells a job without history from an unknown one.
+SELECT 1 FROM jobs WHERE job_id = $1;
+
 -- name: job_get
 -- One job by id.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
@@ -306,24 +310,32 @@ WITH locked AS MATERIALIZED (
 SELECT * FROM locked WHERE status = ANY($5::job_status[]) ORDER BY job_id;
 
 -- name: jobs_apply_failure
--- Record failed attempts decided by the retry policy: each job moves to its next state ($5:
--- PENDING with a backoff, or DEAD_LETTERED: retries exhausted or, with retry_count unchanged,
--- refused by the worker) and two events are written per job: the failure
--- itself ($2 → FAILED, reason $8, the error as detail) and the policy's move (FAILED → $5,
--- reason $6). Worker ids ($9) go into the events.
+-- Record failed attempts decided by the retry policy, for the claims (ids $1, attempts $2,
+-- workers $3, claim ids $4) that are still current and in the status $5 the decision was made
+-- for: each job moves to its next state ($8: PENDING with a backoff, or DEAD_LETTERED: retries
+-- exhausted or, with retry_count unchanged, refused by the worker) and two events are written
+-- per job: the failure itself ($5 → FAILED, reason $11, the error $6 as detail) and the
+-- policy's move (FAILED → $8, reason $9); $7 is the new retry_count, $10 the not_before.
+-- PgJobStore.jobs_fail runs it after jobs_lock_for_failure in the same transaction, so the
+-- guard holds for every row it locked; it is in the UPDATE all the same, so that the statement
+-- alone can never move a job that is no longer in the state the policy decided for (another
+-- claim, another status). Rows that fail it are left alone and yield nothing.
+-- The guard compares each row with its own input (no constant status), so no partial index
+-- applies and every job is found by primary key, as in jobs_lock_for_failure.
 WITH input AS (
     SELECT *
-    FROM unnest($1::uuid[], $2::job_status[], $3::text[], $4::smallint[], $5::job_status[],
-                $6::text[], $7::timestamptz[], $9::uuid[])
-        WITH ORDINALITY AS t(job_id, from_status, error_message, retry_count, to_status, reason,
-                             not_before, worker_id, ord)
+    FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[], $5::job_status[],
+                $6::text[], $7::smallint[], $8::job_status[], $9::text[], $10::timestamptz[])
+        WITH ORDINALITY AS t(job_id, attempt, worker_id, claim_id, from_status, error_message,
+                             retry_count, to_status, reason, not_before, ord)
 ), updated AS (
     UPDATE jobs j
     SET status = i.to_status, error_message = i.error_message, retry_count = i.retry_count,
         not_before = i.not_before, assigned_at = NULL, updated_at = now(),
         completed_at = CASE WHEN i.to_status = 'DEAD_LETTERED' THEN now() END
     FROM input i
-    WHERE j.job_id = i.job_id
+    WHERE j.job_id = i.job_id AND j.attempt = i.attempt AND j.worker_id = i.worker_id
+      AND j.claim_id = i.claim_id AND j.status = i.from_status
     RETURNING j.job_id, j.attempt, j.claim_id, j.queue_name, j.created_at, j.started_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
@@ -333,7 +345,7 @@ WITH input AS (
     FROM input i
     JOIN updated u ON u.job_id = i.job_id
     CROSS JOIN LATERAL (VALUES
-        (1, i.job_id, i.from_status, 'FAILED'::job_status, $8::text, i.error_message),
+        (1, i.job_id, i.from_status, 'FAILED'::job_status, $11::text, i.error_message),
         (2, i.job_id, 'FAILED'::job_status, i.to_status, i.reason, NULL::text)
     ) AS e(step, job_id, from_status, to_status, reason, detail)
     ORDER BY i.ord, e.step

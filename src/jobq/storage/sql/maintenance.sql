@@ -40,6 +40,8 @@ RETURNING w.worker_id;
 -- race it and charge the jobs an interruption. No row locks: the rescue that follows
 -- (jobs_interrupt) is fenced by (job_id, attempt, worker_id, claim_id) and locks the rows
 -- itself, so when two replicas read the same claims only one of them applies each.
+-- The claims are found through jobs_worker_id_idx (partial on ASSIGNED/RUNNING): every held
+-- job is read, no more (tests/integration/storage/test_hot_path_plans.py).
 SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
 FROM jobs j
 JOIN workers w ON w.worker_id = j.worker_id
@@ -57,8 +59,12 @@ LIMIT $3;
 -- FOR UPDATE SKIP LOCKED: a row locked by a worker's start acknowledgement (jobs_start) or by
 -- another replica's reaper is being decided elsewhere; if the acknowledgement wins, the job is
 -- RUNNING and no longer a candidate (jobs_interrupt only takes ASSIGNED ones); if the reaper
--- wins, the late acknowledgement fails its claim check and is rejected. ASSIGNED jobs are few
--- (bounded by the workers' slots), so no index on assigned_at.
+-- wins, the late acknowledgement fails its claim check and is rejected.
+-- No index has status or assigned_at as a key since V8 dropped (status, not_before): the
+-- candidates are found through jobs_worker_id_idx (partial on ASSIGNED/RUNNING), so each run
+-- reads every held job, RUNNING ones too, and sorts the ASSIGNED ones. Held jobs are bounded by
+-- the workers' slots, so that is cheap without an index on assigned_at
+-- (tests/integration/storage/test_hot_path_plans.py checks the plan).
 SELECT job_id, attempt, worker_id, claim_id
 FROM jobs
 WHERE status = 'ASSIGNED'
@@ -77,6 +83,15 @@ FOR UPDATE SKIP LOCKED;
 -- claim wins, and the job is no longer PENDING); one locked by another replica's reaper is
 -- being expired already. MATERIALIZED for the same reason as in the claim: the LIMIT and the
 -- locks apply once, in created_at order, before the update joins the result.
+-- No index serves this scan well since V8 dropped (queue_name, status) and (status,
+-- not_before): the only one that finds PENDING jobs is jobs_pending_queue_claim_idx, in claim
+-- order, so at best every PENDING job of every queue is read, then filtered and sorted. While
+-- PENDING jobs are a large part of the table the planner prefers a sequential scan of jobs
+-- (measured on test_hot_path_plans.py's table, 5,600 of 16,400 jobs PENDING: about 16,000
+-- rows read on a run that expired nothing), on every reaper run once any queue has a TTL; with no TTL queue
+-- the scan stops at once. That test checks the index can serve. An index on (queue_name,
+-- created_at) WHERE status = 'PENDING' would make a run read only the expired jobs, at the
+-- price of one more index entry per submit; that is a schema change of its own.
 WITH expired AS MATERIALIZED (
     SELECT j.job_id, q.ttl_seconds
     FROM jobs j

@@ -49,11 +49,17 @@ WHERE ($1::worker_status IS NULL OR status = $1)
 ORDER BY registered_at, worker_id;
 
 -- name: worker_set_status
--- Set a worker's status (DRAINING, OFFLINE).
-UPDATE workers SET status = $2, updated_at = now()
-WHERE worker_id = $1
-RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, last_heartbeat,
-          registered_at, updated_at, incarnation;
+-- Set a worker's status to $2 (DRAINING, OFFLINE) if it is in one of the statuses $3 now; no
+-- row when it is not (or is unknown), and nothing changes. The guard is in the statement, not
+-- in a read before it, so a worker that goes OFFLINE meanwhile (lost, deregistered) is never
+-- brought back to DRAINING. The sub-select locks the row and yields the status it had, which
+-- the caller reports.
+UPDATE workers w SET status = $2, updated_at = now()
+FROM (SELECT worker_id, status FROM workers WHERE worker_id = $1 FOR UPDATE) old
+WHERE w.worker_id = old.worker_id AND old.status = ANY($3::worker_status[])
+RETURNING w.worker_id, w.hostname, w.status, w.concurrency, w.active_job_count, w.queues,
+          w.last_heartbeat, w.registered_at, w.updated_at, w.incarnation,
+          old.status AS previous_status;
 
 -- name: worker_request_shutdown
 -- Ask a live worker to shut down gracefully: it stops taking jobs (DRAINING) and the next
