@@ -41,7 +41,7 @@ from jobq.server.worker_registry import WorkerRegistry
 from jobq.server.worker_service import WorkerServicer
 from jobq.storage.database import DatabaseHandle, open_database
 from jobq.storage.migrations import migrate
-from jobq.storage.pool import configure_session, create_claim_pool, create_pool
+from jobq.storage.pool import configure_session, create_claim_pool, create_pool, ping
 from jobq.storage.pooler_check import require_session_pooling
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.job_events import PgJobEventStore
@@ -89,6 +89,10 @@ class _Running:
     gauges: Callable[[], Awaitable[None]]
     loops: list[ServiceLoop] = field(default_factory=list)
     http: list[HttpEndpoints] = field(default_factory=list)
+
+    def supervised(self) -> list[ServiceLoop]:
+        """Every background loop, each of which /readyz reports when it is down."""
+        return [self.dispatcher.loop, self.notifier.loop, *self.loops]
 
 
 class ServerApp:
@@ -264,7 +268,7 @@ class ServerApp:
             timeout_s=sched.worker_heartbeat_timeout_s,
             interval_s=sched.heartbeat_check_interval_s,
             on_transitions=lifecycle.publish,
-            probe=lambda: pool.fetchval("SELECT 1"),
+            probe=lambda: ping(pool),
         )
         reaper = Reaper(
             maintenance,
@@ -293,7 +297,9 @@ class ServerApp:
         cfg = self.settings
         if cfg.health.port:
             endpoints = HttpEndpoints(
-                cfg.health.host, cfg.health.port, health_routes(lambda: self._ready(running.pool))
+                cfg.health.host,
+                cfg.health.port,
+                health_routes(lambda: self._ready(running.pool, running.supervised())),
             )
             await endpoints.start()
             self.health_port = endpoints.port
@@ -354,12 +360,17 @@ class ServerApp:
 
         return {"postgres": postgres, "redis": redis, "kafka": kafka}
 
-    async def _ready(self, pool: asyncpg.Pool) -> tuple[bool, str]:
+    async def _ready(
+        self, pool: asyncpg.Pool, loops: Sequence[ServiceLoop] = ()
+    ) -> tuple[bool, str]:
         try:
             async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
-                await pool.fetchval("SELECT 1")
+                await ping(pool)
         except Exception as exc:
             return False, f"postgres unavailable: {type(exc).__name__}"
+        down = [reason for loop in loops if (reason := loop.down_reason()) is not None]
+        if down:
+            return False, "; ".join(down)
         return True, "ready"
 
     def _scrape_route(self, running: _Running) -> Route:

@@ -8,20 +8,18 @@ worker, up to its free slots from the queues it serves, in one statement per wor
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from jobq.coordination.locker import Locker, job_lock_key
 from jobq.domain.records import Assignment
-from jobq.observability.logging_setup import get_logger
+from jobq.server.service_loop import ServiceLoop
 from jobq.server.worker_registry import WorkerRegistry
 from jobq.storage.stores import JobStore
 
-log = get_logger("jobq.dispatcher")
-
 OnAssigned = Callable[[Sequence[Assignment]], None]
+
+MAX_RETRY_S = 5.0
 
 
 class Dispatcher:
@@ -43,58 +41,42 @@ class Dispatcher:
         self._jobs = jobs
         self._registry = registry
         self._batch_size = batch_size
-        self._interval_s = interval_s
         self._lock_ttl_ms = int(assignment_timeout_s * 1000)
         self._locker = locker
         self._on_assigned = on_assigned
         self._on_undeliverable = on_undeliverable
         self._on_cycle = on_cycle
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # A failed cycle (the database down) is retried after min(2 x interval, 5 s), doubling
+        # up to 5 s: soon enough to resume dispatch promptly after an outage, whatever the
+        # fallback interval (30 s in some deployments).
+        self.loop = ServiceLoop(
+            "dispatcher",
+            interval_s,
+            self._tick,
+            retry_s=min(2 * interval_s, MAX_RETRY_S),
+            max_retry_s=MAX_RETRY_S,
+        )
+        self._wake = self.loop.wake
 
     def wake(self) -> None:
         """Run a cycle as soon as possible (cheap; call it on every relevant change)."""
-        self._wake.set()
+        self._wake()
 
     def wake_for_new_jobs(self) -> None:
         """New jobs only matter to a cycle if some connected worker has a free slot; without
         one, the slot's release will wake the dispatcher anyway."""
         if self._registry.any_free_slot():
-            self._wake.set()
+            self._wake()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="dispatcher")
+        self.loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.loop.stop()
 
-    async def _run(self) -> None:
-        backoff = self._interval_s
-        while True:
-            # asyncio.timeout rather than wait_for: no extra task per wait, so a submit's
-            # wake-up reaches the claim a few loop iterations sooner.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                more = await self.run_once()
-                backoff = self._interval_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # The database may be down: keep the loop, back off, try again.
-                log.warning(
-                    "dispatch cycle failed", action="dispatcher.error", error=str(exc)[:200]
-                )
-                backoff = min(max(backoff * 2, 0.1), 5.0)
-                continue
-            if more:
-                self._wake.set()
+    async def _tick(self) -> None:
+        if await self.run_once():
+            self._wake()  # some claim came back full: more may be waiting
 
     async def run_once(self) -> bool:
         """One cycle. True when some worker's claim came back full (more may be waiting)."""

@@ -58,8 +58,13 @@ class HeartbeatMonitor:
         on_transitions: OnTransitions | None = None,
         clock: Callable[[], datetime] | None = None,
         probe: Callable[[], Awaitable[object]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock` gives the database-side `now` of the lost-worker queries (None: the
+        database's own); `monotonic` times the grace periods of this process's own contact
+        (tests advance it instead of sleeping)."""
         self._maintenance = maintenance
+        self._monotonic = monotonic
         self._probe = probe
         self._contact_since: float | None = None
         self._last_tick: float | None = None
@@ -136,7 +141,7 @@ class HeartbeatMonitor:
         except Exception:
             self._contact_since = None
             raise
-        now = time.monotonic()
+        now = self._monotonic()
         # A tick far later than planned: this process was paused (SIGSTOP, a VM freeze) or
         # starved, and heard no heartbeats meanwhile; its workers were not silent, it was
         # deaf. The same grace as after an outage: they heartbeat again before any is judged.

@@ -1,7 +1,8 @@
 """Wake-ups across replicas: LISTEN on `jobq_jobs`, which every submit NOTIFYs at commit.
 
 A dedicated connection (not from the pool) holds the LISTEN. When it breaks — PostgreSQL
-restarted — it reconnects with a backoff; meanwhile the dispatcher's interval is the fallback.
+restarted — it reconnects at once, then with a backoff; meanwhile the dispatcher's interval is
+the fallback.
 
 The channel is per schema (`db.schema`): notifications are database-wide, so jobq installations
 in two schemas of one database would otherwise wake each other's dispatchers for nothing.
@@ -13,15 +14,16 @@ by the same rule as `notify_channel`. The connection only listens: it needs no s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import asyncpg
 
 from jobq.observability.logging_setup import get_logger
+from jobq.server.service_loop import ServiceLoop
 from jobq.storage.pool import DEFAULT_SCHEMA
 
 CHANNEL = "jobq_jobs"
+CHECK_INTERVAL_S = 5.0
 log = get_logger("jobq.notifier")
 
 
@@ -32,53 +34,60 @@ def notify_channel(schema: str) -> str:
 
 
 class Notifier:
+    """Holds a LISTEN on the submit channel and calls `on_notify` for each notification.
+
+    Runs as a ServiceLoop whose run makes sure the LISTEN is held: a lost connection wakes
+    the loop at once, a failed reconnect is retried with the loop's backoff (0.5 s doubling up
+    to 5 s), and the interval is only a fallback check of the connection.
+    """
+
     def __init__(
         self, dsn: str, on_notify: Callable[[], None], *, schema: str = DEFAULT_SCHEMA
     ) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
         self.channel = notify_channel(schema)
-        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
+        self.loop = ServiceLoop(
+            "notifier", CHECK_INTERVAL_S, self.run_once, retry_s=0.5, max_retry_s=5.0
+        )
+
+    @property
+    def listening(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="notifier")
+        self.loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.loop.stop()
+        self._close()
+
+    async def run_once(self) -> None:
+        """Listen, unless already listening: connect, LISTEN, then wake the dispatcher for
+        anything submitted while nobody here was listening."""
+        if self.listening:
+            return
+        self._close()
+        conn = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            conn.add_termination_listener(self._lost)
+            await conn.add_listener(self.channel, self._listener)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._conn = conn
+        self._on_notify()
 
     def _listener(self, *_: object) -> None:
         self._on_notify()
 
-    async def _run(self) -> None:
-        backoff = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn, timeout=5)
-                lost = asyncio.Event()
-                conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(self.channel, self._listener)
-                backoff = 0.5
-                self._on_notify()  # anything submitted while we were not listening
-                await lost.wait()
-                log.warning("notification connection lost", action="notifier.lost")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "cannot listen for notifications", action="notifier.error", error=str(exc)
-                )
-            finally:
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+    def _lost(self, conn: object) -> None:
+        if conn is self._conn:  # not one this notifier closed itself
+            log.warning("notification connection lost", action="notifier.lost")
+            self.loop.wake()
 
-
-def _setter(event: asyncio.Event) -> Callable[[object], None]:
-    """A termination listener that sets `event` (bound now, not when the loop moves on)."""
-    return lambda _: event.set()
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()

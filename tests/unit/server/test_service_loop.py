@@ -11,7 +11,7 @@ import asyncio
 import pytest
 import structlog
 
-from jobq.server.service_loop import ServiceLoop
+from jobq.server.service_loop import DOWN_AFTER_FAILURES, ServiceLoop
 
 HOUR = 3600.0
 
@@ -158,9 +158,92 @@ async def test_an_unexpected_exit_is_logged_not_silent() -> None:
     with structlog.testing.capture_logs() as logs:
         loop.start()
         await _let_the_loop_spin()
-        assert not loop.running
+        assert not loop.running  # restarting only after the backoff (an hour here)
     assert [e["action"] for e in logs] == ["svc.crashed"]
     await loop.stop()
+
+
+@pytest.mark.parametrize("problem", [_Fatal(), asyncio.CancelledError()])
+async def test_a_crashed_loop_is_restarted_after_the_backoff(problem: BaseException) -> None:
+    """Whatever ended the task, unless it was stop(): an escaped BaseException, or a
+    CancelledError that came out of a call rather than from stop()."""
+    runs = Runs()
+
+    async def crashes_once() -> str:
+        await runs()
+        if runs.count == 1:
+            raise problem
+        return "done"
+
+    loop = ServiceLoop("svc", HOUR, crashes_once, retry_s=0.01)
+    with structlog.testing.capture_logs() as logs:
+        loop.start()
+        await runs.reach(2)
+        assert loop.running
+        assert loop.failures == 0  # the second run succeeded
+        await loop.stop()
+    actions = [e["action"] for e in logs]
+    assert actions == ["svc.crashed", "svc.recovered"]
+
+
+async def test_stop_cancels_a_pending_restart() -> None:
+    runs = Runs()
+
+    async def fatal() -> None:
+        await runs()
+        raise _Fatal
+
+    loop = ServiceLoop("svc", HOUR, fatal)
+    with structlog.testing.capture_logs():
+        loop.start()
+        await runs.reach(1)
+        await _let_the_loop_spin()
+        restart = loop._restart
+        assert restart is not None  # due in an hour
+        await loop.stop()
+    assert restart.cancelled()
+    assert not loop.running
+
+
+async def test_failures_back_off_exponentially_up_to_the_cap() -> None:
+    runs = Runs(fail_first=5)
+    loop = ServiceLoop("svc", HOUR, runs, retry_s=0.001, max_retry_s=0.004)
+    with structlog.testing.capture_logs() as logs:
+        loop.start()
+        try:
+            await runs.reach(6)
+        finally:
+            await loop.stop()
+    waits = [e["event"].rsplit(" ", 1)[1] for e in logs if e["action"] == "svc.error"]
+    assert waits == ["0.001s", "0.002s", "0.004s", "0.004s", "0.004s"]
+    assert [e["failures"] for e in logs if e["action"] == "svc.error"] == [1, 2, 3, 4, 5]
+
+
+async def test_a_loop_that_keeps_failing_reports_itself_down_until_a_run_succeeds() -> None:
+    seen: list[str | None] = []  # down_reason() as each run found it
+
+    async def fails_then_works() -> None:
+        seen.append(loop.down_reason())
+        if len(seen) <= DOWN_AFTER_FAILURES:
+            raise ConnectionRefusedError("database down")
+
+    loop = ServiceLoop("svc", HOUR, fails_then_works, retry_s=0.001)
+    assert loop.down_reason() is None  # never started: not a failing loop
+    with structlog.testing.capture_logs() as logs:
+        loop.start()
+        try:
+            async with asyncio.timeout(5):
+                while len(seen) <= DOWN_AFTER_FAILURES:
+                    await asyncio.sleep(0.001)
+            await _let_the_loop_spin()
+            assert loop.down_reason() is None  # the last run succeeded
+        finally:
+            await loop.stop()
+    assert seen[:DOWN_AFTER_FAILURES] == [None] * DOWN_AFTER_FAILURES  # a blip is not down
+    assert seen[DOWN_AFTER_FAILURES] == (
+        f"svc down: {DOWN_AFTER_FAILURES} failures in a row, last ConnectionRefusedError"
+    )
+    assert logs[-1]["action"] == "svc.recovered"
 
 
 @pytest.mark.parametrize("interval", [0, -1.0])
