@@ -58,12 +58,13 @@ class ConnectedWorker:
             freed |= self.in_flight.pop(key, None) is not None
         return freed
 
-    def reconcile(self, running: set[AttemptKey]) -> bool:
-        """Forget attempts the worker no longer runs (reported elsewhere, or lost in transit),
-        keeping fresh assignments it may not have received yet. True when slots were freed."""
+    def reconcile(self, running: set[AttemptKey]) -> list[AttemptKey]:
+        """Forget attempts the worker does not hold (reported elsewhere, or lost in transit),
+        keeping fresh assignments it may not have received yet; returns those forgotten."""
         cutoff = time.monotonic() - _HEARTBEAT_GRACE_S
         stale = [k for k, t in self.in_flight.items() if k not in running and t < cutoff]
-        return self.free(stale)
+        self.free(stale)
+        return stale
 
     def close(self) -> None:
         """End the stream: the writer drains nothing more and returns."""

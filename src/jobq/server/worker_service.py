@@ -31,7 +31,7 @@ from jobq.server.incarnations import KnownIncarnations
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.reports import ReportItem, ReportKind, ReportWriter
 from jobq.server.rpc_handler import RpcObserver, rpc
-from jobq.server.worker_registry import ConnectedWorker, WorkerRegistry
+from jobq.server.worker_registry import AttemptKey, ConnectedWorker, WorkerRegistry
 from jobq.storage.stores import JobStore, WorkerStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -169,9 +169,26 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             commands.append(pb.WORKER_COMMAND_SHUTDOWN)
         if connected is not None and connected.incarnation == incarnation:
             running = {(parse_uuid(r.job_id), r.attempt) for r in request.running}
-            if connected.reconcile(running):
+            stale = connected.reconcile(running)
+            if stale:
+                await self._release_unheld(worker_id, set(stale))
                 self._dispatcher.wake()
         return pb.HeartbeatResponse(commands=commands)
+
+    async def _release_unheld(self, worker_id: uuid.UUID, stale: set[AttemptKey]) -> None:
+        """Claims this worker has held for longer than a heartbeat's grace without listing
+        them: an assignment written to a connection that was already dead (a replica resumed
+        after a pause writes before it notices the worker reconnected). Nothing tells the
+        server it was lost, so without this the job would wait for the assignment timeout.
+        The worker lists everything it holds, finished jobs whose results are unanswered
+        included, so what it does not list it never had or no longer has."""
+        refs = [
+            ref
+            for ref in await self._jobs.jobs_held_by_worker(worker_id)
+            if (ref.job_id, ref.attempt) in stale
+        ]
+        if refs:
+            await self.release_undelivered_refs(refs)
 
     @rpc(SERVICE)
     async def Deregister(
@@ -290,7 +307,11 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def release_undelivered(self, assignments: list[Assignment]) -> None:
         """Assignments that never reached their worker go back to PENDING without using a
         retry (reason DELIVERY_FAILED)."""
-        refs = [a.ref for a in assignments if a.job.worker_id is not None]
+        await self.release_undelivered_refs(
+            [a.ref for a in assignments if a.job.worker_id is not None]
+        )
+
+    async def release_undelivered_refs(self, refs: list[AttemptRef]) -> None:
         outcome = await self._jobs.jobs_release(refs, Reason.DELIVERY_FAILED)
         self._lifecycle.publish(outcome.transitions)
         self._dispatcher.wake()

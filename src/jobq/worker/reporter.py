@@ -120,6 +120,11 @@ class Reporter:
         self._wake.set()
         return future
 
+    def unsettled(self) -> list[tuple[str, int]]:
+        """The attempts whose results the server has not answered yet: this worker still holds
+        them (its heartbeat says so, or the server would take them back as never delivered)."""
+        return list(self._delivered)
+
     def forget(self) -> None:
         """Drop everything unsent: the server declared us lost and retries those jobs itself."""
         self._generation += 1

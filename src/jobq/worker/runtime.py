@@ -347,9 +347,11 @@ class WorkerRuntime:
         failures = 0
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            running = [
-                pb.JobAttempt(job_id=job_id, attempt=attempt) for job_id, attempt in self._running
-            ]
+            # Everything this process holds: jobs running or waiting for a slot, and finished
+            # ones whose results the server has not answered yet. The server takes back what
+            # is missing here (an assignment lost on a dead connection) after a grace period.
+            held = {*self._running, *self._reporter.unsettled()}
+            running = [pb.JobAttempt(job_id=job_id, attempt=attempt) for job_id, attempt in held]
             sent = time.monotonic()
             try:
                 reply = await stub.Heartbeat(

@@ -22,6 +22,7 @@ from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import worker_service_pb2 as wpb
+from jobq.server import worker_registry
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -691,3 +692,29 @@ async def test_register_tells_the_worker_the_heartbeat_timeout_itself(db_dsn: st
         reply = await _register(client, concurrency=1, queues=["default"])
     assert reply.heartbeat_timeout_s == 2.0
     assert reply.heartbeat_interval_s == 1
+
+
+async def test_a_claim_the_worker_does_not_hold_is_taken_back_after_the_grace(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An assignment written to a connection that was already dead never arrives, and nothing
+    tells the server so. The worker's heartbeats list what it holds; a claim left out of them
+    past the grace goes back to PENDING (DELIVERY_FAILED) at once, not after the assignment
+    timeout. One the worker does list stays with it."""
+    monkeypatch.setattr(worker_registry, "_HEARTBEAT_GRACE_S", 0.2)
+    async with running_server(db_dsn) as (_, client):
+        worker = await ProtocolWorker(client, concurrency=2).start()
+        lost_id = await _submit(client, payload=b"lost")
+        kept_id = await _submit(client, payload=b"kept")
+        assignments = {a.job_id: a for a in await worker.take(2, within=5)}
+        await asyncio.sleep(0.3)  # past the grace
+        kept = assignments[kept_id]
+        heartbeat = wpb.HeartbeatRequest(
+            worker_id=worker.worker_id,
+            incarnation=worker.incarnation,
+            running=[wpb.JobAttempt(job_id=kept.job_id, attempt=kept.attempt)],
+        )
+        await client.workers.Heartbeat(heartbeat, timeout=5)
+        assert (await _reasons(client, lost_id))[:3] == ["SUBMITTED", "ASSIGNED", "DELIVERY_FAILED"]
+        assert (await _job(client, kept_id)).status == cpb.JOB_STATUS_ASSIGNED
+        assert "DELIVERY_FAILED" not in await _reasons(client, kept_id)

@@ -225,3 +225,17 @@ async def test_a_refused_result_is_logged_once_with_the_reason_and_not_sent_agai
     ]
     assert stub.calls == [("results", [("a", 1), ("b", 1)])]  # answered: not sent again
     task.cancel()
+
+
+async def test_a_result_is_unsettled_until_the_server_answered_it() -> None:
+    """The heartbeat lists unsettled results as held: the server takes back claims a worker
+    leaves out, and a finished job whose result is still on its way is not one to take."""
+    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    delivered = reporter.result(_result("a"))
+    assert reporter.unsettled() == [("a", 1)]  # not connected yet: waiting
+    stub = RecordingStub()
+    reporter.connected(stub, "w")  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run())
+    await asyncio.wait_for(delivered, timeout=5)
+    assert reporter.unsettled() == []
+    task.cancel()
