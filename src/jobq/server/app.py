@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,11 +18,10 @@ from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
 from jobq.domain.errors import ConfigError, Unavailable
 from jobq.domain.records import Assignment, Transition
 from jobq.domain.retry import RetryPolicy
-from jobq.domain.states import JobStatus
-from jobq.observability.http_endpoints import HttpEndpoints, Response, Route, health_routes
+from jobq.observability.http_endpoints import HttpEndpoints, health_routes
 from jobq.observability.logging_setup import get_logger
-from jobq.observability.metrics import LabelledChildren, ServerMetrics
-from jobq.server.admin_service import AdminServicer, HealthCheck
+from jobq.observability.metrics import ServerMetrics
+from jobq.server.admin_service import AdminServicer
 from jobq.server.audit import AuditTrail
 from jobq.server.authentication import Authenticator
 from jobq.server.dispatcher import Dispatcher
@@ -33,8 +31,10 @@ from jobq.server.job_service import JobServicer
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
+from jobq.server.readiness import dependency_checks, ready
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
+from jobq.server.server_metrics import MetricsObserver, refresh_gauges, scrape_route
 from jobq.server.service_loop import ServiceLoop
 from jobq.server.submission import Submitter
 from jobq.server.worker_registry import WorkerRegistry
@@ -52,25 +52,6 @@ from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.server_version import require_supported
 
 log = get_logger("jobq.server")
-
-READY_CHECK_TIMEOUT_S = 2.0
-GAUGE_MIN_INTERVAL_S = 1.0
-
-
-class MetricsObserver:
-    """Feeds RPC outcomes and database errors into the server's Prometheus metrics."""
-
-    def __init__(self, metrics: ServerMetrics) -> None:
-        self._metrics = metrics
-        self._children = LabelledChildren()
-
-    def rpc_finished(self, service: str, method: str, code: str, seconds: float) -> None:
-        m = self._metrics
-        self._children.of(m.grpc_requests, service, method, code).inc()
-        self._children.of(m.grpc_request_duration_seconds, service, method).observe(seconds)
-
-    def database_error(self) -> None:
-        self._metrics.db_errors.inc()
 
 
 @dataclass
@@ -208,7 +189,16 @@ class ServerApp:
             on_undeliverable=undeliverable,
             on_cycle=self.metrics.scheduler_cycle_duration_seconds.observe,
         )
-        lifecycle.subscribe(lambda transitions: self._free_slots(transitions, dispatcher))
+
+        def slots_left(transitions: Sequence[Transition]) -> None:
+            if self.registry.free_left(transitions):
+                dispatcher.wake()
+
+        def slots_finished(finished: dict[UUID, list[tuple[UUID, int]]]) -> None:
+            if self.registry.free(finished):
+                dispatcher.wake()
+
+        lifecycle.subscribe(slots_left)
         submitter = Submitter(
             jobs, max_batch=cfg.limits.max_batch_size, taken_here=self.registry.can_take
         )
@@ -217,7 +207,7 @@ class ServerApp:
             policy,
             max_batch=cfg.limits.max_batch_size,
             on_transitions=lifecycle.publish,
-            on_finished=lambda finished: self._slots_finished(finished, dispatcher),
+            on_finished=slots_finished,
         )
         worker_servicer = WorkerServicer(
             workers,
@@ -245,7 +235,7 @@ class ServerApp:
             workers,
             jobs,
             self.registry,
-            self._health_checks(pool, locker),
+            dependency_checks(pool, locker, redis_enabled=cfg.redis.enabled),
             self.started_at,
             observer,
             audit,
@@ -288,7 +278,7 @@ class ServerApp:
             reports=reports,
             locker=locker,
             loops=[monitor.loop, reaper.loop],
-            gauges=lambda: self._refresh_gauges(jobs, workers),
+            gauges=lambda: refresh_gauges(self.metrics, jobs, workers),
         )
 
     async def _serve(self) -> None:
@@ -299,14 +289,16 @@ class ServerApp:
             endpoints = HttpEndpoints(
                 cfg.health.host,
                 cfg.health.port,
-                health_routes(lambda: self._ready(running.pool, running.supervised())),
+                health_routes(lambda: ready(running.pool, running.supervised())),
             )
             await endpoints.start()
             self.health_port = endpoints.port
             running.http.append(endpoints)
         if cfg.metrics.port:
             endpoints = HttpEndpoints(
-                cfg.metrics.host, cfg.metrics.port, {"/metrics": self._scrape_route(running)}
+                cfg.metrics.host,
+                cfg.metrics.port,
+                {"/metrics": scrape_route(self.metrics, running.gauges)},
             )
             await endpoints.start()
             self.metrics_port = endpoints.port
@@ -324,81 +316,6 @@ class ServerApp:
             health_port=self.health_port,
             metrics_port=self.metrics_port,
         )
-
-    # --- wiring helpers ------------------------------------------------------------------------
-
-    def _free_slots(self, transitions: Sequence[Transition], dispatcher: Dispatcher) -> None:
-        """A job that left a worker (cancelled, rescued, timed out) frees that worker's slot."""
-        finished: dict[UUID, list[tuple[UUID, int]]] = {}
-        for t in transitions:
-            if t.worker_id is not None and t.to_status not in (
-                JobStatus.ASSIGNED,
-                JobStatus.RUNNING,
-            ):
-                finished.setdefault(t.worker_id, []).append((t.job_id, t.attempt))
-        if finished:
-            self._slots_finished(finished, dispatcher)
-
-    def _slots_finished(
-        self, finished: dict[UUID, list[tuple[UUID, int]]], dispatcher: Dispatcher
-    ) -> None:
-        if self.registry.free(finished):
-            dispatcher.wake()
-
-    def _health_checks(self, pool: asyncpg.Pool, locker: Locker) -> dict[str, HealthCheck]:
-        async def postgres() -> tuple[bool | None, str]:
-            ok, detail = await self._ready(pool)
-            return ok, detail
-
-        async def redis() -> tuple[bool | None, str]:
-            if not self.settings.redis.enabled:
-                return None, "disabled"
-            return (True, "ok") if await locker.healthy() else (False, "unreachable")
-
-        async def kafka() -> tuple[bool | None, str]:
-            return None, "disabled"
-
-        return {"postgres": postgres, "redis": redis, "kafka": kafka}
-
-    async def _ready(
-        self, pool: asyncpg.Pool, loops: Sequence[ServiceLoop] = ()
-    ) -> tuple[bool, str]:
-        try:
-            async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
-                await ping(pool)
-        except Exception as exc:
-            return False, f"postgres unavailable: {type(exc).__name__}"
-        down = [reason for loop in loops if (reason := loop.down_reason()) is not None]
-        if down:
-            return False, "; ".join(down)
-        return True, "ready"
-
-    def _scrape_route(self, running: _Running) -> Route:
-        """/metrics: the gauges that need a query (queue depth, workers) are refreshed on
-        scrape, at most once a second, so an unscraped server never runs those counts."""
-        last_refresh = 0.0
-
-        async def scrape() -> Response:
-            nonlocal last_refresh
-            if time.monotonic() - last_refresh >= GAUGE_MIN_INTERVAL_S:
-                last_refresh = time.monotonic()
-                try:
-                    async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
-                        await running.gauges()
-                except Exception as exc:  # database down: serve the last values
-                    log.warning("cannot refresh gauges", action="metrics.error", error=str(exc))
-            body, content_type = self.metrics.render()
-            return 200, body, content_type
-
-        return scrape
-
-    async def _refresh_gauges(self, jobs: PgJobStore, workers: PgWorkerStore) -> None:
-        depth = await jobs.jobs_active_depth()
-        self.metrics.set_queue_depth(
-            {(queue, status.value): count for (queue, status), count in depth.items()}
-        )
-        for status, count in (await workers.worker_counts()).items():
-            self.metrics.workers.labels(status=status.value).set(count)
 
     # --- stop --------------------------------------------------------------------------------
 

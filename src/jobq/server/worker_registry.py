@@ -14,9 +14,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from jobq.domain.records import Assignment, NewJob
+from jobq.domain.records import Assignment, NewJob, Transition
+from jobq.domain.states import JobStatus
 
 AttemptKey = tuple[UUID, int]
+_HELD = (JobStatus.ASSIGNED, JobStatus.RUNNING)
 
 # How long a fresh assignment counts as held even when a heartbeat does not list it yet: the
 # heartbeat may have been sent before the assignment reached the worker.
@@ -152,7 +154,18 @@ class WorkerRegistry:
         ready.sort(key=lambda w: w.free_slots, reverse=True)
         return ready
 
+    def free_left(self, transitions: Sequence[Transition]) -> bool:
+        """Free the slots of jobs that left their worker (done, failed, cancelled, rescued,
+        timed out, released): every applied transition out of ASSIGNED/RUNNING. True when
+        any slot was freed."""
+        left: dict[UUID, list[AttemptKey]] = {}
+        for t in transitions:
+            if t.worker_id is not None and t.to_status not in _HELD:
+                left.setdefault(t.worker_id, []).append((t.job_id, t.attempt))
+        return self.free(left) if left else False
+
     def free(self, keys_by_worker: dict[UUID, list[AttemptKey]]) -> bool:
+        """Free the slots of these attempts, by worker; True when any slot was freed."""
         freed = False
         for worker_id, keys in keys_by_worker.items():
             worker = self._workers.get(worker_id)

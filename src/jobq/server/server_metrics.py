@@ -1,0 +1,66 @@
+"""jq-server's side of its Prometheus metrics: what RPCs and the database report into them,
+and the /metrics route, which refreshes the gauges that need a query when scraped.
+
+The metric definitions themselves live in `observability/metrics.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from jobq.observability.http_endpoints import READY_CHECK_TIMEOUT_S, Response, Route
+from jobq.observability.logging_setup import get_logger
+from jobq.observability.metrics import LabelledChildren, ServerMetrics
+from jobq.storage.stores import JobStore, WorkerStore
+
+log = get_logger("jobq.server")
+
+GAUGE_MIN_INTERVAL_S = 1.0
+
+
+class MetricsObserver:
+    """Feeds RPC outcomes and database errors into the server's Prometheus metrics."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+        self._children = LabelledChildren()
+
+    def rpc_finished(self, service: str, method: str, code: str, seconds: float) -> None:
+        m = self._metrics
+        self._children.of(m.grpc_requests, service, method, code).inc()
+        self._children.of(m.grpc_request_duration_seconds, service, method).observe(seconds)
+
+    def database_error(self) -> None:
+        self._metrics.db_errors.inc()
+
+
+async def refresh_gauges(metrics: ServerMetrics, jobs: JobStore, workers: WorkerStore) -> None:
+    """Queue depth per status and workers per status, counted in the database."""
+    depth = await jobs.jobs_active_depth()
+    metrics.set_queue_depth(
+        {(queue, status.value): count for (queue, status), count in depth.items()}
+    )
+    for status, count in (await workers.worker_counts()).items():
+        metrics.workers.labels(status=status.value).set(count)
+
+
+def scrape_route(metrics: ServerMetrics, gauges: Callable[[], Awaitable[None]]) -> Route:
+    """/metrics: the gauges that need a query (queue depth, workers) are refreshed on scrape,
+    at most once a second, so an unscraped server never runs those counts."""
+    last_refresh = 0.0
+
+    async def scrape() -> Response:
+        nonlocal last_refresh
+        if time.monotonic() - last_refresh >= GAUGE_MIN_INTERVAL_S:
+            last_refresh = time.monotonic()
+            try:
+                async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+                    await gauges()
+            except Exception as exc:  # database down: serve the last values
+                log.warning("cannot refresh gauges", action="metrics.error", error=str(exc))
+        body, content_type = metrics.render()
+        return 200, body, content_type
+
+    return scrape
