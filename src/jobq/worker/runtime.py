@@ -361,7 +361,14 @@ class WorkerRuntime:
                         running=running,
                         incarnation=self._incarnation,
                     ),
-                    timeout=min(RPC_TIMEOUT_S, max(self._heartbeat_s, 1.0)),
+                    # A slow answer still counts, by when the heartbeat was sent (the server
+                    # recorded it after that): wait for it up to the contact deadline rather
+                    # than give up after an interval and stop jobs of a server that is slow,
+                    # not gone (a replica catching up after a pause, a loaded database).
+                    timeout=min(
+                        RPC_TIMEOUT_S,
+                        max(self._heartbeat_s, 1.0, self.contact.deadline - sent),
+                    ),
                 )
             except asyncio.CancelledError:
                 if cancelled_from_outside():
