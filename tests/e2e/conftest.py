@@ -15,6 +15,7 @@ from support.processes import (
     WorkerProcess,
     free_port,
     program,
+    worker_environment,
 )
 
 
@@ -58,14 +59,6 @@ def start_server(tmp_path: Path) -> Iterator[ServerFactory]:
             server.process.wait(timeout=10)
 
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
-
-PERMISSIVE_WORKER = {"JQ_WORKER_ALLOWED_COMMANDS": "*", "JQ_WORKER_ALLOW_ROOT_JOBS": "true"}
-"""What `start_worker` sets unless its `env` says otherwise: any command, also as root.
-`env={"JQ_WORKER_ALLOWED_COMMANDS": "", "JQ_WORKER_ALLOW_ROOT_JOBS": "false"}` restores the
-worker's own defaults (no command jobs)."""
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
     """Start jq-worker processes against a server; all are killed at teardown. The tests
@@ -80,20 +73,7 @@ def start_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
         server: ServerProcess, *args: str, env: Mapping[str, str] | None = None
     ) -> WorkerProcess:
         metrics_port, health_port = free_port(), free_port()
-        full_env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])
-            ),
-            "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{server.grpc_port}",
-            "JQ_WORKER_METRICS_PORT": str(metrics_port),
-            "JQ_WORKER_HEALTH_PORT": str(health_port),
-            "JQ_METRICS_HOST": "127.0.0.1",
-            "JQ_HEALTH_HOST": "127.0.0.1",
-            "JQ_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
-            **PERMISSIVE_WORKER,
-            **(env or {}),
-        }
+        full_env = worker_environment(server.grpc_port, metrics_port, health_port, env or {})
         log_path = tmp_path / f"jq-worker-{len(started)}.log"
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(

@@ -20,12 +20,11 @@ from pathlib import Path
 import pytest
 from support.job_waits import submit
 from support.proc_scan import kill_all_with, owner, processes_with, unique_sleep
-from support.processes import ServerFactory, free_port, program
+from support.processes import ServerFactory, free_port, program, worker_environment
 from support.server_harness import client_for
 
 GONE_WITHIN_S = 1.0
 JOB_USER = "nobody"
-TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -46,21 +45,7 @@ def start_session_worker(tmp_path: Path) -> Iterator[SessionWorker]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(grpc_port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        full_env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])
-            ),
-            "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
-            "JQ_WORKER_METRICS_PORT": str(free_port()),
-            "JQ_WORKER_HEALTH_PORT": str(free_port()),
-            "JQ_METRICS_HOST": "127.0.0.1",
-            "JQ_HEALTH_HOST": "127.0.0.1",
-            "JQ_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
-            "JQ_WORKER_ALLOWED_COMMANDS": "*",
-            "JQ_WORKER_ALLOW_ROOT_JOBS": "true",
-            **env,
-        }
+        full_env = worker_environment(grpc_port, free_port(), free_port(), env)
         with open(tmp_path / f"jq-worker-{len(started)}.log", "wb") as log:
             process = subprocess.Popen(
                 [program("jq-worker"), "--concurrency", "4"],

@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 from support.job_waits import job, logs, submit, wait_status
-from support.processes import ServerFactory, ServerProcess, WorkerProcess, free_port, program
+from support.processes import (
+    ServerFactory,
+    ServerProcess,
+    WorkerProcess,
+    free_port,
+    program,
+    worker_environment,
+)
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, client_for
 
@@ -28,7 +35,6 @@ from jobq.rpc._gen import common_pb2 as cpb
 DONE = cpb.JOB_STATUS_DONE
 RUNNING = cpb.JOB_STATUS_RUNNING
 DEAD_LETTERED = cpb.JOB_STATUS_DEAD_LETTERED
-TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 class OwnGroupWorkers:
@@ -42,20 +48,7 @@ class OwnGroupWorkers:
 
     def start(self, server: ServerProcess, worker_id: str, *args: str) -> WorkerProcess:
         metrics_port, health_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])
-            ),
-            "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{server.grpc_port}",
-            "JQ_WORKER_METRICS_PORT": str(metrics_port),
-            "JQ_WORKER_HEALTH_PORT": str(health_port),
-            "JQ_METRICS_HOST": "127.0.0.1",
-            "JQ_HEALTH_HOST": "127.0.0.1",
-            "JQ_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
-            "JQ_WORKER_ALLOWED_COMMANDS": "*",
-            "JQ_WORKER_ALLOW_ROOT_JOBS": "true",
-        }
+        env = worker_environment(server.grpc_port, metrics_port, health_port)
         log_path = self._tmp_path / f"jq-worker-{len(self.started)}.log"
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,34 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 BIN = Path(sys.executable).parent
+
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+PERMISSIVE_WORKER = {"JQ_WORKER_ALLOWED_COMMANDS": "*", "JQ_WORKER_ALLOW_ROOT_JOBS": "true"}
+"""What end-to-end workers set unless told otherwise: any command, also as root (command jobs
+are opt-in, and refused on a root worker without worker.run_as_user; the tests run as root).
+`{"JQ_WORKER_ALLOWED_COMMANDS": "", "JQ_WORKER_ALLOW_ROOT_JOBS": "false"}` restores the
+worker's own defaults (no command jobs)."""
+
+
+def worker_environment(
+    grpc_port: int, metrics_port: int, health_port: int, extra: Mapping[str, str] = {}
+) -> dict[str, str]:
+    """The environment the end-to-end tests start jq-worker with: this server, these ports,
+    loopback listeners, fast heartbeats, any command allowed (`extra` overrides), and the
+    tests directory on PYTHONPATH so `--import support.e2e_tasks` works."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")])),
+        "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
+        "JQ_WORKER_METRICS_PORT": str(metrics_port),
+        "JQ_WORKER_HEALTH_PORT": str(health_port),
+        "JQ_METRICS_HOST": "127.0.0.1",
+        "JQ_HEALTH_HOST": "127.0.0.1",
+        "JQ_WORKER_HEARTBEAT_INTERVAL_S": "0.5",
+        **PERMISSIVE_WORKER,
+        **extra,
+    }
 
 
 def program(name: str) -> str:
