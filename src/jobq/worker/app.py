@@ -11,6 +11,7 @@ under the runtime's supervisor, and it is stopped last, once no job runs any mor
 While the runtime runs, a `LoopWatchdog` thread watches the event loop: a loop blocked past the
 runtime's `loop_stall_limit_s` (an `async def` handler calling blocking code) ends the process
 with EXIT_LOOP_BLOCKED, which takes its command jobs down with it (`loop_watchdog.py` says why).
+Its thread is kept running by the runtime's supervisor too, like the guardian's watch.
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ async def run_worker(settings: Settings, setup: WorkerSetup | None = None) -> in
             job_user=setup.job_user,
             guard=guardian or NO_GUARD,
         )
-        background = {} if guardian is None else {"job guardian": guardian.keep_running}
+        # The limit is read from the watchdog's thread once it runs, after `runtime` exists.
+        watchdog = LoopWatchdog(lambda: runtime.loop_stall_limit_s)
+        background = {"loop watchdog": watchdog.keep_running}
+        if guardian is not None:
+            background["job guardian"] = guardian.keep_running
         metrics = WorkerMetrics()
         runtime = WorkerRuntime(cfg, executor, metrics, setup.credentials, background=background)
-        watchdog = LoopWatchdog(lambda: runtime.loop_stall_limit_s)
+        # Watching from now on, not only once the runtime's supervisor takes it over.
         watchdog.start(asyncio.get_running_loop())
         try:
             return await _serve(settings, runtime, metrics)

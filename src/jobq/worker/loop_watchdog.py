@@ -28,11 +28,19 @@ it takes the gap for a pause, counts the loop as having ticked then, and skips t
 The price: a loop blocked in a call that holds the GIL also keeps the thread from running;
 if that call lasts past PAUSE_SLACK_S, its time is taken for a pause too (the common blockers,
 `time.sleep`, blocking I/O, `subprocess.run`, release the GIL).
+
+The thread must not die unnoticed either: `keep_running()` is a background loop for the
+worker's task supervisor (like the job guardian's), which starts the thread if it is not
+running and raises what ended it, so the supervisor logs it and starts it again, or stops the
+worker when it keeps dying. The decisions read an injected `clock`: `tick()` and `observe(now)`
+are what the loop's timer and the thread do at each wake, and tests call them with a fake
+clock instead of blocking a loop for real.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -42,7 +50,15 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["EXIT_LOOP_BLOCKED", "PAUSE_SLACK_S", "LoopWatchdog", "exit_loop_blocked"]
+from jobq.worker.clock import Clock
+
+__all__ = [
+    "EXIT_LOOP_BLOCKED",
+    "PAUSE_SLACK_S",
+    "LoopWatchdog",
+    "WatchdogStopped",
+    "exit_loop_blocked",
+]
 
 EXIT_LOOP_BLOCKED: Final = 4
 """The exit code of a worker whose event loop was blocked past its limit: a supervisor should
@@ -54,6 +70,10 @@ _STDERR_WAIT_S: Final = 1.0
 """How long the last log line may wait for a full stderr pipe before the exit goes without it."""
 
 
+class WatchdogStopped(Exception):
+    """The watching thread ended although nobody stopped the watchdog."""
+
+
 class LoopWatchdog:
     """Watches one event loop from a thread of its own. `start`/`stop` are idempotent."""
 
@@ -63,36 +83,71 @@ class LoopWatchdog:
         on_stall: Callable[[float], None] | None = None,
         *,
         tick_s: float = 0.25,
+        clock: Clock = time.monotonic,
     ) -> None:
         """`limit_s()` is how long the loop may go without ticking (<= 0: no limit); it is
         called from the watchdog's thread. `on_stall(stalled_s)` is called there, once per
-        stall (default: `exit_loop_blocked`)."""
+        stall (default: `exit_loop_blocked`). `clock` is read by both the loop and the
+        thread."""
         if tick_s <= 0:
             raise ValueError("tick_s must be positive")
         self._limit_s = limit_s
         self._on_stall = on_stall or exit_loop_blocked
         self._tick_s = tick_s
-        self._last_tick = 0.0
-        """time.monotonic() of the loop's last tick: written by the loop, and by the thread
+        self._clock = clock
+        self._last_tick = clock()
+        """The clock's time of the loop's last tick: written by the loop, and by the thread
         after a pause; a float attribute's assignment is atomic, so no lock."""
+        self._last_wake = self._last_tick
+        """The clock's time of the thread's last wake (only the thread writes it)."""
         self._reported_tick = -1.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._ended: asyncio.Event | None = None
+        """Set (on the loop) when the thread ends."""
+        self._failure: BaseException | None = None
+        """What ended the thread, if it was an exception."""
+
+    @property
+    def watching(self) -> bool:
+        """The thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start ticking on `loop` and watching it; call from the loop's thread."""
-        if self._thread is not None:
+        """Start ticking on `loop` and watching it; call from the loop's thread. Starts a
+        thread that died again (a no-op while it runs)."""
+        if self.watching:
             return
+        if self._timer is not None:  # a dead thread's ticks: start afresh
+            self._timer.cancel()
         self._loop = loop
         self._stopping = threading.Event()
-        self._last_tick = time.monotonic()
-        self._timer = loop.call_later(self._tick_s, self._tick)
+        self._ended = asyncio.Event()
+        self._failure = None
+        self._last_tick = self._last_wake = self._clock()
+        self._timer = loop.call_later(self._tick_s, self.tick)
         self._thread = threading.Thread(
-            target=self._watch, args=(self._stopping,), name="loop-watchdog", daemon=True
+            target=self._watch,
+            args=(self._stopping, loop, self._ended),
+            name="loop-watchdog",
+            daemon=True,
         )
         self._thread.start()
+
+    async def keep_running(self) -> None:
+        """A background loop for the task supervisor: start watching the running loop (if
+        not already) and raise what ended the thread, should it end while not stopped."""
+        self.start(asyncio.get_running_loop())
+        stopping, ended = self._stopping, self._ended
+        assert ended is not None  # set by start
+        await ended.wait()
+        if self._failure is not None:
+            raise self._failure
+        if stopping.is_set():  # stopped by its owner on purpose: nothing to restart
+            await asyncio.get_running_loop().create_future()
+        raise WatchdogStopped("the loop watchdog's thread ended")
 
     def stop(self) -> None:
         """Stop the ticks and the thread; call from the loop's thread."""
@@ -103,6 +158,17 @@ class LoopWatchdog:
             self._timer = None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5 * self._tick_s)  # it wakes at once: the event is set
+
+    def observe(self, now: float) -> None:
+        """What the thread does when it wakes at `now`: a wake that overran `tick_s` by more
+        than PAUSE_SLACK_S is a pause of the whole process, which the loop is not to blame
+        for (it counts as a tick); any other wake checks the loop."""
+        overslept = now - self._last_wake > self._tick_s + PAUSE_SLACK_S
+        self._last_wake = now
+        if overslept:
+            self._last_tick = now
+            return
+        self.check(now)
 
     def check(self, now: float) -> None:
         """Call `on_stall` if the loop has not ticked for longer than `limit_s()` at `now`
@@ -115,21 +181,23 @@ class LoopWatchdog:
         self._reported_tick = last  # once per stall, for an `on_stall` that returns
         self._on_stall(stalled)
 
-    def _tick(self) -> None:
-        self._last_tick = time.monotonic()
+    def tick(self) -> None:
+        """The loop's timer callback: record that the loop runs, and tick again later."""
+        self._last_tick = self._clock()
         if not self._stopping.is_set() and self._loop is not None:
-            self._timer = self._loop.call_later(self._tick_s, self._tick)
+            self._timer = self._loop.call_later(self._tick_s, self.tick)
 
-    def _watch(self, stopping: threading.Event) -> None:
-        before = time.monotonic()
-        while not stopping.wait(self._tick_s):
-            now = time.monotonic()
-            overslept = now - before > self._tick_s + PAUSE_SLACK_S
-            before = now
-            if overslept:  # the whole process was paused: the loop was not to blame
-                self._last_tick = now
-                continue
-            self.check(now)
+    def _watch(
+        self, stopping: threading.Event, loop: asyncio.AbstractEventLoop, ended: asyncio.Event
+    ) -> None:
+        try:
+            while not stopping.wait(self._tick_s):
+                self.observe(self._clock())
+        except Exception as exc:  # handed to `keep_running`, not left to threading.excepthook
+            self._failure = exc
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(ended.set)
 
 
 def exit_loop_blocked(stalled_s: float) -> None:

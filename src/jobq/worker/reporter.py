@@ -17,6 +17,9 @@ of its queue and is sent again over the next channel. A batch taken off the queu
 whatever ends its call, an unexpected exception included, so the loop can be restarted by its
 supervisor (`task_supervisor.py`) without losing anything. Results the server refuses are logged
 once each, with its reason (`job.result_rejected`).
+
+Its two waits, the acknowledgements' linger and the pause before sending an undelivered batch
+again, go through an injected `sleep`, so tests drive them with a fake clock.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from jobq.domain.records import record
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.rpc._gen import worker_service_pb2_grpc
+from jobq.worker.clock import Sleep
 from jobq.worker.task_supervisor import cancelled_from_outside
 
 log = get_logger("jobq.worker.reporter")
@@ -40,6 +44,7 @@ R = TypeVar("R")
 
 RPC_TIMEOUT_S = 10.0
 RETRY_DELAY_S = 0.5
+"""How long an undelivered batch waits before it is sent again."""
 ACK_LINGER_S = 0.005
 """How long acknowledgements wait for results to travel with (the server sees the start a few
 milliseconds later; the job itself starts at once)."""
@@ -67,11 +72,17 @@ class Reporter:
     """Owns the outgoing reports of one worker across reconnects."""
 
     def __init__(
-        self, on_ack_rejected: OnAckOutcome, on_superseded: OnSuperseded | None = None
+        self,
+        on_ack_rejected: OnAckOutcome,
+        on_superseded: OnSuperseded | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         """`on_superseded` hears the server's refusal of a superseded process (a newer one
-        registered under this worker id): the worker must stop, not send again."""
+        registered under this worker id): the worker must stop, not send again. `sleep` waits
+        out the linger and the retry delay."""
         self._on_superseded = on_superseded
+        self._sleep = sleep
         self._incarnation = ""
         self._acks: list[pb.JobAttempt] = []
         self._results: list[PendingResult] = []
@@ -162,7 +173,7 @@ class Reporter:
             self._wake.clear()
             await self._connected.wait()
             if self._acks and not self._results:
-                await asyncio.sleep(ACK_LINGER_S)
+                await self._sleep(ACK_LINGER_S)
             # Take the results before sending the acknowledgements: a job is acknowledged
             # before its result is queued, so every result taken here has its acknowledgement
             # in this or an earlier AckJobs call, never a later one, or is a success whose
@@ -176,7 +187,7 @@ class Reporter:
                 if not sent:  # undelivered, or a bug's exception: keep them for the next try
                     self._put_back(generation, results=results)
             if not sent:
-                await asyncio.sleep(RETRY_DELAY_S)
+                await self._sleep(RETRY_DELAY_S)
                 self._wake.set()
             elif self.idle:
                 self._all_sent.set()

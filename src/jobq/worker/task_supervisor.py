@@ -15,7 +15,11 @@ loop runs under a `TaskSupervisor`, as STYLE.md asks ("one crash is never silent
   with a non-zero exit rather than leave it half-alive.
 
 `RestartBudget` is the pure counting part (clock injected), shared with the session loop of
-`runtime.py`, which restarts a session that crashed by reconnecting.
+`session.py`, which restarts a session that crashed by reconnecting.
+
+A loop that failed and waits for its restart, or was given up on, is *down*: `down()` names
+them, for the worker's readiness (`WorkerRuntime.ready`), so /readyz says which loop is not
+running rather than "ready" while, say, no result is being sent.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Final
 
 from jobq.domain.records import record
 from jobq.observability.logging_setup import get_logger
+from jobq.worker.clock import Clock, Sleep
 
 __all__ = ["DEFAULT_POLICY", "LoopEnded", "RestartBudget", "RestartPolicy", "TaskSupervisor"]
 
@@ -57,7 +62,7 @@ class LoopEnded(Exception):
 class RestartBudget:
     """At most `max_restarts` restarts within any `window_s` seconds."""
 
-    def __init__(self, policy: RestartPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, policy: RestartPolicy, clock: Clock = time.monotonic) -> None:
         self._policy = policy
         self._clock = clock
         self._restarts: deque[float] = deque()
@@ -89,10 +94,23 @@ def describe(problem: BaseException) -> str:
 class TaskSupervisor:
     """Runs named loops as tasks; restarts one that fails, within a budget."""
 
-    def __init__(self, on_give_up: OnGiveUp, policy: RestartPolicy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        on_give_up: OnGiveUp,
+        policy: RestartPolicy = DEFAULT_POLICY,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        """`clock` counts the restarts against the policy's window; `sleep` waits out its
+        delay (both injected so tests need not wait)."""
         self._on_give_up = on_give_up
         self._policy = policy
+        self._clock = clock
+        self._sleep = sleep
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._down: dict[str, str] = {}
+        """Loops not running their loop now, with why: failed and waiting, or given up."""
 
     def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run `loop()` as the task `name` (a name not already running)."""
@@ -105,6 +123,19 @@ class TaskSupervisor:
         task = self._tasks.get(name)
         return task is not None and not task.done()
 
+    def down(self) -> dict[str, str]:
+        """The loops that are not running now, by name, with why: failed and waiting for
+        their restart, or given up on. Empty while every loop runs."""
+        return dict(self._down)
+
+    async def cancel(self, name: str) -> None:
+        """Stop one loop (if it runs) and wait for it to end; it is not restarted."""
+        task = self._tasks.pop(name, None)
+        self._down.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def stop(self) -> None:
         """Cancel every loop and wait for them to end."""
         tasks = list(self._tasks.values())
@@ -112,12 +143,14 @@ class TaskSupervisor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._down.clear()
 
     async def _keep(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
-        budget = RestartBudget(self._policy)
+        budget = RestartBudget(self._policy, self._clock)
         while True:
             problem: BaseException
             try:
+                self._down.pop(name, None)
                 await loop()
                 problem = LoopEnded(f"the {name} loop returned")
             except asyncio.CancelledError as exc:
@@ -127,6 +160,7 @@ class TaskSupervisor:
             except Exception as exc:
                 problem = exc
             if not budget.spend():
+                self._down[name] = f"gave up: {describe(problem)}"
                 log.error(
                     "background task keeps failing; giving up on it",
                     action="worker.task_failed",
@@ -136,6 +170,7 @@ class TaskSupervisor:
                 )
                 self._on_give_up(name, problem)
                 return
+            self._down[name] = f"restarting after {describe(problem)}"
             log.error(
                 "background task failed; restarting it",
                 action="worker.task_restarted",
@@ -144,4 +179,4 @@ class TaskSupervisor:
                 restart_in_s=self._policy.delay_s,
                 exc_info=problem,
             )
-            await asyncio.sleep(self._policy.delay_s)
+            await self._sleep(self._policy.delay_s)

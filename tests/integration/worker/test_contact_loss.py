@@ -18,9 +18,10 @@ from support.fake_worker_service import FakeWorkerService, start_fake_server
 from jobq.config import WorkerSettings
 from jobq.observability.metrics import WorkerMetrics
 from jobq.rpc._gen import worker_service_pb2 as pb
+from jobq.worker.contact_watch import EXIT_CONTACT_LOST
 from jobq.worker.executor import JobExecutor
 from jobq.worker.job_user import AS_WORKER
-from jobq.worker.runtime import EXIT_CONTACT_LOST, WorkerRuntime
+from jobq.worker.runtime import WorkerRuntime
 
 TIMEOUT_S = 2.0
 """The stand-in server's heartbeat timeout: the worker must act 0.5 s (its margin) before."""
@@ -72,7 +73,7 @@ async def test_jobs_stop_before_the_servers_timeout_and_are_handed_back(
         await _until(lambda: fake.acks, within=10)
         fake.deaf = True
         deaf_at = time.monotonic()
-        await _until(lambda: not runtime._running, within=10)
+        await _until(lambda: not runtime.jobs.running, within=10)
         stopped_after = time.monotonic() - deaf_at
         # Stopped before the server could declare the worker lost (its last answered
         # heartbeat went out at most one interval, 0.1 s, before the server went deaf).

@@ -1,8 +1,10 @@
-"""The loop watchdog on real event loops: a loop blocked past its limit is reported once, with
-how long it had stalled; a responsive loop, a limit of 0 and a stopped watchdog report nothing;
-the limit is read at every check. And in a child process, as a worker runs it: a SIGSTOP longer
-than the limit is a pause, not a stall; a blocked loop ends the process, by default with
-EXIT_LOOP_BLOCKED and one JSON line on stderr."""
+"""The loop watchdog's decisions on a fake clock: a loop blocked past its limit is reported
+once, with how long it had stalled; a responsive loop, a limit of 0 and a pause of the whole
+process report nothing; the limit is read at every check. Its thread: a stopped watchdog
+reports nothing, and `keep_running` raises what killed the thread so the supervisor restarts
+it. And in a child process, as a worker runs it: a SIGSTOP longer than the limit is a pause,
+not a stall; a blocked loop ends the process, by default with EXIT_LOOP_BLOCKED and one JSON
+line on stderr."""
 
 from __future__ import annotations
 
@@ -47,44 +49,104 @@ async def watching(limit_s: Callable[[], float], stalls: Stalls) -> LoopWatchdog
     return watchdog
 
 
-async def test_a_blocked_loop_is_reported_once_with_how_long_it_stalled() -> None:
-    stalls = Stalls()
-    watchdog = await watching(lambda: 0.3, stalls)
-    try:
-        block(1.0)
-        await asyncio.sleep(3 * TICK_S)
-    finally:
-        watchdog.stop()
-    [stalled] = stalls.seen  # once, although the loop stayed blocked for three limits
-    assert 0.3 < stalled < 1.0
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-async def test_a_responsive_loop_is_not_reported() -> None:
+def unstarted(limit_s: Callable[[], float], stalls: Stalls) -> tuple[LoopWatchdog, Clock]:
+    """A watchdog driven by hand: `tick()` is the loop's timer, `observe(now)` the thread."""
+    clock = Clock()
+    return LoopWatchdog(limit_s, stalls, tick_s=TICK_S, clock=clock), clock
+
+
+def wake(watchdog: LoopWatchdog, clock: Clock, *, for_s: float, loop_ticks: bool) -> None:
+    """Let `for_s` seconds pass in thread wakes of TICK_S, the loop ticking or blocked."""
+    for _ in range(round(for_s / TICK_S)):
+        clock.now += TICK_S
+        if loop_ticks:
+            watchdog.tick()
+        watchdog.observe(clock.now)
+
+
+def test_a_blocked_loop_is_reported_once_with_how_long_it_stalled() -> None:
     stalls = Stalls()
-    watchdog = await watching(lambda: 0.5, stalls)
-    try:
-        for _ in range(30):
-            block(0.02)  # busy, but never for long
-            await asyncio.sleep(0.03)
-    finally:
-        watchdog.stop()
+    watchdog, clock = unstarted(lambda: 0.3, stalls)
+    wake(watchdog, clock, for_s=0.5, loop_ticks=True)
+    wake(watchdog, clock, for_s=1.0, loop_ticks=False)  # blocked for three limits and more
+    assert stalls.seen == [pytest.approx(0.35)]  # once, at the first wake past the limit
+    wake(watchdog, clock, for_s=0.5, loop_ticks=True)
+    wake(watchdog, clock, for_s=0.5, loop_ticks=False)  # a new stall is reported again
+    assert len(stalls.seen) == 2
+
+
+def test_a_responsive_loop_is_not_reported() -> None:
+    stalls = Stalls()
+    watchdog, clock = unstarted(lambda: 0.3, stalls)
+    for _ in range(30):
+        wake(watchdog, clock, for_s=0.25, loop_ticks=False)  # busy, but never for long
+        wake(watchdog, clock, for_s=TICK_S, loop_ticks=True)
     assert stalls.seen == []
 
 
-async def test_a_limit_of_zero_turns_the_check_off_and_the_limit_is_read_at_every_check() -> None:
+def test_a_limit_of_zero_turns_the_check_off_and_the_limit_is_read_at_every_check() -> None:
     stalls = Stalls()
     limit = [0.0]  # as before the worker registers, where the runtime may say "none yet"
-    watchdog = await watching(lambda: limit[0], stalls)
+    watchdog, clock = unstarted(lambda: limit[0], stalls)
+    wake(watchdog, clock, for_s=0.8, loop_ticks=False)
+    assert stalls.seen == []
+    limit[0] = 0.3
+    wake(watchdog, clock, for_s=TICK_S, loop_ticks=False)
+    assert stalls.seen == [pytest.approx(0.85)]
+
+
+def test_a_wake_that_overslept_is_a_pause_of_the_process_not_a_stall() -> None:
+    stalls = Stalls()
+    watchdog, clock = unstarted(lambda: 0.3, stalls)
+    wake(watchdog, clock, for_s=0.2, loop_ticks=True)
+    clock.now += 3.0  # SIGSTOP: neither the loop nor the thread ran
+    watchdog.observe(clock.now)
+    wake(watchdog, clock, for_s=0.25, loop_ticks=False)  # the limit counts from the resume
+    assert stalls.seen == []
+    wake(watchdog, clock, for_s=0.1, loop_ticks=False)
+    assert stalls.seen == [pytest.approx(0.35)]
+
+
+async def test_keep_running_starts_the_thread_and_raises_what_ended_it() -> None:
+    calls = [0]
+
+    def limit_s() -> float:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("limit bug")
+        return 10.0
+
+    watchdog = LoopWatchdog(limit_s, Stalls(), tick_s=TICK_S)
     try:
-        block(0.8)
+        with pytest.raises(RuntimeError, match="limit bug"):
+            await asyncio.wait_for(watchdog.keep_running(), 5)
+        assert not watchdog.watching
+        # Called again, as the supervisor does: watching again, on a fresh thread.
+        again = asyncio.create_task(watchdog.keep_running())
         await asyncio.sleep(3 * TICK_S)
-        assert stalls.seen == []
-        limit[0] = 0.3
-        block(0.8)
-        await asyncio.sleep(3 * TICK_S)
+        assert watchdog.watching
+        assert not again.done()
+        again.cancel()
     finally:
         watchdog.stop()
-    assert len(stalls.seen) == 1
+
+
+async def test_a_watchdog_stopped_by_its_owner_is_not_a_failure() -> None:
+    watchdog = LoopWatchdog(lambda: 10.0, Stalls(), tick_s=TICK_S)
+    kept = asyncio.create_task(watchdog.keep_running())
+    await asyncio.sleep(TICK_S)
+    watchdog.stop()
+    await asyncio.sleep(3 * TICK_S)
+    assert not kept.done()  # waits to be cancelled; raises nothing
+    kept.cancel()
 
 
 async def test_stop_is_idempotent_and_ends_both_the_ticks_and_the_thread() -> None:

@@ -1,13 +1,15 @@
-"""The reporter's batching: acknowledgements ride with results, and order is kept."""
+"""The reporter's batching: acknowledgements ride with results, and order is kept; its linger
+and retry delay, driven by a fake clock."""
 
 from __future__ import annotations
 
 import asyncio
 
 import structlog
+from support.fake_clock import FakeClock
 
 from jobq.rpc._gen import worker_service_pb2 as pb
-from jobq.worker.reporter import PendingResult, Reporter
+from jobq.worker.reporter import ACK_LINGER_S, RETRY_DELAY_S, PendingResult, Reporter
 
 
 class RecordingStub:
@@ -107,20 +109,58 @@ class CutOffStub(RecordingStub):
 
 
 async def test_a_call_cut_off_by_a_reconnect_is_sent_again_over_the_next_channel() -> None:
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    clock = FakeClock()
+    reporter = Reporter(on_ack_rejected=lambda outcome: None, sleep=clock.sleep)
     old, new = CutOffStub(), RecordingStub()
     reporter.connected(old, "w")  # type: ignore[arg-type]
     task = asyncio.create_task(reporter.run())
     delivered = reporter.result(_result("a"))
-    async with asyncio.timeout(5):
-        while not old.cut:
-            await asyncio.sleep(0.001)
-    reporter.disconnected()  # the runtime's session ended
-    await asyncio.sleep(0.01)
+    await clock.sleeping()  # the cut-off call is over: the retry delay has begun
+    assert old.cut == 1
+    assert clock.slept == [RETRY_DELAY_S]
     assert not task.done(), "the reporter died with the call"
+    reporter.disconnected()  # the runtime's session ended
     reporter.connected(new, "w")  # type: ignore[arg-type]
+    clock.advance(RETRY_DELAY_S)
     await asyncio.wait_for(delivered, timeout=5)
     assert new.calls == [("results", [("a", 1)])]
+    task.cancel()
+
+
+async def test_an_undelivered_batch_is_sent_again_after_the_retry_delay_not_before() -> None:
+    clock = FakeClock()
+    reporter = Reporter(on_ack_rejected=lambda outcome: None, sleep=clock.sleep)
+    stub = CutOffStub()
+    reporter.connected(stub, "w")  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run())
+    delivered = reporter.result(_result("a"))
+    await clock.sleeping()
+    clock.advance(RETRY_DELAY_S - 0.01)
+    await asyncio.sleep(0)
+    assert stub.calls == []  # the first call was cut off
+    assert not delivered.done()
+    clock.advance(0.01)
+    await asyncio.wait_for(delivered, timeout=5)
+    assert stub.calls == [("results", [("a", 1)])]
+    task.cancel()
+
+
+async def test_acknowledgements_alone_linger_for_results_to_travel_with() -> None:
+    clock = FakeClock()
+    reporter = Reporter(on_ack_rejected=lambda outcome: None, sleep=clock.sleep)
+    stub = RecordingStub()
+    reporter.connected(stub, "w")  # type: ignore[arg-type]
+    task = asyncio.create_task(reporter.run())
+    reporter.ack("a", 1)
+    await clock.sleeping()
+    assert clock.slept == [ACK_LINGER_S]
+    reporter.result(_result("a"))  # within the linger: it carries the start
+    clock.advance(ACK_LINGER_S)
+    assert await reporter.flushed(5)
+    assert stub.calls == [("results", [("a", 1)])]
+    reporter.result(_result("b"))  # a result alone goes at once, without lingering
+    assert await reporter.flushed(5)
+    assert clock.slept == [ACK_LINGER_S]
     task.cancel()
 
 

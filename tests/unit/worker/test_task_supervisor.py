@@ -1,11 +1,13 @@
 """TaskSupervisor: a failing loop is logged and restarted; one that keeps failing is given up
-on, loudly; a stray CancelledError is a failure, a cancellation of the task is not."""
+on, loudly; a stray CancelledError is a failure, a cancellation of the task is not; a loop
+waiting for its restart or given up on is reported down."""
 
 from __future__ import annotations
 
 import asyncio
 
 import structlog
+from support.fake_clock import FakeClock
 
 from jobq.worker.task_supervisor import RestartBudget, RestartPolicy, TaskSupervisor
 
@@ -123,3 +125,53 @@ async def test_stop_cancels_without_giving_up() -> None:
     await supervisor.stop()
     assert given_up == []
     assert loop.runs == 1
+
+
+async def test_a_loop_is_down_while_it_waits_for_its_restart_and_once_given_up_on() -> None:
+    clock = FakeClock()
+    policy = RestartPolicy(max_restarts=1, window_s=60.0, delay_s=1.0)
+    supervisor = TaskSupervisor(lambda name, exc: None, policy, clock=clock, sleep=clock.sleep)
+    loop = Loop(failures=1, problem=RuntimeError("boom"))
+    supervisor.start("reporter", loop)
+    await clock.sleeping()  # failed once: waiting out the restart delay
+    assert supervisor.down() == {"reporter": "restarting after RuntimeError: boom"}
+    clock.advance(1.0)
+    await asyncio.wait_for(loop.settled.wait(), 5)
+    assert supervisor.down() == {}
+    await supervisor.stop()
+
+    always = Loop(failures=100, problem=ValueError("always"))
+    supervisor.start("watchdog", always)
+    await clock.sleeping()
+    clock.advance(1.0)
+    async with asyncio.timeout(5):
+        while supervisor.running("watchdog"):
+            await asyncio.sleep(0)
+    assert supervisor.down() == {"watchdog": "gave up: ValueError: always"}
+    assert clock.slept == [1.0, 1.0]
+    await supervisor.stop()
+
+
+async def test_cancel_stops_one_loop_for_good_and_leaves_the_others() -> None:
+    given_up: list[str] = []
+    supervisor = TaskSupervisor(lambda name, exc: given_up.append(name), FAST)
+    first, second = Loop(0, RuntimeError()), Loop(0, RuntimeError())
+    ended: list[str] = []
+
+    async def heartbeats() -> None:
+        try:
+            await first()
+        finally:
+            ended.append("heartbeats")
+
+    supervisor.start("heartbeats", heartbeats)
+    supervisor.start("reporter", second)
+    await asyncio.wait_for(asyncio.gather(first.settled.wait(), second.settled.wait()), 5)
+    await supervisor.cancel("heartbeats")
+    assert ended == ["heartbeats"]  # ended by the time `cancel` returns
+    await supervisor.cancel("heartbeats")  # idempotent
+    assert not supervisor.running("heartbeats")
+    assert supervisor.running("reporter")
+    assert (first.runs, given_up, supervisor.down()) == (1, [], {})
+    supervisor.start("heartbeats", first)  # the name is free again
+    await supervisor.stop()

@@ -1,0 +1,242 @@
+"""The jobs this worker runs: start an assignment, run it in a slot, report it, stop it.
+
+`JobRunner` is the one owner of the running jobs (the heartbeats list them, the contact watch
+and the shutdown stop them, all through it). Each job runs in a task of its own, independent
+of the connection it came on: a reconnect does not touch it, and its result waits in the
+`Reporter` until delivered. A job waits for a slot (`concurrency`), is acknowledged when it
+gets one, and reports its outcome when it ends, however it ends: cancelled by the worker, it
+is reported as interrupted (SHUTDOWN: back to PENDING without using a retry), with why.
+
+Two things the runner never does: start an assignment read after the contact deadline (it may
+already run elsewhere: it is handed back unstarted), and report a job the server took back
+(`rejected`: a refused start or a superseded process), whose report it would refuse anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from jobq.observability.logging_setup import get_logger
+from jobq.observability.metrics import WorkerMetrics
+from jobq.rpc._gen import worker_service_pb2 as pb
+from jobq.worker.clock import Clock
+from jobq.worker.executor import ExecutionResult, JobExecutor
+from jobq.worker.registration import Registration
+from jobq.worker.reporter import PendingResult, Reporter
+from jobq.worker.server_contact import ServerContact
+
+__all__ = ["JobKey", "JobRunner", "RunningJob"]
+
+LOGGER_NAME = "jobq.worker"
+log = get_logger(LOGGER_NAME)
+
+JobKey = tuple[str, int]
+"""(job id, attempt): what identifies one run of a job."""
+
+_OUTCOME_LABELS = {
+    pb.JOB_OUTCOME_SUCCEEDED: "success",
+    pb.JOB_OUTCOME_FAILED: "failure",
+    pb.JOB_OUTCOME_REFUSED: "refused",
+    pb.JOB_OUTCOME_SHUTDOWN: "shutdown",
+}
+
+
+@dataclass(eq=False)
+class RunningJob:
+    assignment: pb.JobAssignment
+    task: asyncio.Task[None] | None = None
+    rejected: bool = False
+    """The server took the job back: report nothing."""
+    stop_reason: str = ""
+    """Why the worker itself stopped the job (reported with the interruption)."""
+
+
+class JobRunner:
+    """Runs assigned jobs in tasks, at most `concurrency` at a time, and reports them."""
+
+    def __init__(
+        self,
+        executor: JobExecutor,
+        reporter: Reporter,
+        metrics: WorkerMetrics,
+        contact: ServerContact,
+        registration: Registration,
+        concurrency: int,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._executor = executor
+        self._reporter = reporter
+        self._metrics = metrics
+        self._contact = contact
+        self._registration = registration
+        self._clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[JobKey, RunningJob] = {}
+        # Per-job bookkeeping is on the hot path: resolve the metric children and the log level
+        # once, not for every job.
+        self._finished = {
+            outcome: metrics.worker_jobs.labels(result=label)
+            for outcome, label in _OUTCOME_LABELS.items()
+        }
+        self._debug = logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG)
+        # Read when scraped rather than updated twice per job under the gauge's lock.
+        self._active = 0
+        metrics.worker_active_jobs.set_function(lambda: self._active)
+
+    @property
+    def running(self) -> Mapping[JobKey, RunningJob]:
+        """The jobs this worker holds: running, or waiting for a slot."""
+        return self._running
+
+    def start(self, assignment: pb.JobAssignment) -> None:
+        """Run an assignment read from the job stream (once: a re-sent one is ignored)."""
+        key = (assignment.job_id, assignment.attempt)
+        if key in self._running:
+            return  # a re-sent assignment we already run
+        if self._contact.lost():
+            # Read after contact was lost (buffered while this process was paused): the
+            # server may have run it elsewhere already. Hand it back, unstarted.
+            a = assignment
+            self._reporter.result(
+                PendingResult(
+                    a.job_id,
+                    a.attempt,
+                    pb.JOB_OUTCOME_SHUTDOWN,
+                    b"",
+                    f"not started: {self._contact.describe()}",
+                    claim_id=a.claim_id,
+                )
+            )
+            return
+        job = RunningJob(assignment)
+        self._running[key] = job
+        job.task = asyncio.create_task(self._run(job), name=f"job-{assignment.job_id}")
+
+    def ack_rejected(self, outcome: pb.AttemptOutcome) -> None:
+        """The server refused our start: the job was cancelled or re-assigned. Stop it."""
+        job = self._running.get((outcome.job_id, outcome.attempt))
+        log.warning(
+            "start not accepted; abandoning the job",
+            action="job.start_rejected",
+            job_id=outcome.job_id,
+            attempt=outcome.attempt,
+            reason=outcome.message,
+        )
+        if job is not None and job.task is not None:
+            job.rejected = True
+            job.task.cancel()
+
+    async def stop_all(self, reason: str, wait_s: float) -> None:
+        """Interrupt every running job, each reported with `reason`; wait up to `wait_s`
+        for them to end."""
+        tasks = []
+        for job in list(self._running.values()):
+            if job.task is not None and not job.task.done():
+                job.stop_reason = reason
+                job.task.cancel()
+                tasks.append(job.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait_s)
+
+    def abandon_all(self) -> None:
+        """Cancel every job without reporting it: the server no longer listens to us."""
+        for job in list(self._running.values()):
+            if job.task is not None:
+                job.rejected = True  # its result would be refused: report nothing
+                job.task.cancel()
+
+    async def wait_all(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for every job to end (after `abandon_all`)."""
+        tasks = self._tasks()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    async def finish(self, grace_s: float) -> None:
+        """Let running jobs finish within `grace_s`, then interrupt the rest (reported as
+        SHUTDOWN) and give them a moment to end."""
+        tasks = self._tasks()
+        if not tasks:
+            return
+        log.info(
+            "waiting for running jobs",
+            action="worker.draining_jobs",
+            jobs=len(tasks),
+            grace_s=grace_s,
+        )
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        return [job.task for job in self._running.values() if job.task is not None]
+
+    async def _run(self, job: RunningJob) -> None:
+        a = job.assignment
+        key = (a.job_id, a.attempt)
+        outcome, result = pb.JOB_OUTCOME_SHUTDOWN, ExecutionResult(False, b"", "worker shut down")
+        try:
+            async with self._slots:
+                self._reporter.ack(a.job_id, a.attempt, a.claim_id)
+                self._active += 1
+                started = self._clock()
+                try:
+                    result = await self._executor.run(a.payload, float(a.timeout_s) or None)
+                    outcome = _outcome(result)
+                finally:
+                    self._active -= 1
+                    self._metrics.worker_job_duration_seconds.observe(self._clock() - started)
+        except asyncio.CancelledError:
+            outcome = pb.JOB_OUTCOME_SHUTDOWN
+            result = ExecutionResult(
+                False, b"", job.stop_reason or "interrupted by worker shutdown"
+            )
+        finally:
+            self._running.pop(key, None)
+        if job.rejected:
+            return
+        self._report(a, outcome, result)
+
+    def _report(self, a: pb.JobAssignment, outcome: pb.JobOutcome, result: ExecutionResult) -> None:
+        self._finished[outcome].inc()
+        worker_id = self._registration.worker_id
+        if outcome == pb.JOB_OUTCOME_REFUSED:  # rare, and the operator of this worker may care
+            log.warning(
+                "job refused",
+                action="job.refused",
+                job_id=a.job_id,
+                attempt=a.attempt,
+                queue=a.queue_name,
+                worker_id=worker_id,
+                reason=result.error_message,
+            )
+        if self._debug:
+            log.debug(
+                "job finished",
+                action=f"job.{_OUTCOME_LABELS[outcome]}",
+                job_id=a.job_id,
+                attempt=a.attempt,
+                worker_id=worker_id,
+            )
+        self._reporter.result(
+            PendingResult(
+                a.job_id,
+                a.attempt,
+                outcome,
+                result.result,
+                result.error_message,
+                claim_id=a.claim_id,
+            )
+        )
+
+
+def _outcome(result: ExecutionResult) -> pb.JobOutcome:
+    if result.success:
+        return pb.JOB_OUTCOME_SUCCEEDED
+    # A refusal is dead-lettered at once by the server; any other failure is retried.
+    return pb.JOB_OUTCOME_REFUSED if result.refused else pb.JOB_OUTCOME_FAILED
