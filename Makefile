@@ -44,10 +44,11 @@ soak: $(STAMP) ## Randomized fault soak, not in CI (JQ_SOAK_MINUTES, default 10;
 	$(PY) -m pytest tests/fault/soak_run.py -s $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict and the import contracts (lint-imports)
 	$(VENV)/bin/ruff check src tests tools bench
 	$(VENV)/bin/ruff format --check src tests tools bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's formatting and safe fixes

@@ -61,7 +61,7 @@ async def test_two_server_apps_started_together_migrate_once_and_wake_each_other
         worker = await ProtocolWorker(a).start()
         try:
             async with asyncio.timeout(5):  # A's dispatcher knows the worker ...
-                while not apps[0].registry.any_free_slot():
+                while not apps[0].capacity.any_free_slot():
                     await asyncio.sleep(0.01)
             assert await worker.nothing_more(0.3)  # ... and has had its cycle for it
             submitted = await b.jobs.SubmitJob(

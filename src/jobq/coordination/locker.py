@@ -1,4 +1,5 @@
-"""Per-job claim locks: the seed design's `lock:job:{job_id}` keys (SPEC §6).
+"""Per-job claim locks: the implementations of `jobq.coordination.locks.Locker` for the seed
+design's `lock:job:{job_id}` keys (SPEC §6).
 
 Correctness never depends on these locks. PostgreSQL's `FOR UPDATE SKIP LOCKED` claim is what
 keeps two replicas from taking the same job; the Redis lock is an extra, advisory layer kept
@@ -13,17 +14,18 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
-from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from jobq.coordination.locks import Locker, job_lock_key
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics
 
+# Locker and job_lock_key are defined in jobq.coordination.locks (the protocol module services
+# import); they are re-exported here for the callers that still import them from this module.
 __all__ = ["Locker", "NoopLocker", "RedisLocker", "job_lock_key"]
 
 log = get_logger("jobq.coordination")
@@ -41,31 +43,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def job_lock_key(job_id: UUID | str) -> str:
-    """The Redis key of a job's claim lock, as the seed design names it."""
-    return f"lock:job:{job_id}"
-
-
-class Locker(Protocol):
-    """Short-lived, advisory locks on a batch of keys."""
-
-    async def acquire_many(self, keys: Sequence[str], ttl_ms: int) -> set[str]:
-        """Try to lock each key for `ttl_ms`; return the keys this call now holds."""
-        ...
-
-    async def release_many(self, keys: Sequence[str]) -> None:
-        """Release the keys this locker holds; keys held by others are left alone."""
-        ...
-
-    async def healthy(self) -> bool:
-        """Whether the lock service answers now (for readiness and GetSystemStatus)."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections. Idempotent."""
-        ...
 
 
 class NoopLocker:

@@ -27,7 +27,9 @@ from jobq.ctl.errors import EXIT_FAILURE, EXIT_USAGE, CtlError, one_line
 try:  # typer >= 0.20 vendors click as typer._click; older releases use the click package
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover
-    from click.exceptions import (  # type: ignore[import-not-found,no-redef]
+    # The dev venv has the click package too (import-linter needs it), whose classes mypy
+    # sees as other types than typer._click's.
+    from click.exceptions import (  # type: ignore[assignment]
         ClickException,
         NoArgsIsHelpError,
         UsageError,

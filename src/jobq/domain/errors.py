@@ -148,3 +148,8 @@ class ConfigError(JobqError):
 
 class MigrationError(JobqError):
     """The database schema cannot be brought up to date safely."""
+
+
+class ServiceFailed(JobqError):
+    """A background loop of the process kept failing in a way restarting does not fix (a bug),
+    so the process stopped; the message names the loop and its last error."""

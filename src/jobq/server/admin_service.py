@@ -24,7 +24,7 @@ from jobq.rpc._gen import admin_service_pb2 as pb
 from jobq.rpc._gen import admin_service_pb2_grpc
 from jobq.server.audit import AuditTrail, audit_filters
 from jobq.server.rpc_handler import RpcObserver, rpc
-from jobq.server.worker_registry import WorkerRegistry
+from jobq.server.worker_capacity import WorkerCapacity
 from jobq.storage.stores import JobStore, QueueStore, WorkerStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -42,7 +42,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         queues: QueueStore,
         workers: WorkerStore,
         jobs: JobStore,
-        registry: WorkerRegistry,
+        capacity: WorkerCapacity,
         health_checks: dict[str, HealthCheck],
         started_at: datetime,
         observer: RpcObserver,
@@ -51,7 +51,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         self._queues = queues
         self._workers = workers
         self._jobs = jobs
-        self._registry = registry
+        self._capacity = capacity
         self._health_checks = health_checks
         self._started_at = started_at
         self._started_monotonic = time.monotonic()
@@ -137,9 +137,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
                 worker_id, WorkerStatus.DRAINING, (WorkerStatus.ONLINE, WorkerStatus.DRAINING)
             )
             note.detail = f"was {was.value}"
-            connected = self._registry.get(worker_id)
-            if connected is not None:
-                connected.draining = True
+            self._capacity.drain(worker_id)
         return pb.DrainWorkerResponse(worker=convert.worker_to_proto(worker))
 
     @rpc(SERVICE)
@@ -153,9 +151,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             if current.status is WorkerStatus.OFFLINE:
                 raise FailedPrecondition(f"worker {worker_id} is OFFLINE")
             worker = await self._workers.worker_request_shutdown(worker_id)
-            connected = self._registry.get(worker_id)
-            if connected is not None:
-                connected.draining = True
+            self._capacity.drain(worker_id)
         return pb.ShutdownWorkerResponse(worker=convert.worker_to_proto(worker))
 
     @rpc(SERVICE)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import UUID
 
 import asyncpg
 import grpc
@@ -15,8 +14,7 @@ from grpc_health.v1 import health, health_pb2
 
 from jobq.config import Settings
 from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
-from jobq.domain.errors import ConfigError, Unavailable
-from jobq.domain.records import Assignment, Transition
+from jobq.domain.errors import ConfigError, ServiceFailed, Unavailable
 from jobq.domain.retry import RetryPolicy
 from jobq.observability.http_endpoints import HttpEndpoints, health_routes
 from jobq.observability.logging_setup import get_logger
@@ -27,7 +25,9 @@ from jobq.server.authentication import Authenticator
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.grpc_server import build_grpc_server
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
+from jobq.server.incarnations import IncarnationGate
 from jobq.server.job_service import JobServicer
+from jobq.server.job_stream import JobStreams
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
@@ -35,13 +35,20 @@ from jobq.server.readiness import dependency_checks, ready
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
 from jobq.server.server_metrics import MetricsObserver, refresh_gauges, scrape_route
-from jobq.server.service_loop import ServiceLoop
+from jobq.server.service_loop import ServiceLoop, describe
 from jobq.server.submission import Submitter
-from jobq.server.worker_registry import WorkerRegistry
+from jobq.server.undelivered import Undelivered
+from jobq.server.worker_capacity import WorkerCapacity
 from jobq.server.worker_service import WorkerServicer
 from jobq.storage.database import DatabaseHandle, open_database
 from jobq.storage.migrations import migrate
-from jobq.storage.pool import configure_session, create_claim_pool, create_pool, ping
+from jobq.storage.pool import (
+    configure_session,
+    create_claim_pool,
+    create_pool,
+    notify_channel,
+    ping,
+)
 from jobq.storage.pooler_check import require_session_pooling
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.job_events import PgJobEventStore
@@ -82,7 +89,9 @@ class ServerApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
-        self.registry = WorkerRegistry()
+        self.capacity = WorkerCapacity()
+        # Every job state change this replica commits, in commit order per job: subscribe here.
+        self.lifecycle = Lifecycle(self.metrics)
         self.started_at = datetime.now(UTC)
         self._health = health.aio.HealthServicer()
         self._stopping = asyncio.Event()
@@ -93,6 +102,8 @@ class ServerApp:
         self.metrics_port: int | None = None
         self.authenticator = Authenticator.from_settings(settings.auth, settings.grpc)
         self.served_methods: list[str] = []
+        self.failure: str | None = None
+        """Why the server stopped itself (a loop gave up), or None."""
 
     # --- start -------------------------------------------------------------------------------
 
@@ -165,77 +176,70 @@ class ServerApp:
         maintenance = PgMaintenanceStore(pool)
         audit = AuditTrail(PgAuditStore(pool))
         observer = MetricsObserver(self.metrics)
-        lifecycle = Lifecycle(self.metrics)
+        lifecycle = self.lifecycle
+
+        async def probe() -> None:
+            await ping(pool)
+
         policy = RetryPolicy(sched.retry_base_delay_s, sched.retry_max_delay_s)
         locker: Locker = (
             RedisLocker(cfg.redis.url, cfg.redis.password or None, self.metrics)
             if cfg.redis.enabled
             else NoopLocker()
         )
-        worker_servicer: WorkerServicer | None = None
-
-        async def undeliverable(assignments: Sequence[Assignment]) -> None:
-            assert worker_servicer is not None
-            await worker_servicer.release_undelivered(list(assignments))
-
+        capacity = self.capacity
+        # Who frees slots, and who is told: WorkerCapacity alone, from the lifecycle stream
+        # (jobs leaving their workers) and the workers' reports.
+        lifecycle.subscribe(capacity.left)
+        undelivered = Undelivered(jobs, lifecycle)
         dispatcher = Dispatcher(
             jobs,
-            self.registry,
+            capacity,
+            lifecycle,
+            undelivered,
             batch_size=sched.batch_size,
             interval_s=sched.interval_ms / 1000,
             assignment_timeout_s=sched.assignment_timeout_s,
             locker=locker,
-            on_assigned=lifecycle.assigned,
-            on_undeliverable=undeliverable,
             on_cycle=self.metrics.scheduler_cycle_duration_seconds.observe,
         )
-
-        def slots_left(transitions: Sequence[Transition]) -> None:
-            if self.registry.free_left(transitions):
-                dispatcher.wake()
-
-        def slots_finished(finished: dict[UUID, list[tuple[UUID, int]]]) -> None:
-            if self.registry.free(finished):
-                dispatcher.wake()
-
-        lifecycle.subscribe(slots_left)
         submitter = Submitter(
-            jobs, max_batch=cfg.limits.max_batch_size, taken_here=self.registry.can_take
+            jobs,
+            lifecycle,
+            max_batch=cfg.limits.max_batch_size,
+            taken_here=capacity.can_take,
+            on_inserted=dispatcher.wake_for_new_jobs,
         )
         reports = ReportWriter(
             jobs,
             policy,
+            lifecycle,
             max_batch=cfg.limits.max_batch_size,
-            on_transitions=lifecycle.publish,
-            on_finished=slots_finished,
+            on_finished=capacity.reported,
         )
+        gate = IncarnationGate(workers, capacity)
         worker_servicer = WorkerServicer(
             workers,
             jobs,
-            self.registry,
-            dispatcher,
+            capacity,
+            JobStreams(workers, jobs, capacity, undelivered, gate),
+            gate,
             reports,
             lifecycle,
+            undelivered,
             heartbeat_timeout_s=sched.worker_heartbeat_timeout_s,
             max_result_bytes=cfg.limits.max_payload_bytes,
             observer=observer,
         )
         job_servicer = JobServicer(
-            jobs,
-            events,
-            submitter,
-            lifecycle,
-            cfg.limits,
-            observer,
-            on_submitted=dispatcher.wake_for_new_jobs,
-            audit=audit,
+            jobs, events, submitter, lifecycle, cfg.limits, observer, audit=audit
         )
         admin_servicer = AdminServicer(
             queues,
             workers,
             jobs,
-            self.registry,
-            dependency_checks(pool, locker, redis_enabled=cfg.redis.enabled),
+            capacity,
+            dependency_checks(probe, locker, redis_enabled=cfg.redis.enabled),
             self.started_at,
             observer,
             audit,
@@ -251,21 +255,23 @@ class ServerApp:
         )
         self.grpc_port, self.served_methods = built.port, built.served
         server = built.server
-        notifier = Notifier(database.dsn, dispatcher.wake_for_new_jobs, schema=cfg.db.schema)
+        notifier = Notifier(
+            database.dsn, dispatcher.wake_for_new_jobs, channel=notify_channel(cfg.db.schema)
+        )
         monitor = HeartbeatMonitor(
             maintenance,
             jobs,
             timeout_s=sched.worker_heartbeat_timeout_s,
             interval_s=sched.heartbeat_check_interval_s,
-            on_transitions=lifecycle.publish,
-            probe=lambda: ping(pool),
+            lifecycle=lifecycle,
+            probe=probe,
         )
         reaper = Reaper(
             maintenance,
             assignment_timeout_s=sched.assignment_timeout_s,
             interval_s=max(1.0, min(sched.assignment_timeout_s / 3, 10.0)),
             batch_limit=1000,
-            on_transitions=lifecycle.publish,
+            lifecycle=lifecycle,
         )
         return _Running(
             database=database,
@@ -289,7 +295,7 @@ class ServerApp:
             endpoints = HttpEndpoints(
                 cfg.health.host,
                 cfg.health.port,
-                health_routes(lambda: ready(running.pool, running.supervised())),
+                health_routes(lambda: ready(lambda: ping(running.pool), running.supervised())),
             )
             await endpoints.start()
             self.health_port = endpoints.port
@@ -304,6 +310,8 @@ class ServerApp:
             self.metrics_port = endpoints.port
             running.http.append(endpoints)
         await running.grpc_server.start()
+        for loop in running.supervised():
+            loop.on_give_up(self._loop_gave_up)
         running.notifier.start()
         for loop in running.loops:
             loop.start()
@@ -318,6 +326,12 @@ class ServerApp:
         )
 
     # --- stop --------------------------------------------------------------------------------
+
+    def _loop_gave_up(self, name: str, problem: BaseException) -> None:
+        """A loop that restarting cannot fix: stop the whole server, which exits 1 (better
+        than a replica that runs on without, say, its dispatcher)."""
+        self.failure = f"the {name} loop kept failing ({describe(problem)}); stopping jq-server"
+        self.request_stop()
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -340,7 +354,7 @@ class ServerApp:
             running.grpc_server.stop(self.settings.grpc.graceful_shutdown_s)
         )
         await asyncio.sleep(0)  # let the server refuse new calls before the streams end
-        self.registry.close_all()
+        self.capacity.close_all()
         await stopping
         await running.submitter.drain()
         await running.reports.drain()
@@ -370,3 +384,5 @@ async def run_server(settings: Settings) -> None:
         await app.wait()
     finally:
         await app.stop()
+    if app.failure is not None:
+        raise ServiceFailed(app.failure)

@@ -9,15 +9,16 @@ worker, up to its free slots from the queues it serves, in one statement per wor
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from jobq.coordination.locker import Locker, job_lock_key
-from jobq.domain.records import Assignment
+from jobq.coordination.locks import Locker, job_lock_key
+from jobq.domain.records import Transition
+from jobq.domain.states import JobStatus, Reason
+from jobq.server.lifecycle import Lifecycle
 from jobq.server.service_loop import ServiceLoop
-from jobq.server.worker_registry import WorkerRegistry
+from jobq.server.undelivered import Undelivered
+from jobq.server.worker_capacity import WorkerCapacity
 from jobq.storage.stores import JobStore
-
-OnAssigned = Callable[[Sequence[Assignment]], None]
 
 MAX_RETRY_S = 5.0
 
@@ -28,23 +29,23 @@ class Dispatcher:
     def __init__(
         self,
         jobs: JobStore,
-        registry: WorkerRegistry,
+        capacity: WorkerCapacity,
+        lifecycle: Lifecycle,
+        undelivered: Undelivered,
         *,
         batch_size: int,
         interval_s: float,
         assignment_timeout_s: float,
         locker: Locker,
-        on_assigned: OnAssigned,
-        on_undeliverable: Callable[[Sequence[Assignment]], Awaitable[None]],
         on_cycle: Callable[[float], None] | None = None,
     ) -> None:
         self._jobs = jobs
-        self._registry = registry
+        self._capacity = capacity
+        self._lifecycle = lifecycle
+        self._undelivered = undelivered
         self._batch_size = batch_size
         self._lock_ttl_ms = int(assignment_timeout_s * 1000)
         self._locker = locker
-        self._on_assigned = on_assigned
-        self._on_undeliverable = on_undeliverable
         self._on_cycle = on_cycle
         # A failed cycle (the database down) is retried after min(2 x interval, 5 s), doubling
         # up to 5 s: soon enough to resume dispatch promptly after an outage, whatever the
@@ -57,6 +58,10 @@ class Dispatcher:
             max_retry_s=MAX_RETRY_S,
         )
         self._wake = self.loop.wake
+        # What wakes a cycle besides submits (Submitter's on_inserted) and NOTIFY: a freed
+        # slot or a new stream, and jobs that became runnable again.
+        capacity.on_room(lambda _worker, _keys: self._wake())
+        lifecycle.subscribe(self._runnable_again)
 
     def wake(self) -> None:
         """Run a cycle as soon as possible (cheap; call it on every relevant change)."""
@@ -65,8 +70,16 @@ class Dispatcher:
     def wake_for_new_jobs(self) -> None:
         """New jobs only matter to a cycle if some connected worker has a free slot; without
         one, the slot's release will wake the dispatcher anyway."""
-        if self._registry.any_free_slot():
+        if self._capacity.any_free_slot():
             self._wake()
+
+    def _runnable_again(self, transitions: Sequence[Transition]) -> None:
+        """Jobs given back to PENDING (released, rescued, retried by hand) can run now; a
+        retry after a failure waits for its backoff, which the interval's pass finds."""
+        for t in transitions:
+            if t.to_status is JobStatus.PENDING and t.reason is not Reason.RETRY:
+                self.wake_for_new_jobs()
+                return
 
     def start(self) -> None:
         self.loop.start()
@@ -82,24 +95,30 @@ class Dispatcher:
         """One cycle. True when some worker's claim came back full (more may be waiting)."""
         started = time.perf_counter()
         more = False
-        for worker in self._registry.with_free_slots():
+        for worker in self._capacity.ready():
             want = min(worker.free_slots, self._batch_size)
             if want <= 0:
                 continue
-            assignments = await self._jobs.jobs_claim(
-                worker.worker_id, worker.queues, want, incarnation=worker.incarnation
-            )
+            with self._lifecycle.write() as changes:
+                assignments = await self._jobs.jobs_claim(
+                    worker.worker_id, worker.queues, want, incarnation=worker.incarnation
+                )
+                changes.assigned(assignments)
             if not assignments:
                 continue
+            # The Redis lock marks who holds the job for operators and the seed design's
+            # tooling; it decides nothing. The claim that committed in PostgreSQL is the only
+            # owner, so a key another replica still holds is the stale mark of a claim that
+            # was given back within the lock's TTL, and the job is delivered all the same.
             await self._locker.acquire_many(
                 [job_lock_key(a.job.job_id) for a in assignments], self._lock_ttl_ms
             )
-            if worker.closed:
-                # The stream ended while we claimed and its clean-up has run: give them back.
-                await self._on_undeliverable(assignments)
-                continue
-            worker.deliver(assignments)
-            self._on_assigned(assignments)
+            # The stream may have ended, or the worker begun draining, while we claimed: what
+            # it cannot take goes back at once, and its marks with it.
+            refused = self._capacity.assign(worker, assignments)
+            if refused:
+                await self._undelivered.give_back(refused)
+                await self._locker.release_many([job_lock_key(a.job.job_id) for a in refused])
             more = more or len(assignments) == want
         if self._on_cycle is not None:
             self._on_cycle(time.perf_counter() - started)

@@ -25,12 +25,11 @@ from uuid import UUID
 from jobq.domain.records import AttemptRef, Transition
 from jobq.domain.states import Reason
 from jobq.observability.logging_setup import get_logger
+from jobq.server.lifecycle import Lifecycle
 from jobq.server.service_loop import ServiceLoop
 from jobq.storage.stores import JobStore, MaintenanceStore
 
 log = get_logger("jobq.heartbeat_monitor")
-
-OnTransitions = Callable[[list[Transition]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +54,7 @@ class HeartbeatMonitor:
         timeout_s: float,
         interval_s: float,
         batch_limit: int = 1000,
-        on_transitions: OnTransitions | None = None,
+        lifecycle: Lifecycle,
         clock: Callable[[], datetime] | None = None,
         probe: Callable[[], Awaitable[object]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -72,7 +71,7 @@ class HeartbeatMonitor:
         self._jobs = jobs
         self._timeout_s = float(timeout_s)
         self._batch_limit = batch_limit
-        self._on_transitions = on_transitions
+        self._lifecycle = lifecycle
         self._clock = clock
         self._message = f"worker lost: no heartbeat for {self._timeout_s:g}s"
         self._detail = f"no heartbeat for {self._timeout_s:g}s"
@@ -124,9 +123,9 @@ class HeartbeatMonitor:
         transitions: list[Transition] = []
         for start in range(0, len(held), self._batch_limit):
             batch = held[start : start + self._batch_limit]
-            applied = await self._jobs.jobs_interrupt(batch, Reason.WORKER_LOST, self._detail)
-            if applied and self._on_transitions is not None:
-                self._on_transitions(list(applied))
+            with self._lifecycle.write() as changes:
+                applied = await self._jobs.jobs_interrupt(batch, Reason.WORKER_LOST, self._detail)
+                changes.applied(applied)
             transitions.extend(applied)
         return transitions
 

@@ -19,7 +19,16 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
+from jobq.domain.errors import FailedPrecondition, WorkerSuperseded
+from jobq.domain.records import Worker
+from jobq.domain.validation import parse_uuid
+from jobq.server.worker_capacity import WorkerCapacity
+from jobq.storage.stores import WorkerStore
+
 DEFAULT_MAX_AGE_S = 5.0
+MAX_KNOWN_WORKERS = 10_000
+"""Workers whose incarnation is remembered (to skip a lookup per report); the oldest are
+forgotten beyond this, and looked up again if they report."""
 
 
 class KnownIncarnations:
@@ -61,3 +70,61 @@ class KnownIncarnations:
 
     def forget(self, worker_id: UUID) -> None:
         self._known.pop(worker_id, None)
+
+
+NO_INCARNATION = (
+    "no incarnation presented: register first and present the incarnation RegisterWorker "
+    "returns (a jq-worker older than this jq-server does not; upgrade it)"
+)
+
+
+def presented_incarnation(raw: str) -> UUID:
+    """The incarnation a call presents; FAILED_PRECONDITION without one (a process that has not
+    registered, or a jq-worker from before incarnations)."""
+    if not raw:
+        raise FailedPrecondition(NO_INCARNATION)
+    return parse_uuid(raw, "incarnation")
+
+
+class IncarnationGate:
+    """Lets through only calls of a worker's current process: checked against this replica's
+    memory while the database confirmed it recently, else against the database. A call of any
+    other process is refused (WorkerSuperseded, FAILED_PRECONDITION) and changes nothing, and
+    that process's stream here, if open, is closed."""
+
+    def __init__(
+        self, workers: WorkerStore, capacity: WorkerCapacity, limit: int = MAX_KNOWN_WORKERS
+    ) -> None:
+        self._workers = workers
+        self._capacity = capacity
+        self.known = KnownIncarnations(limit)
+
+    async def current_worker(self, raw_id: str, raw_incarnation: str) -> UUID:
+        """The worker's id, once the calling process is known to be its current one."""
+        worker_id = parse_uuid(raw_id, "worker id")
+        incarnation = presented_incarnation(raw_incarnation)
+        if not self.known.confirmed(worker_id, incarnation):
+            worker = await self._workers.worker_get(worker_id)  # WorkerNotFound
+            self.check(worker, incarnation)
+        return worker_id
+
+    def check(self, worker: Worker, incarnation: UUID) -> None:
+        """Refuse a call of any process but the worker's current one (remembering the
+        confirmation when it is)."""
+        if worker.incarnation == incarnation:
+            self.known.remember(worker.worker_id, incarnation)
+            return
+        self.superseded(worker.worker_id, incarnation)
+        if worker.incarnation is None:  # registered by an older jq-server: register again
+            raise FailedPrecondition(
+                f"worker {worker.worker_id} has no registered process; register again"
+            )
+        raise WorkerSuperseded(worker.worker_id)
+
+    def superseded(self, worker_id: UUID, incarnation: UUID | None) -> None:
+        """A call of a process that is not the worker's current one was refused: forget what
+        this replica remembered of the worker, and close that process's stream if it is open
+        here (it would get no claims anyway, see jobs_claim)."""
+        self.known.forget(worker_id)
+        if incarnation is not None:
+            self._capacity.close(worker_id, incarnation)

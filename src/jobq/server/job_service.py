@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ import grpc
 
 from jobq.config import LimitsSettings
 from jobq.domain.errors import InvalidArgument, NotFound, QueueNotFound
+from jobq.domain.states import Reason
 from jobq.domain.validation import check_queue_name, parse_uuid
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc import convert
@@ -36,7 +36,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         lifecycle: Lifecycle,
         limits: LimitsSettings,
         observer: RpcObserver,
-        on_submitted: Callable[[], None],
         audit: AuditTrail,
     ) -> None:
         self._jobs = jobs
@@ -44,7 +43,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._submitter = submitter
         self._lifecycle = lifecycle
         self._limits = limits
-        self._on_submitted = on_submitted
         self.observer = observer
         self._audit = audit
 
@@ -54,8 +52,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> pb.SubmitJobResponse:
         job = new_job_from_request(request, self._limits, datetime.now(UTC))
         job_id, _ = await self._submitter.submit(job)
-        self._lifecycle.submitted([job])
-        self._on_submitted()
         return pb.SubmitJobResponse(job_id=str(job_id))
 
     @rpc(SERVICE)
@@ -80,8 +76,6 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         except QueueNotFound as exc:
             index = next(i for i, job in enumerate(jobs) if job.queue_name == exc.name)
             raise NotFound(f"job {index}: {exc}") from None
-        self._lifecycle.submitted(jobs)
-        self._on_submitted()
         log.debug("jobs submitted", action="job.submitted_batch", count=len(jobs))
         return pb.SubmitJobsResponse(job_ids=[str(job_id) for job_id, _ in inserted])
 
@@ -90,8 +84,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: pb.CancelJobRequest, context: Context
     ) -> pb.CancelJobResponse:
         async with self._audit.recording("job.cancel", request.job_id) as note:
-            job = await self._jobs.job_cancel(parse_uuid(request.job_id))
-            self._lifecycle.job_changed(job, "CANCELLED")
+            job_id = parse_uuid(request.job_id)
+            with self._lifecycle.write() as changes:
+                job, was = await self._jobs.job_cancel(job_id)
+                changes.job_changed(job, Reason.CANCELLED, was)
             note.detail = f"queue '{job.queue_name}'"
         return pb.CancelJobResponse(job=convert.job_to_proto(job))
 
@@ -129,7 +125,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @rpc(SERVICE)
     async def RetryJob(self, request: pb.RetryJobRequest, context: Context) -> pb.RetryJobResponse:
         async with self._audit.recording("job.retry", request.job_id) as note:
-            job = await self._jobs.job_retry_manual(parse_uuid(request.job_id))
-            self._lifecycle.job_changed(job, "MANUAL_RETRY")
+            job_id = parse_uuid(request.job_id)
+            with self._lifecycle.write() as changes:
+                job, was = await self._jobs.job_retry_manual(job_id)
+                changes.job_changed(job, Reason.MANUAL_RETRY, was)
             note.detail = f"queue '{job.queue_name}'"
         return pb.RetryJobResponse(job=convert.job_to_proto(job))

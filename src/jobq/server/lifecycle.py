@@ -1,22 +1,103 @@
-"""Lifecycle events come from one place: every applied job state change is published here, and
-metrics, logs and slot bookkeeping subscribe (Oban.Telemetry's shape), instead of each call site
-counting for itself."""
+"""The lifecycle stream: every job state change this replica commits, PENDING and ASSIGNED
+included, is published here, once, after its commit and in commit order per job; metrics, logs,
+slot bookkeeping and the dispatcher's wake-ups subscribe (Oban.Telemetry's shape) instead of
+each call site counting for itself.
+
+A write that changes jobs runs inside `with lifecycle.write() as changes:` and hands what it
+applied to `changes` (`applied`, `submitted`, `assigned`, `job_changed`). The write's ticket is
+what keeps one job's changes in commit order across concurrent writes (see publication_order).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections import Counter as Tally
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
+from uuid import UUID
 
 from jobq.domain.records import Assignment, Job, NewJob, Transition
 from jobq.domain.states import JobStatus, Reason
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import LabelledChildren, ServerMetrics
+from jobq.server.publication_order import PublicationOrder
 
 log = get_logger("jobq.lifecycle")
 
 Subscriber = Callable[[Sequence[Transition]], None]
+
+
+class Changes:
+    """What one write applied, to publish when it returns."""
+
+    __slots__ = ("transitions",)
+
+    def __init__(self) -> None:
+        self.transitions: list[Transition] = []
+
+    def applied(self, transitions: Sequence[Transition]) -> None:
+        self.transitions.extend(transitions)
+
+    def submitted(self, jobs: Sequence[NewJob], created: Sequence[tuple[UUID, datetime]]) -> None:
+        """New jobs were committed (PENDING, reason SUBMITTED); `created` pairs each job's id
+        with its created_at, in the order of `jobs` (an idempotent resubmit may be absent)."""
+        by_id = {job.job_id: job for job in jobs}
+        for job_id, created_at in created:
+            job = by_id.get(job_id)
+            if job is None:
+                continue
+            self.transitions.append(
+                Transition(
+                    job_id=job.job_id,
+                    queue_name=job.queue_name,
+                    from_status=None,
+                    to_status=JobStatus.PENDING,
+                    reason=Reason.SUBMITTED,
+                    worker_id=None,
+                    attempt=0,
+                    created_at=created_at,
+                    started_at=None,
+                    occurred_at=created_at,
+                )
+            )
+
+    def assigned(self, assignments: Sequence[Assignment]) -> None:
+        """Jobs were claimed for a worker (PENDING → ASSIGNED)."""
+        for assignment in assignments:
+            job = assignment.job
+            self.transitions.append(
+                Transition(
+                    job_id=job.job_id,
+                    queue_name=job.queue_name,
+                    from_status=JobStatus.PENDING,
+                    to_status=JobStatus.ASSIGNED,
+                    reason=Reason.ASSIGNED,
+                    worker_id=job.worker_id,
+                    attempt=job.attempt,
+                    created_at=job.created_at,
+                    started_at=job.started_at,
+                    occurred_at=job.updated_at,
+                )
+            )
+
+    def job_changed(
+        self, job: Job, reason: Reason | str, from_status: JobStatus | None = None
+    ) -> None:
+        """An operator action changed one job (cancel, manual retry)."""
+        self.transitions.append(
+            Transition(
+                job_id=job.job_id,
+                queue_name=job.queue_name,
+                from_status=from_status,
+                to_status=job.status,
+                reason=Reason(reason),
+                worker_id=job.worker_id,
+                attempt=job.attempt,
+                created_at=job.created_at,
+                started_at=job.started_at,
+                occurred_at=job.updated_at,
+            )
+        )
 
 
 class Lifecycle:
@@ -25,67 +106,29 @@ class Lifecycle:
         self._subscribers: list[Subscriber] = []
         self._debug = logging.getLogger("jobq.lifecycle").isEnabledFor(logging.DEBUG)
         self._child = LabelledChildren().of
+        self._order = PublicationOrder(self._publish)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
-    def submitted(self, jobs: Sequence[NewJob]) -> None:
-        """New jobs were committed (PENDING, reason SUBMITTED)."""
-        if len(jobs) == 1:  # the single-submit hot path: no tally to build
-            self._child(self._metrics.jobs_submitted, jobs[0].queue_name).inc()
-        else:
-            for queue, count in Tally(job.queue_name for job in jobs).items():
-                self._child(self._metrics.jobs_submitted, queue).inc(count)
-        if self._debug:
-            for job in jobs:
-                log.debug(
-                    "job submitted",
-                    action="job.submitted",
-                    job_id=str(job.job_id),
-                    queue=job.queue_name,
-                )
+    @contextmanager
+    def write(self) -> Iterator[Changes]:
+        """Wrap one write (from before its statement starts until it returned): what it hands
+        to the yielded Changes is published when it is that write's turn."""
+        ticket = self._order.open()
+        changes = Changes()
+        try:
+            yield changes
+        finally:
+            self._order.close(ticket, changes.transitions)
 
-    def assigned(self, assignments: Sequence[Assignment]) -> None:
-        """Jobs were claimed for a worker (PENDING → ASSIGNED)."""
-        self._metrics.scheduler_jobs_assigned.inc(len(assignments))
-        if not self._debug:
-            return
-        for assignment in assignments:
-            job = assignment.job
-            log.debug(
-                "job assigned",
-                action="job.assigned",
-                job_id=str(job.job_id),
-                worker_id=str(job.worker_id),
-                queue=job.queue_name,
-                attempt=job.attempt,
-            )
+    @property
+    def held_back(self) -> int:
+        """Transitions waiting for an earlier write to return."""
+        return self._order.waiting
 
-    def job_changed(
-        self, job: Job, reason: Reason | str, from_status: JobStatus | None = None
-    ) -> None:
-        """An operator action changed one job (cancel, manual retry)."""
-        self.publish(
-            [
-                Transition(
-                    job_id=job.job_id,
-                    queue_name=job.queue_name,
-                    from_status=from_status,
-                    to_status=job.status,
-                    reason=Reason(reason),
-                    worker_id=job.worker_id,
-                    attempt=job.attempt,
-                    created_at=job.created_at,
-                    started_at=job.started_at,
-                    occurred_at=job.updated_at,
-                )
-            ]
-        )
-
-    def publish(self, transitions: Sequence[Transition]) -> None:
-        """Applied state changes: count them, log them, tell the subscribers."""
-        if not transitions:
-            return
+    def _publish(self, transitions: Sequence[Transition]) -> None:
+        """Committed state changes, in order: count them, log them, tell the subscribers."""
         done: dict[str, int] = {}  # completions per queue, counted once per batch
         for t in transitions:
             if t.to_status is JobStatus.DONE:
@@ -101,7 +144,11 @@ class Lifecycle:
         """Observe one transition (completions are counted by `publish`, per batch)."""
         m = self._metrics
         queue = t.queue_name
-        if t.to_status is JobStatus.RUNNING and t.started_at is not None:
+        if t.reason is Reason.SUBMITTED:
+            self._child(m.jobs_submitted, queue).inc()
+        elif t.reason is Reason.ASSIGNED:
+            m.scheduler_jobs_assigned.inc()
+        elif t.to_status is JobStatus.RUNNING and t.started_at is not None:
             self._child(m.job_wait_seconds, queue).observe(_seconds(t.created_at, t.started_at))
         elif t.to_status is JobStatus.DONE:
             if t.started_at is not None:

@@ -4,12 +4,8 @@ A dedicated connection (not from the pool) holds the LISTEN. When it breaks — 
 restarted — it reconnects at once, then with a backoff; meanwhile the dispatcher's interval is
 the fallback.
 
-The channel is per schema (`db.schema`): notifications are database-wide, so jobq installations
-in two schemas of one database would otherwise wake each other's dispatchers for nothing.
-`public`, the default, keeps the channel's old name `jobq_jobs`, so replicas of an older jobq
-still wake these during a rolling upgrade; another schema's is `jobq_jobs_<schema>`. The submit
-(`jobs_insert` in storage/sql/jobs.sql) names the channel from its session's `current_schema()`
-by the same rule as `notify_channel`. The connection only listens: it needs no session settings.
+The channel is per schema (`db.schema`), named by `jobq.storage.pool.notify_channel`, which the
+composition root passes in. The connection only listens: it needs no session settings.
 """
 
 from __future__ import annotations
@@ -20,17 +16,9 @@ import asyncpg
 
 from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
-from jobq.storage.pool import DEFAULT_SCHEMA
 
-CHANNEL = "jobq_jobs"
 CHECK_INTERVAL_S = 5.0
 log = get_logger("jobq.notifier")
-
-
-def notify_channel(schema: str) -> str:
-    """The channel submits in `schema` notify (see the module docstring). db.schema is limited
-    to 53 characters, so `jobq_jobs_<schema>` fits PostgreSQL's 63-byte names."""
-    return CHANNEL if schema == DEFAULT_SCHEMA else f"{CHANNEL}_{schema}"
 
 
 class Notifier:
@@ -41,12 +29,10 @@ class Notifier:
     to 5 s), and the interval is only a fallback check of the connection.
     """
 
-    def __init__(
-        self, dsn: str, on_notify: Callable[[], None], *, schema: str = DEFAULT_SCHEMA
-    ) -> None:
+    def __init__(self, dsn: str, on_notify: Callable[[], None], *, channel: str) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
-        self.channel = notify_channel(schema)
+        self.channel = channel
         self._conn: asyncpg.Connection | None = None
         self.loop = ServiceLoop(
             "notifier", CHECK_INTERVAL_S, self.run_once, retry_s=0.5, max_retry_s=5.0

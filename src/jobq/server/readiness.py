@@ -8,22 +8,22 @@ API say the same of PostgreSQL and add Redis; Kafka is not wired yet and says so
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-import asyncpg
-
-from jobq.coordination.locker import Locker
+from jobq.coordination.locks import Locker
 from jobq.observability.http_endpoints import READY_CHECK_TIMEOUT_S
 from jobq.server.admin_service import HealthCheck
 from jobq.server.service_loop import ServiceLoop
-from jobq.storage.pool import ping
+
+Probe = Callable[[], Awaitable[object]]
+"""A round trip to PostgreSQL (the composition root's `ping` of the pool)."""
 
 
-async def ready(pool: asyncpg.Pool, loops: Sequence[ServiceLoop] = ()) -> tuple[bool, str]:
+async def ready(probe: Probe, loops: Sequence[ServiceLoop] = ()) -> tuple[bool, str]:
     """(ready, why): PostgreSQL reachable and every loop in `loops` up."""
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
-            await ping(pool)
+            await probe()
     except Exception as exc:
         return False, f"postgres unavailable: {type(exc).__name__}"
     down = [reason for loop in loops if (reason := loop.down_reason()) is not None]
@@ -33,12 +33,12 @@ async def ready(pool: asyncpg.Pool, loops: Sequence[ServiceLoop] = ()) -> tuple[
 
 
 def dependency_checks(
-    pool: asyncpg.Pool, locker: Locker, *, redis_enabled: bool
+    probe: Probe, locker: Locker, *, redis_enabled: bool
 ) -> dict[str, HealthCheck]:
     """The checks GetSystemStatus reports, by dependency: (healthy, detail), None = off."""
 
     async def postgres() -> tuple[bool | None, str]:
-        ok, detail = await ready(pool)
+        ok, detail = await ready(probe)
         return ok, detail
 
     async def redis() -> tuple[bool | None, str]:

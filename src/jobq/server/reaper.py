@@ -21,12 +21,11 @@ from datetime import datetime
 
 from jobq.domain.records import Transition
 from jobq.observability.logging_setup import get_logger
+from jobq.server.lifecycle import Lifecycle
 from jobq.server.service_loop import ServiceLoop
 from jobq.storage.stores import MaintenanceStore
 
 log = get_logger("jobq.reaper")
-
-OnTransitions = Callable[[list[Transition]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,7 @@ class Reaper:
         assignment_timeout_s: float,
         interval_s: float,
         batch_limit: int = 1000,
-        on_transitions: OnTransitions | None = None,
+        lifecycle: Lifecycle,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if batch_limit <= 0:
@@ -58,7 +57,7 @@ class Reaper:
         self._maintenance = maintenance
         self._assignment_timeout_s = float(assignment_timeout_s)
         self._batch_limit = batch_limit
-        self._on_transitions = on_transitions
+        self._lifecycle = lifecycle
         self._clock = clock
         self.loop = ServiceLoop("reaper", interval_s, self._tick)
 
@@ -73,15 +72,17 @@ class Reaper:
         published as soon as it is committed, so a failure of the second loses nothing of the
         first."""
         now = self._clock() if self._clock is not None else None
-        timed_out = await self._maintenance.jobs_expire_assignments(
-            self._assignment_timeout_s, now, self._batch_limit
-        )
-        self._publish(timed_out)
-        expired = await self._maintenance.jobs_expire_ttl(now, self._batch_limit)
-        self._publish(expired)
+        with self._lifecycle.write() as changes:
+            timed_out = await self._maintenance.jobs_expire_assignments(
+                self._assignment_timeout_s, now, self._batch_limit
+            )
+            changes.applied(timed_out)
+        with self._lifecycle.write() as changes:
+            expired = await self._maintenance.jobs_expire_ttl(now, self._batch_limit)
+            changes.applied(expired)
         if timed_out or expired:
             # One summary line per run. The per-job lines (actions job.assignment_timeout and
-            # job.ttl_expired) come from the lifecycle publisher that on_transitions feeds:
+            # job.ttl_expired) come from the lifecycle stream:
             # logging them here as well would count every job twice under the same action.
             log.info(
                 "reaper moved jobs",
@@ -94,10 +95,6 @@ class Reaper:
             expired=expired,
             more=len(timed_out) >= self._batch_limit or len(expired) >= self._batch_limit,
         )
-
-    def _publish(self, transitions: list[Transition]) -> None:
-        if transitions and self._on_transitions is not None:
-            self._on_transitions(transitions)
 
     async def _tick(self) -> None:
         if (await self.run_once()).more:

@@ -17,12 +17,12 @@ from jobq.domain.records import (
     Failure,
     ReportOutcome,
     Success,
-    Transition,
     record,
 )
 from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import Reason
 from jobq.server.group_commit import GroupCommitter
+from jobq.server.lifecycle import Lifecycle
 from jobq.storage.stores import JobStore
 
 
@@ -42,8 +42,9 @@ class ReportItem:
     error_message: str = ""
 
 
-OnTransitions = Callable[[Sequence[Transition]], None]
 OnFinished = Callable[[dict[UUID, list[tuple[UUID, int]]]], None]
+"""Told which attempts (by worker) their workers reported finished, accepted or not: their
+slots are free (WorkerCapacity.reported)."""
 
 
 class ReportWriter:
@@ -51,14 +52,14 @@ class ReportWriter:
         self,
         jobs: JobStore,
         policy: RetryPolicy,
+        lifecycle: Lifecycle,
         *,
         max_batch: int,
-        on_transitions: OnTransitions,
         on_finished: OnFinished,
     ) -> None:
         self._jobs = jobs
         self._policy = policy
-        self._on_transitions = on_transitions
+        self._lifecycle = lifecycle
         self._on_finished = on_finished
         self._committer: GroupCommitter[ReportItem, AttemptResult] = GroupCommitter(
             self._flush, max_batch=max_batch, max_in_flight=1
@@ -75,23 +76,21 @@ class ReportWriter:
         for index, item in enumerate(items):
             by_kind[item.kind].append(index)
         results: list[AttemptResult | None] = [None] * len(items)
-        transitions: list[Transition] = []
-        for kind in ReportKind:  # acknowledgements first: they precede results of the attempt
-            indexes = by_kind[kind]
-            if not indexes:
-                continue
-            outcome = await self._write(kind, [items[i] for i in indexes])
-            transitions.extend(outcome.transitions)
-            for index, result in zip(indexes, outcome.results, strict=True):
-                results[index] = result
+        with self._lifecycle.write() as changes:
+            for kind in ReportKind:  # acknowledgements first: they precede results of the attempt
+                indexes = by_kind[kind]
+                if not indexes:
+                    continue
+                outcome = await self._write(kind, [items[i] for i in indexes])
+                changes.applied(outcome.transitions)
+                for index, result in zip(indexes, outcome.results, strict=True):
+                    results[index] = result
         finished: dict[UUID, list[tuple[UUID, int]]] = {}
         for item in items:
             if item.kind is not ReportKind.ACK:
                 finished.setdefault(item.ref.worker_id, []).append(
                     (item.ref.job_id, item.ref.attempt)
                 )
-        if transitions:
-            self._on_transitions(transitions)
         if finished:
             self._on_finished(finished)
         return [r for r in results if r is not None]

@@ -13,6 +13,12 @@ task that ends by anything but `stop()` is logged and restarted after the same b
 /readyz turns into a 503 naming it; the loop keeps retrying, and its next successful run makes
 it ready again. Down rather than stopping the process: a database outage fails every loop at
 once, and the loops must come back by themselves when it ends.
+
+Restarting cannot help a bug: after `GIVE_UP_AFTER_BUGS` failures in a row that are not an
+outage (PostgreSQL unreachable), with no success between them, the loop stops and calls
+`on_give_up`, which stops jq-server with a clear error and exit status 1 (systemd or the
+orchestrator restarts it, and the operator sees why), rather than leave a replica running
+without, say, its dispatcher.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ DOWN_AFTER_FAILURES = 3
 """Failed runs (or crashes) in a row, with no success between them, after which the loop
 reports itself down."""
 
+GIVE_UP_AFTER_BUGS = 10
+"""Failures in a row that are not a database outage after which the loop gives up (a bug)."""
+
+OnGiveUp = Callable[[str, BaseException], None]
+
 
 class ServiceLoop:
     """Runs `run_once` now, then every `interval_s` seconds or on `wake()`, until stopped."""
@@ -45,9 +56,11 @@ class ServiceLoop:
         *,
         retry_s: float | None = None,
         max_retry_s: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """`retry_s` (default: the interval) is the wait after a first failure; it doubles
-        with every further failure up to `max_retry_s` (default: `retry_s`, a fixed wait)."""
+        with every further failure up to `max_retry_s` (default: `retry_s`, a fixed wait).
+        `sleep` waits out the backoff (tests pass one that returns at once)."""
         if not name:
             raise ValueError("a service loop needs a name (it prefixes its log actions)")
         if not interval_s > 0:
@@ -63,7 +76,16 @@ class ServiceLoop:
         self._task: asyncio.Task[None] | None = None
         self._restart: asyncio.TimerHandle | None = None
         self._failures = 0
+        self._bugs = 0
         self._last_failure = ""
+        self._sleep = sleep
+        self._on_give_up: OnGiveUp | None = None
+        self.gave_up: BaseException | None = None
+
+    def on_give_up(self, callback: OnGiveUp) -> None:
+        """Call `callback(name, last failure)` when the loop stops for good (see the module
+        docstring); without one, the loop never gives up."""
+        self._on_give_up = callback
 
     @property
     def running(self) -> bool:
@@ -77,6 +99,8 @@ class ServiceLoop:
     def down_reason(self) -> str | None:
         """Why readiness should count this loop as down, or None while it works (or is
         stopped: a loop nobody started is not a failing one)."""
+        if self.gave_up is not None:
+            return f"{self.name} stopped: gave up after {self._failures} failures in a row"
         if self._task is None or self._failures < DOWN_AFTER_FAILURES:
             return None
         return f"{self.name} down: {self._failures} failures in a row, last {self._last_failure}"
@@ -87,6 +111,7 @@ class ServiceLoop:
             return
         self._cancel_restart()
         self._wake.clear()
+        self.gave_up = None
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
         self._task.add_done_callback(self._on_exit)
 
@@ -95,7 +120,7 @@ class ServiceLoop:
         call when stopped, and more than once."""
         self._cancel_restart()
         task, self._task = self._task, None
-        self._failures = 0
+        self._failures = self._bugs = 0
         if task is None:
             return
         task.cancel()
@@ -117,9 +142,25 @@ class ServiceLoop:
         """The backoff after the current streak of failures (at least one)."""
         return min(self._retry_s * 2.0 ** min(self._failures - 1, 30), self._max_retry_s)
 
-    def _failed(self, problem: BaseException) -> None:
+    def _failed(self, problem: BaseException) -> bool:
+        """Count a failure; True when the loop must give up."""
         self._failures += 1
         self._last_failure = type(problem).__name__
+        outage = is_database_outage(problem) or isinstance(problem, Unavailable)
+        self._bugs = 0 if outage else self._bugs + 1
+        return self._on_give_up is not None and self._bugs >= GIVE_UP_AFTER_BUGS
+
+    def _give_up(self, problem: BaseException) -> None:
+        self.gave_up = problem
+        log.error(
+            f"{self.name} keeps failing: giving up",
+            action=f"{self.name}.gave_up",
+            service_loop=self.name,
+            failures=self._failures,
+            error=describe(problem),
+        )
+        assert self._on_give_up is not None
+        self._on_give_up(self.name, problem)
 
     async def _run(self) -> None:
         while True:
@@ -127,11 +168,14 @@ class ServiceLoop:
             try:
                 await self._run_once()
             except Exception as exc:
-                self._failed(exc)
+                hopeless = self._failed(exc)
                 self._log_failure(exc)
+                if hopeless:
+                    self._give_up(exc)
+                    return
                 # A plain sleep, deaf to wake(): frequent wakes must not turn a persistent
                 # failure (database down) into a tight loop. Wakes meanwhile are kept.
-                await asyncio.sleep(self._retry_after())
+                await self._sleep(self._retry_after())
                 continue
             if self._failures:
                 log.info(
@@ -139,7 +183,7 @@ class ServiceLoop:
                     action=f"{self.name}.recovered",
                     service_loop=self.name,
                 )
-                self._failures = 0
+                self._failures = self._bugs = 0
             # asyncio.timeout rather than wait_for: no extra task per wait, so a wake (a submit,
             # for the dispatcher) reaches the next run a few event-loop iterations sooner.
             with contextlib.suppress(TimeoutError):
@@ -163,9 +207,13 @@ class ServiceLoop:
         restarted after the backoff rather than left dead."""
         if task is not self._task:
             return  # stop() or a restart already replaced it
+        if self.gave_up is not None:
+            return  # it returned after giving up
         problem = asyncio.CancelledError() if task.cancelled() else task.exception()
-        assert problem is not None  # _run never returns
-        self._failed(problem)
+        assert problem is not None  # _run returns only after giving up
+        if self._failed(problem):
+            self._give_up(problem)
+            return
         retry_s = self._retry_after()
         log.error(
             f"{self.name} stopped unexpectedly; restarting in {retry_s:g}s",

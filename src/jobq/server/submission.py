@@ -22,6 +22,7 @@ from jobq.domain.validation import (
 )
 from jobq.rpc._gen import job_service_pb2
 from jobq.server.group_commit import GroupCommitter
+from jobq.server.lifecycle import Lifecycle
 from jobq.storage.stores import JobStore
 
 _MAX_DELAY = timedelta(days=365 * 10)
@@ -106,11 +107,15 @@ class Submitter:
     def __init__(
         self,
         jobs: JobStore,
+        lifecycle: Lifecycle,
         max_batch: int,
         taken_here: Callable[[Sequence[NewJob]], bool] = lambda jobs: False,
+        on_inserted: Callable[[], None] = lambda: None,
     ) -> None:
         self._jobs = jobs
+        self._lifecycle = lifecycle
         self._taken_here = taken_here
+        self._on_inserted = on_inserted
         # One INSERT at a time: the submits that arrive while it commits form the next batch.
         # Two in flight halved the batch sizes and doubled the commits for no gain.
         self._committer: GroupCommitter[NewJob, Inserted] = GroupCommitter(
@@ -125,11 +130,21 @@ class Submitter:
 
     async def submit_batch(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
         """All or nothing: one statement for the whole batch (a SubmitJobs call)."""
-        return await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
+        return await self._insert(jobs)
+
+    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
+        """Insert, publish the SUBMITTED transitions, wake this replica's dispatcher (at once:
+        it does not wait for the lifecycle stream, which may hold the transitions back behind
+        another write)."""
+        with self._lifecycle.write() as changes:
+            inserted = await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
+            changes.submitted(jobs, inserted)
+        self._on_inserted()
+        return inserted
 
     async def _flush(self, batch: list[NewJob]) -> list[Inserted]:
         try:
-            return list(await self._jobs.jobs_insert(batch, notify=not self._taken_here(batch)))
+            return list(await self._insert(batch))
         except QueueNotFound:
             if len(batch) == 1:
                 raise
@@ -138,7 +153,7 @@ class Submitter:
         results: list[Inserted] = []
         for job in batch:
             try:
-                results.extend(await self._jobs.jobs_insert([job]))
+                results.extend(await self._insert([job]))
             except QueueNotFound as exc:
                 results.append(exc)
         return results

@@ -18,20 +18,20 @@ from uuid import UUID
 import grpc
 
 from jobq.domain.errors import FailedPrecondition, InvalidArgument, WorkerSuperseded
-from jobq.domain.records import Assignment, AttemptRef, AttemptResult, Worker
-from jobq.domain.states import Reason, WorkerStatus
+from jobq.domain.records import AttemptRef, AttemptResult
+from jobq.domain.states import WorkerStatus
 from jobq.domain.validation import check_payload_size, check_queue_name, parse_uuid
 from jobq.observability.correlation import log_context
 from jobq.observability.logging_setup import get_logger
-from jobq.rpc import convert
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.rpc._gen import worker_service_pb2_grpc
-from jobq.server.dispatcher import Dispatcher
-from jobq.server.incarnations import KnownIncarnations
+from jobq.server.incarnations import IncarnationGate, presented_incarnation
+from jobq.server.job_stream import JobStreams
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.reports import ReportItem, ReportKind, ReportWriter
 from jobq.server.rpc_handler import RpcObserver, rpc
-from jobq.server.worker_registry import AttemptKey, ConnectedWorker, WorkerRegistry
+from jobq.server.undelivered import Undelivered
+from jobq.server.worker_capacity import AttemptKey, WorkerCapacity
 from jobq.storage.stores import JobStore, WorkerStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -43,13 +43,8 @@ MAX_QUEUES = 100
 MAX_HOSTNAME = 255
 MAX_ERROR_MESSAGE = 64 * 1024
 MAX_BATCH_ITEMS = 10_000
-MAX_KNOWN_WORKERS = 10_000
-"""Workers whose incarnation is remembered (to skip a lookup per report); the oldest are
-forgotten beyond this, and looked up again if they report."""
-NO_INCARNATION = (
-    "no incarnation presented: register first and present the incarnation RegisterWorker "
-    "returns (a jq-worker older than this jq-server does not; upgrade it)"
-)
+MAX_RUNNING_LISTED = 10_000
+"""A heartbeat lists what the worker holds: its running jobs and its unanswered results."""
 
 _OUTCOME_KIND = {
     pb.JOB_OUTCOME_SUCCEEDED: ReportKind.SUCCESS,
@@ -64,10 +59,12 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self,
         workers: WorkerStore,
         jobs: JobStore,
-        registry: WorkerRegistry,
-        dispatcher: Dispatcher,
+        capacity: WorkerCapacity,
+        streams: JobStreams,
+        gate: IncarnationGate,
         reports: ReportWriter,
         lifecycle: Lifecycle,
+        undelivered: Undelivered,
         *,
         heartbeat_timeout_s: float,
         max_result_bytes: int,
@@ -75,17 +72,18 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     ) -> None:
         self._workers = workers
         self._jobs = jobs
-        self._registry = registry
-        self._dispatcher = dispatcher
+        self._capacity = capacity
+        self._streams = streams
+        self._gate = gate
         self._reports = reports
         self._lifecycle = lifecycle
+        self._undelivered = undelivered
         self._heartbeat_timeout_s = heartbeat_timeout_s
         # A whole number of seconds (the field predates sub-second timeouts); the worker uses
         # it only as an upper bound of its own interval, and the timeout itself, sent as is,
         # for when to stop its jobs.
         self._heartbeat_interval_s = max(1, int(heartbeat_timeout_s // 3))
         self._max_result_bytes = max_result_bytes
-        self._known = KnownIncarnations(MAX_KNOWN_WORKERS)
         self.observer = observer
 
     # --- registration and liveness -----------------------------------------------------------
@@ -109,19 +107,20 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         hostname = request.hostname[:MAX_HOSTNAME] or socket.gethostname()
         presented = parse_uuid(request.incarnation, "incarnation") if request.incarnation else None
         try:
-            registration = await self._workers.worker_register(
-                worker_id, hostname, request.concurrency, queues, presented
-            )
+            with self._lifecycle.write() as changes:
+                registration = await self._workers.worker_register(
+                    worker_id, hostname, request.concurrency, queues, presented
+                )
+                changes.applied(registration.released)
         except WorkerSuperseded:
-            self._superseded(worker_id, presented)
+            self._gate.superseded(worker_id, presented)
             raise
         incarnation = registration.incarnation
-        self._known.remember(worker_id, incarnation)
+        self._gate.known.remember(worker_id, incarnation)
         # A stream of the previous process may still be open here (a zombie whose connection
         # has not broken yet): it gets nothing more. Its slots are freed with the released
         # claims' transitions.
-        self._registry.close_superseded(worker_id, incarnation)
-        self._lifecycle.publish(registration.released)
+        self._capacity.close_superseded(worker_id, incarnation)
         with log_context(worker_id=str(worker_id)):
             log.info(
                 "worker registered",
@@ -150,29 +149,27 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self, request: pb.HeartbeatRequest, context: Context
     ) -> pb.HeartbeatResponse:
         worker_id = parse_uuid(request.worker_id, "worker id")
-        incarnation = _incarnation(request.incarnation)
+        incarnation = presented_incarnation(request.incarnation)
+        if len(request.running) > MAX_RUNNING_LISTED:
+            raise InvalidArgument(f"a heartbeat lists at most {MAX_RUNNING_LISTED} running jobs")
+        running = {(parse_uuid(r.job_id, "job id"), r.attempt) for r in request.running}
         try:
             worker = await self._workers.worker_heartbeat(
                 worker_id, incarnation, max(0, request.active_job_count)
             )
         except WorkerSuperseded:
-            self._superseded(worker_id, incarnation)
+            self._gate.superseded(worker_id, incarnation)
             raise
-        self._known.remember(worker_id, incarnation)
-        connected = self._registry.get(worker_id)
+        self._gate.known.remember(worker_id, incarnation)
         commands: list[pb.WorkerCommand] = []
         if worker.status is WorkerStatus.DRAINING:
             commands.append(pb.WORKER_COMMAND_DRAIN)
-            if connected is not None:
-                connected.draining = True
+            self._capacity.drain(worker_id)
         if worker.shutdown_requested:
             commands.append(pb.WORKER_COMMAND_SHUTDOWN)
-        if connected is not None and connected.incarnation == incarnation:
-            running = {(parse_uuid(r.job_id), r.attempt) for r in request.running}
-            stale = connected.reconcile(running)
-            if stale:
-                await self._release_unheld(worker_id, set(stale))
-                self._dispatcher.wake()
+        stale = self._capacity.reconcile(worker_id, incarnation, running)
+        if stale:
+            await self._release_unheld(worker_id, set(stale))
         return pb.HeartbeatResponse(commands=commands)
 
     async def _release_unheld(self, worker_id: uuid.UUID, stale: set[AttemptKey]) -> None:
@@ -187,25 +184,23 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             for ref in await self._jobs.jobs_held_by_worker(worker_id)
             if (ref.job_id, ref.attempt) in stale
         ]
-        if refs:
-            await self.release_undelivered_refs(refs)
+        await self._undelivered.give_back_refs(refs)
 
     @rpc(SERVICE)
     async def Deregister(
         self, request: pb.DeregisterRequest, context: Context
     ) -> pb.DeregisterResponse:
         worker_id = parse_uuid(request.worker_id, "worker id")
-        incarnation = _incarnation(request.incarnation)
+        incarnation = presented_incarnation(request.incarnation)
         try:
-            _, released = await self._workers.worker_deregister(worker_id, incarnation)
+            with self._lifecycle.write() as changes:
+                _, released = await self._workers.worker_deregister(worker_id, incarnation)
+                changes.applied(released)
         except WorkerSuperseded:
-            self._superseded(worker_id, incarnation)
+            self._gate.superseded(worker_id, incarnation)
             raise
-        connected = self._registry.get(worker_id)
-        if connected is not None and connected.incarnation == incarnation:
-            connected.close()
-        self._lifecycle.publish(released)
-        self._known.forget(worker_id)
+        self._capacity.close(worker_id, incarnation)
+        self._gate.known.forget(worker_id)
         log.info(
             "worker deregistered",
             action="worker.deregistered",
@@ -226,101 +221,14 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     async def _stream(self, request: pb.StreamJobsRequest, context: Context, batched: bool) -> None:
         worker_id = parse_uuid(request.worker_id, "worker id")
-        incarnation = _incarnation(request.incarnation)
-        worker = await self._workers.worker_get(worker_id)
-        self._check_incarnation(worker, incarnation)
-        if worker.status is WorkerStatus.OFFLINE:
-            raise FailedPrecondition(f"worker {worker_id} is OFFLINE; register again")
-        # Every claim the worker id holds is this process's: a registration of a new process
-        # released its predecessor's in the same transaction that stored its incarnation.
-        held = await self._jobs.jobs_held_by_worker(worker_id)
-        connected, previous = self._registry.attach(
-            worker_id,
-            worker.queues,
-            worker.concurrency,
-            held=[(ref.job_id, ref.attempt) for ref in held],
-            draining=worker.status is WorkerStatus.DRAINING,
-            incarnation=incarnation,
-        )
-        if previous is not None:
-            previous.close()
-        self._dispatcher.wake()
-        log.info("job stream opened", action="worker.stream_opened", worker_id=str(worker_id))
-        try:
-            if batched:
-                await self._pump_batches(connected, context)
-            else:
-                await self._pump(connected, context)
-        finally:
-            self._registry.detach(connected)
-            leftovers = connected.take_undelivered()
-            if leftovers:
-                await self.release_undelivered(leftovers)
-            log.info("job stream closed", action="worker.stream_closed", worker_id=str(worker_id))
-
-    async def _pump(self, connected: ConnectedWorker, context: Context) -> None:
-        """Write assignments to the stream, one message each, until it is closed or fails."""
-        while True:
-            assignment = await connected.outbox.get()
-            if assignment is None:
-                return
-            await self._write(connected, context, [assignment], batched=False)
-
-    async def _pump_batches(self, connected: ConnectedWorker, context: Context) -> None:
-        """Write every assignment waiting at once as one message, until closed or failed."""
-        while True:
-            first = await connected.outbox.get()
-            batch = [] if first is None else [first]
-            closed = first is None
-            while not closed and not connected.outbox.empty():
-                item = connected.outbox.get_nowait()
-                if item is None:
-                    closed = True
-                else:
-                    batch.append(item)
-            if batch:
-                await self._write(connected, context, batch, batched=True)
-            if closed:
-                return
-
-    async def _write(
-        self,
-        connected: ConnectedWorker,
-        context: Context,
-        assignments: list[Assignment],
-        *,
-        batched: bool,
-    ) -> None:
-        messages = [convert.assignment_to_proto(a) for a in assignments]
-        try:
-            if batched:
-                await context.write(pb.JobAssignmentBatch(assignments=messages))
-            else:
-                await context.write(messages[0])
-        except Exception:
-            # The worker is gone: these never reached it, give them back at once.
-            for a in assignments:
-                connected.in_flight.pop((a.job.job_id, a.job.attempt), None)
-            await self.release_undelivered(assignments)
-            raise
-
-    async def release_undelivered(self, assignments: list[Assignment]) -> None:
-        """Assignments that never reached their worker go back to PENDING without using a
-        retry (reason DELIVERY_FAILED)."""
-        await self.release_undelivered_refs(
-            [a.ref for a in assignments if a.job.worker_id is not None]
-        )
-
-    async def release_undelivered_refs(self, refs: list[AttemptRef]) -> None:
-        outcome = await self._jobs.jobs_release(refs, Reason.DELIVERY_FAILED)
-        self._lifecycle.publish(outcome.transitions)
-        self._dispatcher.wake()
+        incarnation = presented_incarnation(request.incarnation)
+        await self._streams.serve(worker_id, incarnation, context, batched=batched)
 
     # --- reports -------------------------------------------------------------------------------
 
     @rpc(SERVICE)
     async def AckJobs(self, request: pb.AckJobsRequest, context: Context) -> pb.AckJobsResponse:
-        worker_id = await self._current_worker(request.worker_id, request.incarnation)
+        worker_id = await self._gate.current_worker(request.worker_id, request.incarnation)
         if len(request.jobs) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} acknowledgements per call")
         items = [
@@ -337,7 +245,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def ReportResult(
         self, request: pb.ReportResultRequest, context: Context
     ) -> pb.ReportResultResponse:
-        worker_id = await self._current_worker(request.worker_id, request.incarnation)
+        worker_id = await self._gate.current_worker(request.worker_id, request.incarnation)
         item = self._report_item(request, worker_id)
         [result] = await self._reports.report([item])
         if not result.accepted:
@@ -351,7 +259,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def ReportResults(
         self, request: pb.ReportResultsRequest, context: Context
     ) -> pb.ReportResultsResponse:
-        worker_id = await self._current_worker(request.worker_id, request.incarnation)
+        worker_id = await self._gate.current_worker(request.worker_id, request.incarnation)
         if len(request.results) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} results per call")
         items = []
@@ -375,47 +283,6 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             result=request.result,
             error_message=request.error_message[:MAX_ERROR_MESSAGE],
         )
-
-    async def _current_worker(self, raw_id: str, raw_incarnation: str) -> UUID:
-        """The worker's id, after checking that the calling process is its current
-        incarnation: against this replica's memory while the database confirmed it recently
-        (see KnownIncarnations), else against the database."""
-        worker_id = parse_uuid(raw_id, "worker id")
-        incarnation = _incarnation(raw_incarnation)
-        if not self._known.confirmed(worker_id, incarnation):
-            worker = await self._workers.worker_get(worker_id)  # WorkerNotFound
-            self._check_incarnation(worker, incarnation)
-        return worker_id
-
-    def _check_incarnation(self, worker: Worker, incarnation: UUID) -> None:
-        """Refuse a call of any process but the worker's current one (remembering the
-        confirmation when it is)."""
-        if worker.incarnation == incarnation:
-            self._known.remember(worker.worker_id, incarnation)
-            return
-        self._superseded(worker.worker_id, incarnation)
-        if worker.incarnation is None:  # registered by an older jq-server: register again
-            raise FailedPrecondition(
-                f"worker {worker.worker_id} has no registered process; register again"
-            )
-        raise WorkerSuperseded(worker.worker_id)
-
-    def _superseded(self, worker_id: UUID, incarnation: UUID | None) -> None:
-        """A call of a process that is not the worker's current one was refused: forget what
-        this replica remembered of the worker, and close that process's stream if it is open
-        here (it would get no claims anyway, see jobs_claim)."""
-        self._known.forget(worker_id)
-        connected = self._registry.get(worker_id)
-        if connected is not None and connected.incarnation == incarnation:
-            connected.close()
-
-
-def _incarnation(raw: str) -> UUID:
-    """The incarnation a call presents; FAILED_PRECONDITION without one (a process that has not
-    registered, or a jq-worker from before incarnations)."""
-    if not raw:
-        raise FailedPrecondition(NO_INCARNATION)
-    return parse_uuid(raw, "incarnation")
 
 
 def _claim_id(raw: str) -> UUID | None:

@@ -35,6 +35,20 @@ SESSION_SETTINGS: Mapping[str, str] = {"jit": "off"}
 """What every jobq session sets (see the module docstring)."""
 
 DEFAULT_SCHEMA = "public"
+NOTIFY_CHANNEL = "jobq_jobs"
+
+
+def notify_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of submits in `schema`. Notifications are database-wide, so
+    jobq installations in two schemas of one database would otherwise wake each other's
+    dispatchers for nothing. `public`, the default, keeps the channel's old name `jobq_jobs`, so
+    replicas of an older jobq still wake these during a rolling upgrade; another schema's is
+    `jobq_jobs_<schema>` (`jobs_insert` in storage/sql/jobs.sql names it from its session's
+    `current_schema()` by the same rule). db.schema is limited to 53 characters, so the name
+    fits PostgreSQL's 63 bytes."""
+    return NOTIFY_CHANNEL if schema == DEFAULT_SCHEMA else f"{NOTIFY_CHANNEL}_{schema}"
+
+
 """The schema jobq's objects live in unless `db.schema` says otherwise (see the module
 docstring)."""
 

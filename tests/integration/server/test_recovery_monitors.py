@@ -21,7 +21,9 @@ from jobq.domain.errors import WorkerNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.records import AttemptRef, NewJob, Success, Transition
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
+from jobq.observability.metrics import ServerMetrics
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
+from jobq.server.lifecycle import Lifecycle
 from jobq.server.reaper import Reaper, ReaperReport
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
@@ -84,6 +86,14 @@ def _fixed(moment: datetime) -> Callable[[], datetime]:
     return lambda: moment
 
 
+def _lifecycle(on_published: Callable[[list[Transition]], None] | None) -> Lifecycle:
+    """A lifecycle stream whose transitions go to `on_published`."""
+    lifecycle = Lifecycle(ServerMetrics(process_collectors=False))
+    if on_published is not None:
+        lifecycle.subscribe(lambda transitions: on_published(list(transitions)))
+    return lifecycle
+
+
 def _monitor(
     pool: asyncpg.Pool,
     clock: Callable[[], datetime] | None = None,
@@ -94,7 +104,7 @@ def _monitor(
         PgJobStore(pool),
         timeout_s=TIMEOUT_S,
         interval_s=3600,
-        on_transitions=None if published is None else published.extend,
+        lifecycle=_lifecycle(None if published is None else published.extend),
         clock=clock,
     )
 
@@ -110,7 +120,7 @@ def _reaper(
         assignment_timeout_s=TIMEOUT_S,
         interval_s=3600,
         batch_limit=batch_limit,
-        on_transitions=None if published is None else published.extend,
+        lifecycle=_lifecycle(None if published is None else published.extend),
         clock=clock,
     )
 
@@ -366,7 +376,7 @@ async def test_a_full_batch_makes_the_reaper_loop_run_again_at_once(pool: asyncp
         assignment_timeout_s=TIMEOUT_S,
         interval_s=3600,  # only the full-batch wake-up can finish the work in time
         batch_limit=3,
-        on_transitions=on_transitions,
+        lifecycle=_lifecycle(on_transitions),
         clock=_fixed(later),
     )
     reaper.start()

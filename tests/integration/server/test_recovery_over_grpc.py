@@ -16,17 +16,17 @@ from support.server_harness import Client, running_server
 from jobq.coordination.locker import NoopLocker
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
-from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus, Reason
 from jobq.observability.metrics import ServerMetrics
 from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.dispatcher import Dispatcher
+from jobq.server.incarnations import IncarnationGate
+from jobq.server.job_stream import JobStreams
 from jobq.server.lifecycle import Lifecycle
-from jobq.server.reports import ReportWriter
-from jobq.server.worker_registry import WorkerRegistry
-from jobq.server.worker_service import WorkerServicer
+from jobq.server.undelivered import Undelivered
+from jobq.server.worker_capacity import WorkerCapacity
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
 
@@ -160,42 +160,26 @@ async def test_a_failed_stream_write_returns_the_job_at_once_without_a_retry(
     pool: asyncpg.Pool,
 ) -> None:
     jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
-    registry = WorkerRegistry()
+    capacity = WorkerCapacity()
     lifecycle = Lifecycle(ServerMetrics(process_collectors=False))
+    lifecycle.subscribe(capacity.left)
+    undelivered = Undelivered(jobs, lifecycle)
     dispatcher = Dispatcher(
         jobs,
-        registry,
+        capacity,
+        lifecycle,
+        undelivered,
         batch_size=10,
         interval_s=60,
         assignment_timeout_s=30,
         locker=NoopLocker(),
-        on_assigned=lifecycle.assigned,
-        on_undeliverable=lambda _: asyncio.sleep(0),
-        on_cycle=None,
     )
-    reports = ReportWriter(
-        jobs,
-        RetryPolicy(),
-        max_batch=10,
-        on_transitions=lifecycle.publish,
-        on_finished=lambda _: None,
-    )
-    servicer = WorkerServicer(
-        workers,
-        jobs,
-        registry,
-        dispatcher,
-        reports,
-        lifecycle,
-        heartbeat_timeout_s=15.0,
-        max_result_bytes=1024,
-        observer=_NullObserver(),
-    )
+    streams = JobStreams(workers, jobs, capacity, undelivered, IncarnationGate(workers, capacity))
     worker_id = uuid.uuid4()
     registration = await workers.worker_register(worker_id, "h", 2, ["default"])
     job_id = uuid7()
     await jobs.jobs_insert([NewJob(job_id, "default", b"x")])
-    connected, _ = registry.attach(worker_id, ["default"], 2, incarnation=registration.incarnation)
+    connected = capacity.attach(worker_id, ["default"], 2, incarnation=registration.incarnation)
     await dispatcher.run_once()
     assert connected.free_slots == 1
 
@@ -204,7 +188,7 @@ async def test_a_failed_stream_write_returns_the_job_at_once_without_a_retry(
             raise ConnectionResetError("the worker went away")
 
     with pytest.raises(ConnectionResetError):
-        await servicer._pump(connected, BrokenStream())  # type: ignore[arg-type]
+        await streams._pump(connected, BrokenStream())  # type: ignore[arg-type]
     job = await jobs.job_get(job_id)
     # Never delivered: neither a retry nor an interruption.
     assert (job.status, job.retry_count, job.worker_id, job.interruptions) == (

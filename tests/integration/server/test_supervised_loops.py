@@ -14,6 +14,7 @@ import structlog
 from support.processes import free_port
 from support.server_harness import running_server
 
+from jobq.server import service_loop
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.notifier import Notifier
@@ -84,3 +85,27 @@ async def test_a_loop_that_keeps_failing_is_reported_down_and_comes_back(
     assert len(errors) >= DOWN_AFTER_FAILURES
     assert errors[0]["exc_info"] is True  # the traceback of the injected failure
     assert any(e.get("action") == f"{name}.recovered" for e in logs)
+
+
+async def test_a_loop_that_restarting_cannot_fix_stops_the_server_with_a_clear_error(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (not a database outage) failing every run: after GIVE_UP_AFTER_BUGS of them the
+    loop gives up, /readyz says so, and the server stops itself; run_server then raises
+    ServiceFailed naming the loop, which jq-server turns into exit status 1."""
+
+    async def injected(self: Any) -> Any:
+        raise RuntimeError("injected bug")
+
+    monkeypatch.setattr(service_loop, "GIVE_UP_AFTER_BUGS", DOWN_AFTER_FAILURES + 1)
+    monkeypatch.setattr(Dispatcher, "run_once", injected)
+    with structlog.testing.capture_logs() as logs:
+        async with running_server(db_dsn, {**FAST, "health.port": free_port()}) as (app, _):
+            assert app.health_port is not None
+            async with asyncio.timeout(DEADLINE_S):
+                await app.wait()  # the server asked itself to stop
+            _, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{app.health_port}/readyz")
+            assert "dispatcher stopped: gave up" in body
+    assert app.failure is not None
+    assert "the dispatcher loop kept failing (RuntimeError: injected bug)" in app.failure
+    assert [e["action"] for e in logs].count("dispatcher.gave_up") == 1

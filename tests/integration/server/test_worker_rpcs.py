@@ -22,7 +22,7 @@ from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import worker_service_pb2 as wpb
-from jobq.server import worker_registry
+from jobq.server import worker_capacity
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -701,7 +701,7 @@ async def test_a_claim_the_worker_does_not_hold_is_taken_back_after_the_grace(
     tells the server so. The worker's heartbeats list what it holds; a claim left out of them
     past the grace goes back to PENDING (DELIVERY_FAILED) at once, not after the assignment
     timeout. One the worker does list stays with it."""
-    monkeypatch.setattr(worker_registry, "_HEARTBEAT_GRACE_S", 0.2)
+    monkeypatch.setattr(worker_capacity, "HEARTBEAT_GRACE_S", 0.2)
     async with running_server(db_dsn) as (_, client):
         worker = await ProtocolWorker(client, concurrency=2).start()
         lost_id = await _submit(client, payload=b"lost")

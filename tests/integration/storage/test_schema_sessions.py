@@ -12,12 +12,12 @@ import pytest
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
 from jobq.domain.states import JobStatus
-from jobq.server.notifier import notify_channel
 from jobq.storage.migrations import migrate
 from jobq.storage.pool import (
     configure_session,
     create_claim_pool,
     create_pool,
+    notify_channel,
     quote_identifier,
 )
 from jobq.storage.postgres.jobs import PgJobStore

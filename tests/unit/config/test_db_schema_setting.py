@@ -13,8 +13,7 @@ from pydantic import ValidationError
 from jobq.config.loader import load_settings
 from jobq.config.settings import SCHEMA_NAME_PATTERN, DbSettings
 from jobq.domain.errors import ConfigError
-from jobq.server.notifier import notify_channel
-from jobq.storage.pool import DEFAULT_SCHEMA
+from jobq.storage.pool import DEFAULT_SCHEMA, notify_channel
 
 POSTGRES_NAME_BYTES = 63
 """NAMEDATALEN - 1: the longest identifier, and notification channel, PostgreSQL takes."""

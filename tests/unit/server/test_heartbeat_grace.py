@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from jobq.observability.metrics import ServerMetrics
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
+from jobq.server.lifecycle import Lifecycle
 
 
 class _Maintenance:
@@ -54,6 +56,7 @@ def _monitor(
         None,  # type: ignore[arg-type]
         timeout_s=30,
         interval_s=interval_s,
+        lifecycle=Lifecycle(ServerMetrics(process_collectors=False)),
         probe=probe,
         monotonic=clock,
     )

@@ -11,7 +11,8 @@ import asyncio
 import pytest
 import structlog
 
-from jobq.server.service_loop import DOWN_AFTER_FAILURES, ServiceLoop
+from jobq.domain.errors import Unavailable
+from jobq.server.service_loop import DOWN_AFTER_FAILURES, GIVE_UP_AFTER_BUGS, ServiceLoop
 
 HOUR = 3600.0
 
@@ -253,3 +254,83 @@ def test_a_non_positive_interval_is_refused(interval: float) -> None:
 
     with pytest.raises(ValueError, match="positive"):
         ServiceLoop("svc", interval, nothing)
+
+
+class Waits:
+    """A sleep that returns at once and remembers how long it was asked to wait: the backoff
+    without the wall-clock time."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def test_a_bug_that_keeps_failing_gives_up_and_says_so() -> None:
+    runs, waits = Runs(fail_first=10**6), Waits()
+    gave_up: list[tuple[str, BaseException]] = []
+    loop = ServiceLoop("svc", HOUR, runs, retry_s=1.0, max_retry_s=5.0, sleep=waits)
+    loop.on_give_up(lambda name, problem: gave_up.append((name, problem)))
+    with structlog.testing.capture_logs() as logs:
+        loop.start()
+        await runs.reach(GIVE_UP_AFTER_BUGS)
+        await _let_the_loop_spin()
+    assert runs.count == GIVE_UP_AFTER_BUGS  # nothing more after giving up
+    assert [name for name, _ in gave_up] == ["svc"]
+    assert str(gave_up[0][1]) == f"boom {GIVE_UP_AFTER_BUGS}"
+    assert waits.asked == [1.0, 2.0, 4.0] + [5.0] * (GIVE_UP_AFTER_BUGS - 4)
+    assert not loop.running
+    assert (
+        loop.down_reason() == f"svc stopped: gave up after {GIVE_UP_AFTER_BUGS} failures in a row"
+    )
+    [line] = [e for e in logs if e["action"] == "svc.gave_up"]
+    assert line["log_level"] == "error"
+    await loop.stop()
+
+
+async def test_a_database_outage_never_gives_up() -> None:
+    calls = 0
+
+    async def outage() -> None:
+        nonlocal calls
+        calls += 1
+        raise Unavailable("cannot reach PostgreSQL")
+
+    gave_up: list[str] = []
+    loop = ServiceLoop("svc", HOUR, outage, retry_s=1.0, sleep=Waits())
+    loop.on_give_up(lambda name, _: gave_up.append(name))
+    loop.start()
+    try:
+        async with asyncio.timeout(5):
+            while calls < 3 * GIVE_UP_AFTER_BUGS:
+                await asyncio.sleep(0)
+        assert gave_up == []
+        assert loop.running
+    finally:
+        await loop.stop()
+
+
+async def test_a_success_between_failures_starts_the_count_again() -> None:
+    outcomes = iter([*[True] * (GIVE_UP_AFTER_BUGS - 1), False] * 3)
+    done = asyncio.Event()
+
+    async def flaky() -> None:
+        failing = next(outcomes, None)
+        if failing is None:
+            done.set()
+            return
+        if failing:
+            raise RuntimeError("flaky")
+
+    gave_up: list[str] = []
+    loop = ServiceLoop("svc", 0.001, flaky, retry_s=1.0, sleep=Waits())
+    loop.on_give_up(lambda name, _: gave_up.append(name))
+    loop.start()
+    try:
+        async with asyncio.timeout(5):
+            await done.wait()
+        assert gave_up == []
+    finally:
+        await loop.stop()

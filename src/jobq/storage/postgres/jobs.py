@@ -109,18 +109,20 @@ class PgJobStore:
 
     # --- operator actions -------------------------------------------------------------------
 
-    async def job_cancel(self, job_id: UUID) -> Job:
-        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise."""
+    async def job_cancel(self, job_id: UUID) -> tuple[Job, JobStatus]:
+        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise.
+        Returns the job and the status it left."""
         return await self._operator_action("job_cancel", job_id, "cancel")
 
-    async def job_retry_manual(self, job_id: UUID) -> Job:
-        """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0."""
+    async def job_retry_manual(self, job_id: UUID) -> tuple[Job, JobStatus]:
+        """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0. Returns the
+        job and the status it left."""
         return await self._operator_action("job_retry_manual", job_id, "retry")
 
-    async def _operator_action(self, name: str, job_id: UUID, action: str) -> Job:
+    async def _operator_action(self, name: str, job_id: UUID, action: str) -> tuple[Job, JobStatus]:
         row = await self._pool.fetchrow(query(name), job_id)
         if row is not None:
-            return job_from_row(row)
+            return job_from_row(row), JobStatus(row["from_status"])
         current = await self.job_get(job_id)  # raises JobNotFound
         raise InvalidTransition(job_id, action, current.status.value)
 

@@ -48,7 +48,7 @@ WITH input AS (
 -- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
 -- one-row sub-select runs pg_notify once per statement, not once per job, and only when asked
 -- (CASE evaluates its branch only when the condition holds). The channel is per schema, named
--- by the rule of jobq.server.notifier.notify_channel, so installations in other schemas of the
+-- by the rule of jobq.storage.pool.notify_channel, so installations in other schemas of the
 -- database are not woken: `jobq_jobs` for public, else `jobq_jobs_<schema>`.
 SELECT i.job_id, i.created_at
 FROM inserted i,
@@ -82,7 +82,7 @@ LIMIT $5;
 
 -- name: job_cancel
 -- PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED). The sub-select locks the row and yields its
--- status before the update, which the event needs as from_status.
+-- status before the update, which the event (and the published transition) needs as from_status.
 WITH updated AS (
     UPDATE jobs j
     SET status = 'DEAD_LETTERED', completed_at = now(), updated_at = now(),
@@ -97,7 +97,7 @@ WITH updated AS (
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions
+       interruptions, from_status
 FROM updated;
 
 -- name: job_retry_manual
@@ -117,7 +117,7 @@ WITH updated AS (
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions
+       interruptions, from_status
 FROM updated;
 
 -- name: jobs_claim

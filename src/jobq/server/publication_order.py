@@ -1,0 +1,106 @@
+"""Publishes each job's transitions in the order their transactions committed.
+
+Writes run concurrently on this replica, and a write's caller learns of its commit only when the
+event loop gets round to it: after the commit of a submit, say, the pool's connection reset
+still has to come back, and by then the dispatcher, woken by the NOTIFY that commit sent, may
+have claimed the job and announced ASSIGNED before anyone announced PENDING. So every write
+that changes jobs holds a ticket from before it starts until it has returned (`open`,
+`close`), and what it changed waits here until every write that started before it returned
+has returned too. Why that suffices: if a change A of a job committed before a change B of the
+same job, A's write started before B's commit, so before B's write returned; B's transitions
+therefore wait for A's write to return, and then both are here, ordered by the time each
+transaction took (`occurred_at`, PostgreSQL's now(): B's transaction began after A's commit
+for all of jobq's writes, which either see A's row in their snapshot or update it after
+waiting for A's lock).
+
+Batches are released in the order their writes returned; a later batch holding an earlier
+change of a released job is robbed of it first, so one job's changes never cross. With no
+other write in flight (the common case when idle, and every single-caller test) a batch goes
+out at once, unsorted. A write that hangs holds back the batches behind it only until its
+statement times out (`db.command_timeout_s`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from jobq.domain.records import Transition
+
+Emit = Callable[[list[Transition]], None]
+
+
+@dataclass
+class _Batch:
+    watermark: int
+    """The last ticket handed out when its write returned: it waits for every ticket up to
+    this one."""
+    transitions: list[Transition]
+
+
+class PublicationOrder:
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self._issued = 0
+        self._open: dict[int, None] = {}  # insertion order is ticket order: the first is lowest
+        self._waiting: deque[_Batch] = deque()
+
+    def open(self) -> int:
+        """A write is about to start: its ticket."""
+        self._issued += 1
+        self._open[self._issued] = None
+        return self._issued
+
+    def close(self, ticket: int, transitions: Sequence[Transition]) -> None:
+        """The write of `ticket` returned, having applied `transitions` (none when it failed or
+        changed nothing): publish what may go now."""
+        del self._open[ticket]
+        if transitions:
+            self._waiting.append(_Batch(self._issued, list(transitions)))
+        if self._waiting:
+            self._release()
+
+    @property
+    def waiting(self) -> int:
+        """Transitions held back now (for tests and a gauge)."""
+        return sum(len(b.transitions) for b in self._waiting)
+
+    def _release(self) -> None:
+        lowest_open = next(iter(self._open), self._issued + 1)
+        released: list[Transition] = []
+        batches = 0
+        while self._waiting and self._waiting[0].watermark < lowest_open:
+            released.extend(self._waiting.popleft().transitions)
+            batches += 1
+        if not released:
+            return
+        pulled = self._pull_earlier(released) if self._waiting else False
+        if batches > 1 or pulled:
+            # Stable: the changes of one statement for one job (FAILED then PENDING) share
+            # their time and keep their order.
+            released.sort(key=lambda t: t.occurred_at)
+        self._emit(released)
+
+    def _pull_earlier(self, released: list[Transition]) -> bool:
+        """Move into `released` the held transitions of its jobs that happened before its last
+        one of the same job. True when any moved."""
+        latest: dict[UUID, datetime] = {}
+        for t in released:
+            seen = latest.get(t.job_id)
+            if seen is None or t.occurred_at > seen:
+                latest[t.job_id] = t.occurred_at
+        moved = False
+        for batch in self._waiting:
+            keep: list[Transition] = []
+            for t in batch.transitions:
+                last = latest.get(t.job_id)
+                if last is not None and t.occurred_at <= last:
+                    released.append(t)
+                    moved = True
+                else:
+                    keep.append(t)
+            batch.transitions = keep
+        return moved
