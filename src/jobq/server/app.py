@@ -37,6 +37,7 @@ from jobq.server.reports import ReportWriter
 from jobq.server.server_metrics import MetricsObserver, refresh_gauges, scrape_route
 from jobq.server.service_loop import ServiceLoop, describe
 from jobq.server.submission import Submitter
+from jobq.server.transition_metrics import TransitionLog, TransitionMetrics
 from jobq.server.undelivered import Undelivered
 from jobq.server.worker_capacity import WorkerCapacity
 from jobq.server.worker_service import WorkerServicer
@@ -91,7 +92,9 @@ class ServerApp:
         self.metrics = ServerMetrics()
         self.capacity = WorkerCapacity()
         # Every job state change this replica commits, in commit order per job: subscribe here.
-        self.lifecycle = Lifecycle(self.metrics)
+        self.lifecycle = Lifecycle()
+        self.lifecycle.subscribe(TransitionMetrics(self.metrics))
+        self.lifecycle.subscribe(TransitionLog())
         self.started_at = datetime.now(UTC)
         self._health = health.aio.HealthServicer()
         self._stopping = asyncio.Event()

@@ -10,6 +10,7 @@ committed, so durability per item is unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -28,21 +29,25 @@ class GroupCommitter(Generic[T, R]):
         self._max_batch = max_batch
         self._slots = max_in_flight
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._contexts: list[contextvars.Context] = []  # each pending item's caller's
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: T) -> R:
         # The hot path of single submits: one future, no gather.
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
+        self._contexts.append(contextvars.copy_context())
         self._kick()
         return await future
 
     async def submit_many(self, items: Sequence[T]) -> list[R]:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[R]] = []
+        context = contextvars.copy_context()
         for item in items:
             future: asyncio.Future[R] = loop.create_future()
             self._pending.append((item, future))
+            self._contexts.append(context)
             futures.append(future)
         self._kick()
         return list(await asyncio.gather(*futures))
@@ -53,7 +58,15 @@ class GroupCommitter(Generic[T, R]):
                 self._pending[: self._max_batch],
                 self._pending[self._max_batch :],
             )
-            task = asyncio.get_running_loop().create_task(self._write(batch))
+            contexts, self._contexts = (
+                self._contexts[: self._max_batch],
+                self._contexts[self._max_batch :],
+            )
+            # The flush runs in its callers' context (the correlation id its log lines carry)
+            # when it has one caller, else in none: not in whichever caller came first.
+            first = contexts[0]
+            context = first if all(c is first for c in contexts) else contextvars.Context()
+            task = asyncio.get_running_loop().create_task(self._write(batch), context=context)
             self._tasks.add(task)
             task.add_done_callback(self._done)
 

@@ -10,7 +10,7 @@ what keeps one job's changes in commit order across concurrent writes (see publi
 
 from __future__ import annotations
 
-import logging
+import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,11 +18,7 @@ from uuid import UUID
 
 from jobq.domain.records import Assignment, Job, NewJob, Transition
 from jobq.domain.states import JobStatus, Reason
-from jobq.observability.logging_setup import get_logger
-from jobq.observability.metrics import LabelledChildren, ServerMetrics
 from jobq.server.publication_order import PublicationOrder
-
-log = get_logger("jobq.lifecycle")
 
 Subscriber = Callable[[Sequence[Transition]], None]
 
@@ -101,11 +97,8 @@ class Changes:
 
 
 class Lifecycle:
-    def __init__(self, metrics: ServerMetrics) -> None:
-        self._metrics = metrics
+    def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
-        self._debug = logging.getLogger("jobq.lifecycle").isEnabledFor(logging.DEBUG)
-        self._child = LabelledChildren().of
         self._order = PublicationOrder(self._publish)
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -120,7 +113,7 @@ class Lifecycle:
         try:
             yield changes
         finally:
-            self._order.close(ticket, changes.transitions)
+            self._order.close(ticket, changes.transitions, contextvars.copy_context())
 
     @property
     def held_back(self) -> int:
@@ -128,67 +121,6 @@ class Lifecycle:
         return self._order.waiting
 
     def _publish(self, transitions: Sequence[Transition]) -> None:
-        """Committed state changes, in order: count them, log them, tell the subscribers."""
-        done: dict[str, int] = {}  # completions per queue, counted once per batch
-        for t in transitions:
-            if t.to_status is JobStatus.DONE:
-                done[t.queue_name] = done.get(t.queue_name, 0) + 1
-            self._count(t)
-            self._log(t)
-        for queue, count in done.items():
-            self._child(self._metrics.jobs_completed, queue, JobStatus.DONE.value).inc(count)
+        """Committed state changes, in order: tell the subscribers."""
         for subscriber in self._subscribers:
             subscriber(transitions)
-
-    def _count(self, t: Transition) -> None:
-        """Observe one transition (completions are counted by `publish`, per batch)."""
-        m = self._metrics
-        queue = t.queue_name
-        if t.reason is Reason.SUBMITTED:
-            self._child(m.jobs_submitted, queue).inc()
-        elif t.reason is Reason.ASSIGNED:
-            m.scheduler_jobs_assigned.inc()
-        elif t.to_status is JobStatus.RUNNING and t.started_at is not None:
-            self._child(m.job_wait_seconds, queue).observe(_seconds(t.created_at, t.started_at))
-        elif t.to_status is JobStatus.DONE:
-            if t.started_at is not None:
-                self._child(m.job_duration_seconds, queue).observe(
-                    _seconds(t.started_at, t.occurred_at)
-                )
-        elif t.to_status is JobStatus.FAILED:
-            self._child(m.jobs_completed, queue, JobStatus.FAILED.value).inc()
-            if t.started_at is not None and t.from_status is JobStatus.RUNNING:
-                self._child(m.job_duration_seconds, queue).observe(
-                    _seconds(t.started_at, t.occurred_at)
-                )
-        elif t.to_status is JobStatus.PENDING and t.reason is Reason.RETRY:
-            self._child(m.job_retries, queue).inc()
-        elif t.to_status is JobStatus.DEAD_LETTERED:
-            self._child(m.jobs_dead_lettered, queue, t.reason.value).inc()
-
-    def _log(self, t: Transition) -> None:
-        noteworthy = t.to_status in (JobStatus.FAILED, JobStatus.DEAD_LETTERED) or t.reason in (
-            Reason.WORKER_LOST,
-            Reason.ASSIGNMENT_TIMEOUT,
-            Reason.DELIVERY_FAILED,
-        )
-        if not noteworthy and not self._debug:
-            return  # the common case: no line to write, so build no fields for it
-        fields = {
-            "action": f"job.{t.reason.value.lower()}",
-            "job_id": str(t.job_id),
-            "queue": t.queue_name,
-            "worker_id": None if t.worker_id is None else str(t.worker_id),
-            "attempt": t.attempt,
-            "from_status": None if t.from_status is None else t.from_status.value,
-            "to_status": t.to_status.value,
-        }
-        if noteworthy:
-            log.info("job " + t.reason.value.lower().replace("_", " "), **fields)
-        else:
-            log.debug("job " + t.reason.value.lower().replace("_", " "), **fields)
-
-
-def _seconds(start: datetime, end: datetime) -> float:
-    """Seconds between two timezone-aware moments (PostgreSQL's timestamptz), never negative."""
-    return max(0.0, (end - start).total_seconds())

@@ -18,12 +18,16 @@ change of a released job is robbed of it first, so one job's changes never cross
 other write in flight (the common case when idle, and every single-caller test) a batch goes
 out at once, unsorted. A write that hangs holds back the batches behind it only until its
 statement times out (`db.command_timeout_s`).
+
+Subscribers run in the context (contextvars: the correlation id of the RPC that made the
+change) of the write that made the transitions, also when another write's return releases them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextvars import Context
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -39,6 +43,7 @@ class _Batch:
     """The last ticket handed out when its write returned: it waits for every ticket up to
     this one."""
     transitions: list[Transition]
+    context: Context
 
 
 class PublicationOrder:
@@ -54,12 +59,12 @@ class PublicationOrder:
         self._open[self._issued] = None
         return self._issued
 
-    def close(self, ticket: int, transitions: Sequence[Transition]) -> None:
+    def close(self, ticket: int, transitions: Sequence[Transition], context: Context) -> None:
         """The write of `ticket` returned, having applied `transitions` (none when it failed or
-        changed nothing): publish what may go now."""
+        changed nothing) in `context`: publish what may go now."""
         del self._open[ticket]
         if transitions:
-            self._waiting.append(_Batch(self._issued, list(transitions)))
+            self._waiting.append(_Batch(self._issued, list(transitions), context))
         if self._waiting:
             self._release()
 
@@ -70,37 +75,40 @@ class PublicationOrder:
 
     def _release(self) -> None:
         lowest_open = next(iter(self._open), self._issued + 1)
-        released: list[Transition] = []
-        batches = 0
+        ready: list[_Batch] = []
         while self._waiting and self._waiting[0].watermark < lowest_open:
-            released.extend(self._waiting.popleft().transitions)
-            batches += 1
-        if not released:
+            ready.append(self._waiting.popleft())
+        if not ready:
             return
-        pulled = self._pull_earlier(released) if self._waiting else False
-        if batches > 1 or pulled:
-            # Stable: the changes of one statement for one job (FAILED then PENDING) share
-            # their time and keep their order.
-            released.sort(key=lambda t: t.occurred_at)
-        self._emit(released)
+        if len(ready) == 1 and not self._waiting:  # the common case: nothing to merge
+            ready[0].context.run(self._emit, ready[0].transitions)
+            return
+        released = [(t, b.context) for b in ready for t in b.transitions]
+        if self._waiting:
+            self._pull_earlier(released)
+        # Stable: the changes of one statement for one job (FAILED then PENDING) share their
+        # time and keep their order.
+        released.sort(key=lambda item: item[0].occurred_at)
+        start = 0
+        for end in range(1, len(released) + 1):
+            if end == len(released) or released[end][1] is not released[start][1]:
+                released[start][1].run(self._emit, [t for t, _ in released[start:end]])
+                start = end
 
-    def _pull_earlier(self, released: list[Transition]) -> bool:
+    def _pull_earlier(self, released: list[tuple[Transition, Context]]) -> None:
         """Move into `released` the held transitions of its jobs that happened before its last
-        one of the same job. True when any moved."""
+        one of the same job."""
         latest: dict[UUID, datetime] = {}
-        for t in released:
+        for t, _ in released:
             seen = latest.get(t.job_id)
             if seen is None or t.occurred_at > seen:
                 latest[t.job_id] = t.occurred_at
-        moved = False
         for batch in self._waiting:
             keep: list[Transition] = []
             for t in batch.transitions:
                 last = latest.get(t.job_id)
                 if last is not None and t.occurred_at <= last:
-                    released.append(t)
-                    moved = True
+                    released.append((t, batch.context))
                 else:
                     keep.append(t)
             batch.transitions = keep
-        return moved

@@ -21,7 +21,6 @@ from jobq.domain.errors import WorkerNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.records import AttemptRef, NewJob, Success, Transition
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
-from jobq.observability.metrics import ServerMetrics
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.reaper import Reaper, ReaperReport
@@ -88,7 +87,7 @@ def _fixed(moment: datetime) -> Callable[[], datetime]:
 
 def _lifecycle(on_published: Callable[[list[Transition]], None] | None) -> Lifecycle:
     """A lifecycle stream whose transitions go to `on_published`."""
-    lifecycle = Lifecycle(ServerMetrics(process_collectors=False))
+    lifecycle = Lifecycle()
     if on_published is not None:
         lifecycle.subscribe(lambda transitions: on_published(list(transitions)))
     return lifecycle

@@ -17,7 +17,6 @@ from jobq.coordination.locker import NoopLocker
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
 from jobq.domain.states import JobStatus, Reason
-from jobq.observability.metrics import ServerMetrics
 from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
@@ -161,7 +160,7 @@ async def test_a_failed_stream_write_returns_the_job_at_once_without_a_retry(
 ) -> None:
     jobs, workers = PgJobStore(pool), PgWorkerStore(pool)
     capacity = WorkerCapacity()
-    lifecycle = Lifecycle(ServerMetrics(process_collectors=False))
+    lifecycle = Lifecycle()
     lifecycle.subscribe(capacity.left)
     undelivered = Undelivered(jobs, lifecycle)
     dispatcher = Dispatcher(

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from jobq.observability.metrics import ServerMetrics
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.lifecycle import Lifecycle
 
@@ -56,7 +55,7 @@ def _monitor(
         None,  # type: ignore[arg-type]
         timeout_s=30,
         interval_s=interval_s,
-        lifecycle=Lifecycle(ServerMetrics(process_collectors=False)),
+        lifecycle=Lifecycle(),
         probe=probe,
         monotonic=clock,
     )

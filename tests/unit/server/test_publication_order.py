@@ -4,6 +4,7 @@ published in the order their transactions committed, each exactly once."""
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar, copy_context
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -29,7 +30,7 @@ def test_a_write_alone_is_published_when_it_returns() -> None:
     order = PublicationOrder(published.append)
     ticket = order.open()
     t = _transition(uuid.uuid4(), 1)
-    order.close(ticket, [t])
+    order.close(ticket, [t], copy_context())
     assert published == [[t]]
 
 
@@ -42,10 +43,10 @@ def test_a_claim_returning_before_the_submit_it_found_waits_for_it() -> None:
     submit = order.open()
     claim = order.open()
     submitted, assigned = _transition(job, 1), _transition(job, 2)
-    order.close(claim, [assigned])
+    order.close(claim, [assigned], copy_context())
     assert published == []
     assert order.waiting == 1
-    order.close(submit, [submitted])
+    order.close(submit, [submitted], copy_context())
     assert published == [submitted, assigned]
     assert order.waiting == 0
 
@@ -56,9 +57,9 @@ def test_a_failed_write_releases_those_waiting_for_it() -> None:
     failing = order.open()
     other = order.open()
     t = _transition(uuid.uuid4(), 1)
-    order.close(other, [t])
+    order.close(other, [t], copy_context())
     assert published == []
-    order.close(failing, [])
+    order.close(failing, [], copy_context())
     assert published == [t]
 
 
@@ -96,14 +97,32 @@ def test_each_jobs_transitions_come_out_in_commit_order_exactly_once(
             every.extend(changes)
         else:
             ticket = data.draw(st.sampled_from(sorted(committed)))
-            order.close(ticket, committed.pop(ticket))
+            order.close(ticket, committed.pop(ticket), copy_context())
     for ticket in opened:  # writes that fail return nothing
-        order.close(ticket, [])
+        order.close(ticket, [], copy_context())
     for ticket in list(committed):
-        order.close(ticket, committed.pop(ticket))
+        order.close(ticket, committed.pop(ticket), copy_context())
     assert sorted(published, key=lambda t: t.attempt) == sorted(every, key=lambda t: t.attempt)
     assert len({t.attempt for t in published}) == len(published)
     for job_id in job_ids:
         times = [t.attempt for t in published if t.job_id == job_id]
         assert times == sorted(times), job_id
     assert order.waiting == 0
+
+
+CALLER: ContextVar[str] = ContextVar("caller", default="")
+
+
+def test_subscribers_run_in_the_context_of_the_write_that_made_the_changes() -> None:
+    """The correlation id on a transition's log line is that of the RPC that made it, also
+    when another write's return released it."""
+    seen: list[tuple[str, int]] = []
+    order = PublicationOrder(lambda ts: seen.extend((CALLER.get(), t.attempt) for t in ts))
+    job = uuid.uuid4()
+    first, second = order.open(), order.open()
+    CALLER.set("claim")
+    order.close(second, [_transition(job, 2)], copy_context())
+    CALLER.set("submit")
+    order.close(first, [_transition(job, 1)], copy_context())
+    CALLER.set("")
+    assert seen == [("submit", 1), ("claim", 2)]
