@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2
 
 from jobq.config import Settings
 from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
-from jobq.domain.errors import ConfigError, ServiceFailed, Unavailable
+from jobq.domain.errors import ConfigError, ServiceFailed
 from jobq.domain.retry import RetryPolicy
 from jobq.observability.http_endpoints import HttpEndpoints, health_routes
 from jobq.observability.logging_setup import get_logger
@@ -41,23 +41,15 @@ from jobq.server.transition_metrics import TransitionLog, TransitionMetrics
 from jobq.server.undelivered import Undelivered
 from jobq.server.worker_capacity import WorkerCapacity
 from jobq.server.worker_service import WorkerServicer
-from jobq.storage.database import DatabaseHandle, open_database
-from jobq.storage.migrations import migrate
-from jobq.storage.pool import (
-    configure_session,
-    create_claim_pool,
-    create_pool,
-    notify_channel,
-    ping,
-)
-from jobq.storage.pooler_check import require_session_pooling
+from jobq.storage.database import DatabaseHandle
+from jobq.storage.pool import notify_channel, ping
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.queues import PgQueueStore
 from jobq.storage.postgres.workers import PgWorkerStore
-from jobq.storage.server_version import require_supported
+from jobq.storage.server_storage import open_database_for_server, open_pools
 
 log = get_logger("jobq.server")
 
@@ -115,59 +107,10 @@ class ServerApp:
         if problems:
             raise ConfigError("\n".join(problems))
         announce_exposure(self.settings, self.authenticator)
-        database = self._database = await open_database(self.settings.db)
-        # Before migrations: a transaction pooler would break them (see pooler_check).
-        await require_session_pooling(database.dsn, timeout_s=self.settings.db.connect_timeout_s)
-        log.info(
-            "using " + database.description,
-            action="db.selected",
-            embedded=database.embedded is not None,
-            created_database=database.created_database,
-        )
-        await self._migrate(database.dsn)
-        db = self.settings.db
-        try:
-            pool = await create_pool(
-                database.dsn,
-                schema=db.schema,
-                min_size=db.pool_min_size,
-                max_size=db.pool_max_size,
-                connect_timeout_s=db.connect_timeout_s,
-                command_timeout_s=db.command_timeout_s,
-            )
-            claim_pool = await create_claim_pool(
-                database.dsn, schema=db.schema, connect_timeout_s=db.connect_timeout_s
-            )
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
-        self._running = self._wire(database, pool, claim_pool)
+        database = self._database = await open_database_for_server(self.settings.db)
+        storage = await open_pools(database, self.settings.db)
+        self._running = self._wire(database, storage.pool, storage.claim_pool)
         await self._serve()
-
-    async def _migrate(self, dsn: str) -> None:
-        """Check the server's version, then bring `db.schema` up to date."""
-        db = self.settings.db
-        try:
-            conn = await asyncpg.connect(dsn, timeout=db.connect_timeout_s)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            raise Unavailable(f"cannot reach PostgreSQL: {exc}") from None
-        try:
-            # The version first: an unsupported server may not even know the session settings.
-            version = await require_supported(conn)
-            if version.warning():
-                log.warning(version.warning(), action="db.version_untested")
-            await configure_session(conn, db.schema)
-            report = await migrate(conn, schema=db.schema)
-        finally:
-            await conn.close()
-        log.info(
-            "schema up to date",
-            action="db.migrated",
-            server_version=version.short,
-            schema=db.schema,
-            created_schema=report.created_schema,
-            applied=list(report.applied),
-            already_applied=len(report.already_applied),
-        )
 
     def _wire(
         self, database: DatabaseHandle, pool: asyncpg.Pool, claim_pool: asyncpg.Pool

@@ -115,11 +115,6 @@ class Lifecycle:
         finally:
             self._order.close(ticket, changes.transitions, contextvars.copy_context())
 
-    @property
-    def held_back(self) -> int:
-        """Transitions waiting for an earlier write to return."""
-        return self._order.waiting
-
     def _publish(self, transitions: Sequence[Transition]) -> None:
         """Committed state changes, in order: tell the subscribers."""
         for subscriber in self._subscribers:

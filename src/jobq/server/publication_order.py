@@ -68,11 +68,6 @@ class PublicationOrder:
         if self._waiting:
             self._release()
 
-    @property
-    def waiting(self) -> int:
-        """Transitions held back now (for tests and a gauge)."""
-        return sum(len(b.transitions) for b in self._waiting)
-
     def _release(self) -> None:
         lowest_open = next(iter(self._open), self._issued + 1)
         ready: list[_Batch] = []

@@ -46,7 +46,7 @@ class ConnectedWorker:
     """One open StreamJobs call: what the worker serves, what it holds, what is on its way.
     `incarnation` is the process that opened it; claims for the stream are made for that
     process only (a superseded one's stream gets nothing, see jobs_claim). Its slots are
-    WorkerCapacity's to change: read `free_slots` and `holds`, never write `held`."""
+    WorkerCapacity's to change: read `free_slots` and `held`, never write them."""
 
     worker_id: UUID
     queues: tuple[str, ...]
@@ -63,9 +63,6 @@ class ConnectedWorker:
         if self.draining or self.closed:
             return 0
         return max(0, self.concurrency - len(self.held))
-
-    def holds(self, key: AttemptKey) -> bool:
-        return key in self.held
 
 
 class WorkerCapacity:

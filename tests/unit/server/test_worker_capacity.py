@@ -147,7 +147,7 @@ def test_a_heartbeat_frees_what_the_worker_does_not_hold_once_the_grace_has_pass
     now[0] += 2.0
     assert capacity.reconcile(worker_id, uuid.uuid4(), running) == []  # another process
     assert capacity.reconcile(worker_id, incarnation, running) == [(lost.job.job_id, 1)]
-    assert worker.holds((kept.job.job_id, 1))
+    assert (kept.job.job_id, 1) in worker.held
     assert worker.free_slots == 2
 
 
@@ -283,7 +283,7 @@ class CapacityMachine(RuleBasedStateMachine):
             assert count == 1, mark
             assert mark in self.taken, mark
             worker = next(w for w in self.attached if id(w) == mark[0])
-            assert not worker.holds(mark[1])
+            assert mark[1] not in worker.held
 
     def teardown(self) -> None:
         # Every stream ends: then every slot ever taken was freed exactly once.
