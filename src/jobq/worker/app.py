@@ -100,13 +100,12 @@ async def run_worker(settings: Settings, setup: WorkerSetup | None = None) -> in
             job_user=setup.job_user,
             guard=guardian or NO_GUARD,
         )
-        # The limit is read from the watchdog's thread once it runs, after `runtime` exists.
-        watchdog = LoopWatchdog(lambda: runtime.loop_stall_limit_s)
-        background = {"loop watchdog": watchdog.keep_running}
-        if guardian is not None:
-            background["job guardian"] = guardian.keep_running
         metrics = WorkerMetrics()
-        runtime = WorkerRuntime(cfg, executor, metrics, setup.credentials, background=background)
+        runtime = WorkerRuntime(cfg, executor, metrics, setup.credentials)
+        watchdog = LoopWatchdog(runtime.loop_stall_limit_s)
+        runtime.supervise("loop watchdog", watchdog.keep_running)
+        if guardian is not None:
+            runtime.supervise("job guardian", guardian.keep_running)
         # Watching from now on, not only once the runtime's supervisor takes it over.
         watchdog.start(asyncio.get_running_loop())
         try:

@@ -13,6 +13,11 @@ database). Three failed heartbeats in a row end the session (the runtime reconne
 server forgetting this worker (NOT_FOUND) ends it at once, and its refusal of a superseded
 process is passed on before the error ends the session.
 
+What the answers carry for the rest of the worker goes to subscribers, made by the part built on
+top (the worker's `Shutdown`): the server's SHUTDOWN command (`on_shutdown`, which must be heard:
+a heartbeat is not sent without its subscriber) and the refusal of a superseded process
+(`on_superseded`; optional, since the refusal is raised to the session as well).
+
 The time is injected (`clock`, `sleep`): tests drive the loop with a fake clock, one `beat` at
 a time or through `run`, without waiting for intervals to pass.
 """
@@ -53,22 +58,28 @@ class Heartbeats:
         contact: ServerContact,
         held: Callable[[], Iterable[JobKey]],
         *,
-        on_shutdown: Callable[[], None],
-        on_superseded: Callable[[str], None],
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        """`held()` lists every attempt this process holds; `on_shutdown` is the server's
-        SHUTDOWN command; `on_superseded` hears its refusal of this process."""
+        """`held()` lists every attempt this process holds."""
         self._registration = registration
         self._contact = contact
         self._held = held
-        self._on_shutdown = on_shutdown
-        self._on_superseded = on_superseded
+        self._on_shutdown: Callable[[], None] | None = None
+        self._on_superseded: Callable[[str], None] | None = None
         self._clock = clock
         self._sleep = sleep
         self.draining = False
         """The server said DRAIN: it assigns this worker nothing more."""
+
+    def on_shutdown(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` when an answer carries the server's SHUTDOWN command. Required
+        before the first heartbeat."""
+        self._on_shutdown = callback
+
+    def on_superseded(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(reason)` when the server refuses this process as superseded."""
+        self._on_superseded = callback
 
     async def run(self, stub: worker_service_pb2_grpc.WorkerServiceStub) -> None:
         """Beat every interval until the session must end (raises `SessionEnded` or the
@@ -96,7 +107,10 @@ class Heartbeats:
         Raises:
             SessionEnded: the channel was closed, or the server no longer knows this worker.
             grpc.aio.AioRpcError: the server refused this process as superseded.
+            RuntimeError: nobody subscribed to the SHUTDOWN command (a bug in the wiring).
         """
+        if self._on_shutdown is None:
+            raise RuntimeError("nobody hears the SHUTDOWN command: subscribe with on_shutdown")
         registration = self._registration
         running = [
             pb.JobAttempt(job_id=job_id, attempt=attempt) for job_id, attempt in self._held()
@@ -121,7 +135,8 @@ class Heartbeats:
             raise SessionEnded("the heartbeat's channel was closed") from None
         except grpc.aio.AioRpcError as exc:
             if is_superseded_error(exc):
-                self._on_superseded(describe_error(exc))
+                if self._on_superseded is not None:
+                    self._on_superseded(describe_error(exc))
                 raise
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 raise SessionEnded("the server no longer knows this worker") from None
@@ -151,4 +166,5 @@ class Heartbeats:
                     worker_id=self._registration.worker_id,
                 )
             elif command == pb.WORKER_COMMAND_SHUTDOWN:
+                assert self._on_shutdown is not None  # `beat` checked
                 self._on_shutdown()

@@ -10,6 +10,8 @@ is reported as interrupted (SHUTDOWN: back to PENDING without using a retry), wi
 Two things the runner never does: start an assignment read after the contact deadline (it may
 already run elsewhere: it is handed back unstarted), and report a job the server took back
 (`rejected`: a refused start or a superseded process), whose report it would refuse anyway.
+The runner hears of a refused start from the reporter it is built on: it subscribes itself
+(`Reporter.on_ack_rejected`) when it is built.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class JobRunner:
     ) -> None:
         self._executor = executor
         self._reporter = reporter
+        reporter.on_ack_rejected(self.ack_rejected)
         self._metrics = metrics
         self._contact = contact
         self._registration = registration
@@ -91,6 +94,11 @@ class JobRunner:
     def running(self) -> Mapping[JobKey, RunningJob]:
         """The jobs this worker holds: running, or waiting for a slot."""
         return self._running
+
+    def held(self) -> set[JobKey]:
+        """Every attempt this process holds: running, waiting for a slot, or finished with a
+        result the server has not answered yet (what the heartbeats list)."""
+        return {*self._running, *self._reporter.unsettled()}
 
     def start(self, assignment: pb.JobAssignment) -> None:
         """Run an assignment read from the job stream (once: a re-sent one is ignored)."""

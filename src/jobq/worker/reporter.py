@@ -18,6 +18,13 @@ whatever ends its call, an unexpected exception included, so the loop can be res
 supervisor (`task_supervisor.py`) without losing anything. Results the server refuses are logged
 once each, with its reason (`job.result_rejected`).
 
+What the server's answers mean for the rest of the worker is passed up through subscriptions,
+made by the parts built on top of the reporter: a refused start (`on_ack_rejected`, the
+`JobRunner`, which stops the job) and the refusal of a superseded process (`on_superseded`, the
+worker's `Shutdown`). The first must be heard, or a job the server took back would run on:
+`run` refuses to start without its subscriber. The second is optional; unheard, the reporter
+still stops sending.
+
 Its two waits, the acknowledgements' linger and the pause before sending an undelivered batch
 again, go through an injected `sleep`, so tests drive them with a fake clock.
 """
@@ -71,24 +78,16 @@ _CARRIES_THE_START = frozenset({pb.JOB_OUTCOME_SUCCEEDED, pb.JOB_OUTCOME_REFUSED
 class Reporter:
     """Owns the outgoing reports of one worker across reconnects."""
 
-    def __init__(
-        self,
-        on_ack_rejected: OnAckOutcome,
-        on_superseded: OnSuperseded | None = None,
-        *,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        """`on_superseded` hears the server's refusal of a superseded process (a newer one
-        registered under this worker id): the worker must stop, not send again. `sleep` waits
-        out the linger and the retry delay."""
-        self._on_superseded = on_superseded
+    def __init__(self, *, sleep: Sleep = asyncio.sleep) -> None:
+        """`sleep` waits out the linger and the retry delay."""
+        self._on_ack_rejected: OnAckOutcome | None = None
+        self._on_superseded: OnSuperseded | None = None
         self._sleep = sleep
         self._incarnation = ""
         self._acks: list[pb.JobAttempt] = []
         self._results: list[PendingResult] = []
         self._delivered: dict[tuple[str, int], asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
-        self._on_ack_rejected = on_ack_rejected
         self._stub: worker_service_pb2_grpc.WorkerServiceStub | None = None
         self._worker_id = ""
         self._connected = asyncio.Event()
@@ -96,6 +95,18 @@ class Reporter:
         self._all_sent.set()
         self._generation = 0
         """Bumped by `forget`: a batch taken before it is not put back after it."""
+
+    # --- who hears the server's refusals ---------------------------------------------------------
+
+    def on_ack_rejected(self, callback: OnAckOutcome) -> None:
+        """Call `callback(outcome)` for each start the server refused (the job was cancelled
+        or re-assigned: it must be stopped). Required before `run`."""
+        self._on_ack_rejected = callback
+
+    def on_superseded(self, callback: OnSuperseded) -> None:
+        """Call `callback(reason)` when the server refuses this process as superseded (a newer
+        one registered under this worker id): the worker must stop, not send again."""
+        self._on_superseded = callback
 
     # --- what the runtime calls ----------------------------------------------------------------
 
@@ -167,6 +178,8 @@ class Reporter:
 
     async def run(self) -> None:
         """Send until cancelled. Restartable: whatever is queued is sent by the next run."""
+        if self._on_ack_rejected is None:
+            raise RuntimeError("nobody hears refused starts: subscribe with on_ack_rejected")
         self._wake.set()  # a restarted loop may find items queued while nothing ran
         while True:
             await self._wake.wait()
@@ -222,6 +235,7 @@ class Reporter:
             return False
         for outcome in reply.outcomes:
             if not outcome.accepted:
+                assert self._on_ack_rejected is not None  # `run` checked
                 self._on_ack_rejected(outcome)
         return True
 

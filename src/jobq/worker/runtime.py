@@ -1,6 +1,6 @@
 """The worker's life, wired: sessions, jobs, reports, the contact watch, supervision, shutdown.
 
-`WorkerRuntime` builds the parts and connects them; each part lives in a module of its own:
+`WorkerRuntime` builds the parts; each part lives in a module of its own:
 
 - `registration.py`: who this process is to the server (worker id, incarnation, interval);
 - `session.py`: connect, register, receive jobs and heartbeat, reconnect with backoff;
@@ -11,13 +11,21 @@
 - `shutdown.py`: why the worker stops, and the drain, abandon and goodbye;
 - `task_supervisor.py`: keeps the long-lived loops running, or stops the worker loudly.
 
+Dependencies point one way: each part is built only from parts that already exist (the
+supervisor, the reporter, the job runner, the heartbeats, `Shutdown`, the contact watch, the
+session loop, in that order), and a lower part never needs a higher one to be built. News that
+travels up (a start the server refused, a loop given up on, the server's SHUTDOWN command, its
+refusal of this process) goes through subscriptions the higher part makes on the lower ones
+when it is built: the job runner on the reporter, `Shutdown` on the supervisor, the reporter
+and the heartbeats. All are made before `run` starts a loop, so none of that news goes unheard.
+
 Jobs run in tasks of their own, independent of the connection: a server restart ends the
 session, the worker reconnects and re-registers under the same id, and running jobs carry on;
 their results wait in the reporter until delivered.
 
 No part of the worker dies silently. The loops that outlive a session (the reporter, the
-contact watch, the heartbeats kept through a drain, and the `background` loops the composition
-root hands over: the job guardian's watch, the loop watchdog's thread) run under one
+contact watch, the heartbeats kept through a drain, and the loops the composition root hands
+over with `supervise`: the job guardian's watch, the loop watchdog's thread) run under one
 `TaskSupervisor`; the session's own loops (receive, heartbeats) are watched together by the
 session, whose crashes are restarted within a `RestartBudget`. A loop that cannot be kept
 running stops the worker: its jobs are interrupted at once, it deregisters, and `run` returns
@@ -27,7 +35,7 @@ running stops the worker: its jobs are interrupted at once, it deregisters, and 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from jobq.config import WorkerSettings
 from jobq.observability.logging_setup import get_logger
@@ -60,26 +68,20 @@ class WorkerRuntime:
         metrics: WorkerMetrics,
         credentials: WorkerCredentials = PLAINTEXT,
         *,
-        background: Mapping[str, Callable[[], Awaitable[None]]] | None = None,
         supervision: RestartPolicy = DEFAULT_POLICY,
         clock: Clock = time.monotonic,
     ) -> None:
         """`credentials` (TLS, client certificate, token) go with every channel it opens;
-        `background` names more loops to run and supervise while the worker runs;
         `supervision` says how often a failing loop or session is restarted; `clock` is the
         one every part compares times by."""
-        self._background = dict(background or {})
+        self._background: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._started = False
         self.contact = ServerContact(clock)
         self._registration = Registration(settings, self.contact, clock)
-        # The parts call one another back (a refused start stops its job, a refusal of this
-        # process stops everything): the lambdas reach parts built further down.
-        self._supervisor = TaskSupervisor(
-            lambda name, problem: self._shutdown.give_up(name, problem), supervision
-        )
-        self._reporter = Reporter(
-            lambda outcome: self.jobs.ack_rejected(outcome),
-            lambda reason: self._shutdown.supersede(reason),
-        )
+        # Each part is built only from the parts above it. News going the other way is heard
+        # through subscriptions the later part makes itself when built (see the docstring).
+        self._supervisor = TaskSupervisor(supervision)
+        self._reporter = Reporter()
         self.jobs = JobRunner(
             executor,
             self._reporter,
@@ -89,14 +91,7 @@ class WorkerRuntime:
             settings.concurrency,
             clock,
         )
-        self._heartbeats = Heartbeats(
-            self._registration,
-            self.contact,
-            lambda: {*self.jobs.running, *self._reporter.unsettled()},
-            on_shutdown=self.request_stop,
-            on_superseded=lambda reason: self._shutdown.supersede(reason),
-            clock=clock,
-        )
+        self._heartbeats = Heartbeats(self._registration, self.contact, self.jobs.held, clock=clock)
         self._shutdown = Shutdown(
             settings,
             credentials,
@@ -137,6 +132,16 @@ class WorkerRuntime:
     def exit_process(self, exit_process: Callable[[int], object]) -> None:
         self._contact_watch.exit_process = exit_process
 
+    def supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run `loop()` under the worker's supervisor while the worker runs, as the task
+        `name` (a loop of the composition root: the job guardian's watch, the loop watchdog's
+        thread). Call it before `run`."""
+        if self._started:
+            raise RuntimeError(f"the {name} loop must be handed over before the worker runs")
+        if name in self._background:
+            raise ValueError(f"a loop named {name!r} is already supervised")
+        self._background[name] = loop
+
     def request_stop(self) -> None:
         """SIGTERM/SIGINT or a SHUTDOWN command: finish gracefully."""
         self._shutdown.request_stop()
@@ -145,6 +150,7 @@ class WorkerRuntime:
         """Serve until asked to stop, then drain, deregister and return the exit code: 0, or 1
         when a loop kept failing and the worker stopped itself, or EXIT_SUPERSEDED when a
         newer process registered under its worker id (no drain, no goodbye)."""
+        self._started = True
         self._supervisor.start("reporter", self._reporter.run)
         self._supervisor.start("watchdog", self._contact_watch.run)
         for name, loop in self._background.items():
@@ -166,7 +172,6 @@ class WorkerRuntime:
             return 1
         return 0
 
-    @property
     def loop_stall_limit_s(self) -> float:
         """How long the event loop may stay blocked (a handler calling blocking code in an
         `async def`) before the worker must exit (`LoopWatchdog`)."""

@@ -11,6 +11,12 @@ Three ways to stop, one owner of the decision (`Shutdown`):
   so its jobs are killed and nothing is reported or deregistered (EXIT_SUPERSEDED). It must not
   register again, which would supersede the newer process in turn.
 
+`Shutdown` is built on the parts whose news decides it, and subscribes itself to them when it
+is built: a loop given up on (`TaskSupervisor.on_give_up`), the server's SHUTDOWN command
+(`Heartbeats.on_shutdown`), and its refusal of this process (`Reporter.on_superseded`,
+`Heartbeats.on_superseded`). The session loop, built after it, is handed `stop`, `give_up` and
+`supersede` directly.
+
 The session open when the worker was asked to stop is kept through the drain, heartbeats
 included, so a long grace period does not get the worker declared lost. Those heartbeats run
 under the task supervisor like every other loop: a bug in them is logged and restarted, while
@@ -78,6 +84,10 @@ class Shutdown:
         """Why the worker stops on its own (a loop kept failing); empty while healthy."""
         self.superseded = ""
         """The server's refusal of this process as superseded; empty while not."""
+        supervisor.on_give_up(self.give_up)
+        heartbeats.on_shutdown(self.request_stop)
+        heartbeats.on_superseded(self.supersede)
+        reporter.on_superseded(self.supersede)
 
     def request_stop(self) -> None:
         """SIGTERM/SIGINT or a SHUTDOWN command: finish gracefully."""

@@ -11,8 +11,9 @@ loop runs under a `TaskSupervisor`, as STYLE.md asks ("one crash is never silent
   again after `RestartPolicy.delay_s`: the loops keep their state in their objects (the
   reporter's queues), not in the task, so a restart loses nothing;
 - a loop that fails more than `max_restarts` times within `window_s` is a bug a restart will not
-  fix: it is logged (`worker.task_failed`) and `on_give_up` is called, which stops the worker
-  with a non-zero exit rather than leave it half-alive.
+  fix: it is logged (`worker.task_failed`) and the subscriber of `on_give_up` is called (the
+  worker's `Shutdown`, which stops the worker with a non-zero exit rather than leave it
+  half-alive). Without a subscriber the loop is still given up on, logged and named by `down()`.
 
 `RestartBudget` is the pure counting part (clock injected), shared with the session loop of
 `session.py`, which restarts a session that crashed by reconnecting.
@@ -96,7 +97,6 @@ class TaskSupervisor:
 
     def __init__(
         self,
-        on_give_up: OnGiveUp,
         policy: RestartPolicy = DEFAULT_POLICY,
         *,
         clock: Clock = time.monotonic,
@@ -104,13 +104,17 @@ class TaskSupervisor:
     ) -> None:
         """`clock` counts the restarts against the policy's window; `sleep` waits out its
         delay (both injected so tests need not wait)."""
-        self._on_give_up = on_give_up
+        self._on_give_up: OnGiveUp | None = None
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._down: dict[str, str] = {}
         """Loops not running their loop now, with why: failed and waiting, or given up."""
+
+    def on_give_up(self, callback: OnGiveUp) -> None:
+        """Call `callback(name, last failure)` when a loop will not be restarted again."""
+        self._on_give_up = callback
 
     def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run `loop()` as the task `name` (a name not already running)."""
@@ -168,7 +172,8 @@ class TaskSupervisor:
                     error=describe(problem),
                     exc_info=problem,
                 )
-                self._on_give_up(name, problem)
+                if self._on_give_up is not None:
+                    self._on_give_up(name, problem)
                 return
             self._down[name] = f"restarting after {describe(problem)}"
             log.error(

@@ -33,7 +33,8 @@ class StallingService(FakeWorkerService):
 async def test_a_report_in_flight_when_the_channel_closes_is_delivered_after_reconnecting() -> None:
     service = StallingService()
     server, port = await start_fake_server(service)
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    reporter = Reporter()
+    reporter.on_ack_rejected(lambda outcome: None)
     task = asyncio.create_task(reporter.run())
     first, stub = connect(f"127.0.0.1:{port}", PLAINTEXT)
     second, second_stub = connect(f"127.0.0.1:{port}", PLAINTEXT)

@@ -57,9 +57,10 @@ def runtime_for(
     executor = JobExecutor(
         imports=settings.imports, allowed_commands=(), max_output_bytes=1024, job_user=AS_WORKER
     )
-    return WorkerRuntime(
-        settings, executor, WorkerMetrics(), background=background, supervision=supervision
-    )
+    runtime = WorkerRuntime(settings, executor, WorkerMetrics(), supervision=supervision)
+    for name, loop in (background or {}).items():
+        runtime.supervise(name, loop)
+    return runtime
 
 
 async def until(condition: Callable[[], object], within: float = 10) -> None:

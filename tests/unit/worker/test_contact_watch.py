@@ -44,7 +44,7 @@ class Parts:
         self.contact = ServerContact(self.clock)
         self.contact.learn_timeout(10.0, 0)  # lost 8 s after the last answered send
         self.registration = Registration(WorkerSettings(), self.contact, self.clock)
-        self.reporter = Reporter(lambda outcome: None)
+        self.reporter = Reporter()
         self.executor = Executor()
         self.jobs = JobRunner(
             self.executor,  # type: ignore[arg-type]

@@ -63,11 +63,11 @@ class Parts:
             self.registration,
             self.contact,
             lambda: self.held,
-            on_shutdown=self.shutdown,
-            on_superseded=self.superseded.append,
             clock=self.clock,
             sleep=self.clock.sleep,
         )
+        self.heartbeats.on_shutdown(self.shutdown)
+        self.heartbeats.on_superseded(self.superseded.append)
         self.stub = Stub(self.clock)
 
     def shutdown(self) -> None:
@@ -164,3 +164,12 @@ async def test_drain_is_logged_once_and_shutdown_asks_the_worker_to_stop(parts: 
     assert parts.heartbeats.draining
     assert [e["action"] for e in logs] == ["worker.draining"]
     assert parts.shutdowns == 1
+
+
+async def test_no_heartbeat_is_sent_before_someone_hears_the_shutdown_command() -> None:
+    """A SHUTDOWN nobody hears would be lost: unwired heartbeats fail loudly, sending nothing."""
+    parts = Parts()
+    unwired = Heartbeats(parts.registration, parts.contact, lambda: parts.held, clock=parts.clock)
+    with pytest.raises(RuntimeError, match="on_shutdown"):
+        await unwired.beat(parts.stub)  # type: ignore[arg-type]
+    assert parts.stub.requests == []

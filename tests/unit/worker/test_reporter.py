@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import structlog
 from support.fake_clock import FakeClock
 
@@ -40,7 +41,8 @@ def _result(job_id: str, outcome: int = pb.JOB_OUTCOME_SUCCEEDED) -> PendingResu
 
 
 async def _reporter() -> tuple[Reporter, RecordingStub, asyncio.Task[None]]:
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    reporter = Reporter()
+    reporter.on_ack_rejected(lambda outcome: None)
     stub = RecordingStub()
     reporter.connected(stub, "w")  # type: ignore[arg-type]
     return reporter, stub, asyncio.create_task(reporter.run())
@@ -110,7 +112,8 @@ class CutOffStub(RecordingStub):
 
 async def test_a_call_cut_off_by_a_reconnect_is_sent_again_over_the_next_channel() -> None:
     clock = FakeClock()
-    reporter = Reporter(on_ack_rejected=lambda outcome: None, sleep=clock.sleep)
+    reporter = Reporter(sleep=clock.sleep)
+    reporter.on_ack_rejected(lambda outcome: None)
     old, new = CutOffStub(), RecordingStub()
     reporter.connected(old, "w")  # type: ignore[arg-type]
     task = asyncio.create_task(reporter.run())
@@ -129,7 +132,8 @@ async def test_a_call_cut_off_by_a_reconnect_is_sent_again_over_the_next_channel
 
 async def test_an_undelivered_batch_is_sent_again_after_the_retry_delay_not_before() -> None:
     clock = FakeClock()
-    reporter = Reporter(on_ack_rejected=lambda outcome: None, sleep=clock.sleep)
+    reporter = Reporter(sleep=clock.sleep)
+    reporter.on_ack_rejected(lambda outcome: None)
     stub = CutOffStub()
     reporter.connected(stub, "w")  # type: ignore[arg-type]
     task = asyncio.create_task(reporter.run())
@@ -147,7 +151,8 @@ async def test_an_undelivered_batch_is_sent_again_after_the_retry_delay_not_befo
 
 async def test_acknowledgements_alone_linger_for_results_to_travel_with() -> None:
     clock = FakeClock()
-    reporter = Reporter(on_ack_rejected=lambda outcome: None, sleep=clock.sleep)
+    reporter = Reporter(sleep=clock.sleep)
+    reporter.on_ack_rejected(lambda outcome: None)
     stub = RecordingStub()
     reporter.connected(stub, "w")  # type: ignore[arg-type]
     task = asyncio.create_task(reporter.run())
@@ -181,7 +186,8 @@ class BrokenStub(RecordingStub):
 
 
 async def test_a_crash_keeps_the_batch_for_the_restarted_loop() -> None:
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    reporter = Reporter()
+    reporter.on_ack_rejected(lambda outcome: None)
     stub = BrokenStub()
     reporter.connected(stub, "w")  # type: ignore[arg-type]
     reporter.ack("a", 1)
@@ -214,7 +220,8 @@ class HangingStub(RecordingStub):
 
 
 async def test_what_was_forgotten_during_a_call_is_not_put_back() -> None:
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    reporter = Reporter()
+    reporter.on_ack_rejected(lambda outcome: None)
     old, new = HangingStub(), RecordingStub()
     reporter.connected(old, "w")  # type: ignore[arg-type]
     task = asyncio.create_task(reporter.run())
@@ -250,7 +257,8 @@ class RefusingStub(RecordingStub):
 
 
 async def test_a_refused_result_is_logged_once_with_the_reason_and_not_sent_again() -> None:
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    reporter = Reporter()
+    reporter.on_ack_rejected(lambda outcome: None)
     stub = RefusingStub()
     reporter.connected(stub, "w")  # type: ignore[arg-type]
     task = asyncio.create_task(reporter.run())
@@ -270,7 +278,8 @@ async def test_a_refused_result_is_logged_once_with_the_reason_and_not_sent_agai
 async def test_a_result_is_unsettled_until_the_server_answered_it() -> None:
     """The heartbeat lists unsettled results as held: the server takes back claims a worker
     leaves out, and a finished job whose result is still on its way is not one to take."""
-    reporter = Reporter(on_ack_rejected=lambda outcome: None)
+    reporter = Reporter()
+    reporter.on_ack_rejected(lambda outcome: None)
     delivered = reporter.result(_result("a"))
     assert reporter.unsettled() == [("a", 1)]  # not connected yet: waiting
     stub = RecordingStub()
@@ -279,3 +288,14 @@ async def test_a_result_is_unsettled_until_the_server_answered_it() -> None:
     await asyncio.wait_for(delivered, timeout=5)
     assert reporter.unsettled() == []
     task.cancel()
+
+
+async def test_the_reporter_does_not_send_before_someone_hears_refused_starts() -> None:
+    """A refused start nobody hears would leave a job the server took back running."""
+    reporter = Reporter()
+    stub = RecordingStub()
+    reporter.connected(stub, "w")  # type: ignore[arg-type]
+    reporter.ack("a", 1)
+    with pytest.raises(RuntimeError, match="on_ack_rejected"):
+        await asyncio.wait_for(reporter.run(), timeout=5)
+    assert stub.calls == []

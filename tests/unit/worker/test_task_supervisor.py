@@ -53,7 +53,8 @@ class Loop:
 
 async def test_a_loop_that_fails_is_logged_and_restarted() -> None:
     given_up: list[str] = []
-    supervisor = TaskSupervisor(lambda name, exc: given_up.append(name), FAST)
+    supervisor = TaskSupervisor(FAST)
+    supervisor.on_give_up(lambda name, exc: given_up.append(name))
     loop = Loop(failures=1, problem=RuntimeError("boom"))
     with structlog.testing.capture_logs() as logs:
         supervisor.start("reporter", loop)
@@ -72,7 +73,7 @@ async def test_a_loop_that_fails_is_logged_and_restarted() -> None:
 async def test_a_stray_cancellation_is_a_failure_not_a_stop() -> None:
     # grpc.aio raises CancelledError in the caller when the call's channel is closed; the
     # reporter died of exactly that, silently.
-    supervisor = TaskSupervisor(lambda name, exc: None, FAST)
+    supervisor = TaskSupervisor(FAST)
     loop = Loop(failures=1, problem=asyncio.CancelledError())
     supervisor.start("reporter", loop)
     await asyncio.wait_for(loop.settled.wait(), 5)
@@ -82,7 +83,8 @@ async def test_a_stray_cancellation_is_a_failure_not_a_stop() -> None:
 
 async def test_a_loop_that_keeps_failing_is_given_up_on() -> None:
     given_up: list[tuple[str, str]] = []
-    supervisor = TaskSupervisor(lambda name, exc: given_up.append((name, str(exc))), FAST)
+    supervisor = TaskSupervisor(FAST)
+    supervisor.on_give_up(lambda name, exc: given_up.append((name, str(exc))))
     loop = Loop(failures=100, problem=ValueError("always"))
     with structlog.testing.capture_logs() as logs:
         supervisor.start("watchdog", loop)
@@ -110,7 +112,7 @@ async def test_a_loop_that_returns_is_restarted_too() -> None:
             settled.set()
             await asyncio.Event().wait()
 
-    supervisor = TaskSupervisor(lambda name, exc: None, FAST)
+    supervisor = TaskSupervisor(FAST)
     supervisor.start("watchdog", returns_once)
     await asyncio.wait_for(settled.wait(), 5)
     await supervisor.stop()
@@ -118,7 +120,8 @@ async def test_a_loop_that_returns_is_restarted_too() -> None:
 
 async def test_stop_cancels_without_giving_up() -> None:
     given_up: list[str] = []
-    supervisor = TaskSupervisor(lambda name, exc: given_up.append(name), FAST)
+    supervisor = TaskSupervisor(FAST)
+    supervisor.on_give_up(lambda name, exc: given_up.append(name))
     loop = Loop(failures=0, problem=RuntimeError())
     supervisor.start("reporter", loop)
     await asyncio.wait_for(loop.settled.wait(), 5)
@@ -130,7 +133,7 @@ async def test_stop_cancels_without_giving_up() -> None:
 async def test_a_loop_is_down_while_it_waits_for_its_restart_and_once_given_up_on() -> None:
     clock = FakeClock()
     policy = RestartPolicy(max_restarts=1, window_s=60.0, delay_s=1.0)
-    supervisor = TaskSupervisor(lambda name, exc: None, policy, clock=clock, sleep=clock.sleep)
+    supervisor = TaskSupervisor(policy, clock=clock, sleep=clock.sleep)
     loop = Loop(failures=1, problem=RuntimeError("boom"))
     supervisor.start("reporter", loop)
     await clock.sleeping()  # failed once: waiting out the restart delay
@@ -154,7 +157,8 @@ async def test_a_loop_is_down_while_it_waits_for_its_restart_and_once_given_up_o
 
 async def test_cancel_stops_one_loop_for_good_and_leaves_the_others() -> None:
     given_up: list[str] = []
-    supervisor = TaskSupervisor(lambda name, exc: given_up.append(name), FAST)
+    supervisor = TaskSupervisor(FAST)
+    supervisor.on_give_up(lambda name, exc: given_up.append(name))
     first, second = Loop(0, RuntimeError()), Loop(0, RuntimeError())
     ended: list[str] = []
 
