@@ -23,6 +23,7 @@ from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import worker_service_pb2 as wpb
 from jobq.server import worker_capacity
+from jobq.server.worker_service import MAX_RUNNING_LISTED
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -235,6 +236,32 @@ async def test_heartbeat_after_deregister_is_not_found(client: Client) -> None:
     )
     await _fails(client.workers.Heartbeat(request, timeout=5), NOT_FOUND)
     assert (await _workers(client))[0].status == cpb.WORKER_STATUS_OFFLINE  # not revived
+
+
+@pytest.mark.parametrize(
+    ("running", "message"),
+    [
+        ([wpb.JobAttempt(job_id="not-a-uuid", attempt=1)], "job id"),
+        (
+            [wpb.JobAttempt(job_id=UNKNOWN_ID, attempt=1)] * (MAX_RUNNING_LISTED + 1),
+            f"at most {MAX_RUNNING_LISTED} running jobs",
+        ),
+    ],
+)
+async def test_a_heartbeat_listing_bad_or_too_many_jobs_is_refused_and_records_nothing(
+    client: Client, running: list[wpb.JobAttempt], message: str
+) -> None:
+    registered = await _register(client)
+    [before] = await _workers(client)
+    request = wpb.HeartbeatRequest(
+        worker_id=registered.worker_id,
+        incarnation=registered.incarnation,
+        active_job_count=5,
+        running=running,
+    )
+    assert message in await _fails(client.workers.Heartbeat(request, timeout=5), INVALID)
+    [after] = await _workers(client)
+    assert (after.active_job_count, after.last_heartbeat) == (0, before.last_heartbeat)
 
 
 # --- StreamJobs ------------------------------------------------------------------------------
