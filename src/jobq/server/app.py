@@ -28,6 +28,7 @@ from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.incarnations import IncarnationGate
 from jobq.server.job_service import JobServicer
 from jobq.server.job_stream import JobStreams
+from jobq.server.job_watch import JobWatch
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
@@ -45,6 +46,7 @@ from jobq.storage.database import DatabaseHandle
 from jobq.storage.pool import notify_channel, ping
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.job_events import PgJobEventStore
+from jobq.storage.postgres.job_watch import PgJobWatchStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.queues import PgQueueStore
@@ -177,8 +179,9 @@ class ServerApp:
             max_result_bytes=cfg.limits.max_payload_bytes,
             observer=observer,
         )
+        watch = JobWatch(PgJobWatchStore(pool), lifecycle)
         job_servicer = JobServicer(
-            jobs, events, submitter, lifecycle, cfg.limits, observer, audit=audit
+            jobs, events, submitter, lifecycle, cfg.limits, observer, audit=audit, watch=watch
         )
         admin_servicer = AdminServicer(
             queues,
@@ -229,7 +232,7 @@ class ServerApp:
             submitter=submitter,
             reports=reports,
             locker=locker,
-            loops=[monitor.loop, reaper.loop],
+            loops=[monitor.loop, reaper.loop, watch.loop],
             gauges=lambda: refresh_gauges(self.metrics, jobs, workers),
         )
 

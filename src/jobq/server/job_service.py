@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from jobq.rpc import convert
 from jobq.rpc._gen import job_service_pb2 as pb
 from jobq.rpc._gen import job_service_pb2_grpc
 from jobq.server.audit import AuditTrail
+from jobq.server.job_watch import MAX_WATCHED, JobWatch
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.rpc_handler import RpcObserver, rpc
 from jobq.server.submission import Submitter, new_job_from_request
@@ -37,6 +39,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         limits: LimitsSettings,
         observer: RpcObserver,
         audit: AuditTrail,
+        watch: JobWatch,
     ) -> None:
         self._jobs = jobs
         self._events = events
@@ -45,6 +48,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._limits = limits
         self.observer = observer
         self._audit = audit
+        self._watch = watch
 
     @rpc(SERVICE)
     async def SubmitJob(
@@ -121,6 +125,17 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> pb.GetJobLogsResponse:
         events = await self._events.job_events_list(parse_uuid(request.job_id))
         return pb.GetJobLogsResponse(events=[convert.event_to_proto(e) for e in events])
+
+    @rpc(SERVICE)
+    async def WatchJobs(self, request: pb.WatchJobsRequest, context: Context) -> None:
+        if not request.job_ids:
+            raise InvalidArgument("watch at least one job")
+        if len(request.job_ids) > MAX_WATCHED:
+            raise InvalidArgument(f"watch at most {MAX_WATCHED} jobs per call")
+        job_ids = list(dict.fromkeys(parse_uuid(raw, "job id") for raw in request.job_ids))
+        async with contextlib.aclosing(self._watch.watch(job_ids)) as ended:
+            async for job in ended:
+                await context.write(pb.WatchJobsResponse(job=convert.job_to_proto(job)))
 
     @rpc(SERVICE)
     async def RetryJob(self, request: pb.RetryJobRequest, context: Context) -> pb.RetryJobResponse:

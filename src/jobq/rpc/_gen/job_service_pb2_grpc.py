@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=job__service__pb2.RetryJobRequest.SerializeToString,
                 response_deserializer=job__service__pb2.RetryJobResponse.FromString,
                 _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/jobq.v1.JobService/WatchJobs',
+                request_serializer=job__service__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=job__service__pb2.WatchJobsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -131,6 +136,16 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJobs(self, request, context):
+        """Streams each watched job once it has ended (DONE or DEAD_LETTERED, cancelled included), at
+        once for a job that already has, and ends when every watched job has been sent. Push, not
+        poll: a client waiting for results holds one of these. NOT_FOUND: an unknown id (before any
+        message). INVALID_ARGUMENT: malformed id, no ids, more than 1000 ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -168,6 +183,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RetryJob,
                     request_deserializer=job__service__pb2.RetryJobRequest.FromString,
                     response_serializer=job__service__pb2.RetryJobResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=job__service__pb2.WatchJobsRequest.FromString,
+                    response_serializer=job__service__pb2.WatchJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -360,6 +380,33 @@ class JobService:
             '/jobq.v1.JobService/RetryJob',
             job__service__pb2.RetryJobRequest.SerializeToString,
             job__service__pb2.RetryJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobq.v1.JobService/WatchJobs',
+            job__service__pb2.WatchJobsRequest.SerializeToString,
+            job__service__pb2.WatchJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
