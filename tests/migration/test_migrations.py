@@ -33,6 +33,7 @@ EXPECTED_SCRIPTS = (
     "V10__create_audit_events_table.sql",
     "V11__worker_incarnations_claim_ids_and_poison.sql",
     "V12__suspect_jobs_claimed_one_per_worker.sql",
+    "V13__idempotency_keys.sql",
 )
 
 

@@ -133,8 +133,11 @@ class Client:
         max_retries: int | None,
         delay: timedelta | None,
         not_before: datetime | None,
+        idempotency_key: str = "",
     ) -> jpb.SubmitJobResponse:
-        request = jpb.SubmitJobRequest(queue_name=queue, payload=payload, priority=priority)
+        request = jpb.SubmitJobRequest(
+            queue_name=queue, payload=payload, priority=priority, idempotency_key=idempotency_key
+        )
         if max_retries is not None:
             request.max_retries = max_retries
         if delay is not None:

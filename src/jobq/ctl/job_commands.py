@@ -71,6 +71,16 @@ def submit(
             "--payload-file", metavar="FILE", help="Read the JSON payload from FILE ('-': stdin)."
         ),
     ] = None,
+    idempotency_key: Annotated[
+        str,
+        typer.Option(
+            "--idempotency-key",
+            metavar="KEY",
+            help="Submit at most once under KEY (1..255 printable ASCII characters): if a job "
+            "already holds KEY, nothing is created and that job's id is printed. A key is held "
+            "as long as its job is kept, whatever its status.",
+        ),
+    ] = "",
 ) -> None:
     """Submit a job and print its id.
 
@@ -79,6 +89,9 @@ def submit(
         jq-ctl job submit -- echo hello
 
         jq-ctl job submit --queue emails --payload '{"handler": "app.tasks:ping"}'
+
+    With --idempotency-key, a repeated submit prints the id of the job that holds the key and
+    says on stderr that it already existed (JSON and YAML: `existing: true`).
     """
     body = build_payload(payload, payload_file, command or [])
     if delay is not None and not_before is not None:
@@ -92,8 +105,17 @@ def submit(
     except DurationError as exc:
         raise typer.BadParameter(str(exc), param_hint="--not-before") from None
     state = CtlState.of(ctx)
-    reply = state.client().submit_job(queue, body, priority, max_retries, wait, instant)
+    reply = state.client().submit_job(
+        queue, body, priority, max_retries, wait, instant, idempotency_key
+    )
     state.printer.show(reply, lambda: reply.job_id)
+    if reply.existing and state.printer.output == "table":
+        # stdout keeps the bare id, so `id=$(jq-ctl job submit ...)` works either way.
+        typer.echo(
+            f"job {reply.job_id} already existed (idempotency key {idempotency_key!r}):"
+            " nothing new was submitted",
+            err=True,
+        )
 
 
 @app.command("status")

@@ -36,6 +36,20 @@ class NewJob:
     priority: int = 0
     max_retries: int | None = None  # None: take the queue's default
     not_before: datetime | None = None
+    idempotency_key: str | None = None
+    """None: no key. Else the job is created only if no job holds this key yet; a key is held
+    for as long as its job's row exists, whatever its status (db/migrations/V13)."""
+
+
+@record
+class Submitted:
+    """What a submit did for one NewJob: inserted it (`existing` False: `job_id` is the new
+    job's), or found its idempotency key held (`existing` True: `job_id` and `created_at` are
+    those of the job that holds it, and nothing was created)."""
+
+    job_id: UUID
+    created_at: datetime
+    existing: bool = False
 
 
 @record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from uuid import UUID
 
 from jobq.domain.errors import InvalidArgument
@@ -10,6 +11,8 @@ from jobq.domain.errors import InvalidArgument
 QUEUE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
+MAX_DELAY = timedelta(days=365 * 10)
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
 def parse_uuid(value: str, what: str = "job id") -> UUID:
@@ -57,3 +60,30 @@ def check_max_interruptions(value: int) -> int:
     if not 0 <= value <= 1000:
         raise InvalidArgument(f"max_interruptions must be between 0 and 1000, got {value}")
     return value
+
+
+def check_delay(delay: timedelta) -> timedelta:
+    """A submit's delay: not negative, at most ten years."""
+    if delay < timedelta(0):
+        raise InvalidArgument("delay must not be negative")
+    if delay > MAX_DELAY:
+        raise InvalidArgument("delay must be at most ten years")
+    return delay
+
+
+def check_idempotency_key(key: str) -> str | None:
+    """None for an empty key (none given); else the key, 1..255 printable ASCII characters
+    (space included). A key is held for as long as its job exists, whatever its status
+    (db/migrations/V13)."""
+    if not key:
+        return None
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidArgument(
+            f"idempotency_key is at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters, got {len(key)}"
+        )
+    for index, char in enumerate(key):
+        if not " " <= char <= "~":
+            raise InvalidArgument(
+                f"idempotency_key must be printable ASCII: character {index} is {char!r}"
+            )
+    return key

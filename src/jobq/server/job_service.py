@@ -55,8 +55,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: pb.SubmitJobRequest, context: Context
     ) -> pb.SubmitJobResponse:
         job = new_job_from_request(request, self._limits, datetime.now(UTC))
-        job_id, _ = await self._submitter.submit(job)
-        return pb.SubmitJobResponse(job_id=str(job_id))
+        submitted = await self._submitter.submit(job)
+        return pb.SubmitJobResponse(job_id=str(submitted.job_id), existing=submitted.existing)
 
     @rpc(SERVICE)
     async def SubmitJobs(
@@ -81,7 +81,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             index = next(i for i, job in enumerate(jobs) if job.queue_name == exc.name)
             raise NotFound(f"job {index}: {exc}") from None
         log.debug("jobs submitted", action="job.submitted_batch", count=len(jobs))
-        return pb.SubmitJobsResponse(job_ids=[str(job_id) for job_id, _ in inserted])
+        return pb.SubmitJobsResponse(
+            job_ids=[str(s.job_id) for s in inserted], existing=[s.existing for s in inserted]
+        )
 
     @rpc(SERVICE)
     async def CancelJob(

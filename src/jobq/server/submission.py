@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,8 +12,10 @@ from jobq.config import LimitsSettings
 from jobq.domain.errors import InvalidArgument, QueueNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.payload import PayloadError, parse_payload
-from jobq.domain.records import NewJob
+from jobq.domain.records import NewJob, Submitted
 from jobq.domain.validation import (
+    check_delay,
+    check_idempotency_key,
     check_max_retries,
     check_payload_size,
     check_priority,
@@ -25,9 +26,7 @@ from jobq.server.group_commit import GroupCommitter
 from jobq.server.lifecycle import Lifecycle
 from jobq.storage.stores import JobStore
 
-_MAX_DELAY = timedelta(days=365 * 10)
-
-Inserted = tuple[UUID, datetime] | QueueNotFound
+Inserted = Submitted | QueueNotFound
 
 
 def new_job_from_request(
@@ -61,6 +60,7 @@ def new_job_from_request(
         priority=request.priority,
         max_retries=max_retries,
         not_before=not_before,
+        idempotency_key=check_idempotency_key(request.idempotency_key),
     )
 
 
@@ -71,12 +71,7 @@ def _not_before(request: job_service_pb2.SubmitJobRequest, now: datetime) -> dat
     if has_time:
         return _timestamp(request.not_before)
     if has_delay:
-        delay = _duration(request.delay)
-        if delay < timedelta(0):
-            raise InvalidArgument("delay must not be negative")
-        if delay > _MAX_DELAY:
-            raise InvalidArgument("delay must be at most ten years")
-        return now + delay
+        return now + check_delay(_duration(request.delay))
     return None
 
 
@@ -122,25 +117,32 @@ class Submitter:
             self._flush, max_batch=max_batch, max_in_flight=1
         )
 
-    async def submit(self, job: NewJob) -> tuple[UUID, datetime]:
+    async def submit(self, job: NewJob) -> Submitted:
+        """The new job, or (`existing`) the job that already holds its idempotency key."""
         result = await self._committer.submit(job)
         if isinstance(result, QueueNotFound):
             raise result
         return result
 
-    async def submit_batch(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
-        """All or nothing: one statement for the whole batch (a SubmitJobs call)."""
+    async def submit_batch(self, jobs: Sequence[NewJob]) -> list[Submitted]:
+        """All or nothing: one statement for the whole batch (a SubmitJobs call), unless a
+        concurrent submit of one of its idempotency keys needs another (see
+        PgJobStore.jobs_insert). One Submitted per job, in order."""
         return await self._insert(jobs)
 
-    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[UUID, datetime]]:
-        """Insert, publish the SUBMITTED transitions, wake this replica's dispatcher (at once:
+    async def _insert(self, jobs: Sequence[NewJob]) -> list[Submitted]:
+        """Insert, publish the SUBMITTED transitions of the jobs really inserted (not those
+        whose idempotency key was held), wake this replica's dispatcher if any was (at once:
         it does not wait for the lifecycle stream, which may hold the transitions back behind
         another write)."""
         with self._lifecycle.write() as changes:
-            inserted = await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
-            changes.submitted(jobs, inserted)
-        self._on_inserted()
-        return inserted
+            results = await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
+            created = [(r.job_id, r.created_at) for r in results if not r.existing]
+            if created:
+                changes.submitted(jobs, created)
+        if created:
+            self._on_inserted()
+        return results
 
     async def _flush(self, batch: list[NewJob]) -> list[Inserted]:
         try:

@@ -27,6 +27,7 @@ from jobq.domain.records import (
     QueueStats,
     Registration,
     ReportOutcome,
+    Submitted,
     Success,
     Transition,
     Worker,
@@ -83,7 +84,7 @@ class WorkerStore(Protocol):
 class JobStore(Protocol):
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, notify: bool = True
-    ) -> list[tuple[UUID, datetime]]: ...
+    ) -> list[Submitted]: ...
     async def job_get(self, job_id: UUID) -> Job: ...
     async def jobs_list(
         self,

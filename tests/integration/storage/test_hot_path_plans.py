@@ -285,10 +285,10 @@ def _fixed(args: Callable[[Dataset], list[object]]) -> Callable[[Dataset], Prepa
 def _submit(count: int) -> Callable[[Dataset], list[object]]:
     def args(_: Dataset) -> list[object]:
         """Ids, queues, payloads, priorities, max_retries (the queue's), not_before (none),
-        notify."""
+        idempotency keys (none: NULL, as PgJobStore passes them), notify."""
         columns: list[object] = [[uuid7() for _ in range(count)], ["default"] * count]
         columns += [[PAYLOAD] * count, [0] * count, [None] * count, [None] * count]
-        return [*columns, True]
+        return [*columns, None, True]
 
     return args
 

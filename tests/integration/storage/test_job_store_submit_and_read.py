@@ -21,7 +21,7 @@ async def test_insert_writes_jobs_and_submitted_events(pool: asyncpg.Pool) -> No
     jobs, events = PgJobStore(pool), PgJobEventStore(pool)
     new = [NewJob(uuid7(), "default", f'{{"n": {i}}}'.encode(), priority=i % 10) for i in range(5)]
     inserted = await jobs.jobs_insert(new)
-    assert [job_id for job_id, _ in inserted] == [n.job_id for n in new]
+    assert [(s.job_id, s.existing) for s in inserted] == [(n.job_id, False) for n in new]
     for n in new:
         job = await jobs.job_get(n.job_id)
         assert job.status is JobStatus.PENDING

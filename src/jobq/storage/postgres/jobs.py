@@ -24,6 +24,7 @@ from jobq.domain.records import (
     JobPage,
     NewJob,
     ReportOutcome,
+    Submitted,
     Success,
     Transition,
 )
@@ -31,6 +32,7 @@ from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
+from jobq.storage.postgres.job_insert import KEY_ROUNDS, InsertRounds
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
@@ -46,30 +48,43 @@ class PgJobStore:
 
     # --- submit and read --------------------------------------------------------------------
 
-    async def jobs_insert(
-        self, jobs: Sequence[NewJob], *, notify: bool = True
-    ) -> list[tuple[UUID, datetime]]:
-        """Insert jobs (PENDING) with their SUBMITTED events, all or none; returns (id,
-        created_at) in input order. QueueNotFound names the first unknown queue. With
-        `notify`, the commit also notifies the dispatchers listening on `jobq_jobs`."""
+    async def jobs_insert(self, jobs: Sequence[NewJob], *, notify: bool = True) -> list[Submitted]:
+        """Insert jobs (PENDING) with their SUBMITTED events, all or none; returns what
+        happened to each, in input order. QueueNotFound names the first unknown queue. With
+        `notify`, a commit that inserted something also notifies the dispatchers listening on
+        `jobq_jobs`.
+
+        A job whose idempotency key a job already holds is not inserted: its Submitted is the
+        holder's id with `existing` set. A key is held for as long as its job's row exists,
+        whatever the job's status (db/migrations/V13: the unique index
+        jobs_idempotency_key_idx enforces it; were finished jobs ever purged, their keys would
+        free up). Two jobs of the batch with one key: the first is inserted (or finds the
+        holder), the later ones get its outcome as existing."""
         if not jobs:
             return []
+        rounds = InsertRounds(jobs)
+        if not rounds.keyed:
+            # The hot path: no key, one statement, its own transaction.
+            await self._insert_round(self._pool, rounds, notify)
+            return rounds.results()
+        # Keys: the rounds (see InsertRounds) in one transaction, so still all or none.
+        async with self._pool.acquire() as conn, conn.transaction():
+            for _ in range(KEY_ROUNDS):
+                if await self._insert_round(conn, rounds, notify):
+                    return rounds.results()
+            raise rounds.contended()
+
+    async def _insert_round(
+        self, db: asyncpg.Pool | Conn, rounds: InsertRounds, notify: bool
+    ) -> bool:
+        """One jobs_insert statement; True when it settled every job (see InsertRounds)."""
+        arguments = rounds.arguments(notify)
         try:
-            rows = await self._pool.fetch(
-                query("jobs_insert"),
-                [job.job_id for job in jobs],
-                [job.queue_name for job in jobs],
-                [job.payload for job in jobs],
-                [job.priority for job in jobs],
-                [job.max_retries for job in jobs],
-                [job.not_before for job in jobs],
-                notify,
-            )
+            rows = await db.fetch(query("jobs_insert"), *arguments)
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
-            await self._raise_missing_queue({job.queue_name for job in jobs})
+            await self._raise_missing_queue(set(arguments[1]))
             raise
-        created = {row["job_id"]: row["created_at"] for row in rows}
-        return [(job.job_id, created[job.job_id]) for job in jobs]
+        return rounds.record(rows)
 
     async def _raise_missing_queue(self, names: set[str]) -> None:
         existing = {row["name"] for row in await self._pool.fetch(query("queues_existing"), names)}

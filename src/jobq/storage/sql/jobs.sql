@@ -28,33 +28,60 @@
 -- tests/integration/storage/test_report_plans.py checks the plans.
 
 -- name: jobs_insert
--- Insert a batch of jobs and their SUBMITTED events, and notify listeners if $7. max_retries
--- falls back to the queue's; an unknown queue leaves it NULL (or breaks the foreign key), so
--- the whole batch fails and the caller reports which queue is missing.
+-- Insert a batch of jobs and their SUBMITTED events, skipping those whose idempotency key a
+-- job already holds; notify listeners if $8 and a job was inserted. Returns the inserted jobs
+-- (held_key NULL) and, for keys held before the statement began, the holders (held_key set).
+-- max_retries falls back to the queue's; an unknown queue leaves it NULL (or breaks the foreign
+-- key), so the whole batch fails and the caller reports which queue is missing.
+--
+-- Idempotency keys (V13): the unique index jobs_idempotency_key_idx decides, not a read before
+-- the write. ON CONFLICT names it as the arbiter, so only a held key skips a row (a clash of
+-- job ids still fails loudly), and a row whose key is being inserted by a transaction still in
+-- flight waits for it: skipped if it commits, inserted if it rolls back. `held` reads the
+-- holders from the statement's snapshot, so a holder committed while we waited is not in it:
+-- its key comes back in neither set, and PgJobStore.jobs_insert runs this again for those jobs
+-- (a new statement sees it). The caller passes each key at most once per batch (it resolves
+-- repeats itself), and $7 NULL when no job has a key: then `held` is not even planned as a
+-- scan (a one-time filter), and the statement is the plain insert it was before keys.
+-- Rows are inserted in key order: two batches taking the same keys in different orders would
+-- each wait for a key the other holds (a deadlock, seen with two 100-key batches in opposite
+-- orders); in one order, one of them waits for the other. The sort of a batch without keys
+-- costs microseconds (all NULL).
 WITH input AS (
     SELECT *
-    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[], $6::timestamptz[])
-        AS t(job_id, queue_name, payload, priority, max_retries, not_before)
+    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
+                $6::timestamptz[], $7::text[])
+        AS t(job_id, queue_name, payload, priority, max_retries, not_before, idempotency_key)
 ), inserted AS (
-    INSERT INTO jobs (job_id, queue_name, payload, priority, max_retries, not_before)
+    INSERT INTO jobs (job_id, queue_name, payload, priority, max_retries, not_before,
+                      idempotency_key)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before
+           i.not_before, i.idempotency_key
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
+    ORDER BY i.idempotency_key
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING job_id, created_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
     SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
+), held AS (
+    SELECT j.job_id, j.created_at, j.idempotency_key
+    FROM jobs j
+    WHERE $7::text[] IS NOT NULL AND j.idempotency_key = ANY($7::text[])
 )
 -- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
 -- one-row sub-select runs pg_notify once per statement, not once per job, and only when asked
--- (CASE evaluates its branch only when the condition holds). The channel is per schema, named
--- by the rule of jobq.storage.pool.notify_channel, so installations in other schemas of the
--- database are not woken: `jobq_jobs` for public, else `jobq_jobs_<schema>`.
-SELECT i.job_id, i.created_at
+-- and something was inserted (CASE evaluates its branch only when the condition holds). The
+-- channel is per schema, named by the rule of jobq.storage.pool.notify_channel, so
+-- installations in other schemas of the database are not woken: `jobq_jobs` for public, else
+-- `jobq_jobs_<schema>`.
+SELECT i.job_id, i.created_at, NULL::text AS held_key
 FROM inserted i,
-     (SELECT CASE WHEN $7::boolean THEN pg_notify(
+     (SELECT CASE WHEN $8::boolean AND EXISTS (SELECT FROM inserted) THEN pg_notify(
          CASE current_schema() WHEN 'public' THEN 'jobq_jobs' ELSE 'jobq_jobs_' || current_schema() END,
-         '') END) AS n;
+         '') END) AS n
+UNION ALL
+SELECT h.job_id, h.created_at, h.idempotency_key FROM held h;
 
 -- name: job_exists
 -- 1 when the job exists, else no row: tells a job without history from an unknown one.
