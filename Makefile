@@ -45,15 +45,15 @@ soak: $(STAMP) ## Randomized fault soak, not in CI (JQ_SOAK_MINUTES, default 10;
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict and the import contracts (lint-imports)
-	$(VENV)/bin/ruff check src tests tools bench
-	$(VENV)/bin/ruff format --check src tests tools bench
+	$(VENV)/bin/ruff check src tests tools bench examples
+	$(VENV)/bin/ruff format --check src tests tools bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(VENV)/bin/ruff check --fix src tests tools bench
-	$(VENV)/bin/ruff format src tests tools bench
+	$(VENV)/bin/ruff check --fix src tests tools bench examples
+	$(VENV)/bin/ruff format src tests tools bench examples
 
 .PHONY: proto
 proto: $(STAMP) ## Regenerate src/jobq/rpc/_gen from proto/*.proto

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import calibration
+from bench import calibration, sdk_submits
 from bench import postgres as pg_target
 from bench import processes as p
 from bench import scenarios as s
@@ -49,6 +49,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=2,
         help="concurrent SubmitJobs calls of 1,000 jobs (1: each waits for the previous one)",
+    )
+    parser.add_argument(
+        "--sdk-sequential-jobs",
+        type=int,
+        default=1_000,
+        help="submits of one caller in sequence through the Python SDK (sync jobq.Client)",
+    )
+    parser.add_argument(
+        "--sdk-jobs",
+        type=int,
+        default=10_000,
+        help="submits of --sdk-callers callers at once through the SDK's auto-batching "
+        "(measured twice: jobq.AsyncClient coroutines, jobq.Client threads)",
+    )
+    parser.add_argument("--sdk-callers", type=int, default=32, help="concurrent SDK callers")
+    parser.add_argument(
+        "--enqueue-jobs",
+        type=int,
+        default=1_000,
+        help="transactional enqueues (jobq.enqueue on an asyncpg connection), one commit each",
     )
     parser.add_argument("--pickup-jobs", type=int, default=500)
     parser.add_argument("--pickup-rate", type=float, default=50.0, help="jobs per second")
@@ -98,14 +118,15 @@ async def measure(
         results["postgres"] = await pg_target.describe(pg)
         server_process = psutil.Process(server.process.pid)
         cpu_before_single = p.cpu_seconds([server_process])
-        results["submit_single_jobs_per_s"] = round(
-            await s.submit_single(grpc_port, args.single_jobs, args.in_flight, "bench-single"), 1
-        )
+        single = await s.submit_single(grpc_port, args.single_jobs, args.in_flight, "bench-single")
+        results["submit_single_jobs_per_s"] = round(single, 1)
         # The server's CPU per call, to set beside machine.bare_grpc_server_us_per_call (this
         # includes the queue creation call, one in thousands).
         results["submit_single_server_us_per_call"] = round(
             (p.cpu_seconds([server_process]) - cpu_before_single) / args.single_jobs * 1e6
         )
+        # Beside the single submits (issue 15's bar compares them), before the drain's jobs.
+        results.update(await measure_sdk(args, grpc_port, dsn, single))
         results["submit_batch_jobs_per_s"] = round(
             await s.submit_batches(
                 grpc_port, args.drain_jobs, s.NOOP, in_flight=args.batch_in_flight
@@ -151,6 +172,31 @@ async def measure(
         results["worker_peak_rss_mb"] = max(worker_peaks, default=0.0)
         server.stop()
     return results
+
+
+async def measure_sdk(
+    args: argparse.Namespace, grpc_port: int, dsn: str, single_jobs_per_s: float
+) -> dict[str, object]:
+    """The Python SDK's submits (bench/sdk_submits.py), each into a queue no worker serves,
+    and how many times the raw single SubmitJob figure (as many calls in flight as there are
+    callers, by default) the callers through auto-batching reach: issue 15 asks for 5."""
+    sequential = await sdk_submits.sequential(
+        grpc_port, args.sdk_sequential_jobs, "bench-sdk-sequential"
+    )
+    async_callers = await sdk_submits.async_callers(
+        grpc_port, args.sdk_jobs, args.sdk_callers, "bench-sdk-async"
+    )
+    thread_callers = await sdk_submits.thread_callers(
+        grpc_port, args.sdk_jobs, args.sdk_callers, "bench-sdk-threads"
+    )
+    enqueues = await sdk_submits.transactional(dsn, grpc_port, args.enqueue_jobs, "bench-enqueue")
+    return {
+        "sdk_sequential_jobs_per_s": round(sequential, 1),
+        "sdk_async_callers_jobs_per_s": round(async_callers, 1),
+        "sdk_thread_callers_jobs_per_s": round(thread_callers, 1),
+        "sdk_async_callers_vs_single": round(async_callers / single_jobs_per_s, 2),
+        "sdk_enqueue_tx_jobs_per_s": round(enqueues, 1),
+    }
 
 
 def flatten(prefix: str, value: object) -> dict[str, object]:

@@ -36,6 +36,12 @@ TINY = [
     "100",
     "--calibration-calls",
     "20",
+    "--sdk-sequential-jobs",
+    "10",
+    "--sdk-jobs",
+    "64",
+    "--enqueue-jobs",
+    "10",
 ]
 KEYS = {
     "submit_single_jobs_per_s",
@@ -47,6 +53,11 @@ KEYS = {
     "pickup_p99_ms",
     "server_peak_rss_mb",
     "worker_peak_rss_mb",
+    "sdk_sequential_jobs_per_s",
+    "sdk_async_callers_jobs_per_s",
+    "sdk_thread_callers_jobs_per_s",
+    "sdk_async_callers_vs_single",
+    "sdk_enqueue_tx_jobs_per_s",
 }
 
 
@@ -157,5 +168,8 @@ def check_figures(figures: dict[str, Any], stdout: str) -> None:
         assert per_call >= 0
     assert figures["machine"]["python_loop_10m_s"] > 0
     assert figures["parameters"]["batch_in_flight"] == "2"  # SubmitJobs calls overlapping
+    assert figures["parameters"]["sdk_callers"] == "32"  # as many as single SubmitJob calls
+    assert figures["parameters"]["in_flight"] == "32"
     assert "drain_python_jobs_per_s" in stdout
+    assert re.search(r"^sdk_async_callers_vs_single +[0-9.]+$", stdout, flags=re.MULTILINE)
     assert {"target", "server_version", "jit", "jit_available"} <= figures["postgres"].keys()

@@ -20,7 +20,7 @@ schema's notification channel (`jobq_jobs_<schema>`, see jobq.server.notifier) s
 PostgreSQL's 63-byte names. It is still quoted wherever it reaches SQL."""
 
 
-def _check_schema_name(name: str) -> str:
+def check_schema_name(name: str) -> str:
     if not SCHEMA_NAME_PATTERN.fullmatch(name):
         raise ValueError(
             "must be 1 to 53 characters from a-z 0-9 _, not starting with a digit (a plain "
@@ -31,7 +31,7 @@ def _check_schema_name(name: str) -> str:
     return name
 
 
-SchemaName = Annotated[str, AfterValidator(_check_schema_name)]
+SchemaName = Annotated[str, AfterValidator(check_schema_name)]
 
 # pydantic warns that a field called `schema` shadows BaseModel.schema(), its deprecated v1
 # JSON-schema method; `db.schema` is the setting's public name (YAML key, JQ_DB_SCHEMA), and

@@ -1,0 +1,98 @@
+"""The auto-batchers: concurrent submits share calls, each caller gets its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+from jobq.client.async_batcher import AsyncBatcher
+from jobq.client.batch_plan import Submitted
+from jobq.client.errors import CallFailed, ClientError
+from jobq.client.sync_batcher import SyncBatcher
+from jobq.rpc._gen import job_service_pb2 as jpb
+
+
+def request(n: int) -> jpb.SubmitJobRequest:
+    return jpb.SubmitJobRequest(queue_name="default", payload=b"{}", idempotency_key=str(n))
+
+
+def fake_send(calls: list[int]) -> object:
+    def send(requests: Sequence[jpb.SubmitJobRequest]) -> list[Submitted | ClientError]:
+        calls.append(len(requests))
+        return [
+            CallFailed("INVALID_ARGUMENT", "bad")
+            if r.idempotency_key == "13"
+            else Submitted(f"id-{r.idempotency_key}")
+            for r in requests
+        ]
+
+    return send
+
+
+def test_threads_submitting_together_share_calls() -> None:
+    calls: list[int] = []
+    batcher = SyncBatcher(fake_send(calls), linger_s=0.05, max_batch=8)  # type: ignore[arg-type]
+    results: dict[int, object] = {}
+    start = threading.Barrier(20)
+
+    def submit(n: int) -> None:
+        start.wait()
+        try:
+            results[n] = batcher.submit(request(n)).job_id
+        except CallFailed as exc:
+            results[n] = exc
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sum(calls) == 20
+    assert len(calls) < 20  # coalesced
+    assert max(calls) <= 8
+    assert isinstance(results[13], CallFailed)
+    assert all(results[n] == f"id-{n}" for n in range(20) if n != 13)
+
+
+def test_a_lone_thread_submits_after_the_linger() -> None:
+    calls: list[int] = []
+    batcher = SyncBatcher(fake_send(calls), linger_s=0.001, max_batch=8)  # type: ignore[arg-type]
+    assert batcher.submit(request(1)).job_id == "id-1"
+    assert batcher.submit(request(2)).job_id == "id-2"
+    assert calls == [1, 1]
+
+
+async def test_coroutines_submitting_together_share_one_call() -> None:
+    calls: list[int] = []
+    sync_send = fake_send(calls)
+
+    async def send(requests: Sequence[jpb.SubmitJobRequest]) -> list[Submitted | ClientError]:
+        return sync_send(requests)  # type: ignore[operator, no-any-return]
+
+    batcher = AsyncBatcher(send, linger_s=0.01, max_batch=1000)
+    results = await asyncio.gather(
+        *(batcher.submit(request(n)) for n in range(50)), return_exceptions=True
+    )
+    assert calls == [50]
+    assert isinstance(results[13], CallFailed)
+    assert [r.job_id for r in results if isinstance(r, Submitted)] == [
+        f"id-{n}" for n in range(50) if n != 13
+    ]
+    await batcher.aclose()
+
+
+async def test_a_full_batch_is_sent_at_once_and_a_send_error_reaches_every_caller() -> None:
+    sizes: list[int] = []
+
+    async def send(requests: Sequence[jpb.SubmitJobRequest]) -> list[Submitted | ClientError]:
+        sizes.append(len(requests))
+        raise RuntimeError("broken")
+
+    batcher = AsyncBatcher(send, linger_s=60, max_batch=3)  # the linger never ends a batch
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(
+            *(batcher.submit(request(n)) for n in range(6)), return_exceptions=True
+        )
+    assert sizes == [3, 3]
+    assert all(isinstance(r, RuntimeError) for r in results)
