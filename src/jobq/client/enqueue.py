@@ -72,7 +72,7 @@ from jobq.domain.validation import (
 )
 from jobq.storage.pool import DEFAULT_SCHEMA
 from jobq.storage.postgres.caller_transaction import job_insert_in_transaction
-from jobq.storage.postgres.jobs import Conn
+from jobq.storage.postgres.claims import Conn
 
 if TYPE_CHECKING:
     import psycopg

@@ -30,7 +30,7 @@ from jobq.client.connection import (
     resolve_settings,
 )
 from jobq.client.errors import CallFailed, ClientError, SubmitManyFailed
-from jobq.client.job_info import ENDED, JobEventInfo, JobInfo, JobStatus
+from jobq.client.job_info import JobEventInfo, JobInfo, JobStatus
 from jobq.client.job_spec import (
     DEFAULT_QUEUE,
     Delay,
@@ -43,6 +43,7 @@ from jobq.client.job_spec import (
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from jobq.client.sync_batcher import SyncBatcher
+from jobq.client.sync_watch import call_failed, watch_ended
 from jobq.client.watching import MAX_WATCHED, dead_letter_reason, status_to_proto
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import job_service_pb2_grpc
@@ -177,7 +178,7 @@ class Client:
                 ):
                     time.sleep(self._retry.backoff(tries))
                     continue
-                raise _failed(exc, method) from None
+                raise call_failed(exc, method) from None
             assert isinstance(result, reply)
             return result
 
@@ -355,35 +356,7 @@ class Client:
         return self._watch([job_id], timeout)[job_id]
 
     def _watch(self, job_ids: Sequence[str], timeout: float | None) -> dict[str, JobInfo]:
-        """One WatchJobs call for `job_ids` (at most 1000), opened again after UNAVAILABLE (a
-        server restart) for the jobs not yet received, until `timeout`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ended: dict[str, JobInfo] = {}
-        failures = 0
-        while len(ended) < len(job_ids):
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise TimeoutError(f"jobs not ended within {timeout:g}s")
-            waiting = [job_id for job_id in job_ids if job_id not in ended]
-            call = self._stub.WatchJobs(
-                jpb.WatchJobsRequest(job_ids=waiting), timeout=remaining, metadata=self._metadata
-            )
-            try:
-                for reply in call:
-                    job = JobInfo.from_proto(reply.job)
-                    if job.status in ENDED:
-                        ended[job.job_id] = job
-                        failures = 0
-            except grpc.RpcError as exc:
-                code = exc.code() if isinstance(exc, grpc.Call) else None
-                if code is grpc.StatusCode.DEADLINE_EXCEEDED and remaining is not None:
-                    raise TimeoutError(f"jobs not ended within {timeout:g}s") from None
-                if code is grpc.StatusCode.UNAVAILABLE:
-                    failures += 1
-                    time.sleep(self._retry.backoff(min(failures, 10)))
-                    continue
-                raise _failed(exc, "WatchJobs") from None
-        return ended
+        return watch_ended(self._stub, self._metadata, self._retry, job_ids, timeout)
 
     # listing (last: `list` would shadow the builtin in the annotations above)
 
@@ -418,10 +391,3 @@ class Client:
             token = reply.next_page_token
             if not token:
                 return
-
-
-def _failed(exc: grpc.RpcError, method: str) -> CallFailed:
-    """A gRPC error as CallFailed: its code's name and the server's message."""
-    if isinstance(exc, grpc.Call):
-        return CallFailed(exc.code().name, exc.details() or "", method)
-    return CallFailed("UNKNOWN", str(exc), method)

@@ -28,8 +28,8 @@ import asyncpg
 from jobq.domain.errors import NotFound, QueueNotFound
 from jobq.domain.records import NewJob, Submitted
 from jobq.storage.pool import SESSION_SETTINGS, quote_identifier
+from jobq.storage.postgres.claims import Conn
 from jobq.storage.postgres.job_insert import KEY_ROUNDS, InsertRounds
-from jobq.storage.postgres.jobs import Conn
 from jobq.storage.queries import query
 
 # Not named queries of sql/*.sql: like pool.py's SET statements, they are about the session,

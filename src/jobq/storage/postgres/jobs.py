@@ -32,6 +32,13 @@ from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
+from jobq.storage.postgres.claims import (
+    Conn,
+    attempt_columns,
+    held_by_worker,
+    interrupt_claims,
+    report_transitions,
+)
 from jobq.storage.postgres.job_insert import KEY_ROUNDS, InsertRounds
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
@@ -172,9 +179,9 @@ class PgJobStore:
         """Start acknowledgements: ASSIGNED → RUNNING for claims still current."""
         if not attempts:
             return ReportOutcome([], [])
-        rows = await self._pool.fetch(query("jobs_start"), *_attempt_columns(attempts))
+        rows = await self._pool.fetch(query("jobs_start"), *attempt_columns(attempts))
         results = await self._results(attempts, rows, Reason.STARTED)
-        return ReportOutcome(results, _transitions(rows))
+        return ReportOutcome(results, report_transitions(rows))
 
     async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome:
         """Successful results for attempts still current: RUNNING → DONE, or ASSIGNED →
@@ -184,7 +191,7 @@ class PgJobStore:
             return ReportOutcome([], [])
         refs = [AttemptRef(s.job_id, s.attempt, s.worker_id, s.claim_id) for s in successes]
         rows = await self._pool.fetch(
-            query("jobs_complete"), *_attempt_columns(refs), [s.result for s in successes]
+            query("jobs_complete"), *attempt_columns(refs), [s.result for s in successes]
         )
         transitions: list[Transition] = []
         for row in rows:  # a row that was ASSIGNED stands for its start and its completion
@@ -228,7 +235,7 @@ class PgJobStore:
         rows: list[asyncpg.Record] = []
         async with self._pool.acquire() as conn, conn.transaction():
             locked = await conn.fetch(
-                query("jobs_lock_for_failure"), *_attempt_columns(refs), from_statuses
+                query("jobs_lock_for_failure"), *attempt_columns(refs), from_statuses
             )
             if locked:
                 # The policy decides in Python (one home, unit-tested with an injected clock and
@@ -249,7 +256,7 @@ class PgJobStore:
                 ]
                 rows = await conn.fetch(
                     query("jobs_apply_failure"),
-                    *_attempt_columns(held),
+                    *attempt_columns(held),
                     [row["status"] for row in locked],
                     [errors[(row["job_id"], row["attempt"])] for row in locked],
                     [d.retry_count for d in decisions],
@@ -259,7 +266,7 @@ class PgJobStore:
                     reason.value,
                 )
         results = await self._results(refs, rows, Reason.FAILED)
-        return ReportOutcome(results, _transitions(rows, first_reason=reason))
+        return ReportOutcome(results, report_transitions(rows, first_reason=reason))
 
     async def jobs_release(self, attempts: Sequence[AttemptRef], reason: Reason) -> ReportOutcome:
         """ASSIGNED/RUNNING → PENDING without consuming a retry or counting an interruption
@@ -267,9 +274,9 @@ class PgJobStore:
         if not attempts:
             return ReportOutcome([], [])
         rows = await self._pool.fetch(
-            query("jobs_release"), *_attempt_columns(attempts), reason.value
+            query("jobs_release"), *attempt_columns(attempts), reason.value
         )
-        return ReportOutcome(await self._results(attempts, rows, reason), _transitions(rows))
+        return ReportOutcome(await self._results(attempts, rows, reason), report_transitions(rows))
 
     async def jobs_interrupt(
         self, attempts: Sequence[AttemptRef], reason: Reason, detail: str
@@ -314,7 +321,7 @@ class PgJobStore:
         duplicates: set[tuple[UUID, int]] = set()
         if missed:
             earlier = await self._pool.fetch(
-                query("jobs_attempt_outcomes"), *_attempt_columns(missed)
+                query("jobs_attempt_outcomes"), *attempt_columns(missed)
             )
             duplicates = {
                 (r["job_id"], r["attempt"])
@@ -344,84 +351,3 @@ class PgJobStore:
 
 
 _STALE = "attempt is no longer current or not held by this worker under this claim"
-
-
-def _transitions(
-    rows: Sequence[asyncpg.Record], first_reason: Reason | None = None
-) -> list[Transition]:
-    """The applied state changes of a report statement's rows; with `first_reason`, each
-    failure row stands for two: X → FAILED (that reason) → the policy's next state."""
-    if first_reason is None:
-        return [transition_from_row(row) for row in rows]
-    transitions: list[Transition] = []
-    for row in rows:
-        transitions.append(
-            transition_from_row(row, to_status=JobStatus.FAILED, reason=first_reason)
-        )
-        transitions.append(transition_from_row(row, from_status=JobStatus.FAILED))
-    return transitions
-
-
-def _attempt_columns(
-    attempts: Sequence[AttemptRef],
-) -> tuple[list[UUID], list[int], list[UUID], list[UUID | None]]:
-    """The (job ids, attempts, worker ids, claim ids) arrays the batch statements unnest."""
-    return (
-        [a.job_id for a in attempts],
-        [a.attempt for a in attempts],
-        [a.worker_id for a in attempts],
-        [a.claim_id for a in attempts],
-    )
-
-
-# --- shared with the worker and maintenance stores, which run them in their own transactions --
-
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-"""A connection, or one acquired from a pool."""
-
-
-async def held_by_worker(conn: Conn, worker_id: UUID) -> list[AttemptRef]:
-    """The claims (ASSIGNED or RUNNING) a worker holds, as their fencing tokens."""
-    rows = await conn.fetch(query("jobs_held_by_worker"), worker_id)
-    return [AttemptRef(row["job_id"], row["attempt"], worker_id, row["claim_id"]) for row in rows]
-
-
-async def interrupt_claims(
-    conn: Conn,
-    attempts: Sequence[AttemptRef],
-    reason: Reason,
-    detail: str,
-    from_statuses: Sequence[JobStatus],
-) -> list[Transition]:
-    """Run jobs_interrupt on `conn` (see PgJobStore.jobs_interrupt) for the claims in one of
-    `from_statuses`; returns the applied transitions. A poison job that was RUNNING stands for
-    two: RUNNING → FAILED (`reason`) → DEAD_LETTERED (POISON)."""
-    if not reason.is_interruption:
-        raise ValueError(f"{reason} is not an interruption")
-    if not attempts:
-        return []
-    rows = await conn.fetch(
-        query("jobs_interrupt"),
-        *_attempt_columns(attempts),
-        reason.value,
-        detail,
-        [status.value for status in from_statuses],
-    )
-    transitions: list[Transition] = []
-    for row in rows:
-        if row["reason"] == Reason.POISON.value and row["from_status"] == JobStatus.RUNNING.value:
-            transitions.append(transition_from_row(row, to_status=JobStatus.FAILED, reason=reason))
-            transitions.append(transition_from_row(row, from_status=JobStatus.FAILED))
-        else:
-            transitions.append(transition_from_row(row))
-    return transitions
-
-
-async def release_claims(
-    conn: Conn, attempts: Sequence[AttemptRef], reason: Reason
-) -> list[Transition]:
-    """Run jobs_release on `conn` (see PgJobStore.jobs_release); returns the transitions."""
-    if not attempts:
-        return []
-    rows = await conn.fetch(query("jobs_release"), *_attempt_columns(attempts), reason.value)
-    return _transitions(rows)

@@ -16,7 +16,7 @@ import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
 from jobq.domain.states import JobStatus, Reason
-from jobq.storage.postgres.jobs import interrupt_claims
+from jobq.storage.postgres.claims import interrupt_claims
 from jobq.storage.postgres.rows import transition_from_row
 from jobq.storage.queries import query
 

@@ -16,7 +16,7 @@ import asyncpg
 from jobq.domain.errors import FailedPrecondition, WorkerNotFound, WorkerSuperseded
 from jobq.domain.records import Registration, Transition, Worker
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
-from jobq.storage.postgres.jobs import held_by_worker, interrupt_claims, release_claims
+from jobq.storage.postgres.claims import held_by_worker, interrupt_claims, release_claims
 from jobq.storage.postgres.rows import worker_from_row
 from jobq.storage.queries import query
 
