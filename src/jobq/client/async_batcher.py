@@ -1,7 +1,9 @@
 """Coalesces submits from many coroutines into SubmitJobs calls (`AsyncClient`).
 
-The first submit when no batch is open opens one and arms a timer (the linger, about a
-millisecond); submits until then join it, and a batch that reaches `max_batch` closes at once.
+The first submit when no batch is open opens one and arms a timer (the linger; 0, the
+default, closes it at the end of the current pass of the event loop, once every coroutine
+already woken has run); submits until then join it, and a batch that reaches `max_batch`
+closes at once.
 A closed batch is sent by a task of its own (through `BatchPlan`, so a bad job fails alone),
 not by one of the callers, so a caller that is cancelled never strands the others. Each caller
 awaits its own outcome: the job committed, or its own error.
@@ -25,7 +27,7 @@ class _Batch:
     def __init__(self) -> None:
         self.requests: list[jpb.SubmitJobRequest] = []
         self.futures: list[asyncio.Future[Submitted]] = []
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None
 
 
 class AsyncBatcher:
@@ -46,7 +48,12 @@ class AsyncBatcher:
         batch = self._open
         if batch is None:
             batch = self._open = _Batch()
-            batch.timer = loop.call_later(self._linger_s, self._close, batch)
+            if self._linger_s > 0:
+                batch.timer = loop.call_later(self._linger_s, self._close, batch)
+            else:
+                # No linger: the batch closes once every coroutine already ready in this pass
+                # of the event loop has run; those that submit then all join it.
+                batch.timer = loop.call_soon(self._close, batch)
         batch.requests.append(request)
         batch.futures.append(future)
         if len(batch.requests) >= self._max_batch:

@@ -43,12 +43,18 @@ from jobq.client.job_spec import (
     outcome,
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
-from jobq.client.sync_client import DEFAULT_LINGER_S, DEFAULT_MAX_BATCH
+from jobq.client.sync_client import DEFAULT_MAX_BATCH
 from jobq.client.watching import reason_from_events, status_to_proto
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import job_service_pb2_grpc
 
-__all__ = ["AsyncClient", "AsyncJob"]
+__all__ = ["DEFAULT_ASYNC_LINGER_S", "AsyncClient", "AsyncJob"]
+
+DEFAULT_ASYNC_LINGER_S = 0.0
+"""No timed linger: a batch closes at the end of the event-loop pass that opened it, which every
+coroutine woken in that pass has joined (32 callers resumed by one batch's answers all submit
+in one pass). Measured in the bench, interleaved runs, 32 callers: 5,385 and 5,578 jobs/s with
+a 1 ms linger, 6,327 and 6,827 without."""
 
 Reply = TypeVar("Reply", bound=Message)
 
@@ -111,7 +117,7 @@ class AsyncClient:
         settings: ConnectionSettings | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         auto_batch: bool = True,
-        linger_s: float = DEFAULT_LINGER_S,
+        linger_s: float = DEFAULT_ASYNC_LINGER_S,
         max_batch: int = DEFAULT_MAX_BATCH,
         watch_linger_s: float = DEFAULT_WATCH_LINGER_S,
     ) -> None:

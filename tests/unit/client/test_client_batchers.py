@@ -96,3 +96,28 @@ async def test_a_full_batch_is_sent_at_once_and_a_send_error_reaches_every_calle
         )
     assert sizes == [3, 3]
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_without_a_linger_a_batch_is_one_pass_of_the_event_loop() -> None:
+    """linger 0 (AsyncClient's default): the coroutines woken in one pass all join its batch,
+    one that submits in a later pass gets a batch of its own, and no timer is waited for."""
+    calls: list[int] = []
+    sync_send = fake_send(calls)
+
+    async def send(requests: Sequence[jpb.SubmitJobRequest]) -> list[Submitted | ClientError]:
+        return sync_send(requests)  # type: ignore[operator, no-any-return]
+
+    batcher = AsyncBatcher(send, linger_s=0, max_batch=1000)
+
+    async def late(n: int) -> Submitted:
+        await asyncio.sleep(0)  # a pass later than the others
+        await asyncio.sleep(0)
+        return await batcher.submit(request(n))
+
+    async with asyncio.timeout(1):
+        together = [asyncio.ensure_future(batcher.submit(request(n))) for n in range(10)]
+        later = asyncio.ensure_future(late(99))
+        await asyncio.gather(*together, later, return_exceptions=True)
+    assert calls == [10, 1]
+    assert later.result().job_id == "id-99"
+    await batcher.aclose()
