@@ -140,9 +140,13 @@ class LoopWatchdog:
         """A background loop for the task supervisor: start watching the running loop (if
         not already) and raise what ended the thread, should it end while not stopped."""
         self.start(asyncio.get_running_loop())
-        stopping, ended = self._stopping, self._ended
+        stopping, ended, thread = self._stopping, self._ended, self._thread
         assert ended is not None  # set by start
         await ended.wait()
+        if thread is not None:
+            # `ended` is set from the thread's last lines: let it finish them, so that once
+            # this returns `watching` is False and a restart starts a fresh thread.
+            thread.join(timeout=self._tick_s)
         if self._failure is not None:
             raise self._failure
         if stopping.is_set():  # stopped by its owner on purpose: nothing to restart
