@@ -9,7 +9,8 @@ that changes jobs holds a ticket from before it starts until it has returned (`o
 has returned too. Why that suffices: if a change A of a job committed before a change B of the
 same job, A's write started before B's commit, so before B's write returned; B's transitions
 therefore wait for A's write to return, and then both are here, ordered by the time each
-transaction took (`occurred_at`, PostgreSQL's now(): B's transaction began after A's commit
+statement took (`occurred_at`, PostgreSQL's statement_timestamp(): B's statement began after
+A's commit
 for all of jobq's writes, which either see A's row in their snapshot or update it after
 waiting for A's lock).
 

@@ -148,6 +148,10 @@ SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, 
 FROM updated;
 
 -- name: jobs_claim
+-- updated_at is the claim statement's own start (statement_timestamp(), not now()): a claim runs
+-- in a transaction begun before it (SET LOCAL synchronous_commit), and the lifecycle stream
+-- orders one job's changes by that time (server/publication_order.py), which must follow the
+-- commit of the change that made the job PENDING. The transitions' occurred_at is the same.
 -- Claim up to $3 eligible jobs of the queues $2 for worker $1, whose stream belongs to the
 -- process of incarnation $4: PENDING → ASSIGNED, attempt + 1, a new random claim_id; of them at
 -- most one suspect (a job interrupted twice or more), and none while the worker holds one.
@@ -242,7 +246,7 @@ WITH holder AS MATERIALIZED (
 ), claimed AS (
     UPDATE jobs j
     SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1,
-        claim_id = gen_random_uuid(), assigned_at = now(), updated_at = now()
+        claim_id = gen_random_uuid(), assigned_at = now(), updated_at = statement_timestamp()
     WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen))
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
@@ -275,7 +279,7 @@ WITH old AS MATERIALIZED (
     WHERE j.job_id = o.job_id AND o.status = 'ASSIGNED'
     RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, 'ASSIGNED'::job_status AS from_status, j.status AS to_status,
-              'STARTED' AS reason, now() AS occurred_at
+              'STARTED' AS reason, statement_timestamp() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id FROM started
@@ -306,7 +310,7 @@ WITH old AS MATERIALIZED (
     WHERE j.job_id = o.job_id AND o.from_status IN ('ASSIGNED', 'RUNNING')
     RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, o.from_status, j.status AS to_status, 'COMPLETED' AS reason,
-              now() AS occurred_at
+              statement_timestamp() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt, d.claim_id
@@ -378,7 +382,7 @@ WITH input AS (
     ORDER BY i.ord, e.step
 )
 SELECT u.job_id, u.attempt, i.worker_id, u.queue_name, u.created_at, u.started_at,
-       i.from_status, i.to_status, i.reason, now() AS occurred_at
+       i.from_status, i.to_status, i.reason, statement_timestamp() AS occurred_at
 FROM updated u JOIN input i ON i.job_id = u.job_id;
 
 -- name: jobs_release
@@ -401,7 +405,7 @@ WITH old AS MATERIALIZED (
     WHERE j.job_id = old.job_id AND old.status IN ('ASSIGNED', 'RUNNING')
     RETURNING j.job_id, j.attempt, old.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, old.status AS from_status, j.status AS to_status, $5::text AS reason,
-              now() AS occurred_at
+              statement_timestamp() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id FROM released
@@ -455,7 +459,7 @@ WITH old AS MATERIALIZED (
     RETURNING j.job_id, j.attempt, d.worker_id, d.claim_id, j.queue_name, j.created_at,
               j.started_at, d.status AS from_status, j.status AS to_status,
               CASE WHEN d.poison THEN 'POISON' ELSE $5::text END AS reason,
-              d.interruptions, d.max_interruptions, now() AS occurred_at
+              d.interruptions, d.max_interruptions, statement_timestamp() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
                             claim_id)

@@ -110,7 +110,7 @@ WITH expired AS MATERIALIZED (
     WHERE j.job_id = e.job_id
     RETURNING j.job_id, j.attempt, NULL::uuid AS worker_id, j.queue_name, j.created_at,
               j.started_at, 'PENDING'::job_status AS from_status, j.status AS to_status,
-              'TTL_EXPIRED' AS reason, now() AS occurred_at, e.ttl_seconds
+              'TTL_EXPIRED' AS reason, statement_timestamp() AS occurred_at, e.ttl_seconds
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
     SELECT job_id, from_status, to_status, worker_id, reason,
