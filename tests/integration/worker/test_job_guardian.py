@@ -90,18 +90,33 @@ async def test_a_process_that_moved_to_another_group_of_the_session_is_killed(
         f"import subprocess, time; subprocess.Popen(['sleep', '{marker}'], process_group=0); "
         "time.sleep(120)",
     )
-    async with asyncio.timeout(10):
-        while len(processes_with(marker)) < 2:
-            await asyncio.sleep(0.01)
-    [moved] = set(processes_with(marker)) - {job.pid}
-    assert os.getpgid(moved) == moved != job.pid
-    assert os.getsid(moved) == job.pid
-    guardian.register(job.pid)
-    await guardian.stop()
-    await gone(job)
-    async with asyncio.timeout(5):
-        while processes_with(marker):
-            await asyncio.sleep(0.01)
+    try:
+        # The forked child carries the parent's command line (and so the marker) until it
+        # execs, and joins its own group only just before: wait for the group, not the pid.
+        async with asyncio.timeout(10):
+            while not (moved := _group_leaders(set(processes_with(marker)) - {job.pid})):
+                await asyncio.sleep(0.01)
+        [leader] = moved
+        assert leader != job.pid
+        assert os.getsid(leader) == job.pid
+        guardian.register(job.pid)
+        await guardian.stop()
+        await gone(job)
+        async with asyncio.timeout(5):
+            while processes_with(marker):
+                await asyncio.sleep(0.01)
+    finally:
+        job.kill()
+        job.wait()
+
+
+def _group_leaders(pids: set[int]) -> list[int]:
+    leaders = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(pid) == pid:
+                leaders.append(pid)
+    return leaders
 
 
 async def test_a_killed_guardian_is_replaced_and_told_every_running_job(
