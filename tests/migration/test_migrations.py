@@ -34,6 +34,7 @@ EXPECTED_SCRIPTS = (
     "V11__worker_incarnations_claim_ids_and_poison.sql",
     "V12__suspect_jobs_claimed_one_per_worker.sql",
     "V13__idempotency_keys.sql",
+    "V14__enqueued_jobs_outbox.sql",
 )
 
 

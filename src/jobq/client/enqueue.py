@@ -15,16 +15,18 @@ SubmitOptions, then the server's rules of jobq.domain (queue name, priority, pay
 parse, max_retries, delay, idempotency key), into the same NewJob. It is written by the
 server's own statement (`jobs_insert`, see jobq.storage.postgres.caller_transaction): PENDING,
 with its SUBMITTED event, and a NOTIFY that PostgreSQL delivers at commit, so the servers'
-dispatchers start it at once; a rollback leaves no trace. `schema` must be jq-server's
-`db.schema`. The session's `search_path` and `jit` are set for the insert (SET LOCAL) and put
-back after it, so the rest of the transaction resolves names as before.
+dispatchers start it at once and a server announces it; a rollback leaves no trace. `schema`
+must be jq-server's `db.schema`. The session's `search_path` and `jit` are set for the insert
+(SET LOCAL) and put back after it, so the rest of the transaction resolves names as before.
 
 What differs from a submit through jq-server:
 
-- jq-server does not see the submit, only the job: its `jq_jobs_submitted` counter, its
-  `job.submitted` log line and the lifecycle's PENDING transition (and what subscribes to it)
-  do not happen for these jobs. Everything after (assignment, results, their metrics) is the
-  same.
+- jq-server learns of the job at commit, not from the call: the job's id is also left in
+  `enqueued_jobs` (db/migrations/V14, a transactional outbox), and one server takes it out and
+  publishes its SUBMITTED (its `jq_jobs_submitted` count, its log line, whatever subscribes to
+  the lifecycle), woken by the commit's notification, or when it starts if none was running;
+  a claim that gets there first publishes it before the assignment. Everything after
+  (assignment, results, their metrics) is the same.
 - `created_at` (and the SUBMITTED event's time) is the start of the caller's transaction
   (PostgreSQL's `now()`), so a long transaction's job queues as if submitted when it began;
   a `delay` counts from the application's clock, as a submit's counts from the server's.

@@ -84,6 +84,9 @@ class Assignment:
     job: Job
     timeout_s: int | None  # the queue's TTL, used when the payload names no timeout
     claim_id: UUID | None = None
+    unannounced: bool = False
+    """Written by a transactional enqueue and not yet announced by any server: the claim's
+    write publishes its SUBMITTED before its ASSIGNED (db/migrations/V14)."""
 
     @property
     def ref(self) -> AttemptRef:
@@ -172,6 +175,22 @@ class Transition:
     created_at: datetime
     started_at: datetime | None
     occurred_at: datetime
+
+    @classmethod
+    def submitted(cls, job_id: UUID, queue_name: str, created_at: datetime) -> Transition:
+        """A new job: PENDING, reason SUBMITTED, at its created_at."""
+        return cls(
+            job_id=job_id,
+            queue_name=queue_name,
+            from_status=None,
+            to_status=JobStatus.PENDING,
+            reason=Reason.SUBMITTED,
+            worker_id=None,
+            attempt=0,
+            created_at=created_at,
+            started_at=None,
+            occurred_at=created_at,
+        )
 
 
 @record

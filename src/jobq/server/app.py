@@ -23,6 +23,7 @@ from jobq.server.admin_service import AdminServicer
 from jobq.server.audit import AuditTrail
 from jobq.server.authentication import Authenticator
 from jobq.server.dispatcher import Dispatcher
+from jobq.server.enqueue_announcer import EnqueueAnnouncer
 from jobq.server.grpc_server import build_grpc_server
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.incarnations import IncarnationGate
@@ -204,8 +205,12 @@ class ServerApp:
         )
         self.grpc_port, self.served_methods = built.port, built.served
         server = built.server
+        announcer = EnqueueAnnouncer(maintenance, lifecycle)
         notifier = Notifier(
-            database.dsn, dispatcher.wake_for_new_jobs, channel=notify_channel(cfg.db.schema)
+            database.dsn,
+            dispatcher.wake_for_new_jobs,
+            channel=notify_channel(cfg.db.schema),
+            on_enqueued=announcer.wake,
         )
         monitor = HeartbeatMonitor(
             maintenance,
@@ -232,7 +237,7 @@ class ServerApp:
             submitter=submitter,
             reports=reports,
             locker=locker,
-            loops=[monitor.loop, reaper.loop, watch.loop],
+            loops=[monitor.loop, reaper.loop, watch.loop, announcer.loop],
             gauges=lambda: refresh_gauges(self.metrics, jobs, workers),
         )
 

@@ -40,60 +40,41 @@ class Changes:
         by_id = {job.job_id: job for job in jobs}
         for job_id, created_at in created:
             job = by_id.get(job_id)
-            if job is None:
-                continue
-            self.transitions.append(
-                Transition(
-                    job_id=job.job_id,
-                    queue_name=job.queue_name,
-                    from_status=None,
-                    to_status=JobStatus.PENDING,
-                    reason=Reason.SUBMITTED,
-                    worker_id=None,
-                    attempt=0,
-                    created_at=created_at,
-                    started_at=None,
-                    occurred_at=created_at,
-                )
-            )
+            if job is not None:
+                self.transitions.append(Transition.submitted(job_id, job.queue_name, created_at))
 
     def assigned(self, assignments: Sequence[Assignment]) -> None:
-        """Jobs were claimed for a worker (PENDING → ASSIGNED)."""
+        """Jobs were claimed for a worker (PENDING → ASSIGNED); a job a transactional enqueue
+        wrote and no server announced yet is announced first (SUBMITTED, then ASSIGNED)."""
         for assignment in assignments:
             job = assignment.job
-            self.transitions.append(
-                Transition(
-                    job_id=job.job_id,
-                    queue_name=job.queue_name,
-                    from_status=JobStatus.PENDING,
-                    to_status=JobStatus.ASSIGNED,
-                    reason=Reason.ASSIGNED,
-                    worker_id=job.worker_id,
-                    attempt=job.attempt,
-                    created_at=job.created_at,
-                    started_at=job.started_at,
-                    occurred_at=job.updated_at,
+            if assignment.unannounced:
+                self.transitions.append(
+                    Transition.submitted(job.job_id, job.queue_name, job.created_at)
                 )
-            )
+            self.transitions.append(_of_job(job, Reason.ASSIGNED, JobStatus.PENDING))
 
     def job_changed(
         self, job: Job, reason: Reason | str, from_status: JobStatus | None = None
     ) -> None:
         """An operator action changed one job (cancel, manual retry)."""
-        self.transitions.append(
-            Transition(
-                job_id=job.job_id,
-                queue_name=job.queue_name,
-                from_status=from_status,
-                to_status=job.status,
-                reason=Reason(reason),
-                worker_id=job.worker_id,
-                attempt=job.attempt,
-                created_at=job.created_at,
-                started_at=job.started_at,
-                occurred_at=job.updated_at,
-            )
-        )
+        self.transitions.append(_of_job(job, Reason(reason), from_status))
+
+
+def _of_job(job: Job, reason: Reason, from_status: JobStatus | None) -> Transition:
+    """The change that left `job` as it is now (its status, worker and time of update)."""
+    return Transition(
+        job_id=job.job_id,
+        queue_name=job.queue_name,
+        from_status=from_status,
+        to_status=job.status,
+        reason=reason,
+        worker_id=job.worker_id,
+        attempt=job.attempt,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        occurred_at=job.updated_at,
+    )
 
 
 class Lifecycle:

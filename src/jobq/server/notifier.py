@@ -1,5 +1,9 @@
 """Wake-ups across replicas: LISTEN on `jobq_jobs`, which every submit NOTIFYs at commit.
 
+A transactional enqueue's notification says 'enqueued': it also wakes the EnqueueAnnouncer
+(`on_enqueued`), which publishes those jobs' SUBMITTED; jq-server's own submits say nothing
+more, so they cost the announcer nothing.
+
 A dedicated connection (not from the pool) holds the LISTEN. When it breaks — PostgreSQL
 restarted — it reconnects at once, then with a backoff; meanwhile the dispatcher's interval is
 the fallback.
@@ -18,6 +22,8 @@ from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
 
 CHECK_INTERVAL_S = 5.0
+ENQUEUED = "enqueued"
+"""The payload of a transactional enqueue's notification (jobs_insert with $9)."""
 log = get_logger("jobq.notifier")
 
 
@@ -29,9 +35,17 @@ class Notifier:
     to 5 s), and the interval is only a fallback check of the connection.
     """
 
-    def __init__(self, dsn: str, on_notify: Callable[[], None], *, channel: str) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        on_notify: Callable[[], None],
+        *,
+        channel: str,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
+        self._on_enqueued = on_enqueued
         self.channel = channel
         self._conn: asyncpg.Connection | None = None
         self.loop = ServiceLoop(
@@ -50,8 +64,8 @@ class Notifier:
         self._close()
 
     async def run_once(self) -> None:
-        """Listen, unless already listening: connect, LISTEN, then wake the dispatcher for
-        anything submitted while nobody here was listening."""
+        """Listen, unless already listening: connect, LISTEN, then wake the dispatcher (and
+        the announcer) for anything submitted while nobody here was listening."""
         if self.listening:
             return
         self._close()
@@ -64,9 +78,13 @@ class Notifier:
             raise
         self._conn = conn
         self._on_notify()
+        if self._on_enqueued is not None:
+            self._on_enqueued()
 
-    def _listener(self, *_: object) -> None:
+    def _listener(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self._on_notify()
+        if payload == ENQUEUED and self._on_enqueued is not None:
+            self._on_enqueued()
 
     def _lost(self, conn: object) -> None:
         if conn is self._conn:  # not one this notifier closed itself

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
 from psycopg import pq
+from support.enqueue_apps import App
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client as Stubs
 from support.server_harness import running_server
@@ -30,95 +31,6 @@ NO_PERIODIC_PASS = {"scheduler.interval_ms": 60000}
 WAKE_UP_WITHIN_S = 5.0
 """Far below the 60 s interval: a job that arrives this soon was woken up."""
 IN_FAILED_TRANSACTION = (asyncpg.InFailedSQLTransactionError, psycopg.errors.InFailedSqlTransaction)
-
-
-class App(Protocol):
-    """An application's connection: its own transaction and its own tables."""
-
-    async def begin(self) -> None: ...
-    async def execute(self, sql: str) -> None: ...
-    async def fetchval(self, sql: str) -> Any: ...
-    async def enqueue(self, *args: Any, **kwargs: Any) -> Submitted: ...
-    async def commit(self) -> None: ...
-    async def rollback(self) -> None: ...
-    async def close(self) -> None: ...
-
-
-class AsyncpgApp:
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self._tx: Any = None
-
-    async def begin(self) -> None:
-        self._tx = self.conn.transaction()
-        await self._tx.start()
-
-    async def execute(self, sql: str) -> None:
-        await self.conn.execute(sql)
-
-    async def fetchval(self, sql: str) -> Any:
-        return await self.conn.fetchval(sql)
-
-    async def enqueue(self, *args: Any, **kwargs: Any) -> Submitted:
-        return await jobq.enqueue(self.conn, *args, **kwargs)
-
-    async def commit(self) -> None:
-        await self._tx.commit()
-
-    async def rollback(self) -> None:
-        await self._tx.rollback()
-
-    async def close(self) -> None:
-        await self.conn.close()
-
-
-class PsycopgApp:
-    """psycopg is blocking: every call runs in a thread, so the server in this event loop
-    keeps serving meanwhile."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-
-    async def begin(self) -> None:
-        await asyncio.to_thread(self.conn.execute, "BEGIN")
-
-    async def execute(self, sql: str) -> None:
-        await asyncio.to_thread(self.conn.execute, sql)
-
-    async def fetchval(self, sql: str) -> Any:
-        def run() -> Any:
-            row = self.conn.execute(sql).fetchone()
-            return None if row is None else row[0]
-
-        return await asyncio.to_thread(run)
-
-    async def enqueue(self, *args: Any, **kwargs: Any) -> Submitted:
-        return await asyncio.to_thread(jobq.enqueue_sync, self.conn, *args, **kwargs)
-
-    async def commit(self) -> None:
-        await asyncio.to_thread(self.conn.commit)
-
-    async def rollback(self) -> None:
-        await asyncio.to_thread(self.conn.rollback)
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.conn.close)
-
-
-@pytest.fixture(params=["asyncpg", "psycopg"])
-async def app(request: pytest.FixtureRequest, db_dsn: str) -> AsyncIterator[App]:
-    """The application's connection (autocommit outside `begin`), with an `orders` table."""
-    application: App
-    if request.param == "asyncpg":
-        application = AsyncpgApp(await asyncpg.connect(db_dsn))
-    else:
-        conn = await asyncio.to_thread(psycopg.connect, db_dsn, autocommit=True)
-        application = PsycopgApp(conn)
-    await application.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-    try:
-        yield application
-    finally:
-        await application.close()
 
 
 @pytest.fixture

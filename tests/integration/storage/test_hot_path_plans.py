@@ -285,10 +285,11 @@ def _fixed(args: Callable[[Dataset], list[object]]) -> Callable[[Dataset], Prepa
 def _submit(count: int) -> Callable[[Dataset], list[object]]:
     def args(_: Dataset) -> list[object]:
         """Ids, queues, payloads, priorities, max_retries (the queue's), not_before (none),
-        idempotency keys (none: NULL, as PgJobStore passes them), notify."""
+        idempotency keys (none: NULL, as PgJobStore passes them), notify, and not written
+        outside jq-server (false: no outbox row, as PgJobStore passes it)."""
         columns: list[object] = [[uuid7() for _ in range(count)], ["default"] * count]
         columns += [[PAYLOAD] * count, [0] * count, [None] * count, [None] * count]
-        return [*columns, None, True]
+        return [*columns, None, True, False]
 
     return args
 

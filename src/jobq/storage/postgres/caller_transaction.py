@@ -72,7 +72,9 @@ async def job_insert_in_transaction(conn: Conn, job: NewJob, schema: str) -> Sub
     rounds = InsertRounds([job])
     for _ in range(KEY_ROUNDS):
         try:
-            rows = await conn.fetch(query("jobs_insert"), *rounds.arguments(True))
+            rows = await conn.fetch(
+                query("jobs_insert"), *rounds.arguments(True, outside_server=True)
+            )
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError) as exc:
             # Only the queue can be missing: the one job's max_retries falls back to NULL, or
             # its queue_name breaks the foreign key (see jobs_insert).

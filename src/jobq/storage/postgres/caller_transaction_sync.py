@@ -38,7 +38,7 @@ def job_insert_in_transaction_sync(
         rounds = InsertRounds([job])
         for _ in range(KEY_ROUNDS):
             try:
-                cursor.execute(query("jobs_insert"), rounds.arguments(True))
+                cursor.execute(query("jobs_insert"), rounds.arguments(True, outside_server=True))
             except (psycopg.errors.NotNullViolation, psycopg.errors.ForeignKeyViolation) as exc:
                 raise QueueNotFound(job.queue_name) from exc  # see caller_transaction.py
             except psycopg.errors.UndefinedTable as exc:

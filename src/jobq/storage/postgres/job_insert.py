@@ -54,9 +54,11 @@ class InsertRounds:
         self.keyed = bool(self._leader)
         """False when no job has a key: one statement settles everything (the hot path)."""
 
-    def arguments(self, notify: bool) -> tuple[Any, ...]:
-        """The parameters ($1..$8) of the next jobs_insert statement. $7 is NULL when no job
-        has a key, so the statement skips its search for holders (see sql/jobs.sql)."""
+    def arguments(self, notify: bool, *, outside_server: bool = False) -> tuple[Any, ...]:
+        """The parameters ($1..$9) of the next jobs_insert statement. $7 is NULL when no job
+        has a key, so the statement skips its search for holders (see sql/jobs.sql).
+        `outside_server` ($9): written by an application's transaction, not by jq-server, so
+        the jobs are left in enqueued_jobs for a server to announce."""
         jobs = self._sent
         keys = [job.idempotency_key for job in jobs] if self.keyed else None
         return (
@@ -68,6 +70,7 @@ class InsertRounds:
             [job.not_before for job in jobs],
             keys,
             notify,
+            outside_server,
         )
 
     def record(self, rows: Iterable[Iterable[Any]]) -> bool:

@@ -173,7 +173,10 @@ class PgJobStore:
                 # The settings of the claim pool's sessions (see create_claim_pool).
                 await conn.execute(settings_statement(CLAIM_SESSION_SETTINGS, local=True))
                 rows = await conn.fetch(query("jobs_claim"), *args)
-        return [Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"]) for row in rows]
+        return [
+            Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"], row["unannounced"])
+            for row in rows
+        ]
 
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome:
         """Start acknowledgements: ASSIGNED → RUNNING for claims still current."""

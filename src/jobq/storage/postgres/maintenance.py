@@ -89,6 +89,16 @@ class PgMaintenanceStore:
         rows = await self._pool.fetch(query("jobs_expire_ttl"), now, limit)
         return [transition_from_row(row) for row in rows]
 
+    async def enqueued_jobs_take(self, limit: int = DEFAULT_BATCH_LIMIT) -> list[Transition]:
+        """The SUBMITTED transitions of up to `limit` jobs written by transactional enqueues
+        and not announced yet, taken out of enqueued_jobs (each by one caller, once)."""
+        _check_limit(limit)
+        rows = await self._pool.fetch(query("enqueued_jobs_take"), limit)
+        return [
+            Transition.submitted(row["job_id"], row["queue_name"], row["created_at"])
+            for row in rows
+        ]
+
 
 def _check_limit(limit: int) -> None:
     # LIMIT 0 would make a loop that waits for "fewer than a full batch" spin forever, and a

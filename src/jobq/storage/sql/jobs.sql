@@ -47,6 +47,10 @@
 -- each wait for a key the other holds (a deadlock, seen with two 100-key batches in opposite
 -- orders); in one order, one of them waits for the other. The sort of a batch without keys
 -- costs microseconds (all NULL).
+-- $9 is true for a job written outside jq-server (a transactional enqueue): its id goes into
+-- enqueued_jobs for a server to announce (V14), and the notification says 'enqueued' so the
+-- servers take it out at once. jq-server's own submits pass false: the one-time filter skips
+-- the outbox insert, and the write itself announces them.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
@@ -64,6 +68,9 @@ WITH input AS (
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
     SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
+), outbox AS (
+    INSERT INTO enqueued_jobs (job_id)
+    SELECT job_id FROM inserted WHERE $9::boolean
 ), held AS (
     SELECT j.job_id, j.created_at, j.idempotency_key
     FROM jobs j
@@ -79,7 +86,7 @@ SELECT i.job_id, i.created_at, NULL::text AS held_key
 FROM inserted i,
      (SELECT CASE WHEN $8::boolean AND EXISTS (SELECT FROM inserted) THEN pg_notify(
          CASE current_schema() WHEN 'public' THEN 'jobq_jobs' ELSE 'jobq_jobs_' || current_schema() END,
-         '') END) AS n
+         CASE WHEN $9::boolean THEN 'enqueued' ELSE '' END) END) AS n
 UNION ALL
 SELECT h.job_id, h.created_at, h.idempotency_key FROM held h;
 
@@ -255,8 +262,17 @@ WITH holder AS MATERIALIZED (
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt, claim_id FROM claimed
+), announced AS (
+    -- A claimed job that a transactional enqueue wrote and no server announced yet (V14): the
+    -- claim takes it out of enqueued_jobs, and `unannounced` tells the caller to publish its
+    -- SUBMITTED before its ASSIGNED. A server announcing it right now holds the row: this waits
+    -- for its commit and then finds the row gone (that server published SUBMITTED first). The
+    -- table is empty as a rule, so this is one probe of an empty index per claim.
+    DELETE FROM enqueued_jobs e
+    WHERE e.job_id = ANY(ARRAY(SELECT job_id FROM claimed))
+    RETURNING e.job_id
 )
-SELECT c.*, q.ttl_seconds
+SELECT c.*, q.ttl_seconds, c.job_id IN (SELECT job_id FROM announced) AS unannounced
 FROM claimed c JOIN queues q ON q.name = c.queue_name
 ORDER BY c.priority DESC, c.created_at, c.job_id;
 

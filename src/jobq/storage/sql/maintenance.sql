@@ -118,3 +118,18 @@ WITH expired AS MATERIALIZED (
     FROM dead
 )
 SELECT * FROM dead;
+
+-- name: enqueued_jobs_take
+-- Up to $1 jobs that transactional enqueues wrote and no server announced yet (V14), taken out
+-- of enqueued_jobs: the caller publishes their SUBMITTED transitions. A row is taken once:
+-- replicas taking at the same time skip each other's locked rows, as does a claim's DELETE
+-- of a row locked here wait for this commit and then find it gone. Oldest first, so a backlog
+-- is announced in submit order.
+WITH taken AS (
+    DELETE FROM enqueued_jobs e
+    WHERE e.job_id IN (SELECT o.job_id FROM enqueued_jobs o LIMIT $1 FOR UPDATE SKIP LOCKED)
+    RETURNING e.job_id
+)
+SELECT j.job_id, j.queue_name, j.created_at
+FROM taken t JOIN jobs j ON j.job_id = t.job_id
+ORDER BY j.created_at, j.job_id;
