@@ -20,3 +20,10 @@ def word_count(text: str) -> dict[str, int]:
     for word in text.split():
         counts[word] = counts.get(word, 0) + 1
     return counts
+
+
+@jobq.task
+def send_receipt(order_id: int, email: str) -> str:
+    """What examples/web_orders.py enqueues with each order, in the order's transaction. A real
+    one would send mail; this one says what it would send."""
+    return f"receipt for order {order_id} sent to {email}"
