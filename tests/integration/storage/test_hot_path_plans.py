@@ -656,3 +656,67 @@ async def test_ttl_expiry_can_read_the_pending_jobs_through_the_pending_queue_in
     assert "jobs_pending_queue_claim_idx" in _indexes(explained["Plan"]), describe(explained)
     read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
     assert read <= sum(PENDING.values()), describe(explained)
+
+
+async def test_a_keyed_submit_reads_no_job_with_a_plan_made_while_the_table_was_small(
+    db_dsn: str,
+) -> None:
+    """Statistics from before the table grew, the moment the module docstring leaves out: the
+    generic plan of jobs_insert that a connection caches after five runs, made while the table
+    held a few hundred keyed jobs and had never been analyzed, then run with 20,000 in it.
+    Every submit through the SDK carries an idempotency key, so this is the SDK's hot path:
+    when no key is held, the statement must not read the table at all. Measured before the
+    fix: the cached plan scanned all of it, a 32-job batch taking from 1 ms to 26 ms as 38,000
+    jobs went in."""
+    pool = await create_pool(db_dsn, min_size=1, max_size=2)  # one to explain, one to grow
+    store = PgJobStore(pool)
+
+    async def grow(jobs: int) -> None:
+        for _ in range(jobs // 500):
+            await store.jobs_insert([_keyed_job() for _ in range(500)])
+
+    try:
+        await grow(500)
+        async with pool.acquire() as conn:
+            await conn.execute("SET plan_cache_mode = force_generic_plan")
+            await conn.execute(f"PREPARE keyed AS {query('jobs_insert')}")
+            try:
+                first = await _literals(conn, "keyed", _keyed_submit(32))
+                await conn.execute(f"EXECUTE keyed({first})")  # planned now
+                await grow(20_000)  # no ANALYZE comes
+                literals = await _literals(conn, "keyed", _keyed_submit(32))
+                raw = await conn.fetchval(
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE keyed({literals})"
+                )
+            finally:
+                await conn.execute("DEALLOCATE keyed")
+            last_analyze = await conn.fetchval(
+                "SELECT coalesce(last_analyze, last_autoanalyze) FROM pg_stat_user_tables"
+                " WHERE relname = 'jobs'"
+            )
+    finally:
+        await pool.close()
+    [explained] = json.loads(raw)
+    assert last_analyze is None, "autovacuum analyzed jobs meanwhile: the plan was remade"
+    read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
+    assert read == 0, f"a keyed submit read {read:g} rows: {describe(explained)}"
+
+
+def _keyed_job() -> NewJob:
+    return NewJob(uuid7(), "default", PAYLOAD, idempotency_key=str(uuid.uuid4()))
+
+
+def _keyed_submit(count: int) -> list[object]:
+    """jobs_insert's parameters for `count` new jobs, each with a key no job holds."""
+    jobs = [_keyed_job() for _ in range(count)]
+    return [
+        [job.job_id for job in jobs],
+        ["default"] * count,
+        [PAYLOAD] * count,
+        [0] * count,
+        [None] * count,
+        [None] * count,
+        [job.idempotency_key for job in jobs],
+        False,
+        False,
+    ]
