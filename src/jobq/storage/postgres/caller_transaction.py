@@ -3,7 +3,7 @@
 The application's write and the job commit together or not at all (the transactional outbox
 of River's `InsertTx` and Oban's `Oban.insert` in an `Ecto.Multi`). The statement is the
 server's own, `jobs_insert` of sql/jobs.sql, with the same arguments and the same reading of
-its rows (`job_insert.InsertRounds`), so a job enqueued here is the job a SubmitJob would have
+its rows (`job_insert.InsertBatch`), so a job enqueued here is the job a SubmitJob would have
 written: PENDING, with its SUBMITTED event, and a NOTIFY on its schema's channel that
 PostgreSQL delivers at commit (and drops at rollback) to wake the dispatchers.
 
@@ -29,7 +29,7 @@ from jobq.domain.errors import NotFound, QueueNotFound
 from jobq.domain.records import NewJob, Submitted
 from jobq.storage.pool import SESSION_SETTINGS, quote_identifier
 from jobq.storage.postgres.claims import Conn
-from jobq.storage.postgres.job_insert import KEY_ROUNDS, InsertRounds
+from jobq.storage.postgres.job_insert import InsertBatch
 from jobq.storage.queries import query
 
 # Not named queries of sql/*.sql: like pool.py's SET statements, they are about the session,
@@ -69,22 +69,15 @@ async def job_insert_in_transaction(conn: Conn, job: NewJob, schema: str) -> Sub
     values = session_values(schema)
     names = list(values)
     saved = await conn.fetchval(SAVE_AND_SET, names, list(values.values()))
-    rounds = InsertRounds([job])
-    for _ in range(KEY_ROUNDS):
-        try:
-            rows = await conn.fetch(
-                query("jobs_insert"), *rounds.arguments(True, outside_server=True)
-            )
-        except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError) as exc:
-            # Only the queue can be missing: the one job's max_retries falls back to NULL, or
-            # its queue_name breaks the foreign key (see jobs_insert).
-            raise QueueNotFound(job.queue_name) from exc
-        except asyncpg.UndefinedTableError as exc:
-            raise missing_schema(schema) from exc
-        if rounds.record(rows):
-            break
-    else:
-        raise rounds.contended()
+    batch = InsertBatch([job])
+    try:
+        rows = await conn.fetch(query("jobs_insert"), *batch.arguments(True, outside_server=True))
+    except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError) as exc:
+        # Only the queue can be missing: the one job's max_retries falls back to NULL, or its
+        # queue_name breaks the foreign key (see jobs_insert).
+        raise QueueNotFound(job.queue_name) from exc
+    except asyncpg.UndefinedTableError as exc:
+        raise missing_schema(schema) from exc
     await conn.fetchval(RESTORE, names, saved)
-    [submitted] = rounds.results()
+    [submitted] = batch.results(rows)
     return submitted

@@ -21,7 +21,7 @@ from jobq.storage.postgres.caller_transaction import (
     missing_schema,
     session_values,
 )
-from jobq.storage.postgres.job_insert import KEY_ROUNDS, InsertRounds
+from jobq.storage.postgres.job_insert import InsertBatch
 from jobq.storage.queries import query
 
 
@@ -35,18 +35,14 @@ def job_insert_in_transaction_sync(
         cursor.execute(SAVE_AND_SET, (names, list(values.values())))
         saved_row = cursor.fetchone()
         assert saved_row is not None
-        rounds = InsertRounds([job])
-        for _ in range(KEY_ROUNDS):
-            try:
-                cursor.execute(query("jobs_insert"), rounds.arguments(True, outside_server=True))
-            except (psycopg.errors.NotNullViolation, psycopg.errors.ForeignKeyViolation) as exc:
-                raise QueueNotFound(job.queue_name) from exc  # see caller_transaction.py
-            except psycopg.errors.UndefinedTable as exc:
-                raise missing_schema(schema) from exc
-            if rounds.record(cursor.fetchall()):
-                break
-        else:
-            raise rounds.contended()
+        batch = InsertBatch([job])
+        try:
+            cursor.execute(query("jobs_insert"), batch.arguments(True, outside_server=True))
+        except (psycopg.errors.NotNullViolation, psycopg.errors.ForeignKeyViolation) as exc:
+            raise QueueNotFound(job.queue_name) from exc  # see caller_transaction.py
+        except psycopg.errors.UndefinedTable as exc:
+            raise missing_schema(schema) from exc
+        rows = cursor.fetchall()
         cursor.execute(RESTORE, (names, saved_row[0]))
-    [submitted] = rounds.results()
+    [submitted] = batch.results(rows)
     return submitted

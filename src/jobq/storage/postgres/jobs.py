@@ -33,13 +33,12 @@ from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
 from jobq.storage.postgres.claims import (
-    Conn,
     attempt_columns,
     held_by_worker,
     interrupt_claims,
     report_transitions,
 )
-from jobq.storage.postgres.job_insert import KEY_ROUNDS, InsertRounds
+from jobq.storage.postgres.job_insert import InsertBatch
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
@@ -69,29 +68,15 @@ class PgJobStore:
         holder), the later ones get its outcome as existing."""
         if not jobs:
             return []
-        rounds = InsertRounds(jobs)
-        if not rounds.keyed:
-            # The hot path: no key, one statement, its own transaction.
-            await self._insert_round(self._pool, rounds, notify)
-            return rounds.results()
-        # Keys: the rounds (see InsertRounds) in one transaction, so still all or none.
-        async with self._pool.acquire() as conn, conn.transaction():
-            for _ in range(KEY_ROUNDS):
-                if await self._insert_round(conn, rounds, notify):
-                    return rounds.results()
-            raise rounds.contended()
-
-    async def _insert_round(
-        self, db: asyncpg.Pool | Conn, rounds: InsertRounds, notify: bool
-    ) -> bool:
-        """One jobs_insert statement; True when it settled every job (see InsertRounds)."""
-        arguments = rounds.arguments(notify)
+        batch = InsertBatch(jobs)
+        arguments = batch.arguments(notify)
         try:
-            rows = await db.fetch(query("jobs_insert"), *arguments)
+            # One statement, its own transaction, keys or not (see jobs_insert).
+            rows = await self._pool.fetch(query("jobs_insert"), *arguments)
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
             await self._raise_missing_queue(set(arguments[1]))
             raise
-        return rounds.record(rows)
+        return batch.results(rows)
 
     async def _raise_missing_queue(self, names: set[str]) -> None:
         existing = {row["name"] for row in await self._pool.fetch(query("queues_existing"), names)}

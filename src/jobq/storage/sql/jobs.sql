@@ -28,29 +28,28 @@
 -- tests/integration/storage/test_report_plans.py checks the plans.
 
 -- name: jobs_insert
--- Insert a batch of jobs and their SUBMITTED events, skipping those whose idempotency key a
--- job already holds; notify listeners if $8 and a job was inserted. Returns the inserted jobs
--- (held_key NULL) and, for keys held before the statement began, the holders (held_key set).
+-- Insert a batch of jobs and their SUBMITTED events, except those whose idempotency key a job
+-- already holds; notify listeners if $8 and a job was inserted. Returns one row per job of the
+-- batch: an inserted job (held_key NULL) or, for a key already held, its holder (held_key set).
 -- max_retries falls back to the queue's; an unknown queue leaves it NULL (or breaks the foreign
 -- key), so the whole batch fails and the caller reports which queue is missing.
 --
 -- Idempotency keys (V13): the unique index jobs_idempotency_key_idx decides, not a read before
--- the write. ON CONFLICT names it as the arbiter, so only a held key skips a row (a clash of
--- job ids still fails loudly), and a row whose key is being inserted by a transaction still in
--- flight waits for it: skipped if it commits, inserted if it rolls back. `held` reads the
--- holders from the statement's snapshot, so a holder committed while we waited is not in it:
--- its key comes back in neither set, and PgJobStore.jobs_insert runs this again for those jobs
--- (a new statement sees it). The caller passes each key at most once per batch (it resolves
--- repeats itself), and $7 NULL when no job has a key. `held` looks only for the keys that
--- were `skipped`, and behind a one-time filter: when every job was inserted (the rule; and
--- always when $7 is NULL) it reads nothing, whatever plan it has. A cached generic plan
--- made while the table was small scans all of `jobs` for it (measured: a 32-job keyed batch
--- went from 1.2 to 26 ms as 38,000 jobs were inserted before the first ANALYZE), which the
--- filter confines to batches that hit a held key, and ANY(ARRAY(...)) lets it use the index.
--- Rows are inserted in key order: two batches taking the same keys in different orders would
--- each wait for a key the other holds (a deadlock, seen with two 100-key batches in opposite
--- orders); in one order, one of them waits for the other. The sort of a batch without keys
--- costs microseconds (all NULL).
+-- the write. ON CONFLICT names it as the arbiter, so only a held key diverts a row (a clash of
+-- job ids still fails loudly). DO UPDATE, with an update that changes nothing, is what returns
+-- the holder, whoever committed it and when: a holder inserted by a transaction still in flight
+-- is waited for, then returned if it committed (or our job inserted if it rolled back), which
+-- no read of the statement's snapshot could do. So one statement settles every job, in its own
+-- transaction (a keyed batch is one round trip, as an unkeyed one, and all or none), and the
+-- holder's row is locked only until that commit. Its update is a new row version with the same
+-- values (HOT: no index changes), on the rare submit of a held key only. The caller passes each
+-- key at most once per batch (it resolves repeats itself): a second one would make the
+-- statement affect one row twice, an error. A returned row is ours when its job_id is one we
+-- sent (held is the rest). Rows are inserted in key order: two batches taking the same keys in
+-- different orders would each wait for a key the other holds (a deadlock, seen with two 100-key
+-- batches in opposite orders); in one order, one of them waits for the other. The sort of a
+-- batch without keys costs microseconds (all NULL). Measured: a 32-job keyed batch took 2.8 ms
+-- as DO NOTHING plus a read of the holders in a transaction (three round trips), 1.6 ms now.
 -- $9 is true for a job written outside jq-server (a transactional enqueue): its id goes into
 -- enqueued_jobs for a server to announce (V14), and the notification says 'enqueued' so the
 -- servers take it out at once. jq-server's own submits pass false: the one-time filter skips
@@ -60,30 +59,25 @@ WITH input AS (
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
                 $6::timestamptz[], $7::text[])
         AS t(job_id, queue_name, payload, priority, max_retries, not_before, idempotency_key)
-), inserted AS (
-    INSERT INTO jobs (job_id, queue_name, payload, priority, max_retries, not_before,
-                      idempotency_key)
+), written AS (
+    INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
+                           idempotency_key)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
            i.not_before, i.idempotency_key
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.idempotency_key
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING job_id, created_at, idempotency_key
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL
+        DO UPDATE SET idempotency_key = j.idempotency_key
+    RETURNING j.job_id, j.created_at, j.idempotency_key
+), inserted AS MATERIALIZED (
+    SELECT w.job_id, w.created_at, NULL::text AS held_key
+    FROM written w WHERE w.job_id IN (SELECT job_id FROM input)
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
     SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
 ), outbox AS (
     INSERT INTO enqueued_jobs (job_id)
     SELECT job_id FROM inserted WHERE $9::boolean
-), skipped AS MATERIALIZED (
-    SELECT k.key
-    FROM unnest($7::text[]) AS k(key)
-    WHERE NOT EXISTS (SELECT FROM inserted i WHERE i.idempotency_key = k.key)
-), held AS (
-    SELECT j.job_id, j.created_at, j.idempotency_key
-    FROM jobs j
-    WHERE EXISTS (SELECT FROM skipped)
-      AND j.idempotency_key = ANY(ARRAY(SELECT key FROM skipped))
 )
 -- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
 -- one-row sub-select runs pg_notify once per statement, not once per job, and only when asked
@@ -91,13 +85,14 @@ WITH input AS (
 -- channel is per schema, named by the rule of jobq.storage.pool.notify_channel, so
 -- installations in other schemas of the database are not woken: `jobq_jobs` for public, else
 -- `jobq_jobs_<schema>`.
-SELECT i.job_id, i.created_at, NULL::text AS held_key
+SELECT i.job_id, i.created_at, i.held_key
 FROM inserted i,
      (SELECT CASE WHEN $8::boolean AND EXISTS (SELECT FROM inserted) THEN pg_notify(
          CASE current_schema() WHEN 'public' THEN 'jobq_jobs' ELSE 'jobq_jobs_' || current_schema() END,
          CASE WHEN $9::boolean THEN 'enqueued' ELSE '' END) END) AS n
 UNION ALL
-SELECT h.job_id, h.created_at, h.idempotency_key FROM held h;
+SELECT w.job_id, w.created_at, w.idempotency_key
+FROM written w WHERE w.job_id NOT IN (SELECT job_id FROM input);
 
 -- name: job_exists
 -- 1 when the job exists, else no row: tells a job without history from an unknown one.
