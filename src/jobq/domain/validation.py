@@ -81,6 +81,8 @@ def check_idempotency_key(key: str) -> str | None:
         raise InvalidArgument(
             f"idempotency_key is at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters, got {len(key)}"
         )
+    if key.isascii() and key.isprintable():  # the rule, in C: 0.1 µs instead of 1.6 per key
+        return key
     for index, char in enumerate(key):
         if not " " <= char <= "~":
             raise InvalidArgument(
