@@ -37,10 +37,10 @@ from jobq.client.job_spec import (
     Delay,
     Handler,
     JobSpec,
-    SubmitOptions,
     command_job,
     handler_job,
     outcome,
+    submit_options,
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from jobq.client.sync_client import DEFAULT_MAX_BATCH
@@ -204,7 +204,7 @@ class AsyncClient:
         **kwargs: Any,
     ) -> AsyncJob:
         """As `Client.submit`."""
-        options = SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
         return await self.submit_job(handler_job(handler, args, kwargs, options))
 
     async def submit_command(
@@ -224,7 +224,7 @@ class AsyncClient:
         idempotency_key: str | None = None,
     ) -> AsyncJob:
         """As `Client.submit_command`."""
-        options = SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
         spec = command_job(
             argv, env=env, cwd=cwd, timeout_s=timeout_s, stdin=stdin, options=options
         )

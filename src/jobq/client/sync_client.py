@@ -36,10 +36,10 @@ from jobq.client.job_spec import (
     Delay,
     Handler,
     JobSpec,
-    SubmitOptions,
     command_job,
     handler_job,
     outcome,
+    submit_options,
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from jobq.client.sync_batcher import SyncBatcher
@@ -200,7 +200,7 @@ class Client:
         """Submit a job that calls the Python `handler` (a @jobq.task function, a module-level
         function a worker imports, or a registered name) with `args` and `kwargs`. Returns once
         the job is committed."""
-        options = SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
         return self.submit_job(handler_job(handler, args, kwargs, options))
 
     def submit_command(
@@ -220,7 +220,7 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a job that runs `argv` without a shell; its result is the command's stdout."""
-        options = SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
         spec = command_job(
             argv, env=env, cwd=cwd, timeout_s=timeout_s, stdin=stdin, options=options
         )

@@ -40,6 +40,7 @@ __all__ = [
     "CommandSpec",
     "HandlerSpec",
     "PayloadError",
+    "check_document",
     "parse_payload",
 ]
 
@@ -152,6 +153,12 @@ def parse_payload(payload: bytes) -> CommandSpec | HandlerSpec:
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad JSON, undecodable bytes and integers too long to convert.
         raise PayloadError(f"payload is not valid JSON: {_short(str(exc))}") from None
+    return check_document(document)
+
+
+def check_document(document: object) -> CommandSpec | HandlerSpec:
+    """The checks of parse_payload on an already decoded payload (a client that has just
+    encoded the document checks it without decoding it again)."""
     if not isinstance(document, dict):
         raise PayloadError(UNSUPPORTED_PAYLOAD)
     is_command = "command" in document

@@ -24,21 +24,27 @@ class TransitionMetrics:
         self._child = LabelledChildren().of
 
     def __call__(self, transitions: Sequence[Transition]) -> None:
-        done: dict[str, int] = {}  # completions per queue, counted once per batch
+        # Submits and completions, the bulk of a busy stream, are counted once per batch and
+        # queue: a labelled child's lookup and locked increment cost about 1 µs each.
+        done: dict[str, int] = {}
+        submitted: dict[str, int] = {}
         for t in transitions:
+            if t.reason is Reason.SUBMITTED:
+                submitted[t.queue_name] = submitted.get(t.queue_name, 0) + 1
+                continue
             if t.to_status is JobStatus.DONE:
                 done[t.queue_name] = done.get(t.queue_name, 0) + 1
             self._count(t)
+        for queue, count in submitted.items():
+            self._child(self._metrics.jobs_submitted, queue).inc(count)
         for queue, count in done.items():
             self._child(self._metrics.jobs_completed, queue, JobStatus.DONE.value).inc(count)
 
     def _count(self, t: Transition) -> None:
-        """Observe one transition (completions are counted per batch, above)."""
+        """Observe one transition (submits and completions are counted per batch, above)."""
         m = self._metrics
         queue = t.queue_name
-        if t.reason is Reason.SUBMITTED:
-            self._child(m.jobs_submitted, queue).inc()
-        elif t.reason is Reason.ASSIGNED:
+        if t.reason is Reason.ASSIGNED:
             m.scheduler_jobs_assigned.inc()
         elif t.to_status is JobStatus.RUNNING and t.started_at is not None:
             self._child(m.job_wait_seconds, queue).observe(_seconds(t.created_at, t.started_at))
