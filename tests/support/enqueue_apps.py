@@ -84,3 +84,32 @@ class PsycopgApp:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.conn.close)
+
+
+class PsycopgAsyncApp:
+    """psycopg's AsyncConnection, with `await jobq.enqueue()` as with asyncpg."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def begin(self) -> None:
+        await self.conn.execute("BEGIN")
+
+    async def execute(self, sql: str) -> None:
+        await self.conn.execute(sql.encode())
+
+    async def fetchval(self, sql: str) -> Any:
+        row = await (await self.conn.execute(sql.encode())).fetchone()
+        return None if row is None else row[0]
+
+    async def enqueue(self, *args: Any, **kwargs: Any) -> Submitted:
+        return await jobq.enqueue(self.conn, *args, **kwargs)
+
+    async def commit(self) -> None:
+        await self.conn.commit()
+
+    async def rollback(self) -> None:
+        await self.conn.rollback()
+
+    async def close(self) -> None:
+        await self.conn.close()

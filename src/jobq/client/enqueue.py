@@ -2,7 +2,7 @@
 the application's open transaction, so the job exists if and only if the application's own
 write commits (no job for an order that rolled back, no order without its job).
 
-    async with conn.transaction():                      # asyncpg
+    async with conn.transaction():                      # asyncpg, or psycopg's AsyncConnection
         order_id = await conn.fetchval("INSERT INTO orders ... RETURNING id")
         await jobq.enqueue(conn, send_receipt, order_id, queue="mail")
 
@@ -39,7 +39,7 @@ What differs from a submit through jq-server:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -91,7 +91,7 @@ class NotInTransaction(ClientError):
 
 
 async def enqueue(
-    conn: Conn,
+    conn: Conn | psycopg.AsyncConnection[Any],
     handler: Handler | JobSpec,
     /,
     *args: Any,
@@ -105,7 +105,8 @@ async def enqueue(
     **kwargs: Any,
 ) -> Submitted:
     """Enqueue `handler(*args, **kwargs)` (or a JobSpec, given alone) in the transaction open
-    on the asyncpg connection `conn` (a pool's connection too); the job commits with it.
+    on `conn`, an asyncpg connection (a pool's connection too) or a psycopg AsyncConnection
+    (the `jobq[psycopg]` extra); the job commits with it.
 
     Raises InvalidJob for a job the server would refuse and NotInTransaction, both before any
     SQL; CallFailed NOT_FOUND for a queue that does not exist (or a `schema` without jobq's
@@ -118,18 +119,28 @@ async def enqueue(
         datetime.now(UTC),
     )
     _check_schema(schema)
-    if not isinstance(conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy):
-        raise TypeError(
-            f"enqueue() takes an asyncpg connection, not {type(conn).__name__}; "
-            "use enqueue_sync() with a psycopg connection"
+    insert: Awaitable[Inserted]
+    if isinstance(conn, asyncpg.Connection | asyncpg.pool.PoolConnectionProxy):
+        if not conn.is_in_transaction():
+            raise NotInTransaction(
+                "enqueue() needs an open transaction on the connection (async with "
+                "conn.transaction(): ...), so that the job commits with your writes"
+            )
+        insert = job_insert_in_transaction(conn, job, schema)
+    elif _is_psycopg_async(conn):
+        from jobq.storage.postgres.caller_transaction_psycopg import (
+            job_insert_in_transaction_psycopg,
         )
-    if not conn.is_in_transaction():
-        raise NotInTransaction(
-            "enqueue() needs an open transaction on the connection (async with "
-            "conn.transaction(): ...), so that the job commits with your writes"
+
+        _check_psycopg_transaction(conn, "enqueue()", "async with conn.transaction():")
+        insert = job_insert_in_transaction_psycopg(conn, job, schema)
+    else:
+        raise TypeError(
+            f"enqueue() takes an asyncpg connection or a psycopg AsyncConnection, not "
+            f"{type(conn).__name__}; use enqueue_sync() with a psycopg Connection"
         )
     try:
-        inserted = await job_insert_in_transaction(conn, job, schema)
+        inserted = await insert
     except JobqError as exc:
         raise _client_error(exc) from exc
     return _submitted(inserted)
@@ -164,9 +175,8 @@ def enqueue_sync(
     _check_schema(schema)
     try:
         import psycopg
-        from psycopg import pq
 
-        from jobq.storage.postgres.caller_transaction_sync import (
+        from jobq.storage.postgres.caller_transaction_psycopg import (
             job_insert_in_transaction_sync,
         )
     except ImportError as exc:  # pragma: no cover - only without the extra
@@ -174,27 +184,43 @@ def enqueue_sync(
     if not isinstance(conn, psycopg.Connection):
         raise TypeError(
             f"enqueue_sync() takes a psycopg Connection, not {type(conn).__name__}; "
-            "use `await enqueue()` with an asyncpg connection"
+            "use `await enqueue()` with an asyncpg connection or a psycopg AsyncConnection"
         )
-    status = conn.info.transaction_status
-    open_now = status is pq.TransactionStatus.INTRANS
-    opened_by_psycopg = status is pq.TransactionStatus.IDLE and not conn.autocommit
-    if not (open_now or opened_by_psycopg):
-        state = (
-            "has failed (roll it back)"
-            if status is pq.TransactionStatus.INERROR
-            else ("is not open")
-        )
-        raise NotInTransaction(
-            f"enqueue_sync() needs an open transaction on the connection, and it {state}: "
-            "use `with conn.transaction():` (or a connection without autocommit), so that "
-            "the job commits with your writes"
-        )
+    _check_psycopg_transaction(conn, "enqueue_sync()", "with conn.transaction():")
     try:
         inserted = job_insert_in_transaction_sync(conn, job, schema)
     except JobqError as exc:
         raise _client_error(exc) from exc
     return _submitted(inserted)
+
+
+def _is_psycopg_async(conn: object) -> bool:
+    """A psycopg AsyncConnection (without importing psycopg for anyone who has not)."""
+    if not type(conn).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    return isinstance(conn, psycopg.AsyncConnection)
+
+
+def _check_psycopg_transaction(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], call: str, block: str
+) -> None:
+    """NotInTransaction unless a transaction is open on the psycopg connection: inside a
+    transaction block, or on a connection that is not in autocommit mode, where psycopg opens
+    one at the first statement (this one, maybe) and `commit()` ends it."""
+    from psycopg import pq
+
+    status = conn.info.transaction_status
+    open_now = status is pq.TransactionStatus.INTRANS
+    opened_by_psycopg = status is pq.TransactionStatus.IDLE and not conn.autocommit
+    if open_now or opened_by_psycopg:
+        return
+    state = "has failed (roll it back)" if status is pq.TransactionStatus.INERROR else "is not open"
+    raise NotInTransaction(
+        f"{call} needs an open transaction on the connection, and it {state}: use `{block}` "
+        "(or a connection without autocommit), so that the job commits with your writes"
+    )
 
 
 def new_job(spec: JobSpec, now: datetime) -> NewJob:

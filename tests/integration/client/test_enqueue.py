@@ -290,6 +290,21 @@ async def test_psycopg_without_autocommit_joins_the_implicit_transaction(
     assert dropped.job_id not in ids
 
 
+async def test_psycopg_async_without_autocommit_joins_the_implicit_transaction(
+    db_dsn: str, pool: asyncpg.Pool
+) -> None:
+    """The same with psycopg's AsyncConnection and `await jobq.enqueue()`."""
+    async with await psycopg.AsyncConnection.connect(db_dsn) as conn:
+        assert conn.info.transaction_status is pq.TransactionStatus.IDLE
+        kept = await jobq.enqueue(conn, "shop:send_receipt", 1)
+        await conn.commit()
+        dropped = await jobq.enqueue(conn, "shop:send_receipt", 2)
+        await conn.rollback()
+    ids = {str(r["job_id"]) for r in await pool.fetch("SELECT job_id FROM jobs")}
+    assert ids == {kept.job_id}
+    assert dropped.job_id not in ids
+
+
 async def test_a_failed_transaction_is_refused_before_any_sql(db_dsn: str) -> None:
     def run() -> None:
         with psycopg.connect(db_dsn) as conn:
@@ -314,6 +329,9 @@ async def test_the_wrong_driver_is_named(db_dsn: str) -> None:
             jobq.enqueue_sync(aconn, "shop:send_receipt")  # type: ignore[arg-type]
     finally:
         await aconn.close()
+    async with await psycopg.AsyncConnection.connect(db_dsn) as async_conn:
+        with pytest.raises(TypeError, match="psycopg AsyncConnection"):
+            jobq.enqueue_sync(async_conn, "shop:send_receipt")  # type: ignore[arg-type]
 
 
 async def test_a_pool_connection_enqueues_too(pool: asyncpg.Pool) -> None:

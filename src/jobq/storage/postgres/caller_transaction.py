@@ -15,7 +15,7 @@ which is SET LOCAL; the second puts the saved values back, as SET LOCAL again, s
 the caller's transaction resolves names as before. Were the insert to fail, the transaction is
 aborted anyway and its end undoes every SET LOCAL. Three round trips in all.
 
-This module is the asyncpg side; caller_transaction_sync.py runs the same statements with a
+This module is the asyncpg side; caller_transaction_psycopg.py runs the same statements with a
 psycopg 3 connection. The caller checks that a transaction is open: these only write.
 """
 
