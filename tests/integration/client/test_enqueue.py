@@ -217,8 +217,8 @@ async def test_a_held_idempotency_key_returns_its_job_and_writes_nothing(
 async def test_a_key_committed_meanwhile_by_another_transaction_is_found(
     app: App, db_dsn: str, pool: asyncpg.Pool
 ) -> None:
-    """The other transaction holds the key uncommitted: our insert waits for it, is skipped at
-    its commit, and the next statement (a new snapshot) finds the holder (InsertRounds)."""
+    """The other transaction holds the key uncommitted: our insert waits for it and, at its
+    commit, gets the holder back (jobs_insert's ON CONFLICT ... DO UPDATE)."""
     other = await asyncpg.connect(db_dsn)
     try:
         tx = other.transaction()

@@ -209,9 +209,9 @@ async def test_a_holder_committed_while_the_submit_waited_is_returned(
     pool: asyncpg.Pool, db_dsn: str, holder_commits: bool
 ) -> None:
     """The submit's statement waits on the unique index for a transaction that inserted the
-    key; once that commits, the statement skips the job but cannot see the holder (its snapshot
-    is older). The store must still return the holder (read by a new statement), not lose the
-    job nor make a second one. If the holder rolls back, the submit inserts its own job."""
+    key; once that commits, the holder is not in the statement's snapshot (it is older), yet
+    the store must return it, not lose the job nor make a second one (ON CONFLICT ... DO UPDATE
+    returns it). If the holder rolls back, the submit inserts its own job."""
     holder = await asyncpg.connect(db_dsn)
     try:
         transaction = holder.transaction()
