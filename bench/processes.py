@@ -53,7 +53,11 @@ def start_program(name: str, args: list[str], env: dict[str, str], log_dir: Path
     defaults = WORKER_ENV if name == "jq-worker" else {}
     full_env = {
         **os.environ,
-        "PYTHONPATH": str(REPO),
+        # The programs import jobq from this tree's src/ (not whatever the virtualenv's
+        # editable install points at), so a benchmark run from another checkout (an A/B of
+        # two commits) measures that checkout's server and worker; the root is for
+        # bench.handlers, which the worker imports.
+        "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),
         "JQ_LOGGING_LEVEL": "warning",
         **defaults,
         **env,
