@@ -194,6 +194,17 @@ class Transition:
 
 
 @record
+class OperatorChange:
+    """What an operator action (cancel, manual retry) did to one job: the job as it is now, the
+    status it left, and whether a transactional enqueue wrote it and no server had announced it
+    yet (its SUBMITTED is then published first; db/migrations/V14)."""
+
+    job: Job
+    was: JobStatus
+    unannounced: bool = False
+
+
+@record
 class ReportOutcome:
     """What a batch of worker reports did: a result per presented attempt, and the state
     changes that were applied (to publish as lifecycle events)."""

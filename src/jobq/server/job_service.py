@@ -92,8 +92,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         async with self._audit.recording("job.cancel", request.job_id) as note:
             job_id = parse_uuid(request.job_id)
             with self._lifecycle.write() as changes:
-                job, was = await self._jobs.job_cancel(job_id)
-                changes.job_changed(job, Reason.CANCELLED, was)
+                change = await self._jobs.job_cancel(job_id)
+                changes.operator_changed(change, Reason.CANCELLED)
+            job = change.job
             note.detail = f"queue '{job.queue_name}'"
         return pb.CancelJobResponse(job=convert.job_to_proto(job))
 
@@ -144,7 +145,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         async with self._audit.recording("job.retry", request.job_id) as note:
             job_id = parse_uuid(request.job_id)
             with self._lifecycle.write() as changes:
-                job, was = await self._jobs.job_retry_manual(job_id)
-                changes.job_changed(job, Reason.MANUAL_RETRY, was)
+                change = await self._jobs.job_retry_manual(job_id)
+                changes.operator_changed(change, Reason.MANUAL_RETRY)
+            job = change.job
             note.detail = f"queue '{job.queue_name}'"
         return pb.RetryJobResponse(job=convert.job_to_proto(job))

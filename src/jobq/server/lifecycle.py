@@ -4,7 +4,7 @@ slot bookkeeping and the dispatcher's wake-ups subscribe (Oban.Telemetry's shape
 each call site counting for itself.
 
 A write that changes jobs runs inside `with lifecycle.write() as changes:` and hands what it
-applied to `changes` (`applied`, `submitted`, `assigned`, `job_changed`). The write's ticket is
+applied to `changes` (`applied`, `submitted`, `assigned`, `operator_changed`). The write's ticket is
 what keeps one job's changes in commit order across concurrent writes (see publication_order).
 """
 
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from uuid import UUID
 
-from jobq.domain.records import Assignment, Job, NewJob, Transition
+from jobq.domain.records import Assignment, Job, NewJob, OperatorChange, Transition
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.publication_order import PublicationOrder
 
@@ -54,11 +54,15 @@ class Changes:
                 )
             self.transitions.append(_of_job(job, Reason.ASSIGNED, JobStatus.PENDING))
 
-    def job_changed(
-        self, job: Job, reason: Reason | str, from_status: JobStatus | None = None
-    ) -> None:
-        """An operator action changed one job (cancel, manual retry)."""
-        self.transitions.append(_of_job(job, Reason(reason), from_status))
+    def operator_changed(self, change: OperatorChange, reason: Reason) -> None:
+        """An operator action changed one job (cancel, manual retry); a job a transactional
+        enqueue wrote and no server announced yet is announced first."""
+        job = change.job
+        if change.unannounced:
+            self.transitions.append(
+                Transition.submitted(job.job_id, job.queue_name, job.created_at)
+            )
+        self.transitions.append(_of_job(job, reason, change.was))
 
 
 def _of_job(job: Job, reason: Reason, from_status: JobStatus | None) -> Transition:

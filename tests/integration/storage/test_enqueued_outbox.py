@@ -134,3 +134,27 @@ def test_a_submitted_transition_is_pending_at_its_creation() -> None:
         0,
     )
     assert t.occurred_at == t.created_at == created
+
+
+async def test_a_cancel_takes_it_out_and_says_so(pool: asyncpg.Pool) -> None:
+    [enqueued] = await _enqueue(pool)
+    change = await PgJobStore(pool).job_cancel(enqueued)
+    assert (change.job.status, change.was, change.unannounced) == (
+        JobStatus.DEAD_LETTERED,
+        JobStatus.PENDING,
+        True,
+    )
+    assert await _listed(pool) == set()
+    assert await PgMaintenanceStore(pool).enqueued_jobs_take(10) == []
+
+
+async def test_ttl_expiry_waits_until_the_job_was_announced(pool: asyncpg.Pool) -> None:
+    await pool.execute("UPDATE queues SET ttl_seconds = 60 WHERE name = 'default'")
+    [enqueued] = await _enqueue(pool)
+    store = PgMaintenanceStore(pool)
+    later = await pool.fetchval("SELECT now() + interval '1 hour'")
+    assert await store.jobs_expire_ttl(later, 10) == []  # still to be announced
+    [announced] = await store.enqueued_jobs_take(10)
+    assert announced.job_id == enqueued
+    [expired] = await store.jobs_expire_ttl(later, 10)
+    assert (expired.job_id, expired.reason) == (enqueued, Reason.TTL_EXPIRED)

@@ -201,7 +201,7 @@ async def test_ordinary_failures_keep_every_retry_whatever_the_interruptions(
     assert (job.status, job.retry_count) == (JobStatus.DEAD_LETTERED, 2)
     assert (await _history(pool, job_id))[-1][2] is Reason.RETRIES_EXHAUSTED
     # A manual retry gives both budgets back.
-    retried, _ = await jobs.job_retry_manual(job_id)
+    retried = (await jobs.job_retry_manual(job_id)).job
     assert (retried.retry_count, retried.interruptions) == (0, 0)
     [a] = await _claim(pool, await _process(pool, queue="q"), queue="q")
     await jobs.jobs_interrupt([a.ref], Reason.WORKER_LOST, "gone")

@@ -121,8 +121,9 @@ async def test_cancel_pending_dead_letters_with_an_event(pool: asyncpg.Pool) -> 
     jobs, events = PgJobStore(pool), PgJobEventStore(pool)
     job_id = uuid7()
     await jobs.jobs_insert([NewJob(job_id, "default", b"")])
-    cancelled, was = await jobs.job_cancel(job_id)
-    assert was is JobStatus.PENDING
+    change = await jobs.job_cancel(job_id)
+    cancelled = change.job
+    assert (change.was, change.unannounced) == (JobStatus.PENDING, False)
     assert cancelled.status is JobStatus.DEAD_LETTERED
     assert cancelled.completed_at is not None
     history = await events.job_events_list(job_id)
@@ -152,8 +153,9 @@ async def test_manual_retry_of_a_dead_lettered_job(pool: asyncpg.Pool) -> None:
     with pytest.raises(InvalidTransition, match="cannot retry"):
         await jobs.job_retry_manual(job_id)
     await jobs.job_cancel(job_id)
-    retried, was = await jobs.job_retry_manual(job_id)
-    assert was is JobStatus.DEAD_LETTERED
+    change = await jobs.job_retry_manual(job_id)
+    retried = change.job
+    assert change.was is JobStatus.DEAD_LETTERED
     assert retried.status is JobStatus.PENDING
     assert retried.retry_count == 0
     assert retried.completed_at is None

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from jobq.domain.ids import uuid7
-from jobq.domain.records import Assignment, Job, NewJob
+from jobq.domain.records import Assignment, Job, NewJob, OperatorChange
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.lifecycle import Changes
 
@@ -68,3 +68,17 @@ def test_submits_are_published_for_the_jobs_inserted_only() -> None:
         CREATED,
         CREATED,
     )
+
+
+def test_an_unannounced_cancel_is_submitted_then_cancelled() -> None:
+    job = claimed_job()
+    changes = Changes()
+    changes.operator_changed(
+        OperatorChange(job, JobStatus.PENDING, unannounced=True), Reason.CANCELLED
+    )
+    changes.operator_changed(OperatorChange(job, JobStatus.DEAD_LETTERED), Reason.MANUAL_RETRY)
+    assert [(t.reason, t.from_status) for t in changes.transitions] == [
+        (Reason.SUBMITTED, None),
+        (Reason.CANCELLED, JobStatus.PENDING),
+        (Reason.MANUAL_RETRY, JobStatus.DEAD_LETTERED),
+    ]

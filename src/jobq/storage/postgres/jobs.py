@@ -23,6 +23,7 @@ from jobq.domain.records import (
     Job,
     JobPage,
     NewJob,
+    OperatorChange,
     ReportOutcome,
     Submitted,
     Success,
@@ -116,20 +117,22 @@ class PgJobStore:
 
     # --- operator actions -------------------------------------------------------------------
 
-    async def job_cancel(self, job_id: UUID) -> tuple[Job, JobStatus]:
+    async def job_cancel(self, job_id: UUID) -> OperatorChange:
         """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise.
-        Returns the job and the status it left."""
+        Returns the job, the status it left, and whether it was still to be announced (a
+        transactional enqueue's job no server had published: taken out of enqueued_jobs)."""
         return await self._operator_action("job_cancel", job_id, "cancel")
 
-    async def job_retry_manual(self, job_id: UUID) -> tuple[Job, JobStatus]:
+    async def job_retry_manual(self, job_id: UUID) -> OperatorChange:
         """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0. Returns the
         job and the status it left."""
         return await self._operator_action("job_retry_manual", job_id, "retry")
 
-    async def _operator_action(self, name: str, job_id: UUID, action: str) -> tuple[Job, JobStatus]:
+    async def _operator_action(self, name: str, job_id: UUID, action: str) -> OperatorChange:
         row = await self._pool.fetchrow(query(name), job_id)
         if row is not None:
-            return job_from_row(row), JobStatus(row["from_status"])
+            unannounced = bool(row.get("unannounced", False))  # only job_cancel says
+            return OperatorChange(job_from_row(row), JobStatus(row["from_status"]), unannounced)
         current = await self.job_get(job_id)  # raises JobNotFound
         raise InvalidTransition(job_id, action, current.status.value)
 

@@ -132,10 +132,15 @@ WITH updated AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT job_id, from_status, 'DEAD_LETTERED', worker_id, 'CANCELLED', attempt, claim_id
     FROM updated
+), announced AS (
+    -- A job a transactional enqueue wrote and no server announced yet (V14): taken out here,
+    -- so its SUBMITTED is published before its cancellation (see jobs_claim).
+    DELETE FROM enqueued_jobs e USING updated u WHERE e.job_id = u.job_id
+    RETURNING e.job_id
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, from_status
+       interruptions, from_status, EXISTS (SELECT FROM announced) AS unannounced
 FROM updated;
 
 -- name: job_retry_manual

@@ -99,6 +99,8 @@ WITH expired AS MATERIALIZED (
     WHERE j.status = 'PENDING'
       AND q.ttl_seconds IS NOT NULL
       AND j.created_at < COALESCE($1::timestamptz, now()) - make_interval(secs => q.ttl_seconds)
+      -- not before a server announced it (V14): its SUBMITTED comes first, as for a claim
+      AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = j.job_id)
     ORDER BY j.created_at, j.job_id
     LIMIT $2
     FOR UPDATE OF j SKIP LOCKED
