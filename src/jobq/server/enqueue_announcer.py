@@ -5,8 +5,9 @@ its `jq_jobs_submitted` count, its log line, and whatever else subscribes to PEN
 transactional enqueue has no server in it, so it leaves the job's id in `enqueued_jobs`
 (db/migrations/V14) and NOTIFYs 'enqueued' at commit; this loop takes the ids out and publishes
 their SUBMITTED transitions, so such a job is counted and logged as any other. Each id is
-taken by one replica, once (a DELETE); a claim that gets to a job first announces it itself,
-before its assignment (jobs_claim).
+taken by one replica, once (a DELETE); a claim or a cancel that gets to a job first announces
+it itself, before its assignment or cancellation (jobs_claim, job_cancel), and TTL expiry waits
+for the announcement (jobs_expire_ttl).
 
 Woken by the notification; the interval is the fallback for what was committed while this
 replica was not listening (a restart of the server or of PostgreSQL's connection), and the
