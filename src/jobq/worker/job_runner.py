@@ -7,8 +7,9 @@ of the connection it came on: a reconnect does not touch it, and its result wait
 gets one, and reports its outcome when it ends, however it ends: cancelled by the worker, it
 is reported as interrupted (SHUTDOWN: back to PENDING without using a retry), with why.
 
-Two things the runner never does: start an assignment read after the contact deadline (it may
-already run elsewhere: it is handed back unstarted), and report a job the server took back
+Two things the runner never does: start an assignment after the contact deadline, whether read
+after it or still waiting to begin when it passed (it may already run elsewhere: it is handed
+back unstarted), and report a job the server took back
 (`rejected`: a refused start or a superseded process), whose report it would refuse anyway.
 The runner hears of a refused start from the reporter it is built on: it subscribes itself
 (`Reporter.on_ack_rejected`) when it is built.
@@ -190,6 +191,12 @@ class JobRunner:
         outcome, result = pb.JOB_OUTCOME_SHUTDOWN, ExecutionResult(False, b"", "worker shut down")
         try:
             async with self._slots:
+                if self._contact.lost():
+                    # Contact was lost while this job waited to begin (for a slot, or for the
+                    # loop: a process paused right after reading it). It may run elsewhere by
+                    # now: hand it back unstarted, as start() does.
+                    result = ExecutionResult(False, b"", f"not started: {self._contact.describe()}")
+                    raise _NotStarted
                 self._reporter.ack(a.job_id, a.attempt, a.claim_id)
                 self._active += 1
                 started = self._clock()
@@ -199,6 +206,8 @@ class JobRunner:
                 finally:
                     self._active -= 1
                     self._metrics.worker_job_duration_seconds.observe(self._clock() - started)
+        except _NotStarted:
+            pass  # outcome SHUTDOWN, with the result set above
         except asyncio.CancelledError:
             outcome = pb.JOB_OUTCOME_SHUTDOWN
             result = ExecutionResult(
@@ -241,6 +250,10 @@ class JobRunner:
                 claim_id=a.claim_id,
             )
         )
+
+
+class _NotStarted(Exception):
+    """A job whose start came after the contact deadline (see JobRunner._run)."""
 
 
 def _outcome(result: ExecutionResult) -> pb.JobOutcome:

@@ -141,3 +141,19 @@ async def test_an_assignment_read_past_the_deadline_is_handed_back_unstarted(
     assert (result.job_id, result.attempt, result.claim_id) == ("late", 3, "c")
     assert result.outcome == pb.JOB_OUTCOME_SHUTDOWN
     assert result.error_message.startswith("not started: no contact with jq-server for 8.5s")
+
+
+async def test_an_assignment_still_waiting_to_begin_at_the_deadline_is_handed_back(
+    parts: Parts,
+) -> None:
+    """Read in time, but the process was paused (or the job waited for a slot) until past the
+    deadline: its task must not begin the job once it runs."""
+    parts.jobs.start(pb.JobAssignment(job_id="paused", attempt=2, payload=b"{}", claim_id="c"))
+    assert ("paused", 2) in parts.jobs.running  # its task exists but has not run yet
+    parts.clock.advance(8.5)  # what a SIGSTOP past the deadline looks like to the clock
+    await asyncio.wait_for(parts.jobs.wait_all(5.0), 5.0)
+    assert not parts.executor.started.is_set()
+    [result] = parts.reporter._results
+    assert (result.job_id, result.attempt, result.claim_id) == ("paused", 2, "c")
+    assert result.outcome == pb.JOB_OUTCOME_SHUTDOWN
+    assert result.error_message.startswith("not started: no contact with jq-server for 8.5s")
