@@ -56,6 +56,7 @@ from jobq.client.job_spec import (
     SubmitOptions,
     _seconds,
     handler_job,
+    submit_options,
 )
 from jobq.config.db_settings import check_schema_name
 from jobq.config.settings import LimitsSettings
@@ -264,7 +265,7 @@ def _spec(
     max_retries: int | None,
     idempotency_key: str | None,
 ) -> JobSpec:
-    options = SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+    options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
     if not isinstance(handler, JobSpec):
         return handler_job(handler, args, kwargs, options)
     if args or kwargs or options != SubmitOptions():
