@@ -107,11 +107,21 @@ def _message(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
 _REQUESTS = {path(m): _message(m.input_type) for m in METHODS}
 
 
-def _call(channel: grpc.Channel, method: MethodDescriptor, request: Message, token: str) -> Any:
+def _call(
+    channel: grpc.Channel, method: MethodDescriptor, request: Message, token: str, copies: int
+) -> Any:
     reply = message_class(method.output_type)
     metadata = bearer(token)
     try:
-        if method.server_streaming:
+        if method.client_streaming:  # the request, and as many copies of it, on one stream
+            replies = channel.stream_stream(
+                path(method),
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=reply.FromString,
+            )(iter([request] * copies), metadata=metadata, timeout=10)
+            for _ in replies:
+                pass
+        elif method.server_streaming:
             stream = channel.unary_stream(
                 path(method),
                 request_serializer=type(request).SerializeToString,
@@ -142,7 +152,8 @@ def _fuzz(port: int, token: str) -> None:
         @given(data=st.data(), method=st.sampled_from(METHODS))
         def one_call(data: st.DataObject, method: MethodDescriptor) -> None:
             request = data.draw(_REQUESTS[path(method)], label=method.name)
-            code, details = _call(channel, method, request, token)
+            copies = data.draw(st.integers(1, 3), label="copies") if method.client_streaming else 1
+            code, details = _call(channel, method, request, token, copies)
             allowed = STREAM_ANSWERS if method.server_streaming else ANSWERS
             assert code in allowed, (method.name, code, details, request)
             assert "Traceback" not in (details or "")

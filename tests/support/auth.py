@@ -72,10 +72,21 @@ async def call(
     deadline_s: float = 5.0,
 ) -> tuple[grpc.StatusCode, str]:
     """Call `method` with `request`; its status code and message. A server stream is read until
-    its first message, its end or the deadline (DEADLINE_EXCEEDED then means it was open)."""
+    its first message, its end or the deadline (DEADLINE_EXCEEDED then means it was open); a
+    client stream sends `request` as its only message."""
     reply_class = message_class(method.output_type)
     try:
-        if method.server_streaming:
+        if method.client_streaming:  # one request, then read until the first answer or the end
+            bidi = channel.stream_stream(
+                path(method),
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=reply_class.FromString,
+            )(metadata=tuple(metadata), timeout=deadline_s)
+            await bidi.write(request)
+            await bidi.done_writing()
+            await bidi.read()
+            await bidi.code()
+        elif method.server_streaming:
             stream = channel.unary_stream(
                 path(method),
                 request_serializer=type(request).SerializeToString,
@@ -91,6 +102,8 @@ async def call(
             )(request, metadata=tuple(metadata), timeout=deadline_s)
     except grpc.aio.AioRpcError as exc:
         return exc.code(), exc.details() or ""
+    if method.client_streaming:
+        return await bidi.code(), await bidi.details() or ""
     return grpc.StatusCode.OK, ""
 
 

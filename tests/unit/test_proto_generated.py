@@ -53,6 +53,7 @@ EXPECTED_RPCS = {
         [
             "SubmitJob",
             "SubmitJobs",
+            "SubmitJobStream",
             "CancelJob",
             "GetJobStatus",
             "ListJobs",
@@ -100,7 +101,7 @@ def test_service_has_exactly_its_rpcs(service_name: str) -> None:
     assert [method.name for method in service.methods] == expected
 
 
-def test_only_the_job_streams_and_the_watch_stream() -> None:
+def test_only_the_job_streams_the_watch_stream_and_the_submit_stream() -> None:
     streaming = [
         (method.full_name, method.client_streaming, method.server_streaming)
         for _, (file_descriptor, _) in sorted(EXPECTED_RPCS.items())
@@ -109,6 +110,7 @@ def test_only_the_job_streams_and_the_watch_stream() -> None:
         if method.client_streaming or method.server_streaming
     ]
     assert streaming == [
+        ("jobq.v1.JobService.SubmitJobStream", True, True),
         ("jobq.v1.JobService.WatchJobs", False, True),
         ("jobq.v1.WorkerService.StreamJobs", False, True),
         ("jobq.v1.WorkerService.StreamJobBatches", False, True),

@@ -43,6 +43,7 @@ from jobq.client.job_spec import (
     submit_options,
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
+from jobq.client.submit_stream import SubmitStream, status_name
 from jobq.client.sync_client import DEFAULT_MAX_BATCH
 from jobq.client.watching import reason_from_events, status_to_proto
 from jobq.rpc._gen import job_service_pb2 as jpb
@@ -142,6 +143,9 @@ class AsyncClient:
             else None
         )
         self._watches = WatchHub(self._open_watch, retry, linger_s=watch_linger_s)
+        self._stream = SubmitStream(
+            lambda: self._stub.SubmitJobStream(metadata=self._metadata), self.settings.timeout_s
+        )
 
     # lifecycle
 
@@ -149,6 +153,7 @@ class AsyncClient:
         """Send the submits still forming, then close the channel."""
         if self._batcher is not None:
             await self._batcher.aclose()
+        await self._stream.aclose()
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -271,17 +276,38 @@ class AsyncClient:
                     )
                     plan.succeeded(batch, [single.job_id], [single.existing])
                 else:
-                    many = await self._call(
-                        "SubmitJobs",
-                        jpb.SubmitJobsRequest(jobs=[requests[i] for i in batch]),
-                        jpb.SubmitJobsResponse,
-                        submit=True,
-                    )
-                    plan.succeeded(batch, many.job_ids, many.existing)
+                    ids, existing = await self._submit_batch([requests[i] for i in batch])
+                    plan.succeeded(batch, ids, existing)
             except CallFailed as exc:
                 plan.failed(batch, exc)
         self._max_batch = min(self._max_batch, plan.max_batch)
         return plan.results()
+
+    async def _submit_batch(
+        self, requests: Sequence[jpb.SubmitJobRequest]
+    ) -> tuple[Sequence[str], Sequence[bool]]:
+        """One batch, committed all or none: over the submit stream, retried as `_call`
+        retries a submit; over SubmitJobs when the server has no stream."""
+        tries = 0
+        while self._stream.supported:
+            tries += 1
+            try:
+                reply = await self._stream.send(requests)
+                if reply.code == 0:
+                    return reply.job_ids, reply.existing
+                failure = CallFailed(status_name(reply.code), reply.message, "SubmitJobs")
+            except CallFailed as exc:
+                if not self._stream.supported:
+                    break
+                failure = exc
+            code = getattr(grpc.StatusCode, failure.code, None)
+            if tries >= self._retry.attempts or not is_retryable(code, idempotent_submit=True):
+                raise failure
+            await asyncio.sleep(self._retry.backoff(tries))
+        many = await self._call(
+            "SubmitJobs", jpb.SubmitJobsRequest(jobs=requests), jpb.SubmitJobsResponse, submit=True
+        )
+        return many.job_ids, many.existing
 
     # reading and changing jobs
 

@@ -33,6 +33,7 @@ PUBLIC_METHODS: Final = frozenset(
 _TABLE: dict[str, Scope] = {
     method_path(_JOBS, "SubmitJob"): Scope.SUBMIT,
     method_path(_JOBS, "SubmitJobs"): Scope.SUBMIT,
+    method_path(_JOBS, "SubmitJobStream"): Scope.SUBMIT,
     method_path(_JOBS, "GetJobStatus"): Scope.READ,
     method_path(_JOBS, "ListJobs"): Scope.READ,
     method_path(_JOBS, "GetJobLogs"): Scope.READ,

@@ -68,6 +68,7 @@ class _Running:
     dispatcher: Dispatcher
     notifier: Notifier
     submitter: Submitter
+    job_service: JobServicer
     reports: ReportWriter
     locker: Locker
     gauges: Callable[[], Awaitable[None]]
@@ -235,6 +236,7 @@ class ServerApp:
             dispatcher=dispatcher,
             notifier=notifier,
             submitter=submitter,
+            job_service=job_servicer,
             reports=reports,
             locker=locker,
             loops=[monitor.loop, reaper.loop, watch.loop, announcer.loop],
@@ -309,6 +311,7 @@ class ServerApp:
         )
         await asyncio.sleep(0)  # let the server refuse new calls before the streams end
         self.capacity.close_all()
+        running.job_service.close_streams()
         await stopping
         await running.submitter.drain()
         await running.reports.drain()

@@ -89,6 +89,13 @@ def server_options(settings: GrpcSettings) -> list[tuple[str, int]]:
     receive = core_receive_limit(settings.max_message_bytes)
     return [
         ("grpc.so_reuseport", 0),
+        # The SDK's channels ping every 30 s, between calls too, to keep long-lived calls (the
+        # submit stream, waits) and idle connections alive through NATs. gRPC servers by
+        # default refuse pings without calls and more often than every 5 minutes, and answer
+        # repeated ones with GOAWAY "too_many_pings", which breaks every call on the
+        # connection: accept the SDK's (and anything no more often than every 20 s).
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
         ("grpc.max_receive_message_length", receive),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]

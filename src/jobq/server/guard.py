@@ -134,15 +134,37 @@ class CallGuard:
                 unary_stream=behaviour,
                 request_deserializer=self._sized(handler.request_deserializer),
             )
-        if handler.stream_stream is not None and inspect.isasyncgenfunction(handler.stream_stream):
+        if handler.stream_stream is not None:
             streams: Callable[..., Any] = handler.stream_stream
 
-            async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-                await admit(context)
-                async for reply in streams(requests, context):
-                    yield reply
+            async def within_limit(requests: AsyncIterator[Any], context: Context) -> Any:
+                # Each request of the stream is refused unparsed when too large, as a unary one.
+                async for request in requests:
+                    if type(request) is _TooLarge:
+                        await refuse_too_large(request, context)
+                    yield request
 
-            return handler._replace(stream_stream=stream_stream)
+            if inspect.isasyncgenfunction(streams):
+
+                async def stream_stream_gen(
+                    requests: AsyncIterator[Any], context: Context
+                ) -> AsyncIterator[Any]:
+                    await admit(context)
+                    async for reply in streams(within_limit(requests, context), context):
+                        yield reply
+
+                behaviour = stream_stream_gen
+            else:  # writes with context.write()
+
+                async def stream_stream(requests: AsyncIterator[Any], context: Context) -> None:
+                    await admit(context)
+                    await streams(within_limit(requests, context), context)
+
+                behaviour = stream_stream
+            return handler._replace(
+                stream_stream=behaviour,
+                request_deserializer=self._sized(handler.request_deserializer),
+            )
         raise TypeError(f"no guard for the kind of handler {method} has")
 
     def _sized(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from jobq.server.job_watch import MAX_WATCHED, JobWatch
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.rpc_handler import RpcObserver, rpc
 from jobq.server.submission import Submitter, new_job_from_request
+from jobq.server.submit_stream import SubmitStreams
 from jobq.storage.stores import JobEventStore, JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -49,6 +51,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self.observer = observer
         self._audit = audit
         self._watch = watch
+        self._submit_streams = SubmitStreams()
 
     @rpc(SERVICE)
     async def SubmitJob(
@@ -62,15 +65,34 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def SubmitJobs(
         self, request: pb.SubmitJobsRequest, context: Context
     ) -> pb.SubmitJobsResponse:
-        if not request.jobs:
+        ids, existing = await self._submit_batch(request.jobs)
+        return pb.SubmitJobsResponse(job_ids=ids, existing=existing)
+
+    @rpc(SERVICE)
+    async def SubmitJobStream(
+        self, requests: AsyncIterator[pb.SubmitJobStreamRequest], context: Context
+    ) -> None:
+        await self._submit_streams.serve(
+            requests, context.write, self._submit_batch, self.observer, SERVICE
+        )
+
+    def close_streams(self) -> None:
+        """The server is stopping: end the submit streams once their batches are answered."""
+        self._submit_streams.close_all()
+
+    async def _submit_batch(
+        self, items: Sequence[pb.SubmitJobRequest]
+    ) -> tuple[list[str], list[bool]]:
+        """SubmitJobs' work, for both the call and the stream: all jobs committed or none."""
+        if not items:
             raise InvalidArgument("a batch needs at least one job")
-        if len(request.jobs) > self._limits.max_batch_size:
+        if len(items) > self._limits.max_batch_size:
             raise InvalidArgument(
-                f"a batch holds at most {self._limits.max_batch_size} jobs, got {len(request.jobs)}"
+                f"a batch holds at most {self._limits.max_batch_size} jobs, got {len(items)}"
             )
         now = datetime.now(UTC)
         jobs = []
-        for index, item in enumerate(request.jobs):
+        for index, item in enumerate(items):
             try:
                 jobs.append(new_job_from_request(item, self._limits, now))
             except InvalidArgument as exc:
@@ -81,9 +103,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             index = next(i for i, job in enumerate(jobs) if job.queue_name == exc.name)
             raise NotFound(f"job {index}: {exc}") from None
         log.debug("jobs submitted", action="job.submitted_batch", count=len(jobs))
-        return pb.SubmitJobsResponse(
-            job_ids=[str(s.job_id) for s in inserted], existing=[s.existing for s in inserted]
-        )
+        return [str(s.job_id) for s in inserted], [s.existing for s in inserted]
 
     @rpc(SERVICE)
     async def CancelJob(

@@ -18,6 +18,8 @@ from jobq.observability.correlation import CORRELATION_ID_METADATA_KEY, correlat
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc.status_codes import is_database_outage, status_for
 
+__all__ = ["RpcObserver", "log_failure", "rpc"]
+
 log = get_logger("jobq.rpc")
 
 # Leave the client this much of its deadline to receive our UNAVAILABLE instead of timing out.
@@ -73,7 +75,7 @@ def rpc(service: str) -> Callable[[Handler[S, Req, Resp]], Handler[S, Req, Resp]
                         code = context.code() or grpc.StatusCode.UNKNOWN
                         raise
                     code, message = status_for(exc)
-                    _log_failure(service, method, code, exc)
+                    log_failure(service, method, code, exc)
                     if is_database_outage(exc):
                         self.observer.database_error()
                     await context.abort(code, message)
@@ -92,7 +94,7 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError)
 
 
-def _log_failure(service: str, method: str, code: grpc.StatusCode, exc: BaseException) -> None:
+def log_failure(service: str, method: str, code: grpc.StatusCode, exc: BaseException) -> None:
     fields = {"action": "rpc.failed", "rpc": f"{service}/{method}", "code": code.name}
     if isinstance(exc, JobqError):
         log.info(str(exc), **fields)

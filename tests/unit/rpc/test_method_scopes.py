@@ -6,7 +6,7 @@ from jobq.domain.scopes import Scope
 from jobq.rpc.method_scopes import METHOD_SCOPES, PUBLIC_METHODS
 
 EXPECTED = {
-    "submit": {"JobService/SubmitJob", "JobService/SubmitJobs"},
+    "submit": {"JobService/SubmitJob", "JobService/SubmitJobs", "JobService/SubmitJobStream"},
     "read": {
         "JobService/GetJobStatus",
         "JobService/ListJobs",

@@ -51,6 +51,28 @@ class SubmitJobsResponse(_message.Message):
     existing: _containers.RepeatedScalarFieldContainer[bool]
     def __init__(self, job_ids: _Optional[_Iterable[str]] = ..., existing: _Optional[_Iterable[bool]] = ...) -> None: ...
 
+class SubmitJobStreamRequest(_message.Message):
+    __slots__ = ("tag", "jobs")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    jobs: _containers.RepeatedCompositeFieldContainer[SubmitJobRequest]
+    def __init__(self, tag: _Optional[int] = ..., jobs: _Optional[_Iterable[_Union[SubmitJobRequest, _Mapping]]] = ...) -> None: ...
+
+class SubmitJobStreamResponse(_message.Message):
+    __slots__ = ("tag", "job_ids", "existing", "code", "message")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    existing: _containers.RepeatedScalarFieldContainer[bool]
+    code: int
+    message: str
+    def __init__(self, tag: _Optional[int] = ..., job_ids: _Optional[_Iterable[str]] = ..., existing: _Optional[_Iterable[bool]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,11 @@ class JobServiceStub:
                 request_serializer=job__service__pb2.SubmitJobsRequest.SerializeToString,
                 response_deserializer=job__service__pb2.SubmitJobsResponse.FromString,
                 _registered_method=True)
+        self.SubmitJobStream = channel.stream_stream(
+                '/jobq.v1.JobService/SubmitJobStream',
+                request_serializer=job__service__pb2.SubmitJobStreamRequest.SerializeToString,
+                response_deserializer=job__service__pb2.SubmitJobStreamResponse.FromString,
+                _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/jobq.v1.JobService/CancelJob',
                 request_serializer=job__service__pb2.CancelJobRequest.SerializeToString,
@@ -93,6 +98,19 @@ class JobServiceServicer:
     def SubmitJobs(self, request, context):
         """SubmitJob for many jobs in one transaction: all are added or none (the error, with SubmitJob's
         codes, names the index of the first bad job). Ids come back in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobStream(self, request_iterator, context):
+        """SubmitJobs over one long-lived call, for clients that submit continuously (the Python SDK's
+        auto-batching): each request is one batch, all or nothing, checked and inserted as
+        SubmitJobs; each gets one response with its tag, carrying the ids or the status code and
+        message SubmitJobs would have ended with, so a refused batch does not end the stream. Up to
+        4 batches of a stream are inserted at once and answered as they commit, in any order; the
+        server reads no further request meanwhile. The stream itself ends with INVALID_ARGUMENT for
+        a tag already in flight and RESOURCE_EXHAUSTED for a request over grpc.max_message_bytes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +176,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJobs,
                     request_deserializer=job__service__pb2.SubmitJobsRequest.FromString,
                     response_serializer=job__service__pb2.SubmitJobsResponse.SerializeToString,
+            ),
+            'SubmitJobStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitJobStream,
+                    request_deserializer=job__service__pb2.SubmitJobStreamRequest.FromString,
+                    response_serializer=job__service__pb2.SubmitJobStreamResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
@@ -245,6 +268,33 @@ class JobService:
             '/jobq.v1.JobService/SubmitJobs',
             job__service__pb2.SubmitJobsRequest.SerializeToString,
             job__service__pb2.SubmitJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJobStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/jobq.v1.JobService/SubmitJobStream',
+            job__service__pb2.SubmitJobStreamRequest.SerializeToString,
+            job__service__pb2.SubmitJobStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
