@@ -39,6 +39,7 @@ from jobq.client.job_spec import (
     JobSpec,
     command_job,
     handler_job,
+    identify_by_key,
     outcome,
     submit_options,
 )
@@ -236,7 +237,7 @@ class AsyncClient:
         return await self.submit_job(spec)
 
     async def submit_job(self, spec: JobSpec) -> AsyncJob:
-        request = spec.to_request()
+        request = spec.to_request(client_id=self._stream.supported)
         if self._batcher is not None:
             submitted = await self._batcher.submit(request)
         else:
@@ -250,7 +251,8 @@ class AsyncClient:
         self, jobs: Iterable[JobSpec], *, max_batch: int | None = None
     ) -> builtins.list[AsyncJob]:
         """As `Client.submit_many`."""
-        requests = [spec.to_request() for spec in jobs]
+        client_id = self._stream.supported
+        requests = [spec.to_request(client_id=client_id) for spec in jobs]
         if not requests:
             return []
         outcomes = await self._send_requests(requests, max_batch)
@@ -270,14 +272,8 @@ class AsyncClient:
         plan = BatchPlan(len(requests), min(max_batch or self._max_batch, self._max_batch))
         while (batch := plan.next_batch()) is not None:
             try:
-                if len(batch) == 1:
-                    single = await self._call(
-                        "SubmitJob", requests[batch[0]], jpb.SubmitJobResponse, submit=True
-                    )
-                    plan.succeeded(batch, [single.job_id], [single.existing])
-                else:
-                    ids, existing = await self._submit_batch([requests[i] for i in batch])
-                    plan.succeeded(batch, ids, existing)
+                ids, existing = await self._submit_batch([requests[i] for i in batch])
+                plan.succeeded(batch, ids, existing)
             except CallFailed as exc:
                 plan.failed(batch, exc)
         self._max_batch = min(self._max_batch, plan.max_batch)
@@ -287,7 +283,7 @@ class AsyncClient:
         self, requests: Sequence[jpb.SubmitJobRequest]
     ) -> tuple[Sequence[str], Sequence[bool]]:
         """One batch, committed all or none: over the submit stream, retried as `_call`
-        retries a submit; over SubmitJobs when the server has no stream."""
+        retries a submit; with SubmitJob(s) calls when the server has no stream."""
         tries = 0
         while self._stream.supported:
             tries += 1
@@ -295,7 +291,10 @@ class AsyncClient:
                 reply = await self._stream.send(requests)
                 if reply.code == 0:
                     return reply.job_ids, reply.existing
-                failure = CallFailed(status_name(reply.code), reply.message, "SubmitJobs")
+                message = reply.message
+                if len(requests) == 1:  # as SubmitJob words it: no batch, no index
+                    message = message.removeprefix("job 0: ")
+                failure = CallFailed(status_name(reply.code), message, "SubmitJobs")
             except CallFailed as exc:
                 if not self._stream.supported:
                     break
@@ -304,6 +303,12 @@ class AsyncClient:
             if tries >= self._retry.attempts or not is_retryable(code, idempotent_submit=True):
                 raise failure
             await asyncio.sleep(self._retry.backoff(tries))
+        # A server without the stream never saw these requests (it answered UNIMPLEMENTED to
+        # the stream's first call), and knows no job ids: identify them by keys instead.
+        identify_by_key(requests)
+        if len(requests) == 1:
+            single = await self._call("SubmitJob", requests[0], jpb.SubmitJobResponse, submit=True)
+            return [single.job_id], [single.existing]
         many = await self._call(
             "SubmitJobs", jpb.SubmitJobsRequest(jobs=requests), jpb.SubmitJobsResponse, submit=True
         )

@@ -25,6 +25,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobq.client.errors import CallFailed, JobCancelled, JobDeadLettered, JobFailed
 from jobq.client.job_info import JobInfo, JobStatus
+from jobq.domain.ids import uuid7_text
 from jobq.domain.payload import PayloadError, check_document
 from jobq.domain.validation import QUEUE_NAME_PATTERN
 from jobq.rpc._gen import job_service_pb2 as jpb
@@ -38,6 +39,7 @@ __all__ = [
     "decode_result",
     "handler_job",
     "handler_name",
+    "identify_by_key",
     "outcome",
 ]
 
@@ -130,18 +132,31 @@ class JobSpec:
     payload: bytes
     options: SubmitOptions = SubmitOptions()
 
-    def to_request(self, idempotency_key: str | None = None) -> jpb.SubmitJobRequest:
-        """The SubmitJobRequest; the options' key, else `idempotency_key`, else a new random
-        one (128 bits from the OS, as hex: what str(uuid4()) is made of, at a fifth of the
-        cost)."""
+    def to_request(
+        self, idempotency_key: str | None = None, *, client_id: bool = False
+    ) -> jpb.SubmitJobRequest:
+        """The SubmitJobRequest, with what makes its retries safe: the options' key, else
+        `idempotency_key`, else, with `client_id`, a job id chosen here (a UUIDv7: the server
+        takes a repeat of it for the same job, at no cost beyond its primary key), else a new
+        random key (128 bits from the OS, as hex: what str(uuid4()) is made of, at a fifth of
+        the cost). Servers before SubmitJobStream ignore a job id: send one only to a server
+        that has the stream."""
         options = self.options
-        key = options.idempotency_key or idempotency_key or os.urandom(16).hex()
-        request = jpb.SubmitJobRequest(
-            queue_name=options.queue,
-            payload=self.payload,
-            priority=options.priority,
-            idempotency_key=key,
-        )
+        key = options.idempotency_key or idempotency_key
+        if key is None and client_id:
+            request = jpb.SubmitJobRequest(
+                queue_name=options.queue,
+                payload=self.payload,
+                priority=options.priority,
+                job_id=uuid7_text(),
+            )
+        else:
+            request = jpb.SubmitJobRequest(
+                queue_name=options.queue,
+                payload=self.payload,
+                priority=options.priority,
+                idempotency_key=key or os.urandom(16).hex(),
+            )
         if options.max_retries is not None:
             request.max_retries = options.max_retries
         if options.delay is not None:
@@ -153,6 +168,15 @@ class JobSpec:
             stamp.FromDatetime(options.not_before)  # a naive datetime is taken as UTC
             request.not_before.CopyFrom(stamp)
         return request
+
+
+def identify_by_key(requests: Sequence[jpb.SubmitJobRequest]) -> None:
+    """Give each request that a client-chosen job id identifies that id as its idempotency key
+    instead, for a server that knows keys but not job ids (one without SubmitJobStream)."""
+    for request in requests:
+        if request.job_id and not request.idempotency_key:
+            request.idempotency_key = request.job_id
+            request.ClearField("job_id")
 
 
 def handler_name(handler: Handler) -> str:
@@ -175,9 +199,13 @@ def handler_name(handler: Handler) -> str:
     return f"{module}:{qualname}"
 
 
+_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+"""json.dumps with these arguments would build an encoder for every payload."""
+
+
 def _encode(document: Mapping[str, Any]) -> bytes:
     try:
-        payload = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+        payload = _ENCODER.encode(document).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"the job's arguments are not JSON-serialisable: {exc}") from None
     try:

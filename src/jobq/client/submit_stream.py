@@ -10,8 +10,10 @@ A batch's own refusal comes back in its answer (a code and a message, as SubmitJ
 ended with). When the stream itself breaks (the server stopped, the connection dropped), every
 batch in flight on it fails with the stream's status and the next batch opens a new stream; the
 client retries such batches as it retries a failed SubmitJobs, which is safe because each job
-keeps its idempotency key. A server that does not know the method (UNIMPLEMENTED: one older than
-the stream) turns it off for the client's lifetime, which then calls SubmitJobs.
+keeps its identity: a job id the client chose (which the server takes for the same job when it
+comes again) or the caller's idempotency key. A server that does not know the method
+(UNIMPLEMENTED at the first call: one older than the stream, which knows no job ids either)
+turns it off for the client's lifetime, which then sends SubmitJob(s) calls with keys.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class SubmitStream:
         """False once the server answered UNIMPLEMENTED: use SubmitJobs instead."""
         self.opened = 0
         """Streams opened so far (one, unless a stream broke)."""
+        self._answered = False  # once a stream answered, the server has it
 
     async def send(self, requests: Sequence[jpb.SubmitJobRequest]) -> jpb.SubmitJobStreamResponse:
         """The server's answer to the batch (its `code` says whether it was committed).
@@ -118,6 +121,7 @@ class SubmitStream:
         code, details = grpc.StatusCode.UNAVAILABLE, "the server ended the submit stream"
         try:
             async for reply in stream.call:
+                self._answered = True
                 waiter = stream.waiting.get(reply.tag)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(reply)
@@ -143,7 +147,13 @@ class SubmitStream:
         if self._open is stream:
             self._open = None
         if code is grpc.StatusCode.UNIMPLEMENTED:
-            self.supported = False
+            if self._answered:
+                # A server that did answer is being replaced by an older one: its batches may
+                # have committed under their client ids, which the older server ignores, so do
+                # not switch to SubmitJobs (a job could be created twice); keep retrying.
+                code = grpc.StatusCode.UNAVAILABLE
+            else:
+                self.supported = False
         if code in _BROKEN and not stream.closing:
             code = grpc.StatusCode.UNAVAILABLE
         error = CallFailed(code.name, details, METHOD)

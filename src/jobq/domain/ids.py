@@ -19,6 +19,17 @@ _counter = 0
 
 def uuid7() -> UUID:
     """A UUIDv7, monotonic within this process: a 12-bit counter orders ids of one millisecond."""
+    return UUID(int=_uuid7_int())
+
+
+def uuid7_text() -> str:
+    """uuid7() in its text form, as str(uuid7()) spells it, without making the UUID object
+    (the SDK's job ids: a third of the cost)."""
+    text = f"{_uuid7_int():032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _uuid7_int() -> int:
     global _last_ms, _counter
     with _lock:
         now_ms = time.time_ns() // 1_000_000
@@ -32,5 +43,4 @@ def uuid7() -> UUID:
                 _counter = 0
         ms, counter = _last_ms, _counter
     rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    return UUID(int=value)
+    return (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b

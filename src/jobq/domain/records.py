@@ -39,6 +39,9 @@ class NewJob:
     idempotency_key: str | None = None
     """None: no key. Else the job is created only if no job holds this key yet; a key is held
     for as long as its job's row exists, whatever its status (db/migrations/V13)."""
+    id_from_client: bool = False
+    """True: the client chose `job_id`, and a job that already has it is this one, submitted
+    before (a retry): it is returned as existing instead of created. False: the server made it."""
 
 
 @record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from uuid import UUID
+from uuid import RFC_4122, UUID
 
 from jobq.domain.errors import InvalidArgument
 
@@ -69,6 +69,16 @@ def check_delay(delay: timedelta) -> timedelta:
     if delay > MAX_DELAY:
         raise InvalidArgument("delay must be at most ten years")
     return delay
+
+
+def check_client_job_id(raw: str) -> UUID:
+    """A job id a client chose: a UUIDv7 in its text form, else InvalidArgument. Version 7
+    (time-ordered) keeps the primary key's inserts at its right edge, as the server's own ids
+    do, and tells an id made for this purpose from an id copied from elsewhere."""
+    job_id = parse_uuid(raw, "job_id")
+    if job_id.version != 7 or job_id.variant != RFC_4122:
+        raise InvalidArgument(f"job_id must be a UUIDv7 (RFC 9562), got version {job_id.version}")
+    return job_id
 
 
 def check_idempotency_key(key: str) -> str | None:

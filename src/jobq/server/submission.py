@@ -14,6 +14,7 @@ from jobq.domain.ids import uuid7
 from jobq.domain.payload import PayloadError, parse_payload
 from jobq.domain.records import NewJob, Submitted
 from jobq.domain.validation import (
+    check_client_job_id,
     check_delay,
     check_idempotency_key,
     check_max_retries,
@@ -55,14 +56,18 @@ def new_job_from_request(
         check_max_retries(request.max_retries) if request.HasField("max_retries") else None
     )
     not_before = _not_before(request, now)
+    chosen = request.job_id
+    if chosen and request.idempotency_key:
+        raise InvalidArgument("give job_id or idempotency_key, not both")
     return NewJob(
-        job_id=uuid7(),
+        job_id=check_client_job_id(chosen) if chosen else uuid7(),
         queue_name=queue,
         payload=payload,
         priority=priority,
         max_retries=max_retries,
         not_before=not_before,
         idempotency_key=check_idempotency_key(request.idempotency_key),
+        id_from_client=bool(chosen),
     )
 
 

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from support.server_harness import Client, running_server
 
+from jobq.domain.ids import uuid7
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.submit_stream import STOPPING
 
@@ -166,3 +167,32 @@ async def test_a_stopping_server_answers_what_it_read_then_ends_the_stream(db_ds
     assert ended.value.code() is grpc.StatusCode.UNAVAILABLE
     assert ended.value.details() == STOPPING
     assert len(await job_rows(db_dsn)) == 2
+
+
+async def test_a_batch_sent_again_with_its_client_ids_creates_nothing(
+    stubs: Client, db_dsn: str
+) -> None:
+    ids = [str(uuid7()) for _ in range(3)]
+    jobs = [jpb.SubmitJobRequest(queue_name="default", payload=PAYLOAD, job_id=i) for i in ids]
+    sent = [jpb.SubmitJobStreamRequest(tag=t, jobs=jobs) for t in (1, 2)]
+    call = stubs.jobs.SubmitJobStream(timeout=10)
+    answers = []
+    for request in sent:  # one after the other: the second is a retry of a committed first
+        await call.write(request)
+        answers.append(await call.read())
+    await call.done_writing()
+    first, again = answers
+    assert list(first.job_ids) == list(again.job_ids) == ids
+    assert list(first.existing) == [False] * 3
+    assert list(again.existing) == [True] * 3
+    # SubmitJob takes a client id too, and a bad one is refused.
+    single = await stubs.jobs.SubmitJob(jobs[0], timeout=10)
+    assert (single.job_id, single.existing) == (ids[0], True)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stubs.jobs.SubmitJob(
+            jpb.SubmitJobRequest(queue_name="default", payload=PAYLOAD, job_id="7"), timeout=10
+        )
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    rows = await job_rows(db_dsn)
+    assert sorted(rows) == sorted(ids)
+    assert all(reasons == ["SUBMITTED"] for reasons in rows.values())

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import grpc
 import pytest
@@ -23,7 +24,7 @@ SERVICE = "jobq.v1.JobService"
 
 
 class Script:
-    """What the scripted server saw: every batch's idempotency keys, per stream opened."""
+    """What the scripted server saw: every batch's identities (job id, else key)."""
 
     def __init__(self) -> None:
         self.streams = 0
@@ -31,12 +32,19 @@ class Script:
         self.unary_batches: list[list[str]] = []
 
 
+def identity(job: jpb.SubmitJobRequest) -> str:
+    """What makes a retry of the job safe: the client's job id, or else its key (never both)."""
+    assert not (job.job_id and job.idempotency_key)
+    assert job.job_id or job.idempotency_key
+    return job.job_id or job.idempotency_key
+
+
 def _answer(request: jpb.SubmitJobStreamRequest, code: int = 0) -> jpb.SubmitJobStreamResponse:
     if code:
         return jpb.SubmitJobStreamResponse(tag=request.tag, code=code, message="scripted")
     return jpb.SubmitJobStreamResponse(
         tag=request.tag,
-        job_ids=[f"id-{job.idempotency_key}" for job in request.jobs],
+        job_ids=[f"id-{identity(job)}" for job in request.jobs],
         existing=[False] * len(request.jobs),
     )
 
@@ -49,6 +57,7 @@ async def scripted_server(
 
     async def submit_jobs(request: jpb.SubmitJobsRequest, context: Any) -> jpb.SubmitJobsResponse:
         keys = [job.idempotency_key for job in request.jobs]
+        assert not any(job.job_id for job in request.jobs)  # a server of before job ids
         script.unary_batches.append(keys)
         return jpb.SubmitJobsResponse(
             job_ids=[f"id-{k}" for k in keys], existing=[False] * len(keys)
@@ -91,7 +100,7 @@ async def submit_three(address: str) -> list[str]:
 async def test_batches_go_over_one_stream() -> None:
     async def answer_all(script: Script, requests: Any, context: Any) -> None:
         async for request in requests:
-            script.stream_batches.append([job.idempotency_key for job in request.jobs])
+            script.stream_batches.append([job.job_id for job in request.jobs])
             await context.write(_answer(request))
 
     async with (
@@ -109,7 +118,7 @@ async def test_batches_go_over_one_stream() -> None:
 async def test_a_batch_answered_unavailable_is_sent_again_with_its_keys() -> None:
     async def first_unavailable(script: Script, requests: Any, context: Any) -> None:
         async for request in requests:
-            script.stream_batches.append([job.idempotency_key for job in request.jobs])
+            script.stream_batches.append([job.job_id for job in request.jobs])
             code = grpc.StatusCode.UNAVAILABLE.value[0] if len(script.stream_batches) == 1 else 0
             await context.write(_answer(request, code))
 
@@ -124,7 +133,7 @@ async def test_a_batch_answered_unavailable_is_sent_again_with_its_keys() -> Non
 async def test_a_batch_refused_for_good_is_not_sent_again() -> None:
     async def permission_denied(script: Script, requests: Any, context: Any) -> None:
         async for request in requests:
-            script.stream_batches.append([job.idempotency_key for job in request.jobs])
+            script.stream_batches.append([job.job_id for job in request.jobs])
             await context.write(_answer(request, grpc.StatusCode.PERMISSION_DENIED.value[0]))
 
     async with scripted_server(permission_denied) as (address, script):
@@ -137,7 +146,7 @@ async def test_a_batch_refused_for_good_is_not_sent_again() -> None:
 async def test_a_broken_stream_is_reopened_and_its_batch_sent_again() -> None:
     async def break_first(script: Script, requests: Any, context: Any) -> None:
         async for request in requests:
-            script.stream_batches.append([job.idempotency_key for job in request.jobs])
+            script.stream_batches.append([job.job_id for job in request.jobs])
             if script.streams == 1:  # the first stream dies without answering
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
             await context.write(_answer(request))
@@ -160,3 +169,41 @@ async def test_a_server_without_the_stream_gets_submit_jobs_calls() -> None:
             assert [job.id for job in jobs] == [f"id-{k}" for k in script.unary_batches[-1]]
         assert not client._stream.supported
     assert [len(keys) for keys in script.unary_batches] == [3, 3]
+
+
+async def test_stream_jobs_carry_fresh_uuid7_ids_and_no_keys() -> None:
+    async def answer_all(script: Script, requests: Any, context: Any) -> None:
+        async for request in requests:
+            assert not any(job.idempotency_key for job in request.jobs)
+            script.stream_batches.append([job.job_id for job in request.jobs])
+            await context.write(_answer(request))
+
+    async with scripted_server(answer_all) as (address, script):
+        await submit_three(address)
+        await submit_three(address)
+    ids = [UUID(job_id) for keys in script.stream_batches for job_id in keys]
+    assert len(ids) == len(set(ids)) == 6
+    assert {job_id.version for job_id in ids} == {7}
+
+
+async def test_a_server_that_answered_on_the_stream_is_not_left_for_submit_jobs() -> None:
+    # After an answer, UNIMPLEMENTED means an older server replaced this one; batches in flight
+    # may have committed under their ids, which it would ignore: retry, never switch.
+    async def unimplemented_once(script: Script, requests: Any, context: Any) -> None:
+        async for request in requests:
+            script.stream_batches.append([job.job_id for job in request.jobs])
+            if len(script.stream_batches) == 2:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "older server")
+            await context.write(_answer(request))
+
+    async with (
+        scripted_server(unimplemented_once) as (address, script),
+        AsyncClient(address, timeout_s=5, retry=FAST) as client,
+    ):
+        first = await asyncio.gather(*(client.submit("h", n) for n in range(2)))
+        second = await asyncio.gather(*(client.submit("h", n) for n in range(2)))
+        assert client._stream.supported
+    assert script.unary_batches == []
+    assert script.stream_batches[1] == script.stream_batches[2]  # sent again, same ids
+    assert [job.id for job in second] == [f"id-{k}" for k in script.stream_batches[2]]
+    assert len({job.id for job in first + second}) == 4

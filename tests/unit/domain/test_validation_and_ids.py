@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobq.domain.errors import InvalidArgument
-from jobq.domain.ids import uuid7
+from jobq.domain.ids import uuid7, uuid7_text
 from jobq.domain.validation import (
     check_max_retries,
     check_payload_size,
@@ -88,3 +88,12 @@ def test_uuid7_is_version_7_and_strictly_increasing() -> None:
     assert all(i.variant == uuid.RFC_4122 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_uuid7_text_is_what_str_makes_of_a_uuid7() -> None:
+    texts = [uuid7_text() for _ in range(10_000)]
+    parsed = [uuid.UUID(text) for text in texts]
+    assert [str(u) for u in parsed] == texts
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert parsed == sorted(parsed)
+    assert len(set(parsed)) == len(parsed)

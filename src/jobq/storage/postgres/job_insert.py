@@ -10,57 +10,74 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from jobq.domain.errors import Unavailable
 from jobq.domain.records import NewJob, Submitted
 
 
 class InsertBatch:
-    """One jobs_insert statement: its arguments, and each job's outcome from its rows.
+    """One submit's statements: their arguments, and each job's outcome from their rows.
 
-    Repeats of a key within the batch are not sent (the statement may affect a row once): each
-    key's first job is sent (its "leader"), and the later ones get its outcome as `existing`.
-    One statement settles every job sent (see jobs_insert: ON CONFLICT ... DO UPDATE returns
-    the holder of a held key, even one committed while the statement waited for it).
+    Jobs with an idempotency key go to `jobs_insert` (the key arbitrates); jobs whose clients
+    chose their ids and gave no key go to `jobs_insert_by_id` (the id arbitrates); the server's
+    own plain jobs join the by-id statement when it is the only one, else the keyed one. A batch
+    with both kinds runs both statements in one transaction.
+
+    Repeats within the batch are not sent (a statement may affect a row once): each key's, and
+    each client id's, first job is sent (its "leader"), and the later ones get its outcome as
+    `existing`. One statement settles every job it is sent (see jobs_insert: ON CONFLICT ... DO
+    UPDATE returns the holder of a held key or id, even one committed while it waited for it).
 
         batch = InsertBatch(jobs)
-        rows = <execute query("jobs_insert") with *batch.arguments(notify)>
-        return batch.results(rows)
+        rows = <execute query("jobs_insert") with *batch.arguments(notify)>  (if batch.by_key)
+        id_rows = <execute query("jobs_insert_by_id") with *batch.id_arguments(notify)>  (if ...)
+        return batch.results(rows, id_rows)
     """
 
     def __init__(self, jobs: Sequence[NewJob]) -> None:
         self._jobs = jobs
         self._leader: dict[str, NewJob] = {}
-        self._sent: list[NewJob] = []
+        self._id_leader: dict[UUID, NewJob] = {}
+        keyed: list[NewJob] = []
+        by_id: list[NewJob] = []
+        plain: list[NewJob] = []
         for job in jobs:
             key = job.idempotency_key
-            if key is None or key not in self._leader:
-                self._sent.append(job)
-                if key is not None:
+            if key is not None:
+                if key not in self._leader:
                     self._leader[key] = job
-        self.keyed = bool(self._leader)
+                    keyed.append(job)
+            elif job.id_from_client:
+                if job.job_id not in self._id_leader:
+                    self._id_leader[job.job_id] = job
+                    by_id.append(job)
+            else:
+                plain.append(job)
+        self.keyed = bool(keyed)
+        if by_id and not keyed:
+            self.by_key, self.by_id = [], by_id + plain
+        else:
+            self.by_key, self.by_id = keyed + plain, by_id
 
     def arguments(self, notify: bool, *, outside_server: bool = False) -> tuple[Any, ...]:
-        """The parameters ($1..$9) of the statement. $7 is NULL when no job has a key.
-        `outside_server` ($9): written by an application's transaction, not by jq-server, so
-        the jobs are left in enqueued_jobs for a server to announce."""
-        jobs = self._sent
+        """The parameters ($1..$9) of jobs_insert for `by_key`. $7 is NULL when no job has a
+        key. `outside_server` ($9): written by an application's transaction, not by jq-server,
+        so the jobs are left in enqueued_jobs for a server to announce."""
+        jobs = self.by_key
         keys = [job.idempotency_key for job in jobs] if self.keyed else None
-        return (
-            [job.job_id for job in jobs],
-            [job.queue_name for job in jobs],
-            [job.payload for job in jobs],
-            [job.priority for job in jobs],
-            [job.max_retries for job in jobs],
-            [job.not_before for job in jobs],
-            keys,
-            notify,
-            outside_server,
-        )
+        return (*_columns(jobs), keys, notify, outside_server)
 
-    def results(self, rows: Iterable[Iterable[Any]]) -> list[Submitted]:
-        """One Submitted per job given, in order, from the statement's rows (job_id,
-        created_at, held_key): a job inserted, or (`existing`) the holder of its key."""
+    def id_arguments(self, notify: bool) -> tuple[Any, ...]:
+        """The parameters ($1..$8) of jobs_insert_by_id for `by_id`."""
+        return (*_columns(self.by_id), notify, False)
+
+    def results(
+        self, rows: Iterable[Iterable[Any]], id_rows: Iterable[Iterable[Any]] = ()
+    ) -> list[Submitted]:
+        """One Submitted per job given, in order, from the statements' rows: jobs_insert's
+        (job_id, created_at, held_key), a job inserted or the holder of its key, and
+        jobs_insert_by_id's (job_id, created_at, existing)."""
         inserted: dict[Any, Submitted] = {}
         held: dict[str, Submitted] = {}
         for job_id, created_at, held_key in rows:
@@ -68,10 +85,17 @@ class InsertBatch:
                 inserted[job_id] = Submitted(job_id, created_at)
             else:
                 held[held_key] = Submitted(job_id, created_at, existing=True)
+        for job_id, created_at, existing in id_rows:
+            inserted[job_id] = Submitted(job_id, created_at, existing=existing)
         results = []
         for job in self._jobs:
             key = job.idempotency_key
-            leader = job if key is None else self._leader[key]
+            if key is not None:
+                leader = self._leader[key]
+            elif job.id_from_client:
+                leader = self._id_leader[job.job_id]
+            else:
+                leader = job
             outcome = inserted.get(leader.job_id)
             if outcome is None and key is not None:
                 outcome = held.get(key)
@@ -83,3 +107,15 @@ class InsertBatch:
                 outcome = Submitted(outcome.job_id, outcome.created_at, existing=True)
             results.append(outcome)
         return results
+
+
+def _columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
+    """$1..$6 of both statements."""
+    return (
+        [job.job_id for job in jobs],
+        [job.queue_name for job in jobs],
+        [job.payload for job in jobs],
+        [job.priority for job in jobs],
+        [job.max_retries for job in jobs],
+        [job.not_before for job in jobs],
+    )

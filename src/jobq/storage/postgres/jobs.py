@@ -66,18 +66,31 @@ class PgJobStore:
         whatever the job's status (db/migrations/V13: the unique index
         jobs_idempotency_key_idx enforces it; were finished jobs ever purged, their keys would
         free up). Two jobs of the batch with one key: the first is inserted (or finds the
-        holder), the later ones get its outcome as existing."""
+        holder), the later ones get its outcome as existing. A job whose client chose its id
+        (`id_from_client`) is likewise not inserted when a job has that id already: that job is
+        this one, submitted before (jobs_insert_by_id)."""
         if not jobs:
             return []
         batch = InsertBatch(jobs)
-        arguments = batch.arguments(notify)
         try:
-            # One statement, its own transaction, keys or not (see jobs_insert).
-            rows = await self._pool.fetch(query("jobs_insert"), *arguments)
+            if not batch.by_id:  # one statement, its own transaction (see jobs_insert)
+                rows = await self._pool.fetch(query("jobs_insert"), *batch.arguments(notify))
+                return batch.results(rows)
+            if not batch.by_key:
+                id_rows = await self._pool.fetch(
+                    query("jobs_insert_by_id"), *batch.id_arguments(notify)
+                )
+                return batch.results((), id_rows)
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Keys and client ids in one batch: both statements, one commit, so the batch
+                # stays all or nothing. Keys first and ids second, in every such transaction.
+                rows = await conn.fetch(query("jobs_insert"), *batch.arguments(notify))
+                # PostgreSQL delivers one notification per transaction for the two.
+                id_rows = await conn.fetch(query("jobs_insert_by_id"), *batch.id_arguments(notify))
+            return batch.results(rows, id_rows)
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
-            await self._raise_missing_queue(set(arguments[1]))
+            await self._raise_missing_queue({job.queue_name for job in jobs})
             raise
-        return batch.results(rows)
 
     async def _raise_missing_queue(self, names: set[str]) -> None:
         existing = {row["name"] for row in await self._pool.fetch(query("queues_existing"), names)}

@@ -94,6 +94,46 @@ UNION ALL
 SELECT w.job_id, w.created_at, w.idempotency_key
 FROM written w WHERE w.job_id NOT IN (SELECT job_id FROM input);
 
+-- name: jobs_insert_by_id
+-- jobs_insert for jobs whose clients chose their ids and gave no idempotency key (the Python
+-- SDK's submits): the id is the job's identity, so the primary key arbitrates, and no key is
+-- written (a key costs its unique index about 5 µs per job, measured on the bare statement: 24,400
+-- against 27,700 jobs/s on one connection). A job whose id a job already has is that job,
+-- submitted before by a retry whose first attempt committed: DO UPDATE, with an update that
+-- changes nothing (HOT), returns it, even one committed while the statement waited for it. Its
+-- created_at tells the two apart: a row inserted here has this transaction's now() (the
+-- column's default; no client sets it), an earlier one has not. Only rows inserted here get a
+-- SUBMITTED event. Rows are inserted in id order, for the reason keys are in jobs_insert. The
+-- caller sends each id once. $1..$6 as jobs_insert, $7 and $8 as its $8 and $9 (no keys);
+-- returns (job_id, created_at, existing) for every job sent.
+WITH input AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
+                $6::timestamptz[])
+        AS t(job_id, queue_name, payload, priority, max_retries, not_before)
+), written AS (
+    INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before)
+    SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
+           i.not_before
+    FROM input i LEFT JOIN queues q ON q.name = i.queue_name
+    ORDER BY i.job_id
+    ON CONFLICT (job_id) DO UPDATE SET job_id = j.job_id
+    RETURNING j.job_id, j.created_at, j.created_at = now() AS fresh
+), inserted AS MATERIALIZED (
+    SELECT job_id, created_at FROM written WHERE fresh
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
+    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
+), outbox AS (
+    INSERT INTO enqueued_jobs (job_id)
+    SELECT job_id FROM inserted WHERE $8::boolean
+)
+SELECT w.job_id, w.created_at, NOT w.fresh AS existing
+FROM written w,
+     (SELECT CASE WHEN $7::boolean AND EXISTS (SELECT FROM inserted) THEN pg_notify(
+         CASE current_schema() WHEN 'public' THEN 'jobq_jobs' ELSE 'jobq_jobs_' || current_schema() END,
+         CASE WHEN $8::boolean THEN 'enqueued' ELSE '' END) END) AS n;
+
 -- name: job_exists
 -- 1 when the job exists, else no row: tells a job without history from an unknown one.
 SELECT 1 FROM jobs WHERE job_id = $1;
