@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -105,20 +104,6 @@ async def test_an_unknown_queue_fails_the_whole_mixed_batch(pool: asyncpg.Pool) 
 
 
 # --- concurrency -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def replicas(db_dsn: str) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    """Two pools on the test's database, as two jq-server replicas have."""
-    one = await asyncpg.create_pool(db_dsn, min_size=2, max_size=2)
-    two = await asyncpg.create_pool(db_dsn, min_size=2, max_size=2)
-    assert one is not None
-    assert two is not None
-    try:
-        yield one, two
-    finally:
-        await one.close()
-        await two.close()
 
 
 async def test_racing_retries_of_an_id_on_two_replicas_make_one_job(

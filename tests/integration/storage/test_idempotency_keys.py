@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -138,20 +137,6 @@ async def test_the_database_refuses_keys_outside_1_to_255_characters(pool: async
 
 
 # --- concurrency -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def replicas(db_dsn: str) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    """Two pools on the test's database, as two jq-server replicas have."""
-    one = await asyncpg.create_pool(db_dsn, min_size=2, max_size=2)
-    two = await asyncpg.create_pool(db_dsn, min_size=2, max_size=2)
-    assert one is not None
-    assert two is not None
-    try:
-        yield one, two
-    finally:
-        await one.close()
-        await two.close()
 
 
 async def test_racing_submits_of_a_key_on_two_replicas_make_one_job(
