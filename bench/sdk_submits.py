@@ -1,6 +1,8 @@
 """What submitting costs through the Python SDK (`jobq.Client`, `jobq.AsyncClient`), as an
 application calls it: `client.submit("bench.handlers:noop", queue=...)` per job, with the
-defaults (auto-batching on, a 1 ms linger, an idempotency key per job).
+defaults (auto-batching on; `AsyncClient`: batches closed at the end of an event-loop pass and
+sent on its SubmitJobStream call, a job id of its own per job; `Client`: a 1 ms linger,
+SubmitJobs calls, a random idempotency key per job).
 
 - one caller submitting in sequence (sync `Client`, one thread): each submit waits out the
   linger alone and goes as one SubmitJob call, so this is the floor an application sees;
