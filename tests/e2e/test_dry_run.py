@@ -1,7 +1,7 @@
 """`jq-server --dry-run`: one line per component, exit 0 only when every configured one answers.
 
-The checks run in-process against real PostgreSQL and redis-server (and a closed port for
-the failures); the last tests run the real `jq-server --dry-run` program.
+The checks run in-process against real PostgreSQL, redis-server and a Kafka-protocol broker
+(and a closed port for the failures); the last tests run the real `jq-server --dry-run` program.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from support.kafka_broker import running_kafka_broker
 from support.processes import free_port, program
 from support.redis_server import RedisServer, redis_server_binary, running_redis_server
 
@@ -177,6 +178,23 @@ async def test_unreachable_kafka_fails_without_printing_the_sasl_password(db_dsn
     assert code == 1
     assert by_component(lines)["kafka"].startswith("kafka: FAILED (127.0.0.1:")
     assert "Kafka-Pw-9" not in "\n".join(lines)
+
+
+async def test_a_reachable_kafka_broker_is_ok(db_dsn: str, tmp_path: Path) -> None:
+    with running_kafka_broker(tmp_path / "kafka") as broker:
+        config = settings(
+            **{
+                "db.dsn": db_dsn,
+                "kafka.enabled": True,
+                "kafka.bootstrap_servers": broker.bootstrap_servers,
+            }
+        )
+        code, lines = await run(config)
+
+    assert code == 0, lines
+    assert by_component(lines)["kafka"] == (
+        f"kafka: ok (1 broker(s) via {broker.bootstrap_servers})"
+    )
 
 
 async def test_embedded_default_is_checked_but_not_started(tmp_path: Path) -> None:
