@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from support.processes import ServerFactory, WorkerFactory, WorkerProcess, free_port, program
+from support.processes import (
+    ServerFactory,
+    WorkerFactory,
+    WorkerProcess,
+    accepts_connections,
+    free_port,
+    program,
+)
 
 import jobq
 
@@ -114,7 +120,7 @@ def web_orders_app(db_dsn: str, log_path: Path) -> Iterator[str]:
     try:
         # uvicorn runs the lifespan (the pool, the orders table) before it binds the port.
         deadline = time.monotonic() + 30
-        while not _accepts(port):
+        while not accepts_connections(port):
             assert process.poll() is None, f"uvicorn exited {process.returncode}"
             assert time.monotonic() < deadline, "uvicorn did not listen within 30 s"
             time.sleep(0.05)
@@ -131,14 +137,6 @@ def web_orders_app(db_dsn: str, log_path: Path) -> Iterator[str]:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _counts(db_dsn: str) -> tuple[int, int, int]:

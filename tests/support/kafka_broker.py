@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from support.processes import free_port
+from support.processes import LoopbackServer, accepts_connections, free_port
 
 START_TIMEOUT_S = 10.0
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the broker binds it
@@ -40,12 +38,8 @@ def tansu_binary() -> Path | None:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(LoopbackServer):
     """A running broker on 127.0.0.1:`port`, its output in `directory`/tansu.log."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-    directory: Path
 
     @property
     def bootstrap_servers(self) -> str:
@@ -56,29 +50,6 @@ class KafkaBroker:
             return (self.directory / "tansu.log").read_text(errors="replace")
         except OSError:
             return "(no tansu.log)"
-
-    def kill(self) -> None:
-        """SIGKILL the broker and wait for it: an outage, not a shutdown."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Stop the broker politely, then by force if it lingers."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def start_kafka_broker(directory: Path, port: int | None = None) -> KafkaBroker:
@@ -117,7 +88,7 @@ def start_kafka_broker(directory: Path, port: int | None = None) -> KafkaBroker:
         broker = KafkaBroker(process, listen_port, directory)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and process.poll() is None:
-            if _accepts(listen_port):
+            if accepts_connections(listen_port):
                 return broker
             time.sleep(0.02)
         broker.kill()

@@ -104,6 +104,40 @@ def grpc_serving(port: int, timeout: float = 1.0) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def accepts_connections(port: int) -> bool:
+    """True when something on 127.0.0.1:`port` accepts a TCP connection."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class LoopbackServer:
+    """A third-party server a test started (redis-server, a Kafka broker) on 127.0.0.1:`port`,
+    its files in `directory`."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: Path
+
+    def kill(self) -> None:
+        """SIGKILL the server and wait for it: an outage, not a shutdown."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the server politely, then by force if it lingers."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @dataclass
 class ServerProcess:
     """A running jq-server and where its output goes."""

@@ -7,7 +7,6 @@ skipped with a reason; CI installs it, so there the tests always run.
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.processes import free_port
+from support.processes import LoopbackServer, free_port
 
 START_TIMEOUT_S = 10.0
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before redis binds it
@@ -30,12 +29,9 @@ def redis_server_binary() -> str | None:
 
 
 @dataclass
-class RedisServer:
+class RedisServer(LoopbackServer):
     """A running redis-server on 127.0.0.1:`port`, its files in `directory`."""
 
-    process: subprocess.Popen[bytes]
-    port: int
-    directory: Path
     password: str | None = None
 
     @property
@@ -48,21 +44,6 @@ class RedisServer:
             return (self.directory / "redis.log").read_text(errors="replace")
         except OSError:
             return "(no redis.log)"
-
-    def kill(self) -> None:
-        """SIGKILL the server and wait for it: an outage, not a shutdown."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Stop the server politely, then by force if it lingers."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def _answers_ping(port: int, password: str | None) -> bool:
