@@ -14,7 +14,9 @@ import pytest
 from jobq.domain.errors import QueueNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob, Submitted
+from jobq.storage.postgres.job_insert import InsertBatch
 from jobq.storage.postgres.jobs import PgJobStore
+from jobq.storage.queries import query
 
 ROUNDS = 20
 IDS = 100
@@ -135,3 +137,18 @@ async def test_racing_batches_of_shared_ids_in_opposite_orders_do_not_deadlock(
         for a, b in zip(got_a, reversed(got_b), strict=True):
             assert a.existing != b.existing
     assert await _counts(replicas[0]) == (ROUNDS * IDS, ROUNDS * IDS, 0)
+
+
+async def test_an_id_found_in_the_same_transaction_is_not_taken_for_a_new_job(
+    pool: asyncpg.Pool,
+) -> None:
+    """Found rows are told from inserted ones by the row itself, not by the clock: within one
+    transaction (one now(), as two transactions starting in the same microsecond have) the
+    second insert of an id finds the first."""
+    batch = InsertBatch([_chosen()])
+    async with pool.acquire() as conn, conn.transaction():
+        first = await conn.fetch(query("jobs_insert_by_id"), *batch.id_arguments(False))
+        again = await conn.fetch(query("jobs_insert_by_id"), *batch.id_arguments(False))
+    assert [tuple(row) for row in first] == [(batch.by_id[0].job_id, first[0][1], False)]
+    assert [tuple(row) for row in again] == [(batch.by_id[0].job_id, first[0][1], True)]
+    assert await _counts(pool) == (1, 1, 0)
