@@ -35,6 +35,7 @@ EXPECTED_SCRIPTS = (
     "V12__suspect_jobs_claimed_one_per_worker.sql",
     "V13__idempotency_keys.sql",
     "V14__enqueued_jobs_outbox.sql",
+    "V15__event_outbox.sql",
 )
 
 

@@ -73,6 +73,7 @@ from jobq.domain.validation import (
     check_priority,
     check_queue_name,
 )
+from jobq.observability.correlation import current_correlation_id
 from jobq.storage.pool import DEFAULT_SCHEMA
 from jobq.storage.postgres.caller_transaction import job_insert_in_transaction
 from jobq.storage.postgres.claims import Conn
@@ -251,6 +252,7 @@ def new_job(spec: JobSpec, now: datetime) -> NewJob:
         max_retries=max_retries,
         not_before=not_before,
         idempotency_key=key,
+        correlation_id=current_correlation_id(),
     )
 
 

@@ -106,9 +106,24 @@ class KafkaSettings(Section):
     bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated Kafka brokers (host:port)."
     )
-    topic_prefix: str = Field("", description="Prefix put before every topic name.")
+    topic_prefix: str = Field(
+        "",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix put before every topic name, as it is (e.g. 'prod.').",
+    )
+    security_protocol: Literal["", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "",
+        description="Empty: SASL_SSL with a SASL user name, PLAINTEXT without one.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism when SASL is used."
+    )
     sasl_username: str = Field("", description="SASL user name; empty: no SASL.")
     sasl_password: str = Field("", repr=False, description="SASL password.")
+    ssl_ca_file: str = Field(
+        "", description="CA certificates (PEM) to verify the brokers; empty: the system's."
+    )
 
 
 class SchedulerSettings(Section):

@@ -42,6 +42,8 @@ class NewJob:
     id_from_client: bool = False
     """True: the client chose `job_id`, and a job that already has it is this one, submitted
     before (a retry): it is returned as existing instead of created. False: the server made it."""
+    correlation_id: str | None = None
+    """The correlation id of the request that submitted the job (its events carry it)."""
 
 
 @record
@@ -112,6 +114,30 @@ class JobEvent:
     detail: str | None
     attempt: int | None
     occurred_at: datetime
+
+
+@record
+class OutboxEvent:
+    """An event waiting in the event outbox to be published (db/migrations/V15): the
+    job_events row (None when its job was deleted since: nothing left to publish) and the
+    correlation id of the request that submitted its job."""
+
+    event_id: int
+    event: JobEvent | None
+    correlation_id: str | None
+
+
+@record
+class OutboxLag:
+    """How far behind event publishing is: events waiting, the age of the oldest (None when
+    none waits), events published so far, the replica holding the publisher's lease, and how
+    long ago the last lease ran out (negative while one is held; infinite: never held)."""
+
+    events: int
+    oldest_s: float | None
+    published: int
+    owner: str | None
+    idle_s: float
 
 
 @record

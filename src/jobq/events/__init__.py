@@ -1,5 +1,7 @@
-"""Where job lifecycle events go besides PostgreSQL: the log by default, Kafka when enabled.
+"""Where job lifecycle events go besides PostgreSQL: Kafka, when enabled (SPEC §12).
 
-Event sinks are never on the critical path (SPEC §12): they publish after the state change
-is committed, and their failures are logged and counted, never raised into job processing.
+`topics` names the topics; `kafka_producer` holds the client settings and the producer that
+reports, per message, whether the broker acknowledged it. What is published, and when, is the
+server's business (jobq.server.event_publisher reads the event outbox). Kafka is never on the
+critical path: an event waits in PostgreSQL until the broker has it.
 """

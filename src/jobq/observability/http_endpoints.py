@@ -270,7 +270,8 @@ def health_routes(
 
     /healthz is liveness: 200 "ok" whenever the process can answer at all, so an orchestrator
     restarts only a wedged process, never one whose database is merely down. /readyz is
-    readiness: 200 "ready" when `ready_check` says (True, …); otherwise 503 with its reason.
+    readiness: 200 "ready" when `ready_check` says (True, …), with the reason when it starts
+    with "ready" (a note such as "ready; kafka degraded: ..."); otherwise 503 with its reason.
     The check is bounded by `timeout_s` (503 "timeout"), and a check that raises is a 503
     naming only the exception type.
     """
@@ -287,7 +288,10 @@ def health_routes(
         except Exception as exc:
             return _text(HTTPStatus.SERVICE_UNAVAILABLE, f"check failed: {type(exc).__name__}")
         if ready:
-            return _text(HTTPStatus.OK, "ready")
+            # "ready", or "ready; kafka degraded: ..." (a note that does not make it unready)
+            return _text(
+                HTTPStatus.OK, _one_line(reason) if reason.startswith("ready") else "ready"
+            )
         return _text(HTTPStatus.SERVICE_UNAVAILABLE, _one_line(reason))
 
     return {"/healthz": healthz, "/readyz": readyz}

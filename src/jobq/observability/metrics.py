@@ -214,6 +214,27 @@ class ServerMetrics(ProgramMetrics):
         self.kafka_publish_errors = Counter(
             "jq_kafka_publish_errors", "Kafka deliveries that failed.", ["topic"], registry=r
         )
+        self.events_published = Counter(
+            "jq_events_published",
+            "Lifecycle events the Kafka broker acknowledged, by topic (this replica's sends).",
+            ["topic"],
+            registry=r,
+        )
+        self.events_outbox_lag_events = Gauge(
+            "jq_events_outbox_lag_events",
+            "Committed lifecycle events not yet acknowledged by Kafka (the event outbox).",
+            registry=r,
+        )
+        self.events_outbox_lag_seconds = Gauge(
+            "jq_events_outbox_lag_seconds",
+            "Age in seconds of the oldest event waiting in the outbox; 0 when none waits.",
+            registry=r,
+        )
+        self.events_publisher_active = Gauge(
+            "jq_events_publisher_active",
+            "1 while this replica holds the event publisher's lease (publishes), else 0.",
+            registry=r,
+        )
         self.db_errors = Counter(
             "jq_db_errors", "PostgreSQL operations that failed unexpectedly.", registry=r
         )

@@ -122,6 +122,7 @@ def event_to_proto(event: JobEvent) -> common_pb2.JobEvent:
         reason=event.reason.value,
         detail=event.detail or "",
         occurred_at=timestamp(event.occurred_at),
+        attempt=event.attempt or 0,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -33,7 +33,11 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT = 20, 100
 
 # name → check returning (state, detail); state None means the component is disabled.
-HealthCheck = Callable[[], Awaitable[tuple[bool | None, str]]]
+DEGRADED: Final = "degraded"
+Health = bool | None | Literal["degraded"]
+"""A dependency's state: True healthy, False unhealthy, None not configured, DEGRADED working
+but behind (Kafka away while its events wait in PostgreSQL)."""
+HealthCheck = Callable[[], Awaitable[tuple[Health, str]]]
 
 
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
@@ -164,6 +168,8 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             state = (
                 pb.COMPONENT_STATE_DISABLED
                 if healthy is None
+                else pb.COMPONENT_STATE_DEGRADED
+                if healthy == DEGRADED
                 else pb.COMPONENT_STATE_HEALTHY
                 if healthy
                 else pb.COMPONENT_STATE_UNHEALTHY

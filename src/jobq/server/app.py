@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +19,7 @@ from jobq.config import Settings
 from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
 from jobq.domain.errors import ConfigError, ServiceFailed
 from jobq.domain.retry import RetryPolicy
+from jobq.events.kafka_producer import KafkaProducer
 from jobq.observability.http_endpoints import HttpEndpoints, health_routes
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics
@@ -24,6 +28,8 @@ from jobq.server.audit import AuditTrail
 from jobq.server.authentication import Authenticator
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.enqueue_announcer import EnqueueAnnouncer
+from jobq.server.event_capture import CaptureSwitch, capture_on
+from jobq.server.event_publisher import MESSAGE_TIMEOUT_S, EventPublisher, heartbeats_to
 from jobq.server.grpc_server import build_grpc_server
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.incarnations import IncarnationGate
@@ -33,7 +39,7 @@ from jobq.server.job_watch import JobWatch
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
-from jobq.server.readiness import dependency_checks, ready
+from jobq.server.readiness import dependency_checks, readiness_note, ready
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
 from jobq.server.server_metrics import MetricsObserver, refresh_gauges, scrape_route
@@ -42,10 +48,11 @@ from jobq.server.submission import Submitter
 from jobq.server.transition_metrics import TransitionLog, TransitionMetrics
 from jobq.server.undelivered import Undelivered
 from jobq.server.worker_capacity import WorkerCapacity
-from jobq.server.worker_service import WorkerServicer
+from jobq.server.worker_service import HeartbeatHook, WorkerServicer
 from jobq.storage.database import DatabaseHandle
 from jobq.storage.pool import notify_channel, ping
 from jobq.storage.postgres.audit import PgAuditStore
+from jobq.storage.postgres.event_outbox import PgEventOutboxStore
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.job_watch import PgJobWatchStore
 from jobq.storage.postgres.jobs import PgJobStore
@@ -73,6 +80,8 @@ class _Running:
     locker: Locker
     gauges: Callable[[], Awaitable[None]]
     loops: list[ServiceLoop] = field(default_factory=list)
+    publisher: EventPublisher | None = None
+    producer: KafkaProducer | None = None
     http: list[HttpEndpoints] = field(default_factory=list)
 
     def supervised(self) -> list[ServiceLoop]:
@@ -113,6 +122,9 @@ class ServerApp:
         announce_exposure(self.settings, self.authenticator)
         database = self._database = await open_database_for_server(self.settings.db)
         storage = await open_pools(database, self.settings.db)
+        if self.settings.kafka.enabled:
+            # Before the first RPC: every event this replica commits is captured.
+            await capture_on(PgEventOutboxStore(storage.pool))
         self._running = self._wire(database, storage.pool, storage.claim_pool)
         await self._serve()
 
@@ -137,6 +149,25 @@ class ServerApp:
             if cfg.redis.enabled
             else NoopLocker()
         )
+        outbox = PgEventOutboxStore(pool)
+        publisher: EventPublisher | None = None
+        producer: KafkaProducer | None = None
+        on_heartbeat: HeartbeatHook | None = None
+        if cfg.kafka.enabled:
+            errors = self.metrics.kafka_publish_errors
+            producer = KafkaProducer(
+                cfg.kafka,
+                message_timeout_s=MESSAGE_TIMEOUT_S,
+                on_failed=lambda topic: errors.labels(topic=topic).inc(),
+            )
+            publisher = EventPublisher(
+                outbox,
+                producer,
+                self.metrics,
+                owner=f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
+                topic_prefix=cfg.kafka.topic_prefix,
+            )
+            on_heartbeat = heartbeats_to(producer.send_nowait, cfg.kafka.topic_prefix)
         capacity = self.capacity
         # Who frees slots, and who is told: WorkerCapacity alone, from the lifecycle stream
         # (jobs leaving their workers) and the workers' reports.
@@ -180,6 +211,7 @@ class ServerApp:
             heartbeat_timeout_s=sched.worker_heartbeat_timeout_s,
             max_result_bytes=cfg.limits.max_payload_bytes,
             observer=observer,
+            on_heartbeat=on_heartbeat,
         )
         watch = JobWatch(PgJobWatchStore(pool), lifecycle)
         job_servicer = JobServicer(
@@ -190,7 +222,7 @@ class ServerApp:
             workers,
             jobs,
             capacity,
-            dependency_checks(probe, locker, redis_enabled=cfg.redis.enabled),
+            dependency_checks(probe, locker, redis_enabled=cfg.redis.enabled, kafka=publisher),
             self.started_at,
             observer,
             audit,
@@ -239,8 +271,16 @@ class ServerApp:
             job_service=job_servicer,
             reports=reports,
             locker=locker,
-            loops=[monitor.loop, reaper.loop, watch.loop, announcer.loop],
-            gauges=lambda: refresh_gauges(self.metrics, jobs, workers),
+            loops=[
+                monitor.loop,
+                reaper.loop,
+                watch.loop,
+                announcer.loop,
+                publisher.loop if publisher is not None else CaptureSwitch(outbox).loop,
+            ],
+            gauges=lambda: refresh_gauges(self.metrics, jobs, workers, publisher),
+            publisher=publisher,
+            producer=producer,
         )
 
     async def _serve(self) -> None:
@@ -251,7 +291,7 @@ class ServerApp:
             endpoints = HttpEndpoints(
                 cfg.health.host,
                 cfg.health.port,
-                health_routes(lambda: ready(lambda: ping(running.pool), running.supervised())),
+                health_routes(lambda: self._readiness(running)),
             )
             await endpoints.start()
             self.health_port = endpoints.port
@@ -280,6 +320,12 @@ class ServerApp:
             health_port=self.health_port,
             metrics_port=self.metrics_port,
         )
+
+    async def _readiness(self, running: _Running) -> tuple[bool, str]:
+        ok, why = await ready(lambda: ping(running.pool), running.supervised())
+        if ok and (note := await readiness_note(running.publisher)) is not None:
+            return True, f"ready; {note}"
+        return ok, why
 
     # --- stop --------------------------------------------------------------------------------
 
@@ -315,6 +361,10 @@ class ServerApp:
         await stopping
         await running.submitter.drain()
         await running.reports.drain()
+        if running.publisher is not None:
+            await running.publisher.stop()  # gives the lease back: another replica goes on
+        if running.producer is not None:
+            await running.producer.close()
         for loop in running.loops:
             await loop.stop()
         await running.notifier.stop()

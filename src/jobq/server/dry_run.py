@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from jobq.config import DbSettings, KafkaSettings, RedisSettings, Settings
-from jobq.events.sink import kafka_client_config
+from jobq.events.kafka_producer import kafka_client_config
 from jobq.storage.database import inspect_missing_database
 from jobq.storage.embedded import EmbeddedPostgres, bin_dir
 from jobq.storage.migrations import schema_state
@@ -257,7 +257,7 @@ async def _check_kafka(kafka: KafkaSettings) -> Check:
     if not kafka.enabled:
         return Check("kafka", "disabled")
     config: dict[str, str | int | float | bool] = {
-        **kafka_client_config(kafka.bootstrap_servers, kafka.sasl_username, kafka.sasl_password),
+        **kafka_client_config(kafka),
         "socket.timeout.ms": int(KAFKA_TIMEOUT_S * 1000),
         "log_level": 0,  # librdkafka would print its connection errors on stderr
     }

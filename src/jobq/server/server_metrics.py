@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from jobq.observability.http_endpoints import READY_CHECK_TIMEOUT_S, Response, Route
 from jobq.observability.logging_setup import get_logger
@@ -36,14 +37,26 @@ class MetricsObserver:
         self._metrics.db_errors.inc()
 
 
-async def refresh_gauges(metrics: ServerMetrics, jobs: JobStore, workers: WorkerStore) -> None:
-    """Queue depth per status and workers per status, counted in the database."""
+async def refresh_gauges(
+    metrics: ServerMetrics,
+    jobs: JobStore,
+    workers: WorkerStore,
+    events: EventGauges | None = None,
+) -> None:
+    """Queue depth per status and workers per status, counted in the database, and the event
+    outbox's lag when Kafka is enabled."""
+    if events is not None:
+        await events.refresh_gauges()
     depth = await jobs.jobs_active_depth()
     metrics.set_queue_depth(
         {(queue, status.value): count for (queue, status), count in depth.items()}
     )
     for status, count in (await workers.worker_counts()).items():
         metrics.workers.labels(status=status.value).set(count)
+
+
+class EventGauges(Protocol):
+    async def refresh_gauges(self) -> None: ...
 
 
 def scrape_route(metrics: ServerMetrics, gauges: Callable[[], Awaitable[None]]) -> Route:

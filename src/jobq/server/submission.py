@@ -22,6 +22,7 @@ from jobq.domain.validation import (
     check_priority,
     check_queue_name,
 )
+from jobq.observability.correlation import current_correlation_id
 from jobq.rpc._gen import job_service_pb2
 from jobq.server.group_commit import GroupCommitter
 from jobq.server.lifecycle import Lifecycle
@@ -68,6 +69,7 @@ def new_job_from_request(
         not_before=not_before,
         idempotency_key=check_idempotency_key(request.idempotency_key),
         id_from_client=bool(chosen),
+        correlation_id=current_correlation_id(),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +37,9 @@ from jobq.storage.stores import JobStore, WorkerStore
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "WorkerService"
 log = get_logger("jobq.workers")
+
+HeartbeatHook = Callable[[uuid.UUID, int, list[uuid.UUID]], None]
+"""Told of each accepted heartbeat: (worker id, active job count, the jobs it holds)."""
 
 MAX_CONCURRENCY = 1024
 MAX_QUEUES = 100
@@ -69,7 +72,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         heartbeat_timeout_s: float,
         max_result_bytes: int,
         observer: RpcObserver,
+        on_heartbeat: HeartbeatHook | None = None,
     ) -> None:
+        """`on_heartbeat(worker_id, active_job_count, job_ids)` hears every accepted
+        heartbeat (the Kafka worker.heartbeat topic, when events are on)."""
         self._workers = workers
         self._jobs = jobs
         self._capacity = capacity
@@ -85,6 +91,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._heartbeat_interval_s = max(1, int(heartbeat_timeout_s // 3))
         self._max_result_bytes = max_result_bytes
         self.observer = observer
+        self._on_heartbeat = on_heartbeat
 
     # --- registration and liveness -----------------------------------------------------------
 
@@ -170,6 +177,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         stale = self._capacity.reconcile(worker_id, incarnation, running)
         if stale:
             await self._release_unheld(worker_id, set(stale))
+        if self._on_heartbeat is not None:
+            self._on_heartbeat(worker_id, worker.active_job_count, [job for job, _ in running])
         return pb.HeartbeatResponse(commands=commands)
 
     async def _release_unheld(self, worker_id: uuid.UUID, stale: set[AttemptKey]) -> None:

@@ -24,6 +24,8 @@ from jobq.domain.records import (
     NewAuditEvent,
     NewJob,
     OperatorChange,
+    OutboxEvent,
+    OutboxLag,
     Queue,
     QueueStats,
     Registration,
@@ -149,3 +151,30 @@ class MaintenanceStore(Protocol):
     ) -> list[Transition]: ...
     async def jobs_expire_ttl(self, now: datetime | None, limit: int) -> list[Transition]: ...
     async def enqueued_jobs_take(self, limit: int) -> list[Transition]: ...
+
+
+class EventOutboxStore(Protocol):
+    """The event outbox (db/migrations/V15): committed job_events waiting to be published."""
+
+    async def capture_set(self, on: bool) -> bool:
+        """Turn the copying of job_events rows into the outbox on or off; True when this call
+        changed it."""
+        ...
+
+    async def capture_on(self) -> bool: ...
+
+    async def lease_take(self, owner: str, ttl_s: float) -> tuple[bool, str | None]:
+        """Take or renew the publisher lease: (held now, previous owner)."""
+        ...
+
+    async def lease_release(self, owner: str) -> None: ...
+
+    async def outbox_read(self, limit: int) -> list[OutboxEvent]:
+        """The oldest `limit` waiting events, in id order."""
+        ...
+
+    async def outbox_delete(self, event_ids: Sequence[int]) -> None:
+        """Published: take these events out of the outbox."""
+        ...
+
+    async def outbox_lag(self) -> OutboxLag: ...

@@ -24,6 +24,10 @@ SERVER_METRICS: dict[str, tuple[str, set[str]]] = {
     "jq_redis_operation_duration_seconds": ("histogram", {"operation"}),
     "jq_redis_errors": ("counter", set()),
     "jq_kafka_publish_errors": ("counter", {"topic"}),
+    "jq_events_published": ("counter", {"topic"}),
+    "jq_events_outbox_lag_events": ("gauge", set()),
+    "jq_events_outbox_lag_seconds": ("gauge", set()),
+    "jq_events_publisher_active": ("gauge", set()),
     "jq_db_errors": ("counter", set()),
 }
 
@@ -70,6 +74,7 @@ def exercise_server(m: ServerMetrics) -> None:
     m.redis_operation_duration_seconds.labels(operation="acquire").observe(0.0003)
     m.redis_errors.inc()
     m.kafka_publish_errors.labels(topic="job.completed").inc()
+    m.events_published.labels(topic="job.completed").inc()
     m.db_errors.inc()
 
 

@@ -18,10 +18,12 @@ class ComponentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COMPONENT_STATE_HEALTHY: _ClassVar[ComponentState]
     COMPONENT_STATE_UNHEALTHY: _ClassVar[ComponentState]
     COMPONENT_STATE_DISABLED: _ClassVar[ComponentState]
+    COMPONENT_STATE_DEGRADED: _ClassVar[ComponentState]
 COMPONENT_STATE_UNSPECIFIED: ComponentState
 COMPONENT_STATE_HEALTHY: ComponentState
 COMPONENT_STATE_UNHEALTHY: ComponentState
 COMPONENT_STATE_DISABLED: ComponentState
+COMPONENT_STATE_DEGRADED: ComponentState
 
 class CreateQueueRequest(_message.Message):
     __slots__ = ("name", "max_retries", "ttl_seconds", "max_interruptions")

@@ -113,7 +113,7 @@ class Worker(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., status: _Optional[_Union[WorkerStatus, str]] = ..., concurrency: _Optional[int] = ..., active_job_count: _Optional[int] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queues: _Optional[_Iterable[str]] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("id", "job_id", "queue_name", "from_status", "to_status", "worker_id", "reason", "detail", "occurred_at")
+    __slots__ = ("id", "job_id", "queue_name", "from_status", "to_status", "worker_id", "reason", "detail", "occurred_at", "attempt")
     ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class JobEvent(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     id: int
     job_id: str
     queue_name: str
@@ -132,4 +133,17 @@ class JobEvent(_message.Message):
     reason: str
     detail: str
     occurred_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., from_status: _Optional[_Union[JobStatus, str]] = ..., to_status: _Optional[_Union[JobStatus, str]] = ..., worker_id: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    attempt: int
+    def __init__(self, id: _Optional[int] = ..., job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., from_status: _Optional[_Union[JobStatus, str]] = ..., to_status: _Optional[_Union[JobStatus, str]] = ..., worker_id: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class WorkerHeartbeatEvent(_message.Message):
+    __slots__ = ("worker_id", "active_job_count", "job_ids", "occurred_at")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_JOB_COUNT_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    active_job_count: int
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    occurred_at: _timestamp_pb2.Timestamp
+    def __init__(self, worker_id: _Optional[str] = ..., active_job_count: _Optional[int] = ..., job_ids: _Optional[_Iterable[str]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

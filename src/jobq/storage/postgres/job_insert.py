@@ -61,16 +61,16 @@ class InsertBatch:
             self.by_key, self.by_id = keyed + plain, by_id
 
     def arguments(self, notify: bool, *, outside_server: bool = False) -> tuple[Any, ...]:
-        """The parameters ($1..$9) of jobs_insert for `by_key`. $7 is NULL when no job has a
+        """The parameters ($1..$10) of jobs_insert for `by_key`. $7 is NULL when no job has a
         key. `outside_server` ($9): written by an application's transaction, not by jq-server,
         so the jobs are left in enqueued_jobs for a server to announce."""
         jobs = self.by_key
         keys = [job.idempotency_key for job in jobs] if self.keyed else None
-        return (*_columns(jobs), keys, notify, outside_server)
+        return (*_columns(jobs), keys, notify, outside_server, _correlation_ids(jobs))
 
     def id_arguments(self, notify: bool) -> tuple[Any, ...]:
-        """The parameters ($1..$8) of jobs_insert_by_id for `by_id`."""
-        return (*_columns(self.by_id), notify, False)
+        """The parameters ($1..$9) of jobs_insert_by_id for `by_id`."""
+        return (*_columns(self.by_id), notify, False, _correlation_ids(self.by_id))
 
     def results(
         self, rows: Iterable[Iterable[Any]], id_rows: Iterable[Iterable[Any]] = ()
@@ -119,3 +119,8 @@ def _columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
         [job.max_retries for job in jobs],
         [job.not_before for job in jobs],
     )
+
+
+def _correlation_ids(jobs: Sequence[NewJob]) -> list[str | None]:
+    """$10 of jobs_insert, $9 of jobs_insert_by_id."""
+    return [job.correlation_id for job in jobs]

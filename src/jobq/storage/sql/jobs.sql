@@ -53,17 +53,19 @@
 -- $9 is true for a job written outside jq-server (a transactional enqueue): its id goes into
 -- enqueued_jobs for a server to announce (V14), and the notification says 'enqueued' so the
 -- servers take it out at once. jq-server's own submits pass false: the one-time filter skips
--- the outbox insert, and the write itself announces them.
+-- the outbox insert, and the write itself announces them. $10 holds each job's correlation id
+-- (NULL: none), which Kafka events carry in their headers (V15).
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
-                $6::timestamptz[], $7::text[])
-        AS t(job_id, queue_name, payload, priority, max_retries, not_before, idempotency_key)
+                $6::timestamptz[], $7::text[], $10::text[])
+        AS t(job_id, queue_name, payload, priority, max_retries, not_before, idempotency_key,
+             correlation_id)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           idempotency_key)
+                           idempotency_key, correlation_id)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.idempotency_key
+           i.not_before, i.idempotency_key, i.correlation_id
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.idempotency_key
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL
@@ -106,17 +108,18 @@ FROM written w WHERE w.job_id NOT IN (SELECT job_id FROM input);
 -- created_at with now() did not: two transactions that start in the same microsecond have the
 -- same now(), and a race test saw both call one job theirs. Only rows inserted here get a
 -- SUBMITTED event. Rows are inserted in id order, for the reason keys are in jobs_insert. The
--- caller sends each id once. $1..$6 as jobs_insert, $7 and $8 as its $8 and $9 (no keys);
--- returns (job_id, created_at, existing) for every job sent.
+-- caller sends each id once. $1..$6 as jobs_insert, $7 and $8 as its $8 and $9 (no keys), $9
+-- as its $10; returns (job_id, created_at, existing) for every job sent.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
-                $6::timestamptz[])
-        AS t(job_id, queue_name, payload, priority, max_retries, not_before)
+                $6::timestamptz[], $9::text[])
+        AS t(job_id, queue_name, payload, priority, max_retries, not_before, correlation_id)
 ), written AS (
-    INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before)
+    INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
+                           correlation_id)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before
+           i.not_before, i.correlation_id
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.job_id
     ON CONFLICT (job_id) DO UPDATE SET job_id = j.job_id

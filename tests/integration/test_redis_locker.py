@@ -1,11 +1,10 @@
-"""Claim locks against a real redis-server (including its death), and the log event sink."""
+"""Claim locks against a real redis-server (including its death)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,6 @@ from redis.asyncio import Redis
 from support.redis_server import RedisServer, running_redis_server, start_redis_server
 
 from jobq.coordination.locker import NoopLocker, RedisLocker, job_lock_key
-from jobq.domain.records import JobEvent
-from jobq.domain.states import JobStatus, Reason
-from jobq.events.sink import LogEventSink, kafka_client_config, topic_for
 from jobq.observability.metrics import ServerMetrics
 
 DEADLINE_S = 10.0
@@ -230,64 +226,3 @@ async def test_close_is_idempotent_and_a_closed_locker_reports_unhealthy(
 
 
 # --- event sink -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "topic"),
-    [
-        (JobStatus.PENDING, "job.submitted"),
-        (JobStatus.ASSIGNED, "job.submitted"),
-        (JobStatus.RUNNING, "job.started"),
-        (JobStatus.DONE, "job.completed"),
-        (JobStatus.FAILED, "job.failed"),
-        (JobStatus.DEAD_LETTERED, "job.dead-lettered"),
-    ],
-)
-def test_topic_for_maps_every_status_as_spec_12_says(status: JobStatus, topic: str) -> None:
-    assert topic_for(status) == topic
-    assert topic_for(status, "prod.") == "prod." + topic
-
-
-def event(to_status: JobStatus, reason: Reason, event_id: int = 1) -> JobEvent:
-    return JobEvent(
-        id=event_id,
-        job_id=uuid.uuid4(),
-        queue_name="default",
-        from_status=None,
-        to_status=to_status,
-        worker_id=None,
-        reason=reason,
-        detail=None,
-        attempt=None,
-        occurred_at=datetime.now(UTC),
-    )
-
-
-async def test_log_event_sink_logs_each_event_at_debug() -> None:
-    sink = LogEventSink(topic_prefix="dev.")
-    events = [
-        event(JobStatus.PENDING, Reason.SUBMITTED, 1),
-        event(JobStatus.DEAD_LETTERED, Reason.CANCELLED, 2),
-    ]
-
-    with structlog.testing.capture_logs() as logs:
-        await sink.publish(events)
-
-    assert [(e["log_level"], e["action"]) for e in logs] == [("debug", "job.event")] * 2
-    assert [e["job_id"] for e in logs] == [str(e.job_id) for e in events]
-    assert [e["topic"] for e in logs] == ["dev.job.submitted", "dev.job.dead-lettered"]
-    assert logs[1]["reason"] == "CANCELLED"
-    assert logs[1]["to_status"] == "DEAD_LETTERED"
-    assert await sink.healthy()
-    await sink.close()
-
-
-def test_kafka_client_config_adds_sasl_only_with_a_user_name() -> None:
-    assert kafka_client_config("k1:9092,k2:9092") == {"bootstrap.servers": "k1:9092,k2:9092"}
-
-    config = kafka_client_config("k:9092", "alice", "pw")
-
-    assert config["sasl.username"] == "alice"
-    assert config["sasl.password"] == "pw"
-    assert config["security.protocol"] == "SASL_SSL"  # never a password in clear by default
-    assert config["sasl.mechanism"] == "PLAIN"

@@ -1,0 +1,250 @@
+"""The Kafka producer of jq-server: client settings, and a producer that says, per message,
+whether the broker acknowledged it.
+
+Idempotent with acks=all (librdkafka's `enable.idempotence`): a message the broker
+acknowledged is on every in-sync replica, and a retry inside the client never writes it twice
+or out of order within its partition. What the client cannot know, whether a message that
+timed out was written, the caller settles by sending it again: at least once, never zero
+times (jobq.server.event_publisher keeps an event in the outbox until its ack).
+
+librdkafka runs its own threads; `send` waits for the delivery reports in a worker thread
+(`flush`), so the event loop never blocks on the broker. A message waits at most
+`message_timeout_s` for its ack, so a batch sent into an outage ends, failed, within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from jobq.config import KafkaSettings
+from jobq.observability.logging_setup import get_logger
+
+__all__ = ["KafkaProducer", "Message", "kafka_client_config"]
+
+log = get_logger("jobq.kafka")
+
+PROBE_CACHE_S = 5.0
+"""How long a broker probe's answer is reused: /readyz may be asked every second."""
+
+ERROR_LOG_INTERVAL_S = 30.0
+"""librdkafka reports a missing broker again and again: one log line per this many seconds."""
+
+
+_SILENT = logging.getLogger("jobq.kafka.librdkafka")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+
+
+class Message(NamedTuple):
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def kafka_client_config(settings: KafkaSettings) -> dict[str, str]:
+    """librdkafka settings shared by every Kafka client of jobq (publisher, dry run, jq-ctl).
+
+    Without a SASL user name the connection is plaintext unless `security_protocol` says
+    otherwise. With one, it defaults to SASL_SSL: a password is never sent unencrypted unless
+    the operator asks for SASL_PLAINTEXT explicitly.
+    """
+    config = {"bootstrap.servers": settings.bootstrap_servers}
+    protocol = settings.security_protocol or ("SASL_SSL" if settings.sasl_username else "PLAINTEXT")
+    if protocol != "PLAINTEXT":
+        config["security.protocol"] = protocol
+    if protocol.startswith("SASL_"):
+        config |= {
+            "sasl.mechanism": settings.sasl_mechanism,
+            "sasl.username": settings.sasl_username,
+            "sasl.password": settings.sasl_password,
+        }
+    if settings.ssl_ca_file and protocol in ("SSL", "SASL_SSL"):
+        config["ssl.ca.location"] = settings.ssl_ca_file
+    return config
+
+
+class KafkaProducer:
+    """One confluent-kafka Producer for a jq-server process (outbox events and heartbeats)."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        message_timeout_s: float = 10.0,
+        on_failed: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`on_failed(topic)` is called (from librdkafka's callback thread) for every message
+        the broker did not acknowledge."""
+        self._config: dict[str, Any] = {
+            **kafka_client_config(settings),
+            "enable.idempotence": True,  # implies acks=all and ordered retries
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.timeout.ms": int(message_timeout_s * 1000),
+            "client.id": "jq-server",
+            "error_cb": self._on_error,
+            # Errors come through error_cb, into our log, rate-limited; librdkafka's own log
+            # lines (stderr by default, fatal ones even at log_level 0) go nowhere.
+            "logger": _SILENT,
+        }
+        self._timeout_s = message_timeout_s
+        self._on_failed = on_failed
+        self._clock = clock
+        self._producer: Any = Producer(self._config)
+        self._fatal = False
+        self._last_error = ""
+        self._last_error_logged = -ERROR_LOG_INTERVAL_S
+        self._probe: tuple[float, bool, str] | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def send(self, messages: Sequence[Message]) -> list[bool]:
+        """Send `messages` in order and wait for their delivery reports: one flag per message,
+        True when the broker acknowledged it. Never raises for a delivery failure."""
+        if self._fatal:
+            self._recreate()
+        acked = [False] * len(messages)
+        producer = self._producer
+        for index, message in enumerate(messages):
+            try:
+                producer.produce(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=message.headers,
+                    on_delivery=self._report(acked, index, message.topic),
+                )
+            except BufferError:
+                # The client's queue is full (a long outage with heartbeats piling up): what
+                # was not queued counts as not delivered and is sent again later.
+                self._failed(message.topic, "the producer's queue is full")
+                for rest in messages[index + 1 :]:
+                    self._failed(rest.topic, "the producer's queue is full")
+                break
+            except KafkaException as exc:
+                self._failed(message.topic, _reason(exc))
+        # Delivery reports arrive within message.timeout.ms; the margin covers the callbacks.
+        try:
+            await asyncio.to_thread(producer.flush, self._timeout_s + 5.0)
+        except Exception as exc:  # a fatal error surfaces here too: start afresh next time
+            self._last_error = _reason(exc)
+            self._fatal = True
+        if all(acked):
+            self._last_error = ""
+        return acked
+
+    def send_nowait(self, message: Message) -> None:
+        """Queue one message without waiting for its ack (heartbeats: the next one supersedes
+        a lost one); a failure is counted by `on_failed`."""
+        try:
+            self._producer.produce(
+                message.topic,
+                value=message.value,
+                key=message.key,
+                headers=message.headers,
+                on_delivery=self._report(None, 0, message.topic),
+            )
+        except (BufferError, KafkaException) as exc:
+            self._failed(message.topic, _reason(exc))
+        self._ensure_poller()
+
+    def _report(
+        self, acked: list[bool] | None, index: int, topic: str
+    ) -> Callable[[KafkaError | None, object], None]:
+        def delivered(error: KafkaError | None, _message: object) -> None:
+            if error is None:
+                if acked is not None:
+                    acked[index] = True
+                return
+            self._failed(topic, _reason(error))
+
+        return delivered
+
+    def _failed(self, topic: str, reason: str) -> None:
+        self._last_error = reason
+        if self._on_failed is not None:
+            self._on_failed(topic)
+
+    def _ensure_poller(self) -> None:
+        # Heartbeats' delivery reports are served by poll(); send() serves them while it
+        # flushes, and between sends this task does, once a second.
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(
+                self._poll_forever(), name="kafka-poll"
+            )
+
+    async def _poll_forever(self) -> None:
+        while True:
+            self._producer.poll(0)
+            await asyncio.sleep(1.0)
+
+    # --- health ----------------------------------------------------------------------------
+
+    @property
+    def last_error(self) -> str:
+        """Why the last message failed, or "" after a fully acknowledged batch."""
+        return self._last_error
+
+    async def reachable(self) -> tuple[bool, str]:
+        """(True, detail) when a broker answers a metadata request, else (False, why); the
+        answer is reused for PROBE_CACHE_S."""
+        now = self._clock()
+        if self._probe is not None and now - self._probe[0] < PROBE_CACHE_S:
+            return self._probe[1], self._probe[2]
+        try:
+            metadata = await asyncio.to_thread(self._producer.list_topics, None, 2.0)
+            answer = (True, f"{len(metadata.brokers)} broker(s)")
+        except KafkaException as exc:
+            answer = (False, _reason(exc))
+        self._probe = (self._clock(), *answer)
+        return answer
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._last_error = _reason(error)
+        if error.fatal():
+            self._fatal = True
+        now = self._clock()
+        if error.fatal() or now - self._last_error_logged >= ERROR_LOG_INTERVAL_S:
+            self._last_error_logged = now
+            log.warning(
+                "kafka client error",
+                action="kafka.error",
+                error=self._last_error,
+                fatal=error.fatal(),
+            )
+
+    def _recreate(self) -> None:
+        # A fatal error (the idempotent producer lost its sequence) leaves the client
+        # unusable: start a new one. Messages it still held were not acknowledged and are
+        # sent again by their owners.
+        log.warning("kafka producer restarted after a fatal error", action="kafka.restarted")
+        old, self._producer, self._fatal = self._producer, Producer(self._config), False
+        try:
+            old.purge()
+        except Exception as exc:  # the old client is dropped either way
+            log.debug("kafka purge failed", action="kafka.error", error=_reason(exc))
+
+    async def close(self) -> None:
+        """Deliver what is queued within a few seconds, then stop polling. Idempotent."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        await asyncio.to_thread(self._producer.flush, 3.0)
+
+
+def _reason(error: object) -> str:
+    """A KafkaError's or KafkaException's text, one line, without a traceback."""
+    if isinstance(error, KafkaException) and error.args:
+        error = error.args[0]
+    text = error.str() if isinstance(error, KafkaError) else str(error)
+    return " ".join(text.split())[:300] or type(error).__name__

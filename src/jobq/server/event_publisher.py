@@ -1,0 +1,238 @@
+"""Publishes the event outbox to Kafka: every committed job_events row, at least once, per job
+in order, by one replica at a time (issue 16, SPEC §12).
+
+Each pass: take or renew the publisher lease (db/migrations/V15: one row, judged by the
+database clock); without it, do nothing. With it, read the oldest waiting events in id order,
+send them (idempotent producer, acks=all), and delete from the outbox exactly the ones the
+broker acknowledged: the deletion is the published-up-to marker, advanced only after the ack.
+A crash between the ack and the delete sends those events again (a consumer de-duplicates by
+the event id in the headers); nothing is deleted before its ack, so nothing is lost.
+
+Never in the way: the outbox is written by PostgreSQL in the transaction of the change itself,
+so job processing never waits for Kafka. When the broker is away, a pass sends a small probe
+batch, fails within the producer's message timeout, reports Kafka degraded and tries again at
+the next pass; the backlog waits in PostgreSQL. Those failures are not the loop's: it stays up
+(readiness would otherwise turn a Kafka outage into a jq-server outage).
+
+One publisher among replicas: the lease lasts `LEASE_S` and is renewed before every batch, so
+a replica that dies is replaced within LEASE_S plus one pass interval; one that stops gives
+the lease back and is replaced at once. A batch (read, send, delete) always ends within the
+lease: the producer's message timeout is well under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+from uuid import UUID
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobq.domain.records import OutboxEvent, OutboxLag
+from jobq.events.kafka_producer import Message
+from jobq.events.topics import WORKER_HEARTBEAT_TOPIC, topic_for
+from jobq.observability.logging_setup import get_logger
+from jobq.observability.metrics import ServerMetrics
+from jobq.rpc._gen import common_pb2
+from jobq.rpc.convert import event_to_proto
+from jobq.server.service_loop import ServiceLoop
+from jobq.storage.stores import EventOutboxStore
+
+log = get_logger("jobq.events")
+
+LEASE_S = 8.0
+"""How long the publisher's lease lasts without renewal: the takeover bound after a crash."""
+
+MESSAGE_TIMEOUT_S = 4.0
+"""How long a message may wait for the broker's ack before it counts as not delivered; half
+the lease, so a batch sent into an outage ends while its sender still holds the lease."""
+
+INTERVAL_S = 0.25
+"""Seconds between passes: the delay of an event after its commit, at most, when idle."""
+
+BATCH_LIMIT = 2000
+"""Events read, sent and deleted per batch while the broker answers."""
+
+PROBE_LIMIT = 50
+"""Events per batch while the broker does not answer: enough to notice it is back."""
+
+EVENT_ID_HEADER = "jobq-event-id"
+CORRELATION_ID_HEADER = "jobq-correlation-id"
+
+
+class EventSender(Protocol):
+    """What the publisher needs of a producer (events.kafka_producer.KafkaProducer)."""
+
+    async def send(self, messages: Sequence[Message]) -> list[bool]: ...
+
+    async def reachable(self) -> tuple[bool, str]: ...
+
+    @property
+    def last_error(self) -> str: ...
+
+
+def event_message(item: OutboxEvent, topic_prefix: str) -> Message:
+    """The Kafka message of one outbox event: the JobEvent proto, keyed by the job id (so a
+    job's events share a partition and keep their order), with the event id for de-duplication
+    and the submitting request's correlation id (the job id when it had none) as headers."""
+    event = item.event
+    assert event is not None
+    job_id = str(event.job_id).encode()
+    return Message(
+        topic_for(event.to_status, topic_prefix),
+        job_id,
+        event_to_proto(event).SerializeToString(),
+        [
+            (EVENT_ID_HEADER, str(item.event_id).encode()),
+            (
+                CORRELATION_ID_HEADER,
+                item.correlation_id.encode() if item.correlation_id else job_id,
+            ),
+        ],
+    )
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        outbox: EventOutboxStore,
+        sender: EventSender,
+        metrics: ServerMetrics,
+        *,
+        owner: str,
+        topic_prefix: str = "",
+        lease_s: float = LEASE_S,
+        interval_s: float = INTERVAL_S,
+        batch_limit: int = BATCH_LIMIT,
+    ) -> None:
+        if batch_limit < PROBE_LIMIT:
+            raise ValueError(f"batch_limit must be at least {PROBE_LIMIT}, got {batch_limit}")
+        self._outbox = outbox
+        self._sender = sender
+        self._metrics = metrics
+        self._owner = owner
+        self._prefix = topic_prefix
+        self._lease_s = lease_s
+        self._batch_limit = batch_limit
+        self.holding = False
+        self.degraded: str | None = None
+        """Why the last batch was not fully acknowledged (the broker's error), or None."""
+        self.loop = ServiceLoop(
+            "event-publisher", interval_s, self.run_once, retry_s=0.5, max_retry_s=5.0
+        )
+
+    async def run_once(self) -> int:
+        """Publish what waits, batch by batch, while the lease is held and the broker
+        acknowledges; returns how many events were published."""
+        published = 0
+        while await self._lease():
+            limit = PROBE_LIMIT if self.degraded else self._batch_limit
+            batch = await self._outbox.outbox_read(limit)
+            if not batch:
+                break
+            done, complete = await self._publish(batch)
+            published += done
+            if not complete or len(batch) < limit:
+                break
+        return published
+
+    async def _publish(self, batch: list[OutboxEvent]) -> tuple[int, bool]:
+        """Send one batch and delete what was acknowledged: (events published, all acked)."""
+        sendable = [item for item in batch if item.event is not None]
+        messages = [event_message(item, self._prefix) for item in sendable]
+        acked = await self._sender.send(messages) if messages else []
+        # Events whose job was deleted have nothing left to publish: they leave the outbox.
+        gone = [item.event_id for item in batch if item.event is None]
+        delivered = [item.event_id for item, ok in zip(sendable, acked, strict=True) if ok]
+        await self._outbox.outbox_delete(delivered + gone)
+        for message, ok in zip(messages, acked, strict=True):
+            if ok:
+                self._metrics.events_published.labels(topic=message.topic).inc()
+        complete = all(acked)
+        if complete and self.degraded is not None:
+            log.info("kafka is back: publishing the backlog", action="events.resumed")
+            self.degraded = None
+        elif not complete and self.degraded is None:
+            self.degraded = self._sender.last_error or "the broker did not acknowledge"
+            log.warning(
+                "kafka does not acknowledge events: they wait in the outbox",
+                action="events.degraded",
+                error=self.degraded,
+            )
+        return len(delivered), complete
+
+    async def _lease(self) -> bool:
+        held, previous = await self._outbox.lease_take(self._owner, self._lease_s)
+        if held != self.holding:
+            self.holding = held
+            self._metrics.events_publisher_active.set(1 if held else 0)
+            if held:
+                log.info(
+                    "publishing lifecycle events to kafka",
+                    action="events.publisher_started",
+                    took_over_from=previous if previous not in (None, self._owner) else None,
+                )
+            else:
+                log.info("another replica publishes events now", action="events.publisher_lost")
+        return held
+
+    # --- KafkaState (server.readiness): what /readyz and GetSystemStatus report ----------------
+
+    async def reachable(self) -> tuple[bool, str]:
+        return await self._sender.reachable()
+
+    def publish_problem(self) -> str | None:
+        return None if self.degraded is None else f"not acknowledged: {self.degraded}"
+
+    async def outbox_lag(self) -> OutboxLag:
+        return await self._outbox.outbox_lag()
+
+    async def refresh_gauges(self) -> None:
+        """Set the outbox lag gauges from the database (on a /metrics scrape)."""
+        lag = await self._outbox.outbox_lag()
+        self._metrics.events_outbox_lag_events.set(lag.events)
+        self._metrics.events_outbox_lag_seconds.set(lag.oldest_s or 0.0)
+
+    async def stop(self) -> None:
+        """Stop publishing and give the lease back, so another replica takes over at once."""
+        await self.loop.stop()
+        if self.holding:
+            try:
+                await self._outbox.lease_release(self._owner)
+            except Exception as exc:  # the lease runs out by itself
+                log.warning("cannot release the event lease", action="events.error", error=str(exc))
+            self.holding = False
+            self._metrics.events_publisher_active.set(0)
+
+
+def heartbeat_message(
+    worker_id: UUID, active_job_count: int, job_ids: Sequence[UUID], topic_prefix: str = ""
+) -> Message:
+    """The Kafka message of one worker heartbeat, keyed by the worker id. Heartbeats are sent
+    by the replica that received them, without the outbox: each supersedes the one before, so
+    a heartbeat lost in an outage tells a consumer nothing the next one does not."""
+    occurred_at = Timestamp()
+    occurred_at.GetCurrentTime()
+    event = common_pb2.WorkerHeartbeatEvent(
+        worker_id=str(worker_id),
+        active_job_count=active_job_count,
+        job_ids=[str(job_id) for job_id in job_ids],
+        occurred_at=occurred_at,
+    )
+    return Message(
+        topic_prefix + WORKER_HEARTBEAT_TOPIC,
+        str(worker_id).encode(),
+        event.SerializeToString(),
+        [],
+    )
+
+
+def heartbeats_to(
+    send: Callable[[Message], None], topic_prefix: str
+) -> Callable[[UUID, int, list[UUID]], None]:
+    """A WorkerServicer heartbeat hook that sends each heartbeat with `send` (no waiting)."""
+
+    def published(worker_id: UUID, active: int, job_ids: list[UUID]) -> None:
+        send(heartbeat_message(worker_id, active, job_ids, topic_prefix))
+
+    return published

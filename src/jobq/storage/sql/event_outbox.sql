@@ -1,0 +1,68 @@
+-- Named queries of the event outbox (db/migrations/V15): what the Kafka publisher reads,
+-- deletes once the broker acknowledged, and the lease that makes it one replica at a time.
+
+-- name: event_capture_state
+-- Whether job_events rows are copied into event_outbox (the trigger is enabled).
+SELECT tgenabled <> 'D' AS capturing
+FROM pg_trigger
+WHERE tgrelid = 'job_events'::regclass AND tgname = 'job_events_outbox';
+
+-- name: event_capture_enable
+-- DDL: takes job_events' SHARE ROW EXCLUSIVE lock for an instant (writers wait, readers don't);
+-- run only when the state changes, under a lock_timeout.
+ALTER TABLE job_events ENABLE TRIGGER job_events_outbox;
+
+-- name: event_capture_disable
+ALTER TABLE job_events DISABLE TRIGGER job_events_outbox;
+
+-- name: event_publisher_lease
+-- Take or renew the lease of publisher $1 for owner $2 for $3 seconds: granted when nobody
+-- holds it, the owner renews it, or the holder's lease ran out (a replica that died). One row,
+-- updated under its row lock, so two replicas never both get it. Returns the previous owner
+-- (who held it before, to log a takeover), or no row when someone else holds it. The database
+-- clock judges leases, so replicas with skewed clocks agree.
+UPDATE event_publishers p
+SET owner = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
+FROM (SELECT owner AS previous FROM event_publishers WHERE name = $1) o
+WHERE p.name = $1 AND (p.owner = $2 OR p.owner IS NULL OR p.lease_until < clock_timestamp())
+RETURNING o.previous;
+
+-- name: event_publisher_release
+-- Give the lease back (a replica stopping): another replica takes over at its next pass.
+-- lease_until keeps when publishing stopped (event_outbox_lag's idle_s).
+UPDATE event_publishers SET owner = NULL, lease_until = clock_timestamp()
+WHERE name = $1 AND owner = $2;
+
+-- name: event_outbox_read
+-- The oldest $1 unpublished events, in id order, with what a message carries. An event whose
+-- job was deleted since (DeleteQueue removes a queue's jobs and their events) comes back with
+-- NULL columns: nothing is left to publish, and the caller deletes its outbox row.
+SELECT o.event_id AS id, e.job_id, j.queue_name, j.correlation_id, e.from_status, e.to_status,
+       e.worker_id, e.reason, e.detail, e.attempt, e.occurred_at
+FROM (SELECT event_id FROM event_outbox ORDER BY event_id LIMIT $1) o
+LEFT JOIN job_events e ON e.id = o.event_id
+LEFT JOIN jobs j ON j.job_id = e.job_id
+ORDER BY o.event_id;
+
+-- name: event_outbox_delete
+-- Published: the broker acknowledged these events ($1), so they leave the outbox; publisher
+-- $2's count grows by as many.
+WITH published AS (
+    DELETE FROM event_outbox WHERE event_id = ANY ($1::bigint[]) RETURNING 1
+)
+UPDATE event_publishers SET published = published + (SELECT count(*) FROM published)
+WHERE name = $2;
+
+-- name: event_outbox_lag
+-- How far behind publishing is: unpublished events and the age of the oldest (NULL: none).
+-- The count reads the whole outbox, which is small unless the broker has been away; the age
+-- reads one row by the primary key.
+SELECT (SELECT count(*) FROM event_outbox) AS events,
+       EXTRACT(EPOCH FROM clock_timestamp() - (
+           SELECT e.occurred_at FROM event_outbox o JOIN job_events e ON e.id = o.event_id
+           ORDER BY o.event_id LIMIT 1))::float8 AS oldest_s,
+       (SELECT published FROM event_publishers WHERE name = 'kafka') AS published,
+       (SELECT owner FROM event_publishers
+        WHERE name = 'kafka' AND lease_until > clock_timestamp()) AS owner,
+       (SELECT EXTRACT(EPOCH FROM clock_timestamp() - lease_until)::float8
+        FROM event_publishers WHERE name = 'kafka') AS idle_s;
