@@ -123,7 +123,7 @@ def assert_match(published: list[Published], rows: list[asyncpg.Record]) -> None
 async def test_every_transition_is_published_once_with_its_headers(
     server: tuple[ServerApp, Client], db_dsn: str, reader: EventReader
 ) -> None:
-    app, client = server
+    _app, client = server
     worker = await ProtocolWorker(client, concurrency=4).start()
     ids = await submit(client, 20, correlation_id="order-4711")
     await run_all(worker, 20)
