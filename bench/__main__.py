@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import calibration, sdk_submits
+from bench import calibration, events, sdk_submits
 from bench import postgres as pg_target
 from bench import processes as p
 from bench import scenarios as s
@@ -81,6 +81,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=10_000,
         help="calls of the bare gRPC yardstick (see bench/calibration.py)",
     )
+    parser.add_argument(
+        "--no-events",
+        dest="events",
+        action="store_false",
+        help="skip the Kafka events scenario (bench/events.py: the drain with events on and "
+        "off, and the publisher's catch-up)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
 
@@ -88,7 +95,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     pg = await pg_target.start(args.postgres, workdir / "pg", p.free_port())
     try:
-        return await measure(args, workdir, pg)
+        results = await measure(args, workdir, pg)
+        if args.events:
+            results.update(
+                await events.measure_events(pg.dsn, workdir, args.drain_jobs, args.concurrency)
+            )
+        return results
     finally:
         await pg.stop()  # a DSN's server keeps no database of ours, whatever happened
 

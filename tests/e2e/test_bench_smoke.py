@@ -58,6 +58,9 @@ KEYS = {
     "sdk_thread_callers_jobs_per_s",
     "sdk_async_callers_vs_single",
     "sdk_enqueue_tx_jobs_per_s",
+    "events_drain_off_jobs_per_s",
+    "events_drain_on_jobs_per_s",
+    "events_drain_on_vs_off",
 }
 
 
@@ -171,5 +174,9 @@ def check_figures(figures: dict[str, Any], stdout: str) -> None:
     assert figures["parameters"]["sdk_callers"] == "32"  # as many as single SubmitJob calls
     assert figures["parameters"]["in_flight"] == "32"
     assert "drain_python_jobs_per_s" in stdout
+    # Kafka events (bench/events.py): every transition of every job reached the broker.
+    assert figures["events_published_per_job"] == 4.0
+    assert figures["events_catch_up_s"] >= 0
+    assert figures["events_lag_at_drain_end"] >= 0
     assert re.search(r"^sdk_async_callers_vs_single +[0-9.]+$", stdout, flags=re.MULTILINE)
     assert {"target", "server_version", "jit", "jit_available"} <= figures["postgres"].keys()

