@@ -70,6 +70,9 @@ async def readiness_note(state: KafkaState | None) -> str | None:
     if state is None:
         return None
     try:
+        # Cheap first (a cached probe, a flag): the outbox is counted only when degraded.
+        if (await state.reachable())[0] and state.publish_problem() is None:
+            return None
         health, detail = await kafka_health(state)
     except Exception as exc:  # PostgreSQL's own check reports the database
         return f"kafka unknown: {type(exc).__name__}"

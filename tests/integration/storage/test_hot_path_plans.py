@@ -56,6 +56,7 @@ from jobq.storage.pool import (
     create_pool,
     settings_statement,
 )
+from jobq.storage.postgres.job_insert import InsertBatch
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.queries import query
@@ -284,12 +285,10 @@ def _fixed(args: Callable[[Dataset], list[object]]) -> Callable[[Dataset], Prepa
 
 def _submit(count: int) -> Callable[[Dataset], list[object]]:
     def args(_: Dataset) -> list[object]:
-        """Ids, queues, payloads, priorities, max_retries (the queue's), not_before (none),
-        idempotency keys (none: NULL, as PgJobStore passes them), notify, and not written
-        outside jq-server (false: no outbox row, as PgJobStore passes it)."""
-        columns: list[object] = [[uuid7() for _ in range(count)], ["default"] * count]
-        columns += [[PAYLOAD] * count, [0] * count, [None] * count, [None] * count]
-        return [*columns, None, True, False]
+        """The arguments PgJobStore passes for `count` plain jobs: idempotency keys NULL,
+        notify, not written outside jq-server (no outbox row), a correlation id each."""
+        jobs = [NewJob(uuid7(), "default", PAYLOAD, correlation_id="c") for _ in range(count)]
+        return list(InsertBatch(jobs).arguments(True))
 
     return args
 
@@ -707,16 +706,6 @@ def _keyed_job() -> NewJob:
 
 
 def _keyed_submit(count: int) -> list[object]:
-    """jobs_insert's parameters for `count` new jobs, each with a key no job holds."""
-    jobs = [_keyed_job() for _ in range(count)]
-    return [
-        [job.job_id for job in jobs],
-        ["default"] * count,
-        [PAYLOAD] * count,
-        [0] * count,
-        [None] * count,
-        [None] * count,
-        [job.idempotency_key for job in jobs],
-        False,
-        False,
-    ]
+    """jobs_insert's parameters for `count` new jobs, each with a key no job holds (not
+    notified: nobody listens here)."""
+    return list(InsertBatch([_keyed_job() for _ in range(count)]).arguments(False))
