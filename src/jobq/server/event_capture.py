@@ -12,6 +12,7 @@ the outbox then stays there for the day Kafka is turned on again; nothing is del
 
 from __future__ import annotations
 
+from jobq.domain.errors import Unavailable
 from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
 from jobq.storage.stores import EventOutboxStore
@@ -20,12 +21,28 @@ log = get_logger("jobq.events")
 
 IDLE_OFF_S = 600.0
 CHECK_INTERVAL_S = 60.0
+CAPTURE_ATTEMPTS = 15
+"""Tries to switch capture on at start, each waiting up to the store's lock timeout (2 s)."""
 
 
-async def capture_on(outbox: EventOutboxStore) -> None:
-    """Start capturing events (a replica with Kafka enabled, at start)."""
-    if await outbox.capture_set(True):
-        log.info("job events are captured for kafka from now on", action="events.capture_on")
+async def capture_on(outbox: EventOutboxStore, attempts: int = CAPTURE_ATTEMPTS) -> None:
+    """Start capturing events (a replica with Kafka enabled, at start). The switch waits for
+    job_events' lock a few seconds at a time (the store's lock_timeout), so a long transaction
+    delays a first start with Kafka rather than queueing every writer behind the switch; after
+    `attempts` tries the start fails, saying why."""
+    for attempt in range(1, attempts + 1):
+        try:
+            changed = await outbox.capture_set(True)
+        except Unavailable as exc:
+            if attempt == attempts:
+                raise Unavailable(f"{exc}: cannot start publishing kafka events") from None
+            log.warning(
+                "waiting to switch event capture on", action="events.capture_wait", error=str(exc)
+            )
+            continue
+        if changed:
+            log.info("job events are captured for kafka from now on", action="events.capture_on")
+        return
 
 
 class CaptureSwitch:
@@ -43,7 +60,11 @@ class CaptureSwitch:
         lag = await self._outbox.outbox_lag()
         if lag.owner is not None or lag.idle_s < IDLE_OFF_S:
             return False
-        if not await self._outbox.capture_set(False):
+        try:
+            if not await self._outbox.capture_set(False):
+                return False
+        except Unavailable as exc:  # a long transaction: the next check tries again
+            log.info("event capture stays on for now", action="events.capture_wait", error=str(exc))
             return False
         log.warning(
             "no replica has published kafka events for 10 minutes: capture is off; "

@@ -8,6 +8,7 @@ PostgreSQL implementation (`storage/postgres/`) is the only production one.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -118,8 +119,30 @@ class JobStore(Protocol):
     async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]: ...
 
 
+@dataclass(frozen=True)
+class JobEventPage:
+    """A page of `job_events_page`: events oldest first, and the after_id to go on from (the
+    last event's id when the page is full, else the newest id that was visible; never less than
+    the after_id asked for)."""
+
+    events: list[JobEvent]
+    last_id: int
+
+
 class JobEventStore(Protocol):
     async def job_events_list(self, job_id: UUID) -> list[JobEvent]: ...
+    async def job_events_page(
+        self,
+        *,
+        after_id: int = 0,
+        limit: int = 100,
+        job_id: UUID | None = None,
+        queue_name: str | None = None,
+        newest: bool = False,
+    ) -> JobEventPage:
+        """Events with an id above `after_id`, of every job or one job and/or one queue, oldest
+        first: the first `limit` of them, or the last `limit` when `newest`."""
+        ...
 
 
 class AuditStore(Protocol):
@@ -158,7 +181,7 @@ class EventOutboxStore(Protocol):
 
     async def capture_set(self, on: bool) -> bool:
         """Turn the copying of job_events rows into the outbox on or off; True when this call
-        changed it."""
+        changed it. Unavailable when a long transaction keeps the switch from its lock."""
         ...
 
     async def capture_on(self) -> bool: ...

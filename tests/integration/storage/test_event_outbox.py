@@ -10,6 +10,7 @@ import uuid
 import asyncpg
 import pytest
 
+from jobq.domain.errors import Unavailable
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
 from jobq.domain.states import JobStatus, Reason
@@ -145,3 +146,15 @@ async def test_racing_replicas_never_both_hold_the_lease(pool: asyncpg.Pool) -> 
     store = PgEventOutboxStore(pool)
     results = await asyncio.gather(*(store.lease_take(f"r{i}", 30) for i in range(8)))
     assert sum(held for held, _ in results) == 1
+
+
+async def test_a_long_transaction_on_job_events_makes_the_switch_unavailable_not_stuck(
+    pool: asyncpg.Pool,
+) -> None:
+    store = PgEventOutboxStore(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        await job_insert_in_transaction(holder, NewJob(uuid7(), "default", b"{}"), "public")
+        with pytest.raises(Unavailable, match="long transaction"):
+            await store.capture_set(True)
+    assert not await store.capture_on()  # nothing half done
+    assert await store.capture_set(True) is True  # and it works once the lock is free

@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from jobq.domain.errors import Unavailable
 from jobq.domain.records import JobEvent, OutboxEvent, OutboxLag
 from jobq.domain.states import JobStatus, Reason
 from jobq.events.kafka_producer import Message
 from jobq.observability.metrics import ServerMetrics
 from jobq.rpc._gen import common_pb2
 from jobq.server.admin_service import DEGRADED
-from jobq.server.event_capture import IDLE_OFF_S, CaptureSwitch
+from jobq.server.event_capture import IDLE_OFF_S, CaptureSwitch, capture_on
 from jobq.server.event_publisher import (
     PROBE_LIMIT,
     EventPublisher,
@@ -233,3 +234,36 @@ async def test_capture_goes_off_only_when_nobody_has_published_for_long(
     assert await CaptureSwitch(outbox).run_once() is turned_off
     assert outbox.capturing is not turned_off
     assert len(outbox.items) == 1  # waiting events are kept either way
+
+
+class LockedOutbox(FakeOutbox):
+    def __init__(self, busy: int) -> None:
+        super().__init__([])
+        self.capturing = False
+        self.busy = busy
+
+    async def capture_set(self, on: bool) -> bool:
+        if self.busy:
+            self.busy -= 1
+            raise Unavailable("cannot switch event capture: a long transaction holds job_events")
+        return await super().capture_set(on)
+
+
+async def test_switching_capture_on_at_start_waits_out_a_long_transaction() -> None:
+    outbox = LockedOutbox(busy=2)
+    await capture_on(outbox, attempts=3)
+    assert outbox.capturing
+
+
+async def test_a_start_gives_up_with_a_clear_error_when_the_lock_never_comes() -> None:
+    outbox = LockedOutbox(busy=5)
+    with pytest.raises(Unavailable, match="cannot start publishing kafka events"):
+        await capture_on(outbox, attempts=3)
+    assert not outbox.capturing
+    locked = LockedOutbox(busy=1)
+    locked.capturing, locked.idle_s = True, IDLE_OFF_S + 1
+    switch = CaptureSwitch(locked)
+    assert await switch.run_once() is False  # locked: stays on, tries again next time
+    assert locked.capturing
+    assert await switch.run_once() is True
+    assert not locked.capturing

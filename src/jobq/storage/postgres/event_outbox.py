@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from jobq.domain.errors import Unavailable
 from jobq.domain.records import OutboxEvent, OutboxLag
 from jobq.storage.pool import settings_statement
 from jobq.storage.postgres.rows import job_event_from_row
@@ -37,7 +38,12 @@ class PgEventOutboxStore:
             await conn.execute(
                 settings_statement({"lock_timeout": str(CAPTURE_LOCK_TIMEOUT_MS)}, local=True)
             )
-            await conn.execute(query("event_capture_enable" if on else "event_capture_disable"))
+            try:
+                await conn.execute(query("event_capture_enable" if on else "event_capture_disable"))
+            except asyncpg.LockNotAvailableError:
+                raise Unavailable(
+                    "cannot switch event capture: a long transaction holds job_events"
+                ) from None
             return True
 
     async def lease_take(self, owner: str, ttl_s: float) -> tuple[bool, str | None]:
