@@ -58,6 +58,7 @@ EXPECTED_RPCS = {
             "GetJobStatus",
             "ListJobs",
             "GetJobLogs",
+            "ListJobEvents",
             "RetryJob",
             "WatchJobs",
         ],

@@ -20,7 +20,13 @@ from typing import Annotated
 import typer
 
 from jobq import __version__
-from jobq.ctl import admin_commands, audit_commands, job_commands, token_commands
+from jobq.ctl import (
+    admin_commands,
+    audit_commands,
+    event_commands,
+    job_commands,
+    token_commands,
+)
 from jobq.ctl.context import PROG, CtlState, GlobalOptions
 from jobq.ctl.errors import EXIT_FAILURE, EXIT_USAGE, CtlError, one_line
 
@@ -37,7 +43,8 @@ except ImportError:  # pragma: no cover
 
 app = typer.Typer(
     name=PROG,
-    help="jobq operator CLI: jobs, queues, workers, system status, the audit trail and tokens.",
+    help="jobq operator CLI: jobs, queues, workers, system status, lifecycle events, the audit "
+    "trail and tokens.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -47,6 +54,7 @@ app.add_typer(admin_commands.queue_app)
 app.add_typer(admin_commands.worker_app)
 app.add_typer(admin_commands.system_app)
 app.add_typer(audit_commands.app)
+app.add_typer(event_commands.app)
 app.add_typer(token_commands.app)
 
 _CONNECTION = "Connection"
@@ -152,7 +160,8 @@ def root(
         ),
     ] = False,
 ) -> None:
-    """jobq operator CLI: jobs, queues, workers, system status, the audit trail and tokens."""
+    """jobq operator CLI: jobs, queues, workers, system status, lifecycle events, the audit trail
+    and tokens."""
     state = CtlState(
         GlobalOptions(
             config=config,

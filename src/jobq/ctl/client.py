@@ -171,6 +171,15 @@ class Client:
         request = jpb.GetJobLogsRequest(job_id=job_id)
         return self._call(self._jobs.GetJobLogs, request, jpb.GetJobLogsResponse, f"job {job_id}")
 
+    def list_job_events(
+        self, job_id: str, queue: str, after_id: int, limit: int, newest: bool
+    ) -> jpb.ListJobEventsResponse:
+        request = jpb.ListJobEventsRequest(
+            job_id=job_id, queue_name=queue, after_id=after_id, limit=limit, newest=newest
+        )
+        subject = f"job {job_id}" if job_id else f"queue '{queue}'" if queue else ""
+        return self._call(self._jobs.ListJobEvents, request, jpb.ListJobEventsResponse, subject)
+
     def retry_job(self, job_id: str) -> jpb.RetryJobResponse:
         request = jpb.RetryJobRequest(job_id=job_id)
         return self._call(self._jobs.RetryJob, request, jpb.RetryJobResponse, f"job {job_id}")

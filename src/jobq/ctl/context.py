@@ -18,7 +18,7 @@ from jobq.ctl.errors import EXIT_USAGE, CtlError
 from jobq.ctl.output import Printer
 
 if TYPE_CHECKING:
-    from jobq.config import CtlSettings
+    from jobq.config import CtlSettings, KafkaSettings
     from jobq.ctl.client import Client
 
 PROG = "jq-ctl"
@@ -69,6 +69,26 @@ def load_ctl_settings(options: GlobalOptions) -> CtlSettings:
         if warning.startswith(("ctl.", "JQ_CTL_")):
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return loaded.settings.ctl
+
+
+def load_kafka_settings(
+    options: GlobalOptions, bootstrap_servers: str, topic_prefix: str | None
+) -> KafkaSettings:
+    """The `kafka` settings for reading events from the broker: `bootstrap_servers` and (when
+    given) `topic_prefix` from the command line, the rest (the topic prefix otherwise, the
+    security protocol, the CA file, the SASL user and password) from the file and the
+    environment, as jq-server reads them. The SASL credentials have no flag on purpose: a
+    command line is visible to every user of the machine (`ps`), JQ_KAFKA_SASL_USERNAME and
+    JQ_KAFKA_SASL_PASSWORD are not. A bad value is a CtlError naming the field."""
+    from jobq.config import load_settings
+    from jobq.domain.errors import ConfigError
+
+    overrides = {"kafka.bootstrap_servers": bootstrap_servers, "kafka.topic_prefix": topic_prefix}
+    try:
+        loaded = load_settings(options.config, overrides=overrides)
+    except ConfigError as exc:
+        raise CtlError("; ".join(str(exc).splitlines()) or str(exc), EXIT_USAGE) from None
+    return loaded.settings.kafka
 
 
 class CtlState:

@@ -37,6 +37,7 @@ _TABLE: dict[str, Scope] = {
     method_path(_JOBS, "GetJobStatus"): Scope.READ,
     method_path(_JOBS, "ListJobs"): Scope.READ,
     method_path(_JOBS, "GetJobLogs"): Scope.READ,
+    method_path(_JOBS, "ListJobEvents"): Scope.READ,
     method_path(_JOBS, "WatchJobs"): Scope.READ,
     method_path(_JOBS, "CancelJob"): Scope.ADMIN,
     method_path(_JOBS, "RetryJob"): Scope.ADMIN,

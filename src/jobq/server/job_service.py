@@ -29,6 +29,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 log = get_logger("jobq.jobs")
 SERVICE = "JobService"
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT = 100, 1000
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -148,6 +149,27 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> pb.GetJobLogsResponse:
         events = await self._events.job_events_list(parse_uuid(request.job_id))
         return pb.GetJobLogsResponse(events=[convert.event_to_proto(e) for e in events])
+
+    @rpc(SERVICE)
+    async def ListJobEvents(
+        self, request: pb.ListJobEventsRequest, context: Context
+    ) -> pb.ListJobEventsResponse:
+        job_id = parse_uuid(request.job_id) if request.job_id else None
+        queue = check_queue_name(request.queue_name) if request.queue_name else None
+        if request.after_id < 0:
+            raise InvalidArgument(f"after_id must not be negative, got {request.after_id}")
+        if request.limit < 0:
+            raise InvalidArgument(f"limit must not be negative, got {request.limit}")
+        page = await self._events.job_events_page(
+            after_id=request.after_id,
+            limit=min(request.limit or DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT),
+            job_id=job_id,
+            queue_name=queue,
+            newest=request.newest,
+        )
+        return pb.ListJobEventsResponse(
+            events=[convert.event_to_proto(e) for e in page.events], last_id=page.last_id
+        )
 
     @rpc(SERVICE)
     async def WatchJobs(self, request: pb.WatchJobsRequest, context: Context) -> None:

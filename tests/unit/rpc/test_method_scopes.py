@@ -11,6 +11,7 @@ EXPECTED = {
         "JobService/GetJobStatus",
         "JobService/ListJobs",
         "JobService/GetJobLogs",
+        "JobService/ListJobEvents",
         "JobService/WatchJobs",
         "AdminService/ListQueues",
         "AdminService/GetQueueStats",

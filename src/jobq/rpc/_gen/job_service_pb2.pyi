@@ -131,6 +131,28 @@ class GetJobLogsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_common_pb2.JobEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[_common_pb2.JobEvent, _Mapping]]] = ...) -> None: ...
 
+class ListJobEventsRequest(_message.Message):
+    __slots__ = ("job_id", "queue_name", "after_id", "limit", "newest")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    queue_name: str
+    after_id: int
+    limit: int
+    newest: bool
+    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., after_id: _Optional[int] = ..., limit: _Optional[int] = ..., newest: _Optional[bool] = ...) -> None: ...
+
+class ListJobEventsResponse(_message.Message):
+    __slots__ = ("events", "last_id")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ID_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_common_pb2.JobEvent]
+    last_id: int
+    def __init__(self, events: _Optional[_Iterable[_Union[_common_pb2.JobEvent, _Mapping]]] = ..., last_id: _Optional[int] = ...) -> None: ...
+
 class RetryJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -70,6 +70,11 @@ class JobServiceStub:
                 request_serializer=job__service__pb2.GetJobLogsRequest.SerializeToString,
                 response_deserializer=job__service__pb2.GetJobLogsResponse.FromString,
                 _registered_method=True)
+        self.ListJobEvents = channel.unary_unary(
+                '/jobq.v1.JobService/ListJobEvents',
+                request_serializer=job__service__pb2.ListJobEventsRequest.SerializeToString,
+                response_deserializer=job__service__pb2.ListJobEventsResponse.FromString,
+                _registered_method=True)
         self.RetryJob = channel.unary_unary(
                 '/jobq.v1.JobService/RetryJob',
                 request_serializer=job__service__pb2.RetryJobRequest.SerializeToString,
@@ -146,6 +151,16 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobEvents(self, request, context):
+        """Lifecycle events (job_events rows) of every job, or of one job or one queue, oldest first
+        and paged by event id: what `jq-ctl events tail` shows when it does not read Kafka. An
+        unknown job id gives no events. INVALID_ARGUMENT: malformed job id, invalid queue name,
+        negative after_id or limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RetryJob(self, request, context):
         """FAILED or DEAD_LETTERED → PENDING with retry_count 0, not_before now, reason MANUAL_RETRY.
         FAILED_PRECONDITION: any other status. NOT_FOUND: unknown id. INVALID_ARGUMENT: malformed id.
@@ -201,6 +216,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetJobLogs,
                     request_deserializer=job__service__pb2.GetJobLogsRequest.FromString,
                     response_serializer=job__service__pb2.GetJobLogsResponse.SerializeToString,
+            ),
+            'ListJobEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobEvents,
+                    request_deserializer=job__service__pb2.ListJobEventsRequest.FromString,
+                    response_serializer=job__service__pb2.ListJobEventsResponse.SerializeToString,
             ),
             'RetryJob': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryJob,
@@ -403,6 +423,33 @@ class JobService:
             '/jobq.v1.JobService/GetJobLogs',
             job__service__pb2.GetJobLogsRequest.SerializeToString,
             job__service__pb2.GetJobLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.JobService/ListJobEvents',
+            job__service__pb2.ListJobEventsRequest.SerializeToString,
+            job__service__pb2.ListJobEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
