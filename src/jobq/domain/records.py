@@ -118,12 +118,22 @@ class JobEvent:
 
 @record
 class OutboxEvent:
-    """An event waiting in the event outbox to be published (db/migrations/V15): the
-    job_events row (None when its job was deleted since: nothing left to publish) and the
-    correlation id of the request that submitted its job."""
+    """An event waiting in the event outbox to be published (db/migrations/V15): a job_events
+    row as the publisher sends it, in the plainest types (ids as text, the time in epoch
+    microseconds: tens of thousands of these are encoded a second), and the correlation id of
+    the request that submitted its job. `job_id` None: the job was deleted since (with its
+    history), nothing is left to publish."""
 
     event_id: int
-    event: JobEvent | None
+    job_id: str | None
+    queue_name: str
+    from_status: str | None
+    to_status: str
+    worker_id: str | None
+    reason: str
+    detail: str | None
+    attempt: int | None
+    occurred_us: int
     correlation_id: str | None
 
 

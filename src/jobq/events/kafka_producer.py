@@ -90,6 +90,8 @@ class KafkaProducer:
             "linger.ms": 5,
             "compression.type": "lz4",
             "message.timeout.ms": int(message_timeout_s * 1000),
+            "delivery.report.only.error": True,
+            "on_delivery": self._delivered,
             "client.id": "jq-server",
             "error_cb": self._on_error,
             # Errors come through error_cb, into our log, rate-limited; librdkafka's own log
@@ -105,70 +107,74 @@ class KafkaProducer:
         self._last_error_logged = -ERROR_LOG_INTERVAL_S
         self._probe: tuple[float, bool, str] | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._failed_values: list[bytes] = []
 
     # --- sending ---------------------------------------------------------------------------
 
     async def send(self, messages: Sequence[Message]) -> list[bool]:
         """Send `messages` in order and wait for their delivery reports: one flag per message,
-        True when the broker acknowledged it. Never raises for a delivery failure."""
+        True when the broker acknowledged it. Never raises for a delivery failure. The values
+        of one call must differ from each other (an event's carry its id): a failure report
+        names its message by value."""
         if self._fatal:
             self._recreate()
-        acked = [False] * len(messages)
-        producer = self._producer
+        # Reports come for failures only (delivery.report.only.error), to one callback for
+        # the whole client: a Python call, or a closure, per acknowledged message would cost
+        # a microsecond or two each, on every event. So a message counts as acknowledged
+        # unless a failure is reported for it, and only once flush() says nothing is left in
+        # flight.
+        first_report = len(self._failed_values)
+        refused: set[bytes] = set()
+        produce = self._producer.produce
         for index, message in enumerate(messages):
             try:
-                producer.produce(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=message.headers,
-                    on_delivery=self._report(acked, index, message.topic),
-                )
+                produce(message.topic, message.value, message.key, headers=message.headers)
             except BufferError:
                 # The client's queue is full (a long outage with heartbeats piling up): what
                 # was not queued counts as not delivered and is sent again later.
-                self._failed(message.topic, "the producer's queue is full")
-                for rest in messages[index + 1 :]:
+                for rest in messages[index:]:
+                    refused.add(rest.value)
                     self._failed(rest.topic, "the producer's queue is full")
                 break
             except KafkaException as exc:
+                refused.add(message.value)
                 self._failed(message.topic, _reason(exc))
         # Delivery reports arrive within message.timeout.ms; the margin covers the callbacks.
         try:
-            await asyncio.to_thread(producer.flush, self._timeout_s + 5.0)
+            in_flight = await asyncio.to_thread(self._producer.flush, self._timeout_s + 5.0)
         except Exception as exc:  # a fatal error surfaces here too: start afresh next time
             self._last_error = _reason(exc)
             self._fatal = True
-        if all(acked):
+            in_flight = -1
+        refused.update(self._failed_values[first_report:])
+        del self._failed_values[:]
+        if in_flight != 0:
+            # Unsettled (or the client failed): which ones is unknown, so none counts as
+            # acknowledged; they are sent again (at least once).
+            return [False] * len(messages)
+        if not refused:
             self._last_error = ""
-        return acked
+            return [True] * len(messages)
+        return [message.value not in refused for message in messages]
 
     def send_nowait(self, message: Message) -> None:
         """Queue one message without waiting for its ack (heartbeats: the next one supersedes
         a lost one); a failure is counted by `on_failed`."""
         try:
             self._producer.produce(
-                message.topic,
-                value=message.value,
-                key=message.key,
-                headers=message.headers,
-                on_delivery=self._report(None, 0, message.topic),
+                message.topic, message.value, message.key, headers=message.headers
             )
         except (BufferError, KafkaException) as exc:
             self._failed(message.topic, _reason(exc))
         self._ensure_poller()
 
-    def _report(
-        self, acked: list[bool] | None, index: int, topic: str
-    ) -> Callable[[KafkaError | None, object], None]:
-        def delivered(error: KafkaError | None, _message: object) -> None:
-            if error is None:
-                if acked is not None:
-                    acked[index] = True
-                return
-            self._failed(topic, _reason(error))
-
-        return delivered
+    def _delivered(self, error: KafkaError | None, message: Any) -> None:
+        """librdkafka's delivery report, for failed messages only (called in whichever thread
+        polls: the flush of `send`, or the poller)."""
+        if error is None:
+            return
+        self._failed_values.append(message.value())
+        self._failed(message.topic(), _reason(error))
 
     def _failed(self, topic: str, reason: str) -> None:
         self._last_error = reason

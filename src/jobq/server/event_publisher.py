@@ -29,12 +29,13 @@ from uuid import UUID
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobq.domain.records import OutboxEvent, OutboxLag
+from jobq.domain.states import JobStatus
 from jobq.events.kafka_producer import Message
 from jobq.events.topics import WORKER_HEARTBEAT_TOPIC, topic_for
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics
 from jobq.rpc._gen import common_pb2
-from jobq.rpc.convert import event_to_proto
+from jobq.server.event_encoding import encode_job_event
 from jobq.server.service_loop import ServiceLoop
 from jobq.storage.stores import EventOutboxStore
 
@@ -71,25 +72,34 @@ class EventSender(Protocol):
     def last_error(self) -> str: ...
 
 
-def event_message(item: OutboxEvent, topic_prefix: str) -> Message:
+def job_topics_by_status(topic_prefix: str) -> dict[str, str]:
+    """job_status (as text) → the topic its events go to, with the prefix."""
+    return {status.value: topic_for(status, topic_prefix) for status in JobStatus}
+
+
+def event_message(item: OutboxEvent, topics: dict[str, str]) -> Message:
     """The Kafka message of one outbox event: the JobEvent proto, keyed by the job id (so a
     job's events share a partition and keep their order), with the event id for de-duplication
-    and the submitting request's correlation id (the job id when it had none) as headers."""
-    event = item.event
-    assert event is not None
-    job_id = str(event.job_id).encode()
-    return Message(
-        topic_for(event.to_status, topic_prefix),
+    and the submitting request's correlation id (the job id when it had none) as headers.
+    `topics`: job_topics_by_status's map."""
+    job_id = item.job_id
+    assert job_id is not None
+    key = job_id.encode()
+    value = encode_job_event(
+        item.event_id,
         job_id,
-        event_to_proto(event).SerializeToString(),
-        [
-            (EVENT_ID_HEADER, str(item.event_id).encode()),
-            (
-                CORRELATION_ID_HEADER,
-                item.correlation_id.encode() if item.correlation_id else job_id,
-            ),
-        ],
+        item.queue_name,
+        item.from_status,
+        item.to_status,
+        item.worker_id,
+        item.reason,
+        item.detail,
+        item.occurred_us,
+        item.attempt,
     )
+    correlation = item.correlation_id.encode() if item.correlation_id else key
+    headers = [(EVENT_ID_HEADER, str(item.event_id).encode()), (CORRELATION_ID_HEADER, correlation)]
+    return Message(topics[item.to_status], key, value, headers)
 
 
 class EventPublisher:
@@ -111,7 +121,7 @@ class EventPublisher:
         self._sender = sender
         self._metrics = metrics
         self._owner = owner
-        self._prefix = topic_prefix
+        self._topics = job_topics_by_status(topic_prefix)
         self._lease_s = lease_s
         self._batch_limit = batch_limit
         self.holding = False
@@ -138,11 +148,12 @@ class EventPublisher:
 
     async def _publish(self, batch: list[OutboxEvent]) -> tuple[int, bool]:
         """Send one batch and delete what was acknowledged: (events published, all acked)."""
-        sendable = [item for item in batch if item.event is not None]
-        messages = [event_message(item, self._prefix) for item in sendable]
+        sendable = [item for item in batch if item.job_id is not None]
+        topics = self._topics
+        messages = [event_message(item, topics) for item in sendable]
         acked = await self._sender.send(messages) if messages else []
         # Events whose job was deleted have nothing left to publish: they leave the outbox.
-        gone = [item.event_id for item in batch if item.event is None]
+        gone = [item.event_id for item in batch if item.job_id is None]
         delivered = [item.event_id for item, ok in zip(sendable, acked, strict=True) if ok]
         await self._outbox.outbox_delete(delivered + gone)
         for message, ok in zip(messages, acked, strict=True):

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import pytest
 
 from jobq.domain.errors import Unavailable
-from jobq.domain.records import JobEvent, OutboxEvent, OutboxLag
+from jobq.domain.records import OutboxEvent, OutboxLag
 from jobq.domain.states import JobStatus, Reason
 from jobq.events.kafka_producer import Message
 from jobq.observability.metrics import ServerMetrics
@@ -24,6 +23,7 @@ from jobq.server.event_publisher import (
     EventPublisher,
     event_message,
     heartbeat_message,
+    job_topics_by_status,
 )
 from jobq.server.readiness import kafka_health, readiness_note
 
@@ -32,21 +32,23 @@ JOB = uuid.UUID("01890000-0000-7000-8000-000000000001")
 
 def item(event_id: int, to: JobStatus = JobStatus.PENDING, cid: str | None = "c-1") -> OutboxEvent:
     return OutboxEvent(
-        event_id,
-        JobEvent(
-            id=event_id,
-            job_id=JOB,
-            queue_name="default",
-            from_status=None,
-            to_status=to,
-            worker_id=None,
-            reason=Reason.SUBMITTED,
-            detail=None,
-            attempt=2,
-            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
-        cid,
+        event_id=event_id,
+        job_id=str(JOB),
+        queue_name="default",
+        from_status=None,
+        to_status=to.value,
+        worker_id=None,
+        reason=Reason.SUBMITTED.value,
+        detail=None,
+        attempt=2,
+        occurred_us=1_767_225_600_000_000,
+        correlation_id=cid,
     )
+
+
+def gone(event_id: int) -> OutboxEvent:
+    """An outbox row whose job (and its history) was deleted."""
+    return OutboxEvent(event_id, None, "", None, "", None, "", None, None, 0, None)
 
 
 class FakeOutbox:
@@ -183,7 +185,7 @@ async def test_a_broker_that_is_away_gets_small_probe_batches_and_kafka_is_degra
 
 
 async def test_events_of_deleted_jobs_are_dropped_without_a_message() -> None:
-    outbox = FakeOutbox([item(1), OutboxEvent(2, None, None), item(3)])
+    outbox = FakeOutbox([item(1), gone(2), item(3)])
     broker = FakeBroker()
     assert await publisher(outbox, broker).run_once() == 2
     assert sent_ids(broker) == [1, 3]
@@ -191,7 +193,7 @@ async def test_events_of_deleted_jobs_are_dropped_without_a_message() -> None:
 
 
 def test_a_message_carries_the_event_proto_keyed_by_job_with_its_headers() -> None:
-    message = event_message(item(42, JobStatus.DONE), "prod.")
+    message = event_message(item(42, JobStatus.DONE), job_topics_by_status("prod."))
     assert message.topic == "prod.job.completed"
     assert message.key == str(JOB).encode()
     event = common_pb2.JobEvent()
@@ -200,7 +202,7 @@ def test_a_message_carries_the_event_proto_keyed_by_job_with_its_headers() -> No
     assert event.to_status == common_pb2.JOB_STATUS_DONE
     assert dict(message.headers) == {"jobq-event-id": b"42", "jobq-correlation-id": b"c-1"}
     # A job submitted outside any correlation scope: its id stands in.
-    plain = event_message(item(43, cid=None), "")
+    plain = event_message(item(43, cid=None), job_topics_by_status(""))
     assert dict(plain.headers)["jobq-correlation-id"] == str(JOB).encode()
 
 

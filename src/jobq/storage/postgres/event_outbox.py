@@ -15,7 +15,6 @@ import asyncpg
 from jobq.domain.errors import Unavailable
 from jobq.domain.records import OutboxEvent, OutboxLag
 from jobq.storage.pool import settings_statement
-from jobq.storage.postgres.rows import job_event_from_row
 from jobq.storage.queries import query
 
 PUBLISHER = "kafka"
@@ -61,14 +60,7 @@ class PgEventOutboxStore:
         if limit <= 0:
             raise ValueError(f"limit must be positive, got {limit}")
         rows = await self._pool.fetch(query("event_outbox_read"), limit)
-        return [
-            OutboxEvent(
-                event_id=row["id"],
-                event=None if row["job_id"] is None else job_event_from_row(row),
-                correlation_id=row["correlation_id"],
-            )
-            for row in rows
-        ]
+        return [OutboxEvent(*row) for row in rows]
 
     async def outbox_delete(self, event_ids: Sequence[int]) -> None:
         if event_ids:

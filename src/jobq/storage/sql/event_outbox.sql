@@ -34,11 +34,15 @@ UPDATE event_publishers SET owner = NULL, lease_until = clock_timestamp()
 WHERE name = $1 AND owner = $2;
 
 -- name: event_outbox_read
--- The oldest $1 unpublished events, in id order, with what a message carries. An event whose
--- job was deleted since (DeleteQueue removes a queue's jobs and their events) comes back with
--- NULL columns: nothing is left to publish, and the caller deletes its outbox row.
-SELECT o.event_id AS id, e.job_id, j.queue_name, j.correlation_id, e.from_status, e.to_status,
-       e.worker_id, e.reason, e.detail, e.attempt, e.occurred_at
+-- The oldest $1 unpublished events, in id order, with what a message carries, in the types the
+-- encoder takes as they are (ids as text, the time as epoch microseconds). An event whose job
+-- was deleted since (DeleteQueue removes a queue's jobs and their events) comes back with NULL
+-- columns: nothing is left to publish, and the caller deletes its outbox row.
+-- The columns are OutboxEvent's fields, in its order (the store builds it from the row as is).
+SELECT o.event_id, e.job_id::text AS job_id, j.queue_name,
+       e.from_status::text AS from_status, e.to_status::text AS to_status,
+       e.worker_id::text AS worker_id, e.reason, e.detail, e.attempt,
+       (EXTRACT(EPOCH FROM e.occurred_at) * 1000000)::bigint AS occurred_us, j.correlation_id
 FROM (SELECT event_id FROM event_outbox ORDER BY event_id LIMIT $1) o
 LEFT JOIN job_events e ON e.id = o.event_id
 LEFT JOIN jobs j ON j.job_id = e.job_id
