@@ -98,7 +98,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         results = await measure(args, workdir, pg)
         if args.events:
             results.update(
-                await events.measure_events(pg.dsn, workdir, args.drain_jobs, args.concurrency)
+                await events.measure_events(pg, workdir, args.drain_jobs, args.concurrency)
             )
         return results
     finally:

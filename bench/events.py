@@ -12,7 +12,9 @@ drift over the run (autovacuum, the page cache) falls on both modes alike. Figur
 - events_catch_up_s: seconds from the last job's finish until the outbox was empty (worst run);
 - events_published_per_job: events the broker acknowledged per job drained with events on,
   which should be 4 (submitted, assigned, started, completed);
-- events_broker_cpu_s: the broker's CPU over both "on" rounds (it shares the machine).
+- events_broker_cpu_s: the broker's CPU over both "on" rounds (it shares the machine);
+- events_drain_cpu_s: CPU seconds of jq-server, jq-worker and PostgreSQL over one drain (the
+  median of each mode's rounds): where the cost of events goes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import psutil
 
 from bench import processes as p
 from bench import scenarios as s
+from bench.postgres import BenchPostgres
 
 ROUNDS = ("off", "on", "off", "on")
 
@@ -91,8 +94,15 @@ async def _wait(dsn: str, schema: str, sql: str, done: int, within: float = 600)
 
 
 async def _drain(
-    dsn: str, workdir: Path, mode: str, jobs: int, done_before: int, broker: str, concurrency: int
+    pg: BenchPostgres,
+    workdir: Path,
+    mode: str,
+    jobs: int,
+    done_before: int,
+    broker: str,
+    concurrency: int,
 ) -> dict[str, float]:
+    dsn = pg.dsn
     schema = f"bench_events_{mode}"
     grpc_port = p.free_port()
     env = {"JQ_DB_DSN": dsn, "JQ_DB_SCHEMA": schema, "JQ_METRICS_PORT": "0", "JQ_HEALTH_PORT": "0"}
@@ -103,6 +113,8 @@ async def _drain(
     try:
         p.wait_for_port(grpc_port, server)
         await s.submit_batches(grpc_port, jobs, s.NOOP, in_flight=2)
+        server_process = psutil.Process(server.process.pid)
+        cpu = {"server": p.cpu_seconds([server_process]), "postgres": _pg_cpu(pg)}
         started = time.perf_counter()
         worker = p.start_program(
             "jq-worker",
@@ -117,6 +129,11 @@ async def _drain(
         done = done_before + jobs
         await _wait(dsn, schema, "SELECT count(*) FROM jobs WHERE status = 'DONE'", done)
         figures = {"jobs_per_s": jobs / (time.perf_counter() - started)}
+        # CPU over the drain (the publisher's catch-up after it not included).
+        assert worker is not None
+        figures["cpu_server"] = p.cpu_seconds([server_process]) - cpu["server"]
+        figures["cpu_postgres"] = _pg_cpu(pg) - cpu["postgres"]
+        figures["cpu_worker"] = p.cpu_seconds([psutil.Process(worker.process.pid)])
         if mode == "on":
             conn = await _connect(dsn, schema)
             try:
@@ -143,7 +160,16 @@ async def _drain(
         server.stop()
 
 
-async def measure_events(dsn: str, workdir: Path, jobs: int, concurrency: int) -> dict[str, object]:
+def _pg_cpu(pg: BenchPostgres) -> float:
+    """The local server's CPU so far (backends that exited meanwhile are lost: the drain's
+    stay connected throughout); 0 on a DSN's server, which is not the bench's to watch."""
+    processes = pg.processes()
+    return 0.0 if processes is None else p.cpu_seconds(processes)
+
+
+async def measure_events(
+    pg: BenchPostgres, workdir: Path, jobs: int, concurrency: int
+) -> dict[str, object]:
     broker, bootstrap = start_broker(workdir / "kafka")
     broker_process = psutil.Process(broker.pid)
     try:
@@ -152,7 +178,7 @@ async def measure_events(dsn: str, workdir: Path, jobs: int, concurrency: int) -
         for mode in ROUNDS:
             done_before = len(runs[mode]) * jobs
             runs[mode].append(
-                await _drain(dsn, workdir, mode, jobs, done_before, bootstrap, concurrency)
+                await _drain(pg, workdir, mode, jobs, done_before, bootstrap, concurrency)
             )
         broker_cpu = p.cpu_seconds([broker_process]) - broker_cpu
     finally:
@@ -168,4 +194,11 @@ async def measure_events(dsn: str, workdir: Path, jobs: int, concurrency: int) -
         "events_catch_up_s": round(max(r["catch_up_s"] for r in runs["on"]), 2),
         "events_published_per_job": round(runs["on"][-1]["published_per_job"], 2),
         "events_broker_cpu_s": round(broker_cpu, 2),
+        "events_drain_cpu_s": {
+            mode: {
+                part: round(statistics.median(r[f"cpu_{part}"] for r in runs[mode]), 2)
+                for part in ("server", "worker", "postgres")
+            }
+            for mode in ("off", "on")
+        },
     }

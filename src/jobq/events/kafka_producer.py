@@ -107,7 +107,8 @@ class KafkaProducer:
         self._last_error_logged = -ERROR_LOG_INTERVAL_S
         self._probe: tuple[float, bool, str] | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._failed_values: list[bytes] = []
+        self._failed_values: list[bytes | None] = []
+        """Values of messages reported failed (None: one that could not be read)."""
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class KafkaProducer:
         # unless a failure is reported for it, and only once flush() says nothing is left in
         # flight.
         first_report = len(self._failed_values)
-        refused: set[bytes] = set()
+        refused: set[bytes | None] = set()
         produce = self._producer.produce
         for index, message in enumerate(messages):
             try:
@@ -148,7 +149,13 @@ class KafkaProducer:
             in_flight = -1
         refused.update(self._failed_values[first_report:])
         del self._failed_values[:]
-        if in_flight != 0:
+        if refused or in_flight != 0:
+            # Start the next batch on a fresh client. Seen against a broker that restarted:
+            # the idempotent producer bumped its epoch again and again, every message timing
+            # out, while a new client delivered at once. A new client has no sequence state
+            # to disagree about; what this one still holds is sent again from the outbox.
+            self._fatal = True
+        if in_flight != 0 or None in refused:
             # Unsettled (or the client failed): which ones is unknown, so none counts as
             # acknowledged; they are sent again (at least once).
             return [False] * len(messages)
@@ -173,8 +180,14 @@ class KafkaProducer:
         polls: the flush of `send`, or the poller)."""
         if error is None:
             return
-        self._failed_values.append(message.value())
-        self._failed(message.topic(), _reason(error))
+        try:
+            value, topic = message.value(), message.topic()
+        except BaseException:  # never raise into librdkafka's callback
+            # A failure whose message cannot be named: its send() counts none as delivered.
+            self._failed_values.append(None)
+            return
+        self._failed_values.append(value)
+        self._failed(topic, _reason(error))
 
     def _failed(self, topic: str, reason: str) -> None:
         self._last_error = reason
@@ -230,10 +243,10 @@ class KafkaProducer:
             )
 
     def _recreate(self) -> None:
-        # A fatal error (the idempotent producer lost its sequence) leaves the client
-        # unusable: start a new one. Messages it still held were not acknowledged and are
-        # sent again by their owners.
-        log.warning("kafka producer restarted after a fatal error", action="kafka.restarted")
+        # A fatal error (the idempotent producer lost its sequence), or a batch that did not
+        # get through: start a new client. Messages the old one still held were not
+        # acknowledged and are sent again by their owners.
+        log.debug("kafka producer restarted", action="kafka.restarted")
         old, self._producer, self._fatal = self._producer, Producer(self._config), False
         try:
             old.purge()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +16,6 @@ from jobq.config import Settings
 from jobq.coordination.locker import Locker, NoopLocker, RedisLocker
 from jobq.domain.errors import ConfigError, ServiceFailed
 from jobq.domain.retry import RetryPolicy
-from jobq.events.kafka_producer import KafkaProducer
 from jobq.observability.http_endpoints import HttpEndpoints, health_routes
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics
@@ -29,7 +25,7 @@ from jobq.server.authentication import Authenticator
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.enqueue_announcer import EnqueueAnnouncer
 from jobq.server.event_capture import CaptureSwitch, capture_on
-from jobq.server.event_publisher import MESSAGE_TIMEOUT_S, EventPublisher, heartbeats_to
+from jobq.server.event_publisher import heartbeats_to
 from jobq.server.grpc_server import build_grpc_server
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.incarnations import IncarnationGate
@@ -39,6 +35,7 @@ from jobq.server.job_watch import JobWatch
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
+from jobq.server.publisher_process import KafkaEvents, kafka_events
 from jobq.server.readiness import dependency_checks, readiness_note, ready
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
@@ -80,8 +77,7 @@ class _Running:
     locker: Locker
     gauges: Callable[[], Awaitable[None]]
     loops: list[ServiceLoop] = field(default_factory=list)
-    publisher: EventPublisher | None = None
-    producer: KafkaProducer | None = None
+    kafka: KafkaEvents | None = None
     http: list[HttpEndpoints] = field(default_factory=list)
 
     def supervised(self) -> list[ServiceLoop]:
@@ -150,24 +146,11 @@ class ServerApp:
             else NoopLocker()
         )
         outbox = PgEventOutboxStore(pool)
-        publisher: EventPublisher | None = None
-        producer: KafkaProducer | None = None
+        kafka: KafkaEvents | None = None
         on_heartbeat: HeartbeatHook | None = None
         if cfg.kafka.enabled:
-            errors = self.metrics.kafka_publish_errors
-            producer = KafkaProducer(
-                cfg.kafka,
-                message_timeout_s=MESSAGE_TIMEOUT_S,
-                on_failed=lambda topic: errors.labels(topic=topic).inc(),
-            )
-            publisher = EventPublisher(
-                outbox,
-                producer,
-                self.metrics,
-                owner=f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
-                topic_prefix=cfg.kafka.topic_prefix,
-            )
-            on_heartbeat = heartbeats_to(producer.send_nowait, cfg.kafka.topic_prefix)
+            kafka = kafka_events(cfg, database.dsn, outbox, self.metrics)
+            on_heartbeat = heartbeats_to(kafka.producer.send_nowait, cfg.kafka.topic_prefix)
         capacity = self.capacity
         # Who frees slots, and who is told: WorkerCapacity alone, from the lifecycle stream
         # (jobs leaving their workers) and the workers' reports.
@@ -222,7 +205,7 @@ class ServerApp:
             workers,
             jobs,
             capacity,
-            dependency_checks(probe, locker, redis_enabled=cfg.redis.enabled, kafka=publisher),
+            dependency_checks(probe, locker, redis_enabled=cfg.redis.enabled, kafka=kafka),
             self.started_at,
             observer,
             audit,
@@ -276,11 +259,10 @@ class ServerApp:
                 reaper.loop,
                 watch.loop,
                 announcer.loop,
-                publisher.loop if publisher is not None else CaptureSwitch(outbox).loop,
+                *([] if kafka is not None else [CaptureSwitch(outbox).loop]),
             ],
-            gauges=lambda: refresh_gauges(self.metrics, jobs, workers, publisher),
-            publisher=publisher,
-            producer=producer,
+            gauges=lambda: refresh_gauges(self.metrics, jobs, workers, kafka),
+            kafka=kafka,
         )
 
     async def _serve(self) -> None:
@@ -312,6 +294,8 @@ class ServerApp:
         for loop in running.loops:
             loop.start()
         running.dispatcher.start()
+        if running.kafka is not None:
+            running.kafka.start()
         await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "serving",
@@ -323,7 +307,7 @@ class ServerApp:
 
     async def _readiness(self, running: _Running) -> tuple[bool, str]:
         ok, why = await ready(lambda: ping(running.pool), running.supervised())
-        if ok and (note := await readiness_note(running.publisher)) is not None:
+        if ok and (note := await readiness_note(running.kafka)) is not None:
             return True, f"ready; {note}"
         return ok, why
 
@@ -361,10 +345,8 @@ class ServerApp:
         await stopping
         await running.submitter.drain()
         await running.reports.drain()
-        if running.publisher is not None:
-            await running.publisher.stop()  # gives the lease back: another replica goes on
-        if running.producer is not None:
-            await running.producer.close()
+        if running.kafka is not None:
+            await running.kafka.stop()  # the publisher gives the lease back at once
         for loop in running.loops:
             await loop.stop()
         await running.notifier.stop()

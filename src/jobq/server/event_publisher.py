@@ -22,13 +22,14 @@ lease: the producer's message timeout is well under it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 from uuid import UUID
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from jobq.domain.records import OutboxEvent, OutboxLag
+from jobq.domain.records import OutboxEvent
 from jobq.domain.states import JobStatus
 from jobq.events.kafka_producer import Message
 from jobq.events.topics import WORKER_HEARTBEAT_TOPIC, topic_for
@@ -51,7 +52,7 @@ the lease, so a batch sent into an outage ends while its sender still holds the 
 INTERVAL_S = 0.25
 """Seconds between passes: the delay of an event after its commit, at most, when idle."""
 
-BATCH_LIMIT = 2000
+BATCH_LIMIT = 5000
 """Events read, sent and deleted per batch while the broker answers."""
 
 PROBE_LIMIT = 50
@@ -102,12 +103,39 @@ def event_message(item: OutboxEvent, topics: dict[str, str]) -> Message:
     return Message(topics[item.to_status], key, value, headers)
 
 
+class PublishObserver(Protocol):
+    """Who hears what the publisher did: jq-server's metrics, through the publisher process's
+    status lines (server/publisher_process.py), or a test."""
+
+    def published(self, counts: Mapping[str, int]) -> None:
+        """Events acknowledged by the broker, by topic, in one batch."""
+        ...
+
+    def state(self, holding: bool, degraded: str | None) -> None:
+        """The lease was taken or lost, or the broker stopped or resumed acknowledging."""
+        ...
+
+
+class MetricsObserver:
+    """A PublishObserver that counts into jq-server's metrics."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def published(self, counts: Mapping[str, int]) -> None:
+        for topic, count in counts.items():
+            self._metrics.events_published.labels(topic=topic).inc(count)
+
+    def state(self, holding: bool, degraded: str | None) -> None:
+        self._metrics.events_publisher_active.set(1 if holding else 0)
+
+
 class EventPublisher:
     def __init__(
         self,
         outbox: EventOutboxStore,
         sender: EventSender,
-        metrics: ServerMetrics,
+        observer: PublishObserver,
         *,
         owner: str,
         topic_prefix: str = "",
@@ -119,7 +147,7 @@ class EventPublisher:
             raise ValueError(f"batch_limit must be at least {PROBE_LIMIT}, got {batch_limit}")
         self._outbox = outbox
         self._sender = sender
-        self._metrics = metrics
+        self._observer = observer
         self._owner = owner
         self._topics = job_topics_by_status(topic_prefix)
         self._lease_s = lease_s
@@ -156,13 +184,14 @@ class EventPublisher:
         gone = [item.event_id for item in batch if item.job_id is None]
         delivered = [item.event_id for item, ok in zip(sendable, acked, strict=True) if ok]
         await self._outbox.outbox_delete(delivered + gone)
-        for message, ok in zip(messages, acked, strict=True):
-            if ok:
-                self._metrics.events_published.labels(topic=message.topic).inc()
+        self._observer.published(
+            Counter(message.topic for message, ok in zip(messages, acked, strict=True) if ok)
+        )
         complete = all(acked)
         if complete and self.degraded is not None:
             log.info("kafka is back: publishing the backlog", action="events.resumed")
             self.degraded = None
+            self._observer.state(self.holding, None)
         elif not complete and self.degraded is None:
             self.degraded = self._sender.last_error or "the broker did not acknowledge"
             log.warning(
@@ -170,13 +199,14 @@ class EventPublisher:
                 action="events.degraded",
                 error=self.degraded,
             )
+            self._observer.state(self.holding, self.degraded)
         return len(delivered), complete
 
     async def _lease(self) -> bool:
         held, previous = await self._outbox.lease_take(self._owner, self._lease_s)
         if held != self.holding:
             self.holding = held
-            self._metrics.events_publisher_active.set(1 if held else 0)
+            self._observer.state(held, self.degraded)
             if held:
                 log.info(
                     "publishing lifecycle events to kafka",
@@ -187,23 +217,6 @@ class EventPublisher:
                 log.info("another replica publishes events now", action="events.publisher_lost")
         return held
 
-    # --- KafkaState (server.readiness): what /readyz and GetSystemStatus report ----------------
-
-    async def reachable(self) -> tuple[bool, str]:
-        return await self._sender.reachable()
-
-    def publish_problem(self) -> str | None:
-        return None if self.degraded is None else f"not acknowledged: {self.degraded}"
-
-    async def outbox_lag(self) -> OutboxLag:
-        return await self._outbox.outbox_lag()
-
-    async def refresh_gauges(self) -> None:
-        """Set the outbox lag gauges from the database (on a /metrics scrape)."""
-        lag = await self._outbox.outbox_lag()
-        self._metrics.events_outbox_lag_events.set(lag.events)
-        self._metrics.events_outbox_lag_seconds.set(lag.oldest_s or 0.0)
-
     async def stop(self) -> None:
         """Stop publishing and give the lease back, so another replica takes over at once."""
         await self.loop.stop()
@@ -213,7 +226,7 @@ class EventPublisher:
             except Exception as exc:  # the lease runs out by itself
                 log.warning("cannot release the event lease", action="events.error", error=str(exc))
             self.holding = False
-            self._metrics.events_publisher_active.set(0)
+            self._observer.state(False, self.degraded)
 
 
 def heartbeat_message(

@@ -38,14 +38,22 @@ WHERE name = $1 AND owner = $2;
 -- encoder takes as they are (ids as text, the time as epoch microseconds). An event whose job
 -- was deleted since (DeleteQueue removes a queue's jobs and their events) comes back with NULL
 -- columns: nothing is left to publish, and the caller deletes its outbox row.
+-- Each event and its job are looked up by primary key (LATERAL ... LIMIT 1 keeps the planner
+-- from flattening them into joins): a plain join was planned as hash joins over sequential
+-- scans of job_events and jobs, 12 µs per event on 100,000 events and growing with history.
 -- The columns are OutboxEvent's fields, in its order (the store builds it from the row as is).
 SELECT o.event_id, e.job_id::text AS job_id, j.queue_name,
        e.from_status::text AS from_status, e.to_status::text AS to_status,
        e.worker_id::text AS worker_id, e.reason, e.detail, e.attempt,
        (EXTRACT(EPOCH FROM e.occurred_at) * 1000000)::bigint AS occurred_us, j.correlation_id
 FROM (SELECT event_id FROM event_outbox ORDER BY event_id LIMIT $1) o
-LEFT JOIN job_events e ON e.id = o.event_id
-LEFT JOIN jobs j ON j.job_id = e.job_id
+LEFT JOIN LATERAL (
+    SELECT job_id, from_status, to_status, worker_id, reason, detail, attempt, occurred_at
+    FROM job_events WHERE id = o.event_id LIMIT 1
+) e ON true
+LEFT JOIN LATERAL (
+    SELECT queue_name, correlation_id FROM jobs WHERE job_id = e.job_id LIMIT 1
+) j ON true
 ORDER BY o.event_id;
 
 -- name: event_outbox_delete
