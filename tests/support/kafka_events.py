@@ -105,6 +105,22 @@ class EventReader:
             )
         )
 
+    def stored_count(self) -> int:
+        """How many messages the broker holds in the job topics (every partition, high minus
+        low watermark): more than `len(self.events)` means some are still unread."""
+        metadata = self._consumer.list_topics(timeout=5)
+        total = 0
+        for topic in self._topics:
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                continue
+            for partition in info.partitions:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=5, cached=False
+                )
+                total += high - low
+        return total
+
     def reset(self) -> None:
         """Forget the assignment (a restarted broker has new, empty topics)."""
         self._consumer.unassign()

@@ -15,6 +15,7 @@ librdkafka runs its own threads; `send` waits for the delivery reports in a work
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,12 @@ log = get_logger("jobq.kafka")
 
 PROBE_CACHE_S = 5.0
 """How long a broker probe's answer is reused: /readyz may be asked every second."""
+
+PROBE_TIMEOUT_S = 2.0
+"""How long a probe waits for a broker's metadata."""
+
+FIRST_PROBE_WAIT_S = 1.0
+"""How long the first caller waits for the first probe (within /readyz's own limit)."""
 
 ERROR_LOG_INTERVAL_S = 30.0
 """librdkafka reports a missing broker again and again: one log line per this many seconds."""
@@ -106,6 +113,7 @@ class KafkaProducer:
         self._last_error = ""
         self._last_error_logged = -ERROR_LOG_INTERVAL_S
         self._probe: tuple[float, bool, str] | None = None
+        self._probing: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._failed_values: list[bytes | None] = []
         """Values of messages reported failed (None: one that could not be read)."""
@@ -215,18 +223,28 @@ class KafkaProducer:
         return self._last_error
 
     async def reachable(self) -> tuple[bool, str]:
-        """(True, detail) when a broker answers a metadata request, else (False, why); the
-        answer is reused for PROBE_CACHE_S."""
-        now = self._clock()
-        if self._probe is not None and now - self._probe[0] < PROBE_CACHE_S:
-            return self._probe[1], self._probe[2]
+        """(True, detail) when a broker answered the latest metadata request, else (False,
+        why). Answers from the last probe at once and starts a new probe in the background
+        when that one is older than PROBE_CACHE_S: a probe of a broker that is down takes its
+        whole timeout, longer than /readyz may take, and a probe cancelled with its caller
+        would never refresh the answer. Only the very first call waits, briefly."""
+        if self._probe is None or self._clock() - self._probe[0] >= PROBE_CACHE_S:
+            if self._probing is None or self._probing.done():
+                self._probing = asyncio.get_running_loop().create_task(self._probe_brokers())
+            if self._probe is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._probing), FIRST_PROBE_WAIT_S)
+        if self._probe is None:
+            return False, "no answer from the brokers yet"
+        return self._probe[1], self._probe[2]
+
+    async def _probe_brokers(self) -> None:
         try:
-            metadata = await asyncio.to_thread(self._producer.list_topics, None, 2.0)
+            metadata = await asyncio.to_thread(self._producer.list_topics, None, PROBE_TIMEOUT_S)
             answer = (True, f"{len(metadata.brokers)} broker(s)")
         except KafkaException as exc:
             answer = (False, _reason(exc))
         self._probe = (self._clock(), *answer)
-        return answer
 
     def _on_error(self, error: KafkaError) -> None:
         self._last_error = _reason(error)
@@ -255,9 +273,10 @@ class KafkaProducer:
 
     async def close(self) -> None:
         """Deliver what is queued within a few seconds, then stop polling. Idempotent."""
-        if self._poller is not None:
-            self._poller.cancel()
-            self._poller = None
+        for task in (self._poller, self._probing):
+            if task is not None:
+                task.cancel()
+        self._poller = self._probing = None
         await asyncio.to_thread(self._producer.flush, 3.0)
 
 
