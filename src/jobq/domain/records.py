@@ -122,8 +122,10 @@ class OutboxEvent:
     row as the publisher sends it, in the plainest types (ids as text, the time in epoch
     microseconds: tens of thousands of these are encoded a second), and the correlation id of
     the request that submitted its job. `job_id` None: the job was deleted since (with its
-    history), nothing is left to publish."""
+    history), nothing is left to publish. `batch_id`: the outbox row that holds it (one per
+    writing statement), which leaves the outbox once all its events are acknowledged."""
 
+    batch_id: int
     event_id: int
     job_id: str | None
     queue_name: str

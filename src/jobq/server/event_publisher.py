@@ -175,18 +175,25 @@ class EventPublisher:
         return published
 
     async def _publish(self, batch: list[OutboxEvent]) -> tuple[int, bool]:
-        """Send one batch and delete what was acknowledged: (events published, all acked)."""
+        """Send one batch, and delete the outbox rows all of whose events were acknowledged:
+        (events published, all acked). A row with one event not acknowledged stays, and its
+        events that were are sent again with it (at least once, never fewer)."""
         sendable = [item for item in batch if item.job_id is not None]
         topics = self._topics
         messages = [event_message(item, topics) for item in sendable]
         acked = await self._sender.send(messages) if messages else []
-        # Events whose job was deleted have nothing left to publish: they leave the outbox.
-        gone = [item.event_id for item in batch if item.job_id is None]
-        delivered = [item.event_id for item, ok in zip(sendable, acked, strict=True) if ok]
-        await self._outbox.outbox_delete(delivered + gone)
+        unsent = {item.batch_id for item, ok in zip(sendable, acked, strict=True) if not ok}
+        # Events whose job was deleted have nothing left to publish: their rows just go.
+        done = {item.batch_id for item in batch} - unsent
+        await self._outbox.outbox_delete(sorted(done))
         self._observer.published(
-            Counter(message.topic for message, ok in zip(messages, acked, strict=True) if ok)
+            Counter(
+                message.topic
+                for item, message, ok in zip(sendable, messages, acked, strict=True)
+                if ok and item.batch_id in done
+            )
         )
+        delivered = sum(1 for item in sendable if item.batch_id in done)
         complete = all(acked)
         if complete and self.degraded is not None:
             log.info("kafka is back: publishing the backlog", action="events.resumed")
@@ -200,7 +207,7 @@ class EventPublisher:
                 error=self.degraded,
             )
             self._observer.state(self.holding, self.degraded)
-        return len(delivered), complete
+        return delivered, complete
 
     async def _lease(self) -> bool:
         held, previous = await self._outbox.lease_take(self._owner, self._lease_s)

@@ -193,11 +193,12 @@ class EventOutboxStore(Protocol):
     async def lease_release(self, owner: str) -> None: ...
 
     async def outbox_read(self, limit: int) -> list[OutboxEvent]:
-        """The oldest `limit` waiting events, in id order."""
+        """The oldest waiting events, in id order: whole outbox rows (one per writing
+        statement) up to about `limit` events, at least one row."""
         ...
 
-    async def outbox_delete(self, event_ids: Sequence[int]) -> None:
-        """Published: take these events out of the outbox."""
+    async def outbox_delete(self, batch_ids: Sequence[int]) -> None:
+        """Published: take these outbox rows (every event of each acknowledged) out."""
         ...
 
     async def outbox_lag(self) -> OutboxLag: ...

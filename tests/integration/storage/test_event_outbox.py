@@ -29,9 +29,14 @@ async def submit(
 
 
 async def outbox(pool: asyncpg.Pool) -> list[int]:
-    return [
-        row["event_id"] for row in await pool.fetch("SELECT event_id FROM event_outbox ORDER BY 1")
-    ]
+    """Every event id waiting in the outbox, in order."""
+    rows = await pool.fetch("SELECT unnest(event_ids) AS id FROM event_outbox ORDER BY 1")
+    return [row["id"] for row in rows]
+
+
+async def outbox_rows(pool: asyncpg.Pool) -> list[tuple[int, list[int]]]:
+    rows = await pool.fetch("SELECT batch_id, event_ids FROM event_outbox ORDER BY batch_id")
+    return [(row["batch_id"], list(row["event_ids"])) for row in rows]
 
 
 async def event_ids(pool: asyncpg.Pool) -> list[int]:
@@ -88,23 +93,43 @@ async def test_outbox_read_returns_the_events_in_id_order_with_what_a_message_ne
         await store.outbox_read(0)
 
 
-async def test_delete_takes_out_exactly_the_acknowledged_and_counts_them(
+async def test_one_row_per_writing_statement_and_reads_take_whole_rows(
     pool: asyncpg.Pool,
 ) -> None:
     store = PgEventOutboxStore(pool)
     await store.capture_set(True)
-    await submit(pool, 4)
-    ids = await outbox(pool)
-    await store.outbox_delete([ids[0], ids[2]])
-    await store.outbox_delete([ids[0]])  # again (a crash between ack and delete): harmless
-    assert await outbox(pool) == [ids[1], ids[3]]
+    await submit(pool, 3)  # one statement: one row of three events
+    await submit(pool, 2)
+    await submit(pool, 1)
+    rows = await outbox_rows(pool)
+    assert [len(ids) for _, ids in rows] == [3, 2, 1]
+    assert all(ids == sorted(ids) for _, ids in rows)
+    # Rows up to the one that reaches the limit, never part of one, at least one.
+    assert len(await store.outbox_read(1)) == 3
+    assert len(await store.outbox_read(4)) == 5
+    assert len(await store.outbox_read(100)) == 6
+    items = await store.outbox_read(4)
+    assert [item.batch_id for item in items] == [rows[0][0]] * 3 + [rows[1][0]] * 2
+
+
+async def test_delete_takes_out_exactly_the_acknowledged_rows_and_counts_them(
+    pool: asyncpg.Pool,
+) -> None:
+    store = PgEventOutboxStore(pool)
+    await store.capture_set(True)
+    for _ in range(3):
+        await submit(pool, 2)
+    (first, _), (second, b), (third, _) = await outbox_rows(pool)
+    await store.outbox_delete([first, third])
+    await store.outbox_delete([first])  # again (a crash between ack and delete): harmless
+    assert await outbox(pool) == b
     lag = await store.outbox_lag()
-    assert (lag.events, lag.published) == (2, 2)
+    assert (lag.events, lag.published) == (2, 4)
     assert lag.oldest_s is not None
     assert lag.oldest_s >= 0
-    await store.outbox_delete(ids)
+    await store.outbox_delete([second])
     lag = await store.outbox_lag()
-    assert (lag.events, lag.oldest_s, lag.published) == (0, None, 4)
+    assert (lag.events, lag.oldest_s, lag.published) == (0, None, 6)
 
 
 async def test_events_of_a_deleted_queue_come_back_empty_to_be_dropped(

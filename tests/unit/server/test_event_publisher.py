@@ -33,8 +33,12 @@ from jobq.server.readiness import kafka_health, readiness_note
 JOB = uuid.UUID("01890000-0000-7000-8000-000000000001")
 
 
-def item(event_id: int, to: JobStatus = JobStatus.PENDING, cid: str | None = "c-1") -> OutboxEvent:
+def item(
+    event_id: int, to: JobStatus = JobStatus.PENDING, cid: str | None = "c-1", batch: int = 0
+) -> OutboxEvent:
+    """An event of outbox row `batch` (by default a row of its own: its id)."""
     return OutboxEvent(
+        batch_id=batch or event_id,
         event_id=event_id,
         job_id=str(JOB),
         queue_name="default",
@@ -51,7 +55,7 @@ def item(event_id: int, to: JobStatus = JobStatus.PENDING, cid: str | None = "c-
 
 def gone(event_id: int) -> OutboxEvent:
     """An outbox row whose job (and its history) was deleted."""
-    return OutboxEvent(event_id, None, "", None, "", None, "", None, None, 0, None)
+    return OutboxEvent(event_id, event_id, None, "", None, "", None, "", None, None, 0, None)
 
 
 class FakeOutbox:
@@ -76,9 +80,9 @@ class FakeOutbox:
         self.reads.append(limit)
         return sorted(self.items, key=lambda i: i.event_id)[:limit]
 
-    async def outbox_delete(self, event_ids: Sequence[int]) -> None:
-        gone = set(event_ids)
-        self.items = [i for i in self.items if i.event_id not in gone]
+    async def outbox_delete(self, batch_ids: Sequence[int]) -> None:
+        gone = set(batch_ids)
+        self.items = [i for i in self.items if i.batch_id not in gone]
 
     async def outbox_lag(self) -> OutboxLag:
         oldest = 3.0 if self.items else None
@@ -189,6 +193,20 @@ async def test_an_event_the_broker_did_not_acknowledge_stays_and_is_sent_again()
     assert sent_ids(broker) == [1, 3, 2]
     assert outbox.items == []
     assert events.degraded is None
+
+
+async def test_a_row_with_one_event_not_acknowledged_stays_whole() -> None:
+    outbox = FakeOutbox([item(1, batch=7), item(2, batch=7), item(3, batch=8)])
+    broker = FakeBroker()
+    broker.refuse = {2}
+    observed = Observed()
+    assert await publisher(outbox, broker, observer=observed).run_once() == 1
+    assert [i.event_id for i in outbox.items] == [1, 2]  # event 1 is sent again with 2
+    assert observed.counts == {"p.job.submitted": 1}  # only what left the outbox counts
+    broker.refuse = set()
+    assert await publisher(outbox, broker).run_once() == 2
+    assert sent_ids(broker) == [1, 3, 1, 2]
+    assert outbox.items == []
 
 
 async def test_without_the_lease_nothing_is_read_or_sent() -> None:

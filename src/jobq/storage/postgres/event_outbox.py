@@ -62,9 +62,9 @@ class PgEventOutboxStore:
         rows = await self._pool.fetch(query("event_outbox_read"), limit)
         return [OutboxEvent(*row) for row in rows]
 
-    async def outbox_delete(self, event_ids: Sequence[int]) -> None:
-        if event_ids:
-            await self._pool.execute(query("event_outbox_delete"), list(event_ids), PUBLISHER)
+    async def outbox_delete(self, batch_ids: Sequence[int]) -> None:
+        if batch_ids:
+            await self._pool.execute(query("event_outbox_delete"), list(batch_ids), PUBLISHER)
 
     async def outbox_lag(self) -> OutboxLag:
         row = await self._pool.fetchrow(query("event_outbox_lag"))

@@ -34,45 +34,55 @@ UPDATE event_publishers SET owner = NULL, lease_until = clock_timestamp()
 WHERE name = $1 AND owner = $2;
 
 -- name: event_outbox_read
--- The oldest $1 unpublished events, in id order, with what a message carries, in the types the
--- encoder takes as they are (ids as text, the time as epoch microseconds). An event whose job
--- was deleted since (DeleteQueue removes a queue's jobs and their events) comes back with NULL
--- columns: nothing is left to publish, and the caller deletes its outbox row.
+-- The oldest unpublished events, in id order, with what a message carries, in the types the
+-- encoder takes as they are (ids as text, the time as epoch microseconds): the outbox's oldest
+-- rows (one per writing statement, V15) up to the one that brings the count to $1 events (at
+-- least one row, however large). An event whose job was deleted since (DeleteQueue removes a
+-- queue's jobs and their events) comes back with NULL columns: nothing is left to publish.
 -- Each event and its job are looked up by primary key (LATERAL ... LIMIT 1 keeps the planner
 -- from flattening them into joins): a plain join was planned as hash joins over sequential
 -- scans of job_events and jobs, 12 µs per event on 100,000 events and growing with history.
 -- The columns are OutboxEvent's fields, in its order (the store builds it from the row as is).
-SELECT o.event_id, e.job_id::text AS job_id, j.queue_name,
+WITH head AS (
+    SELECT batch_id, event_ids,
+           sum(cardinality(event_ids)) OVER (ORDER BY batch_id) - cardinality(event_ids) AS before
+    FROM event_outbox ORDER BY batch_id LIMIT 1000
+), batches AS (
+    SELECT batch_id, event_ids FROM head WHERE before < $1
+)
+SELECT b.batch_id, t.event_id, e.job_id::text AS job_id, j.queue_name,
        e.from_status::text AS from_status, e.to_status::text AS to_status,
        e.worker_id::text AS worker_id, e.reason, e.detail, e.attempt,
        (EXTRACT(EPOCH FROM e.occurred_at) * 1000000)::bigint AS occurred_us, j.correlation_id
-FROM (SELECT event_id FROM event_outbox ORDER BY event_id LIMIT $1) o
+FROM batches b
+CROSS JOIN LATERAL unnest(b.event_ids) AS t(event_id)
 LEFT JOIN LATERAL (
     SELECT job_id, from_status, to_status, worker_id, reason, detail, attempt, occurred_at
-    FROM job_events WHERE id = o.event_id LIMIT 1
+    FROM job_events WHERE id = t.event_id LIMIT 1
 ) e ON true
 LEFT JOIN LATERAL (
     SELECT queue_name, correlation_id FROM jobs WHERE job_id = e.job_id LIMIT 1
 ) j ON true
-ORDER BY o.event_id;
+ORDER BY t.event_id;
 
 -- name: event_outbox_delete
--- Published: the broker acknowledged these events ($1), so they leave the outbox; publisher
--- $2's count grows by as many.
+-- Published: every event of these outbox rows ($1) was acknowledged, so they leave the
+-- outbox; publisher $2's count grows by their events.
 WITH published AS (
-    DELETE FROM event_outbox WHERE event_id = ANY ($1::bigint[]) RETURNING 1
+    DELETE FROM event_outbox WHERE batch_id = ANY ($1::bigint[]) RETURNING event_ids
 )
-UPDATE event_publishers SET published = published + (SELECT count(*) FROM published)
+UPDATE event_publishers
+SET published = published + (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM published)
 WHERE name = $2;
 
 -- name: event_outbox_lag
 -- How far behind publishing is: unpublished events and the age of the oldest (NULL: none).
 -- The count reads the whole outbox, which is small unless the broker has been away; the age
--- reads one row by the primary key.
-SELECT (SELECT count(*) FROM event_outbox) AS events,
+-- reads one row by the primary key (its ids are sorted: the first is its oldest event).
+SELECT (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM event_outbox)::bigint AS events,
        EXTRACT(EPOCH FROM clock_timestamp() - (
-           SELECT e.occurred_at FROM event_outbox o JOIN job_events e ON e.id = o.event_id
-           ORDER BY o.event_id LIMIT 1))::float8 AS oldest_s,
+           SELECT e.occurred_at FROM event_outbox o JOIN job_events e ON e.id = o.event_ids[1]
+           ORDER BY o.batch_id LIMIT 1))::float8 AS oldest_s,
        (SELECT published FROM event_publishers WHERE name = 'kafka') AS published,
        (SELECT owner FROM event_publishers
         WHERE name = 'kafka' AND lease_until > clock_timestamp()) AS owner,
