@@ -169,7 +169,8 @@ async def outbox_drained(
     except AssertionError as exc:
         waiting = await fetch(
             dsn,
-            "SELECT o.event_id, e.job_id, e.to_status, e.reason FROM event_outbox o"
+            "SELECT o.event_id, e.job_id, e.to_status, e.reason"
+            " FROM (SELECT unnest(event_ids) AS event_id FROM event_outbox) o"
             " LEFT JOIN job_events e ON e.id = o.event_id ORDER BY o.event_id LIMIT 10",
         )
         lease = await fetch(dsn, "SELECT *, clock_timestamp() AS now FROM event_publishers")
@@ -788,7 +789,9 @@ async def test_jobs_run_on_while_the_broker_is_down_and_their_events_wait(
     reasons = Counter(row["reason"] for row in rows)
     assert reasons == dict.fromkeys(["SUBMITTED", "ASSIGNED", "STARTED", "COMPLETED"], OUTAGE_JOBS)
     # Every event of the outage waits in the outbox: none was acknowledged, none dropped.
-    waiting = await fetch(db_dsn, "SELECT event_id FROM event_outbox ORDER BY event_id")
+    waiting = await fetch(
+        db_dsn, "SELECT unnest(event_ids) AS event_id FROM event_outbox ORDER BY event_id"
+    )
     assert [row["event_id"] for row in waiting] == [row["id"] for row in rows]
     assert await asyncio.to_thread(outbox_lag_metric, outage.metrics_port) == len(rows)
 

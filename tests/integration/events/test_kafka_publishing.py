@@ -68,7 +68,9 @@ async def job_events(dsn: str) -> list[asyncpg.Record]:
 async def outbox_size(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        size: int = await conn.fetchval("SELECT count(*) FROM event_outbox")
+        size: int = await conn.fetchval(
+            "SELECT coalesce(sum(cardinality(event_ids)), 0) FROM event_outbox"
+        )
         return size
     finally:
         await conn.close()

@@ -86,5 +86,7 @@ SELECT (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM event_outbox)::bigi
        (SELECT published FROM event_publishers WHERE name = 'kafka') AS published,
        (SELECT owner FROM event_publishers
         WHERE name = 'kafka' AND lease_until > clock_timestamp()) AS owner,
-       (SELECT EXTRACT(EPOCH FROM clock_timestamp() - lease_until)::float8
+       (SELECT CASE WHEN isfinite(lease_until)
+                    THEN EXTRACT(EPOCH FROM clock_timestamp() - lease_until)::float8
+                    ELSE 'Infinity'::float8 END  -- never held (PostgreSQL 15 cannot subtract)
         FROM event_publishers WHERE name = 'kafka') AS idle_s;
