@@ -117,6 +117,16 @@ class JobEvent:
 
 
 @record
+class JobEventPage:
+    """A page of `job_events_page`: events oldest first, and the after_id to go on from (the
+    last event's id when the page is full, else the newest id that was visible; never less than
+    the after_id asked for)."""
+
+    events: list[JobEvent]
+    last_id: int
+
+
+@record
 class OutboxEvent:
     """An event waiting in the event outbox to be published (db/migrations/V15): a job_events
     row as the publisher sends it, in the plainest types (ids as text, the time in epoch

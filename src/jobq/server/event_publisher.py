@@ -14,14 +14,16 @@ batch, fails within the producer's message timeout, reports Kafka degraded and t
 the next pass; the backlog waits in PostgreSQL. Those failures are not the loop's: it stays up
 (readiness would otherwise turn a Kafka outage into a jq-server outage).
 
-One publisher among replicas: the lease lasts `LEASE_S` and is renewed before every batch, so
-a replica that dies is replaced within LEASE_S plus one pass interval; one that stops gives
+One publisher among replicas: the lease lasts `LEASE_S` and is renewed before a batch once a
+quarter of it has passed, so a replica that dies is replaced within LEASE_S plus one pass
+interval; one that stops gives
 the lease back and is replaced at once. A batch (read, send, delete) always ends within the
 lease: the producer's message timeout is well under it.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -66,8 +68,6 @@ class EventSender(Protocol):
     """What the publisher needs of a producer (events.kafka_producer.KafkaProducer)."""
 
     async def send(self, messages: Sequence[Message]) -> list[bool]: ...
-
-    async def reachable(self) -> tuple[bool, str]: ...
 
     @property
     def last_error(self) -> str: ...
@@ -142,6 +142,7 @@ class EventPublisher:
         lease_s: float = LEASE_S,
         interval_s: float = INTERVAL_S,
         batch_limit: int = BATCH_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_limit < PROBE_LIMIT:
             raise ValueError(f"batch_limit must be at least {PROBE_LIMIT}, got {batch_limit}")
@@ -152,6 +153,8 @@ class EventPublisher:
         self._topics = job_topics_by_status(topic_prefix)
         self._lease_s = lease_s
         self._batch_limit = batch_limit
+        self._clock = clock
+        self._renewed_at = 0.0
         self.holding = False
         self.degraded: str | None = None
         """Why the last batch was not fully acknowledged (the broker's error), or None."""
@@ -210,7 +213,14 @@ class EventPublisher:
         return delivered, complete
 
     async def _lease(self) -> bool:
+        # A holder renews once a quarter of the lease has passed, not on every pass and batch
+        # (four writes of the lease row a second, forever, on an idle installation); a replica
+        # without the lease asks on every pass, which writes nothing while the lease is held.
+        now = self._clock()
+        if self.holding and now - self._renewed_at < self._lease_s / 4:
+            return True
         held, previous = await self._outbox.lease_take(self._owner, self._lease_s)
+        self._renewed_at = now
         if held != self.holding:
             self.holding = held
             self._observer.state(held, self.degraded)

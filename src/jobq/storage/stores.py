@@ -8,7 +8,6 @@ PostgreSQL implementation (`storage/postgres/`) is the only production one.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -21,6 +20,7 @@ from jobq.domain.records import (
     Failure,
     Job,
     JobEvent,
+    JobEventPage,
     JobPage,
     NewAuditEvent,
     NewJob,
@@ -117,16 +117,6 @@ class JobStore(Protocol):
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]: ...
     async def jobs_count_by_status(self) -> dict[JobStatus, int]: ...
     async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]: ...
-
-
-@dataclass(frozen=True)
-class JobEventPage:
-    """A page of `job_events_page`: events oldest first, and the after_id to go on from (the
-    last event's id when the page is full, else the newest id that was visible; never less than
-    the after_id asked for)."""
-
-    events: list[JobEvent]
-    last_id: int
 
 
 class JobEventStore(Protocol):

@@ -67,7 +67,7 @@ class PgEventOutboxStore:
             await self._pool.execute(query("event_outbox_delete"), list(batch_ids), PUBLISHER)
 
     async def outbox_lag(self) -> OutboxLag:
-        row = await self._pool.fetchrow(query("event_outbox_lag"))
+        row = await self._pool.fetchrow(query("event_outbox_lag"), PUBLISHER)
         assert row is not None  # an aggregate of sub-selects always has its row
         return OutboxLag(
             events=row["events"],

@@ -8,10 +8,9 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.errors import JobNotFound
-from jobq.domain.records import JobEvent
+from jobq.domain.records import JobEvent, JobEventPage
 from jobq.storage.postgres.rows import job_event_from_row
 from jobq.storage.queries import query
-from jobq.storage.stores import JobEventPage
 
 
 class PgJobEventStore:

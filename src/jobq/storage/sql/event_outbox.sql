@@ -76,17 +76,17 @@ SET published = published + (SELECT coalesce(sum(cardinality(event_ids)), 0) FRO
 WHERE name = $2;
 
 -- name: event_outbox_lag
--- How far behind publishing is: unpublished events and the age of the oldest (NULL: none).
+-- How far behind publisher $1 is: unpublished events and the age of the oldest (NULL: none).
 -- The count reads the whole outbox, which is small unless the broker has been away; the age
 -- reads one row by the primary key (its ids are sorted: the first is its oldest event).
 SELECT (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM event_outbox)::bigint AS events,
        EXTRACT(EPOCH FROM clock_timestamp() - (
            SELECT e.occurred_at FROM event_outbox o JOIN job_events e ON e.id = o.event_ids[1]
            ORDER BY o.batch_id LIMIT 1))::float8 AS oldest_s,
-       (SELECT published FROM event_publishers WHERE name = 'kafka') AS published,
+       (SELECT published FROM event_publishers WHERE name = $1) AS published,
        (SELECT owner FROM event_publishers
-        WHERE name = 'kafka' AND lease_until > clock_timestamp()) AS owner,
+        WHERE name = $1 AND lease_until > clock_timestamp()) AS owner,
        (SELECT CASE WHEN isfinite(lease_until)
                     THEN EXTRACT(EPOCH FROM clock_timestamp() - lease_until)::float8
                     ELSE 'Infinity'::float8 END  -- never held (PostgreSQL 15 cannot subtract)
-        FROM event_publishers WHERE name = 'kafka') AS idle_s;
+        FROM event_publishers WHERE name = $1) AS idle_s;
