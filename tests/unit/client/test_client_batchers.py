@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 from jobq.client.async_batcher import AsyncBatcher
@@ -32,7 +33,13 @@ def fake_send(calls: list[int]) -> object:
 
 def test_threads_submitting_together_share_calls() -> None:
     calls: list[int] = []
-    batcher = SyncBatcher(fake_send(calls), linger_s=0.05, max_batch=8)  # type: ignore[arg-type]
+    send = fake_send(calls)
+
+    def round_trip(requests: Sequence[jpb.SubmitJobRequest]) -> list[Submitted | ClientError]:
+        time.sleep(0.01)  # a call takes time: threads gather behind the one in flight
+        return send(requests)  # type: ignore[operator,no-any-return]
+
+    batcher = SyncBatcher(round_trip, linger_s=0.05, max_batch=8)
     results: dict[int, object] = {}
     start = threading.Barrier(20)
 
@@ -55,12 +62,44 @@ def test_threads_submitting_together_share_calls() -> None:
     assert all(results[n] == f"id-{n}" for n in range(20) if n != 13)
 
 
-def test_a_lone_thread_submits_after_the_linger() -> None:
+def test_a_lone_thread_submits_at_once_without_waiting_out_the_linger() -> None:
     calls: list[int] = []
-    batcher = SyncBatcher(fake_send(calls), linger_s=0.001, max_batch=8)  # type: ignore[arg-type]
+    # A linger of a minute: were a lone submit to wait for company, this test would time out.
+    batcher = SyncBatcher(fake_send(calls), linger_s=60, max_batch=8)  # type: ignore[arg-type]
     assert batcher.submit(request(1)).job_id == "id-1"
     assert batcher.submit(request(2)).job_id == "id-2"
     assert calls == [1, 1]
+
+
+def test_submits_made_while_a_call_is_in_flight_go_together_when_it_returns() -> None:
+    calls: list[int] = []
+    in_call = threading.Event()
+    release = threading.Event()
+    send = fake_send(calls)
+
+    def slow_send(requests: Sequence[jpb.SubmitJobRequest]) -> list[Submitted | ClientError]:
+        if not calls:  # the first call is held until the others have queued behind it
+            in_call.set()
+            assert release.wait(10)
+        return send(requests)  # type: ignore[operator,no-any-return]
+
+    batcher = SyncBatcher(slow_send, linger_s=60, max_batch=8)
+    first = threading.Thread(target=batcher.submit, args=(request(0),))
+    first.start()
+    assert in_call.wait(10)
+    followers = [threading.Thread(target=batcher.submit, args=(request(n),)) for n in (1, 2, 3)]
+    for thread in followers:
+        thread.start()
+    while True:  # the three joined the gathering batch
+        with batcher._lock:
+            if batcher._open is not None and len(batcher._open.requests) == 3:
+                break
+    release.set()
+    for thread in (first, *followers):
+        thread.join(10)
+        assert not thread.is_alive()
+    # The gathering batch went when the first call returned, not after the minute's linger.
+    assert calls == [1, 3]
 
 
 async def test_coroutines_submitting_together_share_one_call() -> None:
