@@ -1,10 +1,13 @@
-"""`make bench` / `python -m bench [options]`: measure jobq on this machine.
+"""`make bench` / `python -m bench [options]`: measure jobq on this machine, beside a peer.
 
 Starts a fresh PostgreSQL (`--postgres`: the embedded one by default, the distribution's
 package's, or a database of its own on an existing server; default durability: fsync and
-synchronous_commit on), one jq-server and one jq-worker, runs the scenarios, prints a table and
-writes the figures as JSON (bench/results/latest.json by default), with which PostgreSQL it was
-(`postgres`: target, version, JIT).
+synchronous_commit on), one jq-server and one jq-worker, runs the scenarios, then runs the
+same scenarios with pgqueuer on the same server (bench/pgqueuer_peer.py; `--no-peer` skips
+it), prints a table and writes the figures as JSON (bench/results/latest.json by default):
+jobq's, the peer's (`pgqueuer`), jobq's as ratios of the peer's (`ratio_vs_pgqueuer`, with
+issue 17's bars in `targets`: bench/peer_ratios.py), and which PostgreSQL it was (`postgres`:
+target, version, JIT).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import calibration, events, sdk_submits
+from bench import calibration, events, peer_ratios, pgqueuer_peer, sdk_submits
 from bench import postgres as pg_target
 from bench import processes as p
 from bench import scenarios as s
@@ -88,6 +91,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="skip the Kafka events scenario (bench/events.py: the drain with events on and "
         "off, and the publisher's catch-up)",
     )
+    parser.add_argument(
+        "--no-peer",
+        dest="peer",
+        action="store_false",
+        help="skip the peer (pgqueuer on the same server, bench/pgqueuer_peer.py) and the ratios",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
 
@@ -96,6 +105,25 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     pg = await pg_target.start(args.postgres, workdir / "pg", p.free_port())
     try:
         results = await measure(args, workdir, pg)
+        results["drain_cpu_us_per_job"] = peer_ratios.cpu_us_per_job(
+            results["drain_cpu_s"],  # type: ignore[arg-type]
+            args.drain_jobs,
+        )
+        if args.peer:
+            peer = await pgqueuer_peer.measure_peer(
+                pg,
+                workdir,
+                drain_jobs=args.drain_jobs,
+                bulk_jobs=args.drain_jobs,  # as many as jobq's SubmitJobs scenario sends
+                single_jobs=args.sdk_sequential_jobs,
+                pickup_jobs=args.pickup_jobs,
+                pickup_rate=args.pickup_rate,
+            )
+            peer["drain_cpu_us_per_job"] = peer_ratios.cpu_us_per_job(
+                peer["drain_cpu_s"],  # type: ignore[arg-type]
+                args.drain_jobs,
+            )
+            results["pgqueuer"] = peer
         if args.events:
             results.update(
                 await events.measure_events(pg, workdir, args.drain_jobs, args.concurrency)
@@ -195,6 +223,9 @@ async def measure_sdk(
     sequential = await sdk_submits.sequential(
         grpc_port, args.sdk_sequential_jobs, "bench-sdk-sequential"
     )
+    async_sequential = await sdk_submits.async_sequential(
+        grpc_port, args.sdk_sequential_jobs, "bench-sdk-async-sequential"
+    )
     async_callers = await sdk_submits.async_callers(
         grpc_port, args.sdk_jobs, args.sdk_callers, "bench-sdk-async"
     )
@@ -204,6 +235,7 @@ async def measure_sdk(
     enqueues = await sdk_submits.transactional(dsn, grpc_port, args.enqueue_jobs, "bench-enqueue")
     return {
         "sdk_sequential_jobs_per_s": round(sequential, 1),
+        "sdk_async_sequential_jobs_per_s": round(async_sequential, 1),
         "sdk_async_callers_jobs_per_s": round(async_callers, 1),
         "sdk_thread_callers_jobs_per_s": round(thread_callers, 1),
         "sdk_async_callers_vs_single": round(async_callers / single_jobs_per_s, 2),
@@ -222,10 +254,14 @@ def flatten(prefix: str, value: object) -> dict[str, object]:
 
 
 def print_table(results: dict[str, object]) -> None:
-    if not results:
-        return
-    width = max(len(k) for k in results)
+    """One figure a line, nested sections flattened (`pgqueuer.drain_jobs_per_s`)."""
+    flat: dict[str, object] = {}
     for key, value in results.items():
+        flat.update(flatten(key, value))
+    if not flat:
+        return
+    width = max(len(k) for k in flat)
+    for key, value in flat.items():
         print(f"{key:<{width}}  {value}")
 
 
@@ -245,14 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         "bare_grpc_client_us_per_call": round(bare.client_us_per_call),
     }
     results["machine"] = machine
+    results["submit_single_vs_bare_grpc"] = round(
+        float(results["submit_single_jobs_per_s"]) / bare.calls_per_s,  # type: ignore[arg-type]
+        3,
+    )
+    if args.peer:
+        results.update(peer_ratios.compare(results))
     parameters = {k: str(v) for k, v in vars(args).items()}
     parameters["postgres"] = pg_target.target_name(args.postgres)  # a DSN may hold a password
     results["parameters"] = parameters
-    print_table(
-        {k: v for k, v in results.items() if k not in ("machine", "parameters", "postgres")}
-    )
-    print_table(flatten("postgres", results.get("postgres", {})))
-    print_table({f"machine.{k}": v for k, v in machine.items()})
+    last = ("pgqueuer", "ratio_vs_pgqueuer", "targets", "postgres", "machine", "parameters")
+    print_table({k: v for k, v in results.items() if k not in last})
+    print_table({k: results[k] for k in last[:-1] if k in results})
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"written to {args.output}")

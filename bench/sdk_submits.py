@@ -4,8 +4,11 @@ defaults (auto-batching on; `AsyncClient`: batches closed at the end of an event
 sent on its SubmitJobStream call, a job id of its own per job; `Client`: a 1 ms linger,
 SubmitJobs calls, a random idempotency key per job).
 
-- one caller submitting in sequence (sync `Client`, one thread): each submit waits out the
-  linger alone and goes as one SubmitJob call, so this is the floor an application sees;
+- one caller submitting in sequence, each submit awaited before the next: with the sync
+  `Client` (one thread; a lone submit goes at once, no linger, as one SubmitJobs call) and
+  with `AsyncClient` (one coroutine; one message of its SubmitJobStream call per submit). This
+  is the floor an application sees, set beside pgqueuer's single enqueue
+  (bench/peer_ratios.py);
 - many callers at once, each in sequence (`AsyncClient` with one coroutine per caller, and the
   sync `Client` shared by one thread per caller): auto-batching coalesces what they submit
   within the linger into SubmitJobs calls. Compare with `submit_single_jobs_per_s` (raw
@@ -50,6 +53,18 @@ def _sequential(port: int, count: int, queue: str) -> float:
         started = time.perf_counter()
         for _ in range(count):
             client.submit(HANDLER, queue=queue)
+        return count / (time.perf_counter() - started)
+
+
+async def async_sequential(port: int, count: int, queue: str) -> float:
+    """Jobs/s of `count` submits, each awaited before the next, from one coroutine
+    (`AsyncClient`)."""
+    await create_queue(port, queue)
+    async with jobq.AsyncClient(settings=_settings(port)) as client:
+        await client.submit(HANDLER, queue=queue)  # connect before the clock starts
+        started = time.perf_counter()
+        for _ in range(count):
+            await client.submit(HANDLER, queue=queue)
         return count / (time.perf_counter() - started)
 
 

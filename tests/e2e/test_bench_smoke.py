@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 import pytest
 
+from bench.peer_ratios import RATIOS
 from jobq.storage.embedded import bin_dir, system_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +55,7 @@ KEYS = {
     "server_peak_rss_mb",
     "worker_peak_rss_mb",
     "sdk_sequential_jobs_per_s",
+    "sdk_async_sequential_jobs_per_s",
     "sdk_async_callers_jobs_per_s",
     "sdk_thread_callers_jobs_per_s",
     "sdk_async_callers_vs_single",
@@ -61,6 +63,16 @@ KEYS = {
     "events_drain_off_jobs_per_s",
     "events_drain_on_jobs_per_s",
     "events_drain_on_vs_off",
+    "submit_single_vs_bare_grpc",
+}
+PEER_KEYS = {
+    "enqueue_bulk_jobs_per_s",
+    "enqueue_single_jobs_per_s",
+    "drain_jobs_per_s",
+    "pickup_p50_ms",
+    "pickup_p95_ms",
+    "pickup_p99_ms",
+    "worker_peak_rss_mb",
 }
 
 
@@ -180,3 +192,38 @@ def check_figures(figures: dict[str, Any], stdout: str) -> None:
     assert figures["events_lag_at_drain_end"] >= 0
     assert re.search(r"^sdk_async_callers_vs_single +[0-9.]+$", stdout, flags=re.MULTILINE)
     assert {"target", "server_version", "jit", "jit_available"} <= figures["postgres"].keys()
+    check_peer(figures, stdout)
+
+
+def check_peer(figures: dict[str, Any], stdout: str) -> None:
+    """pgqueuer ran on the same server, and every ratio and bar of bench/peer_ratios.py is
+    there, computed from the two sides' figures."""
+    peer = figures["pgqueuer"]
+    assert peer["version"] == "1.6.0"
+    assert peer["settings"]["batch_size"] == "10 (default)"
+    for key in PEER_KEYS:
+        assert peer[key] > 0, key
+    assert peer["tuned"]["batch_size"] == 100
+    assert peer["tuned"]["drain_jobs_per_s"] > 0
+    postgres_cpu = figures["drain_cpu_s"]["postgres"]
+    assert (peer["drain_cpu_s"]["postgres"] is None) == (postgres_cpu is None)
+    # All the drain's CPU per job: None where PostgreSQL's is not the bench's to measure.
+    for side in (figures, peer):
+        assert (side["drain_cpu_us_per_job"] is None) == (postgres_cpu is None)
+        if postgres_cpu is not None:
+            assert side["drain_cpu_us_per_job"] > 0
+    ratios = figures["ratio_vs_pgqueuer"]
+    names = {ratio.name for ratio in RATIOS}
+    expected = names if postgres_cpu is not None else names - {"cpu_per_job"}
+    assert set(ratios) == expected
+    assert ratios["drain_python"] == round(
+        figures["drain_python_jobs_per_s"] / peer["drain_jobs_per_s"], 3
+    )
+    assert ratios["pickup_p50"] == round(figures["pickup_p50_ms"] / peer["pickup_p50_ms"], 3)
+    targets = figures["targets"]
+    assert targets["drain_python"]["bar"] == ">= 2.0"
+    assert targets["drain_python"]["met"] == (ratios["drain_python"] >= 2.0)
+    assert targets["server_peak_rss_mb"]["value"] == figures["server_peak_rss_mb"]
+    assert "drain_python_vs_tuned" not in targets  # reported, no bar
+    assert re.search(r"^ratio_vs_pgqueuer\.drain_python +[0-9.]+$", stdout, flags=re.MULTILINE)
+    assert re.search(r"^pgqueuer\.drain_jobs_per_s +[0-9.]+$", stdout, flags=re.MULTILINE)
