@@ -86,8 +86,12 @@ async def test_queue_delete_refuses_finished_jobs_too_unless_forced(pool: asyncp
         )
         == 10
     )
+    (bystander,) = await jobs.jobs_insert([NewJob(uuid7(), "default", b"{}")])
     assert await queues.queue_delete("history", force=True) == 5
-    assert await pool.fetchval("SELECT count(*) FROM job_events") == 0
+    # Their events went with them (queue_delete deletes them: no reference cascades since
+    # V16), and only theirs.
+    events = await pool.fetch("SELECT job_id, reason FROM job_events")
+    assert [(r["job_id"], r["reason"]) for r in events] == [(bystander.job_id, "SUBMITTED")]
 
 
 async def test_queue_delete_of_an_empty_queue(pool: asyncpg.Pool) -> None:

@@ -33,10 +33,13 @@ WHERE status IN ('ONLINE', 'DRAINING') AND $1 = ANY (queues)
 ORDER BY worker_id;
 
 -- name: queue_delete
--- Delete a queue; its jobs and their events go with it (ON DELETE CASCADE). Returns the number
--- of jobs deleted.
+-- Delete a queue with its jobs (ON DELETE CASCADE from queues would too) and their events
+-- (job_events has no reference to jobs since V16: deleted here, by the job_id index). Returns
+-- the number of jobs deleted.
 WITH deleted_jobs AS (
-    DELETE FROM jobs WHERE queue_name = $1 RETURNING 1
+    DELETE FROM jobs WHERE queue_name = $1 RETURNING job_id
+), deleted_events AS (
+    DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM deleted_jobs)
 ), deleted_queue AS (
     DELETE FROM queues WHERE name = $1 RETURNING 1
 )
