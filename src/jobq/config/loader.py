@@ -15,16 +15,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, get_origin
+from typing import TYPE_CHECKING, Literal, get_origin
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from jobq.config.settings import CREDENTIAL_URL_FIELDS, SECRET_FIELDS, Settings, section_models
 from jobq.domain.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 Source = Literal["default", "file", "env", "flag"]
 """Where a field's value came from."""
@@ -195,6 +197,9 @@ def _read_yaml(path: Path, label: str) -> dict[object, object]:
         raise ConfigError(f"{label}: not valid UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{label}: cannot be read: {exc.strerror or exc}") from None
+    # Imported here: only a program given --config reads YAML (1.3 MB resident, issue 17).
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -208,6 +213,8 @@ def _read_yaml(path: Path, label: str) -> dict[object, object]:
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
         mark = exc.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

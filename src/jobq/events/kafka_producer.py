@@ -19,11 +19,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from jobq.config import KafkaSettings
+from jobq.events.message import Message
 from jobq.observability.logging_setup import get_logger
 
 __all__ = ["KafkaProducer", "Message", "kafka_client_config"]
@@ -46,13 +47,6 @@ ERROR_LOG_INTERVAL_S = 30.0
 _SILENT = logging.getLogger("jobq.kafka.librdkafka")
 _SILENT.addHandler(logging.NullHandler())
 _SILENT.propagate = False
-
-
-class Message(NamedTuple):
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 def kafka_client_config(settings: KafkaSettings) -> dict[str, str]:

@@ -20,7 +20,7 @@ from collections.abc import MutableMapping
 from typing import Any, Final, TextIO, cast
 
 import structlog
-from structlog.typing import FilteringBoundLogger, Processor
+from structlog.typing import ExceptionRenderer, ExcInfo, FilteringBoundLogger, Processor
 
 from jobq.observability.correlation import add_correlation_id
 
@@ -111,13 +111,35 @@ def _render_processors(fmt: str, stream: TextIO) -> list[Processor]:
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         structlog.dev.ConsoleRenderer(
             colors=colors,
-            exception_formatter=(
-                structlog.dev.default_exception_formatter
-                if colors
-                else structlog.dev.plain_traceback
-            ),
+            exception_formatter=_rich_traceback() if colors else structlog.dev.plain_traceback,
         ),
     ]
+
+
+def _rich_traceback() -> ExceptionRenderer:
+    """rich's coloured tracebacks for the console on a terminal, as structlog renders them
+    (`structlog.dev.RichTracebackFormatter`'s defaults). rich is imported here, not with
+    structlog (see jobq.observability): only a developer's terminal needs it. Without rich,
+    structlog's own default."""
+    try:
+        from rich.console import Console
+        from rich.traceback import Traceback
+    except ImportError:
+        return structlog.dev.default_exception_formatter
+
+    def render(sio: TextIO, exc_info: ExcInfo) -> None:
+        sio.write("\n")
+        traceback = Traceback.from_exception(
+            *exc_info,
+            width=None,
+            word_wrap=True,
+            show_locals=True,
+            locals_max_length=10,
+            locals_max_string=80,
+        )
+        Console(file=sio, color_system="truecolor").print(traceback)
+
+    return render
 
 
 def _remove_jobq_handlers(root: logging.Logger) -> None:

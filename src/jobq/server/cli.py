@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from jobq.domain.errors import JobqError
 from jobq.observability.logging_setup import get_logger
 from jobq.server.app import run_server
-from jobq.server.dry_run import dry_run
 from jobq.server.listeners import listener_problems
 from jobq.startup import base_parser, fail, load_program_settings, parse, start_logging
 
@@ -58,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(PROG, "\n".join(problems))
     start_logging(PROG, loaded)
     if args.dry_run:
+        # Imported only for a dry run: its probes load the Redis and Kafka clients.
+        from jobq.server.dry_run import dry_run
+
         return asyncio.run(dry_run(loaded.settings, sys.stdout))
     try:
         asyncio.run(run_server(loaded.settings))

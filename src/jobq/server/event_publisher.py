@@ -33,7 +33,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobq.domain.records import OutboxEvent
 from jobq.domain.states import JobStatus
-from jobq.events.kafka_producer import Message
+from jobq.events.message import Message
 from jobq.events.topics import WORKER_HEARTBEAT_TOPIC, topic_for
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics

@@ -29,17 +29,19 @@ import json
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from jobq.config import KafkaSettings, Settings
 from jobq.domain.records import OutboxLag
-from jobq.events.kafka_producer import KafkaProducer
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import ServerMetrics
 from jobq.server.event_publisher import MetricsObserver
 from jobq.storage.stores import EventOutboxStore
+
+if TYPE_CHECKING:
+    from jobq.events.kafka_producer import KafkaProducer
 
 log = get_logger("jobq.events")
 
@@ -221,6 +223,9 @@ def kafka_events(
         log_level=settings.logging.level,
         log_format=settings.logging.format,
     )
+    # Imported here: a jq-server with Kafka off never loads the Kafka client (issue 17).
+    from jobq.events.kafka_producer import KafkaProducer
+
     errors = metrics.kafka_publish_errors
     producer = KafkaProducer(
         settings.kafka, on_failed=lambda topic: errors.labels(topic=topic).inc()
