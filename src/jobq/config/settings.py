@@ -136,6 +136,11 @@ class SchedulerSettings(Section):
     assignment_timeout_s: float = Field(
         30.0, gt=0, description="Seconds an ASSIGNED job may wait for the worker to start it."
     )
+    assign_at_submit: bool = Field(
+        True,
+        description="Write a lone submitted job straight to a connected worker with a free "
+        "slot when none of its queue is waiting (one statement instead of insert and claim).",
+    )
     worker_heartbeat_timeout_s: float = Field(
         30.0, gt=0, description="Seconds without a heartbeat after which a worker is lost."
     )

@@ -101,6 +101,15 @@ class Assignment:
 
 
 @record
+class DirectSubmit:
+    """A job written straight to a worker (job_insert_assigned): inserted, and `assignment`
+    when it was assigned in the same statement (None: written PENDING, for the dispatcher)."""
+
+    submitted: Submitted
+    assignment: Assignment | None
+
+
+@record
 class JobEvent:
     """One row of a job's append-only history."""
 

@@ -173,6 +173,7 @@ class ServerApp:
             max_batch=cfg.limits.max_batch_size,
             taken_here=capacity.can_take,
             on_inserted=dispatcher.wake_for_new_jobs,
+            direct=dispatcher.submit_assigned if sched.assign_at_submit else None,
         )
         reports = ReportWriter(
             jobs,

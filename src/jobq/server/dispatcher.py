@@ -4,6 +4,11 @@ The loop sleeps until something changes — a submit on this replica, a NOTIFY f
 freed worker slot, a newly connected worker — with `scheduler.interval_ms` only as the fallback
 (for delayed jobs coming due, and anything a notification missed). Each cycle claims, per ready
 worker, up to its free slots from the queues it serves, in one statement per worker.
+
+A lone submit may skip the cycle (`submit_assigned`, `scheduler.assign_at_submit`): when a
+worker connected here serves its queue with a free slot and none of the queue's jobs is
+waiting, the job is inserted already assigned to that worker and handed to its stream, as a
+claim would have done a moment later, one statement and two process wake-ups sooner.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ import time
 from collections.abc import Callable, Sequence
 
 from jobq.coordination.locks import Locker, job_lock_key
-from jobq.domain.records import Transition
+from jobq.domain.records import Assignment, NewJob, Submitted, Transition
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.service_loop import ServiceLoop
 from jobq.server.undelivered import Undelivered
-from jobq.server.worker_capacity import WorkerCapacity
+from jobq.server.worker_capacity import ConnectedWorker, WorkerCapacity
 from jobq.storage.stores import JobStore
 
 MAX_RETRY_S = 5.0
@@ -106,20 +111,52 @@ class Dispatcher:
                 changes.assigned(assignments)
             if not assignments:
                 continue
-            # The Redis lock marks who holds the job for operators and the seed design's
-            # tooling; it decides nothing. The claim that committed in PostgreSQL is the only
-            # owner, so a key another replica still holds is the stale mark of a claim that
-            # was given back within the lock's TTL, and the job is delivered all the same.
-            await self._locker.acquire_many(
-                [job_lock_key(a.job.job_id) for a in assignments], self._lock_ttl_ms
-            )
-            # The stream may have ended, or the worker begun draining, while we claimed: what
-            # it cannot take goes back at once, and its marks with it.
-            refused = self._capacity.assign(worker, assignments)
-            if refused:
-                await self._undelivered.give_back(refused)
-                await self._locker.release_many([job_lock_key(a.job.job_id) for a in refused])
+            await self._deliver(worker, assignments)
             more = more or len(assignments) == want
         if self._on_cycle is not None:
             self._on_cycle(time.perf_counter() - started)
         return more
+
+    async def submit_assigned(self, job: NewJob) -> Submitted | None:
+        """Insert `job` assigned to the worker connected here that serves its queue with the
+        most free slots, and hand it to that worker's stream (job_insert_assigned: only if that
+        worker is ONLINE as the process of its stream and no job of the queue is waiting; else
+        the job is inserted PENDING and the dispatcher woken). None when there is no such
+        worker, the job is delayed, or its id or idempotency key is taken: nothing was written,
+        and the caller submits it the ordinary way. QueueNotFound for an unknown queue."""
+        if job.not_before is not None:
+            return None
+        worker = self._capacity.roomiest_for(job.queue_name)
+        if worker is None:
+            return None
+        with self._lifecycle.write() as changes:
+            direct = await self._jobs.job_insert_assigned(
+                job, worker.worker_id, incarnation=worker.incarnation
+            )
+            if direct is None:
+                return None
+            submitted = direct.submitted
+            changes.submitted([job], [(submitted.job_id, submitted.created_at)])
+            if direct.assignment is not None:
+                changes.assigned([direct.assignment])
+        if direct.assignment is None:
+            self.wake_for_new_jobs()  # it waits its turn behind the queue's others
+        else:
+            await self._deliver(worker, [direct.assignment])
+        return submitted
+
+    async def _deliver(self, worker: ConnectedWorker, assignments: list[Assignment]) -> None:
+        """Hand committed assignments to the worker's stream."""
+        # The Redis lock marks who holds the job for operators and the seed design's tooling;
+        # it decides nothing. The claim that committed in PostgreSQL is the only owner, so a
+        # key another replica still holds is the stale mark of a claim that was given back
+        # within the lock's TTL, and the job is delivered all the same.
+        await self._locker.acquire_many(
+            [job_lock_key(a.job.job_id) for a in assignments], self._lock_ttl_ms
+        )
+        # The stream may have ended, or the worker begun draining (or the cycle filled its
+        # slots), while we claimed: what it cannot take goes back at once, and its marks too.
+        refused = self._capacity.assign(worker, assignments)
+        if refused:
+            await self._undelivered.give_back(refused)
+            await self._locker.release_many([job_lock_key(a.job.job_id) for a in refused])

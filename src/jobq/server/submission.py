@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.duration_pb2 import Duration
@@ -115,11 +115,13 @@ class Submitter:
         max_batch: int,
         taken_here: Callable[[Sequence[NewJob]], bool] = lambda jobs: False,
         on_inserted: Callable[[], None] = lambda: None,
+        direct: Callable[[NewJob], Awaitable[Submitted | None]] | None = None,
     ) -> None:
         self._jobs = jobs
         self._lifecycle = lifecycle
         self._taken_here = taken_here
         self._on_inserted = on_inserted
+        self._direct = direct
         # One INSERT at a time: the submits that arrive while it commits form the next batch.
         # Two in flight halved the batch sizes and doubled the commits for no gain.
         self._committer: GroupCommitter[NewJob, Inserted] = GroupCommitter(
@@ -143,7 +145,13 @@ class Submitter:
         """Insert, publish the SUBMITTED transitions of the jobs really inserted (not those
         whose idempotency key was held), wake this replica's dispatcher if any was (at once:
         it does not wait for the lifecycle stream, which may hold the transitions back behind
-        another write)."""
+        another write). A lone job goes to `direct` first (Dispatcher.submit_assigned: written
+        straight to a worker connected here), and the ordinary way when that declines it:
+        an idle system's submits come one at a time, and their pickup is what it shortens."""
+        if len(jobs) == 1 and self._direct is not None:
+            submitted = await self._direct(jobs[0])
+            if submitted is not None:
+                return [submitted]
         with self._lifecycle.write() as changes:
             results = await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
             created = [(r.job_id, r.created_at) for r in results if not r.existing]

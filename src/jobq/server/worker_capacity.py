@@ -238,6 +238,15 @@ class WorkerCapacity:
         ready.sort(key=lambda w: w.free_slots, reverse=True)
         return ready
 
+    def roomiest_for(self, queue: str) -> ConnectedWorker | None:
+        """The worker serving `queue` with the most free slots, if any has one."""
+        best: ConnectedWorker | None = None
+        for worker in self._workers.values():
+            free = worker.free_slots
+            if free > 0 and queue in worker.queues and (best is None or free > best.free_slots):
+                best = worker
+        return best
+
     def any_free_slot(self) -> bool:
         return any(w.free_slots > 0 for w in self._workers.values())
 

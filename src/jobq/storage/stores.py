@@ -17,6 +17,7 @@ from jobq.domain.records import (
     AttemptRef,
     AuditEvent,
     AuditPage,
+    DirectSubmit,
     Failure,
     Job,
     JobEvent,
@@ -103,6 +104,9 @@ class JobStore(Protocol):
     async def jobs_claim(
         self, worker_id: UUID, queues: Sequence[str], limit: int, *, incarnation: UUID
     ) -> list[Assignment]: ...
+    async def job_insert_assigned(
+        self, job: NewJob, worker_id: UUID, *, incarnation: UUID
+    ) -> DirectSubmit | None: ...
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome: ...
     async def jobs_complete(self, successes: Sequence[Success]) -> ReportOutcome: ...
     async def jobs_fail(

@@ -11,6 +11,7 @@ from support.protocol_worker import ProtocolWorker
 from support.server_harness import Client, running_server
 
 from jobq.rpc._gen import admin_service_pb2 as apb
+from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 
 
@@ -76,8 +77,10 @@ async def test_never_more_in_flight_than_the_worker_concurrency(db_dsn: str) -> 
 
 
 async def test_a_submit_wakes_the_dispatcher_at_once(db_dsn: str) -> None:
-    # A one-minute fallback interval: only the wake-up can deliver the job in time.
-    async with running_server(db_dsn, {"scheduler.interval_ms": 60_000}) as (_, client):
+    # A one-minute fallback interval: only the wake-up can deliver the job in time (and no
+    # assignment at the submit, which would deliver it without the dispatcher's cycle).
+    settings = {"scheduler.interval_ms": 60_000, "scheduler.assign_at_submit": False}
+    async with running_server(db_dsn, settings) as (_, client):
         worker = await ProtocolWorker(client).start()
         assert await worker.nothing_more(0.3)
         [job_id] = await _submit(client)
@@ -120,3 +123,48 @@ async def test_a_submit_notifies_other_replicas_only_when_this_one_cannot_take_i
             await worker.close()
     finally:
         await listener.close()
+
+
+async def _transactions_of_events(db_dsn: str, job_id: str) -> list[tuple[str, int]]:
+    """Each of the job's events (reason) with the transaction that wrote it (xmin)."""
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT reason, xmin::text::bigint AS tx FROM job_events"
+            " WHERE job_id = $1::uuid ORDER BY id",
+            job_id,
+        )
+    finally:
+        await conn.close()
+    return [(row["reason"], row["tx"]) for row in rows]
+
+
+async def test_a_lone_submit_is_assigned_by_its_own_insert(db_dsn: str) -> None:
+    """scheduler.assign_at_submit (the default): a worker connected here with a free slot gets
+    the job from the submit's own statement, not from a dispatcher cycle after it."""
+    async with running_server(db_dsn, {"scheduler.interval_ms": 60_000}) as (_, client):
+        worker = await ProtocolWorker(client, concurrency=2).start()
+        assert await worker.nothing_more(0.3)
+        [job_id] = await _submit(client)
+        [got] = await worker.take(1, within=3)
+        assert got.job_id == job_id
+        assert (got.attempt, got.worker_id) == (1, worker.worker_id)
+        events = await _transactions_of_events(db_dsn, job_id)
+        assert [reason for reason, _ in events] == ["SUBMITTED", "ASSIGNED"]
+        assert events[0][1] == events[1][1]  # one transaction wrote both
+        await worker.run([got])  # fenced like any claim: its start and result are accepted
+        status = await client.jobs.GetJobStatus(jpb.GetJobStatusRequest(job_id=job_id))
+        assert status.job.status == cpb.JOB_STATUS_DONE
+        await worker.close()
+
+
+async def test_with_assignment_at_submit_off_the_claim_assigns_it(db_dsn: str) -> None:
+    async with running_server(db_dsn, {"scheduler.assign_at_submit": False}) as (_, client):
+        worker = await ProtocolWorker(client).start()
+        [job_id] = await _submit(client)
+        [got] = await worker.take(1, within=3)
+        assert got.job_id == job_id
+        events = await _transactions_of_events(db_dsn, job_id)
+        assert [reason for reason, _ in events] == ["SUBMITTED", "ASSIGNED"]
+        assert events[0][1] != events[1][1]  # the submit's, then the claim's
+        await worker.close()

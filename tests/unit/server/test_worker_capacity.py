@@ -85,6 +85,28 @@ def test_held_slots_and_draining_workers_do_not_count() -> None:
     assert not capacity.can_take(_jobs("default", 1))
 
 
+def test_a_lone_submit_goes_to_the_roomiest_worker_serving_its_queue() -> None:
+    """The worker a submit is written straight to (Dispatcher.submit_assigned)."""
+    capacity = WorkerCapacity()
+    assert capacity.roomiest_for("default") is None
+    small = capacity.attach(uuid.uuid4(), ["default"], concurrency=1, incarnation=uuid.uuid4())
+    big = capacity.attach(
+        uuid.uuid4(),
+        ["default", "emails"],
+        concurrency=3,
+        held=[(uuid.uuid4(), 1)],
+        incarnation=uuid.uuid4(),
+    )
+    assert capacity.roomiest_for("default") is big  # 2 free against 1
+    assert capacity.roomiest_for("emails") is big
+    assert capacity.roomiest_for("reports") is None  # nobody serves it
+    capacity.drain(big.worker_id)
+    assert capacity.roomiest_for("default") is small
+    assert capacity.roomiest_for("emails") is None  # its only worker drains
+    capacity.assign(small, [_assignment(small.worker_id)])
+    assert capacity.roomiest_for("default") is None  # every slot held
+
+
 def test_a_stream_of_a_superseded_process_is_closed_and_takes_nothing() -> None:
     capacity = WorkerCapacity()
     worker_id, old, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

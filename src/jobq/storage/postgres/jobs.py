@@ -19,6 +19,7 @@ from jobq.domain.records import (
     Assignment,
     AttemptRef,
     AttemptResult,
+    DirectSubmit,
     Failure,
     Job,
     JobPage,
@@ -91,6 +92,40 @@ class PgJobStore:
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
             await self._raise_missing_queue({job.queue_name for job in jobs})
             raise
+
+    async def job_insert_assigned(
+        self, job: NewJob, worker_id: UUID, *, incarnation: UUID
+    ) -> DirectSubmit | None:
+        """Insert one job (no not_before) assigned to a worker whose stream belongs to its
+        process `incarnation`, if that worker is ONLINE as that process and no job of the queue
+        is waiting; else insert it PENDING. None when its id or idempotency key is taken:
+        nothing was written, and jobs_insert says by whom. QueueNotFound for an unknown queue.
+        (See job_insert_assigned in sql/jobs.sql.)"""
+        if job.not_before is not None:
+            raise ValueError("a job with a not_before is not assigned at its insert")
+        try:
+            row = await self._pool.fetchrow(
+                query("job_insert_assigned"),
+                job.job_id,
+                job.queue_name,
+                job.payload,
+                job.priority,
+                job.max_retries,
+                job.idempotency_key,
+                job.correlation_id,
+                worker_id,
+                incarnation,
+            )
+        except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
+            await self._raise_missing_queue({job.queue_name})
+            raise
+        if row is None:
+            return None
+        submitted = Submitted(row["job_id"], row["created_at"])
+        if row["status"] != JobStatus.ASSIGNED.value:
+            return DirectSubmit(submitted, None)
+        assignment = Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"])
+        return DirectSubmit(submitted, assignment)
 
     async def _raise_missing_queue(self, names: set[str]) -> None:
         existing = {row["name"] for row in await self._pool.fetch(query("queues_existing"), names)}
