@@ -26,6 +26,7 @@ from jobq.domain.records import record
 from jobq.observability.http_endpoints import HttpEndpoints, health_routes, metrics_routes
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import WorkerMetrics
+from jobq.worker.child_watcher import watch_children_with_pidfd
 from jobq.worker.connection import WorkerCredentials, load_credentials
 from jobq.worker.executor import JobExecutor
 from jobq.worker.hardening import make_non_dumpable
@@ -85,6 +86,7 @@ async def run_worker(settings: Settings, setup: WorkerSetup | None = None) -> in
     # First, before any job can run: a job running as this user must not be able to read our
     # environment or memory through /proc.
     make_non_dumpable()
+    watch_children_with_pidfd()  # command jobs' exits without a thread each
     setup = setup or prepare_worker(settings)
     cfg = settings.worker
     _log_decisions(settings, setup)
