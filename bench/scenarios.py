@@ -15,9 +15,9 @@ from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
 from jobq.rpc._gen import job_service_pb2 as jpb
 
-NOOP = json.dumps({"handler": "bench.handlers:noop"}).encode()
+NOOP = json.dumps({"handler": "bench.handlers:noop_async"}).encode()
 TRUE = json.dumps({"command": ["true"]}).encode()
-STAMP = json.dumps({"handler": "bench.handlers:started_at"}).encode()
+STAMP = json.dumps({"handler": "bench.handlers:started_at_async"}).encode()
 
 
 def stub(port: int) -> tuple[grpc.aio.Channel, job_service_pb2_grpc.JobServiceStub]:
