@@ -293,6 +293,32 @@ def _submit(count: int) -> Callable[[Dataset], list[object]]:
     return args
 
 
+def _submit_assigned(queue: str) -> Callable[[Dataset], Prepare]:
+    """job_insert_assigned's arguments for one plain job of `queue` and the claiming worker
+    (ONLINE, its stream's process): `idle`, a queue of its own with nothing pending, created in
+    the statement's transaction, or `default` and its backlog."""
+
+    def bind(data: Dataset) -> Prepare:
+        async def prepare(conn: asyncpg.Connection) -> list[object]:
+            await conn.execute("INSERT INTO queues (name) VALUES ('idle') ON CONFLICT DO NOTHING")
+            job = NewJob(uuid7(), queue, PAYLOAD, correlation_id="c")
+            return [
+                job.job_id,
+                job.queue_name,
+                job.payload,
+                job.priority,
+                job.max_retries,
+                job.idempotency_key,
+                job.correlation_id,
+                data.claimer,
+                data.claimer_incarnation,
+            ]
+
+        return prepare
+
+    return bind
+
+
 def _fail(data: Dataset) -> Prepare:
     """jobs_apply_failure after its jobs_lock_for_failure, as PgJobStore.jobs_fail runs them:
     every attempt goes back to PENDING with a backoff (the common retry)."""
@@ -337,6 +363,7 @@ async def _events_of_running(data: Dataset) -> int:
 # Budgets, measured on both targets at both moments (the steady and backlog statistics gave
 # the same counts) and kept exact, because each is the least the statement can read:
 # - a submit reads neither table (an INSERT; its foreign key checks are triggers, not scans);
+#   one written straight to a worker reads its queue's head in the claim index, if any;
 # - a claim of `limit` reads at most `limit` entries of the claim index per queue (LIMIT in the
 #   per-queue LATERAL) and then finds each claimed job once by primary key: limit * (queues + 1);
 #   its suspect branch reads nothing more while there are no suspects (an empty probe of
@@ -350,6 +377,17 @@ async def _events_of_running(data: Dataset) -> int:
 CASES = [
     Case("submit-1", "jobs_insert", False, _fixed(_submit(1)), 0),
     Case("submit-batch", "jobs_insert", False, _fixed(_submit(BATCH)), 0),
+    # A lone submit written straight to a worker probes its queue's head in the claim index:
+    # nothing for a queue with nothing pending (the generic plan of a NOT EXISTS read all the
+    # other queues' 6,000 pending jobs instead), one entry behind a backlog.
+    Case("submit-assigned", "job_insert_assigned", False, _submit_assigned("idle"), 0),
+    Case(
+        "submit-assigned-behind-a-backlog",
+        "job_insert_assigned",
+        False,
+        _submit_assigned("default"),
+        1,
+    ),
     Case(
         "claim-1",
         "jobs_claim",
