@@ -227,3 +227,29 @@ def check_peer(figures: dict[str, Any], stdout: str) -> None:
     assert "drain_python_vs_tuned" not in targets  # reported, no bar
     assert re.search(r"^ratio_vs_pgqueuer\.drain_python +[0-9.]+$", stdout, flags=re.MULTILINE)
     assert re.search(r"^pgqueuer\.drain_jobs_per_s +[0-9.]+$", stdout, flags=re.MULTILINE)
+
+
+def test_the_statement_profile_of_a_tiny_drain(tmp_path: Path) -> None:
+    """`python -m bench.statements` (PostgreSQL's side of a drain, from pg_stat_statements)
+    runs on the test run's PostgreSQL target and names the drain's statements."""
+    target = os.environ.get("JQ_TEST_POSTGRES") or "embedded"
+    if target == "system" and system_bin_dir() is None:
+        reason = "--postgres system needs the distribution's server: apt-get install postgresql"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run this test, but {reason}")
+        pytest.skip(reason)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.statements", "--postgres", target, "--jobs", "60", "--wal"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"drain: [0-9,]+ jobs/s", lines[0]), lines[0]
+    rows = [line for line in lines[1:] if re.match(r" *[0-9.]+% +[0-9]+ calls ", line)]
+    assert rows, result.stdout
+    assert all(" B/job " in row for row in rows)
+    # The claim and the completion of the drained jobs are among the statements it saw.
+    assert any("WITH holder AS MATERIALIZED" in row for row in rows), result.stdout
