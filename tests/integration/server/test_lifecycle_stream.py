@@ -39,6 +39,10 @@ async def _work(worker: ProtocolWorker, kinds: dict[str, str], seen: set[str]) -
         while not worker.received.empty() and len(batch) < worker.concurrency:
             batch.append(worker.received.get_nowait())
         for a in batch:
+            # A job assigned by its own submit (scheduler.assign_at_submit) can arrive here
+            # before the submit's reply has told _submit_all its id.
+            while a.job_id not in kinds:
+                await asyncio.sleep(0.001)
             kind = kinds[a.job_id]
             if kind == "refuse":
                 await worker.refuse(a, "cannot run this")
