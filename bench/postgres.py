@@ -53,6 +53,17 @@ def target_argument(value: str) -> str:
     raise argparse.ArgumentTypeError("expected embedded, system or a postgresql:// DSN")
 
 
+def add_target_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--postgres embedded|system|DSN`, for python -m bench and its companions."""
+    parser.add_argument(
+        "--postgres",
+        type=target_argument,
+        default="embedded",
+        metavar="embedded|system|DSN",
+        help=help_text,
+    )
+
+
 def target_name(value: str) -> str:
     """What the JSON calls a --postgres value: the target's name, "dsn" for a URL (a DSN may
     carry a password, so it is never written out)."""

@@ -139,6 +139,11 @@ async def pickup_latency(port: int, count: int, rate: float) -> dict[str, float]
                     break
                 await asyncio.sleep(0.02)
     await channel.close()
+    return latency_quantiles(latencies)
+
+
+def latency_quantiles(latencies: list[float]) -> dict[str, float]:
+    """p50/p95/p99 of pickup latencies in ms, as both jobq's and the peer's pickup report them."""
     quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
         "pickup_p50_ms": round(quantiles[49], 2),

@@ -56,7 +56,7 @@ from jobq.storage.pool import (
     create_pool,
     settings_statement,
 )
-from jobq.storage.postgres.job_insert import InsertBatch
+from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.queries import query
@@ -302,17 +302,7 @@ def _submit_assigned(queue: str) -> Callable[[Dataset], Prepare]:
         async def prepare(conn: asyncpg.Connection) -> list[object]:
             await conn.execute("INSERT INTO queues (name) VALUES ('idle') ON CONFLICT DO NOTHING")
             job = NewJob(uuid7(), queue, PAYLOAD, correlation_id="c")
-            return [
-                job.job_id,
-                job.queue_name,
-                job.payload,
-                job.priority,
-                job.max_retries,
-                job.idempotency_key,
-                job.correlation_id,
-                data.claimer,
-                data.claimer_incarnation,
-            ]
+            return list(assigned_arguments(job, data.claimer, data.claimer_incarnation))
 
         return prepare
 

@@ -109,6 +109,22 @@ class InsertBatch:
         return results
 
 
+def assigned_arguments(job: NewJob, worker_id: UUID, incarnation: UUID) -> tuple[Any, ...]:
+    """The parameters ($1..$9) of job_insert_assigned: one job, the worker it goes to, and the
+    process of that worker's stream."""
+    return (
+        job.job_id,
+        job.queue_name,
+        job.payload,
+        job.priority,
+        job.max_retries,
+        job.idempotency_key,
+        job.correlation_id,
+        worker_id,
+        incarnation,
+    )
+
+
 def _columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
     """$1..$6 of both statements."""
     return (

@@ -40,7 +40,7 @@ from jobq.storage.postgres.claims import (
     interrupt_claims,
     report_transitions,
 )
-from jobq.storage.postgres.job_insert import InsertBatch
+from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
@@ -105,16 +105,7 @@ class PgJobStore:
             raise ValueError("a job with a not_before is not assigned at its insert")
         try:
             row = await self._pool.fetchrow(
-                query("job_insert_assigned"),
-                job.job_id,
-                job.queue_name,
-                job.payload,
-                job.priority,
-                job.max_retries,
-                job.idempotency_key,
-                job.correlation_id,
-                worker_id,
-                incarnation,
+                query("job_insert_assigned"), *assigned_arguments(job, worker_id, incarnation)
             )
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
             await self._raise_missing_queue({job.queue_name})
