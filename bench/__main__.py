@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import calibration, events, peer_ratios, pgqueuer_peer, sdk_submits
+from bench import calibration, events, flow, peer_ratios, pgqueuer_peer, sdk_submits
 from bench import postgres as pg_target
 from bench import processes as p
 from bench import scenarios as s
@@ -93,6 +93,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         dest="peer",
         action="store_false",
         help="skip the peer (pgqueuer on the same server, bench/pgqueuer_peer.py) and the ratios",
+    )
+    parser.add_argument(
+        "--no-flow",
+        dest="no_flow",
+        action="store_true",
+        help="skip the drains of limited queues (bench/flow.py: a per-key concurrency limit, "
+        "a rate limit, neither binding)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
@@ -204,6 +211,18 @@ async def measure(
         results.update(await s.pickup_latency(grpc_port, args.pickup_jobs, args.pickup_rate))
         worker.stop()
         worker_peaks.append(worker_rss.stop())
+        if not args.no_flow:
+            results.update(
+                await flow.measure_limited_drains(
+                    grpc_port, dsn, args.drain_jobs, worker_args, worker_env, workdir
+                )
+            )
+            plain = float(results["drain_python_jobs_per_s"])  # type: ignore[arg-type]
+            for figure in flow.FIGURES.values():
+                limited = float(results[figure])  # type: ignore[arg-type]
+                results[f"{figure.removesuffix('_jobs_per_s')}_vs_plain"] = round(
+                    limited / plain, 3
+                )
     finally:
         results["server_peak_rss_mb"] = server_rss.stop()
         results["worker_peak_rss_mb"] = max(worker_peaks, default=0.0)

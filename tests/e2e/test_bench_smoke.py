@@ -64,6 +64,10 @@ KEYS = {
     "events_drain_on_jobs_per_s",
     "events_drain_on_vs_off",
     "submit_single_vs_bare_grpc",
+    "drain_key_limited_jobs_per_s",  # bench/flow.py: limited queues' drains
+    "drain_rate_limited_jobs_per_s",
+    "drain_key_limited_vs_plain",
+    "drain_rate_limited_vs_plain",
 }
 PEER_KEYS = {
     "enqueue_bulk_jobs_per_s",

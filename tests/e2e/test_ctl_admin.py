@@ -52,7 +52,16 @@ async def test_queue_lifecycle(start_server: ServerFactory, db_dsn: str) -> None
     queues = as_json(server, "queue", "list")["queues"]
     assert [q["name"] for q in queues] == ["default", "emails", "plain"]
     table = ok(jq_ctl(server, "queue", "list")).splitlines()
-    assert table[0].split() == ["NAME", "MAX", "RETRIES", "MAX", "INTERRUPTIONS", "TTL", "CREATED"]
+    assert table[0].split() == [
+        "NAME",
+        "MAX",
+        "RETRIES",
+        "MAX",
+        "INTERRUPTIONS",
+        "TTL",
+        "FLOW",
+        "CREATED",
+    ]
     assert table[2].split()[:4] == ["emails", "7", "2", "1h"]
 
     for _ in range(3):

@@ -37,6 +37,7 @@ EXPECTED_SCRIPTS = (
     "V14__enqueued_jobs_outbox.sql",
     "V15__event_outbox.sql",
     "V16__job_events_without_foreign_key.sql",
+    "V17__queue_flow_control.sql",
 )
 
 
@@ -307,6 +308,37 @@ async def test_incarnations_claim_ids_and_interruptions(db_dsn: str) -> None:
             await conn.execute("INSERT INTO queues (name, max_interruptions) VALUES ('q', 1001)")
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute("INSERT INTO queues (name, max_interruptions) VALUES ('q', -1)")
+    finally:
+        await conn.close()
+
+
+async def test_queue_flow_control_columns(db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        default = await conn.fetchrow("SELECT * FROM queues WHERE name = 'default'")
+        assert default is not None
+        assert (default["paused"], default["max_running"], default["flow_limited"]) == (
+            False,
+            None,
+            False,
+        )
+        limited = await conn.fetchval(
+            "UPDATE queues SET key_rate_limit = 5, key_rate_period_ms = 1000"
+            " WHERE name = 'default' RETURNING flow_limited"
+        )
+        assert limited is True
+        with pytest.raises(asyncpg.CheckViolationError):  # a rate needs its period
+            await conn.execute("UPDATE queues SET rate_limit = 5 WHERE name = 'default'")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE queues SET max_running = 0 WHERE name = 'default'")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO jobs (queue_name, concurrency_key) VALUES ('default', '')"
+            )
+        held = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_held_queue_key_idx'"
+        )
+        assert "(queue_name, concurrency_key)" in held
     finally:
         await conn.close()
 

@@ -253,6 +253,7 @@ def new_job(spec: JobSpec, now: datetime) -> NewJob:
         not_before=not_before,
         idempotency_key=key,
         correlation_id=current_correlation_id(),
+        concurrency_key=options.concurrency_key,
     )
 
 

@@ -58,6 +58,8 @@ class JobInfo:
     completed_at: datetime | None
     not_before: datetime | None
     updated_at: datetime | None
+    concurrency_key: str = ""
+    """The key the queue's per-key limits count the job under; empty: none."""
 
     @property
     def ended(self) -> bool:
@@ -83,6 +85,7 @@ class JobInfo:
             started_at=_time(job, "started_at"),
             completed_at=_time(job, "completed_at"),
             not_before=_time(job, "not_before"),
+            concurrency_key=job.concurrency_key,
             updated_at=_time(job, "updated_at"),
         )
 

@@ -71,6 +71,8 @@ class SubmitOptions:
     not_before: datetime | None = None
     max_retries: int | None = None
     idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    """The key the queue's per-key concurrency and rate limits count the job under."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not QUEUE_NAME_PATTERN.fullmatch(self.queue):
@@ -92,6 +94,14 @@ class SubmitOptions:
             0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable()
         ):
             raise InvalidJob("idempotency_key must be 1 to 255 printable ASCII characters")
+        ckey = self.concurrency_key
+        if ckey is not None and not (
+            isinstance(ckey, str)
+            and 0 < len(ckey) <= MAX_IDEMPOTENCY_KEY_LENGTH
+            and ckey.isascii()
+            and ckey.isprintable()
+        ):
+            raise InvalidJob("concurrency_key must be 1 to 255 printable ASCII characters")
 
 
 def submit_options(
@@ -101,21 +111,26 @@ def submit_options(
     not_before: datetime | None = None,
     max_retries: int | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
 ) -> SubmitOptions:
     """SubmitOptions of a submit call's arguments. The common ones (no delay, time or key) are
     made once per (queue, priority, max_retries) and shared: their checks then cost nothing
     per submit."""
     if delay is None and not_before is None and idempotency_key is None:
         try:
-            return _plain_options(queue, priority, max_retries)
+            return _plain_options(queue, priority, max_retries, concurrency_key)
         except TypeError:  # an unhashable argument: let the checks below name it
             pass
-    return SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+    return SubmitOptions(
+        queue, priority, delay, not_before, max_retries, idempotency_key, concurrency_key
+    )
 
 
 @functools.lru_cache(maxsize=256, typed=True)  # typed: True is not the priority 1
-def _plain_options(queue: str, priority: int, max_retries: int | None) -> SubmitOptions:
-    return SubmitOptions(queue, priority, None, None, max_retries, None)
+def _plain_options(
+    queue: str, priority: int, max_retries: int | None, concurrency_key: str | None
+) -> SubmitOptions:
+    return SubmitOptions(queue, priority, None, None, max_retries, None, concurrency_key)
 
 
 def _seconds(delay: Delay) -> float:
@@ -159,6 +174,8 @@ class JobSpec:
             )
         if options.max_retries is not None:
             request.max_retries = options.max_retries
+        if options.concurrency_key is not None:
+            request.concurrency_key = options.concurrency_key
         if options.delay is not None:
             duration = Duration()
             duration.FromTimedelta(timedelta(seconds=_seconds(options.delay)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from jobq.ctl import admin_tables
 from jobq.ctl.context import CtlState
 from jobq.ctl.durations import DURATION_HELP, DurationError, parse_duration
 from jobq.ctl.output import now_utc
+from jobq.domain.flow_limits import MAX_LIMIT, parse_rate
 from jobq.domain.states import WorkerStatus
 
 queue_app = typer.Typer(
@@ -122,6 +124,92 @@ def queue_stats(ctx: typer.Context, name: QueueName) -> None:
     state = CtlState.of(ctx)
     reply = state.client().queue_stats(name)
     state.printer.show(reply, lambda: admin_tables.queue_stats(reply))
+
+
+@queue_app.command("pause")
+def pause_queue(ctx: typer.Context, name: QueueName) -> None:
+    """Pause a queue: it still accepts jobs, but no server dispatches them until `resume`;
+    jobs already running finish. Survives restarts; every server honours it."""
+    state = CtlState.of(ctx)
+    reply = state.client().pause_queue(name)
+    state.printer.show(reply, lambda: admin_tables.queue_flow("paused", reply.queue))
+
+
+@queue_app.command("resume")
+def resume_queue(ctx: typer.Context, name: QueueName) -> None:
+    """Resume a paused queue: its jobs are dispatched again at once."""
+    state = CtlState.of(ctx)
+    reply = state.client().resume_queue(name)
+    state.printer.show(reply, lambda: admin_tables.queue_flow("resumed", reply.queue))
+
+
+_RATE_HELP = "LIMIT/PERIOD, e.g. 10/1s, 100/5m, 3/500ms; 0 removes it"
+
+
+def _rate_option(value: str | None, hint: str) -> tuple[int, timedelta] | None:
+    if value is None:
+        return None
+    try:
+        rate = parse_rate(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+    return rate.limit, timedelta(seconds=rate.period_s)
+
+
+@queue_app.command("limit")
+def limit_queue(
+    ctx: typer.Context,
+    name: QueueName,
+    max_running: Annotated[
+        int | None,
+        typer.Option(
+            "--max-running",
+            min=0,
+            max=MAX_LIMIT,
+            help="Most of the queue's jobs running at once, on all workers; 0 removes it.",
+        ),
+    ] = None,
+    key_max_running: Annotated[
+        int | None,
+        typer.Option(
+            "--key-max-running",
+            min=0,
+            max=MAX_LIMIT,
+            help="Most jobs of one concurrency key (`job submit --key`) running at once; "
+            "0 removes it.",
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", metavar="RATE", help=f"Most starts per period ({_RATE_HELP})."),
+    ] = None,
+    key_rate: Annotated[
+        str | None,
+        typer.Option(
+            "--key-rate",
+            metavar="RATE",
+            help=f"Most starts of one concurrency key per period ({_RATE_HELP}).",
+        ),
+    ] = None,
+) -> None:
+    """Set or remove a queue's concurrency and rate limits; what is not given stays.
+
+        jq-ctl queue limit emails --max-running 20 --key-max-running 2 --key-rate 10/1m
+
+    Jobs over a limit wait PENDING and start as room frees; nothing fails."""
+    if max_running is None and key_max_running is None and rate is None and key_rate is None:
+        raise typer.BadParameter(
+            "give at least one of --max-running, --key-max-running, --rate, --key-rate"
+        )
+    state = CtlState.of(ctx)
+    reply = state.client().set_queue_limits(
+        name,
+        max_running,
+        key_max_running,
+        _rate_option(rate, "--rate"),
+        _rate_option(key_rate, "--key-rate"),
+    )
+    state.printer.show(reply, lambda: admin_tables.queue_flow("limits set", reply.queue))
 
 
 @worker_app.command("list")

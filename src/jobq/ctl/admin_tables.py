@@ -21,6 +21,7 @@ from jobq.ctl.output import (
     status_text,
     when,
 )
+from jobq.domain.flow_limits import Rate
 
 if TYPE_CHECKING:
     from jobq.rpc._gen import admin_service_pb2 as apb
@@ -39,13 +40,14 @@ def queues_table(reply: apb.ListQueuesResponse, now: datetime) -> RenderableType
     if not reply.queues:
         return Text("no queues")
     return list_table(
-        ["name", "max retries", "max interruptions", "ttl", "created"],
+        ["name", "max retries", "max interruptions", "ttl", "flow", "created"],
         (
             [
                 q.name,
                 str(q.max_retries),
                 str(q.max_interruptions),
                 _ttl(q.ttl_seconds),
+                flow_text(q),
                 when(q, "created_at", now),
             ]
             for q in reply.queues
@@ -59,6 +61,31 @@ def queue_created(queue: cpb.Queue) -> Text:
         f"queue '{queue.name}' created (max retries {queue.max_retries}, "
         f"max interruptions {queue.max_interruptions}, ttl {_ttl(queue.ttl_seconds)})"
     )
+
+
+def flow_text(queue: cpb.Queue) -> str:
+    """'paused, max 10 running, 5/1s per key', or '-' for an ordinary queue."""
+    parts = []
+    if queue.paused:
+        parts.append("paused")
+    if queue.max_running:
+        parts.append(f"max {queue.max_running} running")
+    if queue.key_max_running:
+        parts.append(f"max {queue.key_max_running} running per key")
+    if queue.HasField("rate"):
+        parts.append(_rate(queue.rate))
+    if queue.HasField("key_rate"):
+        parts.append(f"{_rate(queue.key_rate)} per key")
+    return ", ".join(parts) or NONE
+
+
+def _rate(rate: cpb.RateLimit) -> str:
+    return str(Rate(rate.limit, rate.period.ToMilliseconds() / 1000))
+
+
+def queue_flow(what: str, queue: cpb.Queue) -> Text:
+    """One line after `queue pause|resume|limit`."""
+    return Text(f"queue '{queue.name}' {what}: {flow_text(queue)}")
 
 
 def queue_deleted(name: str, reply: apb.DeleteQueueResponse) -> Text:
@@ -78,6 +105,7 @@ def queue_stats(reply: apb.GetQueueStatsResponse) -> Table:
             ("Total retries", str(stats.total_retries)),
             ("Max interruptions", str(stats.max_interruptions)),
             ("Total interruptions", str(stats.total_interruptions)),
+            ("Flow", flow_text(stats.queue)),
         ]
     )
 

@@ -134,9 +134,14 @@ class Client:
         delay: timedelta | None,
         not_before: datetime | None,
         idempotency_key: str = "",
+        concurrency_key: str = "",
     ) -> jpb.SubmitJobResponse:
         request = jpb.SubmitJobRequest(
-            queue_name=queue, payload=payload, priority=priority, idempotency_key=idempotency_key
+            queue_name=queue,
+            payload=payload,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            concurrency_key=concurrency_key,
         )
         if max_retries is not None:
             request.max_retries = max_retries
@@ -217,6 +222,42 @@ class Client:
         request = apb.GetQueueStatsRequest(name=name)
         return self._call(
             self._admin.GetQueueStats, request, apb.GetQueueStatsResponse, f"queue '{name}'"
+        )
+
+    def pause_queue(self, name: str) -> apb.PauseQueueResponse:
+        request = apb.PauseQueueRequest(name=name)
+        return self._call(
+            self._admin.PauseQueue, request, apb.PauseQueueResponse, f"queue '{name}'"
+        )
+
+    def resume_queue(self, name: str) -> apb.ResumeQueueResponse:
+        request = apb.ResumeQueueRequest(name=name)
+        return self._call(
+            self._admin.ResumeQueue, request, apb.ResumeQueueResponse, f"queue '{name}'"
+        )
+
+    def set_queue_limits(
+        self,
+        name: str,
+        max_running: int | None,
+        key_max_running: int | None,
+        rate: tuple[int, timedelta] | None,
+        key_rate: tuple[int, timedelta] | None,
+    ) -> apb.SetQueueLimitsResponse:
+        """Unset (None) leaves a setting; 0 (a limit of 0 for a rate) removes it."""
+        request = apb.SetQueueLimitsRequest(name=name)
+        if max_running is not None:
+            request.max_running = max_running
+        if key_max_running is not None:
+            request.key_max_running = key_max_running
+        if rate is not None:
+            request.rate.limit = rate[0]
+            request.rate.period.CopyFrom(_duration(rate[1]))
+        if key_rate is not None:
+            request.key_rate.limit = key_rate[0]
+            request.key_rate.period.CopyFrom(_duration(key_rate[1]))
+        return self._call(
+            self._admin.SetQueueLimits, request, apb.SetQueueLimitsResponse, f"queue '{name}'"
         )
 
     def list_workers(self, status: str | None) -> apb.ListWorkersResponse:

@@ -81,6 +81,15 @@ def submit(
             "as long as its job is kept, whatever its status.",
         ),
     ] = "",
+    concurrency_key: Annotated[
+        str,
+        typer.Option(
+            "--key",
+            metavar="KEY",
+            help="The concurrency key (1..255 printable ASCII characters, e.g. a customer's "
+            "id) the queue's per-key limits count this job under (`jq-ctl queue limit`).",
+        ),
+    ] = "",
 ) -> None:
     """Submit a job and print its id.
 
@@ -106,7 +115,7 @@ def submit(
         raise typer.BadParameter(str(exc), param_hint="--not-before") from None
     state = CtlState.of(ctx)
     reply = state.client().submit_job(
-        queue, body, priority, max_retries, wait, instant, idempotency_key
+        queue, body, priority, max_retries, wait, instant, idempotency_key, concurrency_key
     )
     state.printer.show(reply, lambda: reply.job_id)
     if reply.existing and state.printer.output == "table":

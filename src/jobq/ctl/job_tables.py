@@ -37,6 +37,7 @@ def job_detail(job: cpb.Job, now: datetime) -> Table:
             ("Queue", job.queue_name),
             ("Status", status_text(enum_field(job, "status"))),
             ("Priority", str(job.priority)),
+            *([("Concurrency key", job.concurrency_key)] if job.concurrency_key else []),
             ("Retries", f"{job.retry_count} of {job.max_retries}"),
             ("Attempt", str(job.attempt)),
             ("Worker", or_none(job.worker_id)),

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TypeVar, dataclass_transform
 from uuid import UUID
 
+from jobq.domain.flow_limits import FlowLimits
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 _T = TypeVar("_T")
@@ -44,6 +45,8 @@ class NewJob:
     before (a retry): it is returned as existing instead of created. False: the server made it."""
     correlation_id: str | None = None
     """The correlation id of the request that submitted the job (its events carry it)."""
+    concurrency_key: str | None = None
+    """The key the queue's per-key limits count the job under (jobq.domain.flow_limits)."""
 
 
 @record
@@ -79,6 +82,17 @@ class Job:
     updated_at: datetime
     interruptions: int = 0
     """Deliveries that ended without a result from the worker (see Reason.is_interruption)."""
+    concurrency_key: str | None = None
+    """The key the queue's per-key limits count the job under; None: none."""
+
+
+@record
+class LimitedClaim:
+    """What a limited claim (a paused or limited queue's, issue 18) took, and in how many
+    seconds a rate limit frees its next start if it held jobs back (None: no rate did)."""
+
+    assignments: list[Assignment]
+    retry_after_s: float | None = None
 
 
 @record
@@ -282,6 +296,8 @@ class Queue:
     updated_at: datetime
     max_interruptions: int = 3
     """Interruptions a job survives; the next one dead-letters it (POISON)."""
+    flow: FlowLimits = FlowLimits()
+    """Paused, concurrency and rate limits (jobq.domain.flow_limits)."""
 
 
 @record
@@ -292,6 +308,8 @@ class QueueStats:
     total_retries: int = 0
     max_interruptions: int = 3
     total_interruptions: int = 0
+    queue: Queue | None = None
+    """The queue's settings (paused, limits)."""
 
 
 @record

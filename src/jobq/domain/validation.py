@@ -85,17 +85,26 @@ def check_idempotency_key(key: str) -> str | None:
     """None for an empty key (none given); else the key, 1..255 printable ASCII characters
     (space included). A key is held for as long as its job exists, whatever its status
     (db/migrations/V13)."""
+    return _printable_key(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
+
+
+MAX_CONCURRENCY_KEY_LENGTH = 255
+
+
+def check_concurrency_key(key: str) -> str | None:
+    """None for an empty key (none given); else the key, 1..255 printable ASCII characters
+    (space included), the unit the queue's per-key limits count (jobq.domain.flow_limits)."""
+    return _printable_key(key, "concurrency_key", MAX_CONCURRENCY_KEY_LENGTH)
+
+
+def _printable_key(key: str, what: str, longest: int) -> str | None:
     if not key:
         return None
-    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidArgument(
-            f"idempotency_key is at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters, got {len(key)}"
-        )
+    if len(key) > longest:
+        raise InvalidArgument(f"{what} is at most {longest} characters, got {len(key)}")
     if key.isascii() and key.isprintable():  # the rule, in C: 0.1 µs instead of 1.6 per key
         return key
     for index, char in enumerate(key):
         if not " " <= char <= "~":
-            raise InvalidArgument(
-                f"idempotency_key must be printable ASCII: character {index} is {char!r}"
-            )
+            raise InvalidArgument(f"{what} must be printable ASCII: character {index} is {char!r}")
     return key

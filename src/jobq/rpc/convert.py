@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from jobq.domain.flow_limits import Rate
 from jobq.domain.records import (
     Assignment,
     AuditEvent,
@@ -91,6 +93,7 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         not_before=timestamp(job.not_before),
         updated_at=timestamp(job.updated_at),
         interruptions=job.interruptions,
+        concurrency_key=job.concurrency_key or "",
     )
 
 
@@ -134,7 +137,25 @@ def queue_to_proto(queue: Queue) -> common_pb2.Queue:
         created_at=timestamp(queue.created_at),
         updated_at=timestamp(queue.updated_at),
         max_interruptions=queue.max_interruptions,
+        paused=queue.flow.paused,
+        max_running=queue.flow.max_running or 0,
+        key_max_running=queue.flow.key_max_running or 0,
+        rate=rate_to_proto(queue.flow.rate),
+        key_rate=rate_to_proto(queue.flow.key_rate),
     )
+
+
+def rate_to_proto(rate: Rate | None) -> common_pb2.RateLimit | None:
+    if rate is None:
+        return None
+    period = Duration()
+    period.FromMilliseconds(rate.period_ms)
+    return common_pb2.RateLimit(limit=rate.limit, period=period)
+
+
+def rate_from_proto(rate: common_pb2.RateLimit) -> Rate:
+    """A Rate as given (limit 0: remove the rate); not yet checked (check_rate)."""
+    return Rate(rate.limit, rate.period.ToMilliseconds() / 1000)
 
 
 def queue_stats_to_proto(stats: QueueStats) -> admin_service_pb2.QueueStats:
@@ -151,6 +172,7 @@ def queue_stats_to_proto(stats: QueueStats) -> admin_service_pb2.QueueStats:
         total_retries=stats.total_retries,
         max_interruptions=stats.max_interruptions,
         total_interruptions=stats.total_interruptions,
+        queue=None if stats.queue is None else queue_to_proto(stats.queue),
     )
 
 

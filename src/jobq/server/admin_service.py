@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from jobq import __version__
 from jobq.domain.errors import FailedPrecondition, InvalidArgument
+from jobq.domain.flow_limits import FlowChange, check_limit, check_rate
 from jobq.domain.states import WorkerStatus
 from jobq.domain.validation import (
     check_max_interruptions,
@@ -38,6 +39,43 @@ Health = bool | None | Literal["degraded"]
 """A dependency's state: True healthy, False unhealthy, None not configured, DEGRADED working
 but behind (Kafka away while its events wait in PostgreSQL)."""
 HealthCheck = Callable[[], Awaitable[tuple[Health, str]]]
+
+
+def flow_change_from_request(request: pb.SetQueueLimitsRequest) -> FlowChange:
+    """The checked FlowChange of a SetQueueLimits request, or InvalidArgument."""
+    try:
+        max_running = request.max_running if request.HasField("max_running") else None
+        key_max_running = request.key_max_running if request.HasField("key_max_running") else None
+        check_limit(max_running, "max_running")
+        check_limit(key_max_running, "key_max_running")
+        rate = convert.rate_from_proto(request.rate) if request.HasField("rate") else None
+        key_rate = (
+            convert.rate_from_proto(request.key_rate) if request.HasField("key_rate") else None
+        )
+        if rate is not None:
+            check_rate(rate, "rate")
+        if key_rate is not None:
+            check_rate(key_rate, "key_rate")
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    change = FlowChange(
+        max_running=max_running, key_max_running=key_max_running, rate=rate, key_rate=key_rate
+    )
+    if change.empty:
+        raise InvalidArgument(
+            "nothing to change: give max_running, key_max_running, rate or key_rate"
+        )
+    return change
+
+
+def describe_change(change: FlowChange) -> str:
+    """The audit trail's detail of a SetQueueLimits: what was set (0: removed)."""
+    parts = []
+    for name in ("max_running", "key_max_running", "rate", "key_rate"):
+        value = getattr(change, name)
+        if value is not None:
+            parts.append(f"{name}={value}")
+    return ", ".join(parts)
 
 
 class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
@@ -117,6 +155,37 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
     ) -> pb.GetQueueStatsResponse:
         stats = await self._queues.queue_stats(check_queue_name(request.name))
         return pb.GetQueueStatsResponse(stats=convert.queue_stats_to_proto(stats))
+
+    @rpc(SERVICE)
+    async def PauseQueue(
+        self, request: pb.PauseQueueRequest, context: Context
+    ) -> pb.PauseQueueResponse:
+        async with self._audit.recording("queue.pause", request.name):
+            queue = await self._queues.queue_set_flow(
+                check_queue_name(request.name), FlowChange(paused=True)
+            )
+        return pb.PauseQueueResponse(queue=convert.queue_to_proto(queue))
+
+    @rpc(SERVICE)
+    async def ResumeQueue(
+        self, request: pb.ResumeQueueRequest, context: Context
+    ) -> pb.ResumeQueueResponse:
+        async with self._audit.recording("queue.resume", request.name):
+            queue = await self._queues.queue_set_flow(
+                check_queue_name(request.name), FlowChange(paused=False)
+            )
+        return pb.ResumeQueueResponse(queue=convert.queue_to_proto(queue))
+
+    @rpc(SERVICE)
+    async def SetQueueLimits(
+        self, request: pb.SetQueueLimitsRequest, context: Context
+    ) -> pb.SetQueueLimitsResponse:
+        async with self._audit.recording("queue.limits", request.name) as note:
+            name = check_queue_name(request.name)
+            change = flow_change_from_request(request)
+            note.detail = describe_change(change)
+            queue = await self._queues.queue_set_flow(name, change)
+        return pb.SetQueueLimitsResponse(queue=convert.queue_to_proto(queue))
 
     @rpc(SERVICE)
     async def ListWorkers(

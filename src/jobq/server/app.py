@@ -36,6 +36,7 @@ from jobq.server.lifecycle import Lifecycle
 from jobq.server.listeners import announce_exposure, listener_problems
 from jobq.server.notifier import Notifier
 from jobq.server.publisher_process import KafkaEvents, kafka_events
+from jobq.server.queue_flow import QueueFlow
 from jobq.server.readiness import dependency_checks, readiness_note, ready
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
@@ -156,6 +157,7 @@ class ServerApp:
         # (jobs leaving their workers) and the workers' reports.
         lifecycle.subscribe(capacity.left)
         undelivered = Undelivered(jobs, lifecycle)
+        flow = QueueFlow(queues.queues_flow_limited)
         dispatcher = Dispatcher(
             jobs,
             capacity,
@@ -165,6 +167,7 @@ class ServerApp:
             interval_s=sched.interval_ms / 1000,
             assignment_timeout_s=sched.assignment_timeout_s,
             locker=locker,
+            flow=flow,
             on_cycle=self.metrics.scheduler_cycle_duration_seconds.observe,
         )
         submitter = Submitter(
@@ -228,6 +231,7 @@ class ServerApp:
             dispatcher.wake_for_new_jobs,
             channel=notify_channel(cfg.db.schema),
             on_enqueued=announcer.wake,
+            on_queues=dispatcher.queues_changed,
         )
         monitor = HeartbeatMonitor(
             maintenance,

@@ -9,10 +9,16 @@ A lone submit may skip the cycle (`submit_assigned`, `scheduler.assign_at_submit
 worker connected here serves its queue with a free slot and none of the queue's jobs is
 waiting, the job is inserted already assigned to that worker and handed to its stream, as a
 claim would have done a moment later, one statement and two process wake-ups sooner.
+
+Paused and limited queues (issue 18, `QueueFlow`) are claimed one queue at a time through the
+limited claim, which counts what the queue holds and started under its lock, before the
+ordinary claim takes the worker's remaining slots from its other queues. A rate limit that
+held jobs back says when its window frees a start, and the dispatcher looks again then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 
@@ -20,6 +26,7 @@ from jobq.coordination.locks import Locker, job_lock_key
 from jobq.domain.records import Assignment, NewJob, Submitted, Transition
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.lifecycle import Lifecycle
+from jobq.server.queue_flow import QueueFlow
 from jobq.server.service_loop import ServiceLoop
 from jobq.server.undelivered import Undelivered
 from jobq.server.worker_capacity import ConnectedWorker, WorkerCapacity
@@ -42,6 +49,7 @@ class Dispatcher:
         interval_s: float,
         assignment_timeout_s: float,
         locker: Locker,
+        flow: QueueFlow | None = None,
         on_cycle: Callable[[float], None] | None = None,
     ) -> None:
         self._jobs = jobs
@@ -52,6 +60,10 @@ class Dispatcher:
         self._lock_ttl_ms = int(assignment_timeout_s * 1000)
         self._locker = locker
         self._on_cycle = on_cycle
+        self._flow = flow
+        self._rotation = 0  # which limited queue a worker's claims start with, in turn
+        self._retry_handle: asyncio.TimerHandle | None = None
+        self._retry_at = 0.0
         # A failed cycle (the database down) is retried after min(2 x interval, 5 s), doubling
         # up to 5 s: soon enough to resume dispatch promptly after an outage, whatever the
         # fallback interval (30 s in some deployments).
@@ -70,6 +82,13 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Run a cycle as soon as possible (cheap; call it on every relevant change)."""
+        self._wake()
+
+    def queues_changed(self) -> None:
+        """A queue was paused, resumed or limited (here or on another replica): read the
+        queues' flow settings again and look for jobs at once (a resumed queue's)."""
+        if self._flow is not None:
+            self._flow.invalidate()
         self._wake()
 
     def wake_for_new_jobs(self) -> None:
@@ -101,6 +120,8 @@ class Dispatcher:
         self.loop.start()
 
     async def stop(self) -> None:
+        if self._retry_handle is not None:
+            self._retry_handle.cancel()
         await self.loop.stop()
 
     async def _tick(self) -> None:
@@ -111,13 +132,23 @@ class Dispatcher:
         """One cycle. True when some worker's claim came back full (more may be waiting)."""
         started = time.perf_counter()
         more = False
+        limited_queues = await self._flow.refresh() if self._flow is not None else frozenset()
         for worker in self._capacity.ready():
             want = min(worker.free_slots, self._batch_size)
             if want <= 0:
                 continue
+            queues: Sequence[str] = worker.queues
+            if limited_queues and not limited_queues.isdisjoint(queues):
+                assert self._flow is not None
+                limited, queues = self._flow.split(worker.queues)
+                taken, full = await self._claim_limited(worker, limited, want)
+                more = more or full
+                want -= taken
+                if want <= 0 or not queues:
+                    continue
             with self._lifecycle.write() as changes:
                 assignments = await self._jobs.jobs_claim(
-                    worker.worker_id, worker.queues, want, incarnation=worker.incarnation
+                    worker.worker_id, queues, want, incarnation=worker.incarnation
                 )
                 changes.assigned(assignments)
             if not assignments:
@@ -127,6 +158,43 @@ class Dispatcher:
         if self._on_cycle is not None:
             self._on_cycle(time.perf_counter() - started)
         return more
+
+    async def _claim_limited(
+        self, worker: ConnectedWorker, queues: list[str], want: int
+    ) -> tuple[int, bool]:
+        """Claim up to `want` jobs for `worker` from its paused or limited `queues`, one queue
+        at a time, starting with each in turn; returns (jobs taken, some claim came back
+        full)."""
+        taken, full = 0, False
+        start = self._rotation % len(queues)
+        self._rotation += 1
+        for queue in queues[start:] + queues[:start]:
+            ask = want - taken
+            if ask <= 0:
+                break
+            with self._lifecycle.write() as changes:
+                claim = await self._jobs.jobs_claim_limited(
+                    worker.worker_id, queue, ask, incarnation=worker.incarnation
+                )
+                changes.assigned(claim.assignments)
+            if claim.retry_after_s is not None:
+                self._look_again_in(claim.retry_after_s)
+            if claim.assignments:
+                await self._deliver(worker, claim.assignments)
+                taken += len(claim.assignments)
+                full = full or len(claim.assignments) == ask
+        return taken, full
+
+    def _look_again_in(self, delay_s: float) -> None:
+        """Run a cycle when a rate limit's window frees a start (the earliest asked for)."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + delay_s + 0.001  # just past the window's edge
+        if self._retry_handle is not None and not self._retry_handle.cancelled():
+            if self._retry_at <= at and self._retry_at > loop.time():
+                return
+            self._retry_handle.cancel()
+        self._retry_at = at
+        self._retry_handle = loop.call_at(at, self._wake)
 
     async def submit_assigned(self, job: NewJob) -> Submitted | None:
         """Insert `job` assigned to the worker connected here that serves its queue with the

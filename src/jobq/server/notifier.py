@@ -24,6 +24,8 @@ from jobq.server.service_loop import ServiceLoop
 CHECK_INTERVAL_S = 5.0
 ENQUEUED = "enqueued"
 """The payload of a transactional enqueue's notification (jobs_insert with $9)."""
+QUEUES = "queues"
+"""The payload of a change to a queue's flow settings (queue_set_flow): pause, resume, limits."""
 log = get_logger("jobq.notifier")
 
 
@@ -42,10 +44,12 @@ class Notifier:
         *,
         channel: str,
         on_enqueued: Callable[[], None] | None = None,
+        on_queues: Callable[[], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
         self._on_enqueued = on_enqueued
+        self._on_queues = on_queues
         self.channel = channel
         self._conn: asyncpg.Connection | None = None
         self.loop = ServiceLoop(
@@ -80,11 +84,15 @@ class Notifier:
         self._on_notify()
         if self._on_enqueued is not None:
             self._on_enqueued()
+        if self._on_queues is not None:  # a change may have been missed while not listening
+            self._on_queues()
 
     def _listener(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self._on_notify()
         if payload == ENQUEUED and self._on_enqueued is not None:
             self._on_enqueued()
+        elif payload == QUEUES and self._on_queues is not None:
+            self._on_queues()
 
     def _lost(self, conn: object) -> None:
         if conn is self._conn:  # not one this notifier closed itself

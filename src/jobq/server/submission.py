@@ -15,6 +15,7 @@ from jobq.domain.payload import PayloadError, parse_payload
 from jobq.domain.records import NewJob, Submitted
 from jobq.domain.validation import (
     check_client_job_id,
+    check_concurrency_key,
     check_delay,
     check_idempotency_key,
     check_max_retries,
@@ -70,6 +71,7 @@ def new_job_from_request(
         idempotency_key=check_idempotency_key(request.idempotency_key),
         id_from_client=bool(chosen),
         correlation_id=current_correlation_id(),
+        concurrency_key=check_concurrency_key(request.concurrency_key),
     )
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from jobq.domain.flow_limits import FlowChange
 from jobq.domain.records import (
     Assignment,
     AttemptRef,
@@ -23,6 +24,7 @@ from jobq.domain.records import (
     JobEvent,
     JobEventPage,
     JobPage,
+    LimitedClaim,
     NewAuditEvent,
     NewJob,
     OperatorChange,
@@ -53,6 +55,8 @@ class QueueStore(Protocol):
     async def queue_list(self) -> list[Queue]: ...
     async def queue_delete(self, name: str, *, force: bool = False) -> int: ...
     async def queue_stats(self, name: str) -> QueueStats: ...
+    async def queue_set_flow(self, name: str, change: FlowChange) -> Queue: ...
+    async def queues_flow_limited(self) -> set[str]: ...
 
 
 class WorkerStore(Protocol):
@@ -104,6 +108,9 @@ class JobStore(Protocol):
     async def jobs_claim(
         self, worker_id: UUID, queues: Sequence[str], limit: int, *, incarnation: UUID
     ) -> list[Assignment]: ...
+    async def jobs_claim_limited(
+        self, worker_id: UUID, queue: str, limit: int, *, incarnation: UUID
+    ) -> LimitedClaim: ...
     async def job_insert_assigned(
         self, job: NewJob, worker_id: UUID, *, incarnation: UUID
     ) -> DirectSubmit | None: ...

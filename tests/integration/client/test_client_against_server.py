@@ -143,6 +143,25 @@ async def test_a_repeated_idempotency_key_creates_nothing(server: tuple[str, Stu
         assert not first.existing
 
 
+async def test_a_concurrency_key_travels_with_the_job(server: tuple[str, Stubs]) -> None:
+    address, _ = server
+    async with AsyncClient(address) as client:
+        job = await client.submit("h", 1, concurrency_key="customer-42")
+        assert (await job.info()).concurrency_key == "customer-42"
+        plain = await client.submit("h", 2)
+        assert (await plain.info()).concurrency_key == ""
+        with pytest.raises(jobq.client.InvalidJob, match="concurrency_key"):
+            await client.submit("h", concurrency_key="x" * 256)
+    sync_key = await asyncio.to_thread(_submit_with_key, address)
+    assert sync_key == "tenant 7"
+
+
+def _submit_with_key(address: str) -> str:
+    with Client(address) as client:
+        job = client.submit_command(["true"], concurrency_key="tenant 7")
+        return job.info().concurrency_key
+
+
 def run_sync_client(address: str) -> None:
     with Client(address) as client:
         jobs = client.submit_many(handler_job("h", [n]) for n in range(12))

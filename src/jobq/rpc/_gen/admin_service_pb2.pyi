@@ -74,7 +74,7 @@ class GetQueueStatsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions")
+    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions", "queue")
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class QueueStats(_message.Message):
     TOTAL_RETRIES_FIELD_NUMBER: _ClassVar[int]
     MAX_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     queue_name: str
     pending: int
     assigned: int
@@ -97,7 +98,52 @@ class QueueStats(_message.Message):
     total_retries: int
     max_interruptions: int
     total_interruptions: int
-    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ...) -> None: ...
+    queue: _common_pb2.Queue
+    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ..., queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
+
+class PauseQueueRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PauseQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: _common_pb2.Queue
+    def __init__(self, queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
+
+class ResumeQueueRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResumeQueueResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: _common_pb2.Queue
+    def __init__(self, queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
+
+class SetQueueLimitsRequest(_message.Message):
+    __slots__ = ("name", "max_running", "key_max_running", "rate", "key_rate")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    KEY_MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    KEY_RATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    max_running: int
+    key_max_running: int
+    rate: _common_pb2.RateLimit
+    key_rate: _common_pb2.RateLimit
+    def __init__(self, name: _Optional[str] = ..., max_running: _Optional[int] = ..., key_max_running: _Optional[int] = ..., rate: _Optional[_Union[_common_pb2.RateLimit, _Mapping]] = ..., key_rate: _Optional[_Union[_common_pb2.RateLimit, _Mapping]] = ...) -> None: ...
+
+class SetQueueLimitsResponse(_message.Message):
+    __slots__ = ("queue",)
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    queue: _common_pb2.Queue
+    def __init__(self, queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
 
 class GetQueueStatsResponse(_message.Message):
     __slots__ = ("stats",)

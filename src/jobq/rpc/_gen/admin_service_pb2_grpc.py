@@ -55,6 +55,21 @@ class AdminServiceStub:
                 request_serializer=admin__service__pb2.GetQueueStatsRequest.SerializeToString,
                 response_deserializer=admin__service__pb2.GetQueueStatsResponse.FromString,
                 _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/jobq.v1.AdminService/PauseQueue',
+                request_serializer=admin__service__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=admin__service__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ResumeQueue = channel.unary_unary(
+                '/jobq.v1.AdminService/ResumeQueue',
+                request_serializer=admin__service__pb2.ResumeQueueRequest.SerializeToString,
+                response_deserializer=admin__service__pb2.ResumeQueueResponse.FromString,
+                _registered_method=True)
+        self.SetQueueLimits = channel.unary_unary(
+                '/jobq.v1.AdminService/SetQueueLimits',
+                request_serializer=admin__service__pb2.SetQueueLimitsRequest.SerializeToString,
+                response_deserializer=admin__service__pb2.SetQueueLimitsResponse.FromString,
+                _registered_method=True)
         self.ListWorkers = channel.unary_unary(
                 '/jobq.v1.AdminService/ListWorkers',
                 request_serializer=admin__service__pb2.ListWorkersRequest.SerializeToString,
@@ -114,6 +129,31 @@ class AdminServiceServicer:
 
     def GetQueueStats(self, request, context):
         """Counts per status, oldest pending age, retries. NOT_FOUND: unknown queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseQueue(self, request, context):
+        """Pauses a queue: it still accepts submits, but no replica dispatches its jobs until
+        ResumeQueue; jobs already assigned or running finish. Idempotent. NOT_FOUND: unknown queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeQueue(self, request, context):
+        """Resumes a paused queue; every replica dispatches its jobs again at once. Idempotent.
+        NOT_FOUND: unknown queue.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetQueueLimits(self, request, context):
+        """Sets or removes a queue's concurrency and rate limits (fields left unset are unchanged).
+        INVALID_ARGUMENT: a limit outside 0..1000000, a rate period outside 1 ms..1 day, nothing
+        to change. NOT_FOUND: unknown queue.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +221,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetQueueStats,
                     request_deserializer=admin__service__pb2.GetQueueStatsRequest.FromString,
                     response_serializer=admin__service__pb2.GetQueueStatsResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=admin__service__pb2.PauseQueueRequest.FromString,
+                    response_serializer=admin__service__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ResumeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeQueue,
+                    request_deserializer=admin__service__pb2.ResumeQueueRequest.FromString,
+                    response_serializer=admin__service__pb2.ResumeQueueResponse.SerializeToString,
+            ),
+            'SetQueueLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetQueueLimits,
+                    request_deserializer=admin__service__pb2.SetQueueLimitsRequest.FromString,
+                    response_serializer=admin__service__pb2.SetQueueLimitsResponse.SerializeToString,
             ),
             'ListWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkers,
@@ -317,6 +372,87 @@ class AdminService:
             '/jobq.v1.AdminService/GetQueueStats',
             admin__service__pb2.GetQueueStatsRequest.SerializeToString,
             admin__service__pb2.GetQueueStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/PauseQueue',
+            admin__service__pb2.PauseQueueRequest.SerializeToString,
+            admin__service__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/ResumeQueue',
+            admin__service__pb2.ResumeQueueRequest.SerializeToString,
+            admin__service__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetQueueLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/SetQueueLimits',
+            admin__service__pb2.SetQueueLimitsRequest.SerializeToString,
+            admin__service__pb2.SetQueueLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

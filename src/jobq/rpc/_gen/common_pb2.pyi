@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -39,7 +40,7 @@ WORKER_STATUS_OFFLINE: WorkerStatus
 WORKER_STATUS_DRAINING: WorkerStatus
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "queue_name", "payload", "priority", "status", "max_retries", "retry_count", "created_at", "started_at", "completed_at", "worker_id", "result", "not_before", "error_message", "attempt", "updated_at", "interruptions")
+    __slots__ = ("job_id", "queue_name", "payload", "priority", "status", "max_retries", "retry_count", "created_at", "started_at", "completed_at", "worker_id", "result", "not_before", "error_message", "attempt", "updated_at", "interruptions", "concurrency_key")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +58,7 @@ class Job(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queue_name: str
     payload: bytes
@@ -74,23 +76,42 @@ class Job(_message.Message):
     attempt: int
     updated_at: _timestamp_pb2.Timestamp
     interruptions: int
-    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., max_retries: _Optional[int] = ..., retry_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., result: _Optional[bytes] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptions: _Optional[int] = ...) -> None: ...
+    concurrency_key: str
+    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., max_retries: _Optional[int] = ..., retry_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., result: _Optional[bytes] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptions: _Optional[int] = ..., concurrency_key: _Optional[str] = ...) -> None: ...
 
 class Queue(_message.Message):
-    __slots__ = ("name", "max_retries", "ttl_seconds", "created_at", "updated_at", "max_interruptions")
+    __slots__ = ("name", "max_retries", "ttl_seconds", "created_at", "updated_at", "max_interruptions", "paused", "max_running", "key_max_running", "rate", "key_rate")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     MAX_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    KEY_MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    KEY_RATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     max_retries: int
     ttl_seconds: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     max_interruptions: int
-    def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ..., ttl_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_interruptions: _Optional[int] = ...) -> None: ...
+    paused: bool
+    max_running: int
+    key_max_running: int
+    rate: RateLimit
+    key_rate: RateLimit
+    def __init__(self, name: _Optional[str] = ..., max_retries: _Optional[int] = ..., ttl_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_interruptions: _Optional[int] = ..., paused: _Optional[bool] = ..., max_running: _Optional[int] = ..., key_max_running: _Optional[int] = ..., rate: _Optional[_Union[RateLimit, _Mapping]] = ..., key_rate: _Optional[_Union[RateLimit, _Mapping]] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ("limit", "period")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    period: _duration_pb2.Duration
+    def __init__(self, limit: _Optional[int] = ..., period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Worker(_message.Message):
     __slots__ = ("worker_id", "hostname", "status", "concurrency", "active_job_count", "last_heartbeat", "queues", "registered_at")

@@ -23,6 +23,7 @@ from jobq.domain.records import (
     Failure,
     Job,
     JobPage,
+    LimitedClaim,
     NewJob,
     OperatorChange,
     ReportOutcome,
@@ -41,6 +42,7 @@ from jobq.storage.postgres.claims import (
     report_transitions,
 )
 from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
+from jobq.storage.postgres.limited_claims import claim_limited
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
@@ -204,6 +206,21 @@ class PgJobStore:
             Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"], row["unannounced"])
             for row in rows
         ]
+
+    async def jobs_claim_limited(
+        self, worker_id: UUID, queue: str, limit: int, *, incarnation: UUID
+    ) -> LimitedClaim:
+        """jobs_claim for one paused or limited queue: up to `limit` of its jobs within its
+        concurrency and rate limits, claimed under its row lock (sql/queue_flow.sql)."""
+        pool = self._claim_pool or self._pool
+        return await claim_limited(
+            pool,
+            worker_id,
+            queue,
+            limit,
+            incarnation=incarnation,
+            settings_in_session=self._claim_pool is not None,
+        )
 
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome:
         """Start acknowledgements: ASSIGNED → RUNNING for claims still current."""

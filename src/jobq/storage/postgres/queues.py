@@ -10,6 +10,7 @@ from jobq.domain.errors import (
     QueueNotFound,
     QueueServedByLiveWorkers,
 )
+from jobq.domain.flow_limits import FlowChange, Rate
 from jobq.domain.records import Queue, QueueStats
 from jobq.domain.states import JobStatus
 from jobq.storage.postgres.rows import queue_from_row
@@ -89,4 +90,36 @@ class PgQueueStore:
             total_retries=retries,
             max_interruptions=queue["max_interruptions"],
             total_interruptions=interruptions,
+            queue=queue_from_row(queue),
         )
+
+    async def queue_set_flow(self, name: str, change: FlowChange) -> Queue:
+        """Pause, resume or change the limits of a queue (see FlowChange); every replica's
+        dispatcher hears of it (NOTIFY 'queues'). QueueNotFound: no such queue."""
+        row = await self._pool.fetchrow(
+            query("queue_set_flow"),
+            name,
+            change.paused,
+            change.max_running is not None,
+            change.max_running or None,
+            change.key_max_running is not None,
+            change.key_max_running or None,
+            *_rate_arguments(change.rate),
+            *_rate_arguments(change.key_rate),
+        )
+        if row is None:
+            raise QueueNotFound(name)
+        return queue_from_row(row)
+
+    async def queues_flow_limited(self) -> set[str]:
+        """The names of the paused or limited queues."""
+        return {row["name"] for row in await self._pool.fetch(query("queues_flow_limited"))}
+
+
+def _rate_arguments(rate: Rate | None) -> tuple[bool, int | None, int | None]:
+    """(set?, limit, period in ms) of queue_set_flow; a rate of limit 0 removes it."""
+    if rate is None:
+        return (False, None, None)
+    if rate.limit == 0:
+        return (True, None, None)
+    return (True, rate.limit, rate.period_ms)

@@ -6,6 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
+from jobq.domain.flow_limits import FlowLimits, Rate
 from jobq.domain.records import AuditEvent, Job, JobEvent, Queue, Transition, Worker
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
@@ -34,6 +35,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
         completed_at=row["completed_at"],
         updated_at=row["updated_at"],
         interruptions=row["interruptions"],
+        concurrency_key=row.get("concurrency_key"),
     )
 
 
@@ -61,7 +63,23 @@ def queue_from_row(row: asyncpg.Record) -> Queue:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         max_interruptions=row["max_interruptions"],
+        flow=flow_from_row(row),
     )
+
+
+def flow_from_row(row: asyncpg.Record) -> FlowLimits:
+    """A queue's flow settings from its columns (queue_get, queue_flow_lock)."""
+    return FlowLimits(
+        paused=row["paused"],
+        max_running=row["max_running"],
+        key_max_running=row["key_max_running"],
+        rate=_rate(row["rate_limit"], row["rate_period_ms"]),
+        key_rate=_rate(row["key_rate_limit"], row["key_rate_period_ms"]),
+    )
+
+
+def _rate(limit: int | None, period_ms: int | None) -> Rate | None:
+    return None if limit is None or period_ms is None else Rate(limit, period_ms / 1000)
 
 
 def worker_from_row(row: asyncpg.Record) -> Worker:

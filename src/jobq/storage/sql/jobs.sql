@@ -54,18 +54,19 @@
 -- enqueued_jobs for a server to announce (V14), and the notification says 'enqueued' so the
 -- servers take it out at once. jq-server's own submits pass false: the one-time filter skips
 -- the outbox insert, and the write itself announces them. $10 holds each job's correlation id
--- (NULL: none), which Kafka events carry in their headers (V15).
+-- (NULL: none), which Kafka events carry in their headers (V15). $11 holds each job's
+-- concurrency key (NULL: none; V17).
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
-                $6::timestamptz[], $7::text[], $10::text[])
+                $6::timestamptz[], $7::text[], $10::text[], $11::text[])
         AS t(job_id, queue_name, payload, priority, max_retries, not_before, idempotency_key,
-             correlation_id)
+             correlation_id, concurrency_key)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           idempotency_key, correlation_id)
+                           idempotency_key, correlation_id, concurrency_key)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.idempotency_key, i.correlation_id
+           i.not_before, i.idempotency_key, i.correlation_id, i.concurrency_key
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.idempotency_key
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL
@@ -109,17 +110,18 @@ FROM written w WHERE w.job_id NOT IN (SELECT job_id FROM input);
 -- same now(), and a race test saw both call one job theirs. Only rows inserted here get a
 -- SUBMITTED event. Rows are inserted in id order, for the reason keys are in jobs_insert. The
 -- caller sends each id once. $1..$6 as jobs_insert, $7 and $8 as its $8 and $9 (no keys), $9
--- as its $10; returns (job_id, created_at, existing) for every job sent.
+-- as its $10, $10 as its $11; returns (job_id, created_at, existing) for every job sent.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
-                $6::timestamptz[], $9::text[])
-        AS t(job_id, queue_name, payload, priority, max_retries, not_before, correlation_id)
+                $6::timestamptz[], $9::text[], $10::text[])
+        AS t(job_id, queue_name, payload, priority, max_retries, not_before, correlation_id,
+             concurrency_key)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           correlation_id)
+                           correlation_id, concurrency_key)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.correlation_id
+           i.not_before, i.correlation_id, i.concurrency_key
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.job_id
     ON CONFLICT (job_id) DO UPDATE SET job_id = j.job_id
@@ -147,7 +149,7 @@ SELECT 1 FROM jobs WHERE job_id = $1;
 -- One job by id.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions
+       interruptions, concurrency_key
 FROM jobs WHERE job_id = $1;
 
 -- name: jobs_list
@@ -155,7 +157,7 @@ FROM jobs WHERE job_id = $1;
 -- (created_at, job_id): a page costs the same however deep it is, unlike OFFSET.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions
+       interruptions, concurrency_key
 FROM jobs
 WHERE ($1::text IS NULL OR queue_name = $1)
   AND ($2::job_status IS NULL OR status = $2)
@@ -185,7 +187,7 @@ WITH updated AS (
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, from_status, EXISTS (SELECT FROM announced) AS unannounced
+       interruptions, concurrency_key, from_status, EXISTS (SELECT FROM announced) AS unannounced
 FROM updated;
 
 -- name: job_retry_manual
@@ -205,7 +207,7 @@ WITH updated AS (
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, from_status
+       interruptions, concurrency_key, from_status
 FROM updated;
 
 -- name: job_insert_assigned
@@ -231,11 +233,13 @@ FROM updated;
 --   sequential scan, so the first one found at once): 1.6 ms with 27,000 jobs of another
 --   queue pending, a pickup 2.5 ms slower in `make bench`. In the index's order, reading the
 --   index is the cheapest plan whatever the estimate.
+-- - the queue is not paused or limited (queues.flow_limited): its claims count what is held
+--   and started under the queue's lock (queue_flow.sql), which this statement does not take.
 -- Otherwise it is inserted PENDING, as jobs_insert would (the caller wakes the dispatcher).
 -- ON CONFLICT DO NOTHING: a job id or idempotency key already taken inserts nothing and
 -- returns no row; the caller then submits the job through jobs_insert or jobs_insert_by_id,
 -- which say what holds it. $1 id, $2 queue, $3 payload, $4 priority, $5 max_retries (NULL: the
--- queue's), $6 idempotency key, $7 correlation id. An unknown queue breaks max_retries' NOT
+-- queue's), $6 idempotency key, $7 correlation id, $10 concurrency key. An unknown queue breaks max_retries' NOT
 -- NULL (or the queue's foreign key), as in jobs_insert.
 WITH holder AS MATERIALIZED (
     SELECT w.worker_id
@@ -248,18 +252,20 @@ WITH holder AS MATERIALIZED (
                 WHERE j.status = 'PENDING' AND j.queue_name = $2
                 ORDER BY j.priority DESC, j.created_at, j.job_id
                 LIMIT 1) IS NULL
+           AND NOT COALESCE((SELECT q.flow_limited FROM queues q WHERE q.name = $2), true)
            AS assign
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, idempotency_key,
                            correlation_id, status, worker_id, attempt, claim_id, assigned_at,
-                           updated_at)
+                           updated_at, concurrency_key)
     SELECT $1, $2, $3, $4, COALESCE($5::smallint, q.max_retries), $6, $7,
            CASE WHEN v.assign THEN 'ASSIGNED' ELSE 'PENDING' END::job_status,
            CASE WHEN v.assign THEN $8::uuid END,
            CASE WHEN v.assign THEN 1 ELSE 0 END,
            CASE WHEN v.assign THEN gen_random_uuid() END,
            CASE WHEN v.assign THEN now() END,
-           CASE WHEN v.assign THEN statement_timestamp() ELSE now() END
+           CASE WHEN v.assign THEN statement_timestamp() ELSE now() END,
+           $10::text
     FROM verdict v LEFT JOIN queues q ON q.name = $2
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
@@ -286,7 +292,9 @@ FROM written w JOIN queues q ON q.name = w.queue_name;
 -- orders one job's changes by that time (server/publication_order.py), which must follow the
 -- commit of the change that made the job PENDING. The transitions' occurred_at is the same.
 -- Claim up to $3 eligible jobs of the queues $2 for worker $1, whose stream belongs to the
--- process of incarnation $4: PENDING → ASSIGNED, attempt + 1, a new random claim_id; of them at
+-- process of incarnation $4, of those queues that are not paused or limited (flow_limited:
+-- their jobs are claimed by the limited claim, queue_flow.sql; one primary-key probe of queues
+-- per queue here): PENDING → ASSIGNED, attempt + 1, a new random claim_id; of them at
 -- most one suspect (a job interrupted twice or more), and none while the worker holds one.
 -- Each queue's head is read from jobs_pending_queue_claim_idx in claim order (the LATERAL
 -- sub-select, one ordered index range per queue, stopping at the limit), and the heads are
@@ -336,6 +344,7 @@ WITH holder AS MATERIALIZED (
 ), candidates AS MATERIALIZED (
     SELECT head.job_id, head.priority, head.created_at
     FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
+    JOIN queues fl ON fl.name = q.name AND NOT fl.flow_limited  -- limited: queue_flow.sql
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.created_at
         FROM jobs j
@@ -353,6 +362,7 @@ WITH holder AS MATERIALIZED (
 ), suspect AS MATERIALIZED (
     SELECT head.job_id, head.priority, head.created_at
     FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
+    JOIN queues fl ON fl.name = q.name AND NOT fl.flow_limited  -- limited: queue_flow.sql
     CROSS JOIN LATERAL (
         SELECT j.job_id, j.priority, j.created_at
         FROM jobs j

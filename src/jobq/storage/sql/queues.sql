@@ -4,14 +4,17 @@
 -- Create a queue; returns nothing when the name is taken.
 INSERT INTO queues (name, max_retries, ttl_seconds, max_interruptions) VALUES ($1, $2, $3, $4)
 ON CONFLICT (name) DO NOTHING
-RETURNING name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions;
+RETURNING name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions, paused,
+       max_running, key_max_running, rate_limit, rate_period_ms, key_rate_limit, key_rate_period_ms;
 
 -- name: queue_get
-SELECT name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions
+SELECT name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions, paused,
+       max_running, key_max_running, rate_limit, rate_period_ms, key_rate_limit, key_rate_period_ms
 FROM queues WHERE name = $1;
 
 -- name: queue_list
-SELECT name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions
+SELECT name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions, paused,
+       max_running, key_max_running, rate_limit, rate_period_ms, key_rate_limit, key_rate_period_ms
 FROM queues ORDER BY name;
 
 -- name: queue_lock
@@ -52,3 +55,29 @@ SELECT status, count(*) AS n, sum(retry_count) AS retries, sum(interruptions) AS
        EXTRACT(EPOCH FROM now() - min(created_at) FILTER (WHERE status = 'PENDING')) AS oldest_s
 FROM jobs WHERE queue_name = $1
 GROUP BY status;
+
+-- name: queue_set_flow
+-- Change a queue's flow settings (FlowChange): for each, $n true sets it to the next parameter
+-- (NULL removes a limit), false leaves it. The NOTIFY (at commit) tells every replica's
+-- dispatcher to read the queue's settings again: a resumed queue starts at once everywhere.
+-- $1 name, $2 paused (NULL: unchanged), $3/$4 max_running, $5/$6 key_max_running, $7/$8/$9
+-- rate_limit and rate_period_ms, $10/$11/$12 key_rate_limit and key_rate_period_ms.
+UPDATE queues SET
+    paused = COALESCE($2::boolean, paused),
+    max_running = CASE WHEN $3::boolean THEN $4::integer ELSE max_running END,
+    key_max_running = CASE WHEN $5::boolean THEN $6::integer ELSE key_max_running END,
+    rate_limit = CASE WHEN $7::boolean THEN $8::integer ELSE rate_limit END,
+    rate_period_ms = CASE WHEN $7::boolean THEN $9::integer ELSE rate_period_ms END,
+    key_rate_limit = CASE WHEN $10::boolean THEN $11::integer ELSE key_rate_limit END,
+    key_rate_period_ms = CASE WHEN $10::boolean THEN $12::integer ELSE key_rate_period_ms END,
+    updated_at = now()
+WHERE name = $1
+RETURNING name, max_retries, ttl_seconds, created_at, updated_at, max_interruptions, paused,
+          max_running, key_max_running, rate_limit, rate_period_ms, key_rate_limit,
+          key_rate_period_ms,
+          pg_notify(CASE current_schema() WHEN 'public' THEN 'jobq_jobs'
+                    ELSE 'jobq_jobs_' || current_schema() END, 'queues') AS notified;
+
+-- name: queues_flow_limited
+-- The queues the ordinary claim leaves alone (paused or limited), for the dispatcher's cache.
+SELECT name FROM queues WHERE flow_limited;
