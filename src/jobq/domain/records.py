@@ -79,6 +79,8 @@ class Job:
     updated_at: datetime
     interruptions: int = 0
     """Deliveries that ended without a result from the worker (see Reason.is_interruption)."""
+    schedule_name: str | None = None
+    """The schedule that enqueued the job (db/migrations/V19); None for a submitted one."""
 
 
 @record

@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AuditEvent, Job, JobEvent, Queue, Transition, Worker
+from jobq.domain.schedules import MissedPolicy, Schedule, Timing
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 # Enum lookup by value (`JobStatus("DONE")`) runs Enum.__new__, which costs more than the rest
@@ -34,6 +35,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
         completed_at=row["completed_at"],
         updated_at=row["updated_at"],
         interruptions=row["interruptions"],
+        schedule_name=row.get("schedule_name"),
     )
 
 
@@ -113,4 +115,21 @@ def audit_event_from_row(row: asyncpg.Record) -> AuditEvent:
         target=row["target"],
         outcome=row["outcome"],
         detail=row["detail"],
+    )
+
+
+def schedule_from_row(row: asyncpg.Record) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        timing=Timing(row["cron"], row["time_zone"], row["interval_seconds"]),
+        queue_name=row["queue_name"],
+        payload=bytes(row["payload"]),
+        priority=row["priority"],
+        max_retries=row["max_retries"],
+        missed=MissedPolicy(row["missed"]),
+        paused=row["paused"],
+        next_run_at=row["next_run_at"],
+        last_run_at=row["last_run_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
