@@ -88,6 +88,12 @@ EXPECTED_RPCS = {
             "ShutdownWorker",
             "GetSystemStatus",
             "ListAuditEvents",
+            "CreateSchedule",
+            "ListSchedules",
+            "GetSchedule",
+            "DeleteSchedule",
+            "PauseSchedule",
+            "ResumeSchedule",
         ],
     ),
 }

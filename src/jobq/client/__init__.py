@@ -45,6 +45,7 @@ from jobq.client.job_spec import (
     handler_job,
 )
 from jobq.client.retry import RetryPolicy
+from jobq.client.schedules import MissedTicks, ScheduleInfo
 from jobq.client.sync_client import Client, Job
 
 __all__ = [
@@ -65,8 +66,10 @@ __all__ = [
     "JobInfo",
     "JobSpec",
     "JobStatus",
+    "MissedTicks",
     "NotInTransaction",
     "RetryPolicy",
+    "ScheduleInfo",
     "SubmitManyFailed",
     "SubmitOptions",
     "Submitted",
