@@ -42,7 +42,7 @@ def _interval_seconds(every: str) -> int:
     return int(seconds)
 
 
-@app.command("add", context_settings={"allow_interspersed_args": False})
+@app.command("add")
 def add(
     ctx: typer.Context,
     name: ScheduleName,
