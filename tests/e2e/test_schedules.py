@@ -5,6 +5,7 @@ one replica dies)."""
 from __future__ import annotations
 
 import itertools
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -43,7 +44,7 @@ async def _wait_ticks(dsn: str, name: str, count: int, within: float = 30) -> li
     deadline = time.monotonic() + within
     while len(ticks := await _ticks(dsn, name)) < count:
         assert time.monotonic() < deadline, f"{len(ticks)} of {count} ticks in {within}s"
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
     return ticks
 
 
