@@ -4,8 +4,8 @@ one replica dies)."""
 
 from __future__ import annotations
 
-import itertools
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
