@@ -11,11 +11,13 @@ restarts or retries, and a committed tick is never repeated.
 The inserted job is published on the lifecycle stream as a submit's is (metrics, logs, Kafka
 capture) and wakes this replica's dispatcher; the statement notifies the other replicas'.
 
-Cost: a run with nothing due is two cheap index reads (the due schedule, none; the next due
-time). The loop sleeps until the next due tick, or `interval_s` at most (a schedule another
-replica created, or resumed, is found by then), so with no schedule it costs two queries per
-`interval_s`, and with schedules three per tick (lock and fire in one transaction, then the
-next lock and the next due time). Nothing of it touches submit, claim or complete.
+Cost (queries of PostgreSQL; nothing of it touches submit, claim or complete): a run asks
+when the next schedule is due (one read of a small partial index), and fires only when one is.
+The loop sleeps until that time, or `interval_s` (10 s) at most, which is how soon a schedule
+created or resumed on another replica is seen. With no schedule: one query per 10 s per
+replica. Per tick fired: the transaction (BEGIN, lock, the insert statement, COMMIT) and one
+more next-due read, so six round trips with the wake-up's read; a replica that finds the tick
+already taken by another spends one or two reads.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ _WAKE_SLACK_S = 0.002
 """Wake a little after the due tick: the event loop's timer and the wall clock differ slightly,
 and a run a hair early finds nothing due and must be woken again."""
 
+_RETRY_HELD_S = 0.05
+"""The wait before looking again at a due schedule another replica holds."""
+
 
 class ScheduleRunner:
     """Enqueues due schedule ticks; `run_once(now)` is one pass, as the loop runs it."""
@@ -65,6 +70,8 @@ class ScheduleRunner:
         self._max_per_run = max_per_run
         self._interval_s = interval_s
         self._timer: asyncio.TimerHandle | None = None
+        self._next_due: datetime | None = None
+        self._idle_run = True
         self.loop = ServiceLoop("schedules", interval_s, self._tick)
 
     def start(self) -> None:
@@ -80,16 +87,23 @@ class ScheduleRunner:
 
     async def run_once(self, now: datetime | None = None) -> list[Transition]:
         """Enqueue the job of every schedule due at `now` (default: the clock), one schedule
-        per transaction; returns the SUBMITTED transitions of the jobs it inserted."""
+        per transaction; returns the SUBMITTED transitions of the jobs it inserted.
+
+        It asks when the next schedule is due first, and again after each one it fired: a run
+        with nothing due is one index read, and no transaction."""
         at = now if now is not None else self._clock()
         inserted: list[Transition] = []
+        due = await self._schedules.schedules_next_due()
+        fired_any = False
         for _ in range(self._max_per_run):
+            if due is None or due > at:
+                break
             with self._lifecycle.write() as changes:
                 fired = await self._schedules.schedule_fire_due(
                     at, lambda schedule: _plan(schedule, at), uuid7()
                 )
                 if fired is None:
-                    break
+                    break  # the due ones are another replica's right now
                 schedule, plan, submitted = fired
                 if submitted is not None:
                     transition = Transition.submitted(
@@ -97,24 +111,32 @@ class ScheduleRunner:
                     )
                     changes.applied([transition])
                     inserted.append(transition)
+            fired_any = True
             _log_tick(schedule, plan, submitted is not None)
+            due = await self._schedules.schedules_next_due()
         else:
             self.loop.wake()  # more may be due: go on after yielding to the event loop
+        self._next_due = due
+        self._idle_run = not fired_any
         if inserted:
             self._on_inserted()
         return inserted
 
     async def _tick(self) -> None:
         await self.run_once()
-        await self._sleep_until_next_due()
+        self._arm_timer()
 
-    async def _sleep_until_next_due(self) -> None:
-        """Arm a wake-up for the next due tick when it comes before the loop's interval."""
+    def _arm_timer(self) -> None:
+        """Wake the loop at the next due tick when it comes before the loop's interval."""
         self._cancel_timer()
-        due = await self._schedules.schedules_next_due()
+        due = self._next_due
         if due is None:
             return
         delay = (due - self._clock()).total_seconds() + _WAKE_SLACK_S
+        if self._idle_run:
+            # Due, yet nothing fired: another replica holds it and commits in a moment. Not a
+            # tight loop meanwhile.
+            delay = max(delay, _RETRY_HELD_S)
         if delay < self._interval_s:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(delay, 0.0), self.loop.wake)

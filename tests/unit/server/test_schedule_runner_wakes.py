@@ -25,6 +25,7 @@ class FakeSchedules:
         self.due = due
         self.next_due = next_due
         self.fired: list[TickPlan] = []
+        self.asked = 0
 
     async def schedule_fire_due(
         self, now: datetime, plan: Callable[[Schedule], TickPlan], job_id: UUID
@@ -51,7 +52,8 @@ class FakeSchedules:
         return schedule, decided, Submitted(job_id, now)
 
     async def schedules_next_due(self) -> datetime | None:
-        return self.next_due
+        self.asked += 1
+        return NOW if self.due else self.next_due
 
 
 def _runner(store: FakeSchedules, **kwargs: object) -> ScheduleRunner:
@@ -97,13 +99,23 @@ async def test_the_loop_wakes_at_the_next_due_tick() -> None:
         await runner.stop()
 
 
+async def test_nothing_due_costs_one_query_and_no_transaction() -> None:
+    store = FakeSchedules(next_due=NOW + timedelta(seconds=3))
+    runner = _runner(store, interval_s=10)
+    assert await runner.run_once() == []
+    assert store.asked == 1
+    assert store.fired == []
+
+
 async def test_no_timer_when_the_next_tick_is_beyond_the_interval() -> None:
     store = FakeSchedules(next_due=NOW + timedelta(hours=2))
     runner = _runner(store, interval_s=10)
-    await runner._sleep_until_next_due()
+    await runner.run_once()
+    runner._arm_timer()
     assert runner._timer is None
     store.next_due = NOW + timedelta(seconds=3)
-    await runner._sleep_until_next_due()
+    await runner.run_once()
+    runner._arm_timer()
     assert runner._timer is not None
     await runner.stop()
     assert runner._timer is None
