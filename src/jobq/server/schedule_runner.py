@@ -72,7 +72,15 @@ class ScheduleRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._next_due: datetime | None = None
         self._idle_run = True
-        self.loop = ServiceLoop("schedules", interval_s, self._tick)
+        # A failed run (PostgreSQL away) is retried after 1 s, doubling up to the interval: a
+        # tick is late by no more than the outage plus that.
+        self.loop = ServiceLoop(
+            "schedules",
+            interval_s,
+            self._tick,
+            retry_s=min(1.0, interval_s),
+            max_retry_s=interval_s,
+        )
 
     def start(self) -> None:
         self.loop.start()
