@@ -8,6 +8,10 @@ event unless the tick has its job already (a unique index on (schedule, tick) de
 read), and move next_run_at on. A tick thus enqueues at most one job whatever the replicas,
 restarts or retries, and a committed tick is never repeated.
 
+Time is PostgreSQL's (read with the next due time, at no extra cost), not each replica's own
+clock: replicas whose clocks differ still agree on which ticks are due and how late they are.
+Tests inject a clock, or pass `now` to run_once.
+
 The inserted job is published on the lifecycle stream as a submit's is (metrics, logs, Kafka
 capture) and wakes this replica's dispatcher; the statement notifies the other replicas'.
 
@@ -60,7 +64,7 @@ class ScheduleRunner:
         *,
         on_inserted: Callable[[], None] = lambda: None,
         interval_s: float = DEFAULT_INTERVAL_S,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         max_per_run: int = MAX_PER_RUN,
     ) -> None:
         self._schedules = schedules
@@ -71,6 +75,8 @@ class ScheduleRunner:
         self._interval_s = interval_s
         self._timer: asyncio.TimerHandle | None = None
         self._next_due: datetime | None = None
+        self._read_at = datetime.now(UTC)
+        """The time (the clock's, else the database's) when _next_due was read."""
         self._idle_run = True
         # A failed run (PostgreSQL away) is retried after 1 s, doubling up to the interval: a
         # tick is late by no more than the outage plus that.
@@ -94,14 +100,15 @@ class ScheduleRunner:
         self.loop.wake()
 
     async def run_once(self, now: datetime | None = None) -> list[Transition]:
-        """Enqueue the job of every schedule due at `now` (default: the clock), one schedule
-        per transaction; returns the SUBMITTED transitions of the jobs it inserted.
+        """Enqueue the job of every schedule due at `now` (default: the injected clock, else the
+        database's time, which every replica shares), one schedule per transaction; returns the
+        SUBMITTED transitions of the jobs it inserted.
 
         It asks when the next schedule is due first, and again after each one it fired: a run
         with nothing due is one index read, and no transaction."""
-        at = now if now is not None else self._clock()
         inserted: list[Transition] = []
-        due = await self._schedules.schedules_next_due()
+        due, db_now = await self._schedules.schedules_next_due()
+        at = now if now is not None else self._now(db_now)
         fired_any = False
         for _ in range(self._max_per_run):
             if due is None or due > at:
@@ -121,10 +128,10 @@ class ScheduleRunner:
                     inserted.append(transition)
             fired_any = True
             _log_tick(schedule, plan, submitted is not None)
-            due = await self._schedules.schedules_next_due()
+            due, db_now = await self._schedules.schedules_next_due()
         else:
             self.loop.wake()  # more may be due: go on after yielding to the event loop
-        self._next_due = due
+        self._next_due, self._read_at = due, self._now(db_now)
         self._idle_run = not fired_any
         if inserted:
             self._on_inserted()
@@ -140,7 +147,7 @@ class ScheduleRunner:
         due = self._next_due
         if due is None:
             return
-        delay = (due - self._clock()).total_seconds() + _WAKE_SLACK_S
+        delay = (due - self._read_at).total_seconds() + _WAKE_SLACK_S
         if self._idle_run:
             # Due, yet nothing fired: another replica holds it and commits in a moment. Not a
             # tight loop meanwhile.
@@ -148,6 +155,9 @@ class ScheduleRunner:
         if delay < self._interval_s:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(delay, 0.0), self.loop.wake)
+
+    def _now(self, db_now: datetime) -> datetime:
+        return self._clock() if self._clock is not None else db_now
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

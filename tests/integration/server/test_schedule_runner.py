@@ -216,7 +216,7 @@ async def test_a_paused_schedule_enqueues_nothing_and_resumes_in_the_future(
     first = await _create(store, timing=_every(10))
     paused = await store.schedule_pause("tick")
     assert paused.paused
-    assert await store.schedules_next_due() is None
+    assert (await store.schedules_next_due())[0] is None
     assert await _runner(pool).run_once(first + timedelta(minutes=5)) == []
     now = first + timedelta(minutes=5, seconds=3)
     resumed = await store.schedule_resume(
@@ -290,7 +290,9 @@ async def test_each_due_schedule_commits_on_its_own(pool: asyncpg.Pool) -> None:
 
 async def test_the_next_due_time_is_the_earliest_active_tick(pool: asyncpg.Pool) -> None:
     store = PgScheduleStore(pool)
-    assert await store.schedules_next_due() is None
+    due, now = await store.schedules_next_due()
+    assert due is None
+    assert abs(now - datetime.now(UTC)) < timedelta(minutes=1)  # the database's clock
     await _create(store, "slow", _every(60))
     await _create(store, "fast", _every(5))
-    assert await store.schedules_next_due() == T0 + timedelta(seconds=5)
+    assert (await store.schedules_next_due())[0] == T0 + timedelta(seconds=5)

@@ -26,6 +26,7 @@ class FakeSchedules:
         self.next_due = next_due
         self.fired: list[TickPlan] = []
         self.asked = 0
+        self.db_now = NOW
 
     async def schedule_fire_due(
         self, now: datetime, plan: Callable[[Schedule], TickPlan], job_id: UUID
@@ -51,9 +52,9 @@ class FakeSchedules:
         self.fired.append(decided)
         return schedule, decided, Submitted(job_id, now)
 
-    async def schedules_next_due(self) -> datetime | None:
+    async def schedules_next_due(self) -> tuple[datetime | None, datetime]:
         self.asked += 1
-        return NOW if self.due else self.next_due
+        return (self.db_now if self.due else self.next_due), self.db_now
 
 
 def _runner(store: FakeSchedules, **kwargs: object) -> ScheduleRunner:
@@ -119,3 +120,12 @@ async def test_no_timer_when_the_next_tick_is_beyond_the_interval() -> None:
     assert runner._timer is not None
     await runner.stop()
     assert runner._timer is None
+
+
+async def test_without_a_clock_the_database_time_decides() -> None:
+    store = FakeSchedules(due=1)
+    db_now = store.db_now = NOW - timedelta(days=1)
+    runner = ScheduleRunner(store, Lifecycle())  # type: ignore[arg-type]
+    await runner.run_once()
+    assert [p.enqueue for p in store.fired] == [db_now]
+    assert store.fired[0].next_run_at == db_now + timedelta(seconds=60)

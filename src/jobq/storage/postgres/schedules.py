@@ -101,7 +101,9 @@ class PgScheduleStore:
         submitted = None if written is None else Submitted(written["job_id"], written["created_at"])
         return schedule, decided, submitted
 
-    async def schedules_next_due(self) -> datetime | None:
-        """When the next active schedule falls due; None when there is none."""
-        due: datetime | None = await self._pool.fetchval(query("schedules_next_due"))
-        return due
+    async def schedules_next_due(self) -> tuple[datetime | None, datetime]:
+        """When the next active schedule falls due (None: there is none), and the database's
+        current time."""
+        row = await self._pool.fetchrow(query("schedules_next_due"))
+        assert row is not None
+        return row["due"], row["now"]

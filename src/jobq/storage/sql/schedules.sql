@@ -79,5 +79,7 @@ FROM written w,
          '') END) AS n;
 
 -- name: schedules_next_due
--- When the next active schedule falls due (NULL: none), so the scheduler sleeps until then.
-SELECT min(next_run_at) FROM schedules WHERE NOT paused;
+-- When the next active schedule falls due (NULL: none), so the scheduler sleeps until then, and
+-- the database's time: the one clock every replica shares, so replicas whose own clocks differ
+-- still agree on which ticks are due.
+SELECT min(next_run_at) AS due, clock_timestamp() AS now FROM schedules WHERE NOT paused;
