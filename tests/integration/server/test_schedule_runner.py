@@ -17,7 +17,7 @@ from support.payloads import job_payload
 
 from jobq.domain.errors import QueueNotFound, ScheduleAlreadyExists, ScheduleNotFound
 from jobq.domain.ids import uuid7
-from jobq.domain.records import Transition
+from jobq.domain.records import NewJob, Transition
 from jobq.domain.schedules import MissedPolicy, NewSchedule, Schedule, TickPlan, Timing
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.lifecycle import Lifecycle
@@ -296,3 +296,29 @@ async def test_the_next_due_time_is_the_earliest_active_tick(pool: asyncpg.Pool)
     await _create(store, "slow", _every(60))
     await _create(store, "fast", _every(5))
     assert (await store.schedules_next_due())[0] == T0 + timedelta(seconds=5)
+
+
+async def test_a_scheduled_job_is_stored_as_a_submitted_one_is(pool: asyncpg.Pool) -> None:
+    """schedule_fire writes the job and its event as jobs_insert does: the rows of a tick's job
+    and of the same job submitted differ only in what identifies them. A column that jobs_insert
+    starts to fill (or a default it stops relying on) fails this test until schedule_fire does
+    the same."""
+    store = PgScheduleStore(pool)
+    first = await _create(store)
+    [ticked] = await _runner(pool).run_once(first)
+    schedule = await store.schedule_get("tick")
+    submitted = uuid7()
+    await PgJobStore(pool).jobs_insert(
+        [NewJob(submitted, "default", schedule.payload, priority=schedule.priority)]
+    )
+    identity = {"job_id", "created_at", "updated_at", "schedule_name", "schedule_tick"}
+    jobs = {
+        row["job_id"]: {k: v for k, v in row.items() if k not in identity}
+        for row in await pool.fetch("SELECT * FROM jobs")
+    }
+    assert jobs[ticked.job_id] == jobs[submitted]
+    events = {
+        row["job_id"]: {k: v for k, v in row.items() if k not in {"id", "job_id", "occurred_at"}}
+        for row in await pool.fetch("SELECT * FROM job_events")
+    }
+    assert events[ticked.job_id] == events[submitted]
