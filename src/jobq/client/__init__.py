@@ -12,6 +12,9 @@
     with jobq.Client("localhost:50051") as client:
         jobs = client.submit_many(add.job(i, i) for i in range(100))
 
+Both also create, list, pause, resume and delete schedules (`create_schedule(name, job,
+cron=... | every=...)`): a job enqueued at every tick of a cron expression or an interval.
+
 `Client` blocks and may be shared by threads; `AsyncClient` is its asyncio twin. Both batch
 concurrent submits into SubmitJobs calls and wait through WatchJobs (pushed, not polled).
 
