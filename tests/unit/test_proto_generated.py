@@ -91,6 +91,12 @@ EXPECTED_RPCS = {
             "ShutdownWorker",
             "GetSystemStatus",
             "ListAuditEvents",
+            "CreateSchedule",
+            "ListSchedules",
+            "GetSchedule",
+            "DeleteSchedule",
+            "PauseSchedule",
+            "ResumeSchedule",
         ],
     ),
 }

@@ -12,6 +12,9 @@
     with jobq.Client("localhost:50051") as client:
         jobs = client.submit_many(add.job(i, i) for i in range(100))
 
+Both also create, list, pause, resume and delete schedules (`create_schedule(name, job,
+cron=... | every=...)`): a job enqueued at every tick of a cron expression or an interval.
+
 `Client` blocks and may be shared by threads; `AsyncClient` is its asyncio twin. Both batch
 concurrent submits into SubmitJobs calls and wait through WatchJobs (pushed, not polled).
 
@@ -45,6 +48,7 @@ from jobq.client.job_spec import (
     handler_job,
 )
 from jobq.client.retry import RetryPolicy
+from jobq.client.schedules import MissedTicks, ScheduleInfo
 from jobq.client.sync_client import Client, Job
 
 __all__ = [
@@ -65,8 +69,10 @@ __all__ = [
     "JobInfo",
     "JobSpec",
     "JobStatus",
+    "MissedTicks",
     "NotInTransaction",
     "RetryPolicy",
+    "ScheduleInfo",
     "SubmitManyFailed",
     "SubmitOptions",
     "Submitted",

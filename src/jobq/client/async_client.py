@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,11 +44,13 @@ from jobq.client.job_spec import (
     submit_options,
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
+from jobq.client.schedules import MissedTicks, ScheduleInfo, schedule_request
 from jobq.client.submit_stream import SubmitStream, status_name
 from jobq.client.sync_client import DEFAULT_MAX_BATCH
 from jobq.client.watching import reason_from_events, status_to_proto
+from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
 from jobq.rpc._gen import job_service_pb2 as jpb
-from jobq.rpc._gen import job_service_pb2_grpc
+from jobq.rpc._gen import schedules_pb2 as spb
 
 __all__ = ["DEFAULT_ASYNC_LINGER_S", "AsyncClient", "AsyncJob"]
 
@@ -137,6 +139,7 @@ class AsyncClient:
         self._metadata = call_metadata(self.settings)
         self._channel = open_aio_channel(self.settings)
         self._stub = job_service_pb2_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._max_batch = max_batch
         self._batcher = (
             AsyncBatcher(self._send_requests, linger_s=linger_s, max_batch=max_batch)
@@ -173,8 +176,9 @@ class AsyncClient:
         *,
         submit: bool = False,
         retry: bool = True,
+        admin: bool = False,
     ) -> Reply:
-        rpc = getattr(self._stub, method)
+        rpc = getattr(self._admin if admin else self._stub, method)
         tries = 0
         while True:
             tries += 1
@@ -382,6 +386,73 @@ class AsyncClient:
             return reason_from_events(await self.logs(job.job_id))
         except ClientError:
             return ""
+
+    # schedules (AdminService: creating and changing them needs the admin scope)
+
+    async def create_schedule(
+        self,
+        name: str,
+        job: JobSpec,
+        *,
+        cron: str | None = None,
+        time_zone: str | None = None,
+        every: float | timedelta | None = None,
+        missed: MissedTicks = "skip",
+    ) -> ScheduleInfo:
+        """Create a schedule that enqueues `job` (its payload, queue, priority and max_retries)
+        at every tick of `cron` (five fields, in `time_zone`, default UTC) or `every` seconds.
+        `missed`: what ticks missed while no jq-server ran get (README "Schedules")."""
+        request = schedule_request(
+            name, job, cron=cron, time_zone=time_zone, every=every, missed=missed
+        )
+        reply = await self._call(
+            "CreateSchedule", request, spb.CreateScheduleResponse, retry=False, admin=True
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
+
+    async def list_schedules(self) -> builtins.list[ScheduleInfo]:
+        """Every schedule, by name."""
+        reply = await self._call(
+            "ListSchedules", spb.ListSchedulesRequest(), spb.ListSchedulesResponse, admin=True
+        )
+        return [ScheduleInfo.from_proto(schedule) for schedule in reply.schedules]
+
+    async def get_schedule(self, name: str) -> ScheduleInfo:
+        """One schedule, with its next run times (`upcoming`)."""
+        reply = await self._call(
+            "GetSchedule", spb.GetScheduleRequest(name=name), spb.GetScheduleResponse, admin=True
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the jobs it enqueued stay."""
+        await self._call(
+            "DeleteSchedule",
+            spb.DeleteScheduleRequest(name=name),
+            spb.DeleteScheduleResponse,
+            retry=False,
+            admin=True,
+        )
+
+    async def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Stop a schedule's ticks until it is resumed."""
+        reply = await self._call(
+            "PauseSchedule",
+            spb.PauseScheduleRequest(name=name),
+            spb.PauseScheduleResponse,
+            admin=True,
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
+
+    async def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Resume a paused schedule at its next future tick."""
+        reply = await self._call(
+            "ResumeSchedule",
+            spb.ResumeScheduleRequest(name=name),
+            spb.ResumeScheduleResponse,
+            admin=True,
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
 
     # listing (last: `list` would shadow the builtin in the annotations above)
 

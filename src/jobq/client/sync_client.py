@@ -15,7 +15,7 @@ import builtins
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,11 +42,13 @@ from jobq.client.job_spec import (
     submit_options,
 )
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
+from jobq.client.schedules import MissedTicks, ScheduleInfo, schedule_request
 from jobq.client.sync_batcher import SyncBatcher
 from jobq.client.sync_watch import call_failed, watch_ended
 from jobq.client.watching import MAX_WATCHED, dead_letter_reason, status_to_proto
+from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
 from jobq.rpc._gen import job_service_pb2 as jpb
-from jobq.rpc._gen import job_service_pb2_grpc
+from jobq.rpc._gen import schedules_pb2 as spb
 
 __all__ = ["DEFAULT_LINGER_S", "DEFAULT_MAX_BATCH", "Client", "Job"]
 
@@ -133,6 +135,7 @@ class Client:
         self._metadata = call_metadata(self.settings)
         self._channel = open_channel(self.settings)
         self._stub = job_service_pb2_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._admin = admin_service_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._max_batch = max_batch
         self._limit_lock = threading.Lock()
         self._batcher = (
@@ -162,8 +165,9 @@ class Client:
         *,
         submit: bool = False,
         retry: bool = True,
+        admin: bool = False,
     ) -> Reply:
-        rpc: Callable[..., Any] = getattr(self._stub, method)
+        rpc: Callable[..., Any] = getattr(self._admin if admin else self._stub, method)
         tries = 0
         while True:
             tries += 1
@@ -363,6 +367,73 @@ class Client:
 
     def _watch(self, job_ids: Sequence[str], timeout: float | None) -> dict[str, JobInfo]:
         return watch_ended(self._stub, self._metadata, self._retry, job_ids, timeout)
+
+    # schedules (AdminService: creating and changing them needs the admin scope)
+
+    def create_schedule(
+        self,
+        name: str,
+        job: JobSpec,
+        *,
+        cron: str | None = None,
+        time_zone: str | None = None,
+        every: float | timedelta | None = None,
+        missed: MissedTicks = "skip",
+    ) -> ScheduleInfo:
+        """Create a schedule that enqueues `job` (its payload, queue, priority and max_retries)
+        at every tick of `cron` (five fields, in `time_zone`, default UTC) or `every` seconds.
+        `missed`: what ticks missed while no jq-server ran get (README "Schedules")."""
+        request = schedule_request(
+            name, job, cron=cron, time_zone=time_zone, every=every, missed=missed
+        )
+        reply = self._call(
+            "CreateSchedule", request, spb.CreateScheduleResponse, retry=False, admin=True
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
+
+    def list_schedules(self) -> builtins.list[ScheduleInfo]:
+        """Every schedule, by name."""
+        reply = self._call(
+            "ListSchedules", spb.ListSchedulesRequest(), spb.ListSchedulesResponse, admin=True
+        )
+        return [ScheduleInfo.from_proto(schedule) for schedule in reply.schedules]
+
+    def get_schedule(self, name: str) -> ScheduleInfo:
+        """One schedule, with its next run times (`upcoming`)."""
+        reply = self._call(
+            "GetSchedule", spb.GetScheduleRequest(name=name), spb.GetScheduleResponse, admin=True
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule; the jobs it enqueued stay."""
+        self._call(
+            "DeleteSchedule",
+            spb.DeleteScheduleRequest(name=name),
+            spb.DeleteScheduleResponse,
+            retry=False,
+            admin=True,
+        )
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Stop a schedule's ticks until it is resumed."""
+        reply = self._call(
+            "PauseSchedule",
+            spb.PauseScheduleRequest(name=name),
+            spb.PauseScheduleResponse,
+            admin=True,
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
+
+    def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Resume a paused schedule at its next future tick."""
+        reply = self._call(
+            "ResumeSchedule",
+            spb.ResumeScheduleRequest(name=name),
+            spb.ResumeScheduleResponse,
+            admin=True,
+        )
+        return ScheduleInfo.from_proto(reply.schedule)
 
     # listing (last: `list` would shadow the builtin in the annotations above)
 

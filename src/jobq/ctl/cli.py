@@ -25,6 +25,7 @@ from jobq.ctl import (
     audit_commands,
     event_commands,
     job_commands,
+    schedule_commands,
     token_commands,
 )
 from jobq.ctl.context import PROG, CtlState, GlobalOptions
@@ -44,7 +45,7 @@ except ImportError:  # pragma: no cover
 app = typer.Typer(
     name=PROG,
     help="jobq operator CLI: jobs, queues, workers, system status, lifecycle events, the audit "
-    "trail and tokens.",
+    "trail, tokens and schedules.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -56,6 +57,7 @@ app.add_typer(admin_commands.system_app)
 app.add_typer(audit_commands.app)
 app.add_typer(event_commands.app)
 app.add_typer(token_commands.app)
+app.add_typer(schedule_commands.app)
 
 _CONNECTION = "Connection"
 

@@ -21,6 +21,7 @@ from jobq.ctl.errors import EXIT_USAGE, CtlError, describe_rpc_error
 from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
 from jobq.rpc._gen import job_service_pb2 as jpb
+from jobq.rpc._gen import schedules_pb2 as spb
 
 Reply = TypeVar("Reply", bound=Message)
 Metadata = tuple[tuple[str, str], ...]
@@ -288,3 +289,42 @@ class Client:
             limit=limit, action=action, actor=actor, page_token=page_token
         )
         return self._call(self._admin.ListAuditEvents, request, apb.ListAuditEventsResponse)
+
+    # AdminService: schedules
+
+    def create_schedule(self, request: spb.CreateScheduleRequest) -> spb.CreateScheduleResponse:
+        return self._call(
+            self._admin.CreateSchedule,
+            request,
+            spb.CreateScheduleResponse,
+            f"schedule '{request.name}'",
+        )
+
+    def list_schedules(self) -> spb.ListSchedulesResponse:
+        return self._call(
+            self._admin.ListSchedules, spb.ListSchedulesRequest(), spb.ListSchedulesResponse
+        )
+
+    def get_schedule(self, name: str) -> spb.GetScheduleResponse:
+        request = spb.GetScheduleRequest(name=name)
+        return self._call(
+            self._admin.GetSchedule, request, spb.GetScheduleResponse, f"schedule '{name}'"
+        )
+
+    def delete_schedule(self, name: str) -> spb.DeleteScheduleResponse:
+        request = spb.DeleteScheduleRequest(name=name)
+        return self._call(
+            self._admin.DeleteSchedule, request, spb.DeleteScheduleResponse, f"schedule '{name}'"
+        )
+
+    def pause_schedule(self, name: str) -> spb.PauseScheduleResponse:
+        request = spb.PauseScheduleRequest(name=name)
+        return self._call(
+            self._admin.PauseSchedule, request, spb.PauseScheduleResponse, f"schedule '{name}'"
+        )
+
+    def resume_schedule(self, name: str) -> spb.ResumeScheduleResponse:
+        request = spb.ResumeScheduleRequest(name=name)
+        return self._call(
+            self._admin.ResumeSchedule, request, spb.ResumeScheduleResponse, f"schedule '{name}'"
+        )

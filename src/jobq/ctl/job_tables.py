@@ -41,6 +41,7 @@ def job_detail(job: cpb.Job, now: datetime) -> Table:
             ("Retries", f"{job.retry_count} of {job.max_retries}"),
             ("Attempt", str(job.attempt)),
             ("Worker", or_none(job.worker_id)),
+            ("Schedule", or_none(job.schedule_name)),
             ("Created", when(job, "created_at", now, exact=True)),
             ("Not before", when(job, "not_before", now, exact=True)),
             ("Started", when(job, "started_at", now, exact=True)),

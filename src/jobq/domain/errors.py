@@ -153,3 +153,15 @@ class MigrationError(JobqError):
 class ServiceFailed(JobqError):
     """A background loop of the process kept failing in a way restarting does not fix (a bug),
     so the process stopped; the message names the loop and its last error."""
+
+
+class ScheduleNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule '{name}' not found")
+        self.name = name
+
+
+class ScheduleAlreadyExists(AlreadyExists):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule '{name}' already exists")
+        self.name = name

@@ -84,6 +84,8 @@ class Job:
     """Deliveries that ended without a result from the worker (see Reason.is_interruption)."""
     concurrency_key: str | None = None
     """The key the queue's per-key limits count the job under; None: none."""
+    schedule_name: str | None = None
+    """The schedule that enqueued the job (db/migrations/V19); None for a submitted one."""
 
 
 @record

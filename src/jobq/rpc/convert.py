@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import cast
 
@@ -18,8 +19,9 @@ from jobq.domain.records import (
     QueueStats,
     Worker,
 )
+from jobq.domain.schedules import MissedPolicy, Schedule
 from jobq.domain.states import JobStatus, WorkerStatus
-from jobq.rpc._gen import admin_service_pb2, common_pb2, worker_service_pb2
+from jobq.rpc._gen import admin_service_pb2, common_pb2, schedules_pb2, worker_service_pb2
 
 ProtoJobStatus = common_pb2.JobStatus
 ProtoWorkerStatus = common_pb2.WorkerStatus
@@ -94,6 +96,7 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         updated_at=timestamp(job.updated_at),
         interruptions=job.interruptions,
         concurrency_key=job.concurrency_key or "",
+        schedule_name=job.schedule_name or "",
     )
 
 
@@ -198,4 +201,39 @@ def audit_event_to_proto(event: AuditEvent) -> admin_service_pb2.AuditEvent:
         target=event.target,
         outcome=event.outcome,
         detail=event.detail or "",
+    )
+
+
+_MISSED_TO_PROTO: dict[MissedPolicy, schedules_pb2.MissedTickPolicy] = {
+    MissedPolicy.SKIP: schedules_pb2.MISSED_TICK_POLICY_SKIP,
+    MissedPolicy.ONCE: schedules_pb2.MISSED_TICK_POLICY_ONCE,
+}
+_MISSED_FROM_PROTO: dict[int, MissedPolicy] = {v: k for k, v in _MISSED_TO_PROTO.items()}
+
+
+def missed_policy_from_proto(value: int) -> MissedPolicy | None:
+    """The domain policy; None for UNSPECIFIED and unknown values."""
+    return _MISSED_FROM_PROTO.get(value)
+
+
+def schedule_to_proto(
+    schedule: Schedule, upcoming: Sequence[datetime] = ()
+) -> schedules_pb2.Schedule:
+    timing = schedule.timing
+    return schedules_pb2.Schedule(
+        name=schedule.name,
+        cron=timing.cron or "",
+        time_zone=timing.time_zone,
+        interval_seconds=timing.interval_seconds or 0,
+        queue_name=schedule.queue_name,
+        payload=schedule.payload,
+        priority=schedule.priority,
+        max_retries=schedule.max_retries,
+        missed=_MISSED_TO_PROTO[schedule.missed],
+        paused=schedule.paused,
+        next_run_at=timestamp(schedule.next_run_at),
+        last_run_at=timestamp(schedule.last_run_at),
+        created_at=timestamp(schedule.created_at),
+        updated_at=timestamp(schedule.updated_at),
+        upcoming=list(upcoming),
     )

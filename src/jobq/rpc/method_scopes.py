@@ -61,6 +61,12 @@ _TABLE: dict[str, Scope] = {
     method_path(_ADMIN, "DrainWorker"): Scope.ADMIN,
     method_path(_ADMIN, "ShutdownWorker"): Scope.ADMIN,
     method_path(_ADMIN, "ListAuditEvents"): Scope.ADMIN,
+    method_path(_ADMIN, "ListSchedules"): Scope.READ,
+    method_path(_ADMIN, "GetSchedule"): Scope.READ,
+    method_path(_ADMIN, "CreateSchedule"): Scope.ADMIN,
+    method_path(_ADMIN, "DeleteSchedule"): Scope.ADMIN,
+    method_path(_ADMIN, "PauseSchedule"): Scope.ADMIN,
+    method_path(_ADMIN, "ResumeSchedule"): Scope.ADMIN,
 }
 _TABLE[method_path(_REFLECTION, "ServerReflectionInfo")] = Scope.READ
 

@@ -22,9 +22,10 @@ from jobq.domain.validation import (
 )
 from jobq.rpc import convert
 from jobq.rpc._gen import admin_service_pb2 as pb
-from jobq.rpc._gen import admin_service_pb2_grpc
+from jobq.rpc._gen import admin_service_pb2_grpc, schedules_pb2
 from jobq.server.audit import AuditTrail, audit_filters
 from jobq.server.rpc_handler import RpcObserver, rpc
+from jobq.server.schedule_admin import ScheduleAdmin
 from jobq.server.worker_capacity import WorkerCapacity
 from jobq.storage.stores import JobStore, QueueStore, WorkerStore
 
@@ -89,6 +90,8 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         started_at: datetime,
         observer: RpcObserver,
         audit: AuditTrail,
+        *,
+        schedules: ScheduleAdmin,
     ) -> None:
         self._queues = queues
         self._workers = workers
@@ -99,6 +102,7 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
         self._started_monotonic = time.monotonic()
         self.observer = observer
         self._audit = audit
+        self._schedules = schedules
 
     @rpc(SERVICE)
     async def CreateQueue(
@@ -272,3 +276,41 @@ class AdminServicer(admin_service_pb2_grpc.AdminServiceServicer):
             events=[convert.audit_event_to_proto(event) for event in page.events],
             next_page_token=page.next_page_token,
         )
+
+    # --- schedules (server/schedule_admin.py) -----------------------------------------------
+
+    @rpc(SERVICE)
+    async def CreateSchedule(
+        self, request: schedules_pb2.CreateScheduleRequest, context: Context
+    ) -> schedules_pb2.CreateScheduleResponse:
+        return await self._schedules.create(request)
+
+    @rpc(SERVICE)
+    async def ListSchedules(
+        self, request: schedules_pb2.ListSchedulesRequest, context: Context
+    ) -> schedules_pb2.ListSchedulesResponse:
+        return await self._schedules.list()
+
+    @rpc(SERVICE)
+    async def GetSchedule(
+        self, request: schedules_pb2.GetScheduleRequest, context: Context
+    ) -> schedules_pb2.GetScheduleResponse:
+        return await self._schedules.get(request)
+
+    @rpc(SERVICE)
+    async def DeleteSchedule(
+        self, request: schedules_pb2.DeleteScheduleRequest, context: Context
+    ) -> schedules_pb2.DeleteScheduleResponse:
+        return await self._schedules.delete(request)
+
+    @rpc(SERVICE)
+    async def PauseSchedule(
+        self, request: schedules_pb2.PauseScheduleRequest, context: Context
+    ) -> schedules_pb2.PauseScheduleResponse:
+        return await self._schedules.pause(request)
+
+    @rpc(SERVICE)
+    async def ResumeSchedule(
+        self, request: schedules_pb2.ResumeScheduleRequest, context: Context
+    ) -> schedules_pb2.ResumeScheduleResponse:
+        return await self._schedules.resume(request)

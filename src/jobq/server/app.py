@@ -40,6 +40,8 @@ from jobq.server.queue_flow import QueueFlow
 from jobq.server.readiness import dependency_checks, readiness_note, ready
 from jobq.server.reaper import Reaper
 from jobq.server.reports import ReportWriter
+from jobq.server.schedule_admin import ScheduleAdmin
+from jobq.server.schedule_runner import ScheduleRunner
 from jobq.server.server_metrics import MetricsObserver, refresh_gauges, scrape_route
 from jobq.server.service_loop import ServiceLoop, describe
 from jobq.server.submission import Submitter
@@ -56,6 +58,7 @@ from jobq.storage.postgres.job_watch import PgJobWatchStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.queues import PgQueueStore
+from jobq.storage.postgres.schedules import PgScheduleStore
 from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.server_storage import open_database_for_server, open_pools
 
@@ -201,6 +204,8 @@ class ServerApp:
             on_heartbeat=on_heartbeat,
         )
         watch = JobWatch(PgJobWatchStore(pool), lifecycle)
+        schedules = PgScheduleStore(pool)
+        runner = ScheduleRunner(schedules, lifecycle, on_inserted=dispatcher.wake_for_new_jobs)
         job_servicer = JobServicer(
             jobs, events, submitter, lifecycle, cfg.limits, observer, audit=audit, watch=watch
         )
@@ -213,6 +218,7 @@ class ServerApp:
             self.started_at,
             observer,
             audit,
+            schedules=ScheduleAdmin(schedules, audit, cfg.limits, on_change=runner.wake),
         )
         built = build_grpc_server(
             cfg.grpc,
@@ -264,6 +270,7 @@ class ServerApp:
                 reaper.loop,
                 watch.loop,
                 announcer.loop,
+                runner.loop,
                 *([] if kafka is not None else [CaptureSwitch(outbox).loop]),
             ],
             gauges=lambda: refresh_gauges(self.metrics, jobs, workers, kafka),

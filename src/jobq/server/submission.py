@@ -46,14 +46,7 @@ def new_job_from_request(
         raise InvalidArgument("queue_name is required (the default queue is named 'default')")
     queue = check_queue_name(queue_name)
     check_priority(priority)
-    check_payload_size(payload, limits.max_payload_bytes)
-    try:
-        parse_payload(payload)
-    except PayloadError as exc:
-        message = exc.message
-        raise InvalidArgument(
-            message if message.startswith("payload") else f"payload: {message}"
-        ) from None
+    check_payload(payload, limits)
     max_retries = (
         check_max_retries(request.max_retries) if request.HasField("max_retries") else None
     )
@@ -73,6 +66,19 @@ def new_job_from_request(
         correlation_id=current_correlation_id(),
         concurrency_key=check_concurrency_key(request.concurrency_key),
     )
+
+
+def check_payload(payload: bytes, limits: LimitsSettings) -> None:
+    """A payload a worker can run and within the size limit, else InvalidArgument naming what
+    is wrong (submits, and schedules' job templates)."""
+    check_payload_size(payload, limits.max_payload_bytes)
+    try:
+        parse_payload(payload)
+    except PayloadError as exc:
+        message = exc.message
+        raise InvalidArgument(
+            message if message.startswith("payload") else f"payload: {message}"
+        ) from None
 
 
 def _not_before(request: job_service_pb2.SubmitJobRequest, now: datetime) -> datetime | None:

@@ -7,7 +7,7 @@ PostgreSQL implementation (`storage/postgres/`) is the only production one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -40,6 +40,7 @@ from jobq.domain.records import (
     Worker,
 )
 from jobq.domain.retry import RetryPolicy
+from jobq.domain.schedules import NewSchedule, Schedule, TickPlan
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 
@@ -203,3 +204,25 @@ class EventOutboxStore(Protocol):
         ...
 
     async def outbox_lag(self) -> OutboxLag: ...
+
+
+class ScheduleStore(Protocol):
+    """Schedules (db/migrations/V19) and the enqueue of their ticks."""
+
+    async def schedule_create(self, schedule: NewSchedule, next_run_at: datetime) -> Schedule: ...
+    async def schedule_get(self, name: str) -> Schedule: ...
+    async def schedule_list(self) -> list[Schedule]: ...
+    async def schedule_delete(self, name: str) -> None: ...
+    async def schedule_pause(self, name: str) -> Schedule: ...
+    async def schedule_resume(
+        self, name: str, next_run_at: Callable[[Schedule], datetime]
+    ) -> Schedule: ...
+    async def schedule_fire_due(
+        self, now: datetime, plan: Callable[[Schedule], TickPlan], job_id: UUID
+    ) -> tuple[Schedule, TickPlan, Submitted | None] | None:
+        """One due schedule's tick in one transaction (see PgScheduleStore); None: none due."""
+        ...
+
+    async def schedules_next_due(self) -> tuple[datetime | None, datetime]:
+        """When the next active schedule falls due (None: none), and the database's time."""
+        ...

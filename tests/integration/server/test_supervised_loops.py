@@ -19,6 +19,7 @@ from jobq.server.dispatcher import Dispatcher
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.notifier import Notifier
 from jobq.server.reaper import Reaper
+from jobq.server.schedule_runner import ScheduleRunner
 from jobq.server.service_loop import DOWN_AFTER_FAILURES
 
 FAST = {
@@ -54,6 +55,7 @@ async def _readyz_until(port: int, status: int, within: float = DEADLINE_S) -> s
         (Notifier, "run_once", "notifier"),
         (HeartbeatMonitor, "_tick", "heartbeat_monitor"),
         (Reaper, "run_once", "reaper"),
+        (ScheduleRunner, "_tick", "schedules"),
     ],
 )
 async def test_a_loop_that_keeps_failing_is_reported_down_and_comes_back(

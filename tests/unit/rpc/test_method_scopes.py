@@ -18,6 +18,8 @@ EXPECTED = {
         "AdminService/ListWorkers",
         "AdminService/GetSystemStatus",
         "ServerReflection/ServerReflectionInfo",
+        "AdminService/ListSchedules",
+        "AdminService/GetSchedule",
     },
     "admin": {
         "JobService/CancelJob",
@@ -30,6 +32,10 @@ EXPECTED = {
         "AdminService/DrainWorker",
         "AdminService/ShutdownWorker",
         "AdminService/ListAuditEvents",
+        "AdminService/CreateSchedule",
+        "AdminService/DeleteSchedule",
+        "AdminService/PauseSchedule",
+        "AdminService/ResumeSchedule",
     },
     "worker": {
         "WorkerService/RegisterWorker",

@@ -1,6 +1,7 @@
 import datetime
 
 from jobq.rpc._gen import common_pb2 as _common_pb2
+from jobq.rpc._gen import schedules_pb2 as _schedules_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from jobq.rpc._gen import admin_service_pb2 as admin__service__pb2
+from jobq.rpc._gen import schedules_pb2 as schedules__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -94,6 +95,36 @@ class AdminServiceStub:
                 '/jobq.v1.AdminService/ListAuditEvents',
                 request_serializer=admin__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=admin__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/jobq.v1.AdminService/CreateSchedule',
+                request_serializer=schedules__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=schedules__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/jobq.v1.AdminService/ListSchedules',
+                request_serializer=schedules__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=schedules__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/jobq.v1.AdminService/GetSchedule',
+                request_serializer=schedules__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=schedules__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/jobq.v1.AdminService/DeleteSchedule',
+                request_serializer=schedules__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=schedules__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/jobq.v1.AdminService/PauseSchedule',
+                request_serializer=schedules__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=schedules__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/jobq.v1.AdminService/ResumeSchedule',
+                request_serializer=schedules__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=schedules__pb2.ResumeScheduleResponse.FromString,
                 _registered_method=True)
 
 
@@ -199,6 +230,53 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Creates a schedule (schedules.proto) whose first tick is the cron expression's next one,
+        or one interval from now. ALREADY_EXISTS: the name is taken. NOT_FOUND: unknown queue.
+        INVALID_ARGUMENT: bad name, cron expression (five fields) or time zone (IANA), both or
+        neither of cron and interval_seconds, an interval outside 1..315360000 s, a payload, priority
+        or max_retries a SubmitJob would refuse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Every schedule, by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """One schedule with its next run times. NOT_FOUND: unknown schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule; the jobs it enqueued stay. NOT_FOUND: unknown schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Stops a schedule's ticks (idempotent). NOT_FOUND: unknown schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Restarts a paused schedule at its next future tick: ticks that fell due while it was paused
+        are not enqueued (idempotent). NOT_FOUND: unknown schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -261,6 +339,36 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=admin__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=admin__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=schedules__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=schedules__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=schedules__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=schedules__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=schedules__pb2.GetScheduleRequest.FromString,
+                    response_serializer=schedules__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=schedules__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=schedules__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=schedules__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=schedules__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=schedules__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=schedules__pb2.ResumeScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -588,6 +696,168 @@ class AdminService:
             '/jobq.v1.AdminService/ListAuditEvents',
             admin__service__pb2.ListAuditEventsRequest.SerializeToString,
             admin__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/CreateSchedule',
+            schedules__pb2.CreateScheduleRequest.SerializeToString,
+            schedules__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/ListSchedules',
+            schedules__pb2.ListSchedulesRequest.SerializeToString,
+            schedules__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/GetSchedule',
+            schedules__pb2.GetScheduleRequest.SerializeToString,
+            schedules__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/DeleteSchedule',
+            schedules__pb2.DeleteScheduleRequest.SerializeToString,
+            schedules__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/PauseSchedule',
+            schedules__pb2.PauseScheduleRequest.SerializeToString,
+            schedules__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.AdminService/ResumeSchedule',
+            schedules__pb2.ResumeScheduleRequest.SerializeToString,
+            schedules__pb2.ResumeScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

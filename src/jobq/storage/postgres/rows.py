@@ -8,6 +8,7 @@ import asyncpg
 
 from jobq.domain.flow_limits import FlowLimits, Rate
 from jobq.domain.records import AuditEvent, Job, JobEvent, Queue, Transition, Worker
+from jobq.domain.schedules import MissedPolicy, Schedule, Timing
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 # Enum lookup by value (`JobStatus("DONE")`) runs Enum.__new__, which costs more than the rest
@@ -36,6 +37,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
         updated_at=row["updated_at"],
         interruptions=row["interruptions"],
         concurrency_key=row.get("concurrency_key"),
+        schedule_name=row.get("schedule_name"),
     )
 
 
@@ -131,4 +133,21 @@ def audit_event_from_row(row: asyncpg.Record) -> AuditEvent:
         target=row["target"],
         outcome=row["outcome"],
         detail=row["detail"],
+    )
+
+
+def schedule_from_row(row: asyncpg.Record) -> Schedule:
+    return Schedule(
+        name=row["name"],
+        timing=Timing(row["cron"], row["time_zone"], row["interval_seconds"]),
+        queue_name=row["queue_name"],
+        payload=bytes(row["payload"]),
+        priority=row["priority"],
+        max_retries=row["max_retries"],
+        missed=MissedPolicy(row["missed"]),
+        paused=row["paused"],
+        next_run_at=row["next_run_at"],
+        last_run_at=row["last_run_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )

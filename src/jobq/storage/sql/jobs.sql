@@ -149,7 +149,7 @@ SELECT 1 FROM jobs WHERE job_id = $1;
 -- One job by id.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key
+       interruptions, concurrency_key, schedule_name
 FROM jobs WHERE job_id = $1;
 
 -- name: jobs_list
@@ -157,7 +157,7 @@ FROM jobs WHERE job_id = $1;
 -- (created_at, job_id): a page costs the same however deep it is, unlike OFFSET.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key
+       interruptions, concurrency_key, schedule_name
 FROM jobs
 WHERE ($1::text IS NULL OR queue_name = $1)
   AND ($2::job_status IS NULL OR status = $2)
