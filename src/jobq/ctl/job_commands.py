@@ -81,6 +81,15 @@ def submit(
             "as long as its job is kept, whatever its status.",
         ),
     ] = "",
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            metavar="JOB_ID",
+            help="Run only after this job has ended DONE (repeatable, at most 100): until then "
+            "the job is WAITING; if it is dead-lettered, so is this one (DEPENDENCY_FAILED).",
+        ),
+    ] = None,
 ) -> None:
     """Submit a job and print its id.
 
@@ -89,6 +98,11 @@ def submit(
         jq-ctl job submit -- echo hello
 
         jq-ctl job submit --queue emails --payload '{"handler": "app.tasks:ping"}'
+
+    With --after, it runs once all the jobs named are DONE:
+
+        a=$(jq-ctl job submit -- make build)
+        jq-ctl job submit --after "$a" -- make deploy
 
     With --idempotency-key, a repeated submit prints the id of the job that holds the key and
     says on stderr that it already existed (JSON and YAML: `existing: true`).
@@ -106,7 +120,7 @@ def submit(
         raise typer.BadParameter(str(exc), param_hint="--not-before") from None
     state = CtlState.of(ctx)
     reply = state.client().submit_job(
-        queue, body, priority, max_retries, wait, instant, idempotency_key
+        queue, body, priority, max_retries, wait, instant, idempotency_key, after or ()
     )
     state.printer.show(reply, lambda: reply.job_id)
     if reply.existing and state.printer.output == "table":
@@ -128,7 +142,8 @@ def status(ctx: typer.Context, job_id: JobId) -> None:
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
-    """Cancel a PENDING or ASSIGNED job: it is dead-lettered (reason CANCELLED)."""
+    """Cancel a PENDING, ASSIGNED or WAITING job: it is dead-lettered (reason CANCELLED), and
+    so are the jobs that wait for it (DEPENDENCY_FAILED)."""
     state = CtlState.of(ctx)
     reply = state.client().cancel_job(job_id)
     state.printer.show(reply, lambda: job_tables.job_changed(reply.job, "cancelled"))

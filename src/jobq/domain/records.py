@@ -44,6 +44,8 @@ class NewJob:
     before (a retry): it is returned as existing instead of created. False: the server made it."""
     correlation_id: str | None = None
     """The correlation id of the request that submitted the job (its events carry it)."""
+    depends_on: tuple[UUID, ...] = ()
+    """The jobs it runs after (issue 18): it is written WAITING until they are all DONE."""
 
 
 @record
@@ -55,6 +57,9 @@ class Submitted:
     job_id: UUID
     created_at: datetime
     existing: bool = False
+    status: JobStatus = JobStatus.PENDING
+    """The status it was inserted in: WAITING or DEAD_LETTERED for a job with prerequisites
+    not all DONE (issue 18); meaningless when `existing`."""
 
 
 @record
@@ -79,6 +84,8 @@ class Job:
     updated_at: datetime
     interruptions: int = 0
     """Deliveries that ended without a result from the worker (see Reason.is_interruption)."""
+    depends_on: tuple[UUID, ...] = ()
+    """The jobs it was submitted to run after (issue 18); read by job_get and jobs_list only."""
 
 
 @record
@@ -235,6 +242,9 @@ class Transition:
     created_at: datetime
     started_at: datetime | None
     occurred_at: datetime
+    has_dependants: bool = False
+    """A job that ended (DONE, DEAD_LETTERED) and that some WAITING job may wait for: the
+    dependency resolver is woken for it (jobs.has_dependants, V20)."""
 
     @classmethod
     def submitted(cls, job_id: UUID, queue_name: str, created_at: datetime) -> Transition:
@@ -262,6 +272,8 @@ class OperatorChange:
     job: Job
     was: JobStatus
     unannounced: bool = False
+    has_dependants: bool = False
+    """Some job was submitted to run after this one (jobs.has_dependants, V20)."""
 
 
 @record

@@ -91,6 +91,7 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         not_before=timestamp(job.not_before),
         updated_at=timestamp(job.updated_at),
         interruptions=job.interruptions,
+        depends_on=[str(p) for p in job.depends_on],
     )
 
 
@@ -151,6 +152,7 @@ def queue_stats_to_proto(stats: QueueStats) -> admin_service_pb2.QueueStats:
         total_retries=stats.total_retries,
         max_interruptions=stats.max_interruptions,
         total_interruptions=stats.total_interruptions,
+        waiting=counts.get(JobStatus.WAITING, 0),
     )
 
 

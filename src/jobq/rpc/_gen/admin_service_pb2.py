@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x64min_service.proto\x12\x07jobq.v1\x1a\x0c\x63ommon.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\x12\x43reateQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0bmax_retries\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x1e\n\x11max_interruptions\x18\x04 \x01(\x05H\x02\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x0e\n\x0c_ttl_secondsB\x14\n\x12_max_interruptions\"4\n\x13\x43reateQueueResponse\x12\x1d\n\x05queue\x18\x01 \x01(\x0b\x32\x0e.jobq.v1.Queue\"1\n\x12\x44\x65leteQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"+\n\x13\x44\x65leteQueueResponse\x12\x14\n\x0c\x64\x65leted_jobs\x18\x01 \x01(\x03\"\x13\n\x11ListQueuesRequest\"4\n\x12ListQueuesResponse\x12\x1e\n\x06queues\x18\x01 \x03(\x0b\x32\x0e.jobq.v1.Queue\"$\n\x14GetQueueStatsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xf6\x01\n\nQueueStats\x12\x12\n\nqueue_name\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x10\n\x08\x61ssigned\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x0c\n\x04\x64one\x18\x05 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x03\x12\x15\n\rdead_lettered\x18\x07 \x01(\x03\x12\x1c\n\x14oldest_pending_age_s\x18\x08 \x01(\x01\x12\x15\n\rtotal_retries\x18\t \x01(\x03\x12\x19\n\x11max_interruptions\x18\n \x01(\x05\x12\x1b\n\x13total_interruptions\x18\x0b \x01(\x03\";\n\x15GetQueueStatsResponse\x12\"\n\x05stats\x18\x01 \x01(\x0b\x32\x13.jobq.v1.QueueStats\";\n\x12ListWorkersRequest\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.jobq.v1.WorkerStatus\"7\n\x13ListWorkersResponse\x12 \n\x07workers\x18\x01 \x03(\x0b\x32\x0f.jobq.v1.Worker\"\'\n\x12\x44rainWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"6\n\x13\x44rainWorkerResponse\x12\x1f\n\x06worker\x18\x01 \x01(\x0b\x32\x0f.jobq.v1.Worker\"*\n\x15ShutdownWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"9\n\x16ShutdownWorkerResponse\x12\x1f\n\x06worker\x18\x01 \x01(\x0b\x32\x0f.jobq.v1.Worker\"\x18\n\x16GetSystemStatusRequest\"W\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.jobq.v1.ComponentState\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xbe\x03\n\x17GetSystemStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\ncomponents\x18\x04 \x03(\x0b\x32\x18.jobq.v1.ComponentHealth\x12P\n\x11workers_by_status\x18\x05 \x03(\x0b\x32\x35.jobq.v1.GetSystemStatusResponse.WorkersByStatusEntry\x12J\n\x0ejobs_by_status\x18\x06 \x03(\x0b\x32\x32.jobq.v1.GetSystemStatusResponse.JobsByStatusEntry\x1a\x36\n\x14WorkersByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x33\n\x11JobsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"Z\n\x16ListAuditEventsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"\x99\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"W\n\x17ListAuditEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.jobq.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa9\x01\n\x0e\x43omponentState\x12\x1f\n\x1b\x43OMPONENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43OMPONENT_STATE_HEALTHY\x10\x01\x12\x1d\n\x19\x43OMPONENT_STATE_UNHEALTHY\x10\x02\x12\x1c\n\x18\x43OMPONENT_STATE_DISABLED\x10\x03\x12\x1c\n\x18\x43OMPONENT_STATE_DEGRADED\x10\x04\x32\xcc\x05\n\x0c\x41\x64minService\x12H\n\x0b\x43reateQueue\x12\x1b.jobq.v1.CreateQueueRequest\x1a\x1c.jobq.v1.CreateQueueResponse\x12H\n\x0b\x44\x65leteQueue\x12\x1b.jobq.v1.DeleteQueueRequest\x1a\x1c.jobq.v1.DeleteQueueResponse\x12\x45\n\nListQueues\x12\x1a.jobq.v1.ListQueuesRequest\x1a\x1b.jobq.v1.ListQueuesResponse\x12N\n\rGetQueueStats\x12\x1d.jobq.v1.GetQueueStatsRequest\x1a\x1e.jobq.v1.GetQueueStatsResponse\x12H\n\x0bListWorkers\x12\x1b.jobq.v1.ListWorkersRequest\x1a\x1c.jobq.v1.ListWorkersResponse\x12H\n\x0b\x44rainWorker\x12\x1b.jobq.v1.DrainWorkerRequest\x1a\x1c.jobq.v1.DrainWorkerResponse\x12Q\n\x0eShutdownWorker\x12\x1e.jobq.v1.ShutdownWorkerRequest\x1a\x1f.jobq.v1.ShutdownWorkerResponse\x12T\n\x0fGetSystemStatus\x12\x1f.jobq.v1.GetSystemStatusRequest\x1a .jobq.v1.GetSystemStatusResponse\x12T\n\x0fListAuditEvents\x12\x1f.jobq.v1.ListAuditEventsRequest\x1a .jobq.v1.ListAuditEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x64min_service.proto\x12\x07jobq.v1\x1a\x0c\x63ommon.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\x01\n\x12\x43reateQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x0bmax_retries\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0bttl_seconds\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x1e\n\x11max_interruptions\x18\x04 \x01(\x05H\x02\x88\x01\x01\x42\x0e\n\x0c_max_retriesB\x0e\n\x0c_ttl_secondsB\x14\n\x12_max_interruptions\"4\n\x13\x43reateQueueResponse\x12\x1d\n\x05queue\x18\x01 \x01(\x0b\x32\x0e.jobq.v1.Queue\"1\n\x12\x44\x65leteQueueRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"+\n\x13\x44\x65leteQueueResponse\x12\x14\n\x0c\x64\x65leted_jobs\x18\x01 \x01(\x03\"\x13\n\x11ListQueuesRequest\"4\n\x12ListQueuesResponse\x12\x1e\n\x06queues\x18\x01 \x03(\x0b\x32\x0e.jobq.v1.Queue\"$\n\x14GetQueueStatsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x87\x02\n\nQueueStats\x12\x12\n\nqueue_name\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x03\x12\x10\n\x08\x61ssigned\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x0c\n\x04\x64one\x18\x05 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x03\x12\x15\n\rdead_lettered\x18\x07 \x01(\x03\x12\x1c\n\x14oldest_pending_age_s\x18\x08 \x01(\x01\x12\x15\n\rtotal_retries\x18\t \x01(\x03\x12\x19\n\x11max_interruptions\x18\n \x01(\x05\x12\x1b\n\x13total_interruptions\x18\x0b \x01(\x03\x12\x0f\n\x07waiting\x18\x14 \x01(\x03\";\n\x15GetQueueStatsResponse\x12\"\n\x05stats\x18\x01 \x01(\x0b\x32\x13.jobq.v1.QueueStats\";\n\x12ListWorkersRequest\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.jobq.v1.WorkerStatus\"7\n\x13ListWorkersResponse\x12 \n\x07workers\x18\x01 \x03(\x0b\x32\x0f.jobq.v1.Worker\"\'\n\x12\x44rainWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"6\n\x13\x44rainWorkerResponse\x12\x1f\n\x06worker\x18\x01 \x01(\x0b\x32\x0f.jobq.v1.Worker\"*\n\x15ShutdownWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"9\n\x16ShutdownWorkerResponse\x12\x1f\n\x06worker\x18\x01 \x01(\x0b\x32\x0f.jobq.v1.Worker\"\x18\n\x16GetSystemStatusRequest\"W\n\x0f\x43omponentHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.jobq.v1.ComponentState\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xbe\x03\n\x17GetSystemStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12)\n\x06uptime\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\nstarted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\ncomponents\x18\x04 \x03(\x0b\x32\x18.jobq.v1.ComponentHealth\x12P\n\x11workers_by_status\x18\x05 \x03(\x0b\x32\x35.jobq.v1.GetSystemStatusResponse.WorkersByStatusEntry\x12J\n\x0ejobs_by_status\x18\x06 \x03(\x0b\x32\x32.jobq.v1.GetSystemStatusResponse.JobsByStatusEntry\x1a\x36\n\x14WorkersByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a\x33\n\x11JobsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"Z\n\x16ListAuditEventsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\"\x99\x01\n\nAuditEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"W\n\x17ListAuditEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.jobq.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa9\x01\n\x0e\x43omponentState\x12\x1f\n\x1b\x43OMPONENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43OMPONENT_STATE_HEALTHY\x10\x01\x12\x1d\n\x19\x43OMPONENT_STATE_UNHEALTHY\x10\x02\x12\x1c\n\x18\x43OMPONENT_STATE_DISABLED\x10\x03\x12\x1c\n\x18\x43OMPONENT_STATE_DEGRADED\x10\x04\x32\xcc\x05\n\x0c\x41\x64minService\x12H\n\x0b\x43reateQueue\x12\x1b.jobq.v1.CreateQueueRequest\x1a\x1c.jobq.v1.CreateQueueResponse\x12H\n\x0b\x44\x65leteQueue\x12\x1b.jobq.v1.DeleteQueueRequest\x1a\x1c.jobq.v1.DeleteQueueResponse\x12\x45\n\nListQueues\x12\x1a.jobq.v1.ListQueuesRequest\x1a\x1b.jobq.v1.ListQueuesResponse\x12N\n\rGetQueueStats\x12\x1d.jobq.v1.GetQueueStatsRequest\x1a\x1e.jobq.v1.GetQueueStatsResponse\x12H\n\x0bListWorkers\x12\x1b.jobq.v1.ListWorkersRequest\x1a\x1c.jobq.v1.ListWorkersResponse\x12H\n\x0b\x44rainWorker\x12\x1b.jobq.v1.DrainWorkerRequest\x1a\x1c.jobq.v1.DrainWorkerResponse\x12Q\n\x0eShutdownWorker\x12\x1e.jobq.v1.ShutdownWorkerRequest\x1a\x1f.jobq.v1.ShutdownWorkerResponse\x12T\n\x0fGetSystemStatus\x12\x1f.jobq.v1.GetSystemStatusRequest\x1a .jobq.v1.GetSystemStatusResponse\x12T\n\x0fListAuditEvents\x12\x1f.jobq.v1.ListAuditEventsRequest\x1a .jobq.v1.ListAuditEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSYSTEMSTATUSRESPONSE_WORKERSBYSTATUSENTRY']._serialized_options = b'8\001'
   _globals['_GETSYSTEMSTATUSRESPONSE_JOBSBYSTATUSENTRY']._loaded_options = None
   _globals['_GETSYSTEMSTATUSRESPONSE_JOBSBYSTATUSENTRY']._serialized_options = b'8\001'
-  _globals['_COMPONENTSTATE']._serialized_start=2079
-  _globals['_COMPONENTSTATE']._serialized_end=2248
+  _globals['_COMPONENTSTATE']._serialized_start=2096
+  _globals['_COMPONENTSTATE']._serialized_end=2265
   _globals['_CREATEQUEUEREQUEST']._serialized_start=112
   _globals['_CREATEQUEUEREQUEST']._serialized_end=284
   _globals['_CREATEQUEUERESPONSE']._serialized_start=286
@@ -55,37 +55,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETQUEUESTATSREQUEST']._serialized_start=511
   _globals['_GETQUEUESTATSREQUEST']._serialized_end=547
   _globals['_QUEUESTATS']._serialized_start=550
-  _globals['_QUEUESTATS']._serialized_end=796
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=798
-  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=857
-  _globals['_LISTWORKERSREQUEST']._serialized_start=859
-  _globals['_LISTWORKERSREQUEST']._serialized_end=918
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=920
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=975
-  _globals['_DRAINWORKERREQUEST']._serialized_start=977
-  _globals['_DRAINWORKERREQUEST']._serialized_end=1016
-  _globals['_DRAINWORKERRESPONSE']._serialized_start=1018
-  _globals['_DRAINWORKERRESPONSE']._serialized_end=1072
-  _globals['_SHUTDOWNWORKERREQUEST']._serialized_start=1074
-  _globals['_SHUTDOWNWORKERREQUEST']._serialized_end=1116
-  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_start=1118
-  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_end=1175
-  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=1177
-  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=1201
-  _globals['_COMPONENTHEALTH']._serialized_start=1203
-  _globals['_COMPONENTHEALTH']._serialized_end=1290
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=1293
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=1739
-  _globals['_GETSYSTEMSTATUSRESPONSE_WORKERSBYSTATUSENTRY']._serialized_start=1632
-  _globals['_GETSYSTEMSTATUSRESPONSE_WORKERSBYSTATUSENTRY']._serialized_end=1686
-  _globals['_GETSYSTEMSTATUSRESPONSE_JOBSBYSTATUSENTRY']._serialized_start=1688
-  _globals['_GETSYSTEMSTATUSRESPONSE_JOBSBYSTATUSENTRY']._serialized_end=1739
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1741
-  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1831
-  _globals['_AUDITEVENT']._serialized_start=1834
-  _globals['_AUDITEVENT']._serialized_end=1987
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=1989
-  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2076
-  _globals['_ADMINSERVICE']._serialized_start=2251
-  _globals['_ADMINSERVICE']._serialized_end=2967
+  _globals['_QUEUESTATS']._serialized_end=813
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_start=815
+  _globals['_GETQUEUESTATSRESPONSE']._serialized_end=874
+  _globals['_LISTWORKERSREQUEST']._serialized_start=876
+  _globals['_LISTWORKERSREQUEST']._serialized_end=935
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=937
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=992
+  _globals['_DRAINWORKERREQUEST']._serialized_start=994
+  _globals['_DRAINWORKERREQUEST']._serialized_end=1033
+  _globals['_DRAINWORKERRESPONSE']._serialized_start=1035
+  _globals['_DRAINWORKERRESPONSE']._serialized_end=1089
+  _globals['_SHUTDOWNWORKERREQUEST']._serialized_start=1091
+  _globals['_SHUTDOWNWORKERREQUEST']._serialized_end=1133
+  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_start=1135
+  _globals['_SHUTDOWNWORKERRESPONSE']._serialized_end=1192
+  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=1194
+  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=1218
+  _globals['_COMPONENTHEALTH']._serialized_start=1220
+  _globals['_COMPONENTHEALTH']._serialized_end=1307
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=1310
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=1756
+  _globals['_GETSYSTEMSTATUSRESPONSE_WORKERSBYSTATUSENTRY']._serialized_start=1649
+  _globals['_GETSYSTEMSTATUSRESPONSE_WORKERSBYSTATUSENTRY']._serialized_end=1703
+  _globals['_GETSYSTEMSTATUSRESPONSE_JOBSBYSTATUSENTRY']._serialized_start=1705
+  _globals['_GETSYSTEMSTATUSRESPONSE_JOBSBYSTATUSENTRY']._serialized_end=1756
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=1758
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=1848
+  _globals['_AUDITEVENT']._serialized_start=1851
+  _globals['_AUDITEVENT']._serialized_end=2004
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=2006
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=2093
+  _globals['_ADMINSERVICE']._serialized_start=2268
+  _globals['_ADMINSERVICE']._serialized_end=2984
 # @@protoc_insertion_point(module_scope)

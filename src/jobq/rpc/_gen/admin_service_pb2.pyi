@@ -74,7 +74,7 @@ class GetQueueStatsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions")
+    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions", "waiting")
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class QueueStats(_message.Message):
     TOTAL_RETRIES_FIELD_NUMBER: _ClassVar[int]
     MAX_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     queue_name: str
     pending: int
     assigned: int
@@ -97,7 +98,8 @@ class QueueStats(_message.Message):
     total_retries: int
     max_interruptions: int
     total_interruptions: int
-    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ...) -> None: ...
+    waiting: int
+    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ..., waiting: _Optional[int] = ...) -> None: ...
 
 class GetQueueStatsResponse(_message.Message):
     __slots__ = ("stats",)

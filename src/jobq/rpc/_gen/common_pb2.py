@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x63ommon.proto\x12\x07jobq.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xee\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nqueue_name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\"\n\x06status\x18\x05 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12\x13\n\x0bmax_retries\x18\x06 \x01(\x05\x12\x13\n\x0bretry_count\x18\x07 \x01(\x05\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworker_id\x18\x0b \x01(\t\x12\x0e\n\x06result\x18\x0c \x01(\x0c\x12.\n\nnot_before\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0f \x01(\x05\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rinterruptions\x18\x11 \x01(\x05\"\xba\x01\n\x05Queue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bmax_retries\x18\x02 \x01(\x05\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11max_interruptions\x18\x06 \x01(\x05\"\xfa\x01\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.jobq.v1.WorkerStatus\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\x05\x12\x18\n\x10\x61\x63tive_job_count\x18\x05 \x01(\x05\x12\x32\n\x0elast_heartbeat\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06queues\x18\x07 \x03(\t\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xff\x01\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nqueue_name\x18\x03 \x01(\t\x12\'\n\x0b\x66rom_status\x18\x04 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12%\n\tto_status\x18\x05 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\"\x85\x01\n\x14WorkerHeartbeatEvent\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63tive_job_count\x18\x02 \x01(\x05\x12\x0f\n\x07job_ids\x18\x03 \x03(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xba\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x17\n\x13JOB_STATUS_ASSIGNED\x10\x02\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x03\x12\x13\n\x0fJOB_STATUS_DONE\x10\x04\x12\x15\n\x11JOB_STATUS_FAILED\x10\x05\x12\x1c\n\x18JOB_STATUS_DEAD_LETTERED\x10\x06*~\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_STATUS_ONLINE\x10\x01\x12\x19\n\x15WORKER_STATUS_OFFLINE\x10\x02\x12\x1a\n\x16WORKER_STATUS_DRAINING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x63ommon.proto\x12\x07jobq.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nqueue_name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\"\n\x06status\x18\x05 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12\x13\n\x0bmax_retries\x18\x06 \x01(\x05\x12\x13\n\x0bretry_count\x18\x07 \x01(\x05\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworker_id\x18\x0b \x01(\t\x12\x0e\n\x06result\x18\x0c \x01(\x0c\x12.\n\nnot_before\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rerror_message\x18\x0e \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x0f \x01(\x05\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rinterruptions\x18\x11 \x01(\x05\x12\x12\n\ndepends_on\x18\x18 \x03(\t\"\xba\x01\n\x05Queue\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bmax_retries\x18\x02 \x01(\x05\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11max_interruptions\x18\x06 \x01(\x05\"\xfa\x01\n\x06Worker\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12%\n\x06status\x18\x03 \x01(\x0e\x32\x15.jobq.v1.WorkerStatus\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\x05\x12\x18\n\x10\x61\x63tive_job_count\x18\x05 \x01(\x05\x12\x32\n\x0elast_heartbeat\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06queues\x18\x07 \x03(\t\x12\x31\n\rregistered_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xff\x01\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nqueue_name\x18\x03 \x01(\t\x12\'\n\x0b\x66rom_status\x18\x04 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12%\n\tto_status\x18\x05 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\"\x85\x01\n\x14WorkerHeartbeatEvent\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63tive_job_count\x18\x02 \x01(\x05\x12\x0f\n\x07job_ids\x18\x03 \x03(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xd2\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x17\n\x13JOB_STATUS_ASSIGNED\x10\x02\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x03\x12\x13\n\x0fJOB_STATUS_DONE\x10\x04\x12\x15\n\x11JOB_STATUS_FAILED\x10\x05\x12\x1c\n\x18JOB_STATUS_DEAD_LETTERED\x10\x06\x12\x16\n\x12JOB_STATUS_WAITING\x10\x07*~\n\x0cWorkerStatus\x12\x1d\n\x19WORKER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_STATUS_ONLINE\x10\x01\x12\x19\n\x15WORKER_STATUS_OFFLINE\x10\x02\x12\x1a\n\x16WORKER_STATUS_DRAINING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATUS']._serialized_start=1392
-  _globals['_JOBSTATUS']._serialized_end=1578
-  _globals['_WORKERSTATUS']._serialized_start=1580
-  _globals['_WORKERSTATUS']._serialized_end=1706
+  _globals['_JOBSTATUS']._serialized_start=1412
+  _globals['_JOBSTATUS']._serialized_end=1622
+  _globals['_WORKERSTATUS']._serialized_start=1624
+  _globals['_WORKERSTATUS']._serialized_end=1750
   _globals['_JOB']._serialized_start=59
-  _globals['_JOB']._serialized_end=553
-  _globals['_QUEUE']._serialized_start=556
-  _globals['_QUEUE']._serialized_end=742
-  _globals['_WORKER']._serialized_start=745
-  _globals['_WORKER']._serialized_end=995
-  _globals['_JOBEVENT']._serialized_start=998
-  _globals['_JOBEVENT']._serialized_end=1253
-  _globals['_WORKERHEARTBEATEVENT']._serialized_start=1256
-  _globals['_WORKERHEARTBEATEVENT']._serialized_end=1389
+  _globals['_JOB']._serialized_end=573
+  _globals['_QUEUE']._serialized_start=576
+  _globals['_QUEUE']._serialized_end=762
+  _globals['_WORKER']._serialized_start=765
+  _globals['_WORKER']._serialized_end=1015
+  _globals['_JOBEVENT']._serialized_start=1018
+  _globals['_JOBEVENT']._serialized_end=1273
+  _globals['_WORKERHEARTBEATEVENT']._serialized_start=1276
+  _globals['_WORKERHEARTBEATEVENT']._serialized_end=1409
 # @@protoc_insertion_point(module_scope)

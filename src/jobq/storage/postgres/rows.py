@@ -34,6 +34,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
         completed_at=row["completed_at"],
         updated_at=row["updated_at"],
         interruptions=row["interruptions"],
+        depends_on=tuple(row.get("depends_on") or ()),
     )
 
 
@@ -101,6 +102,7 @@ def transition_from_row(
         created_at=row["created_at"],
         started_at=row["started_at"],
         occurred_at=row["occurred_at"],
+        has_dependants=row.get("has_dependants") or False,
     )
 
 
