@@ -207,10 +207,13 @@ class AsyncClient:
         not_before: datetime | None = None,
         max_retries: int | None = None,
         idempotency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
         **kwargs: Any,
     ) -> AsyncJob:
         """As `Client.submit`."""
-        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(
+            queue, priority, delay, not_before, max_retries, idempotency_key, depends_on
+        )
         return await self.submit_job(handler_job(handler, args, kwargs, options))
 
     async def submit_command(
@@ -228,9 +231,12 @@ class AsyncClient:
         not_before: datetime | None = None,
         max_retries: int | None = None,
         idempotency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
     ) -> AsyncJob:
         """As `Client.submit_command`."""
-        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(
+            queue, priority, delay, not_before, max_retries, idempotency_key, depends_on
+        )
         spec = command_job(
             argv, env=env, cwd=cwd, timeout_s=timeout_s, stdin=stdin, options=options
         )

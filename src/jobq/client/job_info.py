@@ -58,10 +58,13 @@ class JobInfo:
     completed_at: datetime | None
     not_before: datetime | None
     updated_at: datetime | None
+    depends_on: tuple[str, ...] = ()
+    """The ids of the jobs it was submitted to run after (README, "Dependencies")."""
 
     @property
     def ended(self) -> bool:
-        """DONE or DEAD_LETTERED: nothing more happens to it unless it is retried."""
+        """DONE or DEAD_LETTERED: nothing more happens to it unless it is retried (a WAITING
+        job has not ended: it waits for its prerequisites)."""
         return self.status in ENDED
 
     @classmethod
@@ -84,6 +87,7 @@ class JobInfo:
             completed_at=_time(job, "completed_at"),
             not_before=_time(job, "not_before"),
             updated_at=_time(job, "updated_at"),
+            depends_on=tuple(job.depends_on),
         )
 
 

@@ -15,19 +15,21 @@ import functools
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+from uuid import UUID
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobq.client.errors import CallFailed, JobCancelled, JobDeadLettered, JobFailed
 from jobq.client.job_info import JobInfo, JobStatus
+from jobq.domain.errors import InvalidArgument
 from jobq.domain.ids import uuid7_text
 from jobq.domain.payload import PayloadError, check_document
-from jobq.domain.validation import QUEUE_NAME_PATTERN
+from jobq.domain.validation import QUEUE_NAME_PATTERN, check_depends_on
 from jobq.rpc._gen import job_service_pb2 as jpb
 
 __all__ = [
@@ -71,6 +73,9 @@ class SubmitOptions:
     not_before: datetime | None = None
     max_retries: int | None = None
     idempotency_key: str | None = None
+    depends_on: tuple[str, ...] = ()
+    """The ids of the jobs this one runs after (README, "Dependencies"): it waits WAITING until
+    they are all DONE, and is dead-lettered (DEPENDENCY_FAILED) if one is dead-lettered."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not QUEUE_NAME_PATTERN.fullmatch(self.queue):
@@ -92,6 +97,11 @@ class SubmitOptions:
             0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable()
         ):
             raise InvalidJob("idempotency_key must be 1 to 255 printable ASCII characters")
+        if self.depends_on:
+            try:
+                check_depends_on(self.depends_on)
+            except InvalidArgument as exc:
+                raise InvalidJob(str(exc)) from None
 
 
 def submit_options(
@@ -101,16 +111,41 @@ def submit_options(
     not_before: datetime | None = None,
     max_retries: int | None = None,
     idempotency_key: str | None = None,
+    depends_on: Iterable[object] | None = None,
 ) -> SubmitOptions:
-    """SubmitOptions of a submit call's arguments. The common ones (no delay, time or key) are
-    made once per (queue, priority, max_retries) and shared: their checks then cost nothing
-    per submit."""
+    """SubmitOptions of a submit call's arguments. The common ones (no delay, time, key or
+    prerequisites) are made once per (queue, priority, max_retries) and shared: their checks
+    then cost nothing per submit. `depends_on` takes job ids (text or UUID) or the jobs
+    themselves (anything with a `job_id`, as submit returns)."""
+    if depends_on is not None:
+        return SubmitOptions(
+            queue,
+            priority,
+            delay,
+            not_before,
+            max_retries,
+            idempotency_key,
+            prerequisite_ids(depends_on),
+        )
     if delay is None and not_before is None and idempotency_key is None:
         try:
             return _plain_options(queue, priority, max_retries)
         except TypeError:  # an unhashable argument: let the checks below name it
             pass
     return SubmitOptions(queue, priority, delay, not_before, max_retries, idempotency_key)
+
+
+def prerequisite_ids(jobs: Iterable[object]) -> tuple[str, ...]:
+    """The job ids of `jobs`: text or UUIDs as they are, anything else by its `job_id`."""
+    if isinstance(jobs, str | bytes):
+        raise InvalidJob("depends_on takes a list of jobs or job ids, not one string")
+    ids = []
+    for job in jobs:
+        job_id = job if isinstance(job, str | UUID) else getattr(job, "job_id", None)
+        if not isinstance(job_id, str | UUID):
+            raise InvalidJob(f"depends_on: {job!r} is neither a job nor a job id")
+        ids.append(str(job_id))
+    return tuple(ids)
 
 
 @functools.lru_cache(maxsize=256, typed=True)  # typed: True is not the priority 1
@@ -159,6 +194,8 @@ class JobSpec:
             )
         if options.max_retries is not None:
             request.max_retries = options.max_retries
+        if options.depends_on:
+            request.depends_on.extend(options.depends_on)
         if options.delay is not None:
             duration = Duration()
             duration.FromTimedelta(timedelta(seconds=_seconds(options.delay)))

@@ -195,12 +195,15 @@ class Client:
         not_before: datetime | None = None,
         max_retries: int | None = None,
         idempotency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
         **kwargs: Any,
     ) -> Job:
         """Submit a job that calls the Python `handler` (a @jobq.task function, a module-level
         function a worker imports, or a registered name) with `args` and `kwargs`. Returns once
         the job is committed."""
-        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(
+            queue, priority, delay, not_before, max_retries, idempotency_key, depends_on
+        )
         return self.submit_job(handler_job(handler, args, kwargs, options))
 
     def submit_command(
@@ -218,9 +221,12 @@ class Client:
         not_before: datetime | None = None,
         max_retries: int | None = None,
         idempotency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
     ) -> Job:
         """Submit a job that runs `argv` without a shell; its result is the command's stdout."""
-        options = submit_options(queue, priority, delay, not_before, max_retries, idempotency_key)
+        options = submit_options(
+            queue, priority, delay, not_before, max_retries, idempotency_key, depends_on
+        )
         spec = command_job(
             argv, env=env, cwd=cwd, timeout_s=timeout_s, stdin=stdin, options=options
         )
