@@ -116,7 +116,7 @@ def submit_options(
     """SubmitOptions of a submit call's arguments. The common ones (no delay, time, key or
     prerequisites) are made once per (queue, priority, max_retries) and shared: their checks
     then cost nothing per submit. `depends_on` takes job ids (text or UUID) or the jobs
-    themselves (anything with a `job_id`, as submit returns)."""
+    themselves (what submit returns, or a JobInfo)."""
     if depends_on is not None:
         return SubmitOptions(
             queue,
@@ -136,12 +136,17 @@ def submit_options(
 
 
 def prerequisite_ids(jobs: Iterable[object]) -> tuple[str, ...]:
-    """The job ids of `jobs`: text or UUIDs as they are, anything else by its `job_id`."""
+    """The job ids of `jobs`: text or UUIDs as they are, a submitted Job or AsyncJob by its
+    `id`, a JobInfo by its `job_id`."""
     if isinstance(jobs, str | bytes):
         raise InvalidJob("depends_on takes a list of jobs or job ids, not one string")
     ids = []
     for job in jobs:
-        job_id = job if isinstance(job, str | UUID) else getattr(job, "job_id", None)
+        job_id = (
+            job
+            if isinstance(job, str | UUID)
+            else getattr(job, "job_id", None) or getattr(job, "id", None)
+        )
         if not isinstance(job_id, str | UUID):
             raise InvalidJob(f"depends_on: {job!r} is neither a job nor a job id")
         ids.append(str(job_id))
