@@ -19,6 +19,7 @@ from jobq.server.lifecycle import Lifecycle
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
+from jobq.storage.postgres.queues import PgQueueStore
 from jobq.storage.postgres.workers import PgWorkerStore
 
 NO_JITTER = RetryPolicy(base_delay_s=5.0, max_delay_s=300.0, random_source=lambda: 0.0)
@@ -365,3 +366,29 @@ async def test_the_completion_reports_who_has_dependants(h: Harness) -> None:
         t.job_id: t.has_dependants for t in outcome.transitions if t.to_status is JobStatus.DONE
     }
     assert flags == {a: True, lone: False}
+
+
+async def test_a_retry_of_a_dependency_failed_job_runs_it_at_once(h: Harness) -> None:
+    a = await h.submit(max_retries=0)
+    b = await h.submit(a)
+    await h.run([a], fail=[a])
+    assert await h.status(b) is JobStatus.DEAD_LETTERED
+    change = await h.jobs.job_retry_manual(b)
+    assert change.job.status is JobStatus.PENDING  # the operator's override
+    await h.run([b])
+
+
+async def test_a_prerequisite_deleted_with_its_queue_fails_its_dependants(h: Harness) -> None:
+    queues = PgQueueStore(h.pool)
+    await queues.queue_create("other")
+    elsewhere = NewJob(uuid7(), "other", b"{}")
+    await h.jobs.jobs_insert([elsewhere])
+    b = await h.submit(elsewhere.job_id)
+    c = await h.submit(b)
+    await queues.queue_delete("other", force=True)
+    moved = await h.resolver.run_once(sweep=True)
+    assert [(t.job_id, t.reason) for t in moved] == [(b, Reason.DEPENDENCY_FAILED)]
+    job = await h.jobs.job_get(b)
+    assert job.error_message == f"dependency {elsewhere.job_id} no longer exists"
+    await h.resolver.run_once(sweep=False)  # C, woken by B's publication
+    assert await h.status(c) is JobStatus.DEAD_LETTERED
