@@ -3,6 +3,7 @@ promotions and dead-letterings, the sweep after a crash, cancel of a WAITING job
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 
@@ -21,6 +22,7 @@ from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.queues import PgQueueStore
 from jobq.storage.postgres.workers import PgWorkerStore
+from jobq.storage.queries import query
 
 NO_JITTER = RetryPolicy(base_delay_s=5.0, max_delay_s=300.0, random_source=lambda: 0.0)
 
@@ -392,3 +394,50 @@ async def test_a_prerequisite_deleted_with_its_queue_fails_its_dependants(h: Har
     assert job.error_message == f"dependency {elsewhere.job_id} no longer exists"
     await h.resolver.run_once(sweep=False)  # C, woken by B's publication
     assert await h.status(c) is JobStatus.DEAD_LETTERED
+
+
+async def test_a_completion_racing_a_dependants_submit_still_wakes_the_resolver(
+    h: Harness,
+) -> None:
+    """The race the has_dependants lock closes: A completes while a dependant naming it is
+    being submitted. The submit locked A first, so the completion waits for its commit and
+    then reports has_dependants (read from the row after the submit's update), so the resolver
+    it wakes runs after the edge is committed and sees it: B is promoted, not stranded."""
+    a = await h.submit()
+    incarnation = (await PgWorkerStore(h.pool).worker_get(h.worker_id)).incarnation
+    assert incarnation is not None
+    [claim] = await h.jobs.jobs_claim(h.worker_id, ["default"], 1, incarnation=incarnation)
+    b = uuid7()
+    async with h.pool.acquire() as conn:
+        submit = conn.transaction()
+        await submit.start()
+        [row] = await conn.fetch(query("job_prerequisites_lock"), [a])
+        assert row["status"] == "ASSIGNED"  # not DONE: B will be WAITING
+        completing = asyncio.create_task(
+            h.jobs.jobs_complete(
+                [Success(a, claim.job.attempt, h.worker_id, b"1", claim_id=claim.claim_id)]
+            )
+        )
+        await _until_a_backend_waits_for_a_lock(h.pool)  # the completion, on A's row
+        assert not completing.done()
+        await conn.fetchrow(
+            query("job_insert_dependent"),
+            b, "default", b"{}", 0, None, None, None, None, "WAITING", [a], None, False,
+        )  # fmt: skip
+        await submit.commit()
+    outcome = await completing
+    [done] = [t for t in outcome.transitions if t.to_status is JobStatus.DONE]
+    assert done.has_dependants
+    with h.lifecycle.write() as changes:
+        changes.applied(outcome.transitions)
+    await h.resolver.run_once(sweep=False)
+    assert await h.status(b) is JobStatus.PENDING
+
+
+async def _until_a_backend_waits_for_a_lock(pool: asyncpg.Pool, within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while not await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
+            await asyncio.sleep(0.01)
