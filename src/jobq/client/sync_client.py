@@ -200,7 +200,8 @@ class Client:
     ) -> Job:
         """Submit a job that calls the Python `handler` (a @jobq.task function, a module-level
         function a worker imports, or a registered name) with `args` and `kwargs`. Returns once
-        the job is committed."""
+        the job is committed. With `depends_on` (jobs or job ids), it runs only once they are
+        all DONE (README, "Dependencies")."""
         options = submit_options(
             queue, priority, delay, not_before, max_retries, idempotency_key, depends_on
         )
