@@ -441,3 +441,24 @@ async def _until_a_backend_waits_for_a_lock(pool: asyncpg.Pool, within: float = 
             " WHERE datname = current_database() AND wait_event_type = 'Lock'"
         ):
             await asyncio.sleep(0.01)
+
+
+async def test_two_replicas_resolving_the_same_jobs_move_each_once(
+    h: Harness, replicas: tuple[asyncpg.Pool, asyncpg.Pool]
+) -> None:
+    a = await h.submit()
+    failing = await h.submit(max_retries=0)
+    dependants = [await h.submit(a) for _ in range(20)]
+    doomed = [await h.submit(failing, a) for _ in range(20)]
+    await h.run([a, failing], fail=[failing], publish=False)
+    stores = [PgJobStore(pool) for pool in replicas]
+    moved = await asyncio.gather(
+        *(store.dependants_resolve([a, failing], 1000) for store in stores for _ in range(3))
+    )
+    assert sorted(t.job_id for batch in moved for t in batch) == sorted(dependants + doomed)
+    for job_id in dependants:
+        assert await h.status(job_id) is JobStatus.PENDING
+        assert [r for _, _, r in await h.reasons(job_id)].count(Reason.DEPENDENCIES_MET) == 1
+    for job_id in doomed:
+        assert await h.status(job_id) is JobStatus.DEAD_LETTERED
+        assert [r for _, _, r in await h.reasons(job_id)].count(Reason.DEPENDENCY_FAILED) == 1
