@@ -4,6 +4,7 @@ promotions and dead-letterings, the sweep after a crash, cancel of a WAITING job
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterable
 
@@ -462,3 +463,40 @@ async def test_two_replicas_resolving_the_same_jobs_move_each_once(
     for job_id in doomed:
         assert await h.status(job_id) is JobStatus.DEAD_LETTERED
         assert [r for _, _, r in await h.reasons(job_id)].count(Reason.DEPENDENCY_FAILED) == 1
+
+
+def _scans(plan: object) -> list[tuple[str, str, str]]:
+    """(node type, relation, index) of every scan in an EXPLAIN (FORMAT JSON) plan."""
+    found: list[tuple[str, str, str]] = []
+    if isinstance(plan, dict):
+        if "Scan" in plan.get("Node Type", "") and "Relation Name" in plan:
+            found.append((plan["Node Type"], plan["Relation Name"], plan.get("Index Name", "")))
+        for value in plan.values():
+            found += _scans(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found += _scans(value)
+    return found
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+async def test_the_resolver_reads_no_job_of_the_backlog(h: Harness, generic: bool) -> None:
+    """With 20,000 jobs and no dependencies, the sweep reads jobs_waiting_idx (empty) and a
+    wake-up probes job_dependencies by depends_on: neither reads the jobs table through."""
+    await h.jobs.jobs_insert([NewJob(uuid7(), "default", b"{}") for _ in range(20_000)])
+    await h.pool.execute("ANALYZE jobs; ANALYZE job_dependencies")
+    async with h.pool.acquire() as conn, conn.transaction():
+        if generic:
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        for ended in (None, [uuid7() for _ in range(100)]):
+            plan = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {query('dependants_resolve')}", ended, 1000
+            )
+            scans = _scans(json.loads(plan))
+            assert not [s for s in scans if s[0] == "Seq Scan" and s[1] == "jobs"], scans
+            if ended is None:
+                assert ("Index Only Scan", "jobs", "jobs_waiting_idx") in scans or (
+                    "Index Scan",
+                    "jobs",
+                    "jobs_waiting_idx",
+                ) in scans, scans
