@@ -74,3 +74,27 @@ def test_a_diamond_and_a_failing_branch_run_in_dependency_order(
     doomed = as_json(server, "job", "status", _submit(server, "--after", g, "--", "true"))
     assert doomed["job"]["status"] == "DEAD_LETTERED"
     assert doomed["job"]["error_message"] == f"dependency {g} was dead-lettered"
+
+
+def test_a_dependant_served_by_another_replica_starts_promptly(
+    start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str
+) -> None:
+    """Two jq-servers on one database, a dispatcher pass every 30 s: A runs on a worker of the
+    first, B (after A) can only run on a worker of the second. The first's resolver promotes B
+    and its notification wakes the second's dispatcher."""
+    env = {"JQ_DB_DSN": db_dsn, "JQ_SCHEDULER_INTERVAL_MS": "30000"}
+    one = start_server(env)
+    two = start_server(env)
+    ok(jq_ctl(one, "queue", "create", "first"))
+    ok(jq_ctl(one, "queue", "create", "second"))
+    start_worker(one, "--queues", "first")
+    start_worker(two, "--queues", "second")
+    wait_for_status(one, _submit(one, "-q", "first", "--", "true"), "DONE")  # workers are up
+    wait_for_status(two, _submit(two, "-q", "second", "--", "true"), "DONE")
+
+    a = _submit(one, "-q", "first", "--", "sleep", "0.5")
+    b = _submit(two, "-q", "second", "--after", a, "--", "true")
+    first = wait_for_status(one, a, "DONE")
+    second = wait_for_status(two, b, "DONE")
+    gap = _time(second, "started_at") - _time(first, "completed_at")
+    assert 0 <= gap.total_seconds() < 5, gap
