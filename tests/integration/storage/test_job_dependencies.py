@@ -11,13 +11,14 @@ from collections.abc import Iterable
 import asyncpg
 import pytest
 
-from jobq.domain.errors import PrerequisiteNotFound
+from jobq.domain.errors import PrerequisiteNotFound, Unavailable
 from jobq.domain.ids import uuid7
 from jobq.domain.records import Failure, NewJob, ReportOutcome, Success
 from jobq.domain.retry import RetryPolicy
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.dependency_resolver import DependencyResolver
 from jobq.server.lifecycle import Lifecycle
+from jobq.storage.postgres import jobs as jobs_module
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
@@ -500,3 +501,24 @@ async def test_the_resolver_reads_no_job_of_the_backlog(h: Harness, generic: boo
                     "jobs",
                     "jobs_waiting_idx",
                 ) in scans, scans
+
+
+async def test_a_submit_never_waits_for_a_prerequisites_lock_while_holding_one(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prerequisites are locked NOWAIT and retried: a submit whose prerequisite stays
+    locked answers UNAVAILABLE with nothing written (it never queued behind the lock, so it
+    could never close a deadlock); one whose prerequisite is freed goes through."""
+    monkeypatch.setattr(jobs_module, "LOCK_ATTEMPTS_WITHIN_S", 0.3)
+    a, other = await h.submit(), await h.submit()
+    before = await _counts(h.pool)
+    async with h.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT FROM jobs WHERE job_id = $1 FOR UPDATE", a)
+        with pytest.raises(Unavailable, match="depends_on stay locked"):
+            await h.submit(other, a)
+        assert await _counts(h.pool) == before
+        submitting = asyncio.create_task(h.submit(other, a))
+        await asyncio.sleep(0.05)  # a few refused attempts while the lock is held
+        assert not submitting.done()
+    b = await submitting
+    assert await h.status(b) is JobStatus.WAITING

@@ -8,6 +8,8 @@ worker and the claim's random id).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
@@ -51,13 +53,39 @@ from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
 
+LOCK_ATTEMPTS_WITHIN_S = 5.0
+"""How long a submit with prerequisites keeps trying to lock them (see job_prerequisites_lock)
+before it answers UNAVAILABLE: a prerequisite is locked for the length of one commit, so
+running out means something holds it far longer."""
+
+
+async def _lock_prerequisites(conn: Conn, prerequisites: Sequence[UUID]) -> None:
+    """Lock the existing jobs among `prerequisites` (job_prerequisites_lock, NOWAIT), first in
+    the caller's transaction, retrying after a short pause while one is locked by a change
+    committing: holding nothing while it waits, the submit can never deadlock."""
+    delay, deadline = 0.002, time.monotonic() + LOCK_ATTEMPTS_WITHIN_S
+    while True:
+        try:
+            async with conn.transaction():  # a savepoint: a failed attempt leaves no lock
+                await conn.fetch(query("job_prerequisites_lock"), list(prerequisites))
+            return
+        except asyncpg.LockNotAvailableError:
+            if time.monotonic() >= deadline:
+                raise Unavailable("the jobs named in depends_on stay locked; try again") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
 
 async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
-    """One job with prerequisites, in the caller's transaction: see job_insert_dependent."""
-    statuses = {
-        row["job_id"]: JobStatus(row["status"])
-        for row in await conn.fetch(query("job_prerequisites_lock"), list(job.depends_on))
-    }
+    """One job with prerequisites, in the caller's transaction, which holds their locks
+    already (_lock_prerequisites; taken again here, it reads their statuses): see
+    job_insert_dependent."""
+    try:
+        rows = await conn.fetch(query("job_prerequisites_lock"), list(job.depends_on))
+    except asyncpg.LockNotAvailableError:
+        # one that did not exist when the batch locked its prerequisites, committed since
+        raise Unavailable("a job named in depends_on is locked; try again") from None
+    statuses = {row["job_id"]: JobStatus(row["status"]) for row in rows}
     missing = [p for p in job.depends_on if p not in statuses]
     if missing:
         raise PrerequisiteNotFound(missing[0])
@@ -153,9 +181,11 @@ class PgJobStore:
         dependants. A job may name a job inserted before it in the same batch (the transaction
         sees it). PrerequisiteNotFound for the first unknown prerequisite: nothing is written."""
         plain = [job for job in jobs if not job.depends_on]
+        prerequisites = sorted({p for job in jobs for p in job.depends_on})
         outcomes: dict[int, Submitted] = {}
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                await _lock_prerequisites(conn, prerequisites)
                 if plain:
                     batch = InsertBatch(plain)
                     rows = id_rows = []

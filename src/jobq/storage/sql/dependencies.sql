@@ -26,14 +26,18 @@
 -- adds edges to an existing job, so no cycle can ever be written.
 
 -- name: job_prerequisites_lock
--- Lock the prerequisites $1 of a job about to be submitted, in id order (two submits naming
--- the same jobs lock them in one order: no deadlock), and read their current statuses: the
--- rows after any concurrent change committed (a locking read waits for it and re-reads).
+-- Lock the prerequisites $1 of jobs about to be submitted and read their current statuses.
 -- FOR NO KEY UPDATE: what the has_dependants update of job_insert_dependent takes anyway; it
--- conflicts with the completions' FOR UPDATE, so no prerequisite ends until this commits.
+-- conflicts with the completions' FOR UPDATE, so no prerequisite ends until the submit commits.
+-- NOWAIT: a submit never waits for a lock while it holds one, so it can never be part of a
+-- deadlock. Waiting could make one with a batch of completions that locks two prerequisites in
+-- another order (a completion batch holds the jobs of many workers' reports, and a deadlock
+-- would fail them all); instead the caller takes every prerequisite of its batch here first,
+-- holding nothing yet, and on LockNotAvailable rolls back to a savepoint and tries again a
+-- few milliseconds later (a prerequisite is locked only while its own change commits).
 SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[])
 ORDER BY job_id
-FOR NO KEY UPDATE;
+FOR NO KEY UPDATE NOWAIT;
 
 -- name: job_insert_dependent
 -- Insert one job with prerequisites ($10), in the transaction that locked them
