@@ -39,12 +39,14 @@ EXPECTED_SCRIPTS = (
     "V16__job_events_without_foreign_key.sql",
     "V17__queue_flow_control.sql",
     "V19__schedules.sql",
+    "V20__job_dependencies.sql",
 )
 
 
 def _version(script: str) -> str:
-    """`V19__schedules.sql` -> "19" (versions need not be contiguous: branches reserve theirs)."""
-    return script.split("__", 1)[0][1:]
+    """The version of a script name: "20" for V20__job_dependencies.sql (the numbers of
+    parallel branches may leave gaps until they are merged)."""
+    return script.split("__", 1)[0].removeprefix("V")
 
 
 def _signed(value: int) -> int:

@@ -27,6 +27,8 @@ SPEC_REASONS = [
     "REFUSED",  # our addition: a job its worker will never run, dead-lettered at once
     "WORKER_RESTARTED",  # our addition: a new process registered under the worker's id
     "POISON",  # our addition: interrupted more often than the queue's max_interruptions
+    "DEPENDENCIES_MET",  # issue 18: a WAITING job's prerequisites are all DONE
+    "DEPENDENCY_FAILED",  # issue 18: a prerequisite of a WAITING job was dead-lettered
 ]
 
 

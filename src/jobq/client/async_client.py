@@ -212,11 +212,19 @@ class AsyncClient:
         max_retries: int | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
         **kwargs: Any,
     ) -> AsyncJob:
         """As `Client.submit`."""
         options = submit_options(
-            queue, priority, delay, not_before, max_retries, idempotency_key, concurrency_key
+            queue,
+            priority,
+            delay,
+            not_before,
+            max_retries,
+            idempotency_key,
+            concurrency_key=concurrency_key,
+            depends_on=depends_on,
         )
         return await self.submit_job(handler_job(handler, args, kwargs, options))
 
@@ -236,10 +244,18 @@ class AsyncClient:
         max_retries: int | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
     ) -> AsyncJob:
         """As `Client.submit_command`."""
         options = submit_options(
-            queue, priority, delay, not_before, max_retries, idempotency_key, concurrency_key
+            queue,
+            priority,
+            delay,
+            not_before,
+            max_retries,
+            idempotency_key,
+            concurrency_key=concurrency_key,
+            depends_on=depends_on,
         )
         spec = command_job(
             argv, env=env, cwd=cwd, timeout_s=timeout_s, stdin=stdin, options=options

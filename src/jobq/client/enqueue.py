@@ -230,6 +230,10 @@ def new_job(spec: JobSpec, now: datetime) -> NewJob:
     server's words: the rules are the server's own, from jobq.domain (see
     server/submission.py's new_job_from_request)."""
     options = spec.options
+    if options.depends_on:
+        # A dependant's insert locks its prerequisites and decides its status from theirs
+        # (storage/sql/dependencies.sql), which only jq-server's submit does.
+        raise InvalidJob("depends_on is not supported by enqueue: submit the job through jq-server")
     try:
         check_queue_name(options.queue)
         check_priority(options.priority)

@@ -60,10 +60,13 @@ class JobInfo:
     updated_at: datetime | None
     concurrency_key: str = ""
     """The key the queue's per-key limits count the job under; empty: none."""
+    depends_on: tuple[str, ...] = ()
+    """The ids of the jobs it was submitted to run after (README, "Dependencies")."""
 
     @property
     def ended(self) -> bool:
-        """DONE or DEAD_LETTERED: nothing more happens to it unless it is retried."""
+        """DONE or DEAD_LETTERED: nothing more happens to it unless it is retried (a WAITING
+        job has not ended: it waits for its prerequisites)."""
         return self.status in ENDED
 
     @classmethod
@@ -87,6 +90,7 @@ class JobInfo:
             not_before=_time(job, "not_before"),
             concurrency_key=job.concurrency_key,
             updated_at=_time(job, "updated_at"),
+            depends_on=tuple(job.depends_on),
         )
 
 

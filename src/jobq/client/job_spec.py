@@ -15,19 +15,21 @@ import functools
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+from uuid import UUID
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobq.client.errors import CallFailed, JobCancelled, JobDeadLettered, JobFailed
 from jobq.client.job_info import JobInfo, JobStatus
+from jobq.domain.errors import InvalidArgument
 from jobq.domain.ids import uuid7_text
 from jobq.domain.payload import PayloadError, check_document
-from jobq.domain.validation import QUEUE_NAME_PATTERN
+from jobq.domain.validation import QUEUE_NAME_PATTERN, check_depends_on
 from jobq.rpc._gen import job_service_pb2 as jpb
 
 __all__ = [
@@ -73,6 +75,9 @@ class SubmitOptions:
     idempotency_key: str | None = None
     concurrency_key: str | None = None
     """The key the queue's per-key concurrency and rate limits count the job under."""
+    depends_on: tuple[str, ...] = ()
+    """The ids of the jobs this one runs after (README, "Dependencies"): it waits WAITING until
+    they are all DONE, and is dead-lettered (DEPENDENCY_FAILED) if one is dead-lettered."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not QUEUE_NAME_PATTERN.fullmatch(self.queue):
@@ -102,6 +107,11 @@ class SubmitOptions:
             and ckey.isprintable()
         ):
             raise InvalidJob("concurrency_key must be 1 to 255 printable ASCII characters")
+        if self.depends_on:
+            try:
+                check_depends_on(self.depends_on)
+            except InvalidArgument as exc:
+                raise InvalidJob(str(exc)) from None
 
 
 def submit_options(
@@ -112,10 +122,23 @@ def submit_options(
     max_retries: int | None = None,
     idempotency_key: str | None = None,
     concurrency_key: str | None = None,
+    depends_on: Iterable[object] | None = None,
 ) -> SubmitOptions:
-    """SubmitOptions of a submit call's arguments. The common ones (no delay, time or key) are
-    made once per (queue, priority, max_retries) and shared: their checks then cost nothing
-    per submit."""
+    """SubmitOptions of a submit call's arguments. The common ones (no delay, time, key or
+    prerequisites) are made once per (queue, priority, max_retries) and shared: their checks
+    then cost nothing per submit. `depends_on` takes job ids (text or UUID) or the jobs
+    themselves (what submit returns, or a JobInfo)."""
+    if depends_on is not None:
+        return SubmitOptions(
+            queue,
+            priority,
+            delay,
+            not_before,
+            max_retries,
+            idempotency_key,
+            concurrency_key,
+            prerequisite_ids(depends_on),
+        )
     if delay is None and not_before is None and idempotency_key is None:
         try:
             return _plain_options(queue, priority, max_retries, concurrency_key)
@@ -124,6 +147,24 @@ def submit_options(
     return SubmitOptions(
         queue, priority, delay, not_before, max_retries, idempotency_key, concurrency_key
     )
+
+
+def prerequisite_ids(jobs: Iterable[object]) -> tuple[str, ...]:
+    """The job ids of `jobs`: text or UUIDs as they are, a submitted Job or AsyncJob by its
+    `id`, a JobInfo by its `job_id`."""
+    if isinstance(jobs, str | bytes):
+        raise InvalidJob("depends_on takes a list of jobs or job ids, not one string")
+    ids = []
+    for job in jobs:
+        job_id = (
+            job
+            if isinstance(job, str | UUID)
+            else getattr(job, "job_id", None) or getattr(job, "id", None)
+        )
+        if not isinstance(job_id, str | UUID):
+            raise InvalidJob(f"depends_on: {job!r} is neither a job nor a job id")
+        ids.append(str(job_id))
+    return tuple(ids)
 
 
 @functools.lru_cache(maxsize=256, typed=True)  # typed: True is not the priority 1
@@ -176,6 +217,8 @@ class JobSpec:
             request.max_retries = options.max_retries
         if options.concurrency_key is not None:
             request.concurrency_key = options.concurrency_key
+        if options.depends_on:
+            request.depends_on.extend(options.depends_on)
         if options.delay is not None:
             duration = Duration()
             duration.FromTimedelta(timedelta(seconds=_seconds(options.delay)))

@@ -200,13 +200,22 @@ class Client:
         max_retries: int | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
         **kwargs: Any,
     ) -> Job:
         """Submit a job that calls the Python `handler` (a @jobq.task function, a module-level
         function a worker imports, or a registered name) with `args` and `kwargs`. Returns once
-        the job is committed."""
+        the job is committed. With `depends_on` (jobs or job ids), it runs only once they are
+        all DONE (README, "Dependencies")."""
         options = submit_options(
-            queue, priority, delay, not_before, max_retries, idempotency_key, concurrency_key
+            queue,
+            priority,
+            delay,
+            not_before,
+            max_retries,
+            idempotency_key,
+            concurrency_key=concurrency_key,
+            depends_on=depends_on,
         )
         return self.submit_job(handler_job(handler, args, kwargs, options))
 
@@ -226,10 +235,18 @@ class Client:
         max_retries: int | None = None,
         idempotency_key: str | None = None,
         concurrency_key: str | None = None,
+        depends_on: Iterable[object] | None = None,
     ) -> Job:
         """Submit a job that runs `argv` without a shell; its result is the command's stdout."""
         options = submit_options(
-            queue, priority, delay, not_before, max_retries, idempotency_key, concurrency_key
+            queue,
+            priority,
+            delay,
+            not_before,
+            max_retries,
+            idempotency_key,
+            concurrency_key=concurrency_key,
+            depends_on=depends_on,
         )
         spec = command_job(
             argv, env=env, cwd=cwd, timeout_s=timeout_s, stdin=stdin, options=options

@@ -147,6 +147,11 @@ class SchedulerSettings(Section):
     heartbeat_check_interval_s: float = Field(
         10.0, gt=0, description="Seconds between checks for lost workers."
     )
+    dependency_sweep_interval_s: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds between sweeps for WAITING jobs whose prerequisites have ended.",
+    )
     retry_base_delay_s: float = Field(
         5.0, ge=0, description="Backoff before the first retry, in seconds."
     )

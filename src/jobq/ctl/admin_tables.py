@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from jobq.rpc._gen import admin_service_pb2 as apb
     from jobq.rpc._gen import common_pb2 as cpb
 
-JOB_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "DONE", "FAILED", "DEAD_LETTERED")
+JOB_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "DONE", "FAILED", "DEAD_LETTERED", "WAITING")
 WORKER_STATUSES = ("ONLINE", "DRAINING", "OFFLINE")
 
 

@@ -6,7 +6,7 @@ Imported only when a command really calls the server, so `--help` does not pay f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -136,6 +136,7 @@ class Client:
         not_before: datetime | None,
         idempotency_key: str = "",
         concurrency_key: str = "",
+        depends_on: Sequence[str] = (),
     ) -> jpb.SubmitJobResponse:
         request = jpb.SubmitJobRequest(
             queue_name=queue,
@@ -143,6 +144,7 @@ class Client:
             priority=priority,
             idempotency_key=idempotency_key,
             concurrency_key=concurrency_key,
+            depends_on=depends_on,
         )
         if max_retries is not None:
             request.max_retries = max_retries

@@ -90,6 +90,15 @@ def submit(
             "id) the queue's per-key limits count this job under (`jq-ctl queue limit`).",
         ),
     ] = "",
+    after: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--after",
+            metavar="JOB_ID",
+            help="Run only after this job has ended DONE (repeatable, at most 100): until then "
+            "the job is WAITING; if it is dead-lettered, so is this one (DEPENDENCY_FAILED).",
+        ),
+    ] = None,
 ) -> None:
     """Submit a job and print its id.
 
@@ -98,6 +107,11 @@ def submit(
         jq-ctl job submit -- echo hello
 
         jq-ctl job submit --queue emails --payload '{"handler": "app.tasks:ping"}'
+
+    With --after, it runs once all the jobs named are DONE:
+
+        a=$(jq-ctl job submit -- make build)
+        jq-ctl job submit --after "$a" -- make deploy
 
     With --idempotency-key, a repeated submit prints the id of the job that holds the key and
     says on stderr that it already existed (JSON and YAML: `existing: true`).
@@ -115,7 +129,15 @@ def submit(
         raise typer.BadParameter(str(exc), param_hint="--not-before") from None
     state = CtlState.of(ctx)
     reply = state.client().submit_job(
-        queue, body, priority, max_retries, wait, instant, idempotency_key, concurrency_key
+        queue,
+        body,
+        priority,
+        max_retries,
+        wait,
+        instant,
+        idempotency_key,
+        concurrency_key=concurrency_key,
+        depends_on=after or (),
     )
     state.printer.show(reply, lambda: reply.job_id)
     if reply.existing and state.printer.output == "table":
@@ -137,7 +159,8 @@ def status(ctx: typer.Context, job_id: JobId) -> None:
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
-    """Cancel a PENDING or ASSIGNED job: it is dead-lettered (reason CANCELLED)."""
+    """Cancel a PENDING, ASSIGNED or WAITING job: it is dead-lettered (reason CANCELLED), and
+    so are the jobs that wait for it (DEPENDENCY_FAILED)."""
     state = CtlState.of(ctx)
     reply = state.client().cancel_job(job_id)
     state.printer.show(reply, lambda: job_tables.job_changed(reply.job, "cancelled"))

@@ -50,6 +50,7 @@ def job_detail(job: cpb.Job, now: datetime) -> Table:
             ("Payload", preview(job.payload, DETAIL_PREVIEW)),
             ("Result", preview(job.result, DETAIL_PREVIEW)),
             ("Error", preview(job.error_message, DETAIL_PREVIEW)),
+            ("Runs after", or_none("\n".join(job.depends_on))),
         ]
     )
 

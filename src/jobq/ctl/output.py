@@ -36,6 +36,7 @@ _STATUS_STYLES: dict[str, str] = {
     "DONE": "green",
     "FAILED": "red",
     "DEAD_LETTERED": "bold red",
+    "WAITING": "magenta",
     "ONLINE": "green",
     "DRAINING": "yellow",
     "OFFLINE": "dim",

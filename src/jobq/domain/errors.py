@@ -23,6 +23,14 @@ class JobNotFound(NotFound):
         self.job_id = job_id
 
 
+class PrerequisiteNotFound(NotFound):
+    """A job named in a submit's depends_on does not exist (nothing was written)."""
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"depends_on: job {job_id} not found")
+        self.job_id = job_id
+
+
 class QueueNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"queue '{name}' not found")

@@ -47,6 +47,8 @@ class NewJob:
     """The correlation id of the request that submitted the job (its events carry it)."""
     concurrency_key: str | None = None
     """The key the queue's per-key limits count the job under (jobq.domain.flow_limits)."""
+    depends_on: tuple[UUID, ...] = ()
+    """The jobs it runs after (issue 18): it is written WAITING until they are all DONE."""
 
 
 @record
@@ -58,6 +60,9 @@ class Submitted:
     job_id: UUID
     created_at: datetime
     existing: bool = False
+    status: JobStatus = JobStatus.PENDING
+    """The status it was inserted in: WAITING or DEAD_LETTERED for a job with prerequisites
+    not all DONE (issue 18); meaningless when `existing`."""
 
 
 @record
@@ -86,6 +91,9 @@ class Job:
     """The key the queue's per-key limits count the job under; None: none."""
     schedule_name: str | None = None
     """The schedule that enqueued the job (db/migrations/V19); None for a submitted one."""
+
+    depends_on: tuple[UUID, ...] = ()
+    """The jobs it was submitted to run after (issue 18); read by job_get and jobs_list only."""
 
 
 @record
@@ -251,6 +259,9 @@ class Transition:
     created_at: datetime
     started_at: datetime | None
     occurred_at: datetime
+    has_dependants: bool = False
+    """A job that ended (DONE, DEAD_LETTERED) and that some WAITING job may wait for: the
+    dependency resolver is woken for it (jobs.has_dependants, V20)."""
 
     @classmethod
     def submitted(cls, job_id: UUID, queue_name: str, created_at: datetime) -> Transition:
@@ -278,6 +289,8 @@ class OperatorChange:
     job: Job
     was: JobStatus
     unannounced: bool = False
+    has_dependants: bool = False
+    """Some job was submitted to run after this one (jobs.has_dependants, V20)."""
 
 
 @record

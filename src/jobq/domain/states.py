@@ -44,7 +44,13 @@ class JobStatus(StrEnum):
 
     DEAD_LETTERED = "DEAD_LETTERED"
     """Given up on (retries exhausted, refused by the worker, interrupted too often, cancelled,
-    TTL expired). Terminal until RetryJob."""
+    TTL expired, a prerequisite dead-lettered). Terminal until RetryJob."""
+
+    WAITING = "WAITING"
+    """Submitted with depends_on, waiting for its prerequisites (issue 18): never claimed. The
+    dependency resolver (server/dependency_resolver.py) moves it to PENDING once they are all
+    DONE (DEPENDENCIES_MET), or dead-letters it once one is dead-lettered (DEPENDENCY_FAILED);
+    CancelJob dead-letters it (CANCELLED)."""
 
 
 class WorkerStatus(StrEnum):
@@ -92,6 +98,13 @@ class Reason(StrEnum):
     """The job was interrupted (WORKER_LOST, WORKER_RESTARTED, ASSIGNMENT_TIMEOUT) more often
     than its queue's max_interruptions: a job that takes down whoever runs it. Dead-lettered
     (an addition to SPEC §4's list), without touching retry_count."""
+
+    DEPENDENCIES_MET = "DEPENDENCIES_MET"
+    """Every prerequisite of a WAITING job is DONE: WAITING → PENDING (issue 18), or PENDING at
+    its submit when they all were already."""
+    DEPENDENCY_FAILED = "DEPENDENCY_FAILED"
+    """A prerequisite of a WAITING job was dead-lettered (or no longer exists): WAITING →
+    DEAD_LETTERED, and so on down the chain of dependants (issue 18)."""
 
     @property
     def is_interruption(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from uuid import RFC_4122, UUID
 
@@ -13,6 +14,7 @@ MIN_PRIORITY = 0
 MAX_PRIORITY = 9
 MAX_DELAY = timedelta(days=365 * 10)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_DEPENDENCIES = 100
 
 
 def parse_uuid(value: str, what: str = "job id") -> UUID:
@@ -79,6 +81,24 @@ def check_client_job_id(raw: str) -> UUID:
     if job_id.version != 7 or job_id.variant != RFC_4122:
         raise InvalidArgument(f"job_id must be a UUIDv7 (RFC 9562), got version {job_id.version}")
     return job_id
+
+
+def check_depends_on(raw: Sequence[str], job_id: UUID | None = None) -> tuple[UUID, ...]:
+    """The prerequisites of a job (issue 18): at most MAX_DEPENDENCIES well-formed job ids, no
+    repeats, not the job's own id `job_id`; else InvalidArgument naming the offender."""
+    if len(raw) > MAX_DEPENDENCIES:
+        raise InvalidArgument(f"depends_on names at most {MAX_DEPENDENCIES} jobs, got {len(raw)}")
+    ids: list[UUID] = []
+    seen: set[UUID] = set()
+    for value in raw:
+        prerequisite = parse_uuid(value, "depends_on job id")
+        if prerequisite in seen:
+            raise InvalidArgument(f"depends_on names job {prerequisite} twice")
+        if prerequisite == job_id:
+            raise InvalidArgument(f"depends_on names the job itself ({prerequisite})")
+        seen.add(prerequisite)
+        ids.append(prerequisite)
+    return tuple(ids)
 
 
 def check_idempotency_key(key: str) -> str | None:

@@ -13,9 +13,11 @@ JOB_TOPICS: dict[JobStatus, str] = {
     JobStatus.DONE: "job.completed",
     JobStatus.FAILED: "job.failed",
     JobStatus.DEAD_LETTERED: "job.dead-lettered",
+    JobStatus.WAITING: "job.submitted",
 }
 """The topic (before the prefix) of a transition into each status, as SPEC §12 lists them.
-ASSIGNED shares job.submitted with PENDING: both mean "waiting to run" to a consumer."""
+ASSIGNED and WAITING (a job with prerequisites, issue 18) share job.submitted with PENDING:
+all mean "waiting to run" to a consumer; the event's to_status tells them apart."""
 
 WORKER_HEARTBEAT_TOPIC = "worker.heartbeat"
 """The topic (before the prefix) of worker heartbeats."""

@@ -97,6 +97,7 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         interruptions=job.interruptions,
         concurrency_key=job.concurrency_key or "",
         schedule_name=job.schedule_name or "",
+        depends_on=[str(p) for p in job.depends_on],
     )
 
 
@@ -176,6 +177,7 @@ def queue_stats_to_proto(stats: QueueStats) -> admin_service_pb2.QueueStats:
         max_interruptions=stats.max_interruptions,
         total_interruptions=stats.total_interruptions,
         queue=None if stats.queue is None else queue_to_proto(stats.queue),
+        waiting=counts.get(JobStatus.WAITING, 0),
     )
 
 

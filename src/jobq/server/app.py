@@ -22,6 +22,7 @@ from jobq.observability.metrics import ServerMetrics
 from jobq.server.admin_service import AdminServicer
 from jobq.server.audit import AuditTrail
 from jobq.server.authentication import Authenticator
+from jobq.server.dependency_resolver import DependencyResolver
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.enqueue_announcer import EnqueueAnnouncer
 from jobq.server.event_capture import CaptureSwitch, capture_on
@@ -247,6 +248,12 @@ class ServerApp:
             lifecycle=lifecycle,
             probe=probe,
         )
+        resolver = DependencyResolver(
+            jobs,
+            lifecycle,
+            sweep_interval_s=sched.dependency_sweep_interval_s,
+            on_promoted=dispatcher.wake_for_new_jobs,
+        )
         reaper = Reaper(
             maintenance,
             assignment_timeout_s=sched.assignment_timeout_s,
@@ -268,6 +275,7 @@ class ServerApp:
             loops=[
                 monitor.loop,
                 reaper.loop,
+                resolver.loop,
                 watch.loop,
                 announcer.loop,
                 runner.loop,

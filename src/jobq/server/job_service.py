@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from jobq.config import LimitsSettings
-from jobq.domain.errors import InvalidArgument, NotFound, QueueNotFound
+from jobq.domain.errors import InvalidArgument, NotFound, PrerequisiteNotFound, QueueNotFound
 from jobq.domain.states import Reason
 from jobq.domain.validation import check_queue_name, parse_uuid
 from jobq.observability.logging_setup import get_logger
@@ -102,6 +102,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             inserted = await self._submitter.submit_batch(jobs)
         except QueueNotFound as exc:
             index = next(i for i, job in enumerate(jobs) if job.queue_name == exc.name)
+            raise NotFound(f"job {index}: {exc}") from None
+        except PrerequisiteNotFound as exc:
+            index = next(i for i, job in enumerate(jobs) if exc.job_id in job.depends_on)
             raise NotFound(f"job {index}: {exc}") from None
         log.debug("jobs submitted", action="job.submitted_batch", count=len(jobs))
         return [str(s.job_id) for s in inserted], [s.existing for s in inserted]

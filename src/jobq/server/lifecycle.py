@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from uuid import UUID
 
-from jobq.domain.records import Assignment, Job, NewJob, OperatorChange, Transition
+from jobq.domain.records import Assignment, Job, NewJob, OperatorChange, Submitted, Transition
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.publication_order import PublicationOrder
 
@@ -43,6 +44,27 @@ class Changes:
             if job is not None:
                 self.transitions.append(Transition.submitted(job_id, job.queue_name, created_at))
 
+    def submitted_waiting(self, jobs: Sequence[NewJob], results: Sequence[Submitted]) -> None:
+        """New jobs with prerequisites were committed WAITING, or dead-lettered at once
+        (DEPENDENCY_FAILED: a prerequisite was dead-lettered already); PENDING and existing
+        results are left to `submitted`."""
+        by_id = {job.job_id: job for job in jobs}
+        for result in results:
+            job = by_id.get(result.job_id)
+            if job is None or result.existing or result.status is JobStatus.PENDING:
+                continue
+            submitted = Transition.submitted(result.job_id, job.queue_name, result.created_at)
+            self.transitions.append(replace(submitted, to_status=JobStatus.WAITING))
+            if result.status is JobStatus.DEAD_LETTERED:
+                self.transitions.append(
+                    replace(
+                        submitted,
+                        from_status=JobStatus.WAITING,
+                        to_status=JobStatus.DEAD_LETTERED,
+                        reason=Reason.DEPENDENCY_FAILED,
+                    )
+                )
+
     def assigned(self, assignments: Sequence[Assignment]) -> None:
         """Jobs were claimed for a worker (PENDING → ASSIGNED); a job a transactional enqueue
         wrote and no server announced yet is announced first (SUBMITTED, then ASSIGNED)."""
@@ -62,10 +84,12 @@ class Changes:
             self.transitions.append(
                 Transition.submitted(job.job_id, job.queue_name, job.created_at)
             )
-        self.transitions.append(_of_job(job, reason, change.was))
+        self.transitions.append(_of_job(job, reason, change.was, change.has_dependants))
 
 
-def _of_job(job: Job, reason: Reason, from_status: JobStatus | None) -> Transition:
+def _of_job(
+    job: Job, reason: Reason, from_status: JobStatus | None, has_dependants: bool = False
+) -> Transition:
     """The change that left `job` as it is now (its status, worker and time of update)."""
     return Transition(
         job_id=job.job_id,
@@ -78,6 +102,7 @@ def _of_job(job: Job, reason: Reason, from_status: JobStatus | None) -> Transiti
         created_at=job.created_at,
         started_at=job.started_at,
         occurred_at=job.updated_at,
+        has_dependants=has_dependants,
     )
 
 

@@ -13,10 +13,12 @@ from jobq.domain.errors import InvalidArgument, QueueNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.payload import PayloadError, parse_payload
 from jobq.domain.records import NewJob, Submitted
+from jobq.domain.states import JobStatus
 from jobq.domain.validation import (
     check_client_job_id,
     check_concurrency_key,
     check_delay,
+    check_depends_on,
     check_idempotency_key,
     check_max_retries,
     check_payload_size,
@@ -54,8 +56,10 @@ def new_job_from_request(
     chosen = request.job_id
     if chosen and request.idempotency_key:
         raise InvalidArgument("give job_id or idempotency_key, not both")
+    job_id = check_client_job_id(chosen) if chosen else uuid7()
+    raw_depends_on = request.depends_on
     return NewJob(
-        job_id=check_client_job_id(chosen) if chosen else uuid7(),
+        job_id=job_id,
         queue_name=queue,
         payload=payload,
         priority=priority,
@@ -65,6 +69,7 @@ def new_job_from_request(
         id_from_client=bool(chosen),
         correlation_id=current_correlation_id(),
         concurrency_key=check_concurrency_key(request.concurrency_key),
+        depends_on=check_depends_on(raw_depends_on, job_id) if raw_depends_on else (),
     )
 
 
@@ -138,6 +143,10 @@ class Submitter:
 
     async def submit(self, job: NewJob) -> Submitted:
         """The new job, or (`existing`) the job that already holds its idempotency key."""
+        if job.depends_on:
+            # Its own statement and transaction (it locks its prerequisites): kept out of the
+            # shared batch, which an unknown prerequisite would otherwise fail for everyone.
+            return (await self._insert([job]))[0]
         result = await self._committer.submit(job)
         if isinstance(result, QueueNotFound):
             raise result
@@ -156,15 +165,21 @@ class Submitter:
         another write). A lone job goes to `direct` first (Dispatcher.submit_assigned: written
         straight to a worker connected here), and the ordinary way when that declines it:
         an idle system's submits come one at a time, and their pickup is what it shortens."""
-        if len(jobs) == 1 and self._direct is not None:
+        if len(jobs) == 1 and self._direct is not None and not jobs[0].depends_on:
             submitted = await self._direct(jobs[0])
             if submitted is not None:
                 return [submitted]
         with self._lifecycle.write() as changes:
             results = await self._jobs.jobs_insert(jobs, notify=not self._taken_here(jobs))
-            created = [(r.job_id, r.created_at) for r in results if not r.existing]
+            created = [
+                (r.job_id, r.created_at)
+                for r in results
+                if not r.existing and r.status is JobStatus.PENDING
+            ]
             if created:
                 changes.submitted(jobs, created)
+            if len(created) < len(results):
+                changes.submitted_waiting(jobs, results)
         if created:
             self._on_inserted()
         return results

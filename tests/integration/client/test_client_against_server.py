@@ -213,3 +213,32 @@ async def test_task_delay_uses_the_default_client(server: tuple[str, Stubs]) -> 
     assert "kwargs" not in taken[job_id]
     assert (taken[other_id]["args"], taken[other_id]["kwargs"]) == ([1], {"factor": 3})
     await worker.close()
+
+
+async def test_a_job_submitted_after_others_runs_once_they_are_done(
+    server: tuple[str, Stubs],
+) -> None:
+    address, stubs = server
+    worker = await ProtocolWorker(stubs).start()
+    async with AsyncClient(address, linger_s=0.01) as client:
+        first = await client.submit("jobq.demo_tasks:add", 1, 1)
+        second = await client.submit("jobq.demo_tasks:add", 2, 2)
+        # through the batched stream, naming jobs and ids alike
+        after = await client.submit("jobq.demo_tasks:add", 3, 3, depends_on=[first, second.id])
+        info = await after.info()
+        assert info.status is JobStatus.WAITING
+        assert not info.ended
+        assert sorted(info.depends_on) == sorted([first.id, second.id])
+        assignments = await worker.take(2)
+        assert {a.job_id for a in assignments} == {first.id, second.id}
+        await worker.ack(assignments)
+        for assignment in assignments:
+            await worker.report(assignment, result=b"0")
+        [last] = await worker.take(1)  # promoted once both are DONE
+        assert last.job_id == after.id
+        await worker.ack([last])
+        await worker.report(last, result=b"6")
+        assert await after.result(timeout=30) == 6
+        events = [e.reason for e in await after.logs()]
+        assert events[:2] == ["SUBMITTED", "DEPENDENCIES_MET"]
+    await worker.close()

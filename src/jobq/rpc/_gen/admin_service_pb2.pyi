@@ -75,7 +75,7 @@ class GetQueueStatsRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions", "queue")
+    __slots__ = ("queue_name", "pending", "assigned", "running", "done", "failed", "dead_lettered", "oldest_pending_age_s", "total_retries", "max_interruptions", "total_interruptions", "waiting", "queue")
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class QueueStats(_message.Message):
     TOTAL_RETRIES_FIELD_NUMBER: _ClassVar[int]
     MAX_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     queue_name: str
     pending: int
@@ -99,8 +100,9 @@ class QueueStats(_message.Message):
     total_retries: int
     max_interruptions: int
     total_interruptions: int
+    waiting: int
     queue: _common_pb2.Queue
-    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ..., queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
+    def __init__(self, queue_name: _Optional[str] = ..., pending: _Optional[int] = ..., assigned: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., oldest_pending_age_s: _Optional[float] = ..., total_retries: _Optional[int] = ..., max_interruptions: _Optional[int] = ..., total_interruptions: _Optional[int] = ..., waiting: _Optional[int] = ..., queue: _Optional[_Union[_common_pb2.Queue, _Mapping]] = ...) -> None: ...
 
 class PauseQueueRequest(_message.Message):
     __slots__ = ("name",)

@@ -20,6 +20,7 @@ class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATUS_DONE: _ClassVar[JobStatus]
     JOB_STATUS_FAILED: _ClassVar[JobStatus]
     JOB_STATUS_DEAD_LETTERED: _ClassVar[JobStatus]
+    JOB_STATUS_WAITING: _ClassVar[JobStatus]
 
 class WorkerStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,13 +35,14 @@ JOB_STATUS_RUNNING: JobStatus
 JOB_STATUS_DONE: JobStatus
 JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_DEAD_LETTERED: JobStatus
+JOB_STATUS_WAITING: JobStatus
 WORKER_STATUS_UNSPECIFIED: WorkerStatus
 WORKER_STATUS_ONLINE: WorkerStatus
 WORKER_STATUS_OFFLINE: WorkerStatus
 WORKER_STATUS_DRAINING: WorkerStatus
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "queue_name", "payload", "priority", "status", "max_retries", "retry_count", "created_at", "started_at", "completed_at", "worker_id", "result", "not_before", "error_message", "attempt", "updated_at", "interruptions", "concurrency_key", "schedule_name")
+    __slots__ = ("job_id", "queue_name", "payload", "priority", "status", "max_retries", "retry_count", "created_at", "started_at", "completed_at", "worker_id", "result", "not_before", "error_message", "attempt", "updated_at", "interruptions", "concurrency_key", "schedule_name", "depends_on")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,7 @@ class Job(_message.Message):
     INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queue_name: str
     payload: bytes
@@ -79,7 +82,8 @@ class Job(_message.Message):
     interruptions: int
     concurrency_key: str
     schedule_name: str
-    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., max_retries: _Optional[int] = ..., retry_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., result: _Optional[bytes] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptions: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., schedule_name: _Optional[str] = ...) -> None: ...
+    depends_on: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., max_retries: _Optional[int] = ..., retry_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., result: _Optional[bytes] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptions: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., schedule_name: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Queue(_message.Message):
     __slots__ = ("name", "max_retries", "ttl_seconds", "created_at", "updated_at", "max_interruptions", "paused", "max_running", "key_max_running", "rate", "key_rate")

@@ -8,13 +8,21 @@ worker and the claim's random id).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-from jobq.domain.errors import InvalidTransition, JobNotFound, QueueNotFound
+from jobq.domain.errors import (
+    InvalidTransition,
+    JobNotFound,
+    PrerequisiteNotFound,
+    QueueNotFound,
+    Unavailable,
+)
 from jobq.domain.records import (
     Assignment,
     AttemptRef,
@@ -36,6 +44,7 @@ from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
 from jobq.storage.postgres.claims import (
+    Conn,
     attempt_columns,
     held_by_worker,
     interrupt_claims,
@@ -45,6 +54,74 @@ from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
 from jobq.storage.postgres.limited_claims import claim_limited
 from jobq.storage.postgres.rows import job_from_row, transition_from_row
 from jobq.storage.queries import query
+
+LOCK_ATTEMPTS_WITHIN_S = 5.0
+"""How long a submit with prerequisites keeps trying to lock them (see job_prerequisites_lock)
+before it answers UNAVAILABLE: a prerequisite is locked for the length of one commit, so
+running out means something holds it far longer."""
+
+
+async def _lock_prerequisites(conn: Conn, prerequisites: Sequence[UUID]) -> None:
+    """Lock the existing jobs among `prerequisites` (job_prerequisites_lock, NOWAIT), first in
+    the caller's transaction, retrying after a short pause while one is locked by a change
+    committing: holding nothing while it waits, the submit can never deadlock."""
+    delay, deadline = 0.002, time.monotonic() + LOCK_ATTEMPTS_WITHIN_S
+    while True:
+        try:
+            async with conn.transaction():  # a savepoint: a failed attempt leaves no lock
+                await conn.fetch(query("job_prerequisites_lock"), list(prerequisites))
+            return
+        except asyncpg.LockNotAvailableError:
+            if time.monotonic() >= deadline:
+                raise Unavailable("the jobs named in depends_on stay locked; try again") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
+    """One job with prerequisites, in the caller's transaction, which holds their locks
+    already (_lock_prerequisites; taken again here, it reads their statuses): see
+    job_insert_dependent."""
+    try:
+        rows = await conn.fetch(query("job_prerequisites_lock"), list(job.depends_on))
+    except asyncpg.LockNotAvailableError:
+        # one that did not exist when the batch locked its prerequisites, committed since
+        raise Unavailable("a job named in depends_on is locked; try again") from None
+    statuses = {row["job_id"]: JobStatus(row["status"]) for row in rows}
+    missing = [p for p in job.depends_on if p not in statuses]
+    if missing:
+        raise PrerequisiteNotFound(missing[0])
+    dead = [p for p in job.depends_on if statuses[p] is JobStatus.DEAD_LETTERED]
+    if dead:
+        # Policy: dead-lettered at once, as it would be had it been submitted a moment before
+        # its prerequisite failed; the submit succeeds and the job says why (README).
+        status, error = JobStatus.DEAD_LETTERED, f"dependency {dead[0]} was dead-lettered"
+    elif all(statuses[p] is JobStatus.DONE for p in job.depends_on):
+        status, error = JobStatus.PENDING, None
+    else:
+        status, error = JobStatus.WAITING, None
+    row = await conn.fetchrow(
+        query("job_insert_dependent"),
+        job.job_id,
+        job.queue_name,
+        job.payload,
+        job.priority,
+        job.max_retries,
+        job.not_before,
+        job.idempotency_key,
+        job.correlation_id,
+        status.value,
+        list(job.depends_on),
+        error,
+        notify,
+        job.concurrency_key,
+    )
+    if row is not None:
+        return Submitted(row["job_id"], row["created_at"], status=status)
+    holder = await conn.fetchrow(query("job_holder"), job.job_id, job.idempotency_key)
+    if holder is None:  # the conflicting job was deleted since (its queue): a rare race
+        raise Unavailable(f"the insert of job {job.job_id} collided with a job now gone")
+    return Submitted(holder["job_id"], holder["created_at"], existing=True)
 
 
 class PgJobStore:
@@ -74,6 +151,8 @@ class PgJobStore:
         this one, submitted before (jobs_insert_by_id)."""
         if not jobs:
             return []
+        if any(job.depends_on for job in jobs):
+            return await self._insert_with_dependencies(jobs, notify)
         batch = InsertBatch(jobs)
         try:
             if not batch.by_id:  # one statement, its own transaction (see jobs_insert)
@@ -94,6 +173,53 @@ class PgJobStore:
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
             await self._raise_missing_queue({job.queue_name for job in jobs})
             raise
+
+    async def _insert_with_dependencies(
+        self, jobs: Sequence[NewJob], notify: bool
+    ) -> list[Submitted]:
+        """jobs_insert for a batch in which some jobs have prerequisites (issue 18): one
+        transaction, all or none. The jobs without go first, in one statement as always; then
+        each job with prerequisites, in batch order, locks them, is inserted WAITING, PENDING
+        or DEAD_LETTERED by their statuses (job_insert_dependent), and marks them as having
+        dependants. A job may name a job inserted before it in the same batch (the transaction
+        sees it). PrerequisiteNotFound for the first unknown prerequisite: nothing is written."""
+        plain = [job for job in jobs if not job.depends_on]
+        prerequisites = sorted({p for job in jobs for p in job.depends_on})
+        outcomes: dict[int, Submitted] = {}
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await _lock_prerequisites(conn, prerequisites)
+                if plain:
+                    batch = InsertBatch(plain)
+                    rows = id_rows = []
+                    if batch.by_key:
+                        rows = await conn.fetch(query("jobs_insert"), *batch.arguments(notify))
+                    if batch.by_id:
+                        id_rows = await conn.fetch(
+                            query("jobs_insert_by_id"), *batch.id_arguments(notify)
+                        )
+                    plain_results = iter(batch.results(rows, id_rows))
+                    for index, job in enumerate(jobs):
+                        if not job.depends_on:
+                            outcomes[index] = next(plain_results)
+                for index, job in enumerate(jobs):
+                    if job.depends_on:
+                        outcomes[index] = await _insert_dependent(conn, job, notify)
+        except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
+            await self._raise_missing_queue({job.queue_name for job in jobs})
+            raise
+        return [outcomes[index] for index in range(len(jobs))]
+
+    async def dependants_resolve(
+        self, ended: Sequence[UUID] | None, limit: int
+    ) -> list[Transition]:
+        """Resolve WAITING jobs (dependants_resolve in sql/dependencies.sql): those that wait
+        for a job of `ended`, or any (`ended` None: the sweep), at most `limit`. Returns the
+        moves: WAITING → PENDING (DEPENDENCIES_MET) or → DEAD_LETTERED (DEPENDENCY_FAILED)."""
+        rows = await self._pool.fetch(
+            query("dependants_resolve"), None if ended is None else list(ended), limit
+        )
+        return [transition_from_row(row) for row in rows]
 
     async def job_insert_assigned(
         self, job: NewJob, worker_id: UUID, *, incarnation: UUID
@@ -173,7 +299,12 @@ class PgJobStore:
         row = await self._pool.fetchrow(query(name), job_id)
         if row is not None:
             unannounced = bool(row.get("unannounced", False))  # only job_cancel says
-            return OperatorChange(job_from_row(row), JobStatus(row["from_status"]), unannounced)
+            return OperatorChange(
+                job_from_row(row),
+                JobStatus(row["from_status"]),
+                unannounced,
+                has_dependants=bool(row.get("has_dependants", False)),
+            )
         current = await self.job_get(job_id)  # raises JobNotFound
         raise InvalidTransition(job_id, action, current.status.value)
 

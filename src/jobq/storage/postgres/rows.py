@@ -38,6 +38,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
         interruptions=row["interruptions"],
         concurrency_key=row.get("concurrency_key"),
         schedule_name=row.get("schedule_name"),
+        depends_on=tuple(row.get("depends_on") or ()),
     )
 
 
@@ -121,6 +122,7 @@ def transition_from_row(
         created_at=row["created_at"],
         started_at=row["started_at"],
         occurred_at=row["occurred_at"],
+        has_dependants=row.get("has_dependants") or False,
     )
 
 

@@ -149,7 +149,9 @@ SELECT 1 FROM jobs WHERE job_id = $1;
 -- One job by id.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key, schedule_name
+       interruptions, concurrency_key, schedule_name,
+       ARRAY(SELECT d.depends_on FROM job_dependencies d WHERE d.job_id = jobs.job_id
+             ORDER BY d.depends_on) AS depends_on
 FROM jobs WHERE job_id = $1;
 
 -- name: jobs_list
@@ -157,7 +159,10 @@ FROM jobs WHERE job_id = $1;
 -- (created_at, job_id): a page costs the same however deep it is, unlike OFFSET.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key, schedule_name
+       interruptions, concurrency_key, schedule_name,
+       -- one probe of job_dependencies' primary key per listed job
+       ARRAY(SELECT d.depends_on FROM job_dependencies d WHERE d.job_id = jobs.job_id
+             ORDER BY d.depends_on) AS depends_on
 FROM jobs
 WHERE ($1::text IS NULL OR queue_name = $1)
   AND ($2::job_status IS NULL OR status = $2)
@@ -166,14 +171,15 @@ ORDER BY created_at DESC, job_id DESC
 LIMIT $5;
 
 -- name: job_cancel
--- PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED). The sub-select locks the row and yields its
+-- PENDING, ASSIGNED or WAITING → DEAD_LETTERED (CANCELLED); a cancelled job's dependants are
+-- then dead-lettered by the resolver (has_dependants tells the caller to wake it). The sub-select locks the row and yields its
 -- status before the update, which the event (and the published transition) needs as from_status.
 WITH updated AS (
     UPDATE jobs j
     SET status = 'DEAD_LETTERED', completed_at = now(), updated_at = now(),
         error_message = 'cancelled'
     FROM (SELECT job_id, status FROM jobs WHERE job_id = $1 FOR UPDATE) old
-    WHERE j.job_id = old.job_id AND old.status IN ('PENDING', 'ASSIGNED')
+    WHERE j.job_id = old.job_id AND old.status IN ('PENDING', 'ASSIGNED', 'WAITING')
     RETURNING j.*, old.status AS from_status
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
@@ -187,7 +193,8 @@ WITH updated AS (
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key, from_status, EXISTS (SELECT FROM announced) AS unannounced
+       interruptions, concurrency_key, from_status, EXISTS (SELECT FROM announced) AS unannounced,
+       has_dependants
 FROM updated;
 
 -- name: job_retry_manual
@@ -462,7 +469,7 @@ WITH old AS MATERIALIZED (
     WHERE j.job_id = o.job_id AND o.from_status IN ('ASSIGNED', 'RUNNING')
     RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, o.from_status, j.status AS to_status, 'COMPLETED' AS reason,
-              statement_timestamp() AS occurred_at
+              statement_timestamp() AS occurred_at, j.has_dependants
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt, d.claim_id
@@ -519,7 +526,8 @@ WITH input AS (
     FROM input i
     WHERE j.job_id = i.job_id AND j.attempt = i.attempt AND j.worker_id = i.worker_id
       AND j.claim_id = i.claim_id AND j.status = i.from_status
-    RETURNING j.job_id, j.attempt, j.claim_id, j.queue_name, j.created_at, j.started_at
+    RETURNING j.job_id, j.attempt, j.claim_id, j.queue_name, j.created_at, j.started_at,
+              j.has_dependants
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
                             claim_id)
@@ -534,7 +542,8 @@ WITH input AS (
     ORDER BY i.ord, e.step
 )
 SELECT u.job_id, u.attempt, i.worker_id, u.queue_name, u.created_at, u.started_at,
-       i.from_status, i.to_status, i.reason, statement_timestamp() AS occurred_at
+       i.from_status, i.to_status, i.reason, statement_timestamp() AS occurred_at,
+       u.has_dependants
 FROM updated u JOIN input i ON i.job_id = u.job_id;
 
 -- name: jobs_release
@@ -611,7 +620,8 @@ WITH old AS MATERIALIZED (
     RETURNING j.job_id, j.attempt, d.worker_id, d.claim_id, j.queue_name, j.created_at,
               j.started_at, d.status AS from_status, j.status AS to_status,
               CASE WHEN d.poison THEN 'POISON' ELSE $5::text END AS reason,
-              d.interruptions, d.max_interruptions, statement_timestamp() AS occurred_at
+              d.interruptions, d.max_interruptions, statement_timestamp() AS occurred_at,
+              j.has_dependants
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
                             claim_id)
@@ -677,5 +687,5 @@ SELECT status, count(*) AS n FROM jobs GROUP BY status;
 -- Unfinished jobs per queue and status, for the jq_job_queue_depth gauge. Finished jobs are
 -- left out: counting the whole history on every refresh would grow without bound.
 SELECT queue_name, status, count(*) AS n FROM jobs
-WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING')
+WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
 GROUP BY queue_name, status;

@@ -75,7 +75,8 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: jobs_expire_ttl
 -- PENDING jobs created longer ago than their queue's ttl_seconds before $1 (or now()) →
--- DEAD_LETTERED (TTL_EXPIRED), at most $2. Queues without a TTL are never touched. No worker
+-- DEAD_LETTERED (TTL_EXPIRED), at most $2. WAITING jobs are not expired while they wait for
+-- their prerequisites; once promoted to PENDING, their age still counts from created_at. Queues without a TTL are never touched. No worker
 -- is involved (a retried job still names its last worker), so the worker id reported is NULL.
 -- FOR UPDATE OF j locks only the job rows: locking the queue rows too would make concurrent
 -- reapers skip (or block on) whole queues and would block ALTERs of the queue meanwhile.
@@ -112,7 +113,8 @@ WITH expired AS MATERIALIZED (
     WHERE j.job_id = e.job_id
     RETURNING j.job_id, j.attempt, NULL::uuid AS worker_id, j.queue_name, j.created_at,
               j.started_at, 'PENDING'::job_status AS from_status, j.status AS to_status,
-              'TTL_EXPIRED' AS reason, statement_timestamp() AS occurred_at, e.ttl_seconds
+              'TTL_EXPIRED' AS reason, statement_timestamp() AS occurred_at, e.ttl_seconds,
+              j.has_dependants
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
     SELECT job_id, from_status, to_status, worker_id, reason,

@@ -25,7 +25,8 @@ SELECT name FROM queues WHERE name = $1 FOR UPDATE;
 -- name: queue_job_counts
 -- How many jobs a queue holds, and how many of them have not finished.
 SELECT count(*) AS jobs,
-       count(*) FILTER (WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'FAILED')) AS unfinished
+       count(*) FILTER (WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'FAILED', 'WAITING'))
+           AS unfinished
 FROM jobs WHERE queue_name = $1;
 
 -- name: queue_live_workers
@@ -43,6 +44,10 @@ WITH deleted_jobs AS (
     DELETE FROM jobs WHERE queue_name = $1 RETURNING job_id
 ), deleted_events AS (
     DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM deleted_jobs)
+), deleted_edges AS (
+    -- their dependency edges (V20); a job of another queue that waited for one of them is
+    -- dead-lettered by the resolver's sweep (a prerequisite that no longer exists)
+    DELETE FROM job_dependencies WHERE job_id IN (SELECT job_id FROM deleted_jobs)
 ), deleted_queue AS (
     DELETE FROM queues WHERE name = $1 RETURNING 1
 )
