@@ -27,6 +27,7 @@ SPEC_REASONS = [
     "REFUSED",  # our addition: a job its worker will never run, dead-lettered at once
     "WORKER_RESTARTED",  # our addition: a new process registered under the worker's id
     "POISON",  # our addition: interrupted more often than the queue's max_interruptions
+    "CANCEL_REQUESTED",  # our addition (issue 18): CancelJob asked a RUNNING job to stop
 ]
 
 

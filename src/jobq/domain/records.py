@@ -79,6 +79,15 @@ class Job:
     updated_at: datetime
     interruptions: int = 0
     """Deliveries that ended without a result from the worker (see Reason.is_interruption)."""
+    progress: float | None = None
+    """The latest progress (0..1) the running attempt reported; read by GetJobStatus and
+    ListJobs only (claims and reports do not read it)."""
+    progress_message: str | None = None
+    progress_updated_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    """When CancelJob asked for the RUNNING job to stop (see V18)."""
+    cancelled_by: str | None = None
+    """Who cancelled the job or asked to (the caller's label)."""
 
 
 @record
@@ -262,6 +271,18 @@ class OperatorChange:
     job: Job
     was: JobStatus
     unannounced: bool = False
+    requested: bool = False
+    """A cancel of a RUNNING job: only requested (the job is still RUNNING, `was` too); no
+    state changed, so nothing is published."""
+
+
+@record
+class AttemptProgress:
+    """A worker's latest progress of one attempt (ReportProgress), fenced like its reports."""
+
+    ref: AttemptRef
+    fraction: float
+    message: str = ""
 
 
 @record

@@ -93,6 +93,11 @@ class Reason(StrEnum):
     than its queue's max_interruptions: a job that takes down whoever runs it. Dead-lettered
     (an addition to SPEC §4's list), without touching retry_count."""
 
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
+    """CancelJob asked for a RUNNING job to stop (an addition to SPEC §4's list): RUNNING →
+    RUNNING, recorded with the canceller as detail. The job ends DEAD_LETTERED (CANCELLED) when
+    its worker stops it, or when the attempt ends any way that would run it again."""
+
     @property
     def is_interruption(self) -> bool:
         """A delivery that ended without a result from the worker: it uses no retry, but counts

@@ -91,6 +91,11 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         not_before=timestamp(job.not_before),
         updated_at=timestamp(job.updated_at),
         interruptions=job.interruptions,
+        progress=job.progress,
+        progress_message=job.progress_message or "",
+        progress_updated_at=timestamp(job.progress_updated_at),
+        cancel_requested_at=timestamp(job.cancel_requested_at),
+        cancelled_by=job.cancelled_by or "",
     )
 
 

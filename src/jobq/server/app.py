@@ -22,6 +22,7 @@ from jobq.observability.metrics import ServerMetrics
 from jobq.server.admin_service import AdminServicer
 from jobq.server.audit import AuditTrail
 from jobq.server.authentication import Authenticator
+from jobq.server.cancels import CancelRelay
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.enqueue_announcer import EnqueueAnnouncer
 from jobq.server.event_capture import CaptureSwitch, capture_on
@@ -228,6 +229,7 @@ class ServerApp:
             dispatcher.wake_for_new_jobs,
             channel=notify_channel(cfg.db.schema),
             on_enqueued=announcer.wake,
+            on_cancel=CancelRelay(capacity).on_notification,
         )
         monitor = HeartbeatMonitor(
             maintenance,

@@ -275,6 +275,14 @@ class Reporter:
                 future.set_result(None)
         return True
 
+    async def send_progress(self, items: list[pb.JobProgress]) -> pb.ReportProgressResponse | None:
+        """One ReportProgress call over the current connection (for the `ProgressSender`);
+        None when it was not delivered."""
+        request = pb.ReportProgressRequest(
+            worker_id=self._worker_id, items=items, incarnation=self._incarnation
+        )
+        return await self._call(lambda stub: stub.ReportProgress(request, timeout=RPC_TIMEOUT_S))
+
     def _put_back(
         self,
         generation: int,

@@ -37,6 +37,7 @@ EXPECTED = {
         "WorkerService/ReportResult",
         "WorkerService/ReportResults",
         "WorkerService/Deregister",
+        "WorkerService/ReportProgress",
     },
 }
 

@@ -75,6 +75,11 @@ class WorkerServiceStub:
                 request_serializer=worker__service__pb2.DeregisterRequest.SerializeToString,
                 response_deserializer=worker__service__pb2.DeregisterResponse.FromString,
                 _registered_method=True)
+        self.ReportProgress = channel.unary_unary(
+                '/jobq.v1.WorkerService/ReportProgress',
+                request_serializer=worker__service__pb2.ReportProgressRequest.SerializeToString,
+                response_deserializer=worker__service__pb2.ReportProgressResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -159,6 +164,18 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportProgress(self, request, context):
+        """The latest progress of running attempts, each fenced by its claim like a report: applied
+        only to a RUNNING attempt still current (anything else is answered accepted = false and
+        changes nothing). Not a state change: no job event. Workers send at most one per job per
+        second. INVALID_ARGUMENT: a fraction outside 0..1 (or not a number), a message over 200
+        characters, more than 10,000 items, an item naming another worker; nothing changes.
+        NOT_FOUND: unknown worker. FAILED_PRECONDITION: superseded incarnation, or none presented.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +218,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Deregister,
                     request_deserializer=worker__service__pb2.DeregisterRequest.FromString,
                     response_serializer=worker__service__pb2.DeregisterResponse.SerializeToString,
+            ),
+            'ReportProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProgress,
+                    request_deserializer=worker__service__pb2.ReportProgressRequest.FromString,
+                    response_serializer=worker__service__pb2.ReportProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -420,6 +442,33 @@ class WorkerService:
             '/jobq.v1.WorkerService/Deregister',
             worker__service__pb2.DeregisterRequest.SerializeToString,
             worker__service__pb2.DeregisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.WorkerService/ReportProgress',
+            worker__service__pb2.ReportProgressRequest.SerializeToString,
+            worker__service__pb2.ReportProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,7 @@ from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
+from jobq.storage.postgres.cancels import CancelOperations
 from jobq.storage.postgres.claims import (
     attempt_columns,
     held_by_worker,
@@ -41,14 +42,15 @@ from jobq.storage.postgres.claims import (
     report_transitions,
 )
 from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
-from jobq.storage.postgres.rows import job_from_row, transition_from_row
+from jobq.storage.postgres.rows import job_detail_from_row, job_from_row, transition_from_row
 from jobq.storage.queries import query
 
 
-class PgJobStore:
+class PgJobStore(CancelOperations):
     """`claim_pool`, when given, runs only claims, on connections whose session has
     `enable_sort = off` (see `create_claim_pool`); without it each claim sets that for its own
-    transaction, which costs three more round trips."""
+    transaction, which costs three more round trips. Cancels and progress reports are
+    `CancelOperations`'."""
 
     def __init__(self, pool: asyncpg.Pool, claim_pool: asyncpg.Pool | None = None) -> None:
         self._pool = pool
@@ -128,7 +130,7 @@ class PgJobStore:
         row = await self._pool.fetchrow(query("job_get"), job_id)
         if row is None:
             raise JobNotFound(job_id)
-        return job_from_row(row)
+        return job_detail_from_row(row)
 
     async def jobs_list(
         self,
@@ -148,19 +150,13 @@ class PgJobStore:
             after_id,
             limit + 1,  # one more than asked tells whether another page exists
         )
-        jobs = [job_from_row(row) for row in rows[:limit]]
+        jobs = [job_detail_from_row(row) for row in rows[:limit]]
         token = ""
         if len(rows) > limit and jobs:
             token = encode_page_token(jobs[-1].created_at, jobs[-1].job_id)
         return JobPage(jobs=jobs, next_page_token=token)
 
     # --- operator actions -------------------------------------------------------------------
-
-    async def job_cancel(self, job_id: UUID) -> OperatorChange:
-        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise.
-        Returns the job, the status it left, and whether it was still to be announced (a
-        transactional enqueue's job no server had published: taken out of enqueued_jobs)."""
-        return await self._operator_action("job_cancel", job_id, "cancel")
 
     async def job_retry_manual(self, job_id: UUID) -> OperatorChange:
         """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0. Returns the
@@ -170,8 +166,7 @@ class PgJobStore:
     async def _operator_action(self, name: str, job_id: UUID, action: str) -> OperatorChange:
         row = await self._pool.fetchrow(query(name), job_id)
         if row is not None:
-            unannounced = bool(row.get("unannounced", False))  # only job_cancel says
-            return OperatorChange(job_from_row(row), JobStatus(row["from_status"]), unannounced)
+            return OperatorChange(job_from_row(row), JobStatus(row["from_status"]))
         current = await self.job_get(job_id)  # raises JobNotFound
         raise InvalidTransition(job_id, action, current.status.value)
 
@@ -273,7 +268,12 @@ class PgJobStore:
                 moment = now or await conn.fetchval(query("db_now"))
                 decisions = [
                     decide_after_failure(
-                        row["retry_count"], row["max_retries"], moment, policy, refused=refused
+                        row["retry_count"],
+                        row["max_retries"],
+                        moment,
+                        policy,
+                        refused=refused,
+                        cancel_requested=row["cancel_requested_at"] is not None,
                     )
                     for row in locked
                 ]

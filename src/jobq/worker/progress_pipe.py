@@ -1,0 +1,104 @@
+"""A command job's progress channel: a pipe whose write end the child inherits (issue 18).
+
+The child finds the descriptor's number in `JOBQ_PROGRESS_FD` and writes one line per update,
+`<fraction> [message]`, the fraction a number in 0..1 and the message at most 200 characters
+(longer ones are cut), for example from a shell script:
+
+    echo "0.42 resized 42 of 100" >&"$JOBQ_PROGRESS_FD"
+
+Lines that do not parse (not a number, out of range) are ignored, and so is a line longer than
+MAX_LINE_BYTES, so a child cannot make the worker buffer without bound. Only the latest value
+matters: the worker sends at most one per job per second (`progress_sender.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Final
+
+from jobq.observability.logging_setup import get_logger
+from jobq.running_job import MAX_PROGRESS_MESSAGE, CurrentJob
+
+__all__ = ["MAX_LINE_BYTES", "PROGRESS_FD_ENV", "ProgressPipe", "parse_progress_line"]
+
+log = get_logger("jobq.worker.command")
+
+PROGRESS_FD_ENV: Final = "JOBQ_PROGRESS_FD"
+"""The child's environment variable naming its progress descriptor."""
+MAX_LINE_BYTES: Final = 1024
+
+
+def parse_progress_line(line: bytes) -> tuple[float, str] | None:
+    """(fraction, message) of one progress line, or None when it does not parse."""
+    text = line.decode("utf-8", errors="replace").strip()
+    number, _, message = text.partition(" ")
+    try:
+        fraction = float(number)
+    except ValueError:
+        return None
+    if not 0.0 <= fraction <= 1.0:  # NaN fails this too
+        return None
+    return fraction, message.strip()[:MAX_PROGRESS_MESSAGE]
+
+
+class _ProgressLines(asyncio.Protocol):
+    def __init__(self, job: CurrentJob) -> None:
+        self._job = job
+        self._buffer = bytearray()
+        self._skipping = False  # inside a line that was too long
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if self._skipping:
+                self._skipping = False
+                continue
+            parsed = parse_progress_line(line)
+            if parsed is not None:
+                self._job.progress(*parsed)
+        if len(self._buffer) > MAX_LINE_BYTES:
+            self._buffer.clear()
+            self._skipping = True
+
+
+class ProgressPipe:
+    """The pipe of one command job: made before the spawn, read while the job runs."""
+
+    def __init__(self, job: CurrentJob) -> None:
+        self._job = job
+        self._read_fd, self.child_fd = os.pipe()
+        self._child_open = True
+        self._transport: asyncio.ReadTransport | None = None
+
+    async def started(self) -> None:
+        """The child holds its end now: close ours and read the lines as they come."""
+        os.close(self.child_fd)
+        self._child_open = False
+        loop = asyncio.get_running_loop()
+        pipe = os.fdopen(self._read_fd, "rb", buffering=0)
+        self._read_fd = -1  # the pipe object (then the transport) owns it now
+        try:
+            self._transport, _ = await loop.connect_read_pipe(
+                lambda: _ProgressLines(self._job), pipe
+            )
+        except BaseException:
+            pipe.close()
+            raise
+
+    def close(self) -> None:
+        """The job ended: stop reading (a process left holding the write end writes into a
+        pipe nobody reads, and gets EPIPE)."""
+        if self._child_open:
+            os.close(self.child_fd)
+            self._child_open = False
+        if self._transport is not None:
+            self._transport.close()
+        elif self._read_fd >= 0:
+            os.close(self._read_fd)
+        self._read_fd = -1
