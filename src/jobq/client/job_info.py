@@ -58,6 +58,14 @@ class JobInfo:
     completed_at: datetime | None
     not_before: datetime | None
     updated_at: datetime | None
+    progress: float | None = None
+    """The latest progress (0..1) the running attempt reported; None when none."""
+    progress_message: str = ""
+    progress_updated_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    """When a cancel of the RUNNING job was asked for (it ends CANCELLED once stopped)."""
+    cancelled_by: str = ""
+    """Who cancelled the job (or asked to): `token:<name>`, `cert:<subject>`, `anonymous`."""
 
     @property
     def ended(self) -> bool:
@@ -84,6 +92,11 @@ class JobInfo:
             completed_at=_time(job, "completed_at"),
             not_before=_time(job, "not_before"),
             updated_at=_time(job, "updated_at"),
+            progress=job.progress if job.HasField("progress") else None,
+            progress_message=job.progress_message,
+            progress_updated_at=_time(job, "progress_updated_at"),
+            cancel_requested_at=_time(job, "cancel_requested_at"),
+            cancelled_by=job.cancelled_by,
         )
 
 

@@ -128,7 +128,8 @@ def status(ctx: typer.Context, job_id: JobId) -> None:
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
-    """Cancel a PENDING or ASSIGNED job: it is dead-lettered (reason CANCELLED)."""
+    """Cancel a job: a PENDING or ASSIGNED one is dead-lettered at once (reason CANCELLED); a
+    RUNNING one is stopped by its worker, then dead-lettered (the reply says requested)."""
     state = CtlState.of(ctx)
     reply = state.client().cancel_job(job_id)
     state.printer.show(reply, lambda: job_tables.job_changed(reply.job, "cancelled"))
