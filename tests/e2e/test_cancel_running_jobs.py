@@ -24,6 +24,10 @@ def _wait_for(condition: object, what: str, within: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def _exists(path: str) -> bool:
+    return Path(path).exists()
+
+
 def _pid_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -135,8 +139,8 @@ async def test_python_handlers_are_cancelled_and_report_progress(
         ended = wait_for_status(server, job_id, "DEAD_LETTERED")
         assert ended["error_message"] == "cancelled by anonymous"
         assert (await _reasons(server, job_id))[-2:] == ["CANCEL_REQUESTED", "CANCELLED"]
-    assert os.path.exists(f"{sync_marker}.seen")  # the thread saw the flag
-    assert os.path.exists(f"{async_marker}.cancelled")  # the task was cancelled
+    assert _exists(f"{sync_marker}.seen")  # the thread saw the flag
+    assert _exists(f"{async_marker}.cancelled")  # the task was cancelled
     assert worker.process.poll() is None
     assert worker.terminate() == 0
 
