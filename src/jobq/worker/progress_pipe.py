@@ -2,9 +2,13 @@
 
 The child finds the descriptor's number in `JOBQ_PROGRESS_FD` and writes one line per update,
 `<fraction> [message]`, the fraction a number in 0..1 and the message at most 200 characters
-(longer ones are cut), for example from a shell script:
+(longer ones are cut). The number is whatever the worker's pipe got (often above 9, which
+POSIX sh's `>&N` does not take), so from a shell script write to its /proc path:
 
-    echo "0.42 resized 42 of 100" >&"$JOBQ_PROGRESS_FD"
+    echo "0.42 resized 42 of 100" > /proc/self/fd/$JOBQ_PROGRESS_FD   # sh, dash, bash
+    echo "0.42 resized 42 of 100" >&"$JOBQ_PROGRESS_FD"               # bash only
+
+and from Python `os.write(int(os.environ["JOBQ_PROGRESS_FD"]), b"0.42 resized\n")`.
 
 Lines that do not parse (not a number, out of range) are ignored, and so is a line longer than
 MAX_LINE_BYTES, so a child cannot make the worker buffer without bound. Only the latest value
