@@ -46,13 +46,15 @@ def parse_progress_line(line: bytes) -> tuple[float, str] | None:
     return fraction, message.strip()[:MAX_PROGRESS_MESSAGE]
 
 
-class _ProgressLines(asyncio.Protocol):
+class _ProgressLines:
+    """Splits what the child writes into lines and hands each parsed one to the job."""
+
     def __init__(self, job: CurrentJob) -> None:
         self._job = job
         self._buffer = bytearray()
         self._skipping = False  # inside a line that was too long
 
-    def data_received(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         self._buffer += data
         while True:
             end = self._buffer.find(b"\n")
@@ -72,28 +74,36 @@ class _ProgressLines(asyncio.Protocol):
 
 
 class ProgressPipe:
-    """The pipe of one command job: made before the spawn, read while the job runs."""
+    """The pipe of one command job: made before the spawn, read while the job runs.
+
+    Read with the loop's `add_reader` on the bare descriptor rather than a pipe transport,
+    which cost more (the pipe's whole life, measured on a busy 2-core machine: 67 µs with a
+    transport, 28-55 µs this way, of which the pipe itself 5-11 µs): every command job pays it,
+    whether it reports progress or not, beside a spawn of about 2.5 ms."""
 
     def __init__(self, job: CurrentJob) -> None:
-        self._job = job
+        self._lines = _ProgressLines(job)
         self._read_fd, self.child_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)  # ours only; the child's end stays blocking
         self._child_open = True
-        self._transport: asyncio.ReadTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def started(self) -> None:
         """The child holds its end now: close ours and read the lines as they come."""
         os.close(self.child_fd)
         self._child_open = False
-        loop = asyncio.get_running_loop()
-        pipe = os.fdopen(self._read_fd, "rb", buffering=0)
-        self._read_fd = -1  # the pipe object (then the transport) owns it now
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._read_fd, self._readable)
+
+    def _readable(self) -> None:
         try:
-            self._transport, _ = await loop.connect_read_pipe(
-                lambda: _ProgressLines(self._job), pipe
-            )
-        except BaseException:
-            pipe.close()
-            raise
+            data = os.read(self._read_fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        if data:
+            self._lines.feed(data)
+        elif self._loop is not None:  # end of file: every writer closed it
+            self._loop.remove_reader(self._read_fd)
 
     def close(self) -> None:
         """The job ended: stop reading (a process left holding the write end writes into a
@@ -101,8 +111,8 @@ class ProgressPipe:
         if self._child_open:
             os.close(self.child_fd)
             self._child_open = False
-        if self._transport is not None:
-            self._transport.close()
-        elif self._read_fd >= 0:
+        if self._read_fd >= 0:
+            if self._loop is not None:
+                self._loop.remove_reader(self._read_fd)
             os.close(self._read_fd)
-        self._read_fd = -1
+            self._read_fd = -1
