@@ -211,3 +211,17 @@ async def test_progress_from_a_superseded_process_is_refused(client: Client) -> 
     )
     assert not (await _job(client, assignment.job_id)).HasField("progress")
     await worker.close()
+
+
+async def test_a_worker_that_deregisters_does_not_give_a_cancelled_job_back(
+    client: Client,
+) -> None:
+    worker, assignment = await _running(client)
+    await client.jobs.CancelJob(jpb.CancelJobRequest(job_id=assignment.job_id), timeout=5)
+    await worker.deregister()  # its jobs would go back to PENDING: this one is cancelled
+    job = await _job(client, assignment.job_id)
+    assert (job.status, job.error_message) == (
+        cpb.JOB_STATUS_DEAD_LETTERED,
+        "cancelled by anonymous",
+    )
+    await worker.close()
