@@ -46,6 +46,7 @@ class CurrentJob:
         "_progress",
         "_sent",
         "attempt",
+        "stop_note",
         "claim_id",
         "job_id",
     )
@@ -66,6 +67,8 @@ class CurrentJob:
         self._lock = threading.Lock()
         self._progress: tuple[float, str] | None = None
         self._sent: tuple[float, str] | None = None
+        self.stop_note = ""
+        """How the worker stopped the cancelled job, when its executor says (for the report)."""
 
     @property
     def cancelled(self) -> bool:

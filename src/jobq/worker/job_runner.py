@@ -164,6 +164,7 @@ class JobRunner:
             return False
         log.info("cancelling job", action="job.cancelling", job_id=job_id, attempt=attempt)
         if not job.control.request_cancel() and job.task is not None:
+            job.control.stop_note = "its task was cancelled"
             job.task.cancel()
         return True
 
@@ -243,7 +244,8 @@ class JobRunner:
             pass  # outcome SHUTDOWN, with the result set above
         except asyncio.CancelledError:
             if job.control.cancelled:
-                outcome, result = pb.JOB_OUTCOME_CANCELLED, _cancelled("the job was stopped")
+                how = job.control.stop_note or "the job was stopped"
+                outcome, result = pb.JOB_OUTCOME_CANCELLED, _cancelled(how)
             else:
                 outcome = pb.JOB_OUTCOME_SHUTDOWN
                 result = ExecutionResult(

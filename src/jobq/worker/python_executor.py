@@ -98,9 +98,15 @@ class PythonExecutor:
             loop = asyncio.get_running_loop()
             grace = self._cancel_grace_s
 
-            def stop_waiting() -> None:
+            def abandon_thread() -> None:
+                job.stop_note = (
+                    f"the handler did not return within {grace:g}s; its thread was abandoned"
+                )
                 if task is not None:
-                    abandon.append(loop.call_later(grace, task.cancel))
+                    task.cancel()
+
+            def stop_waiting() -> None:
+                abandon.append(loop.call_later(grace, abandon_thread))
 
             job.set_cancel_hook(stop_waiting)
         try:

@@ -154,7 +154,11 @@ async def test_an_async_handler_is_cancelled_at_its_await(tmp_path: Path) -> Non
     await wait_until(marker.exists)
     jobs.cancel("job-1", 1)
     await asyncio.wait_for(reporter.reported.wait(), 5)
-    assert reporter.last_result().outcome == pb.JOB_OUTCOME_CANCELLED
+    result = reporter.last_result()
+    assert (result.outcome, result.error_message) == (
+        pb.JOB_OUTCOME_CANCELLED,
+        "cancelled: its task was cancelled",
+    )
     assert exists(f"{marker}.cancelled")
 
 
@@ -195,7 +199,11 @@ async def test_a_sync_handler_that_ignores_the_flag_is_abandoned_after_the_grace
     jobs.cancel("job-1", 1)
     await asyncio.wait_for(reporter.reported.wait(), 5)
     assert time.monotonic() - started >= 0.2
-    assert reporter.last_result().outcome == pb.JOB_OUTCOME_CANCELLED
+    result = reporter.last_result()
+    assert (result.outcome, result.error_message) == (
+        pb.JOB_OUTCOME_CANCELLED,
+        "cancelled: the handler did not return within 0.2s; its thread was abandoned",
+    )
     assert jobs.running == {}  # the job is over for the worker; its thread runs on
 
 
