@@ -46,9 +46,9 @@ class CurrentJob:
         "_progress",
         "_sent",
         "attempt",
-        "stop_note",
         "claim_id",
         "job_id",
+        "stop_note",
     )
 
     def __init__(
