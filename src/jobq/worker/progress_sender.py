@@ -8,7 +8,9 @@ server one row update per second at most. When a job ends, the runner sends its 
 value at once (`flush`), before the result, so the final progress is kept. Progress is best
 effort: a batch that cannot be delivered is tried again with the next one (unless a newer value
 replaced it), and reports the server does not accept (the attempt is no longer running) are
-dropped. A job that never reports progress costs nothing here.
+dropped. A job that never reports progress costs nothing here. A jq-server from before
+progress reports answers UNIMPLEMENTED: the sender logs it once and sends nothing more (workers
+are upgraded before servers).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from jobq.observability.logging_setup import get_logger
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.running_job import CurrentJob
 from jobq.worker.clock import Sleep
-from jobq.worker.reporter import Reporter
+from jobq.worker.reporter import ProgressUnsupported, Reporter
 
 __all__ = ["PROGRESS_INTERVAL_S", "ProgressSender"]
 
@@ -48,9 +50,13 @@ class ProgressSender:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._marked: dict[tuple[str, int], CurrentJob] = {}
+        self._unsupported = False
+        """The server predates ReportProgress: progress is kept by the jobs, never sent."""
 
     def mark(self, job: CurrentJob) -> None:
         """The job has a new progress value (called from handler threads too)."""
+        if self._unsupported:
+            return
         with self._lock:
             self._marked[(job.job_id, job.attempt)] = job
 
@@ -69,6 +75,8 @@ class ProgressSender:
 
     async def flush(self, job: CurrentJob) -> None:
         """Send `job`'s last unsent value now (its attempt is ending), within a short limit."""
+        if self._unsupported:
+            return
         with self._lock:
             self._marked.pop((job.job_id, job.attempt), None)
         try:
@@ -95,7 +103,16 @@ class ProgressSender:
             )
             for job, (fraction, message) in taken
         ]
-        reply = await self._reporter.send_progress(items)
+        try:
+            reply = await self._reporter.send_progress(items)
+        except ProgressUnsupported:
+            if not self._unsupported:
+                log.warning(
+                    "the server does not take progress reports (older jq-server); not sending them",
+                    action="worker.progress_unsupported",
+                )
+            self._unsupported = True
+            return
         if reply is None:  # not delivered: try again with the next batch
             for job, latest in taken:
                 job.unsend_progress(latest)

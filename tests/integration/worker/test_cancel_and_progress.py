@@ -27,7 +27,7 @@ from jobq.worker.job_runner import JobRunner
 from jobq.worker.job_user import AS_WORKER
 from jobq.worker.progress_sender import ProgressSender
 from jobq.worker.registration import Registration
-from jobq.worker.reporter import PendingResult, Reporter
+from jobq.worker.reporter import PendingResult, ProgressUnsupported, Reporter
 from jobq.worker.server_contact import ServerContact
 
 TASKS = "support.e2e_tasks"
@@ -274,3 +274,22 @@ async def test_the_sender_sends_each_jobs_latest_value_once() -> None:
     ]
     await sender.send_marked()  # nothing new: nothing sent
     assert len(reporter.sent) == 2
+
+
+async def test_an_older_server_without_progress_reports_is_told_nothing_more() -> None:
+    class OldServer(CapturingReporter):
+        calls = 0
+
+        async def send_progress(self, items: list[pb.JobProgress]) -> pb.ReportProgressResponse:
+            self.calls += 1
+            raise ProgressUnsupported("Method not found!")
+
+    reporter = OldServer()
+    sender = ProgressSender(reporter)
+    job = CurrentJob("a", 1, "c", sender.mark)
+    job.progress(0.5)
+    await sender.send_marked()
+    job.progress(0.6)
+    await sender.send_marked()
+    await sender.flush(job)
+    assert reporter.calls == 1
