@@ -114,7 +114,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         async with self._audit.recording("job.cancel", request.job_id) as note:
             job_id = parse_uuid(request.job_id)
             with self._lifecycle.write() as changes:
-                change = await self._jobs.job_cancel(job_id, current_caller().label)
+                # Bounded as the column is (V18): a certificate's subject can be long.
+                change = await self._jobs.job_cancel(job_id, current_caller().label[:300])
                 if not change.requested:  # a request changes no state: nothing to publish
                     changes.operator_changed(change, Reason.CANCELLED)
             job = change.job
