@@ -101,7 +101,8 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Records liveness; the response carries commands (drain, shutdown) for the worker.
+        """Records liveness; the response carries commands (drain, shutdown) for the worker, and the
+        worker's RUNNING attempts whose cancel was requested.
         NOT_FOUND: unknown worker (the worker registers again). FAILED_PRECONDITION: superseded
         incarnation, or none presented; nothing changes.
         """
@@ -137,7 +138,9 @@ class WorkerServiceServicer:
 
     def ReportResult(self, request, context):
         """Ends a RUNNING attempt: DONE, FAILED (then retried or dead-lettered), DEAD_LETTERED via
-        FAILED (REFUSED, also from ASSIGNED) or PENDING (SHUTDOWN, no retry used).
+        FAILED (REFUSED, also from ASSIGNED), DEAD_LETTERED (CANCELLED: the job's cancel was
+        requested; refused as stale otherwise) or PENDING (SHUTDOWN, no retry used). A job whose
+        cancel was requested is never run again: a failure or SHUTDOWN ends it CANCELLED too.
         FAILED_PRECONDITION: stale claim (attempt or claim id), nothing changes; an exact duplicate
         succeeds. FAILED_PRECONDITION too: superseded incarnation, or none presented.
         NOT_FOUND: unknown job. INVALID_ARGUMENT: outcome unspecified.
