@@ -5,7 +5,9 @@ worker stops the job its way, and the job ends DEAD_LETTERED (CANCELLED) with th
 from __future__ import annotations
 
 import os
+import signal
 import time
+import uuid
 from pathlib import Path
 
 from support.ctl import as_json, ok, wait_for_status
@@ -182,3 +184,33 @@ async def test_a_job_that_reports_no_progress_shows_none(
     shown = as_json(server, "job", "status", job_id)["job"]
     assert (shown["progress"], shown["progress_updated_at"]) == (None, None)  # not 0
     assert "Progress" not in ok(jq_ctl(server, "job", "status", job_id))
+
+
+async def test_a_cancel_its_dead_worker_never_heard_still_wins(
+    start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str
+) -> None:
+    """The worker is frozen (SIGSTOP) when the cancel comes, then killed; its replacement
+    registers under the same id, which would put the job back to PENDING (WORKER_RESTARTED):
+    the cancel wins instead, and the job never runs again."""
+    server = start_server({"JQ_DB_DSN": db_dsn})
+    worker_id = str(uuid.uuid4())
+    frozen = start_worker(server, "--worker-id", worker_id)
+    job_id = ok(jq_ctl(server, "job", "submit", "--", "sleep", "60")).strip()
+    wait_for_status(server, job_id, "RUNNING")
+    frozen.process.send_signal(signal.SIGSTOP)
+    try:
+        _cancel(server, job_id)
+    finally:
+        frozen.process.kill()  # SIGKILL ends a stopped process too
+        frozen.process.wait(timeout=10)
+    replacement = start_worker(server, "--worker-id", worker_id)
+    ended = wait_for_status(server, job_id, "DEAD_LETTERED")
+    assert ended["error_message"] == "cancelled by anonymous"
+    client = client_for(server.grpc_port)
+    events = await logs(client, job_id)
+    await client.channel.close()
+    assert [e.reason for e in events] == [
+        "SUBMITTED", "ASSIGNED", "STARTED", "CANCEL_REQUESTED", "CANCELLED"
+    ]  # fmt: skip
+    assert "WORKER_RESTARTED" in events[-1].detail
+    assert replacement.terminate() == 0
