@@ -3,9 +3,10 @@
 The public Python API: `@jobq.task` marks a handler a worker may run (and gives it `.delay()`);
 `jobq.Client` / `jobq.AsyncClient` submit jobs and wait for their results; `jobq.configure()`
 sets up the client `.delay()` uses; `jobq.enqueue()` / `jobq.enqueue_sync()` write a job inside
-the application's own PostgreSQL transaction. The client is imported on first use, so
-`import jobq` (and jq-ctl's `--help`, and a worker importing task modules) does not load gRPC
-for it.
+the application's own PostgreSQL transaction; `jobq.current_job()` and `jobq.progress()` are
+for handlers while the worker runs them (cancellation, progress). The client is imported on
+first use, so `import jobq` (and jq-ctl's `--help`, and a worker importing task modules) does
+not load gRPC for it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
+from jobq.running_job import CurrentJob, current_job, progress  # inside a running handler
 from jobq.task import task  # the public decorator: `@jobq.task`
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ __all__ = [
     "CallFailed",
     "Client",
     "ClientError",
+    "CurrentJob",
     "InvalidJob",
     "Job",
     "JobCancelled",
@@ -52,12 +55,14 @@ __all__ = [
     "NotInTransaction",
     "__version__",
     "configure",
+    "current_job",
     "enqueue",
     "enqueue_sync",
+    "progress",
     "task",
 ]
 
-_FROM_CLIENT = frozenset(__all__) - {"__version__", "task"}
+_FROM_CLIENT = frozenset(__all__) - {"__version__", "task", "CurrentJob", "current_job", "progress"}
 
 
 def __getattr__(name: str) -> Any:

@@ -38,6 +38,7 @@ EXPECTED_SCRIPTS = (
     "V15__event_outbox.sql",
     "V16__job_events_without_foreign_key.sql",
     "V17__queue_flow_control.sql",
+    "V18__cancel_requests_and_progress.sql",
     "V19__schedules.sql",
     "V20__job_dependencies.sql",
 )

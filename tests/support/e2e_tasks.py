@@ -44,3 +44,30 @@ def noop() -> None:
 def shout(text: str) -> str:
     """Registered by name with the decorator: payloads say {"handler": "shout"}."""
     return text.upper()
+
+
+def cancellable_loop(marker: str) -> str:
+    """Reports progress, then works until cancelled, checking `jobq.current_job().cancelled`
+    like a sync handler should; leaves `<marker>.seen` once it saw the cancel."""
+    job = jobq.current_job()
+    jobq.progress(0.42, "resized 42 of 100")
+    Path(marker).write_text(f"{job.job_id} {job.attempt}")
+    while not job.cancelled:
+        time.sleep(0.02)
+    Path(f"{marker}.seen").write_text("cancelled")
+    return "stopped early"
+
+
+async def sleep_until_cancelled(marker: str) -> None:
+    """An `async def` handler that waits a minute; leaves `<marker>.cancelled` when its task is
+    cancelled."""
+    _write(marker, "started")
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        _write(f"{marker}.cancelled", "yes")
+        raise
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).write_text(text)

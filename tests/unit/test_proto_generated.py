@@ -74,6 +74,7 @@ EXPECTED_RPCS = {
             "ReportResult",
             "ReportResults",
             "Deregister",
+            "ReportProgress",
         ],
     ),
     "AdminService": (

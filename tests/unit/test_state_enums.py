@@ -29,6 +29,7 @@ SPEC_REASONS = [
     "POISON",  # our addition: interrupted more often than the queue's max_interruptions
     "DEPENDENCIES_MET",  # issue 18: a WAITING job's prerequisites are all DONE
     "DEPENDENCY_FAILED",  # issue 18: a prerequisite of a WAITING job was dead-lettered
+    "CANCEL_REQUESTED",  # our addition (issue 18): CancelJob asked a RUNNING job to stop
 ]
 
 

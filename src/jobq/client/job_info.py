@@ -62,6 +62,14 @@ class JobInfo:
     """The key the queue's per-key limits count the job under; empty: none."""
     depends_on: tuple[str, ...] = ()
     """The ids of the jobs it was submitted to run after (README, "Dependencies")."""
+    progress: float | None = None
+    """The latest progress (0..1) the running attempt reported; None when none."""
+    progress_message: str = ""
+    progress_updated_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    """When a cancel of the RUNNING job was asked for (it ends CANCELLED once stopped)."""
+    cancelled_by: str = ""
+    """Who cancelled the job (or asked to): `token:<name>`, `cert:<subject>`, `anonymous`."""
 
     @property
     def ended(self) -> bool:
@@ -91,6 +99,11 @@ class JobInfo:
             concurrency_key=job.concurrency_key,
             updated_at=_time(job, "updated_at"),
             depends_on=tuple(job.depends_on),
+            progress=job.progress if job.HasField("progress") else None,
+            progress_message=job.progress_message,
+            progress_updated_at=_time(job, "progress_updated_at"),
+            cancel_requested_at=_time(job, "cancel_requested_at"),
+            cancelled_by=job.cancelled_by,
         )
 
 

@@ -321,8 +321,10 @@ class Client:
         return JobInfo.from_proto(reply.job)
 
     def cancel(self, job_id: str) -> JobInfo:
-        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); CallFailed FAILED_PRECONDITION for
-        a job in any other state. Not repeated on failure (see `jobq.client.retry`)."""
+        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); for a RUNNING job the cancel is
+        requested (the JobInfo is still RUNNING, `cancel_requested_at` set) and the job ends
+        DEAD_LETTERED (CANCELLED) once its worker stopped it; CallFailed FAILED_PRECONDITION
+        for a job in any other state. Not repeated on failure (see `jobq.client.retry`)."""
         reply = self._call(
             "CancelJob", jpb.CancelJobRequest(job_id=job_id), jpb.CancelJobResponse, retry=False
         )

@@ -224,6 +224,12 @@ class WorkerSettings(Section):
     max_output_bytes: int = Field(
         65536, gt=0, description="Bytes of a command's stdout/stderr kept."
     )
+    cancel_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a cancelled job gets to stop: a command's process group between "
+        "SIGTERM and SIGKILL, a sync handler before its thread is abandoned.",
+    )
 
 
 class LimitsSettings(Section):

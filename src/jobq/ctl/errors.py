@@ -1,7 +1,7 @@
 """What jq-ctl says when something goes wrong: one human line and an exit code.
 
 gRPC status codes become words. The server's messages are already written for people ("job …
-not found", "cannot cancel job …: it is RUNNING"), so they are kept; what the client library says
+not found", "cannot cancel job …: it is DONE"), so they are kept; what the client library says
 about connections ("failed to connect to all addresses; last error: UNKNOWN: ipv4:…") is not, and
 becomes "cannot reach jq-server at HOST:PORT (connection refused)".
 """

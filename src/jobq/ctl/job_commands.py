@@ -159,8 +159,9 @@ def status(ctx: typer.Context, job_id: JobId) -> None:
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: JobId) -> None:
-    """Cancel a PENDING, ASSIGNED or WAITING job: it is dead-lettered (reason CANCELLED), and
-    so are the jobs that wait for it (DEPENDENCY_FAILED)."""
+    """Cancel a job: a PENDING, ASSIGNED or WAITING one is dead-lettered at once (reason
+    CANCELLED), and so are the jobs that wait for it (DEPENDENCY_FAILED); a RUNNING one is
+    stopped by its worker, then dead-lettered (the reply says requested)."""
     state = CtlState.of(ctx)
     reply = state.client().cancel_job(job_id)
     state.printer.show(reply, lambda: job_tables.job_changed(reply.job, "cancelled"))

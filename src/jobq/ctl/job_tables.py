@@ -30,7 +30,8 @@ DETAIL_PREVIEW = 200
 
 
 def job_detail(job: cpb.Job, now: datetime) -> Table:
-    """Every field of one job, times with their age."""
+    """Every field of one job, times with their age (progress and a cancel request only when
+    there are any)."""
     return detail_table(
         [
             ("Job", job.job_id),
@@ -51,12 +52,34 @@ def job_detail(job: cpb.Job, now: datetime) -> Table:
             ("Result", preview(job.result, DETAIL_PREVIEW)),
             ("Error", preview(job.error_message, DETAIL_PREVIEW)),
             ("Runs after", or_none("\n".join(job.depends_on))),
+            *_progress_and_cancel_rows(job, now),
         ]
     )
 
 
+def _progress_and_cancel_rows(job: cpb.Job, now: datetime) -> list[tuple[str, str | Text]]:
+    """`Progress  42% resized 42 of 100`, when it was reported, and who cancelled the job (or
+    asked to, for a RUNNING one)."""
+    rows: list[tuple[str, str | Text]] = []
+    if job.HasField("progress"):
+        label = f"{job.progress:.0%}"
+        rows.append(("Progress", f"{label} {job.progress_message}".strip()))
+        rows.append(("Progress at", when(job, "progress_updated_at", now, exact=True)))
+    if job.HasField("cancel_requested_at"):
+        rows.append(("Cancel requested", when(job, "cancel_requested_at", now, exact=True)))
+    if job.cancelled_by:
+        rows.append(("Cancelled by", job.cancelled_by))
+    return rows
+
+
 def job_changed(job: cpb.Job, verb: str) -> Text:
     """One line after cancel or retry: `job <id> cancelled: now DEAD_LETTERED`."""
+    if verb == "cancelled" and job.HasField("cancel_requested_at") and not job.completed_at:
+        # A RUNNING job: only requested; its worker stops it, then it ends CANCELLED.
+        text = Text(f"job {job.job_id} cancel requested: still ")
+        text.append_text(status_text(enum_field(job, "status")))
+        text.append(" until its worker stops it")
+        return text
     text = Text(f"job {job.job_id} {verb}: now ")
     text.append_text(status_text(enum_field(job, "status")))
     return text

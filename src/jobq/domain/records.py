@@ -91,9 +91,18 @@ class Job:
     """The key the queue's per-key limits count the job under; None: none."""
     schedule_name: str | None = None
     """The schedule that enqueued the job (db/migrations/V19); None for a submitted one."""
-
     depends_on: tuple[UUID, ...] = ()
     """The jobs it was submitted to run after (issue 18); read by job_get and jobs_list only."""
+
+    progress: float | None = None
+    """The latest progress (0..1) the running attempt reported; read by GetJobStatus and
+    ListJobs only (claims and reports do not read it)."""
+    progress_message: str | None = None
+    progress_updated_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    """When CancelJob asked for the RUNNING job to stop (see V18)."""
+    cancelled_by: str | None = None
+    """Who cancelled the job or asked to (the caller's label)."""
 
 
 @record
@@ -291,6 +300,18 @@ class OperatorChange:
     unannounced: bool = False
     has_dependants: bool = False
     """Some job was submitted to run after this one (jobs.has_dependants, V20)."""
+    requested: bool = False
+    """A cancel of a RUNNING job: only requested (the job is still RUNNING, `was` too); no
+    state changed, so nothing is published."""
+
+
+@record
+class AttemptProgress:
+    """A worker's latest progress of one attempt (ReportProgress), fenced like its reports."""
+
+    ref: AttemptRef
+    fraction: float
+    message: str = ""
 
 
 @record

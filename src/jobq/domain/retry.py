@@ -43,12 +43,18 @@ def decide_after_failure(
     policy: RetryPolicy,
     *,
     refused: bool = False,
+    cancel_requested: bool = False,
 ) -> RetryDecision:
     """Retry with backoff while retries remain, else dead-letter (RETRIES_EXHAUSTED).
+
+    A job whose cancel was requested (CancelJob while it ran) is never run again: it is
+    dead-lettered at once (CANCELLED), retry_count unchanged, whatever its failure.
 
     A job its worker `refused` (not allowed to run, or a payload no worker can run) is
     dead-lettered at once (REFUSED) with its retry_count unchanged: every retry would be refused
     the same way, only later, and would hide the refusal behind RETRIES_EXHAUSTED."""
+    if cancel_requested:
+        return RetryDecision(JobStatus.DEAD_LETTERED, Reason.CANCELLED, retry_count, None)
     if refused:
         return RetryDecision(JobStatus.DEAD_LETTERED, Reason.REFUSED, retry_count, None)
     if retry_count < max_retries:

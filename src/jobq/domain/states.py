@@ -105,6 +105,10 @@ class Reason(StrEnum):
     DEPENDENCY_FAILED = "DEPENDENCY_FAILED"
     """A prerequisite of a WAITING job was dead-lettered (or no longer exists): WAITING →
     DEAD_LETTERED, and so on down the chain of dependants (issue 18)."""
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
+    """CancelJob asked for a RUNNING job to stop (an addition to SPEC §4's list): RUNNING →
+    RUNNING, recorded with the canceller as detail. The job ends DEAD_LETTERED (CANCELLED) when
+    its worker stops it, or when the attempt ends any way that would run it again."""
 
     @property
     def is_interruption(self) -> bool:

@@ -98,6 +98,11 @@ def job_to_proto(job: Job) -> common_pb2.Job:
         concurrency_key=job.concurrency_key or "",
         schedule_name=job.schedule_name or "",
         depends_on=[str(p) for p in job.depends_on],
+        progress=job.progress,
+        progress_message=job.progress_message or "",
+        progress_updated_at=timestamp(job.progress_updated_at),
+        cancel_requested_at=timestamp(job.cancel_requested_at),
+        cancelled_by=job.cancelled_by or "",
     )
 
 

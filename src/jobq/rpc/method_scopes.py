@@ -49,6 +49,7 @@ _TABLE: dict[str, Scope] = {
     method_path(_WORKERS, "ReportResult"): Scope.WORKER,
     method_path(_WORKERS, "ReportResults"): Scope.WORKER,
     method_path(_WORKERS, "Deregister"): Scope.WORKER,
+    method_path(_WORKERS, "ReportProgress"): Scope.WORKER,
     method_path(_ADMIN, "ListQueues"): Scope.READ,
     method_path(_ADMIN, "GetQueueStats"): Scope.READ,
     method_path(_ADMIN, "ListWorkers"): Scope.READ,

@@ -22,6 +22,7 @@ from jobq.observability.metrics import ServerMetrics
 from jobq.server.admin_service import AdminServicer
 from jobq.server.audit import AuditTrail
 from jobq.server.authentication import Authenticator
+from jobq.server.cancels import CancelRelay
 from jobq.server.dependency_resolver import DependencyResolver
 from jobq.server.dispatcher import Dispatcher
 from jobq.server.enqueue_announcer import EnqueueAnnouncer
@@ -239,6 +240,7 @@ class ServerApp:
             channel=notify_channel(cfg.db.schema),
             on_enqueued=announcer.wake,
             on_queues=dispatcher.queues_changed,
+            on_cancel=CancelRelay(capacity).on_notification,
         )
         monitor = HeartbeatMonitor(
             maintenance,

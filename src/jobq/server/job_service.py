@@ -18,6 +18,7 @@ from jobq.rpc import convert
 from jobq.rpc._gen import job_service_pb2 as pb
 from jobq.rpc._gen import job_service_pb2_grpc
 from jobq.server.audit import AuditTrail
+from jobq.server.caller import current_caller
 from jobq.server.job_watch import MAX_WATCHED, JobWatch
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.rpc_handler import RpcObserver, rpc
@@ -116,10 +117,22 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         async with self._audit.recording("job.cancel", request.job_id) as note:
             job_id = parse_uuid(request.job_id)
             with self._lifecycle.write() as changes:
-                change = await self._jobs.job_cancel(job_id)
-                changes.operator_changed(change, Reason.CANCELLED)
+                # Bounded as the column is (V18): a certificate's subject can be long.
+                change = await self._jobs.job_cancel(job_id, current_caller().label[:300])
+                if not change.requested:  # a request changes no state: nothing to publish
+                    changes.operator_changed(change, Reason.CANCELLED)
             job = change.job
-            note.detail = f"queue '{job.queue_name}'"
+            note.detail = f"queue '{job.queue_name}'" + (
+                "; cancel requested (RUNNING)" if change.requested else ""
+            )
+            if change.requested:
+                log.info(
+                    "cancel of a running job requested",
+                    action="job.cancel_requested",
+                    job_id=str(job_id),
+                    worker_id=str(job.worker_id),
+                    cancelled_by=job.cancelled_by,
+                )
         return pb.CancelJobResponse(job=convert.job_to_proto(job))
 
     @rpc(SERVICE)

@@ -22,7 +22,7 @@ from jobq.rpc import convert
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.server.incarnations import IncarnationGate
 from jobq.server.undelivered import Undelivered
-from jobq.server.worker_capacity import ConnectedWorker, WorkerCapacity
+from jobq.server.worker_capacity import CancelOrder, ConnectedWorker, WorkerCapacity
 from jobq.storage.stores import JobStore, WorkerStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -76,15 +76,19 @@ class JobStreams:
             log.info("job stream closed", action="worker.stream_closed", worker_id=str(worker_id))
 
     async def _pump(self, connected: ConnectedWorker, context: Context) -> None:
-        """Write assignments to the stream, one message each, until it is closed or fails."""
+        """Write assignments to the stream, one message each, until it is closed or fails.
+        JobAssignment has no room for a cancel: this older stream's workers hear of cancels
+        from the heartbeats' answers only."""
         while True:
             assignment = await connected.outbox.get()
             if assignment is None:
                 return
-            await self._write(connected, context, [assignment], batched=False)
+            if isinstance(assignment, Assignment):
+                await self._write(connected, context, [assignment], [], batched=False)
 
     async def _pump_batches(self, connected: ConnectedWorker, context: Context) -> None:
-        """Write every assignment waiting at once as one message, until closed or failed."""
+        """Write every assignment (and cancel) waiting at once as one message, until closed or
+        failed."""
         while True:
             first = await connected.outbox.get()
             batch = [] if first is None else [first]
@@ -96,7 +100,13 @@ class JobStreams:
                 else:
                     batch.append(item)
             if batch:
-                await self._write(connected, context, batch, batched=True)
+                assignments = [item for item in batch if isinstance(item, Assignment)]
+                cancels = (
+                    []
+                    if len(assignments) == len(batch)  # the usual case: no cancel among them
+                    else [item for item in batch if isinstance(item, CancelOrder)]
+                )
+                await self._write(connected, context, assignments, cancels, batched=True)
             if closed:
                 return
 
@@ -105,13 +115,25 @@ class JobStreams:
         connected: ConnectedWorker,
         context: Context,
         assignments: list[Assignment],
+        cancels: list[CancelOrder],
         *,
         batched: bool,
     ) -> None:
         messages = [convert.assignment_to_proto(a) for a in assignments]
         try:
             if batched:
-                await context.write(pb.JobAssignmentBatch(assignments=messages))
+                batch = pb.JobAssignmentBatch(assignments=messages)
+                if cancels:
+                    batch.cancels.extend(
+                        pb.JobAttempt(job_id=str(c.job_id), attempt=c.attempt) for c in cancels
+                    )
+                    log.info(
+                        "cancels sent to worker",
+                        action="job.cancel_sent",
+                        worker_id=str(connected.worker_id),
+                        jobs=[str(c.job_id) for c in cancels],
+                    )
+                await context.write(batch)
             else:
                 await context.write(messages[0])
         except Exception:

@@ -4,6 +4,10 @@ A transactional enqueue's notification says 'enqueued': it also wakes the Enqueu
 (`on_enqueued`), which publishes those jobs' SUBMITTED; jq-server's own submits say nothing
 more, so they cost the announcer nothing.
 
+A cancel of a RUNNING job notifies the same channel with `cancel:<worker>:<job>:<attempt>`
+(job_cancel in sql/cancels.sql): it goes to `on_cancel` (server/cancels.py) and wakes no
+dispatcher, so the replica holding the worker's stream, whichever it is, can tell the worker.
+
 A dedicated connection (not from the pool) holds the LISTEN. When it breaks — PostgreSQL
 restarted — it reconnects at once, then with a backoff; meanwhile the dispatcher's interval is
 the fallback.
@@ -26,6 +30,8 @@ ENQUEUED = "enqueued"
 """The payload of a transactional enqueue's notification (jobs_insert with $9)."""
 QUEUES = "queues"
 """The payload of a change to a queue's flow settings (queue_set_flow): pause, resume, limits."""
+CANCEL_PREFIX = "cancel:"
+"""The payload prefix of a cancel request's notification (job_cancel)."""
 log = get_logger("jobq.notifier")
 
 
@@ -45,11 +51,13 @@ class Notifier:
         channel: str,
         on_enqueued: Callable[[], None] | None = None,
         on_queues: Callable[[], None] | None = None,
+        on_cancel: Callable[[str], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._on_notify = on_notify
         self._on_enqueued = on_enqueued
         self._on_queues = on_queues
+        self._on_cancel = on_cancel
         self.channel = channel
         self._conn: asyncpg.Connection | None = None
         self.loop = ServiceLoop(
@@ -88,6 +96,10 @@ class Notifier:
             self._on_queues()
 
     def _listener(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        if isinstance(payload, str) and payload.startswith(CANCEL_PREFIX):
+            if self._on_cancel is not None:
+                self._on_cancel(payload)
+            return
         self._on_notify()
         if payload == ENQUEUED and self._on_enqueued is not None:
             self._on_enqueued()

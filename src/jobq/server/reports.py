@@ -32,6 +32,7 @@ class ReportKind(Enum):
     FAILURE = "failure"
     REFUSAL = "refusal"  # a job the worker can never run: dead-lettered at once, no retries
     SHUTDOWN = "shutdown"  # interrupted by an orderly worker shutdown: back to PENDING
+    CANCELLED = "cancelled"  # stopped because CancelJob asked: DEAD_LETTERED (CANCELLED)
 
 
 @record
@@ -125,4 +126,8 @@ class ReportWriter:
                 for i in items
             ]
             return await self._jobs.jobs_fail(failures, self._policy)
+        if kind is ReportKind.CANCELLED:
+            return await self._jobs.jobs_finish_cancelled(
+                [i.ref for i in items], [i.error_message for i in items]
+            )
         return await self._jobs.jobs_release([i.ref for i in items], Reason.WORKER_SHUTDOWN)

@@ -41,6 +41,19 @@ HEARTBEAT_GRACE_S = 10.0
 may have been sent before the assignment reached the worker."""
 
 
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """A cancel to write on a worker's stream (JobAssignmentBatch.cancels): CancelJob asked for
+    the attempt to stop. It takes and frees no slot: the job's end frees it."""
+
+    job_id: UUID
+    attempt: int
+
+
+StreamItem = Assignment | CancelOrder
+"""What a stream's writer sends: assignments and cancels, in the order they were queued."""
+
+
 @dataclass(eq=False)
 class ConnectedWorker:
     """One open StreamJobs call: what the worker serves, what it holds, what is on its way.
@@ -55,7 +68,7 @@ class ConnectedWorker:
     draining: bool = False
     held: dict[AttemptKey, float] = field(default_factory=dict)
     """The attempts whose slots are taken, with when each was taken (for the grace)."""
-    outbox: asyncio.Queue[Assignment | None] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[StreamItem | None] = field(default_factory=asyncio.Queue)
     closed: bool = False
 
     @property
@@ -118,7 +131,8 @@ class WorkerCapacity:
         undelivered: list[Assignment] = []
         while not worker.outbox.empty():
             item = worker.outbox.get_nowait()
-            if item is not None:
+            # A cancel never written is repeated by the heartbeats' answers.
+            if isinstance(item, Assignment):
                 undelivered.append(item)
         self._free(worker, list(worker.held))
         return undelivered
@@ -176,6 +190,16 @@ class WorkerCapacity:
             worker.held[(assignment.job.job_id, assignment.job.attempt)] = now
             worker.outbox.put_nowait(assignment)
         return list(assignments[room:])
+
+    def cancel(self, worker_id: UUID, job_id: UUID, attempt: int) -> bool:
+        """Queue a cancel of the attempt for the worker's stream, if the stream is open here
+        (another replica holds it otherwise, and does the same on the same notification);
+        True when queued."""
+        worker = self._workers.get(worker_id)
+        if worker is None or worker.closed:
+            return False
+        worker.outbox.put_nowait(CancelOrder(job_id, attempt))
+        return True
 
     # --- freeing slots -----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from jobq.rpc._gen import worker_service_pb2_grpc
 from jobq.server.incarnations import IncarnationGate, presented_incarnation
 from jobq.server.job_stream import JobStreams
 from jobq.server.lifecycle import Lifecycle
+from jobq.server.progress import latest_per_job, progress_reports
 from jobq.server.reports import ReportItem, ReportKind, ReportWriter
 from jobq.server.rpc_handler import RpcObserver, rpc
 from jobq.server.undelivered import Undelivered
@@ -54,6 +55,7 @@ _OUTCOME_KIND = {
     pb.JOB_OUTCOME_FAILED: ReportKind.FAILURE,
     pb.JOB_OUTCOME_REFUSED: ReportKind.REFUSAL,
     pb.JOB_OUTCOME_SHUTDOWN: ReportKind.SHUTDOWN,
+    pb.JOB_OUTCOME_CANCELLED: ReportKind.CANCELLED,
 }
 
 
@@ -179,7 +181,14 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             await self._release_unheld(worker_id, set(stale))
         if self._on_heartbeat is not None:
             self._on_heartbeat(worker_id, worker.active_job_count, [job for job, _ in running])
-        return pb.HeartbeatResponse(commands=commands)
+        # Cancels requested for what the worker runs, repeated at every beat until the job
+        # ends: the fallback for a notification or stream write that never reached it (one
+        # probe of an index that is empty while nobody cancels).
+        cancels = [
+            pb.JobAttempt(job_id=str(job_id), attempt=attempt)
+            for job_id, attempt in await self._jobs.jobs_cancel_requested_for_worker(worker_id)
+        ]
+        return pb.HeartbeatResponse(commands=commands, cancels=cancels)
 
     async def _release_unheld(self, worker_id: uuid.UUID, stale: set[AttemptKey]) -> None:
         """Claims this worker has held for longer than a heartbeat's grace without listing
@@ -279,10 +288,33 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         results = await self._reports.report(items)
         return pb.ReportResultsResponse(outcomes=_outcomes(request.results, results))
 
+    @rpc(SERVICE)
+    async def ReportProgress(
+        self, request: pb.ReportProgressRequest, context: Context
+    ) -> pb.ReportProgressResponse:
+        worker_id = await self._gate.current_worker(request.worker_id, request.incarnation)
+        reports = progress_reports(request, worker_id)
+        applied = await self._jobs.jobs_record_progress(latest_per_job(reports))
+        return pb.ReportProgressResponse(
+            outcomes=[
+                pb.AttemptOutcome(
+                    job_id=item.job_id,
+                    attempt=item.attempt,
+                    accepted=(report.ref.job_id, item.attempt) in applied,
+                    message=""
+                    if (report.ref.job_id, item.attempt) in applied
+                    else "not a running attempt held by this worker under this claim",
+                )
+                for item, report in zip(request.items, reports, strict=True)
+            ]
+        )
+
     def _report_item(self, request: pb.ReportResultRequest, worker_id: UUID) -> ReportItem:
         kind = _OUTCOME_KIND.get(request.outcome)
         if kind is None:
-            raise InvalidArgument("outcome must be SUCCEEDED, FAILED, REFUSED or SHUTDOWN")
+            raise InvalidArgument(
+                "outcome must be SUCCEEDED, FAILED, REFUSED, SHUTDOWN or CANCELLED"
+            )
         check_payload_size(request.result, self._max_result_bytes)
         return ReportItem(
             kind,

@@ -15,6 +15,7 @@ from uuid import UUID
 from jobq.domain.flow_limits import FlowChange
 from jobq.domain.records import (
     Assignment,
+    AttemptProgress,
     AttemptRef,
     AuditEvent,
     AuditPage,
@@ -104,7 +105,7 @@ class JobStore(Protocol):
         limit: int = 20,
         page_token: str = "",
     ) -> JobPage: ...
-    async def job_cancel(self, job_id: UUID) -> OperatorChange: ...
+    async def job_cancel(self, job_id: UUID, cancelled_by: str = "anonymous") -> OperatorChange: ...
     async def job_retry_manual(self, job_id: UUID) -> OperatorChange: ...
     async def jobs_claim(
         self, worker_id: UUID, queues: Sequence[str], limit: int, *, incarnation: UUID
@@ -132,6 +133,13 @@ class JobStore(Protocol):
         self, ended: Sequence[UUID] | None, limit: int
     ) -> list[Transition]: ...
     async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]: ...
+    async def jobs_finish_cancelled(
+        self, attempts: Sequence[AttemptRef], details: Sequence[str]
+    ) -> ReportOutcome: ...
+    async def jobs_cancel_requested_for_worker(self, worker_id: UUID) -> list[tuple[UUID, int]]: ...
+    async def jobs_record_progress(
+        self, reports: Sequence[AttemptProgress]
+    ) -> set[tuple[UUID, int]]: ...
 
 
 class JobEventStore(Protocol):

@@ -101,6 +101,7 @@ async def run_worker(settings: Settings, setup: WorkerSetup | None = None) -> in
             max_output_bytes=cfg.max_output_bytes,
             job_user=setup.job_user,
             guard=guardian or NO_GUARD,
+            cancel_grace_s=cfg.cancel_grace_s,
         )
         metrics = WorkerMetrics()
         runtime = WorkerRuntime(cfg, executor, metrics, setup.credentials)

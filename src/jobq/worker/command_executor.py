@@ -31,6 +31,12 @@ Why it is shaped this way (SPEC §7):
   `sh` or `python3` allows everything.
 - The child runs as the `JobUser` decided at start-up (`job_user.py`): on a root worker, as
   `worker.run_as_user` with no supplementary groups and that user's HOME, or not at all.
+- A cancel (issue 18) gets the same treatment as a timeout, with its own grace
+  (`worker.cancel_grace_s`): SIGTERM to the group, SIGKILL to what is left after the grace.
+- Progress: the child gets a pipe's write end as an extra file descriptor, named by
+  `JOBQ_PROGRESS_FD` in its environment; each line written to it, `<fraction> [message]`
+  (`0.42 resized 42 of 100`), is the job's progress (`progress_pipe.py`). A child that ignores
+  it loses nothing; a child that starts its own children passes it on like any descriptor.
 - A job that can never run here (command jobs off, a program not allowed, a root worker that
   may not run them) is a refusal (`ExecutionResult.refused`): dead-lettered at once, not
   retried. "command not found" is an ordinary failure: another worker may have the program.
@@ -50,9 +56,11 @@ from typing import Final, cast
 
 from jobq.domain.payload import CommandSpec
 from jobq.observability.logging_setup import get_logger
+from jobq.running_job import CurrentJob
 from jobq.worker.execution_result import ExecutionResult, refusal, timed_out_message
 from jobq.worker.job_guardian import NO_GUARD, JobProcessGuard
 from jobq.worker.job_user import JobUser
+from jobq.worker.progress_pipe import PROGRESS_FD_ENV, ProgressPipe
 
 __all__ = [
     "ANY_COMMAND",
@@ -107,11 +115,13 @@ class CommandExecutor:
         kill_grace_s: float = 2.0,
         base_env: Mapping[str, str] | None = None,
         guard: JobProcessGuard = NO_GUARD,
+        cancel_grace_s: float = 10.0,
     ) -> None:
         """`allowed_commands` is `worker.allowed_commands` (empty: refuse every command job;
         `"*"`: allow any); `job_user` says who children run as (`resolve_job_user`);
         `base_env` defaults to the minimal environment of this process, taken now;
-        `kill_grace_s` is how long a timed-out group gets between SIGTERM and SIGKILL;
+        `kill_grace_s` is how long a timed-out group gets between SIGTERM and SIGKILL,
+        `cancel_grace_s` the same for a cancelled one;
         `guard` is told each job's process group and marks each job's environment (the
         worker's `JobGuardian`)."""
         self._guard = guard
@@ -125,6 +135,7 @@ class CommandExecutor:
         self._refusal = COMMANDS_OFF if not allowed_commands else job_user.refusal
         self._max_output_bytes = max_output_bytes
         self._kill_grace_s = kill_grace_s
+        self._cancel_grace_s = cancel_grace_s
         self._base_env = minimal_environment(base_env)
         if job_user.home is not None:
             self._base_env["HOME"] = job_user.home
@@ -139,15 +150,36 @@ class CommandExecutor:
             home = job_user.home or ""
             self._default_cwd = home if home and os.path.isdir(home) else "/"
 
-    async def run(self, spec: CommandSpec, timeout_s: float | None) -> ExecutionResult:
-        """Run `spec` to completion, or until `timeout_s` (None: no limit) has passed.
+    async def run(
+        self, spec: CommandSpec, timeout_s: float | None, *, job: CurrentJob | None = None
+    ) -> ExecutionResult:
+        """Run `spec` to completion, or until `timeout_s` (None: no limit) has passed, or
+        until `job` is cancelled (then SIGTERM, and SIGKILL after the cancel grace).
 
-        On cancellation the process group is SIGKILLed and the child reaped before
+        On cancellation of the task the process group is SIGKILLed and the child reaped before
         `CancelledError` propagates.
         """
         if self._refusal:
             return refusal(self._refusal)
-        env = {**self._base_env, **spec.env, **self._guard.job_environment}
+        env = {**self._base_env, **spec.env}
+        progress = ProgressPipe(job) if job is not None else None
+        if progress is not None:
+            env[PROGRESS_FD_ENV] = str(progress.child_fd)
+        env.update(self._guard.job_environment)
+        try:
+            return await self._start(spec, env, timeout_s, job, progress)
+        finally:
+            if progress is not None:
+                progress.close()
+
+    async def _start(
+        self,
+        spec: CommandSpec,
+        env: dict[str, str],
+        timeout_s: float | None,
+        job: CurrentJob | None,
+        progress: ProgressPipe | None,
+    ) -> ExecutionResult:
         executable = self._resolve(spec, env)
         if isinstance(executable, ExecutionResult):
             return executable
@@ -166,13 +198,16 @@ class CommandExecutor:
                 user=self._uid,
                 group=self._gid,
                 extra_groups=self._extra_groups,
+                pass_fds=() if progress is None else (progress.child_fd,),
             )
         except OSError as exc:
             return _failure(_spawn_error(exc, spec))
         pid = transport.get_pid()
         self._guard.register(pid)  # the child leads its group: pgid == pid
         try:
-            return await self._supervise(spec, transport, protocol, timeout_s)
+            if progress is not None:
+                await progress.started()
+            return await self._supervise(spec, transport, protocol, timeout_s, job)
         finally:
             # _supervise has SIGKILLed the group, whichever way it ended.
             self._guard.unregister(pid)
@@ -184,19 +219,31 @@ class CommandExecutor:
         transport: asyncio.SubprocessTransport,
         protocol: _CaptureProtocol,
         timeout_s: float | None,
+        job: CurrentJob | None,
     ) -> ExecutionResult:
         pid = transport.get_pid()
+        cancel = _cancel_future(job)
         try:
             stdin = cast("asyncio.WriteTransport | None", transport.get_pipe_transport(0))
             if spec.stdin is not None and stdin is not None:
                 stdin.write(spec.stdin)  # buffered by the transport, written as the child reads
                 stdin.close()
-            done, _ = await asyncio.wait({protocol.exited}, timeout=timeout_s)
+            waiting: set[asyncio.Future[None]] = {protocol.exited}
+            if cancel is not None:
+                waiting.add(cancel)
+            done, _ = await asyncio.wait(
+                waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
             timed_out = not done
-            if timed_out:
-                log.info("command timed out", action="job.command_timed_out", pid=pid)
+            cancelled = cancel is not None and cancel in done and not protocol.exited.done()
+            if timed_out or cancelled:
+                if cancelled:
+                    log.info("command cancelled", action="job.command_cancelled", pid=pid)
+                else:
+                    log.info("command timed out", action="job.command_timed_out", pid=pid)
                 _signal_group(pid, signal.SIGTERM)
-                await asyncio.wait({protocol.exited}, timeout=self._kill_grace_s)
+                grace = self._cancel_grace_s if cancelled else self._kill_grace_s
+                await asyncio.wait({protocol.exited}, timeout=grace)
             # The leader is gone; whatever is left of its group goes with it.
             _signal_group(pid, signal.SIGKILL)
             await _wait_reaped(protocol)
@@ -211,6 +258,11 @@ class CommandExecutor:
             _signal_group(pid, signal.SIGKILL)
             await _wait_reaped(protocol)
             raise
+        finally:
+            if job is not None:
+                job.set_cancel_hook(None)
+        if cancelled:
+            return _cancelled_outcome(transport.get_returncode(), protocol)
         return _outcome(transport.get_returncode(), protocol, timeout_s if timed_out else None)
 
     def _resolve(self, spec: CommandSpec, env: Mapping[str, str]) -> str | ExecutionResult:
@@ -322,6 +374,31 @@ def _outcome(
         status = f"exit status {returncode}"
     message = f"{status}; stderr: {stderr}" if stderr else status
     return ExecutionResult(success=False, result=stdout, error_message=message)
+
+
+def _cancel_future(job: CurrentJob | None) -> asyncio.Future[None] | None:
+    """A future the job's cancel resolves (already resolved if it came before the spawn)."""
+    if job is None:
+        return None
+    cancel: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def cancelled() -> None:
+        if not cancel.done():
+            cancel.set_result(None)
+
+    job.set_cancel_hook(cancelled)
+    if job.cancelled:
+        cancelled()
+    return cancel
+
+
+def _cancelled_outcome(returncode: int | None, protocol: _CaptureProtocol) -> ExecutionResult:
+    """A command stopped by a cancel: how its group ended, and its output so far."""
+    if returncode is not None and returncode < 0:
+        how = f"stopped by {_signal_name(-returncode)}"
+    else:
+        how = f"exited with status {returncode} after SIGTERM"
+    return ExecutionResult(success=False, result=protocol.stdout.value(), error_message=how)
 
 
 def _spawn_error(exc: OSError, spec: CommandSpec) -> str:

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from jobq.domain.payload import CommandSpec, PayloadError, parse_payload
 from jobq.observability.logging_setup import get_logger
+from jobq.running_job import CurrentJob
 from jobq.worker.command_executor import CommandExecutor
 from jobq.worker.execution_result import ExecutionResult
 from jobq.worker.job_guardian import NO_GUARD, JobProcessGuard
@@ -47,22 +48,27 @@ class JobExecutor:
         max_output_bytes: int,
         job_user: JobUser,
         guard: JobProcessGuard = NO_GUARD,
+        cancel_grace_s: float = 10.0,
     ) -> None:
         """`imports` are the trusted modules (`worker.imports`), imported now;
         `allowed_commands` restricts the command executor (empty: no command jobs; `"*"`: any
         executable); `job_user` is who command jobs run as (`resolve_job_user`);
         `max_output_bytes` bounds a command's kept stdout and a handler's encoded result;
-        `guard` is told each command job's process group (the worker's `JobGuardian`).
+        `guard` is told each command job's process group (the worker's `JobGuardian`);
+        `cancel_grace_s` is how long a cancelled job gets to stop (`worker.cancel_grace_s`).
 
         Raises:
             ConfigError: a trusted module cannot be imported.
         """
-        self._python = PythonExecutor(imports, max_result_bytes=max_output_bytes)
+        self._python = PythonExecutor(
+            imports, max_result_bytes=max_output_bytes, cancel_grace_s=cancel_grace_s
+        )
         self._commands = CommandExecutor(
             allowed_commands=allowed_commands,
             max_output_bytes=max_output_bytes,
             job_user=job_user,
             guard=guard,
+            cancel_grace_s=cancel_grace_s,
         )
 
     @staticmethod
@@ -71,9 +77,13 @@ class JobExecutor:
         cancelled or timed out: Python cannot stop a thread, only the process's exit does."""
         return handler_threads_busy()
 
-    async def run(self, payload: bytes, default_timeout_s: float | None) -> ExecutionResult:
+    async def run(
+        self, payload: bytes, default_timeout_s: float | None, *, job: CurrentJob | None = None
+    ) -> ExecutionResult:
         """Run one job. `default_timeout_s` (the queue's TTL; None or <= 0: no limit) applies
-        when the payload sets no `timeout_s`.
+        when the payload sets no `timeout_s`. `job` is the attempt as the handler sees it
+        (`jobq.current_job()`): the executor hooks its way of stopping the job into it (for
+        cancels) and feeds it a command's progress lines.
 
         Never raises for job problems; raises `CancelledError` when cancelled.
         """
@@ -86,9 +96,9 @@ class JobExecutor:
             timeout_s = default_timeout_s
         try:
             if isinstance(spec, CommandSpec):
-                result = await self._commands.run(spec, timeout_s)
+                result = await self._commands.run(spec, timeout_s, job=job)
             else:
-                result = await self._python.run(spec, timeout_s)
+                result = await self._python.run(spec, timeout_s, job=job)
         except Exception as exc:
             # A bug of ours, not the job's: fail this job loudly and keep the worker running.
             log.exception("executor failed", action="job.executor_error")

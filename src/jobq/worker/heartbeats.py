@@ -16,7 +16,8 @@ process is passed on before the error ends the session.
 What the answers carry for the rest of the worker goes to subscribers, made by the part built on
 top (the worker's `Shutdown`): the server's SHUTDOWN command (`on_shutdown`, which must be heard:
 a heartbeat is not sent without its subscriber) and the refusal of a superseded process
-(`on_superseded`; optional, since the refusal is raised to the session as well).
+(`on_superseded`; optional, since the refusal is raised to the session as well); and the
+attempts whose cancel was requested (`on_cancel`, the runtime's `JobRunner.cancel`).
 
 The time is injected (`clock`, `sleep`): tests drive the loop with a fake clock, one `beat` at
 a time or through `run`, without waiting for intervals to pass.
@@ -67,6 +68,7 @@ class Heartbeats:
         self._held = held
         self._on_shutdown: Callable[[], None] | None = None
         self._on_superseded: Callable[[str], None] | None = None
+        self._on_cancel: Callable[[str, int], object] | None = None
         self._clock = clock
         self._sleep = sleep
         self.draining = False
@@ -76,6 +78,11 @@ class Heartbeats:
         """Call `callback()` when an answer carries the server's SHUTDOWN command. Required
         before the first heartbeat."""
         self._on_shutdown = callback
+
+    def on_cancel(self, callback: Callable[[str, int], object]) -> None:
+        """Call `callback(job_id, attempt)` for each held attempt an answer says was cancelled
+        (the fallback of the stream's cancels; repeated at every beat until the job ends)."""
+        self._on_cancel = callback
 
     def on_superseded(self, callback: Callable[[str], None]) -> None:
         """Call `callback(reason)` when the server refuses this process as superseded."""
@@ -143,6 +150,9 @@ class Heartbeats:
             return False
         self._contact.answered(sent)
         self.handle_commands(reply.commands)
+        if reply.cancels and self._on_cancel is not None:
+            for cancel in reply.cancels:
+                self._on_cancel(cancel.job_id, cancel.attempt)
         return True
 
     def answer_wait_s(self, sent: float) -> float:

@@ -13,6 +13,13 @@ back unstarted), and report a job the server took back
 (`rejected`: a refused start or a superseded process), whose report it would refuse anyway.
 The runner hears of a refused start from the reporter it is built on: it subscribes itself
 (`Reporter.on_ack_rejected`) when it is built.
+
+Cancels (issue 18): `cancel` is called for an attempt the server says was cancelled (the
+stream's JobAssignmentBatch.cancels, or a heartbeat's answer). The job's `CurrentJob` is
+marked cancelled and its executor stops it its own way (a command: SIGTERM, then SIGKILL after
+the grace; a sync handler: abandoned after the grace); without an executor's hook (an
+`async def` handler, a job still waiting for a slot) its task is cancelled at once. A job
+whose cancel was received before it ended is reported CANCELLED, however it then ended.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from dataclasses import dataclass
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import WorkerMetrics
 from jobq.rpc._gen import worker_service_pb2 as pb
+from jobq.running_job import CurrentJob
 from jobq.worker.clock import Clock
 from jobq.worker.executor import ExecutionResult, JobExecutor
+from jobq.worker.progress_sender import ProgressSender
 from jobq.worker.registration import Registration
 from jobq.worker.reporter import PendingResult, Reporter
 from jobq.worker.server_contact import ServerContact
@@ -45,12 +54,15 @@ _OUTCOME_LABELS = {
     pb.JOB_OUTCOME_FAILED: "failure",
     pb.JOB_OUTCOME_REFUSED: "refused",
     pb.JOB_OUTCOME_SHUTDOWN: "shutdown",
+    pb.JOB_OUTCOME_CANCELLED: "cancelled",
 }
 
 
 @dataclass(eq=False)
 class RunningJob:
     assignment: pb.JobAssignment
+    control: CurrentJob
+    """What the handler sees as `jobq.current_job()`; carries the cancel and the progress."""
     task: asyncio.Task[None] | None = None
     rejected: bool = False
     """The server took the job back: report nothing."""
@@ -70,8 +82,12 @@ class JobRunner:
         registration: Registration,
         concurrency: int,
         clock: Clock = time.monotonic,
+        progress: ProgressSender | None = None,
     ) -> None:
+        """`progress` sends the jobs' progress (None: progress is kept but not sent)."""
         self._executor = executor
+        self._progress = progress
+        self._on_progress = None if progress is None else progress.mark
         self._reporter = reporter
         reporter.on_ack_rejected(self.ack_rejected)
         self._metrics = metrics
@@ -121,7 +137,8 @@ class JobRunner:
                 )
             )
             return
-        job = RunningJob(assignment)
+        a = assignment
+        job = RunningJob(a, CurrentJob(a.job_id, a.attempt, a.claim_id, self._on_progress))
         self._running[key] = job
         job.task = asyncio.create_task(self._run(job), name=f"job-{assignment.job_id}")
 
@@ -138,6 +155,18 @@ class JobRunner:
         if job is not None and job.task is not None:
             job.rejected = True
             job.task.cancel()
+
+    def cancel(self, job_id: str, attempt: int) -> bool:
+        """The server asked for this attempt to be cancelled: stop it (see the module's
+        docstring); True when it runs here and was not being cancelled already."""
+        job = self._running.get((job_id, attempt))
+        if job is None or job.control.cancelled:
+            return False
+        log.info("cancelling job", action="job.cancelling", job_id=job_id, attempt=attempt)
+        if not job.control.request_cancel() and job.task is not None:
+            job.control.stop_note = "its task was cancelled"
+            job.task.cancel()
+        return True
 
     async def stop_all(self, reason: str, wait_s: float) -> None:
         """Interrupt every running job, each reported with `reason`; wait up to `wait_s`
@@ -201,22 +230,39 @@ class JobRunner:
                 self._active += 1
                 started = self._clock()
                 try:
-                    result = await self._executor.run(a.payload, float(a.timeout_s) or None)
+                    result = await self._executor.run(
+                        a.payload, float(a.timeout_s) or None, job=job.control
+                    )
                     outcome = _outcome(result)
+                    if job.control.cancelled:  # it ended after the cancel reached it
+                        outcome = pb.JOB_OUTCOME_CANCELLED
+                        result = _cancelled(result.error_message or "ended after the cancel")
                 finally:
                     self._active -= 1
                     self._metrics.worker_job_duration_seconds.observe(self._clock() - started)
         except _NotStarted:
             pass  # outcome SHUTDOWN, with the result set above
         except asyncio.CancelledError:
-            outcome = pb.JOB_OUTCOME_SHUTDOWN
-            result = ExecutionResult(
-                False, b"", job.stop_reason or "interrupted by worker shutdown"
-            )
+            if job.control.cancelled:
+                how = job.control.stop_note or "the job was stopped"
+                outcome, result = pb.JOB_OUTCOME_CANCELLED, _cancelled(how)
+            else:
+                outcome = pb.JOB_OUTCOME_SHUTDOWN
+                result = ExecutionResult(
+                    False, b"", job.stop_reason or "interrupted by worker shutdown"
+                )
         finally:
             self._running.pop(key, None)
         if job.rejected:
             return
+        if (
+            self._progress is not None
+            and outcome in _RAN_TO_ITS_END
+            and job.control.progress_unsent
+        ):
+            # The last value goes before the result, while the attempt is still RUNNING (a
+            # stopped job's last value does not matter enough to hold up its report).
+            await self._progress.flush(job.control)
         self._report(a, outcome, result)
 
     def _report(self, a: pb.JobAssignment, outcome: pb.JobOutcome, result: ExecutionResult) -> None:
@@ -250,6 +296,14 @@ class JobRunner:
                 claim_id=a.claim_id,
             )
         )
+
+
+_RAN_TO_ITS_END = frozenset({pb.JOB_OUTCOME_SUCCEEDED, pb.JOB_OUTCOME_FAILED})
+
+
+def _cancelled(how: str) -> ExecutionResult:
+    """The result of a job stopped because the server asked to cancel it."""
+    return ExecutionResult(False, b"", f"cancelled: {how}")
 
 
 class _NotStarted(Exception):

@@ -16,6 +16,12 @@ event loop (and so the heartbeat) never waits for them, a stuck handler cannot e
 pool, and a thread that is still running at shutdown never blocks the interpreter's exit.
 Python cannot kill a thread, so on timeout or cancellation the worker stops waiting and reports
 the job; the thread runs on until its function returns (its result is then discarded).
+
+The handler's job (`jobq.current_job()`) is set in the context the handler runs in: the job
+task's for an `async def` handler, a copy of it for a sync handler's thread. A cancel (issue
+18) cancels an `async def` handler's task at once; a sync handler sees
+`jobq.current_job().cancelled` turn true and has `cancel_grace_s` to return before the worker
+stops waiting for it.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any, Final
 from jobq.domain.errors import ConfigError
 from jobq.domain.payload import HandlerSpec
 from jobq.observability.logging_setup import get_logger
+from jobq.running_job import CurrentJob, reset_current_job, set_current_job
 from jobq.task import registered_tasks
 from jobq.worker.execution_result import ExecutionResult, refusal, timed_out_message
 
@@ -53,7 +60,9 @@ _Outcome = tuple[bool, Any]
 class PythonExecutor:
     """Runs `HandlerSpec`s. Job problems come back as failed `ExecutionResult`s, never raised."""
 
-    def __init__(self, imports: Sequence[str], *, max_result_bytes: int) -> None:
+    def __init__(
+        self, imports: Sequence[str], *, max_result_bytes: int, cancel_grace_s: float = 10.0
+    ) -> None:
         """Import the trusted modules now, so a typo stops the worker before it takes jobs.
 
         Raises:
@@ -68,12 +77,49 @@ class PythonExecutor:
                     f"cannot import worker module {name}: {type(exc).__name__}: {exc}"
                 ) from exc
         self._max_result_bytes = max_result_bytes
+        self._cancel_grace_s = cancel_grace_s
 
-    async def run(self, spec: HandlerSpec, timeout_s: float | None) -> ExecutionResult:
-        """Call the handler `spec` names; give up waiting after `timeout_s` (None: no limit)."""
+    async def run(
+        self, spec: HandlerSpec, timeout_s: float | None, *, job: CurrentJob | None = None
+    ) -> ExecutionResult:
+        """Call the handler `spec` names; give up waiting after `timeout_s` (None: no limit).
+        `job` becomes the handler's `jobq.current_job()`."""
         function = self._resolve(spec.handler)
         if isinstance(function, ExecutionResult):
             return function
+        if job is None:
+            return await self._run(function, spec, timeout_s)
+        token = set_current_job(job)
+        abandon: list[asyncio.TimerHandle] = []
+        if not inspect.iscoroutinefunction(function):
+            # A thread cannot be interrupted: the cancel sets the flag the handler may check,
+            # and after the grace the worker stops waiting (cancels its own task).
+            task = asyncio.current_task()
+            loop = asyncio.get_running_loop()
+            grace = self._cancel_grace_s
+
+            def abandon_thread() -> None:
+                job.stop_note = (
+                    f"the handler did not return within {grace:g}s; its thread was abandoned"
+                )
+                if task is not None:
+                    task.cancel()
+
+            def stop_waiting() -> None:
+                abandon.append(loop.call_later(grace, abandon_thread))
+
+            job.set_cancel_hook(stop_waiting)
+        try:
+            return await self._run(function, spec, timeout_s)
+        finally:
+            job.set_cancel_hook(None)
+            for handle in abandon:
+                handle.cancel()
+            reset_current_job(token)
+
+    async def _run(
+        self, function: Callable[..., Any], spec: HandlerSpec, timeout_s: float | None
+    ) -> ExecutionResult:
         scope: asyncio.Timeout | None = None
         try:
             if timeout_s is None:  # no limit: spare the job a timeout scope

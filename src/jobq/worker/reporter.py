@@ -68,6 +68,10 @@ class PendingResult:
     """The assignment's claim id, part of the fencing token the server checks."""
 
 
+class ProgressUnsupported(Exception):
+    """The server has no ReportProgress (a jq-server from before progress reports)."""
+
+
 OnAckOutcome = Callable[[pb.AttemptOutcome], None]
 OnSuperseded = Callable[[str], None]
 
@@ -274,6 +278,38 @@ class Reporter:
             if future is not None and not future.done():
                 future.set_result(None)
         return True
+
+    async def send_progress(self, items: list[pb.JobProgress]) -> pb.ReportProgressResponse | None:
+        """One ReportProgress call over the current connection (for the `ProgressSender`);
+        None when it was not delivered.
+
+        Raises:
+            ProgressUnsupported: the server predates ReportProgress (UNIMPLEMENTED): workers
+                are upgraded before servers, so this is an expected, lasting state.
+        """
+        request = pb.ReportProgressRequest(
+            worker_id=self._worker_id, items=items, incarnation=self._incarnation
+        )
+        stub = self._stub
+        if stub is None:
+            return None
+        try:
+            reply: pb.ReportProgressResponse = await stub.ReportProgress(
+                request, timeout=RPC_TIMEOUT_S
+            )
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise
+            return None  # a reconnect closed the channel: the next batch tries again
+        except grpc.aio.UsageError:
+            return None
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                raise ProgressUnsupported(exc.details() or "") from None
+            # Progress is best effort: superseded, unknown worker and the like are heard
+            # (and acted on) through the results' and heartbeats' calls.
+            return None
+        return reply
 
     def _put_back(
         self,

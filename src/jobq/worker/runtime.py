@@ -46,6 +46,7 @@ from jobq.worker.contact_watch import EXIT_CONTACT_LOST, ContactWatch
 from jobq.worker.executor import JobExecutor
 from jobq.worker.heartbeats import Heartbeats
 from jobq.worker.job_runner import JobRunner
+from jobq.worker.progress_sender import ProgressSender
 from jobq.worker.registration import Registration
 from jobq.worker.reporter import Reporter
 from jobq.worker.server_contact import ServerContact
@@ -82,6 +83,7 @@ class WorkerRuntime:
         # through subscriptions the later part makes itself when built (see the docstring).
         self._supervisor = TaskSupervisor(supervision)
         self._reporter = Reporter()
+        self._progress = ProgressSender(self._reporter)
         self.jobs = JobRunner(
             executor,
             self._reporter,
@@ -90,8 +92,10 @@ class WorkerRuntime:
             self._registration,
             settings.concurrency,
             clock,
+            progress=self._progress,
         )
         self._heartbeats = Heartbeats(self._registration, self.contact, self.jobs.held, clock=clock)
+        self._heartbeats.on_cancel(self.jobs.cancel)
         self._shutdown = Shutdown(
             settings,
             credentials,
@@ -152,6 +156,7 @@ class WorkerRuntime:
         newer process registered under its worker id (no drain, no goodbye)."""
         self._started = True
         self._supervisor.start("reporter", self._reporter.run)
+        self._supervisor.start("progress", self._progress.run)
         self._supervisor.start("watchdog", self._contact_watch.run)
         for name, loop in self._background.items():
             self._supervisor.start(name, loop)

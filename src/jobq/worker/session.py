@@ -202,3 +202,5 @@ class SessionLoop:
         async for batch in stream:
             for assignment in batch.assignments:
                 self._jobs.start(assignment)
+            for cancel in batch.cancels:  # empty unless someone cancelled a running job
+                self._jobs.cancel(cancel.job_id, cancel.attempt)

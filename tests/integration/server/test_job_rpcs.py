@@ -330,16 +330,22 @@ async def test_cancel_an_assigned_job_dead_letters_it(client: Client) -> None:
     await worker.close()
 
 
-async def test_cancel_a_running_job_fails_and_changes_nothing(client: Client) -> None:
+async def test_cancel_a_running_job_only_requests_it(client: Client) -> None:
+    """Issue 18: a RUNNING job is not ended by CancelJob (its worker runs it): the request is
+    recorded and the job stays RUNNING (see test_cancel_and_progress_rpcs.py for the rest)."""
     worker, assignment = await _running(client)
     before = await _job(client, assignment.job_id)
     assert before.status == cpb.JOB_STATUS_RUNNING
-    details = await _fails(
-        client.jobs.CancelJob(jpb.CancelJobRequest(job_id=assignment.job_id), timeout=5),
-        PRECONDITION,
+    reply = await client.jobs.CancelJob(jpb.CancelJobRequest(job_id=assignment.job_id), timeout=5)
+    after = await _job(client, assignment.job_id)
+    assert reply.job == after
+    assert (after.status, after.attempt, after.worker_id, after.cancelled_by) == (
+        before.status,
+        before.attempt,
+        before.worker_id,
+        "anonymous",
     )
-    assert "RUNNING" in details
-    assert await _job(client, assignment.job_id) == before
+    assert after.HasField("cancel_requested_at")
     await worker.close()
 
 

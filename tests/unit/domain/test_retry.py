@@ -63,3 +63,20 @@ def test_failure_with_no_retries_left_is_dead_lettered() -> None:
 def test_max_retries_zero_dead_letters_at_once() -> None:
     decision = decide_after_failure(retry_count=0, max_retries=0, now=NOW, policy=RetryPolicy())
     assert decision.to_status is JobStatus.DEAD_LETTERED
+
+
+def test_a_cancel_requested_ends_the_job_cancelled_whatever_the_budget() -> None:
+    from datetime import UTC, datetime
+
+    from jobq.domain.retry import RetryPolicy, decide_after_failure
+    from jobq.domain.states import JobStatus, Reason
+
+    decision = decide_after_failure(
+        0, 5, datetime(2030, 1, 1, tzinfo=UTC), RetryPolicy(), cancel_requested=True
+    )
+    assert (decision.to_status, decision.reason, decision.retry_count, decision.not_before) == (
+        JobStatus.DEAD_LETTERED,
+        Reason.CANCELLED,
+        0,
+        None,
+    )

@@ -46,6 +46,7 @@ EXPECTED = {
         "WorkerService/ReportResult",
         "WorkerService/ReportResults",
         "WorkerService/Deregister",
+        "WorkerService/ReportProgress",
     },
 }
 

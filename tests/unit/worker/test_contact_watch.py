@@ -29,7 +29,9 @@ class Executor:
         self.started = asyncio.Event()
         self.unstoppable = 0
 
-    async def run(self, payload: bytes, default_timeout_s: float | None) -> ExecutionResult:
+    async def run(
+        self, payload: bytes, default_timeout_s: float | None, *, job: object = None
+    ) -> ExecutionResult:
         self.started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")

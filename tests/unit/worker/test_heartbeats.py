@@ -173,3 +173,17 @@ async def test_no_heartbeat_is_sent_before_someone_hears_the_shutdown_command() 
     with pytest.raises(RuntimeError, match="on_shutdown"):
         await unwired.beat(parts.stub)  # type: ignore[arg-type]
     assert parts.stub.requests == []
+
+
+async def test_the_cancels_an_answer_carries_go_to_the_subscriber(parts: Parts) -> None:
+    heard: list[tuple[str, int]] = []
+    parts.heartbeats.on_cancel(lambda job_id, attempt: heard.append((job_id, attempt)))
+    parts.stub.script = iter(
+        [
+            pb.HeartbeatResponse(cancels=[pb.JobAttempt(job_id="a", attempt=1)]),
+            pb.HeartbeatResponse(),
+        ]
+    )
+    assert await parts.heartbeats.beat(parts.stub)  # type: ignore[arg-type]
+    assert await parts.heartbeats.beat(parts.stub)  # type: ignore[arg-type]
+    assert heard == [("a", 1)]

@@ -26,7 +26,9 @@ class Executor:
         self.started = asyncio.Event()
         self.cancelled = asyncio.Event()
 
-    async def run(self, payload: bytes, default_timeout_s: float | None) -> ExecutionResult:
+    async def run(
+        self, payload: bytes, default_timeout_s: float | None, *, job: object = None
+    ) -> ExecutionResult:
         self.started.set()
         try:
             await asyncio.Event().wait()

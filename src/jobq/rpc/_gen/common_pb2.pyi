@@ -42,7 +42,7 @@ WORKER_STATUS_OFFLINE: WorkerStatus
 WORKER_STATUS_DRAINING: WorkerStatus
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "queue_name", "payload", "priority", "status", "max_retries", "retry_count", "created_at", "started_at", "completed_at", "worker_id", "result", "not_before", "error_message", "attempt", "updated_at", "interruptions", "concurrency_key", "schedule_name", "depends_on")
+    __slots__ = ("job_id", "queue_name", "payload", "priority", "status", "max_retries", "retry_count", "created_at", "started_at", "completed_at", "worker_id", "result", "not_before", "error_message", "attempt", "updated_at", "interruptions", "concurrency_key", "schedule_name", "depends_on", "progress", "progress_message", "progress_updated_at", "cancel_requested_at", "cancelled_by")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,11 @@ class Job(_message.Message):
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_NAME_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_BY_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queue_name: str
     payload: bytes
@@ -83,7 +88,12 @@ class Job(_message.Message):
     concurrency_key: str
     schedule_name: str
     depends_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., max_retries: _Optional[int] = ..., retry_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., result: _Optional[bytes] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptions: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., schedule_name: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    progress: float
+    progress_message: str
+    progress_updated_at: _timestamp_pb2.Timestamp
+    cancel_requested_at: _timestamp_pb2.Timestamp
+    cancelled_by: str
+    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., status: _Optional[_Union[JobStatus, str]] = ..., max_retries: _Optional[int] = ..., retry_count: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., result: _Optional[bytes] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_message: _Optional[str] = ..., attempt: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interruptions: _Optional[int] = ..., concurrency_key: _Optional[str] = ..., schedule_name: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., progress_updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancelled_by: _Optional[str] = ...) -> None: ...
 
 class Queue(_message.Message):
     __slots__ = ("name", "max_retries", "ttl_seconds", "created_at", "updated_at", "max_interruptions", "paused", "max_running", "key_max_running", "rate", "key_rate")

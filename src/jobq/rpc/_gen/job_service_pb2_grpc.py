@@ -122,7 +122,11 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """PENDING or ASSIGNED → DEAD_LETTERED, reason CANCELLED. FAILED_PRECONDITION: any other status.
+        """PENDING or ASSIGNED → DEAD_LETTERED, reason CANCELLED. RUNNING: the cancel is requested
+        (Job.cancel_requested_at) and the answer is the job still RUNNING; its worker is told,
+        stops it and the job ends DEAD_LETTERED (CANCELLED); if the attempt ends otherwise before
+        that, a success stays DONE and anything that would run it again ends CANCELLED instead.
+        The canceller is recorded (Job.cancelled_by). FAILED_PRECONDITION: any other status.
         NOT_FOUND: unknown id. INVALID_ARGUMENT: malformed id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

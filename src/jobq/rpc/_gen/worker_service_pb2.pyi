@@ -23,6 +23,7 @@ class JobOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_OUTCOME_FAILED: _ClassVar[JobOutcome]
     JOB_OUTCOME_SHUTDOWN: _ClassVar[JobOutcome]
     JOB_OUTCOME_REFUSED: _ClassVar[JobOutcome]
+    JOB_OUTCOME_CANCELLED: _ClassVar[JobOutcome]
 WORKER_COMMAND_UNSPECIFIED: WorkerCommand
 WORKER_COMMAND_DRAIN: WorkerCommand
 WORKER_COMMAND_SHUTDOWN: WorkerCommand
@@ -31,6 +32,7 @@ JOB_OUTCOME_SUCCEEDED: JobOutcome
 JOB_OUTCOME_FAILED: JobOutcome
 JOB_OUTCOME_SHUTDOWN: JobOutcome
 JOB_OUTCOME_REFUSED: JobOutcome
+JOB_OUTCOME_CANCELLED: JobOutcome
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("worker_id", "hostname", "concurrency", "queues", "version", "incarnation")
@@ -83,10 +85,12 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., active_job_count: _Optional[int] = ..., running: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("commands",)
+    __slots__ = ("commands", "cancels")
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    CANCELS_FIELD_NUMBER: _ClassVar[int]
     commands: _containers.RepeatedScalarFieldContainer[WorkerCommand]
-    def __init__(self, commands: _Optional[_Iterable[_Union[WorkerCommand, str]]] = ...) -> None: ...
+    cancels: _containers.RepeatedCompositeFieldContainer[JobAttempt]
+    def __init__(self, commands: _Optional[_Iterable[_Union[WorkerCommand, str]]] = ..., cancels: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ...) -> None: ...
 
 class StreamJobsRequest(_message.Message):
     __slots__ = ("worker_id", "incarnation")
@@ -123,10 +127,12 @@ class JobAssignment(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., priority: _Optional[int] = ..., retry_count: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claim_id: _Optional[str] = ...) -> None: ...
 
 class JobAssignmentBatch(_message.Message):
-    __slots__ = ("assignments",)
+    __slots__ = ("assignments", "cancels")
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    CANCELS_FIELD_NUMBER: _ClassVar[int]
     assignments: _containers.RepeatedCompositeFieldContainer[JobAssignment]
-    def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ...) -> None: ...
+    cancels: _containers.RepeatedCompositeFieldContainer[JobAttempt]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[JobAssignment, _Mapping]]] = ..., cancels: _Optional[_Iterable[_Union[JobAttempt, _Mapping]]] = ...) -> None: ...
 
 class AckJobsRequest(_message.Message):
     __slots__ = ("worker_id", "jobs", "incarnation")
@@ -207,3 +213,33 @@ class DeregisterRequest(_message.Message):
 class DeregisterResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class JobProgress(_message.Message):
+    __slots__ = ("job_id", "attempt", "claim_id", "fraction", "message")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    claim_id: str
+    fraction: float
+    message: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., claim_id: _Optional[str] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReportProgressRequest(_message.Message):
+    __slots__ = ("worker_id", "items", "incarnation")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    items: _containers.RepeatedCompositeFieldContainer[JobProgress]
+    incarnation: str
+    def __init__(self, worker_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[JobProgress, _Mapping]]] = ..., incarnation: _Optional[str] = ...) -> None: ...
+
+class ReportProgressResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[AttemptOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[AttemptOutcome, _Mapping]]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class WorkerServiceStub:
                 request_serializer=worker__service__pb2.DeregisterRequest.SerializeToString,
                 response_deserializer=worker__service__pb2.DeregisterResponse.FromString,
                 _registered_method=True)
+        self.ReportProgress = channel.unary_unary(
+                '/jobq.v1.WorkerService/ReportProgress',
+                request_serializer=worker__service__pb2.ReportProgressRequest.SerializeToString,
+                response_deserializer=worker__service__pb2.ReportProgressResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -96,7 +101,8 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Records liveness; the response carries commands (drain, shutdown) for the worker.
+        """Records liveness; the response carries commands (drain, shutdown) for the worker, and the
+        worker's RUNNING attempts whose cancel was requested.
         NOT_FOUND: unknown worker (the worker registers again). FAILED_PRECONDITION: superseded
         incarnation, or none presented; nothing changes.
         """
@@ -132,7 +138,9 @@ class WorkerServiceServicer:
 
     def ReportResult(self, request, context):
         """Ends a RUNNING attempt: DONE, FAILED (then retried or dead-lettered), DEAD_LETTERED via
-        FAILED (REFUSED, also from ASSIGNED) or PENDING (SHUTDOWN, no retry used).
+        FAILED (REFUSED, also from ASSIGNED), DEAD_LETTERED (CANCELLED: the job's cancel was
+        requested; refused as stale otherwise) or PENDING (SHUTDOWN, no retry used). A job whose
+        cancel was requested is never run again: a failure or SHUTDOWN ends it CANCELLED too.
         FAILED_PRECONDITION: stale claim (attempt or claim id), nothing changes; an exact duplicate
         succeeds. FAILED_PRECONDITION too: superseded incarnation, or none presented.
         NOT_FOUND: unknown job. INVALID_ARGUMENT: outcome unspecified.
@@ -154,6 +162,18 @@ class WorkerServiceServicer:
         """OFFLINE, stream closed; jobs the worker still holds go back to PENDING at once
         (WORKER_SHUTDOWN, no retry used). NOT_FOUND: unknown worker. FAILED_PRECONDITION:
         superseded incarnation, or none presented; nothing changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportProgress(self, request, context):
+        """The latest progress of running attempts, each fenced by its claim like a report: applied
+        only to a RUNNING attempt still current (anything else is answered accepted = false and
+        changes nothing). Not a state change: no job event. Workers send at most one per job per
+        second. INVALID_ARGUMENT: a fraction outside 0..1 (or not a number), a message over 200
+        characters, more than 10,000 items, an item naming another worker; nothing changes.
+        NOT_FOUND: unknown worker. FAILED_PRECONDITION: superseded incarnation, or none presented.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,6 +221,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Deregister,
                     request_deserializer=worker__service__pb2.DeregisterRequest.FromString,
                     response_serializer=worker__service__pb2.DeregisterResponse.SerializeToString,
+            ),
+            'ReportProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportProgress,
+                    request_deserializer=worker__service__pb2.ReportProgressRequest.FromString,
+                    response_serializer=worker__service__pb2.ReportProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -420,6 +445,33 @@ class WorkerService:
             '/jobq.v1.WorkerService/Deregister',
             worker__service__pb2.DeregisterRequest.SerializeToString,
             worker__service__pb2.DeregisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobq.v1.WorkerService/ReportProgress',
+            worker__service__pb2.ReportProgressRequest.SerializeToString,
+            worker__service__pb2.ReportProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

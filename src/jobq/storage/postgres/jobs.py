@@ -43,6 +43,7 @@ from jobq.domain.retry import RetryPolicy, decide_after_failure
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
+from jobq.storage.postgres.cancels import CancelOperations
 from jobq.storage.postgres.claims import (
     Conn,
     attempt_columns,
@@ -52,7 +53,7 @@ from jobq.storage.postgres.claims import (
 )
 from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
 from jobq.storage.postgres.limited_claims import claim_limited
-from jobq.storage.postgres.rows import job_from_row, transition_from_row
+from jobq.storage.postgres.rows import job_detail_from_row, job_from_row, transition_from_row
 from jobq.storage.queries import query
 
 LOCK_ATTEMPTS_WITHIN_S = 5.0
@@ -124,10 +125,11 @@ async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
     return Submitted(holder["job_id"], holder["created_at"], existing=True)
 
 
-class PgJobStore:
+class PgJobStore(CancelOperations):
     """`claim_pool`, when given, runs only claims, on connections whose session has
     `enable_sort = off` (see `create_claim_pool`); without it each claim sets that for its own
-    transaction, which costs three more round trips."""
+    transaction, which costs three more round trips. Cancels and progress reports are
+    `CancelOperations`'."""
 
     def __init__(self, pool: asyncpg.Pool, claim_pool: asyncpg.Pool | None = None) -> None:
         self._pool = pool
@@ -256,7 +258,7 @@ class PgJobStore:
         row = await self._pool.fetchrow(query("job_get"), job_id)
         if row is None:
             raise JobNotFound(job_id)
-        return job_from_row(row)
+        return job_detail_from_row(row)
 
     async def jobs_list(
         self,
@@ -276,19 +278,13 @@ class PgJobStore:
             after_id,
             limit + 1,  # one more than asked tells whether another page exists
         )
-        jobs = [job_from_row(row) for row in rows[:limit]]
+        jobs = [job_detail_from_row(row) for row in rows[:limit]]
         token = ""
         if len(rows) > limit and jobs:
             token = encode_page_token(jobs[-1].created_at, jobs[-1].job_id)
         return JobPage(jobs=jobs, next_page_token=token)
 
     # --- operator actions -------------------------------------------------------------------
-
-    async def job_cancel(self, job_id: UUID) -> OperatorChange:
-        """PENDING or ASSIGNED → DEAD_LETTERED (CANCELLED); InvalidTransition otherwise.
-        Returns the job, the status it left, and whether it was still to be announced (a
-        transactional enqueue's job no server had published: taken out of enqueued_jobs)."""
-        return await self._operator_action("job_cancel", job_id, "cancel")
 
     async def job_retry_manual(self, job_id: UUID) -> OperatorChange:
         """FAILED or DEAD_LETTERED → PENDING (MANUAL_RETRY) with retry_count 0. Returns the
@@ -421,7 +417,12 @@ class PgJobStore:
                 moment = now or await conn.fetchval(query("db_now"))
                 decisions = [
                     decide_after_failure(
-                        row["retry_count"], row["max_retries"], moment, policy, refused=refused
+                        row["retry_count"],
+                        row["max_retries"],
+                        moment,
+                        policy,
+                        refused=refused,
+                        cancel_requested=row["cancel_requested_at"] is not None,
                     )
                     for row in locked
                 ]

@@ -4,7 +4,8 @@
 -- The jobs among the ids $1 (any status): where a watch starts, and which ids are unknown.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key
+       interruptions, concurrency_key, progress, progress_message, progress_updated_at,
+       cancel_requested_at, cancelled_by
 FROM jobs WHERE job_id = ANY($1::uuid[]);
 
 -- name: jobs_ended
@@ -12,5 +13,6 @@ FROM jobs WHERE job_id = ANY($1::uuid[]);
 -- for jobs another replica ended, whose transitions this replica's lifecycle never sees.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key
+       interruptions, concurrency_key, progress, progress_message, progress_updated_at,
+       cancel_requested_at, cancelled_by
 FROM jobs WHERE job_id = ANY($1::uuid[]) AND status IN ('DONE', 'DEAD_LETTERED');

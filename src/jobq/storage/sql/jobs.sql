@@ -149,7 +149,8 @@ SELECT 1 FROM jobs WHERE job_id = $1;
 -- One job by id.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key, schedule_name,
+       interruptions, concurrency_key, schedule_name, progress, progress_message,
+       progress_updated_at, cancel_requested_at, cancelled_by,
        ARRAY(SELECT d.depends_on FROM job_dependencies d WHERE d.job_id = jobs.job_id
              ORDER BY d.depends_on) AS depends_on
 FROM jobs WHERE job_id = $1;
@@ -159,7 +160,8 @@ FROM jobs WHERE job_id = $1;
 -- (created_at, job_id): a page costs the same however deep it is, unlike OFFSET.
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key, schedule_name,
+       interruptions, concurrency_key, schedule_name, progress, progress_message,
+       progress_updated_at, cancel_requested_at, cancelled_by,
        -- one probe of job_dependencies' primary key per listed job
        ARRAY(SELECT d.depends_on FROM job_dependencies d WHERE d.job_id = jobs.job_id
              ORDER BY d.depends_on) AS depends_on
@@ -170,33 +172,6 @@ WHERE ($1::text IS NULL OR queue_name = $1)
 ORDER BY created_at DESC, job_id DESC
 LIMIT $5;
 
--- name: job_cancel
--- PENDING, ASSIGNED or WAITING → DEAD_LETTERED (CANCELLED); a cancelled job's dependants are
--- then dead-lettered by the resolver (has_dependants tells the caller to wake it). The sub-select locks the row and yields its
--- status before the update, which the event (and the published transition) needs as from_status.
-WITH updated AS (
-    UPDATE jobs j
-    SET status = 'DEAD_LETTERED', completed_at = now(), updated_at = now(),
-        error_message = 'cancelled'
-    FROM (SELECT job_id, status FROM jobs WHERE job_id = $1 FOR UPDATE) old
-    WHERE j.job_id = old.job_id AND old.status IN ('PENDING', 'ASSIGNED', 'WAITING')
-    RETURNING j.*, old.status AS from_status
-), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
-    SELECT job_id, from_status, 'DEAD_LETTERED', worker_id, 'CANCELLED', attempt, claim_id
-    FROM updated
-), announced AS (
-    -- A job a transactional enqueue wrote and no server announced yet (V14): taken out here,
-    -- so its SUBMITTED is published before its cancellation (see jobs_claim).
-    DELETE FROM enqueued_jobs e USING updated u WHERE e.job_id = u.job_id
-    RETURNING e.job_id
-)
-SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
-       result, error_message, not_before, created_at, started_at, completed_at, updated_at,
-       interruptions, concurrency_key, from_status, EXISTS (SELECT FROM announced) AS unannounced,
-       has_dependants
-FROM updated;
-
 -- name: job_retry_manual
 -- FAILED or DEAD_LETTERED → PENDING by hand (MANUAL_RETRY): fresh retry and interruption
 -- budgets (an operator retrying a POISON job has fixed what killed its workers), runnable now.
@@ -204,7 +179,8 @@ WITH updated AS (
     UPDATE jobs j
     SET status = 'PENDING', retry_count = 0, interruptions = 0, not_before = now(),
         completed_at = NULL, worker_id = NULL, assigned_at = NULL, result = NULL,
-        updated_at = now()
+        updated_at = now(), cancel_requested_at = NULL, cancelled_by = NULL, progress = NULL,
+        progress_message = NULL, progress_updated_at = NULL
     FROM (SELECT job_id, status FROM jobs WHERE job_id = $1 FOR UPDATE) old
     WHERE j.job_id = old.job_id AND old.status IN ('FAILED', 'DEAD_LETTERED')
     RETURNING j.*, old.status AS from_status
@@ -488,7 +464,8 @@ SELECT * FROM done;
 -- statuses $5, so the retry policy can decide each job's next state before jobs_apply_failure
 -- writes it.
 WITH locked AS MATERIALIZED (
-    SELECT j.job_id, j.attempt, j.worker_id, j.claim_id, j.status, j.retry_count, j.max_retries
+    SELECT j.job_id, j.attempt, j.worker_id, j.claim_id, j.status, j.retry_count, j.max_retries,
+           j.cancel_requested_at
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
         AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
@@ -520,9 +497,19 @@ WITH input AS (
                              retry_count, to_status, reason, not_before, ord)
 ), updated AS (
     UPDATE jobs j
-    SET status = i.to_status, error_message = i.error_message, retry_count = i.retry_count,
+    SET status = i.to_status, retry_count = i.retry_count,
+        -- a job whose cancel was requested ends CANCELLED (decided in PgJobStore.jobs_fail):
+        -- its error says who cancelled it; the worker's error stays in the FAILED event
+        error_message = CASE WHEN i.reason = 'CANCELLED' THEN 'cancelled by ' || j.cancelled_by
+                             ELSE i.error_message END,
         not_before = i.not_before, assigned_at = NULL, updated_at = now(),
-        completed_at = CASE WHEN i.to_status = 'DEAD_LETTERED' THEN now() END
+        completed_at = CASE WHEN i.to_status = 'DEAD_LETTERED' THEN now() END,
+        -- progress belongs to the attempt: a job going back to PENDING starts without any
+        progress = CASE WHEN i.to_status = 'PENDING' THEN NULL ELSE j.progress END,
+        progress_message = CASE WHEN i.to_status = 'PENDING' THEN NULL
+                                ELSE j.progress_message END,
+        progress_updated_at = CASE WHEN i.to_status = 'PENDING' THEN NULL
+                                   ELSE j.progress_updated_at END
     FROM input i
     WHERE j.job_id = i.job_id AND j.attempt = i.attempt AND j.worker_id = i.worker_id
       AND j.claim_id = i.claim_id AND j.status = i.from_status
@@ -550,9 +537,10 @@ FROM updated u JOIN input i ON i.job_id = u.job_id;
 -- Give claims back without consuming a retry or counting an interruption (WORKER_SHUTDOWN: an
 -- orderly shutdown; DELIVERY_FAILED: the stream write failed, the worker never had the job):
 -- ASSIGNED/RUNNING → PENDING for current claims (ids $1, attempts $2, workers $3, claim ids
--- $4), reason $5.
+-- $4), reason $5. A job whose cancel was requested (V18) is not given back: it ends
+-- DEAD_LETTERED (CANCELLED), the release's reason as the event's detail.
 WITH old AS MATERIALIZED (
-    SELECT j.job_id, j.status, j.worker_id
+    SELECT j.job_id, j.status, j.worker_id, j.cancel_requested_at IS NOT NULL AS cancel
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
         AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
@@ -561,15 +549,27 @@ WITH old AS MATERIALIZED (
     FOR UPDATE OF j
 ), released AS (
     UPDATE jobs j
-    SET status = 'PENDING', worker_id = NULL, assigned_at = NULL, updated_at = now()
+    SET status = CASE WHEN old.cancel THEN 'DEAD_LETTERED' ELSE 'PENDING' END::job_status,
+        worker_id = CASE WHEN old.cancel THEN j.worker_id END, assigned_at = NULL,
+        updated_at = now(),
+        completed_at = CASE WHEN old.cancel THEN now() END,
+        error_message = CASE WHEN old.cancel THEN 'cancelled by ' || j.cancelled_by
+                             ELSE j.error_message END,
+        progress = CASE WHEN old.cancel THEN j.progress END,
+        progress_message = CASE WHEN old.cancel THEN j.progress_message END,
+        progress_updated_at = CASE WHEN old.cancel THEN j.progress_updated_at END
     FROM old
     WHERE j.job_id = old.job_id AND old.status IN ('ASSIGNED', 'RUNNING')
     RETURNING j.job_id, j.attempt, old.worker_id, j.claim_id, j.queue_name, j.created_at,
-              j.started_at, old.status AS from_status, j.status AS to_status, $5::text AS reason,
+              j.started_at, old.status AS from_status, j.status AS to_status,
+              CASE WHEN old.cancel THEN 'CANCELLED' ELSE $5::text END AS reason,
               statement_timestamp() AS occurred_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
-    SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id FROM released
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
+                            claim_id)
+    SELECT job_id, from_status, to_status, worker_id, reason,
+           CASE WHEN reason = 'CANCELLED' THEN $5::text END, attempt, claim_id
+    FROM released
 )
 SELECT * FROM released;
 
@@ -590,7 +590,7 @@ SELECT * FROM released;
 -- above; FOR UPDATE OF j locks no queue row (deleting a queue takes its row lock).
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status, j.worker_id, j.claim_id, j.interruptions + 1 AS interruptions,
-           q.max_interruptions
+           q.max_interruptions, j.cancel_requested_at IS NOT NULL AS cancel, j.cancelled_by
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
         AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
@@ -600,26 +600,34 @@ WITH old AS MATERIALIZED (
     ORDER BY j.job_id
     FOR UPDATE OF j
 ), decided AS (
-    SELECT o.*, o.interruptions > o.max_interruptions AS poison
+    -- A job whose cancel was requested (V18) is not run again: it ends DEAD_LETTERED
+    -- (CANCELLED), which wins over POISON; `poison` is false for it.
+    SELECT o.*, NOT o.cancel AND o.interruptions > o.max_interruptions AS poison
     FROM old o
     WHERE o.status = ANY($7::job_status[])
 ), moved AS (
     UPDATE jobs j
-    SET status = CASE WHEN d.poison THEN 'DEAD_LETTERED' ELSE 'PENDING' END::job_status,
+    SET status = CASE WHEN d.poison OR d.cancel THEN 'DEAD_LETTERED'
+                      ELSE 'PENDING' END::job_status,
         interruptions = d.interruptions,
-        worker_id = CASE WHEN d.poison THEN j.worker_id END,
+        worker_id = CASE WHEN d.poison OR d.cancel THEN j.worker_id END,
         assigned_at = NULL,
         updated_at = now(),
-        completed_at = CASE WHEN d.poison THEN now() END,
-        error_message = CASE WHEN d.poison
+        completed_at = CASE WHEN d.poison OR d.cancel THEN now() END,
+        error_message = CASE WHEN d.cancel THEN 'cancelled by ' || d.cancelled_by
+            WHEN d.poison
             THEN format('poison: interrupted %s times, more than the queue''s max_interruptions'
                         ' of %s (last: %s)', d.interruptions, d.max_interruptions, $5::text)
-            ELSE j.error_message END
+            ELSE j.error_message END,
+        progress = CASE WHEN d.poison OR d.cancel THEN j.progress END,
+        progress_message = CASE WHEN d.poison OR d.cancel THEN j.progress_message END,
+        progress_updated_at = CASE WHEN d.poison OR d.cancel THEN j.progress_updated_at END
     FROM decided d
     WHERE j.job_id = d.job_id
     RETURNING j.job_id, j.attempt, d.worker_id, d.claim_id, j.queue_name, j.created_at,
               j.started_at, d.status AS from_status, j.status AS to_status,
-              CASE WHEN d.poison THEN 'POISON' ELSE $5::text END AS reason,
+              CASE WHEN d.cancel THEN 'CANCELLED' WHEN d.poison THEN 'POISON'
+                   ELSE $5::text END AS reason,
               d.interruptions, d.max_interruptions, statement_timestamp() AS occurred_at,
               j.has_dependants
 ), events AS (
@@ -630,14 +638,19 @@ WITH old AS MATERIALIZED (
     FROM moved m
     CROSS JOIN LATERAL (VALUES
         -- back to PENDING; or, for a poison job, RUNNING → FAILED (the interruption) or
-        -- ASSIGNED → DEAD_LETTERED (POISON)
+        -- ASSIGNED → DEAD_LETTERED (POISON); or, for a job whose cancel was requested, →
+        -- DEAD_LETTERED (CANCELLED) with the interruption as detail
         (1, m.from_status,
-            CASE WHEN m.reason <> 'POISON' THEN 'PENDING'
+            CASE WHEN m.reason = 'CANCELLED' THEN 'DEAD_LETTERED'
+                 WHEN m.reason <> 'POISON' THEN 'PENDING'
                  WHEN m.from_status = 'RUNNING' THEN 'FAILED'
                  ELSE 'DEAD_LETTERED' END::job_status,
-            CASE WHEN m.reason <> 'POISON' OR m.from_status = 'RUNNING' THEN $5::text
+            CASE WHEN m.reason = 'CANCELLED' THEN 'CANCELLED'
+                 WHEN m.reason <> 'POISON' OR m.from_status = 'RUNNING' THEN $5::text
                  ELSE 'POISON' END,
-            CASE WHEN m.reason <> 'POISON'
+            CASE WHEN m.reason = 'CANCELLED'
+                 THEN format('%s (%s)', $6::text, $5::text)
+                 WHEN m.reason <> 'POISON'
                  THEN format('%s; interruption %s of %s allowed', $6::text, m.interruptions,
                              m.max_interruptions)
                  WHEN m.from_status = 'RUNNING'
@@ -668,7 +681,7 @@ JOIN unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
     ON e.job_id = a.job_id AND e.attempt = a.attempt AND e.worker_id = a.worker_id
    AND e.claim_id = a.claim_id
 JOIN jobs j ON j.job_id = e.job_id
-WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN');
+WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN', 'CANCELLED');
 
 -- name: jobs_held_by_worker
 -- The current claims held by a worker (ASSIGNED or RUNNING).
