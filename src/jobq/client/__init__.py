@@ -47,6 +47,7 @@ from jobq.client.job_spec import (
     decode_result,
     handler_job,
 )
+from jobq.client.queue_flow import QueueInfo, RateSpec
 from jobq.client.retry import RetryPolicy
 from jobq.client.schedules import MissedTicks, ScheduleInfo
 from jobq.client.sync_client import Client, Job
@@ -71,6 +72,8 @@ __all__ = [
     "JobStatus",
     "MissedTicks",
     "NotInTransaction",
+    "QueueInfo",
+    "RateSpec",
     "RetryPolicy",
     "ScheduleInfo",
     "SubmitManyFailed",

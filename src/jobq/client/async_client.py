@@ -43,11 +43,13 @@ from jobq.client.job_spec import (
     outcome,
     submit_options,
 )
+from jobq.client.queue_flow import QueueInfo, RateSpec, limits_request
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from jobq.client.schedules import MissedTicks, ScheduleInfo, schedule_request
 from jobq.client.submit_stream import SubmitStream, status_name
 from jobq.client.sync_client import DEFAULT_MAX_BATCH
 from jobq.client.watching import reason_from_events, status_to_proto
+from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import schedules_pb2 as spb
@@ -402,6 +404,44 @@ class AsyncClient:
             return reason_from_events(await self.logs(job.job_id))
         except ClientError:
             return ""
+
+    # queues' flow control (AdminService, admin scope; README "Flow control")
+
+    async def pause_queue(self, name: str) -> QueueInfo:
+        """Pause a queue: it accepts jobs, but no server dispatches them until resumed."""
+        reply = await self._call(
+            "PauseQueue", apb.PauseQueueRequest(name=name), apb.PauseQueueResponse, admin=True
+        )
+        return QueueInfo.from_proto(reply.queue)
+
+    async def resume_queue(self, name: str) -> QueueInfo:
+        """Resume a paused queue: its jobs are dispatched again at once."""
+        reply = await self._call(
+            "ResumeQueue", apb.ResumeQueueRequest(name=name), apb.ResumeQueueResponse, admin=True
+        )
+        return QueueInfo.from_proto(reply.queue)
+
+    async def set_queue_limits(
+        self,
+        name: str,
+        *,
+        max_running: int | None = None,
+        key_max_running: int | None = None,
+        rate: RateSpec | None = None,
+        key_rate: RateSpec | None = None,
+    ) -> QueueInfo:
+        """Set a queue's concurrency and rate limits (None leaves one as it is, 0 removes it;
+        a rate is "10/1s" or (limit, seconds)). Jobs over a limit wait and start as room
+        frees; a job's `concurrency_key` is what the per-key limits count."""
+        request = limits_request(
+            name,
+            max_running=max_running,
+            key_max_running=key_max_running,
+            rate=rate,
+            key_rate=key_rate,
+        )
+        reply = await self._call("SetQueueLimits", request, apb.SetQueueLimitsResponse, admin=True)
+        return QueueInfo.from_proto(reply.queue)
 
     # schedules (AdminService: creating and changing them needs the admin scope)
 

@@ -41,11 +41,13 @@ from jobq.client.job_spec import (
     outcome,
     submit_options,
 )
+from jobq.client.queue_flow import QueueInfo, RateSpec, limits_request
 from jobq.client.retry import DEFAULT_RETRY, RetryPolicy, is_retryable
 from jobq.client.schedules import MissedTicks, ScheduleInfo, schedule_request
 from jobq.client.sync_batcher import SyncBatcher
 from jobq.client.sync_watch import call_failed, watch_ended
 from jobq.client.watching import MAX_WATCHED, dead_letter_reason, status_to_proto
+from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import admin_service_pb2_grpc, job_service_pb2_grpc
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import schedules_pb2 as spb
@@ -386,6 +388,44 @@ class Client:
 
     def _watch(self, job_ids: Sequence[str], timeout: float | None) -> dict[str, JobInfo]:
         return watch_ended(self._stub, self._metadata, self._retry, job_ids, timeout)
+
+    # queues' flow control (AdminService, admin scope; README "Flow control")
+
+    def pause_queue(self, name: str) -> QueueInfo:
+        """Pause a queue: it accepts jobs, but no server dispatches them until resumed."""
+        reply = self._call(
+            "PauseQueue", apb.PauseQueueRequest(name=name), apb.PauseQueueResponse, admin=True
+        )
+        return QueueInfo.from_proto(reply.queue)
+
+    def resume_queue(self, name: str) -> QueueInfo:
+        """Resume a paused queue: its jobs are dispatched again at once."""
+        reply = self._call(
+            "ResumeQueue", apb.ResumeQueueRequest(name=name), apb.ResumeQueueResponse, admin=True
+        )
+        return QueueInfo.from_proto(reply.queue)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        max_running: int | None = None,
+        key_max_running: int | None = None,
+        rate: RateSpec | None = None,
+        key_rate: RateSpec | None = None,
+    ) -> QueueInfo:
+        """Set a queue's concurrency and rate limits (None leaves one as it is, 0 removes it;
+        a rate is "10/1s" or (limit, seconds)). Jobs over a limit wait and start as room
+        frees; a job's `concurrency_key` is what the per-key limits count."""
+        request = limits_request(
+            name,
+            max_running=max_running,
+            key_max_running=key_max_running,
+            rate=rate,
+            key_rate=key_rate,
+        )
+        reply = self._call("SetQueueLimits", request, apb.SetQueueLimitsResponse, admin=True)
+        return QueueInfo.from_proto(reply.queue)
 
     # schedules (AdminService: creating and changing them needs the admin scope)
 

@@ -156,6 +156,38 @@ async def test_a_concurrency_key_travels_with_the_job(server: tuple[str, Stubs])
     assert sync_key == "tenant 7"
 
 
+async def test_queues_are_paused_resumed_and_limited_from_the_sdk(
+    server: tuple[str, Stubs],
+) -> None:
+    address, _ = server
+    async with AsyncClient(address) as client:
+        paused = await client.pause_queue("default")
+        assert paused.paused
+        limited = await client.set_queue_limits(
+            "default", max_running=3, key_rate="10/1m", rate=(5, 0.5)
+        )
+        assert (limited.max_running, limited.key_max_running) == (3, None)
+        assert str(limited.key_rate) == "10/1m"
+        assert str(limited.rate) == "5/500ms"
+        resumed = await client.resume_queue("default")
+        assert not resumed.paused
+        assert resumed.max_running == 3
+        with pytest.raises(jobq.client.InvalidJob, match="period"):
+            await client.set_queue_limits("default", rate="10/2y")
+        with pytest.raises(jobq.client.InvalidJob, match="give"):
+            await client.set_queue_limits("default")
+        with pytest.raises(CallFailed) as missing:
+            await client.pause_queue("nope")
+        assert missing.value.code == "NOT_FOUND"
+    cleared = await asyncio.to_thread(_clear_limits, address)
+    assert (cleared.max_running, cleared.rate, cleared.key_rate) == (None, None, None)
+
+
+def _clear_limits(address: str) -> jobq.client.QueueInfo:
+    with Client(address) as client:
+        return client.set_queue_limits("default", max_running=0, rate="0", key_rate=(0, 1))
+
+
 def _submit_with_key(address: str) -> str:
     with Client(address) as client:
         job = client.submit_command(["true"], concurrency_key="tenant 7")
