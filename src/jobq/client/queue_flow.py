@@ -69,7 +69,7 @@ def limits_request(
             request.key_rate.CopyFrom(_rate_proto(_parse(key_rate, "key_rate")))
     except ValueError as exc:
         raise InvalidJob(str(exc)) from None
-    if not request.ListFields()[1:]:
+    if not any(field.name != "name" for field, _ in request.ListFields()):
         raise InvalidJob("give max_running, key_max_running, rate or key_rate")
     return request
 
