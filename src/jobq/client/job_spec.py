@@ -29,7 +29,7 @@ from jobq.client.job_info import JobInfo, JobStatus
 from jobq.domain.errors import InvalidArgument
 from jobq.domain.ids import uuid7_text
 from jobq.domain.payload import PayloadError, check_document
-from jobq.domain.validation import QUEUE_NAME_PATTERN, check_depends_on
+from jobq.domain.validation import QUEUE_NAME_PATTERN, check_concurrency_key, check_depends_on
 from jobq.rpc._gen import job_service_pb2 as jpb
 
 __all__ = [
@@ -99,14 +99,13 @@ class SubmitOptions:
             0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable()
         ):
             raise InvalidJob("idempotency_key must be 1 to 255 printable ASCII characters")
-        ckey = self.concurrency_key
-        if ckey is not None and not (
-            isinstance(ckey, str)
-            and 0 < len(ckey) <= MAX_IDEMPOTENCY_KEY_LENGTH
-            and ckey.isascii()
-            and ckey.isprintable()
-        ):
-            raise InvalidJob("concurrency_key must be 1 to 255 printable ASCII characters")
+        if self.concurrency_key is not None:
+            if not isinstance(self.concurrency_key, str) or not self.concurrency_key:
+                raise InvalidJob("concurrency_key must be 1 to 255 printable ASCII characters")
+            try:
+                check_concurrency_key(self.concurrency_key)  # the server's own rule
+            except InvalidArgument as exc:
+                raise InvalidJob(str(exc)) from None
         if self.depends_on:
             try:
                 check_depends_on(self.depends_on)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.protobuf.duration_pb2 import Duration
-
 from jobq.client.job_spec import InvalidJob
 from jobq.domain.flow_limits import Rate, check_limit, check_rate, parse_rate
 from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import common_pb2
+from jobq.rpc.convert import rate_from_proto, rate_to_proto
 
 RateSpec = str | tuple[int, float]
 """A rate: "10/1s", "100/5m", "3/500ms", or (limit, period in seconds); a limit of 0 ("0")
@@ -41,8 +40,8 @@ class QueueInfo:
             paused=queue.paused,
             max_running=queue.max_running or None,
             key_max_running=queue.key_max_running or None,
-            rate=_rate(queue.rate) if queue.HasField("rate") else None,
-            key_rate=_rate(queue.key_rate) if queue.HasField("key_rate") else None,
+            rate=rate_from_proto(queue.rate) if queue.HasField("rate") else None,
+            key_rate=rate_from_proto(queue.key_rate) if queue.HasField("key_rate") else None,
         )
 
 
@@ -64,9 +63,9 @@ def limits_request(
         if key_max_running is not None:
             request.key_max_running = key_max_running
         if rate is not None:
-            request.rate.CopyFrom(_rate_proto(_parse(rate, "rate")))
+            request.rate.CopyFrom(rate_to_proto(_parse(rate, "rate")))
         if key_rate is not None:
-            request.key_rate.CopyFrom(_rate_proto(_parse(key_rate, "key_rate")))
+            request.key_rate.CopyFrom(rate_to_proto(_parse(key_rate, "key_rate")))
     except ValueError as exc:
         raise InvalidJob(str(exc)) from None
     if not any(field.name != "name" for field, _ in request.ListFields()):
@@ -81,13 +80,3 @@ def _parse(spec: RateSpec, what: str) -> Rate:
     rate = Rate(int(limit), float(period_s))
     check_rate(rate, what)
     return rate
-
-
-def _rate_proto(rate: Rate) -> common_pb2.RateLimit:
-    period = Duration()
-    period.FromMilliseconds(rate.period_ms)
-    return common_pb2.RateLimit(limit=rate.limit, period=period)
-
-
-def _rate(message: common_pb2.RateLimit) -> Rate:
-    return Rate(message.limit, message.period.ToMilliseconds() / 1000)

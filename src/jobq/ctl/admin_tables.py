@@ -21,7 +21,7 @@ from jobq.ctl.output import (
     status_text,
     when,
 )
-from jobq.domain.flow_limits import Rate
+from jobq.rpc.convert import rate_from_proto
 
 if TYPE_CHECKING:
     from jobq.rpc._gen import admin_service_pb2 as apb
@@ -80,7 +80,7 @@ def flow_text(queue: cpb.Queue) -> str:
 
 
 def _rate(rate: cpb.RateLimit) -> str:
-    return str(Rate(rate.limit, rate.period.ToMilliseconds() / 1000))
+    return str(rate_from_proto(rate))
 
 
 def queue_flow(what: str, queue: cpb.Queue) -> Text:

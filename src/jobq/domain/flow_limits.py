@@ -15,7 +15,7 @@ state under the queue's row lock and asks `choose` which candidates to take.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -68,8 +68,8 @@ class FlowLimits:
 
 @dataclass(frozen=True, slots=True)
 class FlowChange:
-    """What UpdateQueueFlow changes: None leaves a setting as it is; `CLEAR` (0) removes a
-    limit, and a rate of limit 0 removes the rate."""
+    """What PauseQueue, ResumeQueue or SetQueueLimits changes: None leaves a setting as it is;
+    0 removes a limit, and a rate of limit 0 removes the rate."""
 
     paused: bool | None = None
     max_running: int | None = None
@@ -95,10 +95,6 @@ class FlowChange:
         if self.key_rate is not None:
             out = replace(out, key_rate=self.key_rate if self.key_rate.limit else None)
         return out
-
-
-CLEAR = 0
-"""FlowChange's value that removes a limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,19 +261,3 @@ def _period_text(seconds: float) -> str:
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
     return f"{round(seconds * 1000)}ms"
-
-
-def describe(limits: FlowLimits) -> Sequence[str]:
-    """Short phrases for tables: 'paused', 'max 10 running', '5/1s per key' ..."""
-    out = []
-    if limits.paused:
-        out.append("paused")
-    if limits.max_running is not None:
-        out.append(f"max {limits.max_running} running")
-    if limits.key_max_running is not None:
-        out.append(f"max {limits.key_max_running} running per key")
-    if limits.rate is not None:
-        out.append(f"{limits.rate}")
-    if limits.key_rate is not None:
-        out.append(f"{limits.key_rate} per key")
-    return out

@@ -149,14 +149,12 @@ def queue_to_proto(queue: Queue) -> common_pb2.Queue:
         paused=queue.flow.paused,
         max_running=queue.flow.max_running or 0,
         key_max_running=queue.flow.key_max_running or 0,
-        rate=rate_to_proto(queue.flow.rate),
-        key_rate=rate_to_proto(queue.flow.key_rate),
+        rate=None if queue.flow.rate is None else rate_to_proto(queue.flow.rate),
+        key_rate=None if queue.flow.key_rate is None else rate_to_proto(queue.flow.key_rate),
     )
 
 
-def rate_to_proto(rate: Rate | None) -> common_pb2.RateLimit | None:
-    if rate is None:
-        return None
+def rate_to_proto(rate: Rate) -> common_pb2.RateLimit:
     period = Duration()
     period.FromMilliseconds(rate.period_ms)
     return common_pb2.RateLimit(limit=rate.limit, period=period)

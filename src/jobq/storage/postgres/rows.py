@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import UUID
 
 import asyncpg
@@ -45,32 +46,13 @@ def job_from_row(row: asyncpg.Record) -> Job:
 def job_detail_from_row(row: asyncpg.Record) -> Job:
     """A job with the columns only reads of single jobs and lists select (progress, cancel
     request): kept out of `job_from_row`, which claims run for every job."""
-    return Job(
-        job_id=row["job_id"],
-        queue_name=row["queue_name"],
-        payload=bytes(row["payload"]),
-        status=_STATUS[row["status"]],
-        priority=row["priority"],
-        max_retries=row["max_retries"],
-        retry_count=row["retry_count"],
-        attempt=row["attempt"],
-        worker_id=row["worker_id"],
-        result=None if row["result"] is None else bytes(row["result"]),
-        error_message=row["error_message"],
-        not_before=row["not_before"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        updated_at=row["updated_at"],
-        interruptions=row["interruptions"],
+    return replace(
+        job_from_row(row),
         progress=row["progress"],
         progress_message=row["progress_message"],
         progress_updated_at=row["progress_updated_at"],
         cancel_requested_at=row["cancel_requested_at"],
         cancelled_by=row["cancelled_by"],
-        concurrency_key=row.get("concurrency_key"),
-        schedule_name=row.get("schedule_name"),
-        depends_on=tuple(row.get("depends_on") or ()),
     )
 
 
