@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from jobq.config.access_settings import AuthSettings, CertificateEntry, GrpcSettings, TokenEntry
+from jobq.config.dashboard_settings import DashboardSettings
 from jobq.config.db_settings import SCHEMA_NAME_PATTERN, DbSettings, SchemaName
 from jobq.config.section import OptionalPort, Port, Section
 from jobq.domain.validation import QUEUE_NAME_PATTERN
@@ -34,6 +35,7 @@ __all__ = [
     "AuthSettings",
     "CertificateEntry",
     "CtlSettings",
+    "DashboardSettings",
     "DbSettings",
     "GrpcSettings",
     "HealthSettings",
@@ -60,6 +62,7 @@ SECRET_FIELDS: tuple[str, ...] = (
     "kafka.sasl_password",
     "worker.token",
     "ctl.token",
+    "dashboard.session_secret",
 )
 """Dotted names of the fields that hold secrets. Setting one in the config file gives a warning,
 error messages never echo their values, and `repr()` leaves them out."""
@@ -294,6 +297,9 @@ class Settings(Section):
     limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Limits.")
     metrics: MetricsSettings = Field(default_factory=MetricsSettings, description="Metrics.")
     health: HealthSettings = Field(default_factory=HealthSettings, description="Health.")
+    dashboard: DashboardSettings = Field(
+        default_factory=DashboardSettings, description="Dashboard and HTTP API."
+    )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
     ctl: CtlSettings = Field(default_factory=CtlSettings, description="jq-ctl.")
 

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 import grpc
@@ -29,6 +30,7 @@ from jobq.server.enqueue_announcer import EnqueueAnnouncer
 from jobq.server.event_capture import CaptureSwitch, capture_on
 from jobq.server.event_publisher import heartbeats_to
 from jobq.server.grpc_server import build_grpc_server
+from jobq.server.guard import MethodHandler
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.incarnations import IncarnationGate
 from jobq.server.job_service import JobServicer
@@ -64,6 +66,9 @@ from jobq.storage.postgres.schedules import PgScheduleStore
 from jobq.storage.postgres.workers import PgWorkerStore
 from jobq.storage.server_storage import open_database_for_server, open_pools
 
+if TYPE_CHECKING:
+    from jobq.server.web.serve import Dashboard
+
 log = get_logger("jobq.server")
 
 
@@ -85,6 +90,7 @@ class _Running:
     loops: list[ServiceLoop] = field(default_factory=list)
     kafka: KafkaEvents | None = None
     http: list[HttpEndpoints] = field(default_factory=list)
+    dashboard: Dashboard | None = None
 
     def supervised(self) -> list[ServiceLoop]:
         """Every background loop, each of which /readyz reports when it is down."""
@@ -110,6 +116,7 @@ class ServerApp:
         self.grpc_port: int | None = None
         self.health_port: int | None = None
         self.metrics_port: int | None = None
+        self.dashboard_port: int | None = None
         self.authenticator = Authenticator.from_settings(settings.auth, settings.grpc)
         self.served_methods: list[str] = []
         self.failure: str | None = None
@@ -285,6 +292,21 @@ class ServerApp:
             ],
             gauges=lambda: refresh_gauges(self.metrics, jobs, workers, kafka),
             kafka=kafka,
+            dashboard=self._dashboard(built.handlers) if cfg.dashboard.port else None,
+        )
+
+    def _dashboard(self, handlers: dict[str, MethodHandler]) -> Dashboard:
+        # Imported only when the dashboard is on: a server without it loads no web framework.
+        from jobq.server.web.history import History
+        from jobq.server.web.live import LiveFeed
+        from jobq.server.web.serve import build_dashboard
+
+        return build_dashboard(
+            self.settings,
+            handlers,
+            self.authenticator,
+            LiveFeed(self.lifecycle),
+            History(),
         )
 
     async def _serve(self) -> None:
@@ -309,6 +331,9 @@ class ServerApp:
             await endpoints.start()
             self.metrics_port = endpoints.port
             running.http.append(endpoints)
+        if running.dashboard is not None:
+            await running.dashboard.start()
+            self.dashboard_port = running.dashboard.port
         await running.grpc_server.start()
         for loop in running.supervised():
             loop.on_give_up(self._loop_gave_up)
@@ -325,6 +350,7 @@ class ServerApp:
             grpc_port=self.grpc_port,
             health_port=self.health_port,
             metrics_port=self.metrics_port,
+            dashboard_port=self.dashboard_port,
         )
 
     async def _readiness(self, running: _Running) -> tuple[bool, str]:
@@ -372,6 +398,8 @@ class ServerApp:
         for loop in running.loops:
             await loop.stop()
         await running.notifier.stop()
+        if running.dashboard is not None:
+            await running.dashboard.stop()
         for endpoints in running.http:
             await endpoints.stop()
         await running.locker.close()

@@ -90,17 +90,23 @@ class Authenticator:
                 f"{what} lacks the {scope.value} scope needed by {_short_method(method)}"
             )
 
+    def by_digest(self, digest: str) -> Caller | None:
+        """The caller whose token has this hex SHA-256, or None: how a dashboard login cookie
+        (which holds the digest, never the secret) finds its caller again on every request,
+        so a token removed from the configuration ends its logins."""
+        found: Caller | None = None
+        for expected, caller in self._tokens:  # every entry, so timing does not tell which
+            if hmac.compare_digest(digest, expected):
+                found = caller
+        return found
+
     def _by_token(self, authorization: str) -> Caller:
         if not authorization[: len(_BEARER)].lower() == _BEARER:
             raise Unauthenticated("malformed authorization metadata: expected 'Bearer <token>'")
         secret = authorization[len(_BEARER) :].strip()
         if not secret or len(secret) > _MAX_TOKEN_CHARS:
             raise Unauthenticated("malformed authorization metadata: expected 'Bearer <token>'")
-        digest = token_digest(secret)
-        found: Caller | None = None
-        for expected, caller in self._tokens:  # every entry, so timing does not tell which
-            if hmac.compare_digest(digest, expected):
-                found = caller
+        found = self.by_digest(token_digest(secret))
         if found is None:
             raise Unauthenticated("invalid bearer token: it matches none of the server's tokens")
         return found

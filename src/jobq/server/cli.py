@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--health-port", type=int, metavar="PORT", help="/healthz /readyz port (health.port)"
     )
     parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        metavar="PORT",
+        help="dashboard and /api/v1 port (dashboard.port; 0: off)",
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         default=None,
@@ -49,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "grpc.port": args.grpc_port,
             "metrics.port": args.metrics_port,
             "health.port": args.health_port,
+            "dashboard.port": args.dashboard_port,
             "grpc.insecure": args.insecure,
         },
     )

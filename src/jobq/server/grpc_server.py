@@ -29,18 +29,26 @@ from jobq.rpc._gen import (
     worker_service_pb2_grpc,
 )
 from jobq.server.authentication import Authenticator
-from jobq.server.guard import CallGuard, ServiceRegistrar, core_receive_limit
+from jobq.server.guard import CallGuard, MethodHandler, ServiceRegistrar, core_receive_limit
 
 __all__ = ["GrpcServer", "build_grpc_server", "server_options"]
 
 
 class GrpcServer:
-    """The built server, the port it listens on and the method paths it serves."""
+    """The built server, the port it listens on, the method paths it serves and their
+    unguarded handlers (for the HTTP gateway, which runs the same checks itself)."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, served: list[str]) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        served: list[str],
+        handlers: dict[str, MethodHandler],
+    ) -> None:
         self.server = server
         self.port = port
         self.served = served
+        self.handlers = handlers
 
 
 def build_grpc_server(
@@ -82,7 +90,12 @@ def build_grpc_server(
         max_payload_bytes=limits.max_payload_bytes,
     )
     served = registrar.install(server, guard)
-    return GrpcServer(server, bind(server, settings), served)
+    handlers = {
+        f"/{service}/{name}": handler
+        for service, methods in registrar.services.items()
+        for name, handler in methods.items()
+    }
+    return GrpcServer(server, bind(server, settings), served, handlers)
 
 
 def server_options(settings: GrpcSettings) -> list[tuple[str, int]]:

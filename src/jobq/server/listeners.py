@@ -23,6 +23,7 @@ def listener_problems(settings: Settings) -> list[str]:
     listeners = [("grpc.host", settings.grpc.host)]
     listeners += [("health.host", settings.health.host)] if settings.health.port else []
     listeners += [("metrics.host", settings.metrics.host)] if settings.metrics.port else []
+    listeners += [("dashboard.host", settings.dashboard.host)] if settings.dashboard.port else []
     return exposure_problems(
         listeners,
         authenticated=Authenticator.from_settings(settings.auth, settings.grpc).enabled,
