@@ -72,10 +72,22 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
             process.wait()
 
 
+DASHBOARD_PORT = "8000"
+"""Where `make run` serves the dashboard and /api/v1 (JQ_DASHBOARD_PORT replaces it; 0: off)."""
+
+
+def server_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The server's environment: `environ`, with the dashboard on unless it says otherwise."""
+    return {"JQ_DASHBOARD_PORT": DASHBOARD_PORT, **environ}
+
+
 def main() -> int:
     extra = sys.argv[1:]
+    server_env = server_environment(dict(os.environ))
     server = subprocess.Popen(
-        [str(BIN / "jq-server"), "--log-format", "console", *extra], start_new_session=True
+        [str(BIN / "jq-server"), "--log-format", "console", *extra],
+        env=server_env,
+        start_new_session=True,
     )
     # The server's port, as its configuration will see it (flag defaults aside).
     port = int(os.environ.get("JQ_GRPC_PORT", "50051"))
@@ -83,6 +95,10 @@ def main() -> int:
         _stop(server, 30)
         print("run_local: jq-server did not start", file=sys.stderr)
         return 1
+    dashboard = server_env["JQ_DASHBOARD_PORT"]
+    if dashboard != "0":
+        host = server_env.get("JQ_DASHBOARD_HOST", "127.0.0.1")
+        print(f"run_local: dashboard and HTTP API at http://{host}:{dashboard}/", flush=True)
     worker = subprocess.Popen(
         [str(BIN / "jq-worker"), "--log-format", "console", "--import", "jobq.demo_tasks", *extra],
         env=worker_environment(dict(os.environ), os.geteuid()),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import httpx
 from support.job_waits import submit, wait_status
 from support.make_run import start_run_local
 from support.server_harness import client_for
@@ -22,6 +23,17 @@ async def test_run_local_serves_a_demo_job_and_stops_on_ctrl_c(tmp_path: Path) -
         job_id = await submit(client, {"handler": "jobq.demo_tasks:add", "args": [2, 3]})
         [done] = await wait_status(client, [job_id], [cpb.JOB_STATUS_DONE], within=60)
         assert done.result == b"5"
+        # The dashboard is on for a newcomer, with the job in its API (no login: loopback).
+        base = f"http://127.0.0.1:{run.dashboard_port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            page = await http.get("/")
+            assert page.status_code == 200, page.text[:300]
+            assert "<title>" in page.text
+            answer = await http.get(f"/api/v1/jobs/{job_id}")
+            assert answer.status_code == 200, answer.text[:300]
+            assert job_id in answer.text
+        announced = f"dashboard and HTTP API at http://127.0.0.1:{run.dashboard_port}/"
+        assert announced in log.read_text()
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(timeout=90) == 0, log.read_text()
     finally:

@@ -24,6 +24,7 @@ class RunLocal:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    dashboard_port: int
 
     async def wait_serving(self, within: float = 60) -> None:
         deadline = time.monotonic() + within
@@ -36,7 +37,7 @@ class RunLocal:
 def start_run_local(directory: Path, drop_env: Iterable[str] = ()) -> RunLocal:
     """Start the launcher with its data and log under `directory`; `drop_env` names variables
     of this process's environment the launcher must not inherit."""
-    port = free_port()
+    port, dashboard_port = free_port(), free_port()
     dropped = set(drop_env)
     env = {key: value for key, value in os.environ.items() if key not in dropped}
     env.update(
@@ -49,6 +50,7 @@ def start_run_local(directory: Path, drop_env: Iterable[str] = ()) -> RunLocal:
             "JQ_HEALTH_PORT": "0",
             "JQ_WORKER_METRICS_PORT": "0",
             "JQ_WORKER_HEALTH_PORT": "0",
+            "JQ_DASHBOARD_PORT": str(dashboard_port),
         }
     )
     log = directory / "run.log"
@@ -59,4 +61,4 @@ def start_run_local(directory: Path, drop_env: Iterable[str] = ()) -> RunLocal:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return RunLocal(process, port, log)
+    return RunLocal(process, port, log, dashboard_port)

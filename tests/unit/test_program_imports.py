@@ -16,6 +16,8 @@ import pytest
 
 OPTIONAL = {"redis", "confluent_kafka", "rich", "pygments", "yaml"}
 """Imported only when configured (Redis, Kafka, a config file) or on a developer's terminal."""
+DASHBOARD = {"starlette", "uvicorn", "jinja2", "multipart", "jobq.server.web"}
+"""The dashboard's web stack: imported only when dashboard.port is set."""
 
 
 def modules_imported_by(module: str) -> set[str]:
@@ -33,10 +35,13 @@ def modules_imported_by(module: str) -> set[str]:
 @pytest.mark.parametrize(
     ("program", "never"),
     [
-        ("jobq.server.cli", {*OPTIONAL, "jobq.server.dry_run", "jobq.events.kafka_producer"}),
+        (
+            "jobq.server.cli",
+            {*OPTIONAL, *DASHBOARD, "jobq.server.dry_run", "jobq.events.kafka_producer"},
+        ),
         (
             "jobq.worker.cli",
-            {*OPTIONAL, "asyncpg", "jobq.storage", "jobq.server", "jobq.coordination"},
+            {*OPTIONAL, *DASHBOARD, "asyncpg", "jobq.storage", "jobq.server", "jobq.coordination"},
         ),
     ],
 )
