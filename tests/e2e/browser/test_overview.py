@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
-
 import grpc
 import pytest
 from playwright.sync_api import ConsoleMessage, Page
@@ -86,7 +85,7 @@ def csp_errors(page: Page) -> Iterator[list[str]]:
 
     page.on("console", console)
     page.on("pageerror", lambda error: seen.append(f"page error: {error}"))
-    yield seen
+    return seen
 
 
 def submit(server: ServerProcess, token: str, count: int, batch: int = 1000) -> None:
@@ -120,7 +119,8 @@ def chart_drawn(page: Page, selector: str) -> bool:
             """(selector) => {
                 const canvas = document.querySelector(selector + ' canvas');
                 if (!canvas || !canvas.width || !canvas.height) return false;
-                const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                const context = canvas.getContext('2d');
+                const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
                 for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
                 return false;
             }""",
@@ -198,7 +198,8 @@ def test_the_overview_stays_usable_in_the_middle_of_a_drain(
     )
     started = time.monotonic()
     response = page.reload()
-    assert response is not None and response.ok
+    assert response is not None
+    assert response.ok
     page.get_by_role("heading", name="Overview", level=1).wait_for(timeout=10_000)
     loaded = time.monotonic() - started
     assert loaded < 10.0, loaded

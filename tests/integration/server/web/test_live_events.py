@@ -92,7 +92,10 @@ async def test_a_submit_through_grpc_arrives_as_a_change_event(
 ) -> None:
     _, client, base = server
     received: list[dict[str, Any]] = []
-    async with logged_in(base, tokens.everything) as http, http.stream("GET", "/live/events") as response:
+    async with (
+        logged_in(base, tokens.everything) as http,
+        http.stream("GET", "/live/events") as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-store"
@@ -113,7 +116,10 @@ async def test_jobs_pouring_in_arrive_as_at_most_two_events_a_second(
     _, client, base = server
     received: list[dict[str, Any]] = []
     submitted = 0
-    async with logged_in(base, tokens.everything) as http, http.stream("GET", "/live/events") as response:
+    async with (
+        logged_in(base, tokens.everything) as http,
+        http.stream("GET", "/live/events") as response,
+    ):
         reader = asyncio.create_task(events_of(response, received))
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -130,26 +136,29 @@ async def test_jobs_pouring_in_arrive_as_at_most_two_events_a_second(
 async def test_open_streams_end_when_the_server_stops(db_dsn: str) -> None:
     async with running_server(db_dsn, {"dashboard.port": free_port()}) as (app, _):
         base = f"http://127.0.0.1:{app.dashboard_port}"
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            async with http.stream("GET", "/live/events") as response:
-                assert response.status_code == 200
-                lines = response.aiter_lines()
-                assert await anext(lines) == "retry: 3000"
-                loop = asyncio.get_running_loop()
-                stopping = loop.time()
-                stop = asyncio.create_task(app.stop())
-                async with asyncio.timeout(5):
-                    async for _ in lines:
-                        pass
-                ended = loop.time() - stopping
-                await stop
+        async with (
+            httpx.AsyncClient(base_url=base, timeout=30) as http,
+            http.stream("GET", "/live/events") as response,
+        ):
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            assert await anext(lines) == "retry: 3000"
+            loop = asyncio.get_running_loop()
+            stopping = loop.time()
+            stop = asyncio.create_task(app.stop())
+            async with asyncio.timeout(5):
+                async for _ in lines:
+                    pass
+            ended = loop.time() - stopping
+            await stop
     assert ended < 2.0, ended
 
 
 async def test_history_counts_the_jobs_every_replica_finished(db_dsn: str) -> None:
     async with running_server(db_dsn, {"dashboard.port": free_port()}) as (app, client):
         running = app._running
-        assert running is not None and running.dashboard is not None
+        assert running is not None
+        assert running.dashboard is not None
         history = running.dashboard.ctx.history
         await history.loop.stop()  # the test samples by itself, when it wants to
         await history.loop.run_once()  # a baseline: later samples count from here

@@ -129,7 +129,9 @@ async def test_streams_get_at_most_one_event_per_tick_while_changes_pour_in() ->
 async def test_close_ends_every_stream_promptly() -> None:
     feed = LiveFeed(Lifecycle(), tick_s=0.05)
     streams = [feed.stream() for _ in range(3)]
-    readers = [asyncio.create_task(read(s, asyncio.get_running_loop().time() + 30)) for s in streams]
+    readers = [
+        asyncio.create_task(read(s, asyncio.get_running_loop().time() + 30)) for s in streams
+    ]
     await asyncio.sleep(0.1)
     assert feed.streams == 3
     await feed.close()

@@ -49,9 +49,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
                 _STATUS, admin_pb.GetSystemStatusRequest(), viewer.caller
             )
         except GatewayError as exc:
-            return render(
-                ctx, request, viewer, "error.html", exc.http_status, message=exc.message
-            )
+            return render(ctx, request, viewer, "error.html", exc.http_status, message=exc.message)
         jobs = dict(status.jobs_by_status)
         workers = dict(status.workers_by_status)
         return render(
