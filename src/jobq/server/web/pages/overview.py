@@ -8,6 +8,8 @@ cards are `data-live-region`s, so live.js refreshes them at the coalesced rate.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -15,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from jobq.rpc._gen import admin_service_pb2 as admin_pb
+from jobq.server.caller import Caller
 from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
 from jobq.server.web.page import look, render
@@ -39,15 +42,43 @@ class Component:
     detail: str
 
 
+class SharedStatus:
+    """GetSystemStatus shared by every overview request for up to `max_age_s`.
+
+    Its job counts are a count over the whole jobs table; every open overview refetches at the
+    live rate (up to 2/s), so without this N open pages would run it 2N times a second during
+    a drain. With it: at most once per `max_age_s` per replica, however many pages are open.
+    The answer is the same for every caller; each request's own scope is checked first."""
+
+    def __init__(self, max_age_s: float = 1.0) -> None:
+        self._max_age_s = max_age_s
+        self._lock = asyncio.Lock()
+        self._at = 0.0
+        self._status: admin_pb.GetSystemStatusResponse | None = None
+
+    async def get(self, ctx: WebContext, caller: Caller) -> admin_pb.GetSystemStatusResponse:
+        async with self._lock:  # one call in flight; the others then share its answer
+            now = time.monotonic()
+            if self._status is None or now - self._at >= self._max_age_s:
+                status: admin_pb.GetSystemStatusResponse = await ctx.gateway.call(
+                    _STATUS, admin_pb.GetSystemStatusRequest(), caller
+                )
+                self._status, self._at = status, time.monotonic()
+            return self._status
+
+
 def routes(ctx: WebContext) -> list[BaseRoute]:
+    shared = SharedStatus()
+
     async def overview(request: Request) -> Response:
         viewer = await look(ctx, request)
         if isinstance(viewer, Response):
             return viewer
+        if not ctx.gateway.authorized(viewer.caller, _STATUS):
+            message = "this token may not see the system status (it needs the read scope)"
+            return render(ctx, request, viewer, "error.html", 403, message=message)
         try:
-            status = await ctx.gateway.call(
-                _STATUS, admin_pb.GetSystemStatusRequest(), viewer.caller
-            )
+            status = await shared.get(ctx, viewer.caller)
         except GatewayError as exc:
             return render(ctx, request, viewer, "error.html", exc.http_status, message=exc.message)
         jobs = dict(status.jobs_by_status)
