@@ -129,3 +129,17 @@ async def test_another_replicas_work_reaches_this_replicas_stream(db_dsn: str) -
             reader.cancel()
     assert received[0]["elsewhere"] is True
     assert received[0]["counts"] == {}
+
+
+async def test_a_stream_whose_client_went_away_frees_its_slot(db_dsn: str) -> None:
+    async with running_server(db_dsn, {"dashboard.port": free_port()}) as (app, _):
+        live = dashboard_of(app).ctx.live
+        base = f"http://127.0.0.1:{app.dashboard_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            async with http.stream("GET", "/live/events") as response:
+                await anext(response.aiter_lines())
+                assert live.streams == 1
+            # The client closed its connection: the server notices (ASGI http.disconnect).
+            async with asyncio.timeout(5):
+                while live.streams:
+                    await asyncio.sleep(0.05)
