@@ -220,3 +220,23 @@ def test_the_overview_stays_usable_in_the_middle_of_a_drain(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Queues").click()
     page.wait_for_url(dashboard.url + "/queues", timeout=10_000)
     assert csp_errors == []
+
+
+def test_live_updates_say_when_the_server_went_away(
+    dashboard: Dashboard, page: Page, csp_errors: list[str]
+) -> None:
+    """The login page has no live region: live.js opens no stream there. On the overview, the
+    status text tells the user when the stream drops (EventSource then retries by itself)."""
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/live/events" in r.url else None)
+    page.goto(dashboard.url + "/login")
+    page.wait_for_load_state("networkidle")
+    assert streams == []
+    assert page.locator(".live-state").count() == 0
+
+    log_in(page, dashboard, dashboard.tokens.by_scope[Scope.READ])
+    page.locator(".live-state", has_text="Live").wait_for()
+    assert len(streams) == 1
+    dashboard.server.terminate()
+    page.locator(".live-state", has_text="Reconnecting").wait_for(timeout=15_000)
+    assert csp_errors == []
