@@ -63,6 +63,10 @@ proto: $(STAMP) ## Regenerate src/jobq/rpc/_gen from proto/*.proto
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
+.PHONY: screenshots
+screenshots: $(STAMP) ## PNGs of every dashboard page into docs/screenshots (a demo jq-server, jq-worker and headless Chromium; SCREENSHOTS_ARGS="--out DIR")
+	$(PY) tools/screenshots.py $(SCREENSHOTS_ARGS)
+
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmark (embedded PostgreSQL; BENCH_ARGS="--postgres system" for the distribution's); writes bench/results/latest.json
 	$(PY) -m bench $(BENCH_ARGS)

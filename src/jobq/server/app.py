@@ -292,21 +292,22 @@ class ServerApp:
             ],
             gauges=lambda: refresh_gauges(self.metrics, jobs, workers, kafka),
             kafka=kafka,
-            dashboard=self._dashboard(built.handlers) if cfg.dashboard.port else None,
+            dashboard=self._dashboard(built.handlers, pool) if cfg.dashboard.port else None,
         )
 
-    def _dashboard(self, handlers: dict[str, MethodHandler]) -> Dashboard:
+    def _dashboard(self, handlers: dict[str, MethodHandler], pool: asyncpg.Pool) -> Dashboard:
         # Imported only when the dashboard is on: a server without it loads no web framework.
         from jobq.server.web.history import History
         from jobq.server.web.live import LiveFeed
         from jobq.server.web.serve import build_dashboard
+        from jobq.storage.postgres.dashboard import PgDashboardStore
 
         return build_dashboard(
             self.settings,
             handlers,
             self.authenticator,
             LiveFeed(self.lifecycle),
-            History(),
+            History(PgDashboardStore(pool)),
         )
 
     async def _serve(self) -> None:

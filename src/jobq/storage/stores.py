@@ -8,6 +8,7 @@ PostgreSQL implementation (`storage/postgres/`) is the only production one.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
@@ -236,4 +237,31 @@ class ScheduleStore(Protocol):
 
     async def schedules_next_due(self) -> tuple[datetime | None, datetime]:
         """When the next active schedule falls due (None: none), and the database's time."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActivitySample:
+    """Job events committed (by every replica) since the last sample, and the backlog now."""
+
+    last_id: int
+    """The largest job_events id counted: where the next sample goes on from."""
+    submitted: int
+    started: int
+    finished: int
+    failed: int
+    """Failed attempts, and dead letters that did not follow a failed attempt."""
+    pending: int
+    """PENDING jobs over every queue, counted up to the cap the caller passed."""
+
+
+class DashboardStore(Protocol):
+    """The dashboard overview's samples (server/web/history.py)."""
+
+    async def dashboard_head(self) -> int:
+        """The largest job_events id now (0: none)."""
+        ...
+
+    async def dashboard_activity(self, after_id: int, pending_cap: int) -> ActivitySample:
+        """Events with an id above `after_id`, by kind, and PENDING jobs up to `pending_cap`."""
         ...

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from jobq.server.web import api, login, pages
+from jobq.server.web import api, live_routes, login, pages
 from jobq.server.web.context import WebContext
 from jobq.server.web.security import SecurityHeaders
 
@@ -28,6 +28,7 @@ def build_asgi_app(ctx: WebContext) -> Starlette:
         *login.routes(ctx),
         *api.routes(ctx),
         *pages.routes(ctx),
+        *live_routes.routes(ctx),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
 
