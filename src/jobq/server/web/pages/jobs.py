@@ -154,7 +154,7 @@ async def _listing(
     )
     if filters.status:
         message.status = cast(
-            cpb.JobStatus.ValueType, cpb.JobStatus.Value(f"JOB_STATUS_{filters.status}")
+            cpb.JobStatus, cpb.JobStatus.Value(f"JOB_STATUS_{filters.status}")
         )
     try:
         reply = await ctx.gateway.call(f"{_JOBS}/ListJobs", message, viewer.caller)
