@@ -153,9 +153,7 @@ async def _listing(
         queue_name=filters.queue, limit=PAGE_SIZE, page_token=filters.page_token
     )
     if filters.status:
-        message.status = cast(
-            cpb.JobStatus, cpb.JobStatus.Value(f"JOB_STATUS_{filters.status}")
-        )
+        message.status = cast(cpb.JobStatus, cpb.JobStatus.Value(f"JOB_STATUS_{filters.status}"))
     try:
         reply = await ctx.gateway.call(f"{_JOBS}/ListJobs", message, viewer.caller)
     except GatewayError as exc:
