@@ -96,7 +96,7 @@ def sync_db_dsn(pg_server: Any, migrated_template: str) -> Iterator[str]:
 @pytest.fixture
 def stack(
     start_server: ServerFactory, start_worker: WorkerFactory, sync_db_dsn: str, tmp_path: Path
-) -> Iterator[Stack]:
+) -> Stack:
     db_dsn = sync_db_dsn
     tokens = Tokens.new()
     port = free_port()
@@ -110,7 +110,7 @@ def stack(
         server, "--token-file", str(token_file), "--import", "support.e2e_tasks",
         "--queues", "default",
     )  # fmt: skip
-    yield Stack(server, worker, tokens, f"http://127.0.0.1:{port}")
+    return Stack(server, worker, tokens, f"http://127.0.0.1:{port}")
 
 
 def log_in(page: Page, stack: Stack, path: str) -> None:
