@@ -4,6 +4,7 @@ bad input at every door (issue 19)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -183,7 +184,7 @@ async def test_a_read_token_sees_every_page_and_no_action(dashboard: Dashboard) 
         dead = await http.get("/jobs?status=DEAD_LETTERED")
         for html in (queues.text, jobs.text, detail.text, workers.text, dead.text):
             for form_action in (
-                "/queues/pause", "/queues/create", "/queues/delete", "/jobs/retry",
+                "/queues/pause", "/queues/limits", "/queues/create", "/queues/delete", "/jobs/retry",
                 f"/jobs/{job_id}/cancel", "/workers/drain", "/workers/shutdown",
             ):  # fmt: skip
                 assert f'action="{form_action}"' not in html
@@ -512,3 +513,78 @@ async def test_drain_and_shut_down_a_worker(dashboard: Dashboard) -> None:
         reply = await http.get("/workers?status=ASLEEP")
         assert reply.status_code == 400
         assert "unknown status" in reply.text
+
+
+async def test_a_running_job_shows_its_progress_worker_and_a_requested_cancel(
+    dashboard: Dashboard,
+) -> None:
+    job_id = await dashboard.submit()
+    meta = dashboard.meta(Scope.WORKER)
+    registered = await dashboard.client.workers.RegisterWorker(
+        wpb.RegisterWorkerRequest(hostname="box-2", concurrency=2, queues=["default"]),
+        metadata=meta,
+    )
+    worker_id, incarnation = registered.worker_id, registered.incarnation
+    stream = dashboard.client.workers.StreamJobBatches(
+        wpb.StreamJobsRequest(worker_id=worker_id, incarnation=incarnation), metadata=meta
+    )
+    batch = await asyncio.wait_for(stream.read(), 10)
+    [assignment] = batch.assignments
+    assert assignment.job_id == job_id
+    attempt = wpb.JobAttempt(
+        job_id=job_id, attempt=assignment.attempt, claim_id=assignment.claim_id
+    )
+    await dashboard.client.workers.AckJobs(
+        wpb.AckJobsRequest(worker_id=worker_id, jobs=[attempt], incarnation=incarnation),
+        metadata=meta,
+    )
+    progress = wpb.JobProgress(
+        job_id=job_id, attempt=assignment.attempt, claim_id=assignment.claim_id,
+        fraction=0.42, message="resized <42> of 100",
+    )  # fmt: skip
+    reply = await dashboard.client.workers.ReportProgress(
+        wpb.ReportProgressRequest(worker_id=worker_id, items=[progress], incarnation=incarnation),
+        metadata=meta,
+    )
+    assert reply.outcomes[0].accepted
+    page = f"/jobs/{job_id}"
+    async with dashboard.browser(Scope.ADMIN) as http:
+        html = (await http.get(page)).text
+        assert 'id="job-status">RUNNING<' in html
+        assert '<progress id="job-progress-bar" max="100" value="42">42%</progress>' in html
+        assert "42%: resized &lt;42&gt; of 100</label>" in html
+        assert worker_id in html
+        workers = (await http.get("/workers")).text
+        assert f'<a href="/jobs/{job_id}" class="mono">{job_id[:8]}…</a>' in workers
+        html = await post(http, f"/jobs/{job_id}/cancel", {}, page)
+        assert flash(html) == "notice: Cancel requested: the worker stops the job"
+        assert "cancel requested" in html
+        assert f'action="/jobs/{job_id}/cancel"' not in html
+    stream.cancel()
+
+
+async def test_set_queue_limits(dashboard: Dashboard) -> None:
+    async with dashboard.browser(Scope.ADMIN) as http:
+        fields = {
+            "name": "default", "max_running": "20", "key_max_running": "2",
+            "rate_limit": "100", "rate_period_ms": "60000",
+        }  # fmt: skip
+        html = await post(http, "/queues/limits", fields, "/queues")
+        assert flash(html) == "notice: Limits of queue default changed"
+        queue = (await dashboard.queues())["default"]
+        assert (queue.max_running, queue.key_max_running, queue.rate.limit) == (20, 2, 100)
+        assert queue.rate.period.seconds == 60
+        assert "at most 20 running; at most 2 running per key; 100 per 1 min starts" in html
+        html = await post(http, "/queues/limits", {"name": "default", "rate_limit": "0"}, "/queues")
+        assert flash(html) == "notice: Limits of queue default changed"
+        assert not (await dashboard.queues())["default"].rate.limit
+        for bad, message in (
+            ({}, "fill in at least one limit"),
+            ({"rate_limit": "5"}, "give the rate period with its limit"),
+            ({"key_rate_period_ms": "5"}, "give the key rate limit with its period"),
+            ({"max_running": "-3"}, "max running must be between 0 and 1000000"),
+            ({"rate_limit": "5", "rate_period_ms": "0"}, "rate period (ms) must be between 1"),
+        ):
+            html = await post(http, "/queues/limits", {"name": "default", **bad}, "/queues")
+            assert message in flash(html)
+        assert (await dashboard.queues())["default"].max_running == 20

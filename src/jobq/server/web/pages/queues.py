@@ -23,6 +23,7 @@ from jobq.server.web.pages.formatting import duration, rate
 __all__ = ["Throughput", "routes"]
 
 _ADMIN = "/jobq.v1.AdminService"
+_MAX_LIMIT = 1_000_000
 _MAX_QUEUES_SHOWN = 500
 """Stats are one call per queue; past this many the page lists the first ones by name."""
 
@@ -189,6 +190,24 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         jobs = f" with {reply.deleted_jobs} job(s)" if reply.deleted_jobs else ""
         return done(ctx, "/queues", notice=f"Queue {name} deleted{jobs}")
 
+    async def limits(request: Request) -> Response:
+        viewer = await look(ctx, request)
+        if isinstance(viewer, Response):
+            return viewer
+        form = await action(ctx, request, viewer)
+        if isinstance(form, Response):
+            return form
+        try:
+            name = forms.queue_name(forms.text(form, "name", max_chars=200))
+            message = _limits_request(name, form)
+        except forms.FormError as exc:
+            return done(ctx, "/queues", error=f"Limits not changed: {exc}")
+        try:
+            await ctx.gateway.call(f"{_ADMIN}/SetQueueLimits", message, viewer.caller)
+        except GatewayError as exc:
+            return done(ctx, "/queues", error=f"Limits of {name} not changed: {exc.message}")
+        return done(ctx, "/queues", notice=f"Limits of queue {name} changed")
+
     async def pause(request: Request) -> Response:
         return await pause_or_resume(request, "pause")
 
@@ -201,7 +220,39 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         Route("/queues/pause", pause, methods=["POST"]),
         Route("/queues/resume", resume, methods=["POST"]),
         Route("/queues/delete", delete, methods=["POST"]),
+        Route("/queues/limits", limits, methods=["POST"]),
     ]
+
+
+def _limits_request(name: str, form: Any) -> apb.SetQueueLimitsRequest:
+    """SetQueueLimits from the limits form: an empty field leaves its limit as it is, 0
+    removes it. FormError for a bad number, a rate without its period, or nothing to change."""
+    message = apb.SetQueueLimitsRequest(name=name)
+    changed = False
+    for field in ("max_running", "key_max_running"):
+        value = forms.number(forms.text(form, field), field.replace("_", " "), 0, _MAX_LIMIT)
+        if value is not None:
+            setattr(message, field, value)
+            changed = True
+    for field in ("rate", "key_rate"):
+        label = field.replace("_", " ")
+        limit = forms.number(forms.text(form, f"{field}_limit"), f"{label} limit", 0, _MAX_LIMIT)
+        period_ms = forms.number(
+            forms.text(form, f"{field}_period_ms"), f"{label} period (ms)", 1, 86_400_000
+        )
+        if limit is None:
+            if period_ms is not None:
+                raise forms.FormError(f"give the {label} limit with its period")
+            continue
+        if limit > 0 and period_ms is None:
+            raise forms.FormError(f"give the {label} period with its limit")
+        rate_message = getattr(message, field)
+        rate_message.limit = limit
+        rate_message.period.FromMilliseconds(period_ms or 1000)
+        changed = True
+    if not changed:
+        raise forms.FormError("fill in at least one limit (0 removes one)")
+    return message
 
 
 def _row(queue: Any, stats: Any, throughput: Throughput) -> QueueRow:
