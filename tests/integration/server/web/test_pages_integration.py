@@ -184,8 +184,8 @@ async def test_a_read_token_sees_every_page_and_no_action(dashboard: Dashboard) 
         dead = await http.get("/jobs?status=DEAD_LETTERED")
         for html in (queues.text, jobs.text, detail.text, workers.text, dead.text):
             for form_action in (
-                "/queues/pause", "/queues/limits", "/queues/create", "/queues/delete", "/jobs/retry",
-                f"/jobs/{job_id}/cancel", "/workers/drain", "/workers/shutdown",
+                "/queues/pause", "/queues/limits", "/queues/create", "/queues/delete",
+                "/jobs/retry", f"/jobs/{job_id}/cancel", "/workers/drain", "/workers/shutdown",
             ):  # fmt: skip
                 assert f'action="{form_action}"' not in html
             assert "Retry selected" not in html
