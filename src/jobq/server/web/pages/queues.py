@@ -24,6 +24,7 @@ __all__ = ["Throughput", "routes"]
 
 _ADMIN = "/jobq.v1.AdminService"
 _MAX_LIMIT = 1_000_000
+_STATS_AT_ONCE = 4
 _MAX_QUEUES_SHOWN = 500
 """Stats are one call per queue; past this many the page lists the first ones by name."""
 
@@ -91,8 +92,14 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
                 rows=[], load_error=exc.message, more=0,
             )  # fmt: skip
         queues = list(listed.queues)[:_MAX_QUEUES_SHOWN]
+        # A few at a time: each is a query, and the pool also serves workers and clients.
+        stats_calls = asyncio.Semaphore(_STATS_AT_ONCE)
 
         async def stats_of(name: str) -> Any:
+            async with stats_calls:
+                return await _stats(name)
+
+        async def _stats(name: str) -> Any:
             try:
                 reply = await ctx.gateway.call(
                     f"{_ADMIN}/GetQueueStats", apb.GetQueueStatsRequest(name=name), viewer.caller
