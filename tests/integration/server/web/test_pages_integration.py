@@ -588,3 +588,20 @@ async def test_set_queue_limits(dashboard: Dashboard) -> None:
             html = await post(http, "/queues/limits", {"name": "default", **bad}, "/queues")
             assert message in flash(html)
         assert (await dashboard.queues())["default"].max_running == 20
+
+
+async def test_without_authentication_the_pages_serve_loopback_visitors(db_dsn: str) -> None:
+    """auth.tokens empty (loopback only): no login, every visitor may look and act, and an
+    action still needs the page's CSRF token."""
+    async with running_server(db_dsn, {"dashboard.port": free_port()}) as (app, client):
+        base = f"http://127.0.0.1:{app.dashboard_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            page = await http.get("/queues")
+            assert page.status_code == 200
+            assert 'action="/queues/pause"' in page.text
+            forged = await http.post("/queues/pause", data={"name": "default"})
+            assert forged.status_code == 403
+            html = await post(http, "/queues/pause", {"name": "default"}, "/queues")
+            assert flash(html) == "notice: Queue default paused"
+        listed = await client.admin.ListQueues(apb.ListQueuesRequest())
+        assert listed.queues[0].paused
