@@ -192,6 +192,14 @@ def test_pause_and_resume_a_queue_and_drain_a_worker(page: Page, stack: Stack) -
     [queue] = stack.ctl("queue", "list")["queues"]
     assert not queue.get("paused")
 
+    page.get_by_role("link", name="default", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Queue default")
+    # Open the limits and delete forms, so that axe checks them too.
+    page.locator("details.limits-zone summary").click()
+    page.locator("details.danger-zone summary").click()
+    expect(page.get_by_label("Type default to confirm")).to_be_visible()
+    no_violations(page)
+
     page.get_by_role("link", name="Workers").click()
     expect(page).to_have_url(stack.url + "/workers")
     drain = page.get_by_role("button", name="Drain worker")
@@ -220,7 +228,7 @@ def test_the_pages_pass_axe_for_a_read_only_viewer(page: Page, stack: Stack) -> 
     page.goto(stack.url + "/login")
     page.get_by_label("API token").fill(stack.tokens.by_scope[Scope.READ])
     page.get_by_role("button", name="Log in").click()
-    for path in ("/queues", "/jobs", f"/jobs/{job_id}", "/workers"):
+    for path in ("/queues", "/queues/default", "/jobs", f"/jobs/{job_id}", "/workers"):
         page.goto(stack.url + path)
         expect(page.locator("h1")).to_have_count(1)
         assert page.get_by_role("button", name="Retry").count() == 0

@@ -605,3 +605,31 @@ async def test_without_authentication_the_pages_serve_loopback_visitors(db_dsn: 
             assert flash(html) == "notice: Queue default paused"
         listed = await client.admin.ListQueues(apb.ListQueuesRequest())
         assert listed.queues[0].paused
+
+
+async def test_a_queue_page_shows_its_counts_activity_and_actions(dashboard: Dashboard) -> None:
+    job_id = await dashboard.submit()
+    await dashboard.cancel(job_id)
+    async with dashboard.browser(Scope.ADMIN) as http:
+        listing = (await http.get("/queues")).text
+        assert '<a href="/queues/default">default</a></th>' in listing
+        html = (await http.get("/queues/default")).text
+        assert "<h1>Queue default</h1>" in html
+        assert 'href="/jobs?queue=default&amp;status=DEAD_LETTERED">1</a>' in html
+        assert f'<a href="/jobs/{job_id}" class="mono">{job_id[:8]}…</a>' in html
+        assert "CANCELLED" in html
+        assert 'name="back" value="queue"' in html
+        landed = await post(http, "/queues/pause", {"name": "default", "back": "queue"}, "/queues")
+        assert "<h1>Queue default</h1>" in landed
+        assert flash(landed) == "notice: Queue default paused"
+        for bad, status, message in (
+            ("no%20such", 404, "No such queue: invalid queue name"),
+            ("nosuch", 404, "No queue is named nosuch."),
+        ):
+            reply = await http.get(f"/queues/{bad}")
+            assert reply.status_code == status
+            assert message in unescape(reply.text)
+    async with dashboard.browser(Scope.READ) as http:
+        html = (await http.get("/queues/default")).text
+        assert "<h1>Queue default</h1>" in html
+        assert '<form method="post" action="/queues' not in html

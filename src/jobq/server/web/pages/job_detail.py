@@ -17,7 +17,7 @@ from jobq.server.web.page import Viewer, action, done, look, render
 from jobq.server.web.pages import forms
 from jobq.server.web.pages.formatting import ago, iso, job_status, shown_bytes, when
 
-__all__ = ["routes"]
+__all__ = ["EventRow", "event_row", "routes"]
 
 _JOBS = "/jobq.v1.JobService"
 TIMELINE_EVENTS = 200
@@ -29,6 +29,7 @@ CANCELLABLE = frozenset({"PENDING", "WAITING", "ASSIGNED", "RUNNING"})
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
+    job_id: str
     at: str
     at_ago: str
     from_status: str
@@ -137,13 +138,14 @@ async def _events(
         )
     except GatewayError as exc:
         return [], [], exc.message
-    rows = [_event_row(event) for event in reversed(page.events)]
+    rows = [event_row(event) for event in reversed(page.events)]
     return rows, list(logs.events), ""
 
 
-def _event_row(event: Any) -> EventRow:
+def event_row(event: Any) -> EventRow:
     at = when(event.occurred_at)
     return EventRow(
+        job_id=event.job_id,
         at=iso(at),
         at_ago=ago(at),
         from_status="" if not event.from_status else job_status(event.from_status),

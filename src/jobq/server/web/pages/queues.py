@@ -14,17 +14,21 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from jobq.rpc._gen import admin_service_pb2 as apb
+from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
 from jobq.server.web.page import action, done, look, render
 from jobq.server.web.pages import forms
 from jobq.server.web.pages.formatting import duration, rate
+from jobq.server.web.pages.job_detail import event_row
 
 __all__ = ["Throughput", "routes"]
 
 _ADMIN = "/jobq.v1.AdminService"
 _MAX_LIMIT = 1_000_000
 _STATS_AT_ONCE = 4
+_QUEUE_EVENTS = 50
+"""The queue page's recent activity: its newest job events."""
 _MAX_QUEUES_SHOWN = 500
 """Stats are one call per queue; past this many the page lists the first ones by name."""
 
@@ -116,6 +120,38 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             more=len(listed.queues) - len(queues),
         )  # fmt: skip
 
+    async def queue_page(request: Request) -> Response:
+        viewer = await look(ctx, request)
+        if isinstance(viewer, Response):
+            return viewer
+        try:
+            name = forms.queue_name(request.path_params["name"])
+        except forms.FormError as exc:
+            return render(ctx, request, viewer, "error.html", 404, message=f"No such queue: {exc}")
+        try:
+            reply = await ctx.gateway.call(
+                f"{_ADMIN}/GetQueueStats", apb.GetQueueStatsRequest(name=name), viewer.caller
+            )
+        except GatewayError as exc:
+            message = f"No queue is named {name}." if exc.http_status == 404 else exc.message
+            return render(ctx, request, viewer, "error.html", exc.http_status, message=message)
+        stats = reply.stats
+        events_error = ""
+        try:
+            page = await ctx.gateway.call(
+                "/jobq.v1.JobService/ListJobEvents",
+                jpb.ListJobEventsRequest(queue_name=name, limit=_QUEUE_EVENTS, newest=True),
+                viewer.caller,
+            )
+            events = [event_row(event) for event in reversed(page.events)]
+        except GatewayError as exc:
+            events, events_error = [], exc.message
+        return render(
+            ctx, request, viewer, "queue_detail.html", nav="queues",
+            row=_row(stats.queue, stats, throughput), stats=stats, events=events,
+            events_error=events_error,
+        )  # fmt: skip
+
     async def create(request: Request) -> Response:
         viewer = await look(ctx, request)
         if isinstance(viewer, Response):
@@ -162,11 +198,12 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             else apb.ResumeQueueRequest(name=name)
         )
         method = "PauseQueue" if verb == "pause" else "ResumeQueue"
+        back = _back(form, name)
         try:
             await ctx.gateway.call(f"{_ADMIN}/{method}", message, viewer.caller)
         except GatewayError as exc:
-            return done(ctx, "/queues", error=f"Queue {name} not {verb}d: {exc.message}")
-        return done(ctx, "/queues", notice=f"Queue {name} {verb}d")
+            return done(ctx, back, error=f"Queue {name} not {verb}d: {exc.message}")
+        return done(ctx, back, notice=f"Queue {name} {verb}d")
 
     async def delete(request: Request) -> Response:
         viewer = await look(ctx, request)
@@ -208,12 +245,13 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             name = forms.queue_name(forms.text(form, "name", max_chars=200))
             message = _limits_request(name, form)
         except forms.FormError as exc:
-            return done(ctx, "/queues", error=f"Limits not changed: {exc}")
+            return done(ctx, _back(form, None), error=f"Limits not changed: {exc}")
+        back = _back(form, name)
         try:
             await ctx.gateway.call(f"{_ADMIN}/SetQueueLimits", message, viewer.caller)
         except GatewayError as exc:
-            return done(ctx, "/queues", error=f"Limits of {name} not changed: {exc.message}")
-        return done(ctx, "/queues", notice=f"Limits of queue {name} changed")
+            return done(ctx, back, error=f"Limits of {name} not changed: {exc.message}")
+        return done(ctx, back, notice=f"Limits of queue {name} changed")
 
     async def pause(request: Request) -> Response:
         return await pause_or_resume(request, "pause")
@@ -224,11 +262,19 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     return [
         Route("/queues", queues_page, methods=["GET"]),
         Route("/queues/create", create, methods=["POST"]),
+        Route("/queues/{name}", queue_page, methods=["GET"]),
         Route("/queues/pause", pause, methods=["POST"]),
         Route("/queues/resume", resume, methods=["POST"]),
         Route("/queues/delete", delete, methods=["POST"]),
         Route("/queues/limits", limits, methods=["POST"]),
     ]
+
+
+def _back(form: Any, name: str | None) -> str:
+    """Where an action of a queue's own page goes back to: that page; else the list."""
+    if name is not None and forms.text(form, "back", max_chars=20) == "queue":
+        return f"/queues/{name}"
+    return "/queues"
 
 
 def _limits_request(name: str, form: Any) -> apb.SetQueueLimitsRequest:
