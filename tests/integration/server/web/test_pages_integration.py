@@ -345,24 +345,38 @@ async def test_the_jobs_page_filters_pages_and_searches(dashboard: Dashboard) ->
     async with dashboard.browser(Scope.ADMIN) as http:
         await post(http, "/queues/create", {"name": "other"}, "/queues")
     other = await dashboard.submit("other")
-    ids = [await dashboard.submit() for _ in range(55)]
+    ids = [await dashboard.submit() for _ in range(105)]
     await dashboard.cancel(ids[0])
+    job_link = re.compile(r'<a href="/jobs/([0-9a-f-]{36})" class="mono">')
+
+    def link(html: str, rel: str) -> str:
+        found = re.search(rf'<a href="([^"]+)" rel="{rel}">', html)
+        assert found is not None, f"no {rel} link"
+        return unescape(found.group(1))
+
     async with dashboard.browser(Scope.READ) as http:
         first = await http.get("/jobs", params={"queue": "default"})
         assert first.status_code == 200
-        listed = re.findall(r'<a href="/jobs/([0-9a-f-]{36})" class="mono">', first.text)
-        assert len(listed) == 50
+        page1 = job_link.findall(first.text)
+        assert len(page1) == 50
         assert other not in first.text
         assert '<option value="other" >other</option>' in first.text.replace("  ", " ")
-        next_link = re.search(r'<a href="([^"]+)" rel="next">Next page</a>', first.text)
-        assert next_link is not None
-        second = await http.get(next_link.group(1).replace("&amp;", "&"))
-        assert second.status_code == 200
-        rest = re.findall(r'<a href="/jobs/([0-9a-f-]{36})" class="mono">', second.text)
-        assert len(rest) == 5
-        assert set(listed + rest) == set(ids)
-        assert 'href="/jobs?queue=default">First page</a>' in second.text
-        assert 'rel="next"' not in second.text
+        assert 'rel="prev"' not in first.text
+        second = (await http.get(link(first.text, "next"))).text
+        page2 = job_link.findall(second)
+        assert len(page2) == 50
+        assert link(second, "prev") == "/jobs?queue=default"
+        assert "First page" not in second  # Previous is the first page
+        third = (await http.get(link(second, "next"))).text
+        page3 = job_link.findall(third)
+        assert len(page3) == 5
+        assert set(page1 + page2 + page3) == set(ids)
+        assert 'rel="next"' not in third
+        assert 'href="/jobs?queue=default">First page</a>' in third
+        back = (await http.get(link(third, "prev"))).text
+        assert job_link.findall(back) == page2
+        assert link(back, "next") == link(second, "next")
+        assert job_link.findall((await http.get(link(back, "prev"))).text) == page1
 
         dead = await http.get("/jobs", params={"status": "DEAD_LETTERED"})
         assert re.findall(r'<a href="/jobs/([0-9a-f-]{36})" class="mono">', dead.text) == [ids[0]]
@@ -380,6 +394,8 @@ async def test_the_jobs_page_filters_pages_and_searches(dashboard: Dashboard) ->
         ({"status": "SLEEPING"}, "unknown status &#39;SLEEPING&#39;"),
         ({"page_token": "garbage"}, "start from the first page"),
         ({"page_token": "x" * 600}, "page token: too long"),
+        ({"page_token": "abc", "prev": "a.b/c"}, "previous pages: malformed"),
+        ({"prev": ".".join(["abc"] * 21)}, "previous pages: too many"),
     ],
 )
 async def test_bad_jobs_page_parameters_say_why(

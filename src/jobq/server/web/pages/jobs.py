@@ -3,6 +3,7 @@ the RPC's keyset token; dead-lettered jobs can be retried in bulk."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -26,6 +27,8 @@ PAGE_SIZE = 50
 MAX_BULK = 100
 """Most jobs one bulk retry touches (each is one RetryJob call)."""
 _MAX_TOKEN_CHARS = 512
+_TRAIL_PAGES = 20
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,512}")
 _JOBS = "/jobq.v1.JobService"
 
 
@@ -47,12 +50,32 @@ class Filters:
     queue: str = ""
     status: str = ""
     page_token: str = ""
+    trail: tuple[str, ...] = ()
+    """The page tokens of the pages between the first and this one, for Previous: the RPC
+    pages forward only, so the way back travels in the URL (at most _TRAIL_PAGES deep)."""
 
-    def url(self, **changes: str) -> str:
-        values = {"queue": self.queue, "status": self.status, "page_token": self.page_token}
-        values.update(changes)
+    def url(self, page_token: str = "", trail: tuple[str, ...] = ()) -> str:
+        values = {
+            "queue": self.queue,
+            "status": self.status,
+            "page_token": page_token,
+            "prev": ".".join(trail),
+        }
         query = urlencode({k: v for k, v in values.items() if v})
         return f"/jobs?{query}" if query else "/jobs"
+
+    def next_url(self, token: str) -> str:
+        trail = (*self.trail, self.page_token) if self.page_token else self.trail
+        return self.url(token, trail[-_TRAIL_PAGES:])
+
+    def previous_url(self) -> str:
+        if self.trail:
+            return self.url(self.trail[-1], self.trail[:-1])
+        return self.url() if self.page_token else ""
+
+    def list_url(self) -> str:
+        """This listing's first page (where an action goes back to)."""
+        return self.url()
 
 
 def routes(ctx: WebContext) -> list[BaseRoute]:
@@ -72,9 +95,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             token = params.get("page_token", "")
             if len(token) > _MAX_TOKEN_CHARS:
                 raise forms.FormError("page token: too long; start again from the first page")
+            trail = _trail(params.get("prev", ""))
         except forms.FormError as exc:
             return _page(ctx, request, viewer, Filters(), queue_names, search, str(exc), 400)
-        filters = Filters(filters.queue, filters.status, token)
+        filters = Filters(filters.queue, filters.status, token, trail)
         return await _listing(ctx, request, viewer, filters, queue_names, search)
 
     async def retry_bulk(request: Request) -> Response:
@@ -91,13 +115,15 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         field = "page_job" if forms.text(form, "which") == "page" else "job_id"
         raw_ids = form.getlist(field)
         if not raw_ids:
-            return done(ctx, back.url(), error="Nothing retried: select at least one job")
+            return done(ctx, back.list_url(), error="Nothing retried: select at least one job")
         if len(raw_ids) > MAX_BULK:
-            return done(ctx, back.url(), error=f"Nothing retried: at most {MAX_BULK} jobs at once")
+            return done(
+                ctx, back.list_url(), error=f"Nothing retried: at most {MAX_BULK} jobs at once"
+            )
         try:
             ids = list(dict.fromkeys(forms.job_id(str(raw)) for raw in raw_ids))
         except forms.FormError as exc:
-            return done(ctx, back.url(), error=f"Nothing retried: {exc}")
+            return done(ctx, back.list_url(), error=f"Nothing retried: {exc}")
         retried, failures = 0, []
         for job_id in ids:
             try:
@@ -110,14 +136,26 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         summary = f"{retried} retried, {len(failures)} failed"
         if failures:
             reasons = "; ".join(failures[:3]) + ("; …" if len(failures) > 3 else "")
-            return done(ctx, back.url(), notice="" if not retried else summary,
+            return done(ctx, back.list_url(), notice="" if not retried else summary,
                         error=f"{summary}: {reasons}")  # fmt: skip
-        return done(ctx, back.url(), notice=summary)
+        return done(ctx, back.list_url(), notice=summary)
 
     return [
         Route("/jobs", jobs_page, methods=["GET"]),
         Route("/jobs/retry", retry_bulk, methods=["POST"]),
     ]
+
+
+def _trail(raw: str) -> tuple[str, ...]:
+    """The `prev` parameter: page tokens joined by '.' (not a character of theirs)."""
+    if not raw:
+        return ()
+    parts = raw.split(".")
+    if len(raw) > _TRAIL_PAGES * (_MAX_TOKEN_CHARS + 1) or len(parts) > _TRAIL_PAGES:
+        raise forms.FormError("previous pages: too many; start again from the first page")
+    if not all(_TOKEN.fullmatch(part) for part in parts):
+        raise forms.FormError("previous pages: malformed; start again from the first page")
+    return tuple(parts)
 
 
 def _filters(queue: str, status: str) -> Filters:
@@ -164,8 +202,8 @@ async def _listing(
     rows = [_row(job) for job in reply.jobs]
     return _page(
         ctx, request, viewer, filters, queue_names, search, "", 200,
-        rows=rows, next_url=filters.url(page_token=reply.next_page_token)
-        if reply.next_page_token else "",
+        rows=rows,
+        next_url=filters.next_url(reply.next_page_token) if reply.next_page_token else "",
     )  # fmt: skip
 
 
@@ -191,7 +229,8 @@ def _page(
         "load_error": load_error,
         "rows": rows or [],
         "next_url": next_url,
-        "first_url": filters.url(page_token="") if filters.page_token else "",
+        "first_url": filters.url() if filters.trail else "",
+        "previous_url": filters.previous_url(),
         "bulk": filters.status == "DEAD_LETTERED",
     }
     return render(ctx, request, viewer, "jobs.html", status_code, **values)
