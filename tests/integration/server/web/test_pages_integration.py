@@ -465,6 +465,19 @@ async def test_the_job_page_shows_the_job_and_escapes_its_payload(dashboard: Das
         assert "The job has not reported progress." in html
         assert "PENDING  SUBMITTED" in html.replace("(new) -> ", "")
 
+        reply = await dashboard.client.jobs.SubmitJob(
+            jpb.SubmitJobRequest(
+                queue_name="default", payload=job_payload(), depends_on=[job_id],
+                concurrency_key="customer-7", priority=7,
+            ),
+            metadata=dashboard.meta(Scope.SUBMIT),
+        )  # fmt: skip
+        waiting = (await http.get(f"/jobs/{reply.job_id}")).text
+        assert 'id="job-status">WAITING<' in waiting
+        assert f'<dt>Depends on</dt><dd><a href="/jobs/{job_id}" class="mono">' in waiting
+        assert '<dt>Concurrency key</dt><dd class="mono">customer-7</dd>' in waiting
+        assert "<dt>Priority</dt><dd>7</dd>" in waiting
+
 
 def test_user_data_is_shown_as_json_text_or_hex() -> None:
     assert shown_bytes(b"\xff\x00<b>") == Shown("hex", "ff 00 3c 62 3e", 5)
