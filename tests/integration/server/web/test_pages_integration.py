@@ -26,6 +26,7 @@ from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.rpc._gen import worker_service_pb2 as wpb
 from jobq.server.web.pages.formatting import Shown, shown_bytes
+from jobq.server.web.pages.queues import Throughput
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -662,3 +663,15 @@ async def test_a_queue_page_shows_its_counts_activity_and_actions(dashboard: Das
         html = (await http.get("/queues/default")).text
         assert "<h1>Queue default</h1>" in html
         assert '<form method="post" action="/queues' not in html
+
+
+def test_throughput_is_the_rate_of_finished_jobs_over_the_views() -> None:
+    meter = Throughput()
+    assert meter.per_minute("q", 100, now=0.0) is None
+    assert meter.per_minute("q", 105, now=5.0) is None  # too short a span to say
+    assert meter.per_minute("q", 130, now=30.0) == pytest.approx(60.0)
+    assert meter.per_minute("q", 10, now=31.0) is None  # fell (retention): starts again
+    assert meter.per_minute("q", 20, now=200.0) == pytest.approx(10 * 60 / 169)
+    assert meter.per_minute("q", 20, now=800.0) is None  # older samples leave the window
+    meter.forget_except(set())
+    assert meter.per_minute("q", 5, now=801.0) is None

@@ -42,13 +42,14 @@ class Throughput:
     out of DEAD_LETTERED): a fall restarts its samples rather than showing a negative rate."""
 
     WINDOW_S = 300.0
+    MIN_SPAN_S = 10.0
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[tuple[float, int]]] = {}
 
     def per_minute(self, queue: str, finished: int, now: float | None = None) -> float | None:
-        """Record `finished` for `queue`; its rate over the window, None until two samples
-        at least a second apart exist."""
+        """Record `finished` for `queue`; its rate over the window, None until samples span
+        MIN_SPAN_S (one job finished over a second is not sixty a minute)."""
         now = time.monotonic() if now is None else now
         samples = self._samples.setdefault(queue, deque(maxlen=600))
         if samples and finished < samples[-1][1]:
@@ -57,7 +58,7 @@ class Throughput:
         while samples and now - samples[0][0] > self.WINDOW_S:
             samples.popleft()
         first_t, first_n = samples[0]
-        if now - first_t < 1.0:
+        if now - first_t < self.MIN_SPAN_S:
             return None
         return (finished - first_n) * 60.0 / (now - first_t)
 
