@@ -8,16 +8,20 @@ them it tries Google's hosts at every start) and let it run as root in a contain
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-__all__ = ["CHROMIUM_ARGS", "accessibility_violations", "chromium", "chromium_path"]
+__all__ = ["CHROMIUM_ARGS", "accessibility_violations", "chromium", "chromium_path", "in_thread"]
+
+T = TypeVar("T")
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -71,3 +75,15 @@ def accessibility_violations(page: Page) -> list[dict[str, Any]]:
         }
         for violation in results.response.get("violations", [])
     ]
+
+
+def in_thread(work: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
+    """Run a coroutine to its end on a loop of its own thread: Playwright's sync API keeps an
+    event loop running on the test's thread, so neither asyncio.run nor the async fixtures
+    (db_dsn) can run there once a browser is up."""
+
+    async def run() -> T:
+        return await work()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=timeout)

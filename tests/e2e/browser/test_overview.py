@@ -5,16 +5,12 @@ its live updates still coalesced and its navigation still working."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import asyncpg
 import grpc
 import pytest
 from playwright.sync_api import ConsoleMessage, Page
@@ -38,31 +34,6 @@ class Dashboard:
     server: ServerProcess
     url: str
     tokens: Tokens
-
-
-def in_thread(work: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to its end on a loop of its own thread: Playwright's sync API keeps an
-    event loop running on the test's thread, so neither asyncio.run nor the async fixtures
-    (db_dsn) can run there once a browser is up."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, work()).result()  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def browser_db_dsn(pg_server: Any, migrated_template: str) -> Iterator[str]:
-    """db_dsn for browser tests: a fresh migrated database, made and dropped off this thread."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(pg_server.admin_dsn)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    in_thread(lambda: admin(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"'))
-    yield pg_server.dsn(name)
-    in_thread(lambda: admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

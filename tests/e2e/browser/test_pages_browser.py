@@ -4,18 +4,14 @@ queue (the resume by keyboard alone), drain a worker, and axe-core on every page
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import grpc
 import pytest
 from playwright.sync_api import Page, expect
@@ -66,38 +62,11 @@ class Stack:
         return str(live[0]["status"]) if live else "none"
 
 
-def _run_aside(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run `coroutine` on an event loop of its own thread: Playwright's sync API keeps a loop
-    running in this one, where asyncio.run (and pytest-asyncio's fixtures) cannot start one."""
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coroutine).result(timeout=60)
-
-
-async def _admin(server: Any, statement: str) -> None:
-    connection = await asyncpg.connect(server.admin_dsn)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@pytest.fixture
-def sync_db_dsn(pg_server: Any, migrated_template: str) -> Iterator[str]:
-    """tests/conftest.py's db_dsn for a plain `def` test beside a running Playwright: a fresh
-    database cloned from the migrated template, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    _run_aside(_admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{migrated_template}"'))
-    try:
-        yield pg_server.dsn(name)
-    finally:
-        _run_aside(_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 @pytest.fixture
 def stack(
-    start_server: ServerFactory, start_worker: WorkerFactory, sync_db_dsn: str, tmp_path: Path
+    start_server: ServerFactory, start_worker: WorkerFactory, browser_db_dsn: str, tmp_path: Path
 ) -> Stack:
-    db_dsn = sync_db_dsn
+    db_dsn = browser_db_dsn
     tokens = Tokens.new()
     port = free_port()
     server = start_server(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -56,12 +56,24 @@ async def look(ctx: WebContext, request: Request) -> Viewer | Response:
         session = ctx.access.sessions.new()
     caller = ctx.access.caller_of(session)
     if caller is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = _return_to(request)
         response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         if new_session:
             ctx.access.set_cookie(response, session)
         return response
     return Viewer(session, caller, ctx.access.sessions.csrf_token(session), new_session)
+
+
+def _return_to(request: Request) -> str:
+    """Where a login should lead back to: this page; for a form posted by a logged-out
+    browser, the page the form was on (its Referer on this site), since the form's own URL
+    answers only POST."""
+    if request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc == request.headers.get("host"):
+        return safe_next(referer.path + (f"?{referer.query}" if referer.query else ""))
+    return "/"
 
 
 def render(

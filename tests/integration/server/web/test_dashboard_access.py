@@ -196,3 +196,22 @@ async def test_a_taken_port_fails_start_up_with_a_clear_message(db_dsn: str) -> 
                 await app.start()
         finally:
             await app.stop()
+
+
+async def test_a_form_posted_after_the_login_ended_leads_back_to_its_page(db_dsn: str) -> None:
+    tokens = Tokens.new()
+    async with dashboard(db_dsn, tokens) as http:
+        base = str(http.base_url).rstrip("/")
+        answer = await http.post(
+            "/queues/pause",
+            data={"csrf_token": "0" * 64},
+            headers={"referer": f"{base}/queues?x=1"},
+        )
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?next=%2Fqueues%3Fx%3D1"
+        foreign = await http.post(
+            "/queues/pause",
+            data={"csrf_token": "0" * 64},
+            headers={"referer": "https://evil.example/queues"},
+        )
+        assert foreign.headers["location"] == "/login?next=%2F"
