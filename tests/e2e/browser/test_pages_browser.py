@@ -202,3 +202,32 @@ def test_the_pages_pass_axe_for_a_read_only_viewer(page: Page, stack: Stack) -> 
         expect(page.locator("h1")).to_have_count(1)
         assert page.get_by_role("button", name="Retry").count() == 0
         no_violations(page)
+
+
+def test_a_submitted_job_appears_live_and_its_retry_is_watched_without_a_reload(
+    page: Page, stack: Stack, tmp_path: Path
+) -> None:
+    """The operator's path with the page never reloaded by the test: the live updates (SSE,
+    then a fetch of the page's live regions) bring the new job into the list, its dead letter
+    and, after Retry, its DONE."""
+    log_in(page, stack, "/jobs")
+    page.evaluate("window.jobqTestMark = 'same document'")  # a reload would forget it
+    marker = tmp_path / "may-succeed"
+    job_id = stack.submit(
+        {"handler": "support.e2e_tasks:fail_until_marker", "args": [str(marker)]}, max_retries=0
+    )
+    link = page.get_by_role("link", name=job_id)
+    until(page, lambda: link.count() == 1, "the new job to appear in the list", reload=False)
+    row = page.locator("#jobs-table tr", has=link)
+    until(page, lambda: "DEAD_LETTERED" in row.inner_text(), "its dead letter", reload=False)
+    assert page.evaluate("window.jobqTestMark") == "same document"
+    link.click()
+    status = page.locator("#job-status")
+    expect(status).to_have_text("DEAD_LETTERED")
+    marker.write_text("now it may succeed")
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("status")).to_have_text("Job retried: it is PENDING again")
+    page.evaluate("window.jobqTestMark = 'after retry'")
+    until(page, lambda: status.inner_text() == "DONE", "the retried job to finish", reload=False)
+    assert page.evaluate("window.jobqTestMark") == "after retry"
+    expect(page.locator("#job-timeline")).to_contain_text("MANUAL_RETRY")
