@@ -92,6 +92,7 @@ def build_request(
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise ApiInputError(_first_line(str(exc))) from None
+    _refuse_nul(message)
     return message
 
 
@@ -152,6 +153,21 @@ def _payloads_as_json(descriptor: Descriptor, data: dict[str, Any]) -> None:
 
 def _is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def _refuse_nul(message: Message, where: str = "") -> None:
+    """No string field may hold a NUL character: PostgreSQL's text cannot store one, and some
+    servicers pass filters to the database unchecked (a 500 instead of a 400)."""
+    for field, value in message.ListFields():
+        name = f"{where}{field.name}"
+        if field.type == FieldDescriptor.TYPE_STRING:
+            values = value if field.is_repeated else [value]
+            if any("\x00" in v for v in values):
+                raise ApiInputError(f"{name}: contains a NUL character")
+        elif field.message_type is not None and not _is_map(field):
+            items = value if field.is_repeated else [value]
+            for index, item in enumerate(items):
+                _refuse_nul(item, f"{name}[{index}]." if field.is_repeated else f"{name}.")
 
 
 def _first_line(message: str) -> str:
