@@ -88,6 +88,8 @@ def _endpoint(ctx: WebContext, route: ApiRoute) -> Endpoint:
             return _error(exc.http_status, exc.code, exc.message, headers)
         except ApiInputError as exc:
             return _error(400, "INVALID_ARGUMENT", str(exc), headers)
+        except RecursionError:  # [[[[... within the size limit: json's parser gives up
+            return _error(400, "INVALID_ARGUMENT", "the body is nested too deeply", headers)
         try:
             response = await ctx.gateway.call(
                 route.rpc, message, caller, correlation_id=correlation_id

@@ -494,6 +494,9 @@ async def test_bodies_that_are_not_a_valid_request_are_400(api: Api) -> None:
     _error(await post(b'{"priority": NaN}'), 400, "INVALID_ARGUMENT", "NaN")
     _error(await post(b'{"priority": 1, "priority": 2}'), 400, "INVALID_ARGUMENT", "duplicate")
     _error(await post(b"\xff\xfe{}"), 400, "INVALID_ARGUMENT", "UTF-8")
+    _error(await post(b"[" * 30000), 400, "INVALID_ARGUMENT", "nested")
+    deep = b'{"queue_name": "default", "payload": ' + b'{"a":' * 5000 + b"1" + b"}" * 5001
+    _error(await post(deep), 400, "INVALID_ARGUMENT", "nested")
     _error(await post(b'{"priority": "high"}'), 400, "INVALID_ARGUMENT", "priority")
     _error(await post(b'{"payload": "%%% not base64"}'), 400, "INVALID_ARGUMENT", "payload")
     q = b'"queue_name": "default", '
