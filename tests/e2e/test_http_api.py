@@ -25,6 +25,8 @@ from support.auth import Tokens
 from support.processes import ServerFactory, WorkerFactory, free_port
 
 from jobq.domain.scopes import Scope
+from jobq.rpc.method_scopes import METHOD_SCOPES
+from jobq.server.web.api_routes import API_ROUTES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -79,6 +81,21 @@ def test_the_section_shows_each_kind_of_call_with_curl_that_fails_loudly() -> No
     text = section()
     assert "GET /api/v1/openapi.json" in text
     assert "jq-server --dashboard-port" in text
+
+
+def test_the_section_lists_every_route_with_its_method_and_scope() -> None:
+    rows = re.findall(
+        r"^\| `([A-Z]+) ([^`?]+)(?:\?[^`]*)?` \| `(\w+)` \| (\w+) \|$", section(), re.M
+    )
+    assert rows == [
+        (
+            route.http_method,
+            route.full_path,
+            route.rpc.rsplit("/", 1)[1],
+            METHOD_SCOPES[route.rpc].value,
+        )
+        for route in API_ROUTES
+    ]
 
 
 def test_every_curl_example_of_the_readme_works_as_written(
