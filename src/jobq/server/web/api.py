@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from jobq.observability.correlation import is_valid_correlation_id, new_correlation_id
+from jobq.observability.logging_setup import get_logger
 from jobq.server.web.access import ApiRefusal
 from jobq.server.web.api_json import ApiInputError, build_request, to_json
 from jobq.server.web.api_routes import API_PREFIX, API_ROUTES, ApiRoute, Body
@@ -33,20 +34,12 @@ from jobq.server.web.openapi import openapi_document
 
 __all__ = ["OPENAPI_PATH", "routes"]
 
+log = get_logger("jobq.dashboard")
+
 OPENAPI_PATH = API_PREFIX + "/openapi.json"
 CORRELATION_HEADER = "x-correlation-id"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class _Refused(Exception):
-    """A request refused before its RPC: the HTTP status, the code and the message."""
-
-    def __init__(self, http_status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.code = code
-        self.message = message
 
 
 def routes(ctx: WebContext) -> list[BaseRoute]:
@@ -82,9 +75,14 @@ def _endpoint(ctx: WebContext, route: ApiRoute) -> Endpoint:
                 list(request.query_params.multi_items()),
                 route.query_fields,
             )
-        except ApiRefusal as exc:
-            return _error(exc.http_status, exc.code, exc.message, headers)
-        except _Refused as exc:
+        except ApiRefusal as exc:  # the credential (401, 403) or the body (413, 415, 400)
+            if exc.http_status == 401:
+                log.warning(
+                    "api request refused",
+                    action="api.unauthenticated",
+                    path=request.url.path,
+                    reason=exc.message,
+                )
             return _error(exc.http_status, exc.code, exc.message, headers)
         except ApiInputError as exc:
             return _error(400, "INVALID_ARGUMENT", str(exc), headers)
@@ -180,4 +178,4 @@ def _too_large(limit: int) -> NoReturn:
 
 
 def _refuse(status: int, code: str, message: str) -> NoReturn:
-    raise _Refused(status, code, message)
+    raise ApiRefusal(status, code, message)
