@@ -158,4 +158,6 @@ def audit_filters(action: str, actor: str) -> tuple[str | None, str | None]:
     ):
         if len(value) > limit:
             raise InvalidArgument(f"{field} filter is at most {limit} characters, got {len(value)}")
+        if "\x00" in value:  # PostgreSQL's text cannot hold it: refused here, not a 500 there
+            raise InvalidArgument(f"{field} filter contains a NUL character")
     return action or None, actor or None

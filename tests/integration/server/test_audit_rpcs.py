@@ -201,6 +201,8 @@ async def test_list_defaults_to_20_and_caps_at_100(client: Client) -> None:
         pytest.param({"page_token": "x" * 1000}, "page_token", id="long-token"),
         pytest.param({"action": "a" * 65}, "action", id="long-action"),
         pytest.param({"actor": "a" * 257}, "actor", id="long-actor"),
+        pytest.param({"action": "job\x00cancel"}, "action", id="nul-in-action"),
+        pytest.param({"actor": "\x00"}, "actor", id="nul-in-actor"),
     ],
 )
 async def test_list_rejects_bad_input_naming_the_field(
