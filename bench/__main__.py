@@ -101,6 +101,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="skip the drains of limited queues (bench/flow.py: a per-key concurrency limit, "
         "a rate limit, neither binding)",
     )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="serve the dashboard of the bench's jq-server on this port (open mode, loopback), "
+        "to watch the drains in a browser; 0 (default): off, as the figures are measured",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser.parse_args(argv)
 
@@ -145,9 +153,16 @@ async def measure(
     server = p.start_program(
         "jq-server",
         ["--grpc-port", str(grpc_port)],
-        {"JQ_DB_DSN": dsn, "JQ_METRICS_PORT": "0", "JQ_HEALTH_PORT": "0"},
+        {
+            "JQ_DB_DSN": dsn,
+            "JQ_METRICS_PORT": "0",
+            "JQ_HEALTH_PORT": "0",
+            "JQ_DASHBOARD_PORT": str(args.dashboard_port),
+        },
         workdir,
     )
+    if args.dashboard_port:
+        print(f"bench: dashboard at http://127.0.0.1:{args.dashboard_port}/", flush=True)
     worker_env = {
         "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
         "JQ_WORKER_METRICS_PORT": "0",
