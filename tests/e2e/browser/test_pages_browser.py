@@ -231,3 +231,34 @@ def test_a_submitted_job_appears_live_and_its_retry_is_watched_without_a_reload(
     until(page, lambda: status.inner_text() == "DONE", "the retried job to finish", reload=False)
     assert page.evaluate("window.jobqTestMark") == "after retry"
     expect(page.locator("#job-timeline")).to_contain_text("MANUAL_RETRY")
+
+
+CONTROL_KEY = """e => [e.tagName, e.getAttribute('href') || '', e.name || '', e.id || '',
+  e.getAttribute('value') || '', (e.textContent || '').trim().slice(0, 40),
+  e.closest('form')?.getAttribute('action') || '', e.closest('tr')?.rowIndex ?? ''].join('|')"""
+"""A control's identity that survives a live region's refresh (which replaces the elements)."""
+
+VISIBLE_CONTROLS = f"""() => Array.from(document.querySelectorAll(
+    'a[href], button, input:not([type=hidden]), select, textarea, summary'))
+  .filter(e => !e.disabled && e.checkVisibility()).map({CONTROL_KEY})"""
+
+
+def test_every_control_of_every_page_is_reached_with_tab(page: Page, stack: Stack) -> None:
+    """Keyboard navigation: Tab alone reaches every visible link, button and field of each page
+    (no control is mouse-only), and the first stop is the skip link."""
+    job_id = stack.submit({"handler": "support.e2e_tasks:noop"}, max_retries=0)
+    log_in(page, stack, "/")
+    for path in ("/", "/queues", "/queues/default", "/jobs", f"/jobs/{job_id}", "/workers"):
+        page.goto(stack.url + path)
+        page.locator("h1").wait_for()
+        wanted = set(page.evaluate(VISIBLE_CONTROLS))
+        assert len(wanted) > 5, path
+        reached: set[str] = set()
+        for step in range(len(wanted) + 10):
+            page.keyboard.press("Tab")
+            if step == 0:
+                first = str(page.evaluate("document.activeElement.textContent")).strip()
+                assert first == "Skip to content", path
+            reached.add(str(page.evaluate(f"({CONTROL_KEY})(document.activeElement)")))
+        missing = sorted(wanted - reached)
+        assert missing == [], f"{path}: never reached with Tab: {missing}"
