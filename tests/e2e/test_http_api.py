@@ -189,3 +189,53 @@ def _wait_done(url: str, token: str, job_id: str, timeout_s: float = 30) -> None
             return
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} still {status} after {timeout_s}s")
+
+
+def test_a_command_job_over_http_needs_the_submit_scope_and_the_workers_consent(
+    start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str
+) -> None:
+    """The web side adds no way to run commands: submitting needs a `submit` token (a `read`
+    or `admin` one is refused and nothing is queued), and a command job then runs only if the
+    worker allows the command (`worker.allowed_commands`)."""
+    tokens = Tokens.new()
+    port = free_port()
+    server = start_server({"JQ_DB_DSN": db_dsn, "JQ_DASHBOARD_PORT": str(port), **tokens.env()})
+    start_worker(
+        server,
+        env={
+            "JQ_WORKER_TOKEN": tokens.by_scope[Scope.WORKER],
+            "JQ_WORKER_ALLOWED_COMMANDS": "echo",
+        },
+    )
+    url = f"http://127.0.0.1:{port}/api/v1"
+
+    def submit(token: str, command: list[str]) -> httpx.Response:
+        return httpx.post(
+            f"{url}/jobs",
+            json={"queue_name": "default", "payload": {"command": command}, "max_retries": 0},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+
+    for scope in (Scope.READ, Scope.ADMIN):
+        refused = submit(tokens.by_scope[scope], ["echo", "no"])
+        assert refused.status_code == 403, refused.text
+        assert "lacks the submit scope" in refused.json()["error"]["message"]
+    assert httpx.post(f"{url}/jobs", json={"queue_name": "default"}).status_code == 401
+    everyone = {"Authorization": f"Bearer {tokens.everything}"}
+    assert httpx.get(f"{url}/jobs", headers=everyone, timeout=10).json().get("jobs", []) == []
+
+    allowed = submit(tokens.by_scope[Scope.SUBMIT], ["echo", "hello"]).json()["job_id"]
+    other = submit(tokens.by_scope[Scope.SUBMIT], ["id"]).json()["job_id"]
+    ended: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while len(ended) < 2:
+        assert time.monotonic() < deadline, ended
+        for job_id in (allowed, other):
+            job = httpx.get(f"{url}/jobs/{job_id}", headers=everyone, timeout=10).json()["job"]
+            if job["status"] in ("JOB_STATUS_DONE", "JOB_STATUS_DEAD_LETTERED"):
+                ended[job_id] = job
+        time.sleep(0.2)
+    assert ended[allowed]["status"] == "JOB_STATUS_DONE"
+    assert ended[other]["status"] == "JOB_STATUS_DEAD_LETTERED"
+    assert "command not allowed: id" in ended[other]["error_message"]
