@@ -364,6 +364,9 @@ def test_hpa_scales_the_workers_on_queue_depth() -> None:
     assert target["name"] == "jobq-worker"
     _deployment(target["name"])  # exists
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert "replicas" not in _deployment("jobq-worker")["spec"], (
+        "the HPA owns the worker count: `replicas` would reset it at every kubectl apply"
+    )
     (metric,) = hpa["spec"]["metrics"]
     assert metric["type"] == "External"
     assert metric["external"]["metric"]["name"] == "jq_job_queue_depth"
