@@ -237,6 +237,8 @@ def test_worker_probes_and_ports_match_the_settings() -> None:
     assert (readiness["path"], readiness["port"]) == ("/readyz", "health")
     assert (liveness["path"], liveness["port"]) == ("/healthz", "health")
     assert container["command"] == ["jq-worker"]
+    pod = _deployment("jobq-worker")["spec"]["template"]["spec"]
+    assert pod.get("shareProcessNamespace") is True, "an init (pause) reaps command orphans"
     host, _, port = settings.worker.server_addr.rpartition(":")
     service = _one("Service", host)
     grpc_ports = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
