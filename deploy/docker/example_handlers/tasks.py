@@ -1,7 +1,7 @@
 """Handlers the example worker image trusts (`JQ_WORKER_IMPORTS=example_handlers.tasks` in
 deploy/docker/worker.Dockerfile). Submit one with:
 
-    jq-ctl job submit --payload '{"handler": "example_handlers.tasks:slugify", "args": ["Hello World"]}'
+    jq-ctl job submit --payload '{"handler": "example_handlers.tasks:slugify", "args": ["Hi!"]}'
     jq-ctl job submit --payload '{"handler": "example_handlers.word_count", "args": ["a b a"]}'
 """
 
