@@ -24,7 +24,10 @@ from urllib.parse import urlsplit
 import pytest
 
 import jobq
-from jobq.config.loader import env_var_name, iter_fields
+from jobq.config.loader import env_var_name, iter_fields, load_settings
+from jobq.domain.errors import ConfigError
+from jobq.server.listeners import listener_problems
+from jobq.worker.app import prepare_worker
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER = ROOT / "deploy" / "docker"
@@ -356,6 +359,31 @@ def test_the_image_listens_on_all_interfaces_and_logs_json() -> None:
     assert env["PYTHONUNBUFFERED"] == "1"
     assert "JQ_GRPC_INSECURE" not in env, "authentication stays the operator's choice"
     assert env["PATH"].startswith("/opt/venv/bin:")
+
+
+def image_env(path: Path, **extra: str) -> dict[str, str]:
+    """The environment a container of the image (or recipe) starts with, plus `extra`."""
+    env: dict[str, str] = {}
+    for file in dict.fromkeys([DOCKERFILE, path]):  # the image's, then the recipe's
+        env.update(stage_env(parse_stages(file)[1][-1]))
+    return {**env, **extra}
+
+
+def test_the_server_refuses_the_image_defaults_until_authentication_is_configured() -> None:
+    loaded = load_settings(env=image_env(DOCKERFILE))
+    assert loaded.warnings == (), "a JQ_* default is read as a misspelt setting"
+    assert len(listener_problems(loaded.settings)) == 3  # grpc, health, metrics; dashboard off
+    token = "ops:read+admin:" + "0" * 64
+    authenticated = load_settings(env=image_env(DOCKERFILE, JQ_AUTH_TOKENS=token))
+    assert listener_problems(authenticated.settings) == []
+
+
+def test_a_worker_refuses_the_image_defaults_until_it_has_a_token() -> None:
+    loaded = load_settings(env=image_env(WORKER_DOCKERFILE))
+    assert loaded.warnings == ()
+    with pytest.raises(ConfigError, match=re.escape("health.host is 0.0.0.0")):
+        prepare_worker(loaded.settings)
+    prepare_worker(load_settings(env=image_env(WORKER_DOCKERFILE, JQ_WORKER_TOKEN="s")).settings)
 
 
 # --- the worker recipe -------------------------------------------------------------------------
