@@ -10,7 +10,7 @@ from jobq.domain.errors import Unauthenticated
 from jobq.observability.logging_setup import get_logger
 from jobq.server.caller import Caller
 from jobq.server.web.context import WebContext
-from jobq.server.web.page import Viewer, action, look, render, safe_next
+from jobq.server.web.page import Viewer, act, action, render, safe_next
 from jobq.server.web.sessions import Session
 
 __all__ = ["routes"]
@@ -63,12 +63,9 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
         response = RedirectResponse("/login" if ctx.access.authentication else "/", 303)
         ctx.access.clear_cookie(response)
         return response

@@ -26,7 +26,7 @@ from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
 from jobq.server.web.sessions import Session
 
-__all__ = ["Viewer", "action", "done", "look", "render", "safe_next"]
+__all__ = ["Viewer", "act", "action", "done", "look", "render", "safe_next"]
 
 FLASH_COOKIE = "jq_flash"
 _MAX_FORM_BYTES = 64 * 1024
@@ -132,6 +132,18 @@ async def action(ctx: WebContext, request: Request, viewer: Viewer) -> FormData 
             "reload the page and try again",
         )
     return form
+
+
+async def act(ctx: WebContext, request: Request) -> tuple[Viewer, FormData] | Response:
+    """`look` then `action`, the start of every form handler: the viewer and the form's
+    fields, or the response to return as it is (the login redirect, 403, 413)."""
+    viewer = await look(ctx, request)
+    if isinstance(viewer, Response):
+        return viewer
+    form = await action(ctx, request, viewer)
+    if isinstance(form, Response):
+        return form
+    return viewer, form
 
 
 def done(

@@ -46,8 +46,13 @@ def queue_name(value: str) -> str:
 
 def job_id(value: str) -> str:
     """The canonical text of a job id (a UUID)."""
+    return uuid_text(value, "job id")
+
+
+def uuid_text(value: str, what: str) -> str:
+    """The canonical text of a UUID; the error names the field as `what`."""
     try:
-        return str(parse_uuid(value.strip(), "job id"))
+        return str(parse_uuid(value.strip(), what))
     except InvalidArgument as exc:
         raise FormError(str(exc)) from None
 

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
-from jobq.server.web.page import Viewer, action, done, look, render
+from jobq.server.web.page import Viewer, act, done, look, render
 from jobq.server.web.pages import forms
 from jobq.server.web.pages.formatting import ago, iso, job_status, shown_bytes, when
 
@@ -77,12 +77,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         )  # fmt: skip
 
     async def job_action(request: Request, verb: str) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer = acted[0]
         try:
             job_id = forms.job_id(request.path_params["job_id"])
         except forms.FormError as exc:

@@ -17,7 +17,7 @@ from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
-from jobq.server.web.page import Viewer, action, done, look, render
+from jobq.server.web.page import Viewer, act, done, look, render
 from jobq.server.web.pages import forms
 from jobq.server.web.pages.formatting import JOB_STATUSES, ago, iso, job_status, when
 
@@ -102,12 +102,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return await _listing(ctx, request, viewer, filters, queue_names, search)
 
     async def retry_bulk(request: Request) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer, form = acted
         try:
             back = _filters(forms.text(form, "queue"), forms.text(form, "status"))
         except forms.FormError:

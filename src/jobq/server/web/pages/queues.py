@@ -17,7 +17,7 @@ from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
-from jobq.server.web.page import action, done, look, render
+from jobq.server.web.page import act, done, look, render
 from jobq.server.web.pages import forms
 from jobq.server.web.pages.formatting import duration, rate
 from jobq.server.web.pages.job_detail import event_row
@@ -154,12 +154,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         )  # fmt: skip
 
     async def create(request: Request) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer, form = acted
         try:
             name = forms.queue_name(forms.text(form, "name"))
             message = apb.CreateQueueRequest(name=name)
@@ -183,12 +181,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return done(ctx, "/queues", notice=f"Queue {name} created")
 
     async def pause_or_resume(request: Request, verb: str) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer, form = acted
         try:
             name = forms.queue_name(forms.text(form, "name", max_chars=200))
         except forms.FormError as exc:
@@ -207,12 +203,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return done(ctx, back, notice=f"Queue {name} {verb}d")
 
     async def delete(request: Request) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer, form = acted
         try:
             name = forms.queue_name(forms.text(form, "name", max_chars=200))
             typed = forms.text(form, "confirm", max_chars=200)
@@ -236,12 +230,10 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return done(ctx, "/queues", notice=f"Queue {name} deleted{jobs}")
 
     async def limits(request: Request) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer, form = acted
         try:
             name = forms.queue_name(forms.text(form, "name", max_chars=200))
             message = _limits_request(name, form)

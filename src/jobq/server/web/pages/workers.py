@@ -16,7 +16,7 @@ from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.web.context import WebContext
 from jobq.server.web.gateway import GatewayError
-from jobq.server.web.page import Viewer, action, done, look, render
+from jobq.server.web.page import Viewer, act, done, look, render
 from jobq.server.web.pages import forms
 from jobq.server.web.pages.formatting import ago, iso, when, worker_status
 
@@ -74,17 +74,14 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         return _page(ctx, request, viewer, rows, status, "", 200)
 
     async def worker_action(request: Request, verb: str) -> Response:
-        viewer = await look(ctx, request)
-        if isinstance(viewer, Response):
-            return viewer
-        form = await action(ctx, request, viewer)
-        if isinstance(form, Response):
-            return form
+        acted = await act(ctx, request)
+        if isinstance(acted, Response):
+            return acted
+        viewer, form = acted
         try:
-            worker_id = forms.job_id(forms.text(form, "worker_id", max_chars=100))
+            worker_id = forms.uuid_text(forms.text(form, "worker_id", max_chars=100), "worker id")
         except forms.FormError as exc:
-            message = str(exc).replace("job id", "worker id")
-            return done(ctx, "/workers", error=f"Nothing done: {message}")
+            return done(ctx, "/workers", error=f"Nothing done: {exc}")
         past = "drained" if verb == "drain" else "shut down"
         request_message: Any = (
             apb.DrainWorkerRequest(worker_id=worker_id)
