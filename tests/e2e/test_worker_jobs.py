@@ -134,6 +134,7 @@ async def test_worker_metrics_and_health_endpoints(
         text = response.read().decode()
     assert 'jq_worker_jobs_total{result="success"} 1.0' in text
     assert "jq_worker_active_jobs 0.0" in text
+    assert "jq_worker_slots 4.0" in text  # the default worker.concurrency
     assert "jq_worker_job_duration_seconds_count 1.0" in text
     assert "jq_worker_reconnects_total 0.0" in text
     assert worker.terminate() == 0

@@ -264,6 +264,11 @@ class WorkerMetrics(ProgramMetrics):
         self.worker_active_jobs = Gauge(
             "jq_worker_active_jobs", "Jobs this worker is running now.", registry=r
         )
+        self.worker_slots = Gauge(
+            "jq_worker_slots",
+            "Jobs this worker runs at once (its concurrency); busy share = active_jobs / slots.",
+            registry=r,
+        )
         self.worker_jobs = Counter(
             "jq_worker_jobs",
             "Jobs this worker finished, by result (e.g. success, failure, shutdown).",

@@ -106,6 +106,7 @@ class JobRunner:
         # Read when scraped rather than updated twice per job under the gauge's lock.
         self._active = 0
         metrics.worker_active_jobs.set_function(lambda: self._active)
+        metrics.worker_slots.set(concurrency)
 
     @property
     def running(self) -> Mapping[JobKey, RunningJob]:

@@ -33,6 +33,7 @@ SERVER_METRICS: dict[str, tuple[str, set[str]]] = {
 
 WORKER_METRICS: dict[str, tuple[str, set[str]]] = {
     "jq_worker_active_jobs": ("gauge", set()),
+    "jq_worker_slots": ("gauge", set()),
     "jq_worker_jobs": ("counter", {"result"}),
     "jq_worker_job_duration_seconds": ("histogram", set()),
     "jq_worker_reconnects": ("counter", set()),
