@@ -4,10 +4,11 @@ Prometheus's API the way Grafana would send it, and must parse and return data.
 
 The workload is what the panels show: jobs that succeed, a job that fails, is retried and is
 dead-lettered, a job parked in a queue no worker serves (queue depth), and an RPC that fails
-(an unknown job id). It runs in two rounds with a scrape between them: a labelled series
-appears only on its first use, so a counter first scraped at 1 has rate 0 and a histogram
-first scraped with all its observations has no quantile; the second round gives every series
-an increase that Prometheus saw happen.
+(an unknown job id), with Redis (claim locks) and a Kafka-protocol broker (lifecycle events)
+on, as deploy/compose.yaml runs them. It runs in two rounds with a scrape between them: a
+labelled series appears only on its first use, so a counter first scraped at 1 has rate 0 and
+a histogram first scraped with all its observations has no quantile; the second round gives
+every series an increase that Prometheus saw happen.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -28,8 +30,10 @@ from support.grafana_dashboard import (
     variable,
 )
 from support.job_waits import submit, wait_status
+from support.kafka_broker import KafkaBroker, running_kafka_broker
 from support.processes import ServerFactory, WorkerFactory, free_port
 from support.prometheus_server import PrometheusServer, running_prometheus
+from support.redis_server import RedisServer, running_redis_server
 from support.server_harness import Client, client_for
 
 from jobq.rpc._gen import admin_service_pb2 as apb
@@ -76,6 +80,8 @@ RISING = (
     "jq_job_duration_seconds_count",
     "jq_worker_job_duration_seconds_count",
     "jq_scheduler_jobs_assigned_total",
+    "jq_redis_operation_duration_seconds_count",
+    "jq_events_published_total",
     'jq_grpc_requests_total{code="NOT_FOUND"}',
 )
 """Counters whose rise between the rounds the panels show: until Prometheus has two samples
@@ -99,8 +105,25 @@ def has_data(result: list[dict[str, object]]) -> bool:
     return False
 
 
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    with running_kafka_broker(tmp_path / "kafka") as running:
+        yield running
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis_server(tmp_path / "redis") as running:
+        yield running
+
+
 async def test_every_panel_query_parses_and_returns_data(
-    start_server: ServerFactory, start_worker: WorkerFactory, db_dsn: str, tmp_path: Path
+    start_server: ServerFactory,
+    start_worker: WorkerFactory,
+    db_dsn: str,
+    broker: KafkaBroker,
+    redis: RedisServer,
+    tmp_path: Path,
 ) -> None:
     metrics_port = free_port()
     server = start_server(
@@ -108,6 +131,11 @@ async def test_every_panel_query_parses_and_returns_data(
             "JQ_DB_DSN": db_dsn,
             "JQ_METRICS_HOST": "127.0.0.1",
             "JQ_METRICS_PORT": str(metrics_port),
+            # Redis and Kafka on, as in deploy/compose.yaml: their panels need their metrics.
+            "JQ_REDIS_ENABLED": "true",
+            "JQ_REDIS_URL": redis.url,
+            "JQ_KAFKA_ENABLED": "true",
+            "JQ_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             **FAST_RETRY,
         }
     )
