@@ -46,8 +46,8 @@ DONE, DEAD = cpb.JOB_STATUS_DONE, cpb.JOB_STATUS_DEAD_LETTERED
 FAST_RETRY = {"JQ_SCHEDULER_RETRY_BASE_DELAY_S": "0", "JQ_SCHEDULER_RETRY_MAX_DELAY_S": "0"}
 JOBS_PER_ROUND = 5
 RATE_INTERVAL = "30s"
-"""What `$__rate_interval` stands for: wide enough that every step of the range query after the
-first rounds sees two scrapes of the workload (scrape interval 1 s)."""
+"""What `$__rate_interval` stands for here: wide enough to hold the scrapes on both sides of the
+second round (scrape interval 1 s), narrow enough to be a real rate window."""
 PARKED_QUEUE = "parked"
 """A queue no worker serves: its job stays PENDING, so the queue-depth gauges have a value."""
 
@@ -84,8 +84,8 @@ RISING = (
     "jq_events_published_total",
     'jq_grpc_requests_total{code="NOT_FOUND"}',
 )
-"""Counters whose rise between the rounds the panels show: until Prometheus has two samples
-of each across that rise, their rates are 0 and their quantiles NaN."""
+"""Counters the panels show rising in the second round: until Prometheus has samples of each
+from before and after that rise, their rates are 0 and their quantiles NaN."""
 
 
 def rose(prometheus: PrometheusServer) -> None:
@@ -185,5 +185,5 @@ async def test_every_panel_query_parses_and_returns_data(
             elif not has_data(reply["data"]["result"]):
                 failures.append(f"{query}\n  returns no data")
     await client.channel.close()
-    assert len(queries) >= 20
+    assert queries
     assert not failures, "\n".join(failures)
