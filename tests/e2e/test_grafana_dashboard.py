@@ -118,11 +118,13 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 async def test_every_panel_query_parses_and_returns_data(
+    # Redis and the broker first: fixtures stop in reverse order, and redis-server, asked to
+    # stop while jq-server is still connected, takes seconds to do so.
+    redis: RedisServer,
+    broker: KafkaBroker,
+    db_dsn: str,
     start_server: ServerFactory,
     start_worker: WorkerFactory,
-    db_dsn: str,
-    broker: KafkaBroker,
-    redis: RedisServer,
     tmp_path: Path,
 ) -> None:
     metrics_port = free_port()
