@@ -11,6 +11,7 @@ pinned images, and Prometheus and Grafana pointing at what Compose really runs.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import importlib.util
@@ -362,6 +363,23 @@ def test_servers_stop_after_in_flight_calls_and_after_the_workers(model: dict[st
         # Compose stops dependents first: the workers drain while the servers still run.
         assert name in service(model, WORKER)["depends_on"]
     assert seconds(service(model, "postgres")["stop_grace_period"]) > 10, "Docker's default"
+
+
+def test_kafka_is_one_kraft_node_the_servers_can_reach(model: dict[str, Any]) -> None:
+    env = {k: str(v) for k, v in service(model, "kafka")["environment"].items()}
+    # The storage is formatted with CLUSTER_ID: a base64url UUID, 22 characters, canonical.
+    cluster_id = env["CLUSTER_ID"]
+    raw_id = base64.urlsafe_b64decode(cluster_id + "==")
+    assert len(raw_id) == 16
+    assert base64.urlsafe_b64encode(raw_id).decode().rstrip("=") == cluster_id
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    advertised = dict(
+        listener.split("://", 1) for listener in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    for name in SERVERS:
+        bootstrap = settings_of(model, name).kafka.bootstrap_servers
+        assert advertised["PLAINTEXT"] == bootstrap, f"{name} bootstraps from {bootstrap}"
 
 
 # --- jobq's settings and authentication -------------------------------------------------------
