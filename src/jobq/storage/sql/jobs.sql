@@ -702,10 +702,12 @@ SELECT status, count(*) AS n FROM jobs GROUP BY status;
 -- since it became runnable, its creation or its not_before (a delayed job, a retry's backoff),
 -- whichever is later, as the claim sees it; jobs not yet due are not waiting and are left out
 -- (NULL when none is due). Finished jobs are left out: counting the whole history on every
--- refresh would grow without bound. The age rides on the count's scan (one pass over the
--- unfinished rows, the same plan as the count alone: see test_metrics_queries.py) instead of a
--- query of its own: the claim index is ordered by priority first, so no index gives the oldest
--- job of a queue directly anyway.
+-- refresh would grow without bound. The age rides on the count's scan instead of a query of
+-- its own (the claim index is ordered by priority first, so no index gives a queue's oldest
+-- job directly anyway): the plan is the count's own, one scan of jobs (test_metrics_queries.py
+-- checks it). That scan is sequential, though: measured with 20,000 finished and 2,700
+-- unfinished jobs, and with 300,000 finished (20 ms), PostgreSQL reads the whole table, history
+-- included, with or without the age; once a scrape at most each second.
 SELECT queue_name, status, count(*) AS n,
        EXTRACT(EPOCH FROM now() - min(GREATEST(created_at, not_before))
            FILTER (WHERE status = 'PENDING' AND (not_before IS NULL OR not_before <= now()))
