@@ -705,7 +705,7 @@ SELECT status, count(*) AS n FROM jobs GROUP BY status;
 -- refresh would grow without bound. The age rides on the count's scan instead of a query of
 -- its own (the claim index is ordered by priority first, so no index gives a queue's oldest
 -- job directly anyway): the plan is the count's own, one scan of jobs (test_metrics_queries.py
--- checks it). That scan is sequential, though: measured with 20,000 finished and 2,700
+-- checks it). That scan is sequential, though: measured with 20,000 finished and 3,500
 -- unfinished jobs, and with 300,000 finished (20 ms), PostgreSQL reads the whole table, history
 -- included, with or without the age; once a scrape at most each second.
 SELECT queue_name, status, count(*) AS n,
