@@ -238,7 +238,33 @@ class ServerMetrics(ProgramMetrics):
         self.db_errors = Counter(
             "jq_db_errors", "PostgreSQL operations that failed unexpectedly.", registry=r
         )
+        self.queue_oldest_pending_age_seconds = Gauge(
+            "jq_queue_oldest_pending_age_seconds",
+            "Seconds since the oldest runnable PENDING job of the queue became runnable "
+            "(created, or due after a delay or retry backoff); 0 when none waits.",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_workers_online = Gauge(
+            "jq_queue_workers_online",
+            "ONLINE workers taking jobs from the queue; 0 for a queue with unfinished jobs "
+            "and no such worker.",
+            ["queue"],
+            registry=r,
+        )
+        self.server_ready = Gauge(
+            "jq_server_ready",
+            "1 when this replica is ready (what /readyz answers 200 for), else 0.",
+            registry=r,
+        )
+        self.workers_lost = Counter(
+            "jq_workers_lost",
+            "Workers this replica declared lost (no heartbeat within the timeout).",
+            registry=r,
+        )
         self._depth_labels: set[tuple[str, str]] = set()
+        self._age_queues: set[str] = set()
+        self._online_queues: set[str] = set()
 
     def set_queue_depth(self, depths: Mapping[tuple[str, str], int]) -> None:
         """Replace the `jq_job_queue_depth` values with a fresh count {(queue, status): n}.
@@ -253,6 +279,26 @@ class ServerMetrics(ProgramMetrics):
         for (queue, status), count in depths.items():
             self.job_queue_depth.labels(queue=str(queue), status=str(status)).set(count)
         self._depth_labels = current
+
+    def set_oldest_pending_age(self, ages: Mapping[str, float]) -> None:
+        """Replace `jq_queue_oldest_pending_age_seconds` with {queue: seconds}; queues missing
+        from `ages` (drained) go to 0, as in `set_queue_depth`."""
+        self._age_queues = _replace(self.queue_oldest_pending_age_seconds, self._age_queues, ages)
+
+    def set_workers_online(self, online: Mapping[str, int]) -> None:
+        """Replace `jq_queue_workers_online` with {queue: workers}; queues missing from
+        `online` go to 0, as in `set_queue_depth`."""
+        self._online_queues = _replace(self.queue_workers_online, self._online_queues, online)
+
+
+def _replace(gauge: Gauge, previous: set[str], values: Mapping[str, float]) -> set[str]:
+    """Set a gauge labelled by queue to `values`, and to 0 for the queues of `previous` that
+    `values` no longer has (they stay at 0); the queues `values` holds."""
+    for queue in previous - values.keys():
+        gauge.labels(queue=queue).set(0)
+    for queue, value in values.items():
+        gauge.labels(queue=queue).set(value)
+    return set(values)
 
 
 class WorkerMetrics(ProgramMetrics):

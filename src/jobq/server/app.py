@@ -256,6 +256,7 @@ class ServerApp:
             interval_s=sched.heartbeat_check_interval_s,
             lifecycle=lifecycle,
             probe=probe,
+            on_lost=self.metrics.workers_lost.inc,
         )
         resolver = DependencyResolver(
             jobs,
@@ -327,7 +328,11 @@ class ServerApp:
             endpoints = HttpEndpoints(
                 cfg.metrics.host,
                 cfg.metrics.port,
-                {"/metrics": scrape_route(self.metrics, running.gauges)},
+                {
+                    "/metrics": scrape_route(
+                        self.metrics, running.gauges, lambda: self._readiness(running)
+                    )
+                },
             )
             await endpoints.start()
             self.metrics_port = endpoints.port

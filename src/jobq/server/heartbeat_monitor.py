@@ -58,10 +58,14 @@ class HeartbeatMonitor:
         clock: Callable[[], datetime] | None = None,
         probe: Callable[[], Awaitable[object]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        on_lost: Callable[[int], object] | None = None,
     ) -> None:
         """`clock` gives the database-side `now` of the lost-worker queries (None: the
         database's own); `monotonic` times the grace periods of this process's own contact
-        (tests advance it instead of sleeping)."""
+        (tests advance it instead of sleeping). `on_lost(n)` hears how many workers a run
+        declared lost (the jq_workers_lost_total counter): each worker once, by the one
+        replica whose update marked it OFFLINE."""
+        self._on_lost = on_lost
         self._maintenance = maintenance
         self._monotonic = monotonic
         self._probe = probe
@@ -89,6 +93,8 @@ class HeartbeatMonitor:
         finish."""
         now = self._clock() if self._clock is not None else None
         lost = await self._maintenance.workers_mark_lost(self._timeout_s, now, self._batch_limit)
+        if lost and self._on_lost is not None:
+            self._on_lost(len(lost))
         held: list[AttemptRef] = []
         for worker_id in lost:
             refs = await self._jobs.jobs_held_by_worker(worker_id)

@@ -46,6 +46,16 @@ from jobq.domain.schedules import NewSchedule, Schedule, TickPlan
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveDepth:
+    """The unfinished jobs, counted in one pass for the queue gauges."""
+
+    counts: dict[tuple[str, JobStatus], int]
+    """Jobs per (queue, status), only the pairs that have some."""
+    oldest_pending_s: dict[str, float]
+    """Per queue with a runnable PENDING job: seconds since the oldest became runnable."""
+
+
 class QueueStore(Protocol):
     async def queue_create(
         self,
@@ -91,6 +101,7 @@ class WorkerStore(Protocol):
     ) -> tuple[Worker, WorkerStatus]: ...
     async def worker_request_shutdown(self, worker_id: UUID) -> Worker: ...
     async def worker_counts(self) -> dict[WorkerStatus, int]: ...
+    async def workers_online_by_queue(self) -> dict[str, int]: ...
 
 
 class JobStore(Protocol):
@@ -133,7 +144,7 @@ class JobStore(Protocol):
     async def dependants_resolve(
         self, ended: Sequence[UUID] | None, limit: int
     ) -> list[Transition]: ...
-    async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]: ...
+    async def jobs_active_depth(self) -> ActiveDepth: ...
     async def jobs_finish_cancelled(
         self, attempts: Sequence[AttemptRef], details: Sequence[str]
     ) -> ReportOutcome: ...

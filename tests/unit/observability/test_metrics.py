@@ -29,6 +29,10 @@ SERVER_METRICS: dict[str, tuple[str, set[str]]] = {
     "jq_events_outbox_lag_seconds": ("gauge", set()),
     "jq_events_publisher_active": ("gauge", set()),
     "jq_db_errors": ("counter", set()),
+    "jq_queue_oldest_pending_age_seconds": ("gauge", {"queue"}),
+    "jq_queue_workers_online": ("gauge", {"queue"}),
+    "jq_server_ready": ("gauge", set()),
+    "jq_workers_lost": ("counter", set()),
 }
 
 WORKER_METRICS: dict[str, tuple[str, set[str]]] = {
@@ -77,6 +81,10 @@ def exercise_server(m: ServerMetrics) -> None:
     m.kafka_publish_errors.labels(topic="job.completed").inc()
     m.events_published.labels(topic="job.completed").inc()
     m.db_errors.inc()
+    m.set_oldest_pending_age({"q": 12.5})
+    m.set_workers_online({"q": 0})
+    m.server_ready.set(1)
+    m.workers_lost.inc()
 
 
 def test_server_exposes_every_spec_metric_with_its_type_and_labels() -> None:
@@ -195,3 +203,17 @@ def test_labelled_children_are_resolved_once_and_count_into_the_metric() -> None
     children.of(counter, "a").inc(2)
     assert registry.get_sample_value("c_total", {"queue": "a"}) == 3
     assert registry.get_sample_value("c_total", {"queue": "b"}) == 0
+
+
+def test_queue_gauges_zero_the_queues_that_disappeared() -> None:
+    metrics = ServerMetrics()
+    metrics.set_oldest_pending_age({"a": 30.0, "b": 5.0})
+    metrics.set_workers_online({"a": 2, "b": 0})
+    metrics.set_oldest_pending_age({"b": 7.0})
+    metrics.set_workers_online({"b": 1})
+
+    found = samples(metrics.render()[0])
+    ages = {s.labels["queue"]: s.value for s in found["jq_queue_oldest_pending_age_seconds"]}
+    online = {s.labels["queue"]: s.value for s in found["jq_queue_workers_online"]}
+    assert ages == {"a": 0.0, "b": 7.0}
+    assert online == {"a": 0.0, "b": 1.0}

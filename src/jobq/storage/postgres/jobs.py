@@ -55,6 +55,7 @@ from jobq.storage.postgres.job_insert import InsertBatch, assigned_arguments
 from jobq.storage.postgres.limited_claims import claim_limited
 from jobq.storage.postgres.rows import job_detail_from_row, job_from_row, transition_from_row
 from jobq.storage.queries import query
+from jobq.storage.stores import ActiveDepth
 
 LOCK_ATTEMPTS_WITHIN_S = 5.0
 """How long a submit with prerequisites keeps trying to lock them (see job_prerequisites_lock)
@@ -478,9 +479,16 @@ class PgJobStore(CancelOperations):
         counts.update({JobStatus(row["status"]): row["n"] for row in rows})
         return counts
 
-    async def jobs_active_depth(self) -> dict[tuple[str, JobStatus], int]:
+    async def jobs_active_depth(self) -> ActiveDepth:
         rows = await self._pool.fetch(query("jobs_active_depth"))
-        return {(row["queue_name"], JobStatus(row["status"])): row["n"] for row in rows}
+        return ActiveDepth(
+            counts={(row["queue_name"], JobStatus(row["status"])): row["n"] for row in rows},
+            oldest_pending_s={
+                row["queue_name"]: float(row["oldest_s"])
+                for row in rows
+                if row["oldest_s"] is not None
+            },
+        )
 
     async def jobs_held_by_worker(self, worker_id: UUID) -> list[AttemptRef]:
         async with self._pool.acquire() as conn:

@@ -165,3 +165,7 @@ class PgWorkerStore:
         counts = dict.fromkeys(WorkerStatus, 0)
         counts.update({WorkerStatus(row["status"]): row["n"] for row in rows})
         return counts
+
+    async def workers_online_by_queue(self) -> dict[str, int]:
+        rows = await self._pool.fetch(query("workers_online_by_queue"))
+        return {row["queue_name"]: row["n"] for row in rows}

@@ -72,3 +72,12 @@ RETURNING worker_id, hostname, status, concurrency, active_job_count, queues, la
 -- name: worker_counts
 -- Workers per status, for GetSystemStatus and the jq_workers gauge.
 SELECT status, count(*) AS n FROM workers GROUP BY status;
+
+-- name: workers_online_by_queue
+-- ONLINE workers per queue they take jobs from, for the jq_queue_workers_online gauge (queues
+-- no ONLINE worker serves have no row; the caller sets them to 0). The workers table holds one
+-- row per worker, small beside jobs: a sequential scan, once per scrape at most.
+SELECT q.name AS queue_name, count(*) AS n
+FROM workers w CROSS JOIN LATERAL unnest(w.queues) AS q(name)
+WHERE w.status = 'ONLINE'
+GROUP BY q.name;
