@@ -66,9 +66,9 @@ async def run_round(client: Client) -> None:
 
 def scraped(prometheus: PrometheusServer, rounds: int) -> None:
     """Wait until Prometheus has scraped the end of `rounds` rounds of the workload."""
-    prometheus.wait_until(f'sum(jq_jobs_dead_lettered_total{{job="jobq-server"}}) >= {rounds}')
+    prometheus.wait_until(f'sum(jq_jobs_dead_lettered_total{{job="jq-server"}}) >= {rounds}')
     prometheus.wait_until(
-        f'sum(jq_worker_jobs_total{{job="jobq-worker"}}) >= {rounds * (JOBS_PER_ROUND + 2)}'
+        f'sum(jq_worker_jobs_total{{job="jq-worker"}}) >= {rounds * (JOBS_PER_ROUND + 2)}'
     )
     prometheus.wait_until(f'sum(jq_grpc_requests_total{{code="NOT_FOUND"}}) >= {rounds}')
 
@@ -144,8 +144,8 @@ async def test_every_panel_query_parses_and_returns_data(
     worker = start_worker(server, "--concurrency", "2")
     client = client_for(server.grpc_port)
     targets = {
-        "jobq-server": f"127.0.0.1:{metrics_port}",
-        "jobq-worker": f"127.0.0.1:{worker.metrics_port}",
+        "jq-server": f"127.0.0.1:{metrics_port}",
+        "jq-worker": f"127.0.0.1:{worker.metrics_port}",
     }
     with running_prometheus(tmp_path / "prometheus", targets) as prometheus:
         started = time.time()

@@ -175,10 +175,25 @@ def test_expressions_read_only_metrics_that_jobq_exposes() -> None:
             "histogram_quantile(0.95, sum by (queue, le) (rate(jq_job_wait_seconds_bucket[5m])))",
             {"jq_job_wait_seconds_bucket"},
         ),
-        ('up{job="jobq-server"} == 0', {"up"}),
+        ('up{job="jq-server"} == 0', {"up"}),
         ("round(jobq:db_errors:rate5m, 0.001) offset 5m", {"jobq:db_errors:rate5m"}),
         ("a / on (queue) group_left (x) b_total", {"a", "b_total"}),
     ],
 )
 def test_metric_names_are_read_from_expressions(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
+
+
+def test_up_alerts_name_the_scrape_jobs_of_the_deploy_kit() -> None:
+    """An `up{job="..."}` alert watching a job name no scrape configuration uses would never
+    fire: the names must be those of deploy/prometheus/prometheus.yml (Compose)."""
+    scrape_jobs = {
+        job["job_name"] for job in load(PROMETHEUS_DIR / "prometheus.yml")["scrape_configs"]
+    }
+    watched = {
+        name
+        for rule in alerts()
+        for name in re.findall(r'\bup\{[^}]*\bjob="([^"]+)"', rule["expr"])
+    }
+    assert watched == {"jq-server", "jq-worker"}
+    assert watched <= scrape_jobs, f"alerts watch {watched}, Compose scrapes {scrape_jobs}"
