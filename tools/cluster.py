@@ -54,6 +54,7 @@ from cluster_services import (
     start_kafka,
     start_prometheus,
     start_redis,
+    stop_postgres,
     write_secret,
 )
 from run_local import worker_environment as with_tour_commands
@@ -326,8 +327,7 @@ class Cluster:
         stop_all(self.workers, grace + 15, say)
         stop_all(self.servers, graceful + 20, say)
         stop_all(list(reversed(self.services)), SERVICE_STOP_S, say)
-        if self.postgres is not None and self.postgres.is_running():
-            self.postgres.stop()
+        if self.postgres is not None and stop_postgres(self.postgres):
             say("stopped PostgreSQL")
 
 

@@ -9,10 +9,13 @@ environment, never onto a command line, which `ps` shows to every user.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
 import shutil
+import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from cluster_layout import HOST, Layout, prometheus_config
 from cluster_processes import Child, spawn
 
 from jobq.storage.embedded import EmbeddedPostgres, system_bin_dir
+from jobq.storage.embedded_auth import EmbeddedPostgresError
 
 
 class StartError(Exception):
@@ -55,6 +59,43 @@ def postgres_server(kind: str, state: Path, port: int) -> EmbeddedPostgres:
             )
         return EmbeddedPostgres(state / "postgres-system", port=port, tcp=True, binaries=binaries)
     return EmbeddedPostgres(state / "postgres-embedded", port=port, tcp=True)
+
+
+def postmaster_pid(server: EmbeddedPostgres) -> int | None:
+    """The pid of the server's postmaster while it runs, else None (a stale pid file whose
+    number now belongs to another program counts as not running)."""
+    try:
+        pid = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if comm == "postgres" else None
+
+
+def stop_postgres(server: EmbeddedPostgres, timeout: float = 30.0) -> bool:
+    """Stop the server (fast shutdown: sessions end, data is flushed); True if it was running.
+
+    pg_ctl first; then, should the server still run, the signal pg_ctl would have sent
+    (SIGINT) straight to the postmaster. As root, pg_ctl runs as the server's system user,
+    which loses its way to the data directory if a parent directory is locked down while the
+    cluster runs (pytest does that to its temporary root); the launcher, which started the
+    server, can still signal it.
+    """
+    pid = postmaster_pid(server)
+    if pid is None:
+        return False
+    with contextlib.suppress(EmbeddedPostgresError):
+        server.stop()
+    deadline = time.monotonic() + timeout
+    if postmaster_pid(server) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+        while postmaster_pid(server) == pid and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if postmaster_pid(server) == pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)  # immediate shutdown: recovery at the next start
+    return True
 
 
 def start_redis(state: Path, layout: Layout, logs: Path) -> tuple[Child, str] | Missing:

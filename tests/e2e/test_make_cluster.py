@@ -1,0 +1,178 @@
+"""`make cluster` (tools/cluster.py, run as the Makefile runs it): the whole topology from
+deploy/jobq.env, a job through each of its two servers with the real jq-ctl and the printed
+token, Prometheus scraping all four programs, and Ctrl-C leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from support.cluster import Launcher, alive, descendants, start_launcher
+
+STARTS_WITHIN_S = 60
+SERVERS = ("server-1", "server-2")
+WORKERS = ("worker-1", "worker-2")
+SERVICES = ("Redis", "Kafka", "Prometheus")
+"""Optional: printed either with an address or as `not running: not installed (...)`."""
+
+
+def first_word(where: str) -> str:
+    return where.split()[0]
+
+
+def listed_ports(endpoints: dict[str, str]) -> dict[str, int]:
+    """The loopback port of every printed endpoint that has one (servers, workers, services)."""
+    ports = {}
+    for label, where in endpoints.items():
+        found = re.search(r"127\.0\.0\.1:(\d+)", first_word(where))
+        if found and label != "jq-ctl":
+            ports[label] = int(found[1])
+    return ports
+
+
+def jq_ctl(usage: list[str], server_addr: str, *args: str) -> Any:
+    """Run jq-ctl as the printed usage line does (its program, token file), at `server_addr`,
+    with `args` instead of its example command; the JSON it prints."""
+    program, _flag, _addr, token_flag, token_file = usage[:5]
+    assert (_flag, token_flag) == ("--server-addr", "--token-file"), usage
+    argv = [program, "--server-addr", server_addr, token_flag, token_file, "-o", "json", *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_done(usage: list[str], server_addr: str, job_id: str, within: float) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        job = jq_ctl(usage, server_addr, "job", "status", job_id)["job"]
+        if job["status"] == "DONE":
+            return job
+        assert job["status"] in ("PENDING", "ASSIGNED", "RUNNING"), job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)
+
+
+def wait_targets_up(prometheus: str, within: float) -> list[dict[str, Any]]:
+    """Prometheus's active targets once every one has been scraped successfully."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = httpx.get(f"{prometheus}api/v1/targets", timeout=5).json()
+        targets: list[dict[str, Any]] = answer["data"]["activeTargets"]
+        if targets and all(target["health"] == "up" for target in targets):
+            return targets
+        assert time.monotonic() < deadline, json.dumps(targets, indent=1)
+        time.sleep(0.5)
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def postgres_processes(state: Path) -> set[int]:
+    """The postmaster (pg_ctl starts it detached from the launcher) and its backends."""
+    [pid_file] = state.glob("postgres-*/postmaster.pid")
+    postmaster = int(pid_file.read_text().splitlines()[0])
+    return {postmaster, *descendants(postmaster)}
+
+
+def stop_and_check(launcher: Launcher, tree: set[int]) -> str:
+    launcher.process.send_signal(signal.SIGINT)
+    assert launcher.process.wait(timeout=90) == 0, launcher.text()
+    left = {pid for pid in tree if alive(pid)}
+    assert not left, f"left running: {left}\n{launcher.text()}"
+    return launcher.text()
+
+
+def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    launcher = start_launcher(tmp_path)
+    try:
+        endpoints = launcher.wait_ready(STARTS_WITHIN_S)
+        usage = shlex.split(endpoints["jq-ctl"])
+        state = tmp_path / "state"
+        tree = descendants(launcher.process.pid) | postgres_processes(state)
+
+        # Every port the launcher printed answers, and within the block it was given.
+        ports = listed_ports(endpoints)
+        running = [name for name in SERVICES if not endpoints[name].startswith("not running")]
+        assert set(ports) == {
+            *(
+                f"{s} {what}"
+                for s in SERVERS
+                for what in ("gRPC", "dashboard", "health", "metrics")
+            ),
+            *(f"{w} {what}" for w in WORKERS for what in ("health", "metrics")),
+            "PostgreSQL",
+            *running,
+        }, endpoints
+        for label, port in ports.items():
+            assert launcher.base_port <= port < launcher.base_port + 42, (label, port)
+            assert listening(port), f"{label} ({port}) does not answer"
+
+        # Authentication is on: without the printed token file the server refuses.
+        anonymous = subprocess.run(
+            [usage[0], "--server-addr", first_word(endpoints["server-1 gRPC"]), "queue", "list"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert anonymous.returncode != 0
+        assert "missing credential" in anonymous.stderr, anonymous.stderr
+
+        # A job through each server, each DONE on one of the cluster's workers.
+        workers = jq_ctl(usage, first_word(endpoints["server-1 gRPC"]), "worker", "list")
+        online = {w["worker_id"] for w in workers["workers"] if w["status"] == "ONLINE"}
+        assert len(online) == len(WORKERS), workers
+        for n, server in enumerate(SERVERS, start=2):
+            address = first_word(endpoints[f"{server} gRPC"])
+            payload = json.dumps({"handler": "jobq.demo_tasks:add", "args": [n, n]})
+            job_id = jq_ctl(usage, address, "job", "submit", "--payload", payload)["job_id"]
+            done = wait_done(usage, address, job_id, within=30)
+            assert json.loads(done["result"]) == n + n, done
+            assert done["worker_id"] in online, (done, online)
+
+        # Prometheus scrapes both servers and both workers (when it is installed; CI has it).
+        if shutil.which("prometheus"):
+            prometheus = first_word(endpoints["Prometheus"])
+            targets = wait_targets_up(prometheus, within=30)
+            scraped = {target["scrapeUrl"] for target in targets}
+            printed = {first_word(endpoints[f"{name} metrics"]) for name in SERVERS + WORKERS}
+            assert scraped == printed
+            jobs = {target["labels"]["job"] for target in targets}
+            assert jobs == {"jq-server", "jq-worker"}
+        else:
+            assert endpoints["Prometheus"].startswith("not running"), endpoints
+
+        text = stop_and_check(launcher, tree)
+    finally:
+        launcher.stop()
+
+    # Workers stopped first (drained while the servers answered), then servers, then the rest.
+    stopped = [
+        line.split()[2] for line in text.splitlines() if line.startswith("cluster: stopped ")
+    ]
+    assert stopped[:4] == [*WORKERS, *SERVERS], stopped
+    assert sorted(stopped[4:-1]) == sorted(name.lower() for name in running), stopped
+    assert stopped[-1] == "PostgreSQL", stopped
+    for label, port in ports.items():
+        assert not listening(port), f"{label} ({port}) still answers after Ctrl-C"
+    # The secrets made for this run appear in no log and not in what the launcher printed.
+    secrets = [path.read_text().strip() for path in (state / "secrets").iterdir()]
+    for log in [launcher.output, *(state / "logs").iterdir()]:
+        content = log.read_text(errors="replace")
+        assert not any(secret in content for secret in secrets), f"a secret is in {log}"
