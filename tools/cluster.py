@@ -183,7 +183,7 @@ class Cluster:
     def _start_redis_and_kafka(self) -> None:
         redis = start_redis(self.state, self.layout, self.logs)
         if isinstance(redis, Missing):
-            self.missing.append(redis)
+            self._note_missing(redis)
         else:
             child, self.redis_password = redis
             self.services.append(child)
@@ -191,10 +191,14 @@ class Cluster:
             self._wait("Redis", lambda: redis_answers(self.layout.redis, password), [child])
         kafka = start_kafka(self.state, self.layout, self.logs)
         if isinstance(kafka, Missing):
-            self.missing.append(kafka)
+            self._note_missing(kafka)
         else:
             self.services.append(kafka)
             self._wait("Kafka", lambda: accepts_connections(self.layout.kafka), [kafka])
+
+    def _note_missing(self, missing: Missing) -> None:
+        self.missing.append(missing)
+        say(f"{missing.name} is not installed ({missing.install}); running without it")
 
     def _backing(self) -> Backing:
         assert self.postgres is not None
@@ -223,7 +227,7 @@ class Cluster:
     def _start_prometheus(self) -> None:
         prometheus = start_prometheus(self.state, self.layout, self.logs, self.rules)
         if isinstance(prometheus, Missing):
-            self.missing.append(prometheus)
+            self._note_missing(prometheus)
         else:
             self.services.append(prometheus)
 

@@ -5,6 +5,7 @@ token, Prometheus scraping all four programs, and Ctrl-C leaving nothing behind.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from support.cluster import Launcher, alive, descendants, start_launcher
+from support.cluster import PORT_SPAN, REPO, Launcher, alive, descendants, start_launcher
+from support.proc_scan import processes_with
 
 STARTS_WITHIN_S = 60
 SERVERS = ("server-1", "server-2")
@@ -88,11 +90,20 @@ def postgres_processes(state: Path) -> set[int]:
     return {postmaster, *descendants(postmaster)}
 
 
-def stop_and_check(launcher: Launcher, tree: set[int]) -> str:
-    launcher.process.send_signal(signal.SIGINT)
-    assert launcher.process.wait(timeout=90) == 0, launcher.text()
+def assert_nothing_left(launcher: Launcher, tree: set[int]) -> None:
+    """No process of the launcher's tree lives on, nor any holding its state directory in its
+    command line (PostgreSQL, which pg_ctl detaches; the broker; redis-server; Prometheus)."""
     left = {pid for pid in tree if alive(pid)}
     assert not left, f"left running: {left}\n{launcher.text()}"
+    holding = processes_with(str(launcher.state))
+    assert not holding, f"left running: {holding}\n{launcher.text()}"
+
+
+def stop_and_check(launcher: Launcher, tree: set[int]) -> str:
+    launcher.process.send_signal(signal.SIGINT)
+    code, seen = launcher.wait_exit(within=90)
+    assert code == 0, launcher.text()
+    assert_nothing_left(launcher, tree | seen)
     return launcher.text()
 
 
@@ -120,7 +131,7 @@ def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
             *running,
         }, endpoints
         for label, port in ports.items():
-            assert launcher.base_port <= port < launcher.base_port + 42, (label, port)
+            assert launcher.base_port <= port < launcher.base_port + PORT_SPAN, (label, port)
             assert listening(port), f"{label} ({port}) does not answer"
 
         # Authentication is on: without the printed token file the server refuses.
@@ -176,3 +187,53 @@ def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
     for log in [launcher.output, *(state / "logs").iterdir()]:
         content = log.read_text(errors="replace")
         assert not any(secret in content for secret in secrets), f"a secret is in {log}"
+
+
+def test_a_program_that_fails_at_start_stops_everything_and_missing_tools_are_named(
+    tmp_path: Path,
+) -> None:
+    """A worker that refuses its configuration (after PostgreSQL, the broker and both servers
+    are up) makes the launcher stop all of them and exit 1; with redis-server and prometheus
+    off PATH, it names the package that brings each and goes on without it."""
+    env_file = tmp_path / "jobq.env"
+    shared = (REPO / "deploy" / "jobq.env").read_text()
+    env_file.write_text(f"{shared}\nJQ_WORKER_RUN_AS_USER=no-such-user-{tmp_path.name}\n")
+    # /usr/sbin keeps useradd (PostgreSQL's system user when run as root); the programs the
+    # launcher itself runs are found by absolute path.
+    env = {**os.environ, "PATH": "/usr/sbin"}
+    launcher = start_launcher(tmp_path, "--env-file", str(env_file), env=env)
+    try:
+        code, seen = launcher.wait_exit(within=STARTS_WITHIN_S)
+    finally:
+        launcher.stop()
+    text = launcher.text()
+    assert code == 1, text
+    assert "cluster: ready" not in text
+    for tool, package in (("Redis", "redis-server"), ("Prometheus", "prometheus")):
+        assert f"cluster: {tool} is not installed (apt-get install {package}); running" in text
+    [failed] = [line for line in text.splitlines() if line.startswith("cluster: did not start")]
+    assert re.fullmatch(r"cluster: did not start: worker-[12] exited with \d+:", failed), text
+    assert "no-such-user" in text  # the worker's own complaint, from its log
+    stopped = [
+        line.split()[2] for line in text.splitlines() if line.startswith("cluster: stopped ")
+    ]
+    # The other worker may still have been running: if so, it was stopped first.
+    workers = [name for name in stopped if name.startswith("worker-")]
+    assert stopped == [*workers, *SERVERS, "kafka", "PostgreSQL"], stopped
+    assert_nothing_left(launcher, seen)
+    for port in range(launcher.base_port, launcher.base_port + PORT_SPAN):
+        assert not listening(port), f"port {port} still answers"
+
+
+def test_make_cluster_runs_the_launcher_this_file_tests() -> None:
+    """`make cluster` is tools/cluster.py under the virtualenv's Python, its arguments
+    passed on: what the tests above run."""
+    result = subprocess.run(
+        ["make", "--dry-run", "--no-print-directory", "cluster", "CLUSTER_ARGS=--base-port 20000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.splitlines()[-1] == ".venv/bin/python tools/cluster.py --base-port 20000"

@@ -70,6 +70,17 @@ class Launcher:
                 endpoints[match["label"]] = match["where"]
         return endpoints
 
+    def wait_exit(self, within: float) -> tuple[int, set[int]]:
+        """Its exit code, and every process seen below it in the process tree meanwhile (a
+        program dying at start would otherwise go unseen)."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + within
+        while self.process.poll() is None:
+            seen |= descendants(self.process.pid)
+            assert time.monotonic() < deadline, f"still running after {within} s:\n{self.text()}"
+            time.sleep(0.05)
+        return self.process.returncode, seen
+
     def stop(self) -> None:
         """After a failed test: Ctrl-C, then force; and the database, which pg_ctl started
         detached from the launcher, whatever became of the launcher."""
@@ -91,7 +102,7 @@ class Launcher:
         return self.output.parent / "state"
 
 
-def start_launcher(directory: Path, *args: str) -> Launcher:
+def start_launcher(directory: Path, *args: str, env: dict[str, str] | None = None) -> Launcher:
     """Start tools/cluster.py as `make cluster` does, its state under `directory`."""
     base = free_port_block(PORT_SPAN)
     output = directory / "launcher.out"
@@ -106,7 +117,7 @@ def start_launcher(directory: Path, *args: str) -> Launcher:
                 str(base),
                 *args,
             ],
-            env=dict(os.environ),
+            env=env or dict(os.environ),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
