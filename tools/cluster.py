@@ -51,6 +51,7 @@ from cluster_services import (
     Missing,
     StartError,
     postgres_server,
+    postmaster_pid,
     start_kafka,
     start_prometheus,
     start_redis,
@@ -136,10 +137,17 @@ class Cluster:
 
     def start(self) -> None:
         """Start everything in dependency order; StartError says what did not start."""
+        postgres = postgres_server(self.postgres_kind, self.state, self.layout.postgres)
+        if postmaster_pid(postgres) is not None:
+            # Its launcher was killed (SIGKILL: no clean-up) and pg_ctl had detached it.
+            say(f"PostgreSQL in {postgres.data_dir} was left running; stopping it first")
+            stop_postgres(postgres)
         self._check_ports()
         self.logs.mkdir(parents=True, exist_ok=True)
         operator, workers, session = self._make_secrets()
-        self._start_postgres()
+        self.postgres = postgres
+        say(f"starting PostgreSQL ({self.postgres_kind}) in {postgres.data_dir}")
+        postgres.start()
         self._start_redis_and_kafka()
         self._start_servers(operator, workers, session)
         self._start_prometheus()
@@ -174,11 +182,6 @@ class Cluster:
     @property
     def worker_token_file(self) -> Path:
         return self.secrets / "worker.token"
-
-    def _start_postgres(self) -> None:
-        self.postgres = postgres_server(self.postgres_kind, self.state, self.layout.postgres)
-        say(f"starting PostgreSQL ({self.postgres_kind}) in {self.postgres.data_dir}")
-        self.postgres.start()
 
     def _start_redis_and_kafka(self) -> None:
         redis = start_redis(self.state, self.layout, self.logs)

@@ -24,10 +24,13 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: only async-signal-safe work (one syscall).
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Runs in the child between fork and exec: one system call, libc looked up beforehand.
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -91,6 +94,9 @@ def stop_all(children: Sequence[Child], timeout: float, report: Callable[[str], 
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
     """True when something listens on `port` or it cannot be bound."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind: connections of a cluster just stopped, lingering in TIME_WAIT,
+        # must not count as the port being in use.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
