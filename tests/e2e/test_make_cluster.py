@@ -83,11 +83,16 @@ def listening(port: int) -> bool:
         return False
 
 
-def postgres_processes(state: Path) -> set[int]:
-    """The postmaster (pg_ctl starts it detached from the launcher) and its backends."""
+def postmaster(state: Path) -> int:
+    """The PostgreSQL server's main process (pg_ctl starts it detached from the launcher)."""
     [pid_file] = state.glob("postgres-*/postmaster.pid")
-    postmaster = int(pid_file.read_text().splitlines()[0])
-    return {postmaster, *descendants(postmaster)}
+    return int(pid_file.read_text().splitlines()[0])
+
+
+def postgres_processes(state: Path) -> set[int]:
+    """The postmaster and its backends."""
+    pid = postmaster(state)
+    return {pid, *descendants(pid)}
 
 
 def assert_nothing_left(launcher: Launcher, tree: set[int]) -> None:
@@ -237,3 +242,44 @@ def test_make_cluster_runs_the_launcher_this_file_tests() -> None:
         check=True,
     )
     assert result.stdout.splitlines()[-1] == ".venv/bin/python tools/cluster.py --base-port 20000"
+
+
+def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL gives the launcher no chance to stop anything: its programs stop themselves
+    (PR_SET_PDEATHSIG), PostgreSQL (detached by pg_ctl) stays, and the next `make cluster`
+    stops it and starts it again on its own ports, with the jobs of the first run still there."""
+    first = start_launcher(tmp_path)
+    second: Launcher | None = None
+    try:
+        endpoints = first.wait_ready(STARTS_WITHIN_S)
+        usage = shlex.split(endpoints["jq-ctl"])
+        address = first_word(endpoints["server-1 gRPC"])
+        payload = json.dumps({"handler": "jobq.demo_tasks:add", "args": [20, 22]})
+        job_id = jq_ctl(usage, address, "job", "submit", "--payload", payload)["job_id"]
+        wait_done(usage, address, job_id, within=30)
+        tree = descendants(first.process.pid)
+        postgres = postmaster(first.state)
+        first.process.kill()
+        first.process.wait()
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in tree):
+            assert time.monotonic() < deadline, {pid for pid in tree if alive(pid)}
+            time.sleep(0.1)
+        assert alive(postgres)
+
+        second = start_launcher(tmp_path, run=2)
+        endpoints = second.wait_ready(STARTS_WITHIN_S)
+        assert "was left running; stopping it first" in second.text()
+        assert not alive(postgres)
+        usage = shlex.split(endpoints["jq-ctl"])
+        again = jq_ctl(usage, first_word(endpoints["server-2 gRPC"]), "job", "status", job_id)
+        assert again["job"]["status"] == "DONE", again
+        assert json.loads(again["job"]["result"]) == 42
+        tree = descendants(second.process.pid) | postgres_processes(second.state)
+        stop_and_check(second, tree)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

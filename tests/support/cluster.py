@@ -102,10 +102,13 @@ class Launcher:
         return self.output.parent / "state"
 
 
-def start_launcher(directory: Path, *args: str, env: dict[str, str] | None = None) -> Launcher:
-    """Start tools/cluster.py as `make cluster` does, its state under `directory`."""
+def start_launcher(
+    directory: Path, *args: str, env: dict[str, str] | None = None, run: int = 1
+) -> Launcher:
+    """Start tools/cluster.py as `make cluster` does, its state under `directory` (shared by
+    every `run` there), on a fresh block of ports."""
     base = free_port_block(PORT_SPAN)
-    output = directory / "launcher.out"
+    output = directory / f"launcher-{run}.out"
     with open(output, "wb") as out:
         process = subprocess.Popen(
             [
