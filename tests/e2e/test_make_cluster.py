@@ -252,6 +252,7 @@ def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back(
     stops it and starts it again on its own ports, with the jobs of the first run still there."""
     first = start_launcher(tmp_path)
     second: Launcher | None = None
+    tree: set[int] = set()
     try:
         endpoints = first.wait_ready(STARTS_WITHIN_S)
         usage = shlex.split(endpoints["jq-ctl"])
@@ -259,7 +260,7 @@ def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back(
         payload = json.dumps({"handler": "jobq.demo_tasks:add", "args": [20, 22]})
         job_id = jq_ctl(usage, address, "job", "submit", "--payload", payload)["job_id"]
         wait_done(usage, address, job_id, within=30)
-        tree = descendants(first.process.pid)
+        tree |= descendants(first.process.pid)
         postgres = postmaster(first.state)
         first.process.kill()
         first.process.wait()
@@ -277,9 +278,12 @@ def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back(
         again = jq_ctl(usage, first_word(endpoints["server-2 gRPC"]), "job", "status", job_id)
         assert again["job"]["status"] == "DONE", again
         assert json.loads(again["job"]["result"]) == 42
-        tree = descendants(second.process.pid) | postgres_processes(second.state)
-        stop_and_check(second, tree)
+        stop_and_check(second, descendants(second.process.pid) | postgres_processes(second.state))
     finally:
         first.stop()
         if second is not None:
             second.stop()
+        # Orphans of the killed launcher, should they have outlived it (this test failing).
+        for pid in tree:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
