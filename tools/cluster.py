@@ -20,6 +20,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -132,6 +133,8 @@ class Cluster:
         self.missing: list[Missing] = []
         self.redis_password: str | None = None
         self.stop_requested = False
+        self.hurry = False
+        """A second Ctrl-C: kill whatever is still stopping instead of waiting for it."""
 
     # --- start ----------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class Cluster:
         return self.secrets / "worker.token"
 
     def _start_redis_and_kafka(self) -> None:
-        redis = start_redis(self.state, self.layout, self.logs)
+        redis = start_redis(self.state, self.layout, self.logs, self.secrets)
         if isinstance(redis, Missing):
             self._note_missing(redis)
         else:
@@ -296,7 +299,7 @@ class Cluster:
                 (
                     "Redis",
                     f"redis://{HOST}:{self.layout.redis}/0  "
-                    f"(password in {self.state / 'redis' / 'redis.conf'})",
+                    f"(password in {self.secrets / 'redis.password'})",
                 )
             )
         if "kafka" in running:
@@ -317,13 +320,18 @@ class Cluster:
         ]
         return lines
 
-    def watch(self) -> str | None:
-        """Wait for a stop request (None) or for a program to die (what died)."""
-        everything = [*self.services, *self.servers, *self.workers]
-        problem = wait_until(
-            "stop", lambda: False, float("inf"), everything, lambda: self.stop_requested
-        )
-        return None if problem == "interrupted" else problem
+    def watch(self) -> None:
+        """Run until a stop is asked for, reporting any program that exits meanwhile.
+
+        The rest runs on: a cluster is where one kills a worker, a server or the broker on
+        purpose, to watch the other replica carry on and the alerts fire."""
+        running = [*self.services, *self.servers, *self.workers]
+        while not self.stop_requested:
+            for child in [child for child in running if not child.running()]:
+                running.remove(child)
+                code = child.process.returncode
+                say(f"{child.name} exited ({code}); the rest runs on. Its log:\n{child.log_tail()}")
+            time.sleep(0.2)
 
     # --- stop -----------------------------------------------------------------------------
 
@@ -331,9 +339,13 @@ class Cluster:
         """Workers, then servers, then the services, then PostgreSQL; whatever was started."""
         grace = float(self.shared.get("JQ_WORKER_SHUTDOWN_GRACE_PERIOD_S", "30"))
         graceful = float(self.shared.get("JQ_GRPC_GRACEFUL_SHUTDOWN_S", "10"))
-        stop_all(self.workers, grace + 15, say)
-        stop_all(self.servers, graceful + 20, say)
-        stop_all(list(reversed(self.services)), SERVICE_STOP_S, say)
+
+        def hurry() -> bool:
+            return self.hurry
+
+        stop_all(self.workers, grace + 15, say, hurry)
+        stop_all(self.servers, graceful + 20, say, hurry)
+        stop_all(list(reversed(self.services)), SERVICE_STOP_S, say, hurry)
         if self.postgres is not None and stop_postgres(self.postgres):
             say("stopped PostgreSQL")
 
@@ -343,6 +355,7 @@ def main(argv: list[str]) -> int:
     cluster = Cluster(args)
 
     def request_stop(signum: int, frame: object) -> None:
+        cluster.hurry = cluster.stop_requested
         cluster.stop_requested = True
 
     # Installed before anything starts, so Ctrl-C during start-up also stops what has started.
@@ -358,10 +371,7 @@ def main(argv: list[str]) -> int:
         for label, where in cluster.endpoints():
             print(f"  {label + ':':<{width}} {where}", flush=True)
         say("Ctrl-C stops the cluster (workers first, then servers, then the rest)")
-        problem = cluster.watch()
-        if problem is not None:
-            say(f"stopping everything: {problem}")
-            code = 1
+        cluster.watch()
     except StartError as exc:
         if str(exc) != "interrupted":
             say(f"did not start: {exc}")
@@ -370,7 +380,7 @@ def main(argv: list[str]) -> int:
         say(f"did not start: {exc}")
         code = 1
     finally:
-        say("stopping")
+        say("stopping (Ctrl-C again kills what is left at once)")
         cluster.stop()
         say("stopped")
     return code

@@ -48,13 +48,16 @@ class Child:
         if self.running():
             self.process.send_signal(signal.SIGTERM)
 
-    def wait(self, timeout: float) -> int:
-        """The exit code, waiting up to `timeout` seconds before SIGKILL."""
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+    def wait(self, timeout: float, hurry: Callable[[], bool] = lambda: False) -> int:
+        """The exit code, waiting up to `timeout` seconds, or until `hurry()`, before SIGKILL."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not hurry():
+            try:
+                return self.process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                continue
+        self.process.kill()
+        return self.process.wait()
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -80,13 +83,19 @@ def spawn(name: str, argv: Sequence[str], env: Mapping[str, str] | None, log: Pa
     return Child(name, process, log)
 
 
-def stop_all(children: Sequence[Child], timeout: float, report: Callable[[str], None]) -> None:
-    """SIGTERM every child at once, then wait for each (SIGKILL after `timeout`)."""
+def stop_all(
+    children: Sequence[Child],
+    timeout: float,
+    report: Callable[[str], None],
+    hurry: Callable[[], bool] = lambda: False,
+) -> None:
+    """SIGTERM every child at once, then wait for each (SIGKILL after `timeout`, or as soon
+    as `hurry()`); children that had exited already are not reported again."""
     for child in children:
         child.terminate()
     for child in children:
         was_running = child.process.returncode is None
-        code = child.wait(timeout)
+        code = child.wait(timeout, hurry)
         if was_running:
             report(f"stopped {child.name} (exit {code})")
 

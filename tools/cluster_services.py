@@ -98,15 +98,19 @@ def stop_postgres(server: EmbeddedPostgres, timeout: float = 30.0) -> bool:
     return True
 
 
-def start_redis(state: Path, layout: Layout, logs: Path) -> tuple[Child, str] | Missing:
+def start_redis(
+    state: Path, layout: Layout, logs: Path, secrets_dir: Path
+) -> tuple[Child, str] | Missing:
     """redis-server on loopback with a fresh password, no persistence (jobq keeps only
-    short-lived locks there); its password is in a 0600 config file, not in argv."""
+    short-lived locks there); the password is in 0600 files (the server's config, and
+    `redis.password` for redis-cli), not in argv."""
     binary = shutil.which("redis-server")
     if binary is None:
         return Missing("Redis", "apt-get install redis-server")
     directory = state / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     password = secrets.token_urlsafe(24)
+    write_secret(secrets_dir / "redis.password", password)
     config = directory / "redis.conf"
     write_secret(
         config,

@@ -244,12 +244,13 @@ def test_make_cluster_runs_the_launcher_this_file_tests() -> None:
     assert result.stdout.splitlines()[-1] == ".venv/bin/python tools/cluster.py --base-port 20000"
 
 
-def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back(
+def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back_and_runs_on(
     tmp_path: Path,
 ) -> None:
     """SIGKILL gives the launcher no chance to stop anything: its programs stop themselves
     (PR_SET_PDEATHSIG), PostgreSQL (detached by pg_ctl) stays, and the next `make cluster`
-    stops it and starts it again on its own ports, with the jobs of the first run still there."""
+    stops it and starts it again on its own ports, with the jobs of the first run still there;
+    when the broker then dies, that is reported and jobs still run."""
     first = start_launcher(tmp_path)
     second: Launcher | None = None
     tree: set[int] = set()
@@ -275,9 +276,21 @@ def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back(
         assert "was left running; stopping it first" in second.text()
         assert not alive(postgres)
         usage = shlex.split(endpoints["jq-ctl"])
-        again = jq_ctl(usage, first_word(endpoints["server-2 gRPC"]), "job", "status", job_id)
+        address = first_word(endpoints["server-2 gRPC"])
+        again = jq_ctl(usage, address, "job", "status", job_id)
         assert again["job"]["status"] == "DONE", again
         assert json.loads(again["job"]["result"]) == 42
+
+        # A program that dies while the cluster runs is reported, and the rest runs on.
+        [broker] = processes_with(str(second.state / "kafka" / "tansu"))
+        os.kill(broker, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "cluster: kafka exited (-9); the rest runs on" not in second.text():
+            assert time.monotonic() < deadline, second.text()
+            time.sleep(0.1)
+        assert second.process.poll() is None
+        job_id = jq_ctl(usage, address, "job", "submit", "--payload", payload)["job_id"]
+        wait_done(usage, address, job_id, within=30)
         stop_and_check(second, descendants(second.process.pid) | postgres_processes(second.state))
     finally:
         first.stop()
