@@ -102,12 +102,35 @@ class Launcher:
         return self.output.parent / "state"
 
 
+PORTS_TAKEN = "cluster: did not start: ports in use"
+_START_ATTEMPTS = 3
+
+
 def start_launcher(
     directory: Path, *args: str, env: dict[str, str] | None = None, run: int = 1
 ) -> Launcher:
     """Start tools/cluster.py as `make cluster` does, its state under `directory` (shared by
-    every `run` there), on a fresh block of ports."""
-    base = free_port_block(PORT_SPAN)
+    every `run` there), on a fresh block of ports.
+
+    Its first act is to check that the block is free; should a program that does not take
+    its ports from our counter have bound one meanwhile, it says so and exits, and this
+    tries again on another block (as the broker and Redis fixtures do)."""
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        launcher = _spawn(directory, args, env, run, free_port_block(PORT_SPAN))
+        while "cluster: starting PostgreSQL" not in launcher.text():
+            if launcher.process.poll() is not None:
+                if PORTS_TAKEN in launcher.text() and attempt < _START_ATTEMPTS:
+                    break
+                return launcher
+            time.sleep(0.05)
+        else:
+            return launcher
+    raise AssertionError("unreachable")
+
+
+def _spawn(
+    directory: Path, args: tuple[str, ...], env: dict[str, str] | None, run: int, base: int
+) -> Launcher:
     output = directory / f"launcher-{run}.out"
     with open(output, "wb") as out:
         process = subprocess.Popen(
