@@ -101,7 +101,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--env-file",
         type=Path,
         default=REPO / "deploy" / "jobq.env",
-        help="settings every jq-server and jq-worker shares, as Compose reads them",
+        help="settings every jq-server and jq-worker shares, as Compose reads them "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--rules-dir",

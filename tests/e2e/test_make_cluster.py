@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,13 @@ def stop_and_check(launcher: Launcher, tree: set[int]) -> str:
 def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
-    launcher = start_launcher(tmp_path)
+    # deploy/jobq.env as an operator would edit it: a copy given with --env-file.
+    env_file = tmp_path / "jobq.env"
+    shared = (REPO / "deploy" / "jobq.env").read_text()
+    env_file.write_text(
+        f"{shared}\nJQ_WORKER_CONCURRENCY=3\nJQ_WORKER_QUEUES=default,cluster-test\n"
+    )
+    launcher = start_launcher(tmp_path, "--env-file", str(env_file))
     try:
         endpoints = launcher.wait_ready(STARTS_WITHIN_S)
         usage = shlex.split(endpoints["jq-ctl"])
@@ -154,6 +161,10 @@ def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
         workers = jq_ctl(usage, first_word(endpoints["server-1 gRPC"]), "worker", "list")
         online = {w["worker_id"] for w in workers["workers"] if w["status"] == "ONLINE"}
         assert len(online) == len(WORKERS), workers
+        # The shared settings file configured them (values apart from the defaults).
+        for worker in workers["workers"]:
+            assert worker["concurrency"] == 3, worker
+            assert worker["queues"] == ["default", "cluster-test"], worker
         for n, server in enumerate(SERVERS, start=2):
             address = first_word(endpoints[f"{server} gRPC"])
             payload = json.dumps({"handler": "jobq.demo_tasks:add", "args": [n, n]})
@@ -242,6 +253,16 @@ def test_make_cluster_runs_the_launcher_this_file_tests() -> None:
         check=True,
     )
     assert result.stdout.splitlines()[-1] == ".venv/bin/python tools/cluster.py --base-port 20000"
+    # The settings file Compose reads is the one it reads unless told otherwise.
+    usage = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "cluster.py"), "--help"],
+        env={**os.environ, "COLUMNS": "1000"},  # argparse wraps paths at their hyphens
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert f"(default: {REPO / 'deploy' / 'jobq.env'})" in usage
 
 
 def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back_and_runs_on(
