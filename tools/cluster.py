@@ -108,7 +108,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--rules-dir",
         type=Path,
         default=REPO / "deploy" / "prometheus" / "rules",
-        help="Prometheus loads every *.yml in it (none is fine)",
+        help="Prometheus loads every *.yml in it; none is fine (default: %(default)s)",
     )
     args = parser.parse_args(argv)
     if not 1024 <= args.base_port <= 65535 - PORT_SPAN:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from support.cluster import PORT_SPAN, REPO, Launcher, alive, descendants, start_launcher
 from support.proc_scan import processes_with
 
@@ -76,6 +77,37 @@ def wait_targets_up(prometheus: str, within: float) -> list[dict[str, Any]]:
         time.sleep(0.5)
 
 
+TEST_RULES = """\
+groups:
+  - name: cluster-test
+    rules:
+      - record: cluster_test:up:sum
+        expr: sum(up)
+"""
+
+
+def rule_groups(directory: Path) -> list[str]:
+    """The names of the rule groups in every *.yml of `directory`."""
+    return [
+        group["name"]
+        for path in directory.glob("*.yml")
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])
+    ]
+
+
+def wait_recorded(prometheus: str, metric: str, value: float, within: float) -> None:
+    """Wait until a recording rule's series has `value` (each evaluation, every few seconds,
+    sees the targets scraped by then)."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = httpx.get(f"{prometheus}api/v1/query", params={"query": metric}, timeout=5)
+        result = answer.json()["data"]["result"]
+        if result and float(result[0]["value"][1]) == value:
+            return
+        assert time.monotonic() < deadline, f"{metric}: {result}, not {value}"
+        time.sleep(0.5)
+
+
 def listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -122,7 +154,13 @@ def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
     env_file.write_text(
         f"{shared}\nJQ_WORKER_CONCURRENCY=3\nJQ_WORKER_QUEUES=default,cluster-test\n"
     )
-    launcher = start_launcher(tmp_path, "--env-file", str(env_file))
+    # The repository's alert and recording rules, and one of the test's own.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for rule_file in (REPO / "deploy" / "prometheus" / "rules").glob("*.yml"):
+        shutil.copyfile(rule_file, rules / rule_file.name)
+    (rules / "cluster-test.yml").write_text(TEST_RULES)
+    launcher = start_launcher(tmp_path, "--env-file", str(env_file), "--rules-dir", str(rules))
     try:
         endpoints = launcher.wait_ready(STARTS_WITHIN_S)
         usage = shlex.split(endpoints["jq-ctl"])
@@ -182,6 +220,11 @@ def test_make_cluster_serves_a_job_through_each_server_and_stops_on_ctrl_c(
             assert scraped == printed
             jobs = {target["labels"]["job"] for target in targets}
             assert jobs == {"jq-server", "jq-worker"}
+            # Every group of the rules directory is loaded, deploy/prometheus/rules' and ours;
+            # ours, evaluated, counts the four targets up.
+            groups = httpx.get(f"{prometheus}api/v1/rules", timeout=5).json()["data"]["groups"]
+            assert sorted(group["name"] for group in groups) == sorted(rule_groups(rules)), groups
+            wait_recorded(prometheus, "cluster_test:up:sum", len(targets), within=30)
         else:
             assert endpoints["Prometheus"].startswith("not running"), endpoints
 
@@ -263,6 +306,7 @@ def test_make_cluster_runs_the_launcher_this_file_tests() -> None:
         check=True,
     ).stdout
     assert f"(default: {REPO / 'deploy' / 'jobq.env'})" in usage
+    assert f"(default: {REPO / 'deploy' / 'prometheus' / 'rules'})" in usage
 
 
 def test_a_killed_launcher_leaves_only_postgres_and_the_next_run_takes_it_back_and_runs_on(
