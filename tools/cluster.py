@@ -2,7 +2,9 @@
 
 PostgreSQL (the embedded one, or the distribution's with `--postgres system`), Redis, the
 Kafka-protocol broker, two jq-server replicas sharing the database (Redis and Kafka on), one
-jq-worker per server and Prometheus scraping all four. jq-server and jq-worker read the same
+jq-worker per server (a worker talks to the one server its `worker.server_addr` names; both
+servers dispatch from the shared database, so a job submitted through either may run on
+either worker) and Prometheus scraping all four. jq-server and jq-worker read the same
 shared settings file as Compose (deploy/jobq.env); each process adds its own addresses and
 ports (tools/cluster_layout.py). Authentication is on, as in production: an operator token and
 a worker token are made at every start and kept in 0600 files under the state directory; the
@@ -10,8 +12,11 @@ launcher prints the files' paths, never the secrets.
 
 Ctrl-C (SIGINT) or SIGTERM stops the workers first (they finish or hand back their jobs and
 deregister while the servers still answer), then the servers, then Prometheus, the broker,
-Redis and PostgreSQL. If anything fails to start, or a program dies while running, everything
-already started is stopped the same way and the launcher exits 1.
+Redis and PostgreSQL; a second Ctrl-C kills whatever is still stopping. If anything fails to
+start, everything already started is stopped the same way and the launcher exits 1. A program
+that dies while the cluster runs is reported and the rest runs on: killing a worker, a server
+or the broker on purpose is what a local cluster is for. Redis, the broker and Prometheus are
+optional: one that is not installed is named with its package, and the cluster runs without it.
 """
 
 from __future__ import annotations
