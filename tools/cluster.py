@@ -146,13 +146,16 @@ class Cluster:
 
     def start(self) -> None:
         """Start everything in dependency order; StartError says what did not start."""
+        # Private: the logs hold job payloads and results. (As root, PostgreSQL's own user
+        # is given the way through to its data directory: o+x, never read.)
+        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         postgres = postgres_server(self.postgres_kind, self.state, self.layout.postgres)
         if postmaster_pid(postgres) is not None:
             # Its launcher was killed (SIGKILL: no clean-up) and pg_ctl had detached it.
             say(f"PostgreSQL in {postgres.data_dir} was left running; stopping it first")
             stop_postgres(postgres)
         self._check_ports()
-        self.logs.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(mode=0o700, exist_ok=True)
         operator, workers, session = self._make_secrets()
         self.postgres = postgres
         say(f"starting PostgreSQL ({self.postgres_kind}) in {postgres.data_dir}")
