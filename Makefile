@@ -24,6 +24,10 @@ venv: $(STAMP) ## Create .venv and install jobq with its test dependencies
 run: $(STAMP) ## Start jq-server and one jq-worker on the embedded PostgreSQL (Ctrl-C stops both)
 	$(PY) tools/run_local.py
 
+.PHONY: cluster
+cluster: $(STAMP) ## The whole topology, no Docker: PostgreSQL, Redis, Kafka broker, 2 jq-servers, 2 jq-workers, Prometheus (CLUSTER_ARGS="--base-port N --postgres system --dir DIR"; Ctrl-C stops all)
+	$(PY) tools/cluster.py $(CLUSTER_ARGS)
+
 .PHONY: test
 test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, fault) on the embedded PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
