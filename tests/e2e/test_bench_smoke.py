@@ -63,6 +63,10 @@ KEYS = {
     "events_drain_off_jobs_per_s",
     "events_drain_on_jobs_per_s",
     "events_drain_on_vs_off",
+    "tracing_drain_off_jobs_per_s",  # bench/tracing.py: the drain with OpenTelemetry on and off
+    "tracing_drain_on_jobs_per_s",
+    "tracing_drain_on_vs_off",
+    "tracing_drain_all_jobs_per_s",
     "submit_single_vs_bare_grpc",
     "drain_key_limited_jobs_per_s",  # bench/flow.py: limited queues' drains
     "drain_rate_limited_jobs_per_s",
@@ -194,6 +198,9 @@ def check_figures(figures: dict[str, Any], stdout: str) -> None:
     assert figures["events_published_per_job"] == 4.0
     assert figures["events_catch_up_s"] >= 0
     assert figures["events_lag_at_drain_end"] >= 0
+    # OpenTelemetry (bench/tracing.py): every job's five spans reached the OTLP sink.
+    assert figures["tracing_spans_per_job_all"] == 5.0
+    assert set(figures["tracing_drain_cpu_s"]) == {"off", "on", "all"}
     assert re.search(r"^sdk_async_callers_vs_single +[0-9.]+$", stdout, flags=re.MULTILINE)
     assert {"target", "server_version", "jit", "jit_available"} <= figures["postgres"].keys()
     check_peer(figures, stdout)

@@ -22,14 +22,23 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+    TraceState,
+)
 
 from jobq.domain.errors import ConfigError
 from jobq.domain.records import Assignment, NewJob
 from jobq.observability.tracing import OTEL_PACKAGES_HINT, decode
 
-_PROPAGATOR = TraceContextTextMapPropagator()
+_NO_STATE = TraceState()
 SYSTEM = {"messaging.system": "jobq"}
 EXPORTERS = ("otlp", "console", "none")
 
@@ -90,22 +99,27 @@ def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
 
 
 def parent(carrier: str | None) -> Context:
-    """The context a span continues: the stored trace context's, or an empty one (a root)."""
+    """The context a span continues: a trace context jobq validated (tracing.encode), or an
+    empty one (a root). Built directly from its fixed fields rather than through the
+    propagator's parser: the worker and the dispatcher do this for every traced job."""
     if not carrier:
         return Context()
     traceparent, tracestate = decode(carrier)
-    headers = {"traceparent": traceparent}
-    if tracestate:
-        headers["tracestate"] = tracestate
-    return _PROPAGATOR.extract(headers, context=Context())
+    remote = SpanContext(
+        trace_id=int(traceparent[3:35], 16),
+        span_id=int(traceparent[36:52], 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(traceparent[53:55], 16)),
+        trace_state=TraceState.from_header([tracestate]) if tracestate else _NO_STATE,
+    )
+    return trace.set_span_in_context(NonRecordingSpan(remote), Context())
 
 
 def carrier_of(span: Span) -> str:
     """The span's context as jobq stores and sends it (see tracing.encode)."""
-    headers: dict[str, str] = {}
-    _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
-    traceparent = headers["traceparent"]
-    tracestate = headers.get("tracestate")
+    context = span.get_span_context()
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    tracestate = context.trace_state.to_header() if context.trace_state else ""
     return f"{traceparent}\n{tracestate}" if tracestate else traceparent
 
 
@@ -141,6 +155,8 @@ class Spans:
         spans: list[Span] = []
         traced: list[NewJob] = []
         for job, own in zip(jobs, contexts, strict=True):
+            # The sampler decides here, once per job: a submit span it drops (not recording)
+            # leaves the job untraced, so its claim, dispatch and run cost nothing at all.
             span = self.tracer.start_span(
                 "jobq.submit",
                 context=parent(own) if own else call_parent,
@@ -154,8 +170,10 @@ class Spans:
                     "rpc.method": method,
                 },
             )
-            spans.append(span)
-            traced.append(replace(job, trace_context=carrier_of(span)))
+            if span.is_recording():
+                spans.append(span)
+                job = replace(job, trace_context=carrier_of(span))
+            traced.append(job)
         return traced, Opened(spans)
 
     def dispatch(

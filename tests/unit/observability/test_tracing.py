@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import StatusCode
 
 import jobq.observability
@@ -306,3 +307,27 @@ def test_the_sdk_sends_the_callers_current_span() -> None:
     assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
     assert tracing.valid_traceparent(traceparent)
     assert tracestate == ""
+
+
+def test_a_job_the_sampler_drops_carries_no_context_and_costs_nothing_after() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use(otel_spans.Spans(provider.get_tracer("test")))
+    try:
+        jobs = [NewJob(uuid4(), "q", b"{}") for _ in range(2)]
+        sampled_parent = GOOD  # flags 01: ParentBased follows the caller's decision
+        dropped_parent = f"00-{TRACE_ID}-{SPAN_ID}-00"
+        opened = tracing.submit_spans(jobs, [sampled_parent, dropped_parent], None, "SubmitJobs")
+        assert opened is not None
+        traced, spans = opened
+        spans.end()
+        assert traced[0].trace_context is not None
+        assert traced[1].trace_context is None
+        assert traced[1] is jobs[1]
+        [kept] = exporter.get_finished_spans()
+        assert kept.attributes is not None
+        assert kept.attributes["messaging.message.id"] == str(jobs[0].job_id)
+        assert tracing.dispatch_spans([assignment(None)], 0, uuid4()) is None
+    finally:
+        tracing.use(None)
