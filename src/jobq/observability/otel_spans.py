@@ -209,6 +209,9 @@ class Spans:
                 start_time=claimed,
                 attributes={**attributes, "messaging.operation.name": "dispatch"},
             )
+            if not span.is_recording():  # sampled out (a caller's unsampled context): no more
+                out.append(replace(assignment, trace_context=None))
+                continue
             spans.append(span)
             out.append(replace(assignment, trace_context=carrier_of(span)))
         return out, Opened(spans)
