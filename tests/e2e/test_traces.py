@@ -7,9 +7,12 @@ otlp_receiver.py); the caller's span comes from an in-memory SDK provider in the
 
 from __future__ import annotations
 
+import asyncio
+
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, Tracer
 from support.job_waits import wait_status
 from support.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 from support.processes import ServerFactory, WorkerFactory
@@ -61,13 +64,16 @@ async def test_an_sdk_submit_in_a_traced_request_runs_in_that_requests_trace(
             untraced = await client.submit("support.e2e_tasks:add", 1, 2)
             assert await job.result(timeout=30) == 42
             assert await untraced.result(timeout=30) == 3
+        # The sync client, from an application thread inside its own traced request.
+        sync_id, sync_trace = await asyncio.to_thread(sync_submit, server.grpc_port, tracer)
         [execute] = await receiver.wait_for("jobq.execute", job.id)
         [report] = await receiver.wait_for("jobq.report", job.id)
         await receiver.wait_for("jobq.claim", job.id)
         # The handler's own span is exported with its job's (same batch or the next one).
         untraced_execute = await receiver.wait_for("jobq.execute", untraced.id)
+        [sync_execute] = await receiver.wait_for("jobq.execute", sync_id)
         spans = receiver.snapshot()
-    [web] = caller_spans.get_finished_spans()
+    [web] = [s for s in caller_spans.get_finished_spans() if s.name == "GET /orders/7"]
     assert web is not None
     assert request_span.get_span_context().trace_id == web.context.trace_id
     web_trace, web_span = f"{web.context.trace_id:032x}", f"{web.context.span_id:016x}"
@@ -90,12 +96,26 @@ async def test_an_sdk_submit_in_a_traced_request_runs_in_that_requests_trace(
     assert claim.parent_span_id == submit_span.span_id
     [work] = [s for s in spans if s.name == "handler work" and s.trace_id == web_trace]
     assert work.parent_span_id == execute.span_id
+    assert sync_execute.trace_id == f"{sync_trace.trace_id:032x}"
+    assert ancestors(sync_execute, index) == ["jobq.dispatch", "jobq.submit"]
+    sync_submit_span = index[index[sync_execute.parent_span_id].parent_span_id]
+    assert sync_submit_span.parent_span_id == f"{sync_trace.span_id:016x}"
     # A job submitted outside any span starts a trace of its own, rooted at its submit.
     [other] = untraced_execute
     assert other.trace_id != web_trace
     assert ancestors(other, index)[-1] == "jobq.submit"
     root = [s for s in spans if s.trace_id == other.trace_id and s.name == "jobq.submit"]
     assert [s.parent_span_id for s in root] == [""]
+
+
+def sync_submit(port: int, tracer: Tracer) -> tuple[str, SpanContext]:
+    with (
+        jobq.Client(f"127.0.0.1:{port}", timeout_s=10) as client,
+        tracer.start_as_current_span("POST /sync") as span,
+    ):
+        job = client.submit("support.e2e_tasks:add", 2, 3)
+        assert job.result(timeout=30) == 5
+    return job.id, span.get_span_context()
 
 
 async def test_a_traceparent_in_submit_metadata_is_the_parent_and_a_bad_one_is_ignored(
