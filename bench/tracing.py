@@ -20,6 +20,8 @@ to show what tracing everything costs. Figures:
   (the worker's start-up is left out: with tracing on it imports OpenTelemetry once); off and
   on are medians; tracing_drain_on_vs_off and tracing_drain_all_vs_off are ratios to off
   (issue 20: on at most a few percent lower);
+- tracing_cpu_on_vs_off, tracing_cpu_all_vs_off: jq-server's and jq-worker's CPU seconds per
+  drain, against off's (medians): on a shared machine steadier than the throughput;
 - tracing_worker_start_s: each mode's median time from the worker's start to the first job's
   end;
 - tracing_spans_per_job_all: spans the sink received per job in the `all` round (submit, claim,
@@ -189,12 +191,15 @@ async def measure_tracing(
             runs[mode][-1]["spans"] = sink.spans - before  # all flushed: the programs exited
     runs["off"] = runs["off"][1:]  # the warm-up round
     speed = {m: statistics.median(r["jobs_per_s"] for r in runs[m]) for m in runs}
+    cpu = {m: statistics.median(r["cpu_server"] + r["cpu_worker"] for r in runs[m]) for m in runs}
     return {
         "tracing_drain_off_jobs_per_s": round(speed["off"], 1),
         "tracing_drain_on_jobs_per_s": round(speed["on"], 1),
         "tracing_drain_all_jobs_per_s": round(speed["all"], 1),
         "tracing_drain_on_vs_off": round(speed["on"] / speed["off"], 3),
         "tracing_drain_all_vs_off": round(speed["all"] / speed["off"], 3),
+        "tracing_cpu_on_vs_off": round(cpu["on"] / cpu["off"], 3),
+        "tracing_cpu_all_vs_off": round(cpu["all"] / cpu["off"], 3),
         "tracing_spans_per_job_all": round(runs["all"][-1]["spans"] / jobs, 2),
         "tracing_worker_start_s": {
             mode: round(statistics.median(r["startup_s"] for r in runs[mode]), 3) for mode in runs

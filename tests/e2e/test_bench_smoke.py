@@ -278,6 +278,8 @@ TRACING_KEYS = {
     "tracing_drain_all_jobs_per_s",
     "tracing_drain_on_vs_off",
     "tracing_drain_all_vs_off",
+    "tracing_cpu_on_vs_off",
+    "tracing_cpu_all_vs_off",
 }
 
 
