@@ -27,7 +27,8 @@ to show what tracing everything costs. Figures:
 - tracing_spans_per_job_all: spans the sink received per job in the `all` round (submit, claim,
   dispatch, execute and report: 5; fewer means an exporter's queue dropped some, as
   OpenTelemetry's batch processor does when its queue is full rather than slow the program);
-- tracing_drain_cpu_s: CPU seconds of jq-server and jq-worker over one drain, per mode.
+- tracing_drain_cpu_s: CPU seconds of jq-server and jq-worker over one drain (from its first
+  job's end to its last's), per mode.
 """
 
 from __future__ import annotations
@@ -145,7 +146,6 @@ async def _drain(
         p.wait_for_port(grpc_port, server)
         await s.submit_batches(grpc_port, jobs, s.NOOP, in_flight=2)
         server_process = psutil.Process(server.process.pid)
-        cpu_server = p.cpu_seconds([server_process])
         started = time.perf_counter()
         worker = p.start_program(
             "jq-worker",
@@ -159,16 +159,18 @@ async def _drain(
             workdir,
         )
         done = done_before + jobs
-        # Timed from the first job's end, not the worker's start: with tracing on, jq-worker
-        # imports OpenTelemetry's SDK and exporter as it starts (a fraction of a second, once),
-        # and the figure is about throughput.
+        # Timed (throughput and CPU) from the first job's end, not the worker's start: with
+        # tracing on, jq-worker imports OpenTelemetry's SDK and exporter as it starts (a
+        # fraction of a second, once), and the figures are about the drain.
+        worker_process = psutil.Process(worker.process.pid)
         await _wait_done_at_least(dsn, schema, done_before + 1)
         first = time.perf_counter()
+        cpu_server, cpu_worker = p.cpu_seconds([server_process]), p.cpu_seconds([worker_process])
         await events._wait(dsn, schema, "SELECT count(*) FROM jobs WHERE status = 'DONE'", done)
         figures = {"jobs_per_s": (jobs - 1) / (time.perf_counter() - first)}
         figures["startup_s"] = first - started
         figures["cpu_server"] = p.cpu_seconds([server_process]) - cpu_server
-        figures["cpu_worker"] = p.cpu_seconds([psutil.Process(worker.process.pid)])
+        figures["cpu_worker"] = p.cpu_seconds([worker_process]) - cpu_worker
         return figures
     finally:
         # Stopped (SIGTERM), the programs flush the spans they still hold before they exit.
