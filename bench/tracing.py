@@ -200,8 +200,9 @@ async def measure_tracing(
         "tracing_drain_all_jobs_per_s": round(speed["all"], 1),
         "tracing_drain_on_vs_off": round(speed["on"] / speed["off"], 3),
         "tracing_drain_all_vs_off": round(speed["all"] / speed["off"], 3),
-        "tracing_cpu_on_vs_off": round(cpu["on"] / cpu["off"], 3),
-        "tracing_cpu_all_vs_off": round(cpu["all"] / cpu["off"], 3),
+        # None when off's CPU rounds to nothing (a tiny run: the clock ticks in 10 ms).
+        "tracing_cpu_on_vs_off": round(cpu["on"] / cpu["off"], 3) if cpu["off"] else None,
+        "tracing_cpu_all_vs_off": round(cpu["all"] / cpu["off"], 3) if cpu["off"] else None,
         "tracing_spans_per_job_all": round(runs["all"][-1]["spans"] / jobs, 2),
         "tracing_worker_start_s": {
             mode: round(statistics.median(r["startup_s"] for r in runs[mode]), 3) for mode in runs

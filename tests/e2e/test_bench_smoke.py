@@ -278,8 +278,6 @@ TRACING_KEYS = {
     "tracing_drain_all_jobs_per_s",
     "tracing_drain_on_vs_off",
     "tracing_drain_all_vs_off",
-    "tracing_cpu_on_vs_off",
-    "tracing_cpu_all_vs_off",
 }
 
 
@@ -290,3 +288,5 @@ def check_tracing(figures: dict[str, Any]) -> None:
         assert figures[key] > 0, key
     assert figures["tracing_spans_per_job_all"] == 5.0
     assert set(figures["tracing_drain_cpu_s"]) == {"off", "on", "all"}
+    # CPU over a 40-job drain may round to zero (10 ms ticks): the ratios may then be None.
+    assert {"tracing_cpu_on_vs_off", "tracing_cpu_all_vs_off"} <= figures.keys()
