@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import calibration, events, flow, peer_ratios, pgqueuer_peer, sdk_submits
+from bench import calibration, events, flow, peer_ratios, pgqueuer_peer, sdk_submits, tracing
 from bench import postgres as pg_target
 from bench import processes as p
 from bench import scenarios as s
@@ -89,6 +89,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "off, and the publisher's catch-up)",
     )
     parser.add_argument(
+        "--no-tracing",
+        dest="tracing",
+        action="store_false",
+        help="skip the OpenTelemetry scenario (bench/tracing.py: the drain with tracing on, "
+        "every span exported over OTLP/HTTP to a sink in the benchmark, and off)",
+    )
+    parser.add_argument(
         "--no-peer",
         dest="peer",
         action="store_false",
@@ -139,6 +146,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         if args.events:
             results.update(
                 await events.measure_events(pg, workdir, args.drain_jobs, args.concurrency)
+            )
+        if args.tracing:
+            results.update(
+                await tracing.measure_tracing(pg, workdir, args.drain_jobs, args.concurrency)
             )
         return results
     finally:

@@ -16,6 +16,7 @@ from typing import NoReturn
 from jobq import __version__
 from jobq.config import LoadedSettings, Settings, load_settings
 from jobq.domain.errors import ConfigError
+from jobq.observability import tracing
 from jobq.observability.logging_setup import configure_logging, get_logger
 
 EXIT_CONFIG_ERROR = 2
@@ -70,6 +71,18 @@ def start_logging(service: str, loaded: LoadedSettings) -> None:
     log = get_logger("jobq.config")
     for warning in loaded.warnings:
         log.warning(warning, action="config.warning")
+
+
+def start_tracing(prog: str) -> None:
+    """Turn OpenTelemetry tracing on when the OTEL_* environment asks for it (off by default;
+    jobq.observability.tracing); a request this installation cannot serve is refused as a
+    configuration problem, before anything starts."""
+    try:
+        on = tracing.configure(prog)
+    except ConfigError as exc:
+        fail(prog, str(exc))
+    if on:
+        get_logger("jobq.tracing").info("tracing on", action="tracing.enabled")
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:

@@ -80,11 +80,21 @@ PEER_KEYS = {
 }
 
 
-def run_bench(tmp_path: Path, postgres: str) -> tuple[dict[str, Any], str]:
+def run_bench(tmp_path: Path, postgres: str, *extra: str) -> tuple[dict[str, Any], str]:
     """The JSON and the printed table of a tiny run on `postgres`."""
     output = tmp_path / "latest.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--postgres", postgres, *TINY, "--output", str(output)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--postgres",
+            postgres,
+            *TINY,
+            *extra,
+            "--output",
+            str(output),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -116,6 +126,7 @@ def test_tiny_bench_on_the_test_runs_postgres(tmp_path: Path) -> None:
         pytest.skip(reason)
     figures, stdout = run_bench(tmp_path, target)
     check_figures(figures, stdout)
+    check_tracing(figures)
     postgres = figures["postgres"]
     assert postgres["target"] == target
     assert figures["parameters"]["postgres"] == target
@@ -147,8 +158,10 @@ def test_tiny_bench_on_a_dsn_works_in_a_database_of_its_own(
     tmp_path: Path, pg_server: _Server
 ) -> None:
     dsn = pg_server.admin_dsn
-    figures, stdout = run_bench(tmp_path, dsn)
+    # The tracing scenario's seven rounds, run on the embedded target above, add nothing here.
+    figures, stdout = run_bench(tmp_path, dsn, "--no-tracing")
     check_figures(figures, stdout)
+    assert "tracing_drain_on_jobs_per_s" not in figures
     postgres = figures["postgres"]
     assert postgres["target"] == "dsn"
     assert figures["parameters"]["postgres"] == "dsn"
@@ -257,3 +270,23 @@ def test_the_statement_profile_of_a_tiny_drain(tmp_path: Path) -> None:
     assert all(" B/job " in row for row in rows)
     # The claim and the completion of the drained jobs are among the statements it saw.
     assert any("WITH holder AS MATERIALIZED" in row for row in rows), result.stdout
+
+
+TRACING_KEYS = {
+    "tracing_drain_off_jobs_per_s",
+    "tracing_drain_on_jobs_per_s",
+    "tracing_drain_all_jobs_per_s",
+    "tracing_drain_on_vs_off",
+    "tracing_drain_all_vs_off",
+}
+
+
+def check_tracing(figures: dict[str, Any]) -> None:
+    """OpenTelemetry's scenario (bench/tracing.py): every figure, and every span of every job
+    of the fully traced round reached the OTLP sink (five: submit to report)."""
+    for key in TRACING_KEYS:
+        assert figures[key] > 0, key
+    assert figures["tracing_spans_per_job_all"] == 5.0
+    assert set(figures["tracing_drain_cpu_s"]) == {"off", "on", "all"}
+    # CPU over a 40-job drain may round to zero (10 ms ticks): the ratios may then be None.
+    assert {"tracing_cpu_on_vs_off", "tracing_cpu_all_vs_off"} <= figures.keys()

@@ -41,6 +41,7 @@ EXPECTED_SCRIPTS = (
     "V18__cancel_requests_and_progress.sql",
     "V19__schedules.sql",
     "V20__job_dependencies.sql",
+    "V21__job_trace_context.sql",
 )
 
 

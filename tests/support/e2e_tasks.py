@@ -71,3 +71,12 @@ async def sleep_until_cancelled(marker: str) -> None:
 
 def _write(path: str, text: str) -> None:
     Path(path).write_text(text)
+
+
+def traced_work(n: int) -> int:
+    """Makes a span of its own (OpenTelemetry's API, as application code would): with tracing
+    on, jq-worker's provider exports it as a child of the job's `jobq.execute` span."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("support.e2e_tasks").start_as_current_span("handler work"):
+        return n * 2

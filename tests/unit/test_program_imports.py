@@ -18,6 +18,8 @@ OPTIONAL = {"redis", "confluent_kafka", "rich", "pygments", "yaml"}
 """Imported only when configured (Redis, Kafka, a config file) or on a developer's terminal."""
 DASHBOARD = {"starlette", "uvicorn", "jinja2", "multipart", "jobq.server.web"}
 """The dashboard's web stack: imported only when dashboard.port is set."""
+TRACING = {"opentelemetry", "jobq.observability.otel_spans", "jobq.observability.otel_context"}
+"""OpenTelemetry: imported only when OTEL_TRACES_EXPORTER asks for traces (issue 20)."""
 
 
 def modules_imported_by(module: str) -> set[str]:
@@ -37,11 +39,25 @@ def modules_imported_by(module: str) -> set[str]:
     [
         (
             "jobq.server.cli",
-            {*OPTIONAL, *DASHBOARD, "jobq.server.dry_run", "jobq.events.kafka_producer"},
+            {
+                *OPTIONAL,
+                *DASHBOARD,
+                *TRACING,
+                "jobq.server.dry_run",
+                "jobq.events.kafka_producer",
+            },
         ),
         (
             "jobq.worker.cli",
-            {*OPTIONAL, *DASHBOARD, "asyncpg", "jobq.storage", "jobq.server", "jobq.coordination"},
+            {
+                *OPTIONAL,
+                *DASHBOARD,
+                *TRACING,
+                "asyncpg",
+                "jobq.storage",
+                "jobq.server",
+                "jobq.coordination",
+            },
         ),
     ],
 )
@@ -49,6 +65,23 @@ def test_programs_do_not_import_what_they_do_not_run(program: str, never: set[st
     imported = modules_imported_by(program)
     assert program in imported
     assert sorted(imported & never) == []
+
+
+def test_tracing_off_imports_no_opentelemetry_in_the_programs_or_the_sdk() -> None:
+    """Without OTEL_TRACES_EXPORTER, starting tracing and building the SDK's submits import
+    nothing of OpenTelemetry (installed here: the dev dependencies include it), and with it,
+    the same start imports it (so the first half can fail)."""
+    code = (
+        "import sys, jobq\n"
+        "from jobq.observability import tracing\n"
+        "from jobq.client.job_spec import command_job\n"
+        "assert tracing.configure('jq-test', {}) is False\n"
+        "command_job(['true']).to_request()\n"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'\n"
+        "assert tracing.configure('jq-test', {'OTEL_TRACES_EXPORTER': 'console'}) is True\n"
+        "assert 'opentelemetry.sdk.trace' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], timeout=120, check=True)
 
 
 def test_structlog_is_imported_without_rich_and_rich_still_imports() -> None:

@@ -73,6 +73,7 @@ from jobq.domain.validation import (
     check_priority,
     check_queue_name,
 )
+from jobq.observability import tracing
 from jobq.observability.correlation import current_correlation_id
 from jobq.storage.pool import DEFAULT_SCHEMA
 from jobq.storage.postgres.caller_transaction import job_insert_in_transaction
@@ -258,7 +259,14 @@ def new_job(spec: JobSpec, now: datetime) -> NewJob:
         idempotency_key=key,
         correlation_id=current_correlation_id(),
         concurrency_key=options.concurrency_key,
+        # No jq-server sees this submit: the caller's span is the parent of the job's claim.
+        trace_context=_caller_trace_context(),
     )
+
+
+def _caller_trace_context() -> str | None:
+    caller = tracing.caller_context()
+    return None if caller is None else tracing.encode(*caller)
 
 
 def _spec(

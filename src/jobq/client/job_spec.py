@@ -30,6 +30,7 @@ from jobq.domain.errors import InvalidArgument
 from jobq.domain.ids import uuid7_text
 from jobq.domain.payload import PayloadError, check_document
 from jobq.domain.validation import QUEUE_NAME_PATTERN, check_concurrency_key, check_depends_on
+from jobq.observability import tracing
 from jobq.rpc._gen import job_service_pb2 as jpb
 
 __all__ = [
@@ -226,6 +227,11 @@ class JobSpec:
             stamp = Timestamp()
             stamp.FromDatetime(options.not_before)  # a naive datetime is taken as UTC
             request.not_before.CopyFrom(stamp)
+        # Built in the caller's context: its current OpenTelemetry span (a traced web request)
+        # becomes the parent of the job's spans, per job, as batching mixes callers (issue 20).
+        caller = tracing.caller_context()
+        if caller is not None:
+            request.traceparent, request.tracestate = caller
         return request
 
 

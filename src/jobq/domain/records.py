@@ -49,6 +49,9 @@ class NewJob:
     """The key the queue's per-key limits count the job under (jobq.domain.flow_limits)."""
     depends_on: tuple[UUID, ...] = ()
     """The jobs it runs after (issue 18): it is written WAITING until they are all DONE."""
+    trace_context: str | None = None
+    """The W3C trace context of the span that submitted it (jobq.observability.tracing's
+    carrier: `traceparent`, then a newline and the `tracestate`); None when tracing is off."""
 
 
 @record
@@ -125,6 +128,9 @@ class Assignment:
     unannounced: bool = False
     """Written by a transactional enqueue and not yet announced by any server: the claim's
     write publishes its SUBMITTED before its ASSIGNED (db/migrations/V14)."""
+    trace_context: str | None = None
+    """The trace context the worker's spans descend from: the job's stored one (NewJob's),
+    replaced by the dispatch span's when tracing is on; None: untraced."""
 
     @property
     def ref(self) -> AttemptRef:

@@ -108,7 +108,7 @@ def job_to_proto(job: Job) -> common_pb2.Job:
 
 def assignment_to_proto(assignment: Assignment) -> worker_service_pb2.JobAssignment:
     job = assignment.job
-    return worker_service_pb2.JobAssignment(
+    message = worker_service_pb2.JobAssignment(
         job_id=str(job.job_id),
         queue_name=job.queue_name,
         payload=job.payload,
@@ -121,6 +121,9 @@ def assignment_to_proto(assignment: Assignment) -> worker_service_pb2.JobAssignm
         created_at=timestamp(job.created_at),
         claim_id="" if assignment.claim_id is None else str(assignment.claim_id),
     )
+    if assignment.trace_context is not None:  # traced (issue 20): the dispatch span's context
+        message.traceparent, _, message.tracestate = assignment.trace_context.partition("\n")
+    return message
 
 
 def event_to_proto(event: JobEvent) -> common_pb2.JobEvent:

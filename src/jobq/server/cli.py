@@ -10,7 +10,14 @@ from jobq.domain.errors import JobqError
 from jobq.observability.logging_setup import get_logger
 from jobq.server.app import run_server
 from jobq.server.listeners import listener_problems
-from jobq.startup import base_parser, fail, load_program_settings, parse, start_logging
+from jobq.startup import (
+    base_parser,
+    fail,
+    load_program_settings,
+    parse,
+    start_logging,
+    start_tracing,
+)
 
 PROG = "jq-server"
 
@@ -68,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jobq.server.dry_run import dry_run
 
         return asyncio.run(dry_run(loaded.settings, sys.stdout))
+    start_tracing(PROG)
     try:
         asyncio.run(run_server(loaded.settings))
     except JobqError as exc:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from jobq.coordination.locks import Locker, job_lock_key
 from jobq.domain.records import Assignment, NewJob, Submitted, Transition
 from jobq.domain.states import JobStatus, Reason
+from jobq.observability import tracing
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.queue_flow import QueueFlow
 from jobq.server.service_loop import ServiceLoop
@@ -146,6 +147,7 @@ class Dispatcher:
                 want -= taken
                 if want <= 0 or not queues:
                     continue
+            claim_started = tracing.claim_started_ns()
             with self._lifecycle.write() as changes:
                 assignments = await self._jobs.jobs_claim(
                     worker.worker_id, queues, want, incarnation=worker.incarnation
@@ -153,7 +155,7 @@ class Dispatcher:
                 changes.assigned(assignments)
             if not assignments:
                 continue
-            await self._deliver(worker, assignments)
+            await self._deliver(worker, assignments, claim_started)
             more = more or len(assignments) == want
         if self._on_cycle is not None:
             self._on_cycle(time.perf_counter() - started)
@@ -172,6 +174,7 @@ class Dispatcher:
             ask = want - taken
             if ask <= 0:
                 break
+            claim_started = tracing.claim_started_ns()
             with self._lifecycle.write() as changes:
                 claim = await self._jobs.jobs_claim_limited(
                     worker.worker_id, queue, ask, incarnation=worker.incarnation
@@ -180,7 +183,7 @@ class Dispatcher:
             if claim.retry_after_s is not None:
                 self._look_again_in(claim.retry_after_s)
             if claim.assignments:
-                await self._deliver(worker, claim.assignments)
+                await self._deliver(worker, claim.assignments, claim_started)
                 taken += len(claim.assignments)
                 full = full or len(claim.assignments) == ask
         return taken, full
@@ -208,6 +211,7 @@ class Dispatcher:
         worker = self._capacity.roomiest_for(job.queue_name)
         if worker is None:
             return None
+        claim_started = tracing.claim_started_ns()
         with self._lifecycle.write() as changes:
             direct = await self._jobs.job_insert_assigned(
                 job, worker.worker_id, incarnation=worker.incarnation
@@ -221,11 +225,28 @@ class Dispatcher:
         if direct.assignment is None:
             self.wake_for_new_jobs()  # it waits its turn behind the queue's others
         else:
-            await self._deliver(worker, [direct.assignment])
+            await self._deliver(worker, [direct.assignment], claim_started)
         return submitted
 
-    async def _deliver(self, worker: ConnectedWorker, assignments: list[Assignment]) -> None:
-        """Hand committed assignments to the worker's stream."""
+    async def _deliver(
+        self, worker: ConnectedWorker, assignments: list[Assignment], claim_started: int
+    ) -> None:
+        """Hand committed assignments to the worker's stream; with tracing on, a traced job's
+        claim is recorded and its dispatch span covers this hand-over (its context goes to the
+        worker with the assignment)."""
+        traced = tracing.dispatch_spans(assignments, claim_started, worker.worker_id)
+        if traced is None:
+            await self._hand_over(worker, assignments)
+            return
+        assignments, spans = traced
+        try:
+            await self._hand_over(worker, assignments)
+        except BaseException as exc:
+            spans.end(exc)
+            raise
+        spans.end()
+
+    async def _hand_over(self, worker: ConnectedWorker, assignments: list[Assignment]) -> None:
         # The Redis lock marks who holds the job for operators and the seed design's tooling;
         # it decides nothing. The claim that committed in PostgreSQL is the only owner, so a
         # key another replica still holds is the stale mark of a claim that was given back

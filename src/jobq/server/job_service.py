@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ from jobq.config import LimitsSettings
 from jobq.domain.errors import InvalidArgument, NotFound, PrerequisiteNotFound, QueueNotFound
 from jobq.domain.states import Reason
 from jobq.domain.validation import check_queue_name, parse_uuid
+from jobq.observability import tracing
 from jobq.observability.logging_setup import get_logger
 from jobq.rpc import convert
 from jobq.rpc._gen import job_service_pb2 as pb
@@ -24,6 +26,7 @@ from jobq.server.lifecycle import Lifecycle
 from jobq.server.rpc_handler import RpcObserver, rpc
 from jobq.server.submission import Submitter, new_job_from_request
 from jobq.server.submit_stream import SubmitStreams
+from jobq.server.submit_tracing import traced_insert
 from jobq.storage.stores import JobEventStore, JobStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -60,22 +63,38 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: pb.SubmitJobRequest, context: Context
     ) -> pb.SubmitJobResponse:
         job = new_job_from_request(request, self._limits, datetime.now(UTC))
-        submitted = await self._submitter.submit(job)
+        if tracing.enabled():
+            submitted = await traced_insert(
+                [job],
+                [request],
+                context.invocation_metadata(),
+                "SubmitJob",
+                lambda traced: self._submitter.submit(traced[0]),
+            )
+        else:
+            submitted = await self._submitter.submit(job)
         return pb.SubmitJobResponse(job_id=str(submitted.job_id), existing=submitted.existing)
 
     @rpc(SERVICE)
     async def SubmitJobs(
         self, request: pb.SubmitJobsRequest, context: Context
     ) -> pb.SubmitJobsResponse:
-        ids, existing = await self._submit_batch(request.jobs)
+        metadata = context.invocation_metadata() if tracing.enabled() else None
+        ids, existing = await self._submit_batch(request.jobs, metadata)
         return pb.SubmitJobsResponse(job_ids=ids, existing=existing)
 
     @rpc(SERVICE)
     async def SubmitJobStream(
         self, requests: AsyncIterator[pb.SubmitJobStreamRequest], context: Context
     ) -> None:
+        # The stream's metadata (a traceparent) is the parent of its jobs without their own.
+        metadata = context.invocation_metadata() if tracing.enabled() else None
         await self._submit_streams.serve(
-            requests, context.write, self._submit_batch, self.observer, SERVICE
+            requests,
+            context.write,
+            partial(self._submit_batch, metadata=metadata),
+            self.observer,
+            SERVICE,
         )
 
     def close_streams(self) -> None:
@@ -83,7 +102,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._submit_streams.close_all()
 
     async def _submit_batch(
-        self, items: Sequence[pb.SubmitJobRequest]
+        self,
+        items: Sequence[pb.SubmitJobRequest],
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
     ) -> tuple[list[str], list[bool]]:
         """SubmitJobs' work, for both the call and the stream: all jobs committed or none."""
         if not items:
@@ -100,7 +121,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             except InvalidArgument as exc:
                 raise InvalidArgument(f"job {index}: {exc}") from None
         try:
-            inserted = await self._submitter.submit_batch(jobs)
+            if tracing.enabled():
+                inserted = await traced_insert(
+                    jobs, items, metadata, "SubmitJobs", self._submitter.submit_batch
+                )
+            else:
+                inserted = await self._submitter.submit_batch(jobs)
         except QueueNotFound as exc:
             index = next(i for i, job in enumerate(jobs) if job.queue_name == exc.name)
             raise NotFound(f"job {index}: {exc}") from None

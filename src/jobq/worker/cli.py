@@ -6,7 +6,14 @@ import asyncio
 from collections.abc import Sequence
 
 from jobq.domain.errors import ConfigError, JobqError
-from jobq.startup import base_parser, fail, load_program_settings, parse, start_logging
+from jobq.startup import (
+    base_parser,
+    fail,
+    load_program_settings,
+    parse,
+    start_logging,
+    start_tracing,
+)
 from jobq.worker.app import prepare_worker, run_worker
 
 PROG = "jq-worker"
@@ -77,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         fail(PROG, str(exc))
     start_logging(PROG, loaded)
+    start_tracing(PROG)
     try:
         return asyncio.run(run_worker(loaded.settings, setup))
     except ConfigError as exc:  # e.g. a module named by --import cannot be imported

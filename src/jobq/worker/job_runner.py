@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from jobq.observability import tracing
 from jobq.observability.logging_setup import get_logger
 from jobq.observability.metrics import WorkerMetrics
 from jobq.rpc._gen import worker_service_pb2 as pb
@@ -219,6 +220,7 @@ class JobRunner:
         a = job.assignment
         key = (a.job_id, a.attempt)
         outcome, result = pb.JOB_OUTCOME_SHUTDOWN, ExecutionResult(False, b"", "worker shut down")
+        trace = self._trace(a) if a.traceparent else None
         try:
             async with self._slots:
                 if self._contact.lost():
@@ -230,6 +232,8 @@ class JobRunner:
                 self._reporter.ack(a.job_id, a.attempt, a.claim_id)
                 self._active += 1
                 started = self._clock()
+                if trace is not None:
+                    trace.begin()
                 try:
                     result = await self._executor.run(
                         a.payload, float(a.timeout_s) or None, job=job.control
@@ -239,6 +243,8 @@ class JobRunner:
                         outcome = pb.JOB_OUTCOME_CANCELLED
                         result = _cancelled(result.error_message or "ended after the cancel")
                 finally:
+                    if trace is not None:
+                        trace.ran()
                     self._active -= 1
                     self._metrics.worker_job_duration_seconds.observe(self._clock() - started)
         except _NotStarted:
@@ -254,6 +260,8 @@ class JobRunner:
                 )
         finally:
             self._running.pop(key, None)
+        if trace is not None:
+            trace.executed(_OUTCOME_LABELS[outcome], result.error_message)
         if job.rejected:
             return
         if (
@@ -264,9 +272,26 @@ class JobRunner:
             # The last value goes before the result, while the attempt is still RUNNING (a
             # stopped job's last value does not matter enough to hold up its report).
             await self._progress.flush(job.control)
-        self._report(a, outcome, result)
+        delivered = self._report(a, outcome, result)
+        if trace is not None:
+            trace.reporting(delivered, _OUTCOME_LABELS[outcome])
 
-    def _report(self, a: pb.JobAssignment, outcome: pb.JobOutcome, result: ExecutionResult) -> None:
+    def _trace(self, a: pb.JobAssignment) -> tracing.JobTrace | None:
+        """The attempt's spans, when this worker traces and the server sent a context."""
+        return tracing.job_trace(
+            a.traceparent,
+            a.tracestate,
+            {
+                "messaging.destination.name": a.queue_name,
+                "messaging.message.id": a.job_id,
+                "jobq.attempt": a.attempt,
+                "jobq.worker_id": self._registration.worker_id,
+            },
+        )
+
+    def _report(
+        self, a: pb.JobAssignment, outcome: pb.JobOutcome, result: ExecutionResult
+    ) -> asyncio.Future[None]:
         self._finished[outcome].inc()
         worker_id = self._registration.worker_id
         if outcome == pb.JOB_OUTCOME_REFUSED:  # rare, and the operator of this worker may care
@@ -287,7 +312,7 @@ class JobRunner:
                 attempt=a.attempt,
                 worker_id=worker_id,
             )
-        self._reporter.result(
+        return self._reporter.result(
             PendingResult(
                 a.job_id,
                 a.attempt,

@@ -425,6 +425,7 @@ async def test_a_completion_racing_a_dependants_submit_still_wakes_the_resolver(
         await conn.fetchrow(
             query("job_insert_dependent"),
             b, "default", b"{}", 0, None, None, None, None, "WAITING", [a], None, False, None,
+            None,
         )  # fmt: skip
         await submit.commit()
     outcome = await completing

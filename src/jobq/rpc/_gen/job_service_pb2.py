@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11job_service.proto\x12\x07jobq.v1\x1a\x0c\x63ommon.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n\x10SubmitJobRequest\x12\x12\n\nqueue_name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x18\n\x0bmax_retries\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x64\x65lay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\x17\n\x0f\x63oncurrency_key\x18\t \x01(\t\x12\x12\n\ndepends_on\x18\n \x03(\tB\x0e\n\x0c_max_retries\"5\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"<\n\x11SubmitJobsRequest\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.jobq.v1.SubmitJobRequest\"7\n\x12SubmitJobsResponse\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\x12\x10\n\x08\x65xisting\x18\x02 \x03(\x08\"N\n\x16SubmitJobStreamRequest\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\'\n\x04jobs\x18\x02 \x03(\x0b\x32\x19.jobq.v1.SubmitJobRequest\"h\n\x17SubmitJobStreamResponse\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12\x10\n\x08\x65xisting\x18\x03 \x03(\x08\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x11\x43\x61ncelJobResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job\"%\n\x13GetJobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"1\n\x14GetJobStatusResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job\"l\n\x0fListJobsRequest\x12\x12\n\nqueue_name\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"G\n\x10ListJobsResponse\x12\x1a\n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.jobq.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11GetJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"7\n\x12GetJobLogsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.jobq.v1.JobEvent\"k\n\x14ListJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nqueue_name\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06newest\x18\x05 \x01(\x08\"K\n\x15ListJobEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.jobq.v1.JobEvent\x12\x0f\n\x07last_id\x18\x02 \x01(\x03\"!\n\x0fRetryJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x10RetryJobResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job\"#\n\x10WatchJobsRequest\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\".\n\x11WatchJobsResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job2\xe1\x05\n\nJobService\x12\x42\n\tSubmitJob\x12\x19.jobq.v1.SubmitJobRequest\x1a\x1a.jobq.v1.SubmitJobResponse\x12\x45\n\nSubmitJobs\x12\x1a.jobq.v1.SubmitJobsRequest\x1a\x1b.jobq.v1.SubmitJobsResponse\x12X\n\x0fSubmitJobStream\x12\x1f.jobq.v1.SubmitJobStreamRequest\x1a .jobq.v1.SubmitJobStreamResponse(\x01\x30\x01\x12\x42\n\tCancelJob\x12\x19.jobq.v1.CancelJobRequest\x1a\x1a.jobq.v1.CancelJobResponse\x12K\n\x0cGetJobStatus\x12\x1c.jobq.v1.GetJobStatusRequest\x1a\x1d.jobq.v1.GetJobStatusResponse\x12?\n\x08ListJobs\x12\x18.jobq.v1.ListJobsRequest\x1a\x19.jobq.v1.ListJobsResponse\x12\x45\n\nGetJobLogs\x12\x1a.jobq.v1.GetJobLogsRequest\x1a\x1b.jobq.v1.GetJobLogsResponse\x12N\n\rListJobEvents\x12\x1d.jobq.v1.ListJobEventsRequest\x1a\x1e.jobq.v1.ListJobEventsResponse\x12?\n\x08RetryJob\x12\x18.jobq.v1.RetryJobRequest\x1a\x19.jobq.v1.RetryJobResponse\x12\x44\n\tWatchJobs\x12\x19.jobq.v1.WatchJobsRequest\x1a\x1a.jobq.v1.WatchJobsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11job_service.proto\x12\x07jobq.v1\x1a\x0c\x63ommon.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x02\n\x10SubmitJobRequest\x12\x12\n\nqueue_name\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x18\n\x0bmax_retries\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12.\n\nnot_before\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x64\x65lay\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12\x17\n\x0f\x63oncurrency_key\x18\t \x01(\t\x12\x12\n\ndepends_on\x18\n \x03(\t\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\x12\x12\n\ntracestate\x18\x0c \x01(\tB\x0e\n\x0c_max_retries\"5\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x08\"<\n\x11SubmitJobsRequest\x12\'\n\x04jobs\x18\x01 \x03(\x0b\x32\x19.jobq.v1.SubmitJobRequest\"7\n\x12SubmitJobsResponse\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\x12\x10\n\x08\x65xisting\x18\x02 \x03(\x08\"N\n\x16SubmitJobStreamRequest\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\'\n\x04jobs\x18\x02 \x03(\x0b\x32\x19.jobq.v1.SubmitJobRequest\"h\n\x17SubmitJobStreamResponse\x12\x0b\n\x03tag\x18\x01 \x01(\x04\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12\x10\n\x08\x65xisting\x18\x03 \x03(\x08\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\".\n\x11\x43\x61ncelJobResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job\"%\n\x13GetJobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"1\n\x14GetJobStatusResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job\"l\n\x0fListJobsRequest\x12\x12\n\nqueue_name\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0e\x32\x12.jobq.v1.JobStatus\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"G\n\x10ListJobsResponse\x12\x1a\n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.jobq.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"#\n\x11GetJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"7\n\x12GetJobLogsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.jobq.v1.JobEvent\"k\n\x14ListJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nqueue_name\x18\x02 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x0e\n\x06newest\x18\x05 \x01(\x08\"K\n\x15ListJobEventsResponse\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.jobq.v1.JobEvent\x12\x0f\n\x07last_id\x18\x02 \x01(\x03\"!\n\x0fRetryJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x10RetryJobResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job\"#\n\x10WatchJobsRequest\x12\x0f\n\x07job_ids\x18\x01 \x03(\t\".\n\x11WatchJobsResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobq.v1.Job2\xe1\x05\n\nJobService\x12\x42\n\tSubmitJob\x12\x19.jobq.v1.SubmitJobRequest\x1a\x1a.jobq.v1.SubmitJobResponse\x12\x45\n\nSubmitJobs\x12\x1a.jobq.v1.SubmitJobsRequest\x1a\x1b.jobq.v1.SubmitJobsResponse\x12X\n\x0fSubmitJobStream\x12\x1f.jobq.v1.SubmitJobStreamRequest\x1a .jobq.v1.SubmitJobStreamResponse(\x01\x30\x01\x12\x42\n\tCancelJob\x12\x19.jobq.v1.CancelJobRequest\x1a\x1a.jobq.v1.CancelJobResponse\x12K\n\x0cGetJobStatus\x12\x1c.jobq.v1.GetJobStatusRequest\x1a\x1d.jobq.v1.GetJobStatusResponse\x12?\n\x08ListJobs\x12\x18.jobq.v1.ListJobsRequest\x1a\x19.jobq.v1.ListJobsResponse\x12\x45\n\nGetJobLogs\x12\x1a.jobq.v1.GetJobLogsRequest\x1a\x1b.jobq.v1.GetJobLogsResponse\x12N\n\rListJobEvents\x12\x1d.jobq.v1.ListJobEventsRequest\x1a\x1e.jobq.v1.ListJobEventsResponse\x12?\n\x08RetryJob\x12\x18.jobq.v1.RetryJobRequest\x1a\x19.jobq.v1.RetryJobResponse\x12\x44\n\tWatchJobs\x12\x19.jobq.v1.WatchJobsRequest\x1a\x1a.jobq.v1.WatchJobsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,45 +35,45 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'job_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITJOBREQUEST']._serialized_start=110
-  _globals['_SUBMITJOBREQUEST']._serialized_end=401
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=403
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=456
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=458
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=518
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=520
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=575
-  _globals['_SUBMITJOBSTREAMREQUEST']._serialized_start=577
-  _globals['_SUBMITJOBSTREAMREQUEST']._serialized_end=655
-  _globals['_SUBMITJOBSTREAMRESPONSE']._serialized_start=657
-  _globals['_SUBMITJOBSTREAMRESPONSE']._serialized_end=761
-  _globals['_CANCELJOBREQUEST']._serialized_start=763
-  _globals['_CANCELJOBREQUEST']._serialized_end=797
-  _globals['_CANCELJOBRESPONSE']._serialized_start=799
-  _globals['_CANCELJOBRESPONSE']._serialized_end=845
-  _globals['_GETJOBSTATUSREQUEST']._serialized_start=847
-  _globals['_GETJOBSTATUSREQUEST']._serialized_end=884
-  _globals['_GETJOBSTATUSRESPONSE']._serialized_start=886
-  _globals['_GETJOBSTATUSRESPONSE']._serialized_end=935
-  _globals['_LISTJOBSREQUEST']._serialized_start=937
-  _globals['_LISTJOBSREQUEST']._serialized_end=1045
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1047
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1118
-  _globals['_GETJOBLOGSREQUEST']._serialized_start=1120
-  _globals['_GETJOBLOGSREQUEST']._serialized_end=1155
-  _globals['_GETJOBLOGSRESPONSE']._serialized_start=1157
-  _globals['_GETJOBLOGSRESPONSE']._serialized_end=1212
-  _globals['_LISTJOBEVENTSREQUEST']._serialized_start=1214
-  _globals['_LISTJOBEVENTSREQUEST']._serialized_end=1321
-  _globals['_LISTJOBEVENTSRESPONSE']._serialized_start=1323
-  _globals['_LISTJOBEVENTSRESPONSE']._serialized_end=1398
-  _globals['_RETRYJOBREQUEST']._serialized_start=1400
-  _globals['_RETRYJOBREQUEST']._serialized_end=1433
-  _globals['_RETRYJOBRESPONSE']._serialized_start=1435
-  _globals['_RETRYJOBRESPONSE']._serialized_end=1480
-  _globals['_WATCHJOBSREQUEST']._serialized_start=1482
-  _globals['_WATCHJOBSREQUEST']._serialized_end=1517
-  _globals['_WATCHJOBSRESPONSE']._serialized_start=1519
-  _globals['_WATCHJOBSRESPONSE']._serialized_end=1565
-  _globals['_JOBSERVICE']._serialized_start=1568
-  _globals['_JOBSERVICE']._serialized_end=2305
+  _globals['_SUBMITJOBREQUEST']._serialized_end=442
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=444
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=497
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=499
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=559
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=561
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=616
+  _globals['_SUBMITJOBSTREAMREQUEST']._serialized_start=618
+  _globals['_SUBMITJOBSTREAMREQUEST']._serialized_end=696
+  _globals['_SUBMITJOBSTREAMRESPONSE']._serialized_start=698
+  _globals['_SUBMITJOBSTREAMRESPONSE']._serialized_end=802
+  _globals['_CANCELJOBREQUEST']._serialized_start=804
+  _globals['_CANCELJOBREQUEST']._serialized_end=838
+  _globals['_CANCELJOBRESPONSE']._serialized_start=840
+  _globals['_CANCELJOBRESPONSE']._serialized_end=886
+  _globals['_GETJOBSTATUSREQUEST']._serialized_start=888
+  _globals['_GETJOBSTATUSREQUEST']._serialized_end=925
+  _globals['_GETJOBSTATUSRESPONSE']._serialized_start=927
+  _globals['_GETJOBSTATUSRESPONSE']._serialized_end=976
+  _globals['_LISTJOBSREQUEST']._serialized_start=978
+  _globals['_LISTJOBSREQUEST']._serialized_end=1086
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1088
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1159
+  _globals['_GETJOBLOGSREQUEST']._serialized_start=1161
+  _globals['_GETJOBLOGSREQUEST']._serialized_end=1196
+  _globals['_GETJOBLOGSRESPONSE']._serialized_start=1198
+  _globals['_GETJOBLOGSRESPONSE']._serialized_end=1253
+  _globals['_LISTJOBEVENTSREQUEST']._serialized_start=1255
+  _globals['_LISTJOBEVENTSREQUEST']._serialized_end=1362
+  _globals['_LISTJOBEVENTSRESPONSE']._serialized_start=1364
+  _globals['_LISTJOBEVENTSRESPONSE']._serialized_end=1439
+  _globals['_RETRYJOBREQUEST']._serialized_start=1441
+  _globals['_RETRYJOBREQUEST']._serialized_end=1474
+  _globals['_RETRYJOBRESPONSE']._serialized_start=1476
+  _globals['_RETRYJOBRESPONSE']._serialized_end=1521
+  _globals['_WATCHJOBSREQUEST']._serialized_start=1523
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1558
+  _globals['_WATCHJOBSRESPONSE']._serialized_start=1560
+  _globals['_WATCHJOBSRESPONSE']._serialized_end=1606
+  _globals['_JOBSERVICE']._serialized_start=1609
+  _globals['_JOBSERVICE']._serialized_end=2346
 # @@protoc_insertion_point(module_scope)

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("queue_name", "payload", "priority", "max_retries", "not_before", "delay", "idempotency_key", "job_id", "concurrency_key", "depends_on")
+    __slots__ = ("queue_name", "payload", "priority", "max_retries", "not_before", "delay", "idempotency_key", "job_id", "concurrency_key", "depends_on", "traceparent", "tracestate")
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,8 @@ class SubmitJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     queue_name: str
     payload: bytes
     priority: int
@@ -33,7 +35,9 @@ class SubmitJobRequest(_message.Message):
     job_id: str
     concurrency_key: str
     depends_on: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., max_retries: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., job_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., max_retries: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., job_id: _Optional[str] = ..., concurrency_key: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
     __slots__ = ("job_id", "existing")

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14worker_service.proto\x12\x07jobq.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x0e\n\x06queues\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x13\n\x0bincarnation\x18\x06 \x01(\t\"{\n\x16RegisterWorkerResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x05\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\x12\x1b\n\x13heartbeat_timeout_s\x18\x04 \x01(\x01\"?\n\nJobAttempt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\"z\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63tive_job_count\x18\x02 \x01(\x05\x12$\n\x07running\x18\x03 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\x12\x13\n\x0bincarnation\x18\x04 \x01(\t\"c\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0e\x32\x16.jobq.v1.WorkerCommand\x12$\n\x07\x63\x61ncels\x18\x02 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\";\n\x11StreamJobsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\"\xf9\x01\n\rJobAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nqueue_name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x13\n\x0bretry_count\x18\x07 \x01(\x05\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x11\n\ttimeout_s\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63laim_id\x18\x0b \x01(\t\"g\n\x12JobAssignmentBatch\x12+\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x16.jobq.v1.JobAssignment\x12$\n\x07\x63\x61ncels\x18\x02 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\"[\n\x0e\x41\x63kJobsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12!\n\x04jobs\x18\x02 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"<\n\x0f\x41\x63kJobsResponse\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.jobq.v1.AttemptOutcome\"\xbd\x01\n\x13ReportResultRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12$\n\x07outcome\x18\x04 \x01(\x0e\x32\x13.jobq.v1.JobOutcome\x12\x0e\n\x06result\x18\x05 \x01(\x0c\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\t\"\x16\n\x14ReportResultResponse\"m\n\x14ReportResultsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.jobq.v1.ReportResultRequest\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"B\n\x15ReportResultsResponse\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.jobq.v1.AttemptOutcome\"T\n\x0e\x41ttemptOutcome\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\";\n\x11\x44\x65registerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\"\x14\n\x12\x44\x65registerResponse\"c\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\"d\n\x15ReportProgressRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.jobq.v1.JobProgress\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"C\n\x16ReportProgressResponse\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.jobq.v1.AttemptOutcome*f\n\rWorkerCommand\x12\x1e\n\x1aWORKER_COMMAND_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_COMMAND_DRAIN\x10\x01\x12\x1b\n\x17WORKER_COMMAND_SHUTDOWN\x10\x02*\xaa\x01\n\nJobOutcome\x12\x1b\n\x17JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15JOB_OUTCOME_SUCCEEDED\x10\x01\x12\x16\n\x12JOB_OUTCOME_FAILED\x10\x02\x12\x18\n\x14JOB_OUTCOME_SHUTDOWN\x10\x03\x12\x17\n\x13JOB_OUTCOME_REFUSED\x10\x04\x12\x19\n\x15JOB_OUTCOME_CANCELLED\x10\x05\x32\xae\x05\n\rWorkerService\x12Q\n\x0eRegisterWorker\x12\x1e.jobq.v1.RegisterWorkerRequest\x1a\x1f.jobq.v1.RegisterWorkerResponse\x12\x42\n\tHeartbeat\x12\x19.jobq.v1.HeartbeatRequest\x1a\x1a.jobq.v1.HeartbeatResponse\x12\x42\n\nStreamJobs\x12\x1a.jobq.v1.StreamJobsRequest\x1a\x16.jobq.v1.JobAssignment0\x01\x12M\n\x10StreamJobBatches\x12\x1a.jobq.v1.StreamJobsRequest\x1a\x1b.jobq.v1.JobAssignmentBatch0\x01\x12<\n\x07\x41\x63kJobs\x12\x17.jobq.v1.AckJobsRequest\x1a\x18.jobq.v1.AckJobsResponse\x12K\n\x0cReportResult\x12\x1c.jobq.v1.ReportResultRequest\x1a\x1d.jobq.v1.ReportResultResponse\x12N\n\rReportResults\x12\x1d.jobq.v1.ReportResultsRequest\x1a\x1e.jobq.v1.ReportResultsResponse\x12\x45\n\nDeregister\x12\x1a.jobq.v1.DeregisterRequest\x1a\x1b.jobq.v1.DeregisterResponse\x12Q\n\x0eReportProgress\x12\x1e.jobq.v1.ReportProgressRequest\x1a\x1f.jobq.v1.ReportProgressResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14worker_service.proto\x12\x07jobq.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\x15RegisterWorkerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x0e\n\x06queues\x18\x04 \x03(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x13\n\x0bincarnation\x18\x06 \x01(\t\"{\n\x16RegisterWorkerResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x05\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\x12\x1b\n\x13heartbeat_timeout_s\x18\x04 \x01(\x01\"?\n\nJobAttempt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\"z\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x18\n\x10\x61\x63tive_job_count\x18\x02 \x01(\x05\x12$\n\x07running\x18\x03 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\x12\x13\n\x0bincarnation\x18\x04 \x01(\t\"c\n\x11HeartbeatResponse\x12(\n\x08\x63ommands\x18\x01 \x03(\x0e\x32\x16.jobq.v1.WorkerCommand\x12$\n\x07\x63\x61ncels\x18\x02 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\";\n\x11StreamJobsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\"\xa2\x02\n\rJobAssignment\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nqueue_name\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x13\n\x0bretry_count\x18\x07 \x01(\x05\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x11\n\ttimeout_s\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63laim_id\x18\x0b \x01(\t\x12\x13\n\x0btraceparent\x18\x0c \x01(\t\x12\x12\n\ntracestate\x18\r \x01(\t\"g\n\x12JobAssignmentBatch\x12+\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x16.jobq.v1.JobAssignment\x12$\n\x07\x63\x61ncels\x18\x02 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\"[\n\x0e\x41\x63kJobsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12!\n\x04jobs\x18\x02 \x03(\x0b\x32\x13.jobq.v1.JobAttempt\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"<\n\x0f\x41\x63kJobsResponse\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.jobq.v1.AttemptOutcome\"\xbd\x01\n\x13ReportResultRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12$\n\x07outcome\x18\x04 \x01(\x0e\x32\x13.jobq.v1.JobOutcome\x12\x0e\n\x06result\x18\x05 \x01(\x0c\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\t\"\x16\n\x14ReportResultResponse\"m\n\x14ReportResultsRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.jobq.v1.ReportResultRequest\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"B\n\x15ReportResultsResponse\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.jobq.v1.AttemptOutcome\"T\n\x0e\x41ttemptOutcome\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\";\n\x11\x44\x65registerRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\"\x14\n\x12\x44\x65registerResponse\"c\n\x0bJobProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\"d\n\x15ReportProgressRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.jobq.v1.JobProgress\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"C\n\x16ReportProgressResponse\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.jobq.v1.AttemptOutcome*f\n\rWorkerCommand\x12\x1e\n\x1aWORKER_COMMAND_UNSPECIFIED\x10\x00\x12\x18\n\x14WORKER_COMMAND_DRAIN\x10\x01\x12\x1b\n\x17WORKER_COMMAND_SHUTDOWN\x10\x02*\xaa\x01\n\nJobOutcome\x12\x1b\n\x17JOB_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15JOB_OUTCOME_SUCCEEDED\x10\x01\x12\x16\n\x12JOB_OUTCOME_FAILED\x10\x02\x12\x18\n\x14JOB_OUTCOME_SHUTDOWN\x10\x03\x12\x17\n\x13JOB_OUTCOME_REFUSED\x10\x04\x12\x19\n\x15JOB_OUTCOME_CANCELLED\x10\x05\x32\xae\x05\n\rWorkerService\x12Q\n\x0eRegisterWorker\x12\x1e.jobq.v1.RegisterWorkerRequest\x1a\x1f.jobq.v1.RegisterWorkerResponse\x12\x42\n\tHeartbeat\x12\x19.jobq.v1.HeartbeatRequest\x1a\x1a.jobq.v1.HeartbeatResponse\x12\x42\n\nStreamJobs\x12\x1a.jobq.v1.StreamJobsRequest\x1a\x16.jobq.v1.JobAssignment0\x01\x12M\n\x10StreamJobBatches\x12\x1a.jobq.v1.StreamJobsRequest\x1a\x1b.jobq.v1.JobAssignmentBatch0\x01\x12<\n\x07\x41\x63kJobs\x12\x17.jobq.v1.AckJobsRequest\x1a\x18.jobq.v1.AckJobsResponse\x12K\n\x0cReportResult\x12\x1c.jobq.v1.ReportResultRequest\x1a\x1d.jobq.v1.ReportResultResponse\x12N\n\rReportResults\x12\x1d.jobq.v1.ReportResultsRequest\x1a\x1e.jobq.v1.ReportResultsResponse\x12\x45\n\nDeregister\x12\x1a.jobq.v1.DeregisterRequest\x1a\x1b.jobq.v1.DeregisterResponse\x12Q\n\x0eReportProgress\x12\x1e.jobq.v1.ReportProgressRequest\x1a\x1f.jobq.v1.ReportProgressResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'worker_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKERCOMMAND']._serialized_start=2028
-  _globals['_WORKERCOMMAND']._serialized_end=2130
-  _globals['_JOBOUTCOME']._serialized_start=2133
-  _globals['_JOBOUTCOME']._serialized_end=2303
+  _globals['_WORKERCOMMAND']._serialized_start=2069
+  _globals['_WORKERCOMMAND']._serialized_end=2171
+  _globals['_JOBOUTCOME']._serialized_start=2174
+  _globals['_JOBOUTCOME']._serialized_end=2344
   _globals['_REGISTERWORKERREQUEST']._serialized_start=67
   _globals['_REGISTERWORKERREQUEST']._serialized_end=202
   _globals['_REGISTERWORKERRESPONSE']._serialized_start=204
@@ -49,33 +49,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMJOBSREQUEST']._serialized_start=619
   _globals['_STREAMJOBSREQUEST']._serialized_end=678
   _globals['_JOBASSIGNMENT']._serialized_start=681
-  _globals['_JOBASSIGNMENT']._serialized_end=930
-  _globals['_JOBASSIGNMENTBATCH']._serialized_start=932
-  _globals['_JOBASSIGNMENTBATCH']._serialized_end=1035
-  _globals['_ACKJOBSREQUEST']._serialized_start=1037
-  _globals['_ACKJOBSREQUEST']._serialized_end=1128
-  _globals['_ACKJOBSRESPONSE']._serialized_start=1130
-  _globals['_ACKJOBSRESPONSE']._serialized_end=1190
-  _globals['_REPORTRESULTREQUEST']._serialized_start=1193
-  _globals['_REPORTRESULTREQUEST']._serialized_end=1382
-  _globals['_REPORTRESULTRESPONSE']._serialized_start=1384
-  _globals['_REPORTRESULTRESPONSE']._serialized_end=1406
-  _globals['_REPORTRESULTSREQUEST']._serialized_start=1408
-  _globals['_REPORTRESULTSREQUEST']._serialized_end=1517
-  _globals['_REPORTRESULTSRESPONSE']._serialized_start=1519
-  _globals['_REPORTRESULTSRESPONSE']._serialized_end=1585
-  _globals['_ATTEMPTOUTCOME']._serialized_start=1587
-  _globals['_ATTEMPTOUTCOME']._serialized_end=1671
-  _globals['_DEREGISTERREQUEST']._serialized_start=1673
-  _globals['_DEREGISTERREQUEST']._serialized_end=1732
-  _globals['_DEREGISTERRESPONSE']._serialized_start=1734
-  _globals['_DEREGISTERRESPONSE']._serialized_end=1754
-  _globals['_JOBPROGRESS']._serialized_start=1756
-  _globals['_JOBPROGRESS']._serialized_end=1855
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1857
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1957
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1959
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=2026
-  _globals['_WORKERSERVICE']._serialized_start=2306
-  _globals['_WORKERSERVICE']._serialized_end=2992
+  _globals['_JOBASSIGNMENT']._serialized_end=971
+  _globals['_JOBASSIGNMENTBATCH']._serialized_start=973
+  _globals['_JOBASSIGNMENTBATCH']._serialized_end=1076
+  _globals['_ACKJOBSREQUEST']._serialized_start=1078
+  _globals['_ACKJOBSREQUEST']._serialized_end=1169
+  _globals['_ACKJOBSRESPONSE']._serialized_start=1171
+  _globals['_ACKJOBSRESPONSE']._serialized_end=1231
+  _globals['_REPORTRESULTREQUEST']._serialized_start=1234
+  _globals['_REPORTRESULTREQUEST']._serialized_end=1423
+  _globals['_REPORTRESULTRESPONSE']._serialized_start=1425
+  _globals['_REPORTRESULTRESPONSE']._serialized_end=1447
+  _globals['_REPORTRESULTSREQUEST']._serialized_start=1449
+  _globals['_REPORTRESULTSREQUEST']._serialized_end=1558
+  _globals['_REPORTRESULTSRESPONSE']._serialized_start=1560
+  _globals['_REPORTRESULTSRESPONSE']._serialized_end=1626
+  _globals['_ATTEMPTOUTCOME']._serialized_start=1628
+  _globals['_ATTEMPTOUTCOME']._serialized_end=1712
+  _globals['_DEREGISTERREQUEST']._serialized_start=1714
+  _globals['_DEREGISTERREQUEST']._serialized_end=1773
+  _globals['_DEREGISTERRESPONSE']._serialized_start=1775
+  _globals['_DEREGISTERRESPONSE']._serialized_end=1795
+  _globals['_JOBPROGRESS']._serialized_start=1797
+  _globals['_JOBPROGRESS']._serialized_end=1896
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1898
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1998
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=2000
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=2067
+  _globals['_WORKERSERVICE']._serialized_start=2347
+  _globals['_WORKERSERVICE']._serialized_end=3033
 # @@protoc_insertion_point(module_scope)

@@ -101,7 +101,7 @@ class StreamJobsRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class JobAssignment(_message.Message):
-    __slots__ = ("job_id", "queue_name", "payload", "attempt", "worker_id", "priority", "retry_count", "max_retries", "timeout_s", "created_at", "claim_id")
+    __slots__ = ("job_id", "queue_name", "payload", "attempt", "worker_id", "priority", "retry_count", "max_retries", "timeout_s", "created_at", "claim_id", "traceparent", "tracestate")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,8 @@ class JobAssignment(_message.Message):
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACESTATE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queue_name: str
     payload: bytes
@@ -124,7 +126,9 @@ class JobAssignment(_message.Message):
     timeout_s: int
     created_at: _timestamp_pb2.Timestamp
     claim_id: str
-    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., priority: _Optional[int] = ..., retry_count: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claim_id: _Optional[str] = ...) -> None: ...
+    traceparent: str
+    tracestate: str
+    def __init__(self, job_id: _Optional[str] = ..., queue_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., priority: _Optional[int] = ..., retry_count: _Optional[int] = ..., max_retries: _Optional[int] = ..., timeout_s: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., claim_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., tracestate: _Optional[str] = ...) -> None: ...
 
 class JobAssignmentBatch(_message.Message):
     __slots__ = ("assignments", "cancels")

@@ -61,7 +61,7 @@ class InsertBatch:
             self.by_key, self.by_id = keyed + plain, by_id
 
     def arguments(self, notify: bool, *, outside_server: bool = False) -> tuple[Any, ...]:
-        """The parameters ($1..$11) of jobs_insert for `by_key`. $7 is NULL when no job has a
+        """The parameters ($1..$12) of jobs_insert for `by_key`. $7 is NULL when no job has a
         key. `outside_server` ($9): written by an application's transaction, not by jq-server,
         so the jobs are left in enqueued_jobs for a server to announce."""
         jobs = self.by_key
@@ -73,12 +73,20 @@ class InsertBatch:
             outside_server,
             _correlation_ids(jobs),
             _concurrency_keys(jobs),
+            _trace_contexts(jobs),
         )
 
     def id_arguments(self, notify: bool) -> tuple[Any, ...]:
-        """The parameters ($1..$10) of jobs_insert_by_id for `by_id`."""
+        """The parameters ($1..$11) of jobs_insert_by_id for `by_id`."""
         by_id = self.by_id
-        return (*_columns(by_id), notify, False, _correlation_ids(by_id), _concurrency_keys(by_id))
+        return (
+            *_columns(by_id),
+            notify,
+            False,
+            _correlation_ids(by_id),
+            _concurrency_keys(by_id),
+            _trace_contexts(by_id),
+        )
 
     def results(
         self, rows: Iterable[Iterable[Any]], id_rows: Iterable[Iterable[Any]] = ()
@@ -118,7 +126,7 @@ class InsertBatch:
 
 
 def assigned_arguments(job: NewJob, worker_id: UUID, incarnation: UUID) -> tuple[Any, ...]:
-    """The parameters ($1..$10) of job_insert_assigned: one job, the worker it goes to, and the
+    """The parameters ($1..$11) of job_insert_assigned: one job, the worker it goes to, and the
     process of that worker's stream."""
     return (
         job.job_id,
@@ -131,6 +139,7 @@ def assigned_arguments(job: NewJob, worker_id: UUID, incarnation: UUID) -> tuple
         worker_id,
         incarnation,
         job.concurrency_key,
+        job.trace_context,
     )
 
 
@@ -154,3 +163,8 @@ def _correlation_ids(jobs: Sequence[NewJob]) -> list[str | None]:
 def _concurrency_keys(jobs: Sequence[NewJob]) -> list[str | None]:
     """$11 of jobs_insert, $10 of jobs_insert_by_id."""
     return [job.concurrency_key for job in jobs]
+
+
+def _trace_contexts(jobs: Sequence[NewJob]) -> list[str | None]:
+    """$12 of jobs_insert, $11 of jobs_insert_by_id."""
+    return [job.trace_context for job in jobs]

@@ -117,6 +117,7 @@ async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
         error,
         notify,
         job.concurrency_key,
+        job.trace_context,
     )
     if row is not None:
         return Submitted(row["job_id"], row["created_at"], status=status)
@@ -246,7 +247,9 @@ class PgJobStore(CancelOperations):
         submitted = Submitted(row["job_id"], row["created_at"])
         if row["status"] != JobStatus.ASSIGNED.value:
             return DirectSubmit(submitted, None)
-        assignment = Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"])
+        assignment = Assignment(
+            job_from_row(row), row["ttl_seconds"], row["claim_id"], False, row["trace_context"]
+        )
         return DirectSubmit(submitted, assignment)
 
     async def _raise_missing_queue(self, names: set[str]) -> None:
@@ -331,7 +334,13 @@ class PgJobStore(CancelOperations):
                 await conn.execute(settings_statement(CLAIM_SESSION_SETTINGS, local=True))
                 rows = await conn.fetch(query("jobs_claim"), *args)
         return [
-            Assignment(job_from_row(row), row["ttl_seconds"], row["claim_id"], row["unannounced"])
+            Assignment(
+                job_from_row(row),
+                row["ttl_seconds"],
+                row["claim_id"],
+                row["unannounced"],
+                row["trace_context"],
+            )
             for row in rows
         ]
 

@@ -84,7 +84,13 @@ async def claim_limited(
             _longest_period_ms(limits),
         )
         assignments = [
-            Assignment(job_from_row(r), r["ttl_seconds"], r["claim_id"], r["unannounced"])
+            Assignment(
+                job_from_row(r),
+                r["ttl_seconds"],
+                r["claim_id"],
+                r["unannounced"],
+                r["trace_context"],
+            )
             for r in rows
         ]
         # Held back by a rate: the caller looks again when the window frees a start.

@@ -47,17 +47,18 @@ FOR NO KEY UPDATE NOWAIT;
 -- DEPENDENCY_FAILED) and the prerequisites' has_dependants are written in the same statement.
 -- $1..$8: job_id, queue, payload, priority, max_retries, not_before, idempotency key,
 -- correlation id, as jobs_insert's columns; $12: notify the dispatchers (a PENDING job); $13
--- its concurrency key (V17).
+-- its concurrency key (V17); $14 its W3C trace context (V21).
 -- ON CONFLICT DO NOTHING (any arbiter: the job id or the idempotency key): a job that already
 -- holds the id or key is this submit made before; nothing is written and no row returned, and
 -- the caller reads the holder.
 WITH written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
                            idempotency_key, correlation_id, status, completed_at, error_message,
-                           concurrency_key)
+                           concurrency_key, trace_context)
     SELECT $1::uuid, $2::text, $3::bytea, $4::smallint, COALESCE($5::smallint, q.max_retries),
            $6::timestamptz, $7::text, $8::text, $9::job_status,
-           CASE WHEN $9::job_status = 'DEAD_LETTERED' THEN now() END, $11::text, $13::text
+           CASE WHEN $9::job_status = 'DEAD_LETTERED' THEN now() END, $11::text, $13::text,
+           $14::text
     FROM (SELECT $2::text AS name) n LEFT JOIN queues q ON q.name = n.name
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.created_at, j.status

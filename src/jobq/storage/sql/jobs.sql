@@ -55,18 +55,18 @@
 -- servers take it out at once. jq-server's own submits pass false: the one-time filter skips
 -- the outbox insert, and the write itself announces them. $10 holds each job's correlation id
 -- (NULL: none), which Kafka events carry in their headers (V15). $11 holds each job's
--- concurrency key (NULL: none; V17).
+-- concurrency key (NULL: none; V17). $12 holds each job's W3C trace context (NULL: none; V21).
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
-                $6::timestamptz[], $7::text[], $10::text[], $11::text[])
+                $6::timestamptz[], $7::text[], $10::text[], $11::text[], $12::text[])
         AS t(job_id, queue_name, payload, priority, max_retries, not_before, idempotency_key,
-             correlation_id, concurrency_key)
+             correlation_id, concurrency_key, trace_context)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           idempotency_key, correlation_id, concurrency_key)
+                           idempotency_key, correlation_id, concurrency_key, trace_context)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.idempotency_key, i.correlation_id, i.concurrency_key
+           i.not_before, i.idempotency_key, i.correlation_id, i.concurrency_key, i.trace_context
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.idempotency_key
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL
@@ -110,18 +110,18 @@ FROM written w WHERE w.job_id NOT IN (SELECT job_id FROM input);
 -- same now(), and a race test saw both call one job theirs. Only rows inserted here get a
 -- SUBMITTED event. Rows are inserted in id order, for the reason keys are in jobs_insert. The
 -- caller sends each id once. $1..$6 as jobs_insert, $7 and $8 as its $8 and $9 (no keys), $9
--- as its $10, $10 as its $11; returns (job_id, created_at, existing) for every job sent.
+-- as its $10, $10 as its $11, $11 as its $12; returns (job_id, created_at, existing) for every job sent.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
-                $6::timestamptz[], $9::text[], $10::text[])
+                $6::timestamptz[], $9::text[], $10::text[], $11::text[])
         AS t(job_id, queue_name, payload, priority, max_retries, not_before, correlation_id,
-             concurrency_key)
+             concurrency_key, trace_context)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           correlation_id, concurrency_key)
+                           correlation_id, concurrency_key, trace_context)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.correlation_id, i.concurrency_key
+           i.not_before, i.correlation_id, i.concurrency_key, i.trace_context
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.job_id
     ON CONFLICT (job_id) DO UPDATE SET job_id = j.job_id
@@ -222,7 +222,7 @@ FROM updated;
 -- ON CONFLICT DO NOTHING: a job id or idempotency key already taken inserts nothing and
 -- returns no row; the caller then submits the job through jobs_insert or jobs_insert_by_id,
 -- which say what holds it. $1 id, $2 queue, $3 payload, $4 priority, $5 max_retries (NULL: the
--- queue's), $6 idempotency key, $7 correlation id, $10 concurrency key. An unknown queue breaks max_retries' NOT
+-- queue's), $6 idempotency key, $7 correlation id, $10 concurrency key, $11 trace context (V21). An unknown queue breaks max_retries' NOT
 -- NULL (or the queue's foreign key), as in jobs_insert.
 WITH holder AS MATERIALIZED (
     SELECT w.worker_id
@@ -240,7 +240,7 @@ WITH holder AS MATERIALIZED (
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, idempotency_key,
                            correlation_id, status, worker_id, attempt, claim_id, assigned_at,
-                           updated_at, concurrency_key)
+                           updated_at, concurrency_key, trace_context)
     SELECT $1, $2, $3, $4, COALESCE($5::smallint, q.max_retries), $6, $7,
            CASE WHEN v.assign THEN 'ASSIGNED' ELSE 'PENDING' END::job_status,
            CASE WHEN v.assign THEN $8::uuid END,
@@ -248,13 +248,13 @@ WITH holder AS MATERIALIZED (
            CASE WHEN v.assign THEN gen_random_uuid() END,
            CASE WHEN v.assign THEN now() END,
            CASE WHEN v.assign THEN statement_timestamp() ELSE now() END,
-           $10::text
+           $10::text, $11::text
     FROM verdict v LEFT JOIN queues q ON q.name = $2
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
               j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
-              j.claim_id
+              j.claim_id, j.trace_context
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id,
                             occurred_at)
@@ -377,7 +377,7 @@ WITH holder AS MATERIALIZED (
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
               j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
-              j.claim_id
+              j.claim_id, j.trace_context
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
     SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt, claim_id FROM claimed

@@ -86,7 +86,7 @@ WITH holder AS MATERIALIZED (
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
               j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
-              j.claim_id, j.concurrency_key
+              j.claim_id, j.concurrency_key, j.trace_context
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id,
                             occurred_at)
