@@ -73,6 +73,8 @@ class Submits:
     failed: Counter[str] = field(default_factory=Counter)
     """Failed calls (then repeated with the same key), by status code."""
     abandoned: list[str] = field(default_factory=list)
+    last_failure: float | None = None
+    """When a call last failed (monotonic)."""
     existing: int = 0
     """Acknowledgements that found the key's job already there: a repeat whose first call had
     committed (outcome unknown to the client, resolved by the key)."""
@@ -107,6 +109,7 @@ async def _submit(client: AsyncClient, sink: Path, key: str, submits: Submits) -
             if exc.code not in RETRYABLE:
                 raise
             submits.failed[exc.code] += 1
+            submits.last_failure = time.monotonic()
             if time.monotonic() > deadline:
                 submits.abandoned.append(key)
                 return None
@@ -117,8 +120,15 @@ async def _submit(client: AsyncClient, sink: Path, key: str, submits: Submits) -
         return time.monotonic()
 
 
-async def _first_write_after(client: AsyncClient, sink: Path, submits: Submits) -> float:
-    """Submit one job, started after the kill, until acknowledged; when it was (monotonic)."""
+async def _first_write_after(
+    promoted: asyncio.Event, client: AsyncClient, sink: Path, submits: Submits
+) -> float:
+    """Once Patroni has promoted the standby, submit one job until acknowledged; when it was
+    (monotonic). Started after the promotion, it can only be written by the new primary: a
+    submit started right after the kill may still be acknowledged by the dying one (its
+    backends outlive the postmaster by a moment, and its commit was replicated), which would
+    say nothing about recovery."""
+    await promoted.wait()
     for attempt in itertools.count():
         acked = await _submit(client, sink, f"probe-{attempt}", submits)
         if acked is not None:
@@ -127,16 +137,18 @@ async def _first_write_after(client: AsyncClient, sink: Path, submits: Submits) 
 
 
 async def _failover_timeline(
-    patroni: PatroniCluster, killed: PatroniNode, killed_at: float
+    patroni: PatroniCluster, killed: PatroniNode, killed_at: float, promoted: asyncio.Event
 ) -> dict[str, float]:
-    """Seconds from the kill until Patroni reported another node leading, and until the
-    killed node was its synchronous standby again (writes wait for that, strict mode)."""
+    """Seconds from the kill until Patroni reported another node leading (then `promoted` is
+    set), and until the killed node was its synchronous standby again (strict mode: the new
+    primary's commits wait for one)."""
     marks: dict[str, float] = {}
     while time.monotonic() < killed_at + SETTLE_S and len(marks) < 2:
         if "promoted" not in marks:
             leader = await asyncio.to_thread(patroni.leader)
             if leader is not None and leader is not killed:
                 marks["promoted"] = time.monotonic() - killed_at
+                promoted.set()
         elif await asyncio.to_thread(patroni.sync_standby) is killed:
             marks["standby again"] = time.monotonic() - killed_at
         await asyncio.sleep(0.1)
@@ -200,8 +212,11 @@ async def test_primary_sigkilled_mid_drain_loses_nothing(
                 acked_at_kill = len(submits.acked)
                 killed = patroni.kill_primary_postmaster()
                 killed_at = time.monotonic()
-                timeline = asyncio.create_task(_failover_timeline(patroni, killed, killed_at))
-                recovered_at = await _first_write_after(probe, cluster.sink, submits)
+                promoted = asyncio.Event()
+                timeline = asyncio.create_task(
+                    _failover_timeline(patroni, killed, killed_at, promoted)
+                )
+                recovered_at = await _first_write_after(promoted, probe, cluster.sink, submits)
                 await asyncio.gather(*feeding)
             finally:
                 for task in feeding:
@@ -209,7 +224,8 @@ async def test_primary_sigkilled_mid_drain_loses_nothing(
                 await asyncio.gather(*feeding, return_exceptions=True)
         recovery_s = recovered_at - killed_at
         marks = await timeline
-        promoted = patroni.leader()
+        leader = patroni.leader()
+        refused_s = (submits.last_failure or killed_at) - killed_at
         settled = await _wait_for(
             dsn,
             "SELECT count(*) FROM jobs WHERE status IN ('DONE', 'DEAD_LETTERED')",
@@ -242,8 +258,9 @@ async def test_primary_sigkilled_mid_drain_loses_nothing(
     patroni_says = ", ".join(f"{mark} after {s:.2f}s" for mark, s in marks.items())
     summary = (
         f"failover: killed {killed.name}'s postmaster with {acked_at_kill} submits"
-        f" acknowledged; {promoted.name if promoted else 'no node'} leads now; first write"
-        f" acknowledged {recovery_s:.2f}s after the kill (Patroni:"
+        f" acknowledged; {leader.name if leader else 'no node'} leads now; first write"
+        f" on the new primary acknowledged {recovery_s:.2f}s after the kill, last call"
+        f" refused {refused_s:.2f}s after it (Patroni:"
         f" {patroni_says}). Submits: {len(submits.acked)}"
         f" acknowledged ({submits.existing} found their key's job already there),"
         f" {len(submits.abandoned)} abandoned, failed calls repeated with the same key"
