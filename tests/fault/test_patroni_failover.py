@@ -128,7 +128,11 @@ async def _first_write_after(
     submit started right after the kill may still be acknowledged by the dying one (its
     backends outlive the postmaster by a moment, and its commit was replicated), which would
     say nothing about recovery."""
-    await promoted.wait()
+    try:
+        async with asyncio.timeout(SETTLE_S):
+            await promoted.wait()
+    except TimeoutError:
+        raise AssertionError(f"Patroni promoted no standby within {SETTLE_S:g}s") from None
     for attempt in itertools.count():
         acked = await _submit(client, sink, f"probe-{attempt}", submits)
         if acked is not None:
