@@ -77,12 +77,18 @@ class PatroniNode:
         return self.base / f"{self.name}.log"
 
     def postmaster_pid(self) -> int | None:
-        """The pid in postmaster.pid, when the file is there (the server runs or crashed)."""
+        """The pid of this node's running postmaster, from postmaster.pid; None when there is
+        none. A pid file left by a dead server may name another process by now: the pid counts
+        only if that process is a `postgres` running on this data directory."""
         try:
-            first = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
-        except OSError:
+            lines = (self.data_dir / "postmaster.pid").read_text().split("\n")
+            pid = int(lines[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
             return None
-        return int(first) if first.strip().isdigit() else None
+        if not cmdline[0].endswith(b"postgres") or str(self.data_dir).encode() not in cmdline:
+            return None
+        return pid
 
 
 class PatroniCluster:
