@@ -12,7 +12,8 @@ primary's PostgreSQL dies instead of first trying to restart it on the same node
 (its default, right for a flapping network but not what this test is about). The killed node
 comes back as the new primary's standby (pg_rewind when its timeline diverged); until it
 does, `synchronous_mode_strict` makes the new primary hold every commit, so no write is
-acknowledged that only one node has. That wait is part of the recovery time the test reports.
+acknowledged that only one node has. That wait is part of the recovery time the test reports;
+with a second standby (`standbys=2`) the new primary has a synchronous standby without it.
 
 PostgreSQL refuses to run as root, and Patroni runs its binaries itself, so as root Patroni runs
 as the `postgres` system user of the distribution's package (jobq's embedded server uses a user
@@ -92,9 +93,10 @@ class PatroniNode:
 
 
 class PatroniCluster:
-    """etcd and two Patroni nodes; `start()`, `wait_ready()`, then `dsn()`; `stop()` ends all."""
+    """etcd and Patroni nodes (a primary and `standbys` standbys, one of them synchronous);
+    `start()`, `wait_ready()`, then `dsn()`; `stop()` ends all."""
 
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self, base: Path | None = None, *, standbys: int = 1) -> None:
         # A short path of its own: PostgreSQL's Unix sockets live in it (108-byte sun_path).
         self.base = base or Path(tempfile.mkdtemp(prefix="jq-patroni-"))
         self.password = secrets.token_urlsafe(18)
@@ -102,7 +104,7 @@ class PatroniCluster:
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.etcd: subprocess.Popen[bytes] | None = None
-        self.nodes = [PatroniNode("node0", self.base), PatroniNode("node1", self.base)]
+        self.nodes = [PatroniNode(f"node{n}", self.base) for n in range(1 + standbys)]
         self._user = _run_as()
 
     # --- lifecycle -----------------------------------------------------------------------------
