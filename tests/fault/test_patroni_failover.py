@@ -81,7 +81,7 @@ class Submits:
 
 
 @pytest.fixture
-async def patroni() -> AsyncIterator[PatroniCluster]:
+async def patroni(tmp_path: Path) -> AsyncIterator[PatroniCluster]:
     missing = missing_programs()
     assert not missing, f"apt-get install {' '.join(missing)}"
     cluster = PatroniCluster()
@@ -95,7 +95,7 @@ async def patroni() -> AsyncIterator[PatroniCluster]:
             await admin.close()
         yield cluster
     finally:
-        await asyncio.to_thread(cluster.stop)
+        await asyncio.to_thread(cluster.stop, tmp_path)
 
 
 async def _submit(client: AsyncClient, sink: Path, key: str, submits: Submits) -> float | None:

@@ -117,8 +117,9 @@ class PatroniCluster:
         for node in self.nodes:
             self._start_node(node)
 
-    def stop(self) -> None:
-        """End every process (Patroni's PostgreSQL included) and remove the directory."""
+    def stop(self, logs_to: Path | None = None) -> None:
+        """End every process (Patroni's PostgreSQL included) and remove the directory, after
+        copying the logs (etcd's, each node's Patroni and PostgreSQL) into `logs_to`."""
         for node in self.nodes:
             _end(node.process)
             pid = node.postmaster_pid()
@@ -126,6 +127,9 @@ class PatroniCluster:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         _end(self.etcd)
+        if logs_to is not None:
+            for log in self.base.glob("*.log"):
+                shutil.copy(log, logs_to / f"patroni-{log.name}")
         shutil.rmtree(self.base, ignore_errors=True)
 
     def _start_etcd(self) -> None:
@@ -194,6 +198,10 @@ class PatroniCluster:
                             "max_wal_senders": 5,
                             "max_replication_slots": 5,
                             "max_connections": 100,
+                            # A rejoining standby asks the new primary for its replication
+                            # slot before Patroni has made it there, and waits this long
+                            # (default 5 s) to ask again: half of some failovers' time.
+                            "wal_retrieve_retry_interval": "500ms",
                         },
                     },
                 },
