@@ -151,6 +151,17 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await created.close()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `system_postgres_only` run in `make test-system-pg` and are deselected on
+    the embedded PostgreSQL: run once, in the tier they belong to, and never a skip."""
+    if postgres_target() == "system":
+        return
+    deselected = [item for item in items if item.get_closest_marker("system_postgres_only")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("system_postgres_only")]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """In CI (CI=true) a skipped test fails: CI installs every tool the tests need
