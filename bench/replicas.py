@@ -31,6 +31,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import grpc
@@ -167,7 +168,7 @@ async def _drain(
         pg_before = _pg_cpu(pg)
         started = time.perf_counter()
         await _set_paused(ports[-1], paused=False)  # another replica than the pause's, if any
-        await _wait_done(pg.dsn, schema, jobs)
+        await s.wait_all_done(_in_schema(pg.dsn, schema), jobs)
         elapsed = time.perf_counter() - started
         cpu: dict[str, float | None] = {
             name: p.cpu_seconds([proc]) - before[name] for name, proc in watched.items()
@@ -231,29 +232,13 @@ async def _wait_registered(
         await conn.close()
 
 
-async def _wait_done(dsn: str, schema: str, jobs: int, within: float = 600) -> None:
-    """Until no job of the queue waits or runs and `jobs` are DONE: the probes the plain drain
-    polls with (bench/scenarios.py wait_all_done), in the scenario's schema."""
-    conn = await _connect(dsn, schema)
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                busy = await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'PENDING' "
-                    "AND queue_name = $1) OR EXISTS (SELECT 1 FROM jobs "
-                    "WHERE status IN ('ASSIGNED', 'RUNNING') AND queue_name = $1)",
-                    QUEUE,
-                )
-                if not busy:
-                    done = await conn.fetchval(
-                        "SELECT count(*) FROM jobs WHERE queue_name = $1 AND status = 'DONE'",
-                        QUEUE,
-                    )
-                    if done >= jobs:
-                        return
-                await asyncio.sleep(0.02)
-    finally:
-        await conn.close()
+def _in_schema(dsn: str, schema: str) -> str:
+    """`dsn` with the schema as its search_path (asyncpg passes a DSN's query parameters it
+    does not know on as session settings), for the plain drain's wait (bench/scenarios.py
+    wait_all_done), so that both drains are polled alike however that probe changes."""
+    parts = urlsplit(dsn)
+    query = [*parse_qsl(parts.query), ("search_path", schema)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def _check_once(dsn: str, schema: str, jobs: int) -> dict[str, object]:
