@@ -65,7 +65,10 @@ def parse_layouts(value: str) -> list[Layout]:
         found = re.fullmatch(r"\s*([1-9][0-9]*)x([1-9][0-9]*)\s*", item)
         if found is None:
             raise ValueError(f"expected SERVERSxWORKERS, e.g. 2x2: {item!r}")
-        layouts.append(Layout(int(found.group(1)), int(found.group(2))))
+        layout = Layout(int(found.group(1)), int(found.group(2)))
+        if layout in layouts:  # its schema and its figures' names would be taken
+            raise ValueError(f"{layout.name} is listed twice")
+        layouts.append(layout)
     return layouts
 
 
@@ -129,14 +132,19 @@ async def _drain(
 ) -> dict[str, object]:
     schema = f"bench_replicas_{layout.name}"
     ports = [p.free_port() for _ in range(layout.servers)]
-    env = {"JQ_DB_DSN": pg.dsn, "JQ_DB_SCHEMA": schema, "JQ_METRICS_PORT": "0"}
+    env = {
+        "JQ_DB_DSN": pg.dsn,
+        "JQ_DB_SCHEMA": schema,
+        "JQ_METRICS_PORT": "0",
+        "JQ_HEALTH_PORT": "0",
+    }
     # Started together: the migrations' advisory lock lets one replica create the schema while
     # the others wait, as replicas rolled out at once do.
     servers = [
         p.start_program(
             "jq-server",
             ["--grpc-port", str(port)],
-            env | {"JQ_HEALTH_PORT": "0"},
+            env,
             _log_dir(workdir, f"server-{i + 1}"),
         )
         for i, port in enumerate(ports)
