@@ -27,6 +27,7 @@ import psutil
 from bench import calibration, events, flow, peer_ratios, pgqueuer_peer, sdk_submits, tracing
 from bench import postgres as pg_target
 from bench import processes as p
+from bench import replicas as replicas_scenario
 from bench import scenarios as s
 
 DEFAULT_OUTPUT = Path(__file__).with_name("results") / "latest.json"
@@ -108,6 +109,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="skip the drains of limited queues (bench/flow.py: a per-key concurrency limit, "
         "a rate limit, neither binding)",
     )
+    replicas_scenario.add_arguments(parser)
     parser.add_argument(
         "--dashboard-port",
         type=int,
@@ -151,6 +153,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             results.update(
                 await tracing.measure_tracing(pg, workdir, args.drain_jobs, args.concurrency)
             )
+        if args.replicas:
+            results.update(await replicas_scenario.measure_replicas(pg, workdir, args, results))
         return results
     finally:
         await pg.stop()  # a DSN's server keeps no database of ours, whatever happened

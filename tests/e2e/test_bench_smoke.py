@@ -124,9 +124,11 @@ def test_tiny_bench_on_the_test_runs_postgres(tmp_path: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run this test, but {reason}")
         pytest.skip(reason)
-    figures, stdout = run_bench(tmp_path, target)
+    replicas = ["--replicas", "2x2", "--replicas-jobs", str(REPLICAS_JOBS)]
+    figures, stdout = run_bench(tmp_path, target, *replicas)
     check_figures(figures, stdout)
     check_tracing(figures)
+    check_replicas(figures, stdout)
     postgres = figures["postgres"]
     assert postgres["target"] == target
     assert figures["parameters"]["postgres"] == target
@@ -158,10 +160,13 @@ def test_tiny_bench_on_a_dsn_works_in_a_database_of_its_own(
     tmp_path: Path, pg_server: _Server
 ) -> None:
     dsn = pg_server.admin_dsn
-    # The tracing scenario's seven rounds, run on the embedded target above, add nothing here.
-    figures, stdout = run_bench(tmp_path, dsn, "--no-tracing")
+    # The tracing scenario's seven rounds and the replicas' drains, run on the embedded target
+    # above, add nothing here.
+    figures, stdout = run_bench(tmp_path, dsn, "--no-tracing", "--no-replicas")
     check_figures(figures, stdout)
     assert "tracing_drain_on_jobs_per_s" not in figures
+    assert not [key for key in figures if key.startswith("replicas_")]
+    assert figures["parameters"]["replicas"] == ""
     postgres = figures["postgres"]
     assert postgres["target"] == "dsn"
     assert figures["parameters"]["postgres"] == "dsn"
@@ -290,3 +295,37 @@ def check_tracing(figures: dict[str, Any]) -> None:
     assert set(figures["tracing_drain_cpu_s"]) == {"off", "on", "all"}
     # CPU over a 40-job drain may round to zero (10 ms ticks): the ratios may then be None.
     assert {"tracing_cpu_on_vs_off", "tracing_cpu_all_vs_off"} <= figures.keys()
+
+
+REPLICAS_JOBS = 400
+
+
+def check_replicas(figures: dict[str, Any], stdout: str) -> None:
+    """The replicas scenario (bench/replicas.py) with 2 jq-servers and 2 jq-workers: each
+    process's CPU per job, the servers' sum set against the plain drain's, and every job
+    submitted found DONE once (the scenario itself fails the run otherwise)."""
+    assert figures["parameters"]["replicas"] == "2x2"
+    assert "replicas_1x1_jobs_per_s" not in figures  # only the configurations asked for
+    assert figures["replicas_2x2_jobs_per_s"] > 0
+    assert figures["replicas_2x2_jobs_done"] == REPLICAS_JOBS
+    by_worker = figures["replicas_2x2_jobs_by_worker"]
+    assert sum(by_worker) == REPLICAS_JOBS
+    assert len(by_worker) <= 2  # at most one count per worker
+    per_process = figures["replicas_2x2_cpu_us_per_job"]
+    assert set(per_process) == {"server-1", "server-2", "worker-1", "worker-2", "postgres"}
+    # A process's CPU over a 400-job drain is a few 10 ms clock ticks, and may round to none.
+    assert all(value >= 0 for value in per_process.values()), per_process
+    assert sum(per_process.values()) > 0
+    servers = per_process["server-1"] + per_process["server-2"]
+    assert figures["replicas_2x2_server_cpu_us_per_job"] == pytest.approx(servers, abs=0.2)
+    drain_server = figures["drain_cpu_s"]["server"]
+    if drain_server:  # the 40-job plain drain's CPU may round to zero
+        plain = drain_server / int(figures["parameters"]["drain_jobs"]) * 1e6
+        assert figures["replicas_2x2_server_cpu_vs_drain"] == pytest.approx(
+            figures["replicas_2x2_server_cpu_us_per_job"] / plain, rel=0.01
+        )
+    else:
+        assert figures["replicas_2x2_server_cpu_vs_drain"] is None
+    assert re.search(
+        r"^replicas_2x2_cpu_us_per_job\.server-2 +[0-9.]+$", stdout, flags=re.MULTILINE
+    ), stdout
