@@ -32,12 +32,16 @@ buckets (as Prometheus' histogram_quantile does), so they are as fine as its buc
 - horizon_jobs_dead_tuples, horizon_normal_jobs_dead_tuples: n_dead_tup of the round's `jobs`
   at the drain's end (the pinned transaction still open), medians;
 - horizon_wal_bytes_per_job, horizon_normal_wal_bytes_per_job (bench/storage_stats.py);
+- horizon_empty_head_read_ms / _buffers and the same with `horizon_normal_`: the time and the
+  shared buffers of the claim's head read (HEAD_READ, EXPLAIN ANALYZE) on the emptied queue at
+  the drain's end, medians: the walk over what the drain's claims left in the pending index;
 - horizon_drain_vs_normal, horizon_claim_p99_vs_normal: the pinned mode's against the normal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 import urllib.request
@@ -129,6 +133,33 @@ async def _wait_drained(dsn: str, schema: str, within: float = 600) -> None:
         await conn.close()
 
 
+HEAD_READ = """
+EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+SELECT j.job_id FROM jobs j
+WHERE j.status = 'PENDING' AND j.queue_name = 'default' AND j.interruptions < 2
+  AND (j.not_before IS NULL OR j.not_before <= now())
+ORDER BY j.priority DESC, j.created_at, j.job_id
+LIMIT 256
+FOR UPDATE SKIP LOCKED
+"""
+"""The head read of jobs_claim (its candidates' LATERAL sub-select, as the claim runs it for
+one queue), measured on the emptied queue at the drain's end: the index range it walks then
+holds only the entries of the jobs claimed before, each a dead or a still-visible version."""
+
+
+async def _head_read(dsn: str, schema: str) -> tuple[float, int]:
+    """(milliseconds, shared buffers hit or read) of one HEAD_READ, with jq-server's session
+    setting (jit off)."""
+    conn = await storage_stats.connect(dsn, schema)
+    try:
+        await conn.execute("SET jit = off")
+        plan = json.loads(await conn.fetchval(HEAD_READ))[0]
+    finally:
+        await conn.close()
+    top = plan["Plan"]
+    return plan["Execution Time"], top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+
+
 async def _pin(dsn: str) -> asyncpg.Connection:
     """A connection in a REPEATABLE READ transaction that holds an xid and a snapshot, checked
     to pin the horizon (its backend_xmin, as another session sees it)."""
@@ -156,6 +187,8 @@ class Round:
     jobs_dead_tuples: int  # at the drain's end
     wal_bytes_per_job: int
     stats_settled: bool
+    head_read_ms: float  # HEAD_READ at the drain's end
+    head_read_buffers: int
 
 
 async def _round(
@@ -196,6 +229,7 @@ async def _round(
         elapsed = time.perf_counter() - started
         end = await storage_stats.snapshot_of(dsn, schema, wait=False)
         cycles = difference(await scrape(metrics_port), cycles_before)
+        head_read_ms, head_read_buffers = await _head_read(dsn, schema)
         # Stopped, the programs' sessions end and flush their counters at once (an idle one
         # would within 10 s: bench/storage_stats.py), which are read with the horizon still
         # pinned: the dead tuples a claim had to walk over at the end.
@@ -210,6 +244,8 @@ async def _round(
             jobs_dead_tuples=int(tables.get("jobs", {}).get("dead_tuples_after", 0)),
             wal_bytes_per_job=int(str(storage["wal_bytes_per_job"])),
             stats_settled=storage["drain_stats_settled"] is True,
+            head_read_ms=head_read_ms,
+            head_read_buffers=head_read_buffers,
         )
     finally:
         if pin is not None:
@@ -246,6 +282,12 @@ async def measure_pinned_horizon(
         )
         figures[f"{prefix}wal_bytes_per_job"] = round(
             statistics.median(r.wal_bytes_per_job for r in rounds)
+        )
+        figures[f"{prefix}empty_head_read_ms"] = round(
+            statistics.median(r.head_read_ms for r in rounds), 3
+        )
+        figures[f"{prefix}empty_head_read_buffers"] = round(
+            statistics.median(r.head_read_buffers for r in rounds)
         )
     settled = all(r.stats_settled for rounds in runs.values() for r in rounds)
     figures["horizon_drain_vs_normal"] = round(

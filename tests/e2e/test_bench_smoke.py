@@ -245,6 +245,8 @@ def check_horizon(figures: dict[str, Any]) -> None:
         assert figures[f"{prefix}claims"] > 0
         assert figures[f"{prefix}wal_bytes_per_job"] > 0
         assert figures[f"{prefix}jobs_dead_tuples"] >= 0
+        assert figures[f"{prefix}empty_head_read_ms"] > 0
+        assert figures[f"{prefix}empty_head_read_buffers"] > 0  # the index's root at least
     # Nothing could be pruned or vacuumed: at least the two updates of each job are dead.
     assert figures["horizon_jobs_dead_tuples"] >= 2 * jobs
     assert figures["horizon_drain_vs_normal"] > 0
