@@ -24,7 +24,17 @@ from pathlib import Path
 
 import psutil
 
-from bench import calibration, events, flow, peer_ratios, pgqueuer_peer, sdk_submits, tracing
+from bench import (
+    calibration,
+    events,
+    flow,
+    peer_ratios,
+    pgqueuer_peer,
+    pinned_horizon,
+    sdk_submits,
+    storage_stats,
+    tracing,
+)
 from bench import postgres as pg_target
 from bench import processes as p
 from bench import replicas as replicas_scenario
@@ -97,6 +107,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "every span exported over OTLP/HTTP to a sink in the benchmark, and off)",
     )
     parser.add_argument(
+        "--no-horizon",
+        dest="horizon",
+        action="store_false",
+        help="skip the pinned-horizon scenario (bench/pinned_horizon.py: the drain while a "
+        "transaction pins the vacuum horizon, beside the same drain without it)",
+    )
+    parser.add_argument(
         "--no-peer",
         dest="peer",
         action="store_false",
@@ -152,6 +169,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         if args.tracing:
             results.update(
                 await tracing.measure_tracing(pg, workdir, args.drain_jobs, args.concurrency)
+            )
+        if args.horizon:
+            results.update(
+                await pinned_horizon.measure_pinned_horizon(
+                    pg, workdir, args.drain_jobs, args.concurrency
+                )
             )
         if args.replicas:
             results.update(await replicas_scenario.measure_replicas(pg, workdir, args, results))
@@ -209,6 +232,7 @@ async def measure(
         )
         cpu_before = {"server": p.cpu_seconds([psutil.Process(server.process.pid)])}
         cpu_before["postgres"] = p.cpu_seconds(pg.processes() or [])
+        storage_before = await storage_stats.snapshot_of(dsn)
         started = time.perf_counter()
         worker = p.start_program("jq-worker", worker_args, worker_env, workdir)
         worker_rss = p.PeakRss(worker.process.pid).start()
@@ -225,6 +249,7 @@ async def measure(
             if pg_procs is None
             else round(p.cpu_seconds(pg_procs) - cpu_before["postgres"], 2),
         }
+        results.update(await storage_stats.figures_since(dsn, storage_before, args.drain_jobs))
         worker.stop()
         worker_peaks.append(worker_rss.stop())
 

@@ -129,6 +129,7 @@ def test_tiny_bench_on_the_test_runs_postgres(tmp_path: Path) -> None:
     check_figures(figures, stdout)
     check_tracing(figures)
     check_replicas(figures, stdout)
+    check_horizon(figures)
     postgres = figures["postgres"]
     assert postgres["target"] == target
     assert figures["parameters"]["postgres"] == target
@@ -160,11 +161,12 @@ def test_tiny_bench_on_a_dsn_works_in_a_database_of_its_own(
     tmp_path: Path, pg_server: _Server
 ) -> None:
     dsn = pg_server.admin_dsn
-    # The tracing scenario's seven rounds and the replicas' drains, run on the embedded target
-    # above, add nothing here.
-    figures, stdout = run_bench(tmp_path, dsn, "--no-tracing", "--no-replicas")
+    # The tracing, pinned-horizon and replicas scenarios' rounds, run on the target above, add
+    # nothing here.
+    figures, stdout = run_bench(tmp_path, dsn, "--no-tracing", "--no-horizon", "--no-replicas")
     check_figures(figures, stdout)
     assert "tracing_drain_on_jobs_per_s" not in figures
+    assert "horizon_claim_p50_ms" not in figures
     assert not [key for key in figures if key.startswith("replicas_")]
     assert figures["parameters"]["replicas"] == ""
     postgres = figures["postgres"]
@@ -214,7 +216,44 @@ def check_figures(figures: dict[str, Any], stdout: str) -> None:
     assert figures["events_lag_at_drain_end"] >= 0
     assert re.search(r"^sdk_async_callers_vs_single +[0-9.]+$", stdout, flags=re.MULTILINE)
     assert {"target", "server_version", "jit", "jit_available"} <= figures["postgres"].keys()
+    check_storage(figures)
     check_peer(figures, stdout)
+
+
+def check_storage(figures: dict[str, Any]) -> None:
+    """The main drain's storage figures (bench/storage_stats.py) count that drain and nothing
+    else: every job claimed, started and finished (three events each), none submitted."""
+    jobs = int(figures["parameters"]["drain_jobs"])
+    assert figures["drain_stats_settled"] is True
+    assert 0 <= figures["jobs_hot_update_ratio"] <= 1
+    assert figures["wal_bytes_per_job"] > 0
+    assert figures["wal_stats_bytes_per_job"] > 0  # pg_stat_wal: PostgreSQL 14 and later
+    tables = figures["drain_table_stats"]
+    assert tables["job_events"]["inserted"] == 3 * jobs
+    assert tables["jobs"]["inserted"] == 0
+    # Claimed, then started and finished in one update or two (bench/storage_stats.py).
+    assert 2 * jobs <= tables["jobs"]["updated"] <= 3 * jobs
+    assert 0 <= tables["jobs"]["hot_updated"] <= tables["jobs"]["updated"]
+    assert tables["jobs"]["dead_tuples_after"] >= 0
+
+
+def check_horizon(figures: dict[str, Any]) -> None:
+    """The pinned-horizon scenario (bench/pinned_horizon.py): both modes' figures, and the
+    pinned transaction kept every row version the drain's updates left behind."""
+    jobs = int(figures["parameters"]["drain_jobs"])
+    assert figures["horizon_stats_settled"] is True
+    for prefix in ("horizon_", "horizon_normal_"):
+        assert figures[f"{prefix}drain_jobs_per_s"] > 0
+        assert 0 < figures[f"{prefix}claim_p50_ms"] <= figures[f"{prefix}claim_p99_ms"]
+        assert figures[f"{prefix}claim_mean_ms"] > 0
+        assert figures[f"{prefix}claims"] > 0
+        assert figures[f"{prefix}wal_bytes_per_job"] > 0
+        assert figures[f"{prefix}jobs_dead_tuples"] >= 0
+        assert figures[f"{prefix}empty_head_read_ms"] > 0
+        assert figures[f"{prefix}empty_head_read_buffers"] > 0  # the index's root at least
+    # Nothing could be pruned or vacuumed: at least the two updates of each job are dead.
+    assert figures["horizon_jobs_dead_tuples"] >= 2 * jobs
+    assert figures["horizon_drain_vs_normal"] > 0
 
 
 def check_peer(figures: dict[str, Any], stdout: str) -> None:
