@@ -72,6 +72,11 @@ async def test_an_sdk_submit_in_a_traced_request_runs_in_that_requests_trace(
         # The handler's own span is exported with its job's (same batch or the next one).
         untraced_execute = await receiver.wait_for("jobq.execute", untraced.id)
         [sync_execute] = await receiver.wait_for("jobq.execute", sync_id)
+        # jq-server and jq-worker export on their own schedules: a job's execute span can
+        # arrive before the server's submit and dispatch spans of the same job.
+        for job_id in (job.id, untraced.id, sync_id):
+            await receiver.wait_for("jobq.submit", job_id)
+            await receiver.wait_for("jobq.dispatch", job_id)
         spans = receiver.snapshot()
     [web] = [s for s in caller_spans.get_finished_spans() if s.name == "GET /orders/7"]
     assert web is not None
