@@ -247,6 +247,12 @@ def test_every_control_of_every_page_is_reached_with_tab(page: Page, stack: Stac
     """Keyboard navigation: Tab alone reaches every visible link, button and field of each page
     (no control is mouse-only), and the first stop is the skip link."""
     job_id = stack.submit({"handler": "support.e2e_tasks:noop"}, max_retries=0)
+    # The pages update themselves live: a job still PENDING when a page's controls are listed
+    # can finish before Tab reaches its link, which then is gone. Walk a settled system.
+    deadline = time.monotonic() + DEADLINE_S
+    while stack.ctl("job", "status", job_id)["job"]["status"] != "DONE":
+        assert time.monotonic() < deadline, f"job {job_id} did not finish"
+        time.sleep(0.1)
     log_in(page, stack, "/")
     for path in ("/", "/queues", "/queues/default", "/jobs", f"/jobs/{job_id}", "/workers"):
         page.goto(stack.url + path)
