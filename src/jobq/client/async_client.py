@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -181,7 +182,7 @@ class AsyncClient:
         admin: bool = False,
     ) -> Reply:
         rpc = getattr(self._admin if admin else self._stub, method)
-        tries = 0
+        tries, started = 0, time.monotonic()
         while True:
             tries += 1
             try:
@@ -189,12 +190,10 @@ class AsyncClient:
                     request, timeout=self.settings.timeout_s, metadata=self._metadata
                 )
             except grpc.aio.AioRpcError as exc:
-                if (
-                    retry
-                    and tries < self._retry.attempts
-                    and is_retryable(exc.code(), idempotent_submit=submit)
-                ):
-                    await asyncio.sleep(self._retry.backoff(tries))
+                wait = self._retry.wait_before_retry(tries, time.monotonic() - started)
+                retryable = is_retryable(exc.code(), idempotent_submit=submit)
+                if retry and wait is not None and retryable:
+                    await asyncio.sleep(wait)
                     continue
                 raise CallFailed(exc.code().name, exc.details() or "", method) from None
             assert isinstance(result, reply)
@@ -312,7 +311,7 @@ class AsyncClient:
     ) -> tuple[Sequence[str], Sequence[bool]]:
         """One batch, committed all or none: over the submit stream, retried as `_call`
         retries a submit; with SubmitJob(s) calls when the server has no stream."""
-        tries = 0
+        tries, started = 0, time.monotonic()
         while self._stream.supported:
             tries += 1
             try:
@@ -328,9 +327,10 @@ class AsyncClient:
                     break
                 failure = exc
             code = getattr(grpc.StatusCode, failure.code, None)
-            if tries >= self._retry.attempts or not is_retryable(code, idempotent_submit=True):
+            wait = self._retry.wait_before_retry(tries, time.monotonic() - started)
+            if wait is None or not is_retryable(code, idempotent_submit=True):
                 raise failure
-            await asyncio.sleep(self._retry.backoff(tries))
+            await asyncio.sleep(wait)
         # A server without the stream never saw these requests (it answered UNIMPLEMENTED to
         # the stream's first call), and knows no job ids: identify them by keys instead.
         identify_by_key(requests)

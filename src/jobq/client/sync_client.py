@@ -170,19 +170,16 @@ class Client:
         admin: bool = False,
     ) -> Reply:
         rpc: Callable[..., Any] = getattr(self._admin if admin else self._stub, method)
-        tries = 0
+        tries, started = 0, time.monotonic()
         while True:
             tries += 1
             try:
                 result = rpc(request, timeout=self.settings.timeout_s, metadata=self._metadata)
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else None
-                if (
-                    retry
-                    and tries < self._retry.attempts
-                    and is_retryable(code, idempotent_submit=submit)
-                ):
-                    time.sleep(self._retry.backoff(tries))
+                wait = self._retry.wait_before_retry(tries, time.monotonic() - started)
+                if retry and wait is not None and is_retryable(code, idempotent_submit=submit):
+                    time.sleep(wait)
                     continue
                 raise call_failed(exc, method) from None
             assert isinstance(result, reply)
