@@ -194,18 +194,44 @@ def _data_dir_problem(data_dir: Path) -> str:
 
 
 def _describe_dsn(dsn: str) -> str:
-    """`host:port/database` of a PostgreSQL URL, without user name or password."""
+    """`host:port/database` of a PostgreSQL URL, without user name or password; with several
+    hosts (libpq's `host=a,b` or `@a:1,b:2`, as a failover DSN has) every `host:port`, and
+    the `target_session_attrs` that picks among them."""
     try:
         parts = urlsplit(dsn)
         if parts.scheme not in ("postgres", "postgresql"):
             return "the configured DSN"
         query = parse_qs(parts.query)
-        host = parts.hostname or unquote(query.get("host", ["localhost"])[0])
-        port = parts.port or int(query.get("port", ["5432"])[0])
-    except ValueError:
+        netloc_hosts = parts.netloc.rpartition("@")[2]
+        hosts = _split(unquote(query["host"][0])) if "host" in query else _split(netloc_hosts)
+        ports = _split(query["port"][0]) if "port" in query else []
+        endpoints = [
+            _endpoint(host, ports[n] if n < len(ports) else (ports[0] if ports else ""))
+            for n, host in enumerate(hosts or ["localhost"])
+        ]
+    except (ValueError, IndexError):
         return "the configured DSN"
     database = unquote(parts.path.lstrip("/")) or "(default database)"
-    return f"{host}:{port}/{database}"
+    where = f"{','.join(endpoints)}/{database}"
+    attrs = query.get("target_session_attrs")
+    return f"{where} (target_session_attrs={attrs[0]})" if attrs else where
+
+
+def _split(hosts: str) -> list[str]:
+    return [h for h in hosts.split(",") if h]
+
+
+def _endpoint(host: str, port: str) -> str:
+    """`host:port` of one entry of a host list: its own port (`h:5433`), else the port list's,
+    else 5432; a socket directory (`/run/postgresql`) as it is."""
+    if host.startswith("/"):  # a socket directory: the socket's name has the port
+        return f"{host}:{int(port or '5432')}"
+    if host.startswith("["):  # [::1]:5433
+        name, _, rest = host.partition("]")
+        return f"{name}]:{rest.lstrip(':') or port or '5432'}"
+    name, _, own = host.partition(":")
+    number = int(own or port or "5432")  # ValueError: not a port
+    return f"{name}:{number}"
 
 
 # --- Redis -----------------------------------------------------------------------------------
