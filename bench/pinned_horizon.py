@@ -51,9 +51,8 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import processes as p
-from bench import scenarios as s
 from bench import storage_stats
+from bench.drain_round import drain_round
 from bench.postgres import BenchPostgres
 
 ROUNDS = ("normal", "pinned", "pinned", "normal")
@@ -196,63 +195,42 @@ async def _round(
 ) -> Round:
     dsn = pg.dsn
     schema = f"bench_horizon_{index}_{mode}"
-    grpc_port, metrics_port = p.free_port(), p.free_port()
-    env = {
-        "JQ_DB_DSN": dsn,
-        "JQ_DB_SCHEMA": schema,
-        "JQ_METRICS_PORT": str(metrics_port),
-        "JQ_HEALTH_PORT": "0",
-    }
-    server = p.start_program("jq-server", ["--grpc-port", str(grpc_port)], env, workdir)
-    worker = None
     pin = None
     try:
-        p.wait_for_port(grpc_port, server)
-        p.wait_for_port(metrics_port, server)
-        await s.submit_batches(grpc_port, jobs, s.NOOP, in_flight=2)
-        if mode == "pinned":
-            pin = await _pin(dsn)
-        storage_before = await storage_stats.snapshot_of(dsn, schema, wait=False)
-        cycles_before = await scrape(metrics_port)
-        started = time.perf_counter()
-        worker = p.start_program(
-            "jq-worker",
-            ["--import", "bench.handlers", "--concurrency", str(concurrency)],
-            {
-                "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
-                "JQ_WORKER_METRICS_PORT": "0",
-                "JQ_WORKER_HEALTH_PORT": "0",
-            },
-            workdir,
-        )
-        await _wait_drained(dsn, schema)
-        elapsed = time.perf_counter() - started
-        end = await storage_stats.snapshot_of(dsn, schema, wait=False)
-        cycles = difference(await scrape(metrics_port), cycles_before)
-        head_read_ms, head_read_buffers = await _head_read(dsn, schema)
-        # Stopped, the programs' sessions end and flush their counters at once (an idle one
-        # would within 10 s: bench/storage_stats.py), which are read with the horizon still
-        # pinned: the dead tuples a claim had to walk over at the end.
-        worker.stop()
-        server.stop()
-        storage = await storage_stats.figures_since(dsn, storage_before, jobs, schema, end)
-        tables = storage["drain_table_stats"]
-        assert isinstance(tables, dict)
-        return Round(
-            jobs_per_s=jobs / elapsed,
-            cycles=cycles,
-            jobs_dead_tuples=int(tables.get("jobs", {}).get("dead_tuples_after", 0)),
-            wal_bytes_per_job=int(str(storage["wal_bytes_per_job"])),
-            stats_settled=storage["drain_stats_settled"] is True,
-            head_read_ms=head_read_ms,
-            head_read_buffers=head_read_buffers,
-        )
+        async with drain_round(dsn, workdir, schema, metrics=True) as round_:
+            metrics_port = round_.metrics_port
+            assert metrics_port is not None
+            await round_.submit(jobs)
+            if mode == "pinned":
+                pin = await _pin(dsn)
+            storage_before = await storage_stats.snapshot_of(dsn, schema, wait=False)
+            cycles_before = await scrape(metrics_port)
+            started = time.perf_counter()
+            round_.start_worker(concurrency)
+            await _wait_drained(dsn, schema)
+            elapsed = time.perf_counter() - started
+            end = await storage_stats.snapshot_of(dsn, schema, wait=False)
+            cycles = difference(await scrape(metrics_port), cycles_before)
+            head_read_ms, head_read_buffers = await _head_read(dsn, schema)
+            # Stopped, the programs' sessions end and flush their counters at once (an idle
+            # one would within 10 s: bench/storage_stats.py), which are read with the horizon
+            # still pinned: the dead tuples a claim had to walk over at the end.
+            round_.stop()
+            storage = await storage_stats.figures_since(dsn, storage_before, jobs, schema, end)
     finally:
         if pin is not None:
             await pin.close()  # ends the transaction: the horizon moves on
-        if worker is not None:
-            worker.stop()
-        server.stop()
+    tables = storage["drain_table_stats"]
+    assert isinstance(tables, dict)
+    return Round(
+        jobs_per_s=jobs / elapsed,
+        cycles=cycles,
+        jobs_dead_tuples=int(tables.get("jobs", {}).get("dead_tuples_after", 0)),
+        wal_bytes_per_job=int(str(storage["wal_bytes_per_job"])),
+        stats_settled=storage["drain_stats_settled"] is True,
+        head_read_ms=head_read_ms,
+        head_read_buffers=head_read_buffers,
+    )
 
 
 def _ms(seconds: float) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import psutil
 
 from bench import processes as p
 from bench import scenarios as s
+from bench.drain_round import drain_round
 from bench.postgres import BenchPostgres
 from jobq.rpc._gen import admin_service_pb2 as apb
 from jobq.rpc._gen import admin_service_pb2_grpc
@@ -131,43 +133,14 @@ async def _drain(
     pg: BenchPostgres, workdir: Path, layout: Layout, jobs: int, concurrency: int
 ) -> dict[str, object]:
     schema = f"bench_replicas_{layout.name}"
-    ports = [p.free_port() for _ in range(layout.servers)]
-    env = {
-        "JQ_DB_DSN": pg.dsn,
-        "JQ_DB_SCHEMA": schema,
-        "JQ_METRICS_PORT": "0",
-        "JQ_HEALTH_PORT": "0",
-    }
-    # Started together: the migrations' advisory lock lets one replica create the schema while
-    # the others wait, as replicas rolled out at once do.
-    servers = [
-        p.start_program(
-            "jq-server",
-            ["--grpc-port", str(port)],
-            env,
-            _log_dir(workdir, f"server-{i + 1}"),
-        )
-        for i, port in enumerate(ports)
-    ]
-    workers: list[p.Program] = []
-    try:
-        for port, server in zip(ports, servers, strict=True):
-            p.wait_for_port(port, server)
+    logs = functools.partial(_log_dir, workdir)
+    async with drain_round(pg.dsn, workdir, schema, servers=layout.servers, log_dir=logs) as round_:
+        ports = round_.grpc_ports
         await _set_paused(ports[0], paused=True)
-        await s.submit_batches(ports[0], jobs, s.NOOP, in_flight=2)
-        for i in range(layout.workers):
-            workers.append(
-                p.start_program(
-                    "jq-worker",
-                    ["--import", "bench.handlers", "--concurrency", str(concurrency)],
-                    {
-                        "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{ports[i % layout.servers]}",
-                        "JQ_WORKER_METRICS_PORT": "0",
-                        "JQ_WORKER_HEALTH_PORT": "0",
-                    },
-                    _log_dir(workdir, f"worker-{i + 1}"),
-                )
-            )
+        await round_.submit(jobs)
+        for _ in range(layout.workers):
+            round_.start_worker(concurrency)  # worker i to server i mod N
+        workers, servers = round_.workers, round_.servers
         await _wait_registered(pg.dsn, schema, workers)
         await asyncio.sleep(0.5)  # each worker's job stream opens just after it registers
         watched = {f"server-{i + 1}": psutil.Process(x.process.pid) for i, x in enumerate(servers)}
@@ -184,9 +157,6 @@ async def _drain(
         pg_after = _pg_cpu(pg)
         cpu["postgres"] = None if pg_after is None or pg_before is None else pg_after - pg_before
         checked = await _check_once(pg.dsn, schema, jobs)
-    finally:
-        for program in [*workers, *servers]:
-            program.stop()
     server_s = sum(v for k, v in cpu.items() if k.startswith("server-") and v is not None)
     return {
         "jobs_per_s": round(jobs / elapsed, 1),

@@ -47,7 +47,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench import events
 from bench import processes as p
-from bench import scenarios as s
+from bench.drain_round import drain_round
 from bench.postgres import BenchPostgres
 
 ROUNDS = ("off", "on", "off", "off", "on", "on", "off", "all")
@@ -131,33 +131,14 @@ async def _drain(
 ) -> dict[str, float]:
     dsn = pg.dsn
     schema = f"bench_tracing_{mode}"
-    grpc_port = p.free_port()
     traced = tracing_env(mode, endpoint)
-    env = {
-        "JQ_DB_DSN": dsn,
-        "JQ_DB_SCHEMA": schema,
-        "JQ_METRICS_PORT": "0",
-        "JQ_HEALTH_PORT": "0",
-        **traced,
-    }
-    server = p.start_program("jq-server", ["--grpc-port", str(grpc_port)], env, workdir)
-    worker = None
-    try:
-        p.wait_for_port(grpc_port, server)
-        await s.submit_batches(grpc_port, jobs, s.NOOP, in_flight=2)
-        server_process = psutil.Process(server.process.pid)
+    # Stopped (SIGTERM) as the round ends, the programs flush the spans they still hold
+    # before they exit.
+    async with drain_round(dsn, workdir, schema, env=traced) as round_:
+        await round_.submit(jobs)
+        server_process = psutil.Process(round_.servers[0].process.pid)
         started = time.perf_counter()
-        worker = p.start_program(
-            "jq-worker",
-            ["--import", "bench.handlers", "--concurrency", str(concurrency)],
-            {
-                "JQ_WORKER_SERVER_ADDR": f"127.0.0.1:{grpc_port}",
-                "JQ_WORKER_METRICS_PORT": "0",
-                "JQ_WORKER_HEALTH_PORT": "0",
-                **traced,
-            },
-            workdir,
-        )
+        worker = round_.start_worker(concurrency, traced)
         done = done_before + jobs
         # Timed (throughput and CPU) from the first job's end, not the worker's start: with
         # tracing on, jq-worker imports OpenTelemetry's SDK and exporter as it starts (a
@@ -172,11 +153,6 @@ async def _drain(
         figures["cpu_server"] = p.cpu_seconds([server_process]) - cpu_server
         figures["cpu_worker"] = p.cpu_seconds([worker_process]) - cpu_worker
         return figures
-    finally:
-        # Stopped (SIGTERM), the programs flush the spans they still hold before they exit.
-        if worker is not None:
-            worker.stop()
-        server.stop()
 
 
 async def measure_tracing(

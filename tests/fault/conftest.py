@@ -3,8 +3,6 @@ scenario that stops it starts it again), a fresh database and a `Cluster` per sc
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from fault.cluster import Cluster
-from support.postgres import local_postgres, postgres_target
+from support.postgres import create_database, postgres_target, stoppable_postgres
 
 from jobq.storage.embedded import EmbeddedPostgres
 
@@ -20,15 +18,9 @@ from jobq.storage.embedded import EmbeddedPostgres
 @pytest.fixture(scope="session")
 def fault_postgres() -> Iterator[EmbeddedPostgres]:
     """The suite's own PostgreSQL (JQ_TEST_POSTGRES chooses which), so that stopping it
-    disturbs no other test. Not under tmp_path: see the pg_server fixture in tests/conftest.py."""
-    base = Path(tempfile.mkdtemp(prefix="jobq-fault-pg-"))
-    server = local_postgres(base / "data", postgres_target())
-    server.start()
-    try:
+    disturbs no other test."""
+    with stoppable_postgres("jobq-fault-pg-") as server:
         yield server
-    finally:
-        server.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -39,13 +31,9 @@ async def cluster(
     if not fault_postgres.is_running():  # a scenario before this one failed to restart it
         fault_postgres.start()
     name = f"fault_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(fault_postgres.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    dsn = await create_database(fault_postgres, name)
     scenario = f"{request.node.name} pg={postgres_target()}"
-    built = Cluster(scenario, fault_postgres.dsn(name), tmp_path, {})
+    built = Cluster(scenario, dsn, tmp_path, {})
     try:
         yield built
     finally:

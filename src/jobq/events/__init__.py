@@ -5,4 +5,7 @@ client settings and the producer that reports, per message, whether the broker a
 (the one module that imports the Kafka client). What is published, and when, is the
 server's business (jobq.server.event_publisher reads the event outbox). Kafka is never on the
 critical path: an event waits in PostgreSQL until the broker has it.
+
+`tansu` finds the Kafka-protocol broker that `make cluster`, the tests and the bench run on
+loopback; jq-server never imports it.
 """

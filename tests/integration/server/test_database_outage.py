@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from support.payloads import job_payload
-from support.postgres import local_postgres, postgres_target
+from support.postgres import stoppable_postgres
 from support.processes import free_port
 from support.protocol_worker import ProtocolWorker
 from support.server_harness import running_server
@@ -28,17 +25,9 @@ from jobq.storage.embedded import EmbeddedPostgres
 
 @pytest.fixture
 def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL of this test's own (of the suite's target), so stopping it disturbs no
-    other test. Not under tmp_path: another root pytest session resets /tmp/pytest-of-root to
-    0700, which would lock the server's system user out of its data directory."""
-    base = Path(tempfile.mkdtemp(prefix="jobq-outage-pg-"))
-    server = local_postgres(base / "pg", postgres_target())
-    server.start()
-    try:
+    """A PostgreSQL of this test's own, which it stops."""
+    with stoppable_postgres("jobq-outage-pg-") as server:
         yield server
-    finally:
-        server.stop(mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _get(url: str) -> int:

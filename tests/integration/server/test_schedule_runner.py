@@ -8,7 +8,6 @@ no test waits for a tick.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -33,20 +32,6 @@ T0 = datetime(2026, 3, 28, 12, 0, 0, 250_000, tzinfo=UTC)
 night)."""
 
 EVERY_MINUTE = Timing("* * * * *", "UTC", None)
-
-
-@pytest.fixture
-async def replicas(db_dsn: str) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    """Two pools on the test's database, as two jq-server replicas have."""
-    one = await asyncpg.create_pool(db_dsn, min_size=2, max_size=2)
-    two = await asyncpg.create_pool(db_dsn, min_size=2, max_size=2)
-    assert one is not None
-    assert two is not None
-    try:
-        yield one, two
-    finally:
-        await one.close()
-        await two.close()
 
 
 def _every(seconds: int) -> Timing:

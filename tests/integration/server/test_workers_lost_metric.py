@@ -6,30 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.lifecycle import Lifecycle
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
 from jobq.storage.postgres.workers import PgWorkerStore
-
-
-@pytest.fixture
-async def replicas(db_dsn: str) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
-    """Two pools on the test's database, as two jq-server replicas have."""
-    one = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
-    two = await asyncpg.create_pool(db_dsn, min_size=1, max_size=2)
-    assert one is not None
-    assert two is not None
-    try:
-        yield one, two
-    finally:
-        await one.close()
-        await two.close()
 
 
 def monitor(pool: asyncpg.Pool, counted: list[int]) -> HeartbeatMonitor:
