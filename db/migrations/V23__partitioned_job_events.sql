@@ -107,3 +107,15 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- The history maintainer's lease and what its last run found (read by /metrics of every
+-- replica): one row per partitioned history table. Leased like event_publishers (V15): the
+-- replica whose lease has not run out maintains, so two never make or drop partitions at once.
+CREATE TABLE history_maintenance (
+    name         text        PRIMARY KEY,
+    owner        text        NULL,
+    lease_until  timestamptz NOT NULL DEFAULT '-infinity',
+    last_success timestamptz NULL,
+    held_back    integer     NOT NULL DEFAULT 0
+);
+INSERT INTO history_maintenance (name) VALUES ('job_events');
