@@ -28,13 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from jobq.domain.history import Partition, day_start
 from jobq.observability.logging_setup import get_logger
 from jobq.server.service_loop import ServiceLoop
-from jobq.storage.postgres.history_partitions import (
-    Partition,
-    PgHistoryPartitionStore,
-    day_start,
-)
+from jobq.storage.stores import HistoryPartitionStore
 
 log = get_logger("jobq.history")
 
@@ -77,7 +74,7 @@ class HistoryMaintainer:
 
     def __init__(
         self,
-        store: PgHistoryPartitionStore,
+        store: HistoryPartitionStore,
         *,
         retention_days: int,
         premake_days: int,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
+from jobq.storage.stores import HistoryPartitionStore
 
 
 class HistoryMetrics:
@@ -44,7 +44,7 @@ class HistoryMetrics:
             registry=registry,
         )
 
-    async def refresh(self, store: PgHistoryPartitionStore) -> None:
+    async def refresh(self, store: HistoryPartitionStore) -> None:
         stats = await store.history_stats()
         self.partitions.set(stats.partitions)
         self.default_rows.set(stats.default_rows)

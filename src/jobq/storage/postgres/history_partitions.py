@@ -9,46 +9,22 @@ and partitions made by hand are handled alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from jobq.domain.history import HistoryStats, Partition, day_start, partition_name
 from jobq.storage.pool import quote_identifier
 from jobq.storage.queries import query
 
 TABLE = "job_events"
 """The partitioned history table, and the name of its row in history_maintenance."""
 
-PARTITION_PREFIX = "job_events_p"
-"""Daily partitions are named job_events_pYYYYMMDD (the UTC day they hold)."""
-
 LIVE_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "WAITING", "FAILED")
 """Unfinished jobs, whose events are never dropped (the queries spell the same list)."""
 
 DDL_LOCK_TIMEOUT = "5s"
 """How long a DDL step waits for its lock on job_events before giving up until the next run."""
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    """One partition of job_events: [lower, upper) in time; lower None is MINVALUE."""
-
-    oid: int
-    name: str
-    lower: datetime | None
-    upper: datetime | None
-    is_default: bool
-
-
-def partition_name(day: date) -> str:
-    """The daily partition's name: job_events_p20261201 for 1 December 2026 (UTC)."""
-    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
-
-
-def day_start(day: date) -> datetime:
-    """Midnight UTC at the start of `day`."""
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def _literal(moment: datetime) -> str:
@@ -157,12 +133,3 @@ class PgHistoryPartitionStore:
             held_back=row["held_back"],
             last_success=row["last_success"],
         )
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryStats:
-    partitions: int
-    default_rows: int
-    held_back: int
-    last_success: float | None
-    """Epoch seconds of the last successful maintenance run; None: never."""

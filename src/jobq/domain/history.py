@@ -1,0 +1,42 @@
+"""The partitions of the job history (job_events, db/migrations/V23): what they are and how a
+day's partition is named. Pure: the storage reads them, the history maintainer decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+
+PARTITION_PREFIX = "job_events_p"
+"""Daily partitions are named job_events_pYYYYMMDD (the UTC day they hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition of job_events: [lower, upper) in time; lower None is MINVALUE."""
+
+    oid: int
+    name: str
+    lower: datetime | None
+    upper: datetime | None
+    is_default: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStats:
+    """What /metrics shows about the history's partitions."""
+
+    partitions: int
+    default_rows: int
+    held_back: int
+    last_success: float | None
+    """Epoch seconds of the last successful maintenance run; None: never."""
+
+
+def partition_name(day: date) -> str:
+    """The daily partition's name: job_events_p20261201 for 1 December 2026 (UTC)."""
+    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
+
+
+def day_start(day: date) -> datetime:
+    """Midnight UTC at the start of `day`."""
+    return datetime.combine(day, time(0), tzinfo=UTC)
