@@ -14,11 +14,11 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
+from jobq.domain.history import partition_name
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob, Success
 from jobq.server.history_maintainer import HistoryMaintainer
 from jobq.storage.postgres.event_outbox import PgEventOutboxStore
-from jobq.domain.history import partition_name
 from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
