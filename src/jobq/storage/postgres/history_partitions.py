@@ -64,7 +64,7 @@ class PgHistoryPartitionStore:
             "upper": _literal(upper),
         }
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+            await conn.execute(query("history_lock_timeout"), DDL_LOCK_TIMEOUT)
             await conn.execute(_template("history_partition_new", **values))
             await conn.execute(query("history_default_lock"))
             status = await conn.execute(_template("history_partition_fill", **values))
@@ -94,7 +94,7 @@ class PgHistoryPartitionStore:
             transaction = conn.transaction()
             await transaction.start()
             try:
-                await conn.execute(f"SET LOCAL lock_timeout = '{DDL_LOCK_TIMEOUT}'")
+                await conn.execute(query("history_lock_timeout"), DDL_LOCK_TIMEOUT)
                 await conn.execute(_template("history_partition_detach", **values))
                 live = await conn.fetchval(
                     _template("history_detached_live", **values),

@@ -69,6 +69,11 @@ SELECT (SELECT count(*) FROM pg_inherits WHERE inhparent = 'job_events'::regclas
        EXTRACT(EPOCH FROM m.last_success)::float8 AS last_success
 FROM history_maintenance m WHERE m.name = $1;
 
+-- name: history_lock_timeout
+-- How long this transaction's DDL waits for a lock ($1, e.g. '5s') before failing: a run that
+-- cannot get job_events' lock gives up until the next one rather than queue every writer.
+SELECT set_config('lock_timeout', $1, true);
+
 -- name: history_partition_new
 -- DDL template: a table shaped like job_events, to become the partition {partition}.
 CREATE TABLE {partition} (LIKE job_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
