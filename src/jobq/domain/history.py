@@ -6,6 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 
+from jobq.domain.states import JobStatus
+
+LIVE_STATUSES: tuple[JobStatus, ...] = (
+    JobStatus.PENDING,
+    JobStatus.ASSIGNED,
+    JobStatus.RUNNING,
+    JobStatus.WAITING,
+    JobStatus.FAILED,  # awaiting its retry
+)
+"""Unfinished jobs: a partition holding an event of one is never dropped. Every status but
+DONE and DEAD_LETTERED (which RetryJob may bring back: its history then stays only if its
+partition was not dropped yet; a dead letter is finished as far as retention goes)."""
+
 PARTITION_PREFIX = "job_events_p"
 """Daily partitions are named job_events_pYYYYMMDD (the UTC day they hold)."""
 

@@ -13,18 +13,24 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from jobq.domain.history import HistoryStats, Partition, day_start, partition_name
+from jobq.domain.history import (
+    LIVE_STATUSES,
+    HistoryStats,
+    Partition,
+    day_start,
+    partition_name,
+)
 from jobq.storage.pool import quote_identifier
 from jobq.storage.queries import query
 
 TABLE = "job_events"
 """The partitioned history table, and the name of its row in history_maintenance."""
 
-LIVE_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "WAITING", "FAILED")
-"""Unfinished jobs, whose events are never dropped (the queries spell the same list)."""
-
 DDL_LOCK_TIMEOUT = "5s"
 """How long a DDL step waits for its lock on job_events before giving up until the next run."""
+
+
+_LIVE = [status.value for status in LIVE_STATUSES]
 
 
 def _literal(moment: datetime) -> str:
@@ -80,7 +86,10 @@ class PgHistoryPartitionStore:
             return set()
         created_before = max(uppers) + timedelta(days=1)  # clock skew between replicas
         rows = await self._pool.fetch(
-            query("history_live_partitions"), created_before, [p.oid for p in partitions]
+            query("history_live_partitions"),
+            created_before,
+            [p.oid for p in partitions],
+            _LIVE,
         )
         return {row["oid"] for row in rows}
 
@@ -99,6 +108,7 @@ class PgHistoryPartitionStore:
                 live = await conn.fetchval(
                     _template("history_detached_live", **values),
                     partition.upper + timedelta(days=1),
+                    _LIVE,
                 )
                 if live:
                     await transaction.rollback()

@@ -25,7 +25,8 @@ SELECT DISTINCT date_trunc('day', occurred_at, 'UTC') AS day
 FROM job_events_default ORDER BY day;
 
 -- name: history_live_partitions
--- The partitions ($2: their oids) holding an event of an unfinished job created before $1:
+-- The partitions ($2: their oids) holding an event of an unfinished job ($3: the statuses of
+-- unfinished jobs, jobq.domain.history.LIVE_STATUSES) created before $1:
 -- kept whatever their age, for a live job's history is never touched. Starts from the jobs
 -- (unfinished jobs are far fewer than events) and probes each partition's job_id index. A
 -- job's events happen after it was created, so jobs created after $1 (the newest upper bound
@@ -33,7 +34,7 @@ FROM job_events_default ORDER BY day;
 SELECT DISTINCT e.tableoid AS oid
 FROM jobs j
 JOIN job_events e ON e.job_id = j.job_id
-WHERE j.status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING', 'FAILED')
+WHERE j.status = ANY ($3::job_status[])
   AND j.created_at < $1
   AND e.tableoid = ANY ($2::oid[]);
 
@@ -117,12 +118,12 @@ ALTER TABLE {partition} DROP CONSTRAINT {constraint};
 ALTER TABLE job_events DETACH PARTITION {partition};
 
 -- name: history_detached_live
--- DDL template: whether the detached {partition} holds an event of an unfinished job created
--- before $1: checked again while job_events is locked by the detach, so a job brought back
+-- DDL template: whether the detached {partition} holds an event of an unfinished job ($2:
+-- their statuses) created before $1: checked again while job_events is locked by the detach, so a job brought back
 -- since the first check (RetryJob) keeps its history: the transaction is then rolled back.
 SELECT EXISTS (
     SELECT 1 FROM jobs j
-    WHERE j.status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING', 'FAILED')
+    WHERE j.status = ANY ($2::job_status[])
       AND j.created_at < $1
       AND EXISTS (SELECT 1 FROM {partition} e WHERE e.job_id = j.job_id)
 );
