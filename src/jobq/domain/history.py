@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Literal
 
 from jobq.domain.states import JobStatus
 
@@ -43,6 +44,11 @@ class HistoryStats:
     held_back: int
     last_success: float | None
     """Epoch seconds of the last successful maintenance run; None: never."""
+
+
+DropOutcome = Literal["dropped", "live", "busy"]
+"""What became of a partition past the retention: dropped; kept, for it holds an event of an
+unfinished job; or left for the next run, for job_events' lock was not granted in time."""
 
 
 def partition_name(day: date) -> str:

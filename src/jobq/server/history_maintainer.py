@@ -51,6 +51,9 @@ class HistoryReport:
     dropped: list[str] = field(default_factory=list)
     held_back: list[str] = field(default_factory=list)
     """Partitions past the retention kept because they hold an event of an unfinished job."""
+    busy: list[str] = field(default_factory=list)
+    """Days to make and partitions to drop left for the next run: job_events' lock was not
+    granted within the lock timeout (a long transaction on it)."""
 
 
 def _covered(day: date, partitions: list[Partition]) -> bool:
@@ -126,6 +129,7 @@ class HistoryMaintainer:
 
     async def _maintain(self, now: datetime) -> HistoryReport:
         created: list[str] = []
+        busy: list[str] = []
         moved = 0
         partitions = await self._store.history_partitions()
         today = now.astimezone(UTC).date()
@@ -134,34 +138,45 @@ class HistoryMaintainer:
         for day in sorted(set(ahead) | set(stray)):
             if _covered(day, partitions):
                 continue
-            moved += await self._store.history_partition_create(day)
+            count = await self._store.history_partition_create(day)
+            if count is None:
+                busy.append(day.isoformat())
+                continue
+            moved += count
             created.append(day.isoformat())
             partitions = await self._store.history_partitions()
-        dropped, held_back = await self._expire(now, partitions)
-        return HistoryReport(True, created, moved, dropped, held_back)
+        dropped, held_back, busy_drops = await self._expire(now, partitions)
+        busy += busy_drops
+        if busy:
+            log.warning(
+                "history maintenance left work for its next run: job_events is locked",
+                action="history.busy",
+                left=busy,
+            )
+        return HistoryReport(True, created, moved, dropped, held_back, busy)
 
     async def _expire(
         self, now: datetime, partitions: list[Partition]
-    ) -> tuple[list[str], list[str]]:
-        """Drop the partitions wholly older than the retention that hold no live job's event."""
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Drop the partitions wholly older than the retention that hold no live job's event:
+        returns those dropped, those held back, and those left for the next run (locked)."""
         if self._retention_days == 0:  # keep forever
-            return [], []
+            return [], [], []
         cutoff = now - timedelta(days=self._retention_days)
         old = [
             p for p in partitions if not p.is_default and p.upper is not None and p.upper <= cutoff
         ]
         live = await self._store.history_live_partitions(old)
-        dropped: list[str] = []
-        held_back: list[str] = []
+        outcomes: dict[str, list[str]] = {"dropped": [], "live": [], "busy": []}
         for partition in old:
-            if partition.oid not in live and await self._store.history_partition_drop(partition):
-                dropped.append(partition.name)
-            else:
-                held_back.append(partition.name)
-        if dropped and self._on_dropped is not None:
-            self._on_dropped(len(dropped))
-        self._log_held_back(held_back)
-        return dropped, held_back
+            if partition.oid in live:
+                outcomes["live"].append(partition.name)
+                continue
+            outcomes[await self._store.history_partition_drop(partition)].append(partition.name)
+        if outcomes["dropped"] and self._on_dropped is not None:
+            self._on_dropped(len(outcomes["dropped"]))
+        self._log_held_back(outcomes["live"])
+        return outcomes["dropped"], outcomes["live"], outcomes["busy"]
 
     def _log_held_back(self, held_back: list[str]) -> None:
         """One line per partition when it is first held back, not one per run."""

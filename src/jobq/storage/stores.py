@@ -14,7 +14,7 @@ from typing import Protocol
 from uuid import UUID
 
 from jobq.domain.flow_limits import FlowChange
-from jobq.domain.history import HistoryStats, Partition
+from jobq.domain.history import DropOutcome, HistoryStats, Partition
 from jobq.domain.records import (
     Assignment,
     AttemptProgress,
@@ -285,16 +285,17 @@ class HistoryPartitionStore(Protocol):
 
     async def history_partitions(self) -> list[Partition]: ...
     async def history_default_days(self) -> list[date]: ...
-    async def history_partition_create(self, day: date) -> int:
-        """Make `day`'s partition, moving in its rows from the default one; returns how many."""
+    async def history_partition_create(self, day: date) -> int | None:
+        """Make `day`'s partition, moving in its rows from the default one; returns how many
+        (None: job_events' lock was not granted in time, nothing changed)."""
         ...
 
     async def history_live_partitions(self, partitions: list[Partition]) -> set[int]:
         """The oids of `partitions` holding an event of an unfinished job."""
         ...
 
-    async def history_partition_drop(self, partition: Partition) -> bool:
-        """Detach and drop `partition` unless it holds a live job's event; True when dropped."""
+    async def history_partition_drop(self, partition: Partition) -> DropOutcome:
+        """Detach and drop `partition` unless it holds a live job's event or is locked."""
         ...
 
     async def history_lease(self, owner: str, seconds: float) -> bool: ...

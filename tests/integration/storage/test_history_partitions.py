@@ -234,3 +234,31 @@ async def test_the_outbox_captures_events_written_into_new_partitions(pool: asyn
         *((str(later), int(at(day(n)).timestamp()) * 1_000_000) for n in (3, 21, 300)),
     ]
     assert all(e.queue_name == "default" for e in events)
+
+
+async def test_a_locked_history_is_left_for_the_next_run(pool: asyncpg.Pool, db_dsn: str) -> None:
+    """A long transaction reading job_events holds its lock: the maintainer's DDL gives up after
+    its lock timeout instead of queueing every writer behind it, and the next run does it."""
+    old = await job_with_events(pool, "DONE", [day(2)])
+    await job_with_events(pool, "DONE", [day(50)])  # the default partition's
+    store = PgHistoryPartitionStore(pool, ddl_lock_timeout="100ms")
+    later = HistoryMaintainer(store, retention_days=10, premake_days=7, interval_s=3600)
+    reader = await asyncpg.connect(db_dsn)
+    try:
+        async with reader.transaction():
+            await reader.fetchval("SELECT count(*) FROM job_events")  # its locks stay held
+            report = await later.run_once(at(day(30)))
+            await insert_every_date(pool)  # writers were never queued behind the maintainer
+    finally:
+        await reader.close()
+    assert report.acted
+    assert (report.created, report.dropped, report.held_back) == ([], [], [])
+    assert set(report.busy) == {day(n).isoformat() for n in [*range(30, 38), 50]} | {
+        "job_events_legacy",
+        *(partition_name(day(n)) for n in range(1, 8)),
+    }
+    assert len(await events_of(pool, old)) == 1
+    again = await later.run_once(at(day(30)))
+    assert again.busy == []
+    assert partition_name(day(2)) in again.dropped
+    assert await events_of(pool, old) == []

@@ -15,6 +15,7 @@ import asyncpg
 
 from jobq.domain.history import (
     LIVE_STATUSES,
+    DropOutcome,
     HistoryStats,
     Partition,
     day_start,
@@ -27,7 +28,9 @@ TABLE = "job_events"
 """The partitioned history table, and the name of its row in history_maintenance."""
 
 DDL_LOCK_TIMEOUT = "5s"
-"""How long a DDL step waits for its lock on job_events before giving up until the next run."""
+"""How long a DDL step waits for its lock on job_events before giving up until the next run:
+a long transaction reading job_events must not queue every writer of events behind the
+maintainer's lock request (PostgreSQL's lock queue is first come, first served)."""
 
 
 _LIVE = [status.value for status in LIVE_STATUSES]
@@ -43,8 +46,9 @@ def _template(name: str, **values: str) -> str:
 
 
 class PgHistoryPartitionStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, ddl_lock_timeout: str = DDL_LOCK_TIMEOUT) -> None:
         self._pool = pool
+        self._lock_timeout = ddl_lock_timeout
 
     async def history_partitions(self) -> list[Partition]:
         """job_events' partitions, the bounded ones oldest first, the default one last."""
@@ -58,9 +62,10 @@ class PgHistoryPartitionStore:
         rows = await self._pool.fetch(query("history_default_days"))
         return [row["day"].astimezone(UTC).date() for row in rows]
 
-    async def history_partition_create(self, day: date) -> int:
+    async def history_partition_create(self, day: date) -> int | None:
         """Make `day`'s partition, moving into it the day's rows that landed in the default
-        partition; returns how many moved. Made as a table and then attached, so job_events
+        partition; returns how many moved, or None when a lock was not granted in time (nothing
+        changed; the next run tries again). Made as a table and then attached, so job_events
         stays readable and writable meanwhile."""
         lower, upper = day_start(day), day_start(day + timedelta(days=1))
         values = {
@@ -69,14 +74,17 @@ class PgHistoryPartitionStore:
             "lower": _literal(lower),
             "upper": _literal(upper),
         }
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(query("history_lock_timeout"), DDL_LOCK_TIMEOUT)
-            await conn.execute(_template("history_partition_new", **values))
-            await conn.execute(query("history_default_lock"))
-            status = await conn.execute(_template("history_partition_fill", **values))
-            await conn.execute(_template("history_partition_check", **values))
-            await conn.execute(_template("history_partition_attach", **values))
-            await conn.execute(_template("history_partition_uncheck", **values))
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(query("history_lock_timeout"), self._lock_timeout)
+                await conn.execute(_template("history_partition_new", **values))
+                await conn.execute(query("history_default_lock"))
+                status = await conn.execute(_template("history_partition_fill", **values))
+                await conn.execute(_template("history_partition_check", **values))
+                await conn.execute(_template("history_partition_attach", **values))
+                await conn.execute(_template("history_partition_uncheck", **values))
+        except asyncpg.LockNotAvailableError:
+            return None
         return int(status.split()[-1])
 
     async def history_live_partitions(self, partitions: list[Partition]) -> set[int]:
@@ -93,9 +101,10 @@ class PgHistoryPartitionStore:
         )
         return {row["oid"] for row in rows}
 
-    async def history_partition_drop(self, partition: Partition) -> bool:
+    async def history_partition_drop(self, partition: Partition) -> DropOutcome:
         """Detach and drop `partition` unless, checked again under the detach's lock, it holds
-        an event of an unfinished job; True when dropped."""
+        an event of an unfinished job ("live"), or the lock was not granted in time ("busy":
+        nothing changed, the next run tries again)."""
         assert partition.upper is not None
         assert not partition.is_default
         values = {"partition": quote_identifier(partition.name)}
@@ -103,7 +112,7 @@ class PgHistoryPartitionStore:
             transaction = conn.transaction()
             await transaction.start()
             try:
-                await conn.execute(query("history_lock_timeout"), DDL_LOCK_TIMEOUT)
+                await conn.execute(query("history_lock_timeout"), self._lock_timeout)
                 await conn.execute(_template("history_partition_detach", **values))
                 live = await conn.fetchval(
                     _template("history_detached_live", **values),
@@ -112,13 +121,16 @@ class PgHistoryPartitionStore:
                 )
                 if live:
                     await transaction.rollback()
-                    return False
+                    return "live"
                 await conn.execute(_template("history_partition_drop", **values))
+            except asyncpg.LockNotAvailableError:
+                await transaction.rollback()
+                return "busy"
             except BaseException:
                 await transaction.rollback()
                 raise
             await transaction.commit()
-        return True
+        return "dropped"
 
     async def history_lease(self, owner: str, seconds: float) -> bool:
         """Take or renew the maintainer's lease; False: another replica holds it."""
