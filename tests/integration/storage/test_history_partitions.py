@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
+import pytest
 
 from jobq.domain.history import partition_name
 from jobq.domain.ids import uuid7
@@ -262,3 +263,14 @@ async def test_a_locked_history_is_left_for_the_next_run(pool: asyncpg.Pool, db_
     assert again.busy == []
     assert partition_name(day(2)) in again.dropped
     assert await events_of(pool, old) == []
+
+
+async def test_a_partition_held_back_is_logged_once(
+    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await job_with_events(pool, "RUNNING", [day(2)])
+    later = maintainer(pool, retention_days=10)
+    for _ in range(3):
+        report = await later.run_once(at(day(30)))
+        assert report.held_back == [partition_name(day(2))]
+    assert capsys.readouterr().out.count("history.held_back") == 1
