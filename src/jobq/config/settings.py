@@ -25,6 +25,7 @@ from pydantic import (
 from jobq.config.access_settings import AuthSettings, CertificateEntry, GrpcSettings, TokenEntry
 from jobq.config.dashboard_settings import DashboardSettings
 from jobq.config.db_settings import SCHEMA_NAME_PATTERN, DbSettings, SchemaName
+from jobq.config.history_settings import HistorySettings
 from jobq.config.section import OptionalPort, Port, Section
 from jobq.domain.validation import QUEUE_NAME_PATTERN
 
@@ -39,6 +40,7 @@ __all__ = [
     "DbSettings",
     "GrpcSettings",
     "HealthSettings",
+    "HistorySettings",
     "KafkaSettings",
     "LimitsSettings",
     "LoggingSettings",
@@ -299,6 +301,9 @@ class Settings(Section):
     health: HealthSettings = Field(default_factory=HealthSettings, description="Health.")
     dashboard: DashboardSettings = Field(
         default_factory=DashboardSettings, description="Dashboard and HTTP API."
+    )
+    history: HistorySettings = Field(
+        default_factory=HistorySettings, description="Job history and its retention."
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
     ctl: CtlSettings = Field(default_factory=CtlSettings, description="jq-ctl.")

@@ -32,6 +32,8 @@ from jobq.server.event_publisher import heartbeats_to
 from jobq.server.grpc_server import build_grpc_server
 from jobq.server.guard import MethodHandler
 from jobq.server.heartbeat_monitor import HeartbeatMonitor
+from jobq.server.history_maintainer import HistoryMaintainer
+from jobq.server.history_metrics import HistoryMetrics
 from jobq.server.incarnations import IncarnationGate
 from jobq.server.job_service import JobServicer
 from jobq.server.job_stream import JobStreams
@@ -57,6 +59,7 @@ from jobq.storage.database import DatabaseHandle
 from jobq.storage.pool import notify_channel, ping
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.event_outbox import PgEventOutboxStore
+from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.job_watch import PgJobWatchStore
 from jobq.storage.postgres.jobs import PgJobStore
@@ -103,6 +106,7 @@ class ServerApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics()
+        self.history_metrics = HistoryMetrics(self.metrics.registry)
         self.capacity = WorkerCapacity()
         # Every job state change this replica commits, in commit order per job: subscribe here.
         self.lifecycle = Lifecycle()
@@ -271,6 +275,19 @@ class ServerApp:
             batch_limit=1000,
             lifecycle=lifecycle,
         )
+        history = PgHistoryPartitionStore(pool)
+        history_maintainer = HistoryMaintainer(
+            history,
+            retention_days=cfg.history.retention_days,
+            premake_days=cfg.history.premake_days,
+            interval_s=cfg.history.maintenance_interval_s,
+            on_dropped=self.history_metrics.dropped.inc,
+        )
+
+        async def gauges() -> None:
+            await refresh_gauges(self.metrics, jobs, workers, kafka)
+            await self.history_metrics.refresh(history)
+
         return _Running(
             database=database,
             pool=pool,
@@ -289,9 +306,10 @@ class ServerApp:
                 watch.loop,
                 announcer.loop,
                 runner.loop,
+                history_maintainer.loop,
                 *([] if kafka is not None else [CaptureSwitch(outbox).loop]),
             ],
-            gauges=lambda: refresh_gauges(self.metrics, jobs, workers, kafka),
+            gauges=gauges,
             kafka=kafka,
             dashboard=self._dashboard(built.handlers, pool) if cfg.dashboard.port else None,
         )

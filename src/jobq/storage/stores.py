@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 from uuid import UUID
 
 from jobq.domain.flow_limits import FlowChange
+from jobq.domain.history import DropOutcome, HistoryStats, Partition
 from jobq.domain.records import (
     Assignment,
     AttemptProgress,
@@ -276,3 +277,28 @@ class DashboardStore(Protocol):
     async def dashboard_activity(self, after_id: int, pending_cap: int) -> ActivitySample:
         """Events with an id above `after_id`, by kind, and PENDING jobs up to `pending_cap`."""
         ...
+
+
+class HistoryPartitionStore(Protocol):
+    """job_events' daily partitions (db/migrations/V23), for the history maintainer
+    (server/history_maintainer.py) and its metrics."""
+
+    async def history_partitions(self) -> list[Partition]: ...
+    async def history_default_days(self) -> list[date]: ...
+    async def history_partition_create(self, day: date) -> int | None:
+        """Make `day`'s partition, moving in its rows from the default one; returns how many
+        (None: job_events' lock was not granted in time, nothing changed)."""
+        ...
+
+    async def history_live_partitions(self, partitions: list[Partition]) -> set[int]:
+        """The oids of `partitions` holding an event of an unfinished job."""
+        ...
+
+    async def history_partition_drop(self, partition: Partition) -> DropOutcome:
+        """Detach and drop `partition` unless it holds a live job's event or is locked."""
+        ...
+
+    async def history_lease(self, owner: str, seconds: float) -> bool: ...
+    async def history_release(self, owner: str, succeeded_at: datetime, held_back: int) -> None: ...
+    async def history_abandon(self, owner: str) -> None: ...
+    async def history_stats(self) -> HistoryStats: ...

@@ -42,13 +42,17 @@ WHERE name = $1 AND owner = $2;
 -- Each event and its job are looked up by primary key (LATERAL ... LIMIT 1 keeps the planner
 -- from flattening them into joins): a plain join was planned as hash joins over sequential
 -- scans of job_events and jobs, 12 µs per event on 100,000 events and growing with history.
+-- job_events is partitioned by day (V23): the outbox row's span of occurred_at prunes each
+-- lookup at run time to the partitions it can be in (NULL span, rows from before V23: all).
 -- The columns are OutboxEvent's fields, in its order (the store builds it from the row as is).
 WITH head AS (
-    SELECT batch_id, event_ids,
+    SELECT batch_id, event_ids, occurred_from, occurred_to,
            sum(cardinality(event_ids)) OVER (ORDER BY batch_id) - cardinality(event_ids) AS before
     FROM event_outbox ORDER BY batch_id LIMIT 1000
 ), batches AS (
-    SELECT batch_id, event_ids FROM head WHERE before < $1
+    SELECT batch_id, event_ids, coalesce(occurred_from, '-infinity') AS occurred_from,
+           coalesce(occurred_to, 'infinity') AS occurred_to
+    FROM head WHERE before < $1
 )
 SELECT b.batch_id, t.event_id, e.job_id::text AS job_id, j.queue_name,
        e.from_status::text AS from_status, e.to_status::text AS to_status,
@@ -58,7 +62,9 @@ FROM batches b
 CROSS JOIN LATERAL unnest(b.event_ids) AS t(event_id)
 LEFT JOIN LATERAL (
     SELECT job_id, from_status, to_status, worker_id, reason, detail, attempt, occurred_at
-    FROM job_events WHERE id = t.event_id LIMIT 1
+    FROM job_events
+    WHERE id = t.event_id AND occurred_at BETWEEN b.occurred_from AND b.occurred_to
+    LIMIT 1
 ) e ON true
 LEFT JOIN LATERAL (
     SELECT queue_name, correlation_id FROM jobs WHERE job_id = e.job_id LIMIT 1
@@ -78,11 +84,12 @@ WHERE name = $2;
 -- name: event_outbox_lag
 -- How far behind publisher $1 is: unpublished events and the age of the oldest (NULL: none).
 -- The count reads the whole outbox, which is small unless the broker has been away; the age
--- reads one row by the primary key (its ids are sorted: the first is its oldest event).
+-- reads the oldest row's occurred_from (V23; for a row from before, its first event's time).
 SELECT (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM event_outbox)::bigint AS events,
        EXTRACT(EPOCH FROM clock_timestamp() - (
-           SELECT e.occurred_at FROM event_outbox o JOIN job_events e ON e.id = o.event_ids[1]
-           ORDER BY o.batch_id LIMIT 1))::float8 AS oldest_s,
+           SELECT coalesce(o.occurred_from,
+                           (SELECT e.occurred_at FROM job_events e WHERE e.id = o.event_ids[1]))
+           FROM event_outbox o ORDER BY o.batch_id LIMIT 1))::float8 AS oldest_s,
        (SELECT published FROM event_publishers WHERE name = $1) AS published,
        (SELECT owner FROM event_publishers
         WHERE name = $1 AND lease_until > clock_timestamp()) AS owner,

@@ -1,0 +1,40 @@
+"""The history of job events and its retention (`history.*`, issue 21).
+
+job_events is partitioned by day (db/migrations/V23); jq-server's history maintainer makes
+the partitions ahead and drops those past the retention (jobq.server.history_maintainer).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from jobq.config.section import Section
+
+__all__ = ["HistorySettings"]
+
+
+class HistorySettings(Section):
+    """Retention of job events, and the maintainer of their daily partitions."""
+
+    retention_days: int = Field(
+        0,
+        ge=0,
+        le=36500,
+        description="Days job events are kept; a day's events are dropped as a whole once "
+        "the day is this old, except a day holding an event of an unfinished job. 0 "
+        "(default): kept forever.",
+    )
+    maintenance_interval_s: float = Field(
+        3600.0,
+        ge=10,
+        le=86400,
+        description="Seconds between runs of the history maintainer (10-86400); it also runs "
+        "at start-up.",
+    )
+    premake_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="Days ahead whose partitions the maintainer makes (1-366), so that events "
+        "never wait on one being made.",
+    )
