@@ -46,8 +46,14 @@ PGSTAT_IDLE_INTERVAL, 10 s, and a margin): the longest wait for the counters."""
 _COUNTERS = ("n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del", "n_dead_tup")
 
 _TABLES = (
-    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, n_dead_tup"
-    " FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+    # A partitioned table's counters are its partitions' (job_events is one partition per day,
+    # V23): they are summed under the root's name.
+    "SELECT r.relname, sum(s.n_tup_ins) AS n_tup_ins, sum(s.n_tup_upd) AS n_tup_upd,"
+    " sum(s.n_tup_hot_upd) AS n_tup_hot_upd, sum(s.n_tup_del) AS n_tup_del,"
+    " sum(s.n_dead_tup) AS n_dead_tup"
+    " FROM pg_stat_user_tables s"
+    " JOIN pg_class r ON r.oid = coalesce(pg_partition_root(s.relid), s.relid)"
+    " WHERE s.schemaname = current_schema() GROUP BY r.relname"
 )
 
 
