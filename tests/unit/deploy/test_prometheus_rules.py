@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from jobq.observability.metrics import ProgramMetrics, ServerMetrics, WorkerMetrics
+from jobq.server.history_metrics import HistoryMetrics
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
@@ -148,7 +149,9 @@ def test_every_alert_has_a_severity_and_the_annotations_an_operator_needs() -> N
 
 
 def test_expressions_read_only_metrics_that_jobq_exposes() -> None:
-    known = exposed(ServerMetrics(process_collectors=False))
+    server = ServerMetrics(process_collectors=False)
+    HistoryMetrics(server.registry)  # jq-server registers them beside its own (app.py)
+    known = exposed(server)
     known |= exposed(WorkerMetrics(process_collectors=False))
     known |= PROMETHEUS_SERIES | {rule["record"] for rule in rules() if "record" in rule}
 
