@@ -28,9 +28,20 @@ run: $(STAMP) ## Start jq-server and one jq-worker on the embedded PostgreSQL (C
 cluster: $(STAMP) ## The whole topology, no Docker: PostgreSQL, Redis, Kafka broker, 2 jq-servers, 2 jq-workers, Prometheus (CLUSTER_ARGS="--base-port N --postgres system --dir DIR"; Ctrl-C stops all)
 	$(PY) tools/cluster.py $(CLUSTER_ARGS)
 
+# Test processes per run (pytest-xdist). About half of the suite's time is waiting (servers
+# polled, jobs running for their seconds), the other half computing (mostly the programs the
+# tests start, importing at start-up): one run of 2 processes, or CI's two runs of 2 at once,
+# keep 2 cores busy without starving the timing-sensitive tests. TEST_WORKERS=0 runs in this
+# one process, as before. --dist loadfile keeps each
+# file's tests on one process, so a module's fixtures (a browser, certificates, a cluster) are
+# built once. Each process starts its own PostgreSQL and takes ports from the one shared counter
+# of tests/support/processes.py.
+TEST_WORKERS ?= 2
+XDIST_ARGS := -n $(TEST_WORKERS) --dist loadfile
+
 .PHONY: test
-test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, fault) on the embedded PostgreSQL
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, fault) on the embedded PostgreSQL (TEST_WORKERS=N processes, default 2)
+	$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 	@echo "Tests passed. 'make test-system-pg' runs the integration, end-to-end, migration and fault tests on the distribution's PostgreSQL too (apt-get install postgresql)."
 
 # The tests that talk to PostgreSQL (the fault suite included); unit tests do not, and
@@ -38,10 +49,10 @@ test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, faul
 SYSTEM_PG_TESTS := tests/integration tests/e2e tests/migration tests/fault
 
 .PHONY: test-system-pg
-test-system-pg: $(STAMP) ## Integration, end-to-end, migration and fault tests on the distribution's PostgreSQL (JIT on; JQ_TEST_POSTGRES=system)
+test-system-pg: $(STAMP) ## Integration, end-to-end, migration and fault tests on the distribution's PostgreSQL (JIT on; JQ_TEST_POSTGRES=system; TEST_WORKERS as for test)
 	@$(PY) -c 'from jobq.storage.embedded import system_bin_dir as s; raise SystemExit(s() is None)' \
 		|| { echo "make test-system-pg needs the distribution's PostgreSQL server: apt-get install postgresql" >&2; exit 1; }
-	JQ_TEST_POSTGRES=system $(PY) -m pytest $(SYSTEM_PG_TESTS) $(PYTEST_ARGS)
+	JQ_TEST_POSTGRES=system $(PY) -m pytest $(XDIST_ARGS) $(SYSTEM_PG_TESTS) $(PYTEST_ARGS)
 
 .PHONY: soak
 soak: $(STAMP) ## Randomized fault soak, not in CI (JQ_SOAK_MINUTES, default 10; JQ_SOAK_SEED replays one)

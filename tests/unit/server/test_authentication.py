@@ -49,8 +49,11 @@ def test_a_configured_token_is_its_caller() -> None:
         ("", "malformed authorization"),
         ("Token abc", "malformed authorization"),
         ("Bearer", "malformed authorization"),
-        (f"Bearer {SECRET}x", "invalid bearer token"),
-        (f"Bearer {token_digest(SECRET)}", "invalid bearer token"),  # the hash is not the key
+        # Random values, fixed test ids: every pytest-xdist process must collect the same ids.
+        pytest.param(f"Bearer {SECRET}x", "invalid bearer token", id="another-token"),
+        pytest.param(  # the hash is not the key
+            f"Bearer {token_digest(SECRET)}", "invalid bearer token", id="the-token's-hash"
+        ),
     ],
 )
 def test_anything_but_a_configured_token_is_unauthenticated(

@@ -45,7 +45,9 @@ def test_a_uuid7_is_taken_as_the_job_id(spelling: object) -> None:
     [
         ("not-a-uuid", "malformed job_id 'not-a-uuid': expected a UUID"),
         ("x" * 65, "malformed job_id: expected a UUID"),
-        (str(uuid.uuid4()), "job_id must be a UUIDv7 (RFC 9562), got version 4"),
+        pytest.param(  # a random value, a fixed test id: the same in every xdist process
+            str(uuid.uuid4()), "job_id must be a UUIDv7 (RFC 9562), got version 4", id="a-uuid4"
+        ),
         ("00000000-0000-0000-0000-000000000000", "job_id must be a UUIDv7 (RFC 9562), got version"),
         # the version nibble says 7, the variant bits do not say RFC 9562
         ("01890a5d-ac96-774b-0cb2-e05ec98e3a2f", "job_id must be a UUIDv7 (RFC 9562)"),

@@ -143,8 +143,16 @@ async def worker_status(dash: Dashboard, worker_id: str) -> str:
 # --- login and scopes -------------------------------------------------------------------------
 
 
+# The unknown job's id is random, its test id is not: every pytest-xdist process must collect
+# the same test ids.
 @pytest.mark.parametrize(
-    "path", ["/queues", "/jobs?status=DONE", "/workers", f"/jobs/{uuid.uuid4()}"]
+    "path",
+    [
+        "/queues",
+        "/jobs?status=DONE",
+        "/workers",
+        pytest.param(f"/jobs/{uuid.uuid4()}", id="/jobs/<an unknown id>"),
+    ],
 )
 async def test_without_a_login_every_page_redirects_to_the_login(
     dashboard: Dashboard, path: str
@@ -487,7 +495,9 @@ def test_user_data_is_shown_as_json_text_or_hex() -> None:
     assert shown_bytes(b"").kind == "empty"
 
 
-@pytest.mark.parametrize("bad", ["not-a-uuid", "1234", str(uuid.uuid4())])
+@pytest.mark.parametrize(
+    "bad", ["not-a-uuid", "1234", pytest.param(str(uuid.uuid4()), id="an-unknown-uuid")]
+)
 async def test_an_unknown_or_malformed_job_id_is_a_404_page(dashboard: Dashboard, bad: str) -> None:
     async with dashboard.browser(Scope.READ) as http:
         reply = await http.get(f"/jobs/{bad}")
