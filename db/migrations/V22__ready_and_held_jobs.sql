@@ -249,6 +249,17 @@ BEGIN
 END
 $$;
 
+-- TRUNCATE fires no DELETE trigger: an operator's TRUNCATE of jobs empties the side tables too.
+CREATE FUNCTION jobq_side_rows_truncate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+BEGIN
+    TRUNCATE ready_jobs, held_jobs, waiting_jobs;
+    RETURN NULL;
+END
+$$;
+
 CREATE TRIGGER jobs_side_rows_insert
     AFTER INSERT ON jobs
     REFERENCING NEW TABLE AS new_rows
@@ -261,6 +272,9 @@ CREATE TRIGGER jobs_side_rows_delete
     AFTER DELETE ON jobs
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION jobq_side_rows_delete();
+CREATE TRIGGER jobs_side_rows_truncate
+    AFTER TRUNCATE ON jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobq_side_rows_truncate();
 
 -- Backfill from the jobs there are (the triggers above cover every write from here on).
 INSERT INTO ready_jobs (job_id, queue_name, priority, created_at, not_before, concurrency_key,

@@ -51,13 +51,17 @@ FROM (SELECT * FROM waiting_actual EXCEPT SELECT * FROM waiting_expected) x
 """
 
 
-async def side_table_mismatches(db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy) -> list[tuple[str, str]]:
+async def side_table_mismatches(
+    db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+) -> list[tuple[str, str]]:
     """Every (problem, job id) where a side table disagrees with jobs; [] when they agree."""
     rows = await db.fetch(_MISMATCHES)
     return [(row["problem"], str(row["job_id"])) for row in rows]
 
 
-async def side_table_counts(db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy) -> tuple[int, int, int]:
+async def side_table_counts(
+    db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+) -> tuple[int, int, int]:
     """(ready, held, waiting) rows: lets a test show that the states it built are there."""
     row = await db.fetchrow(
         "SELECT (SELECT count(*) FROM ready_jobs) AS r, (SELECT count(*) FROM held_jobs) AS h,"
@@ -67,7 +71,9 @@ async def side_table_counts(db: asyncpg.Pool | asyncpg.Connection | PoolConnecti
     return int(row["r"]), int(row["h"]), int(row["w"])
 
 
-async def assert_side_tables_match(db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy) -> None:
+async def assert_side_tables_match(
+    db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
+) -> None:
     """Fail, naming the jobs, unless every side table agrees with jobs exactly."""
     mismatches = await side_table_mismatches(db)
     assert mismatches == [], mismatches

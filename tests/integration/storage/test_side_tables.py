@@ -300,7 +300,8 @@ async def test_transactional_enqueue_schedule_and_queue_deletion(w: World) -> No
 
 
 async def test_updates_by_hand_and_deletes_by_cascade(w: World) -> None:
-    """Any writer: an operator's UPDATE of a PENDING job's priority or status, a DELETE."""
+    """Any writer: an operator's UPDATE of a PENDING job's priority or status, a DELETE, a
+    TRUNCATE."""
     worker = await w.worker(["default"])
     [a, b, c] = await w.submit(3)
     await w.pool.execute("UPDATE jobs SET priority = 9 WHERE job_id = $1", a)
@@ -314,4 +315,9 @@ async def test_updates_by_hand_and_deletes_by_cascade(w: World) -> None:
     )
     assert await w.check() == (1, 0, 0)
     await w.pool.execute("DELETE FROM jobs WHERE job_id = ANY($1)", [a, b])
+    assert await w.check() == (0, 0, 0)
+    await w.submit(2)
+    await w.claim(worker, 1)
+    assert await w.check() == (1, 1, 0)
+    await w.pool.execute("TRUNCATE jobs CASCADE")  # enqueued_jobs refers to it
     assert await w.check() == (0, 0, 0)
