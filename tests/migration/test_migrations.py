@@ -42,6 +42,7 @@ EXPECTED_SCRIPTS = (
     "V19__schedules.sql",
     "V20__job_dependencies.sql",
     "V21__job_trace_context.sql",
+    "V22__ready_and_held_jobs.sql",
     "V23__partitioned_job_events.sql",
 )
 
@@ -215,24 +216,31 @@ async def test_schema_constraints_and_indexes(db_dsn: str) -> None:
             for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname='public'")
         }
         assert {
-            "jobs_pending_queue_claim_idx",
-            "jobs_worker_id_idx",
+            "ready_jobs_claim_idx",
+            "held_jobs_worker_idx",
             "job_events_job_id_idx",
         } <= indexes
-        # V8 and V9 dropped these (see their comments): they slowed claims.
+        # V8 and V9 dropped these (see their comments): they slowed claims. V22 dropped every
+        # index of jobs that named a column the lifecycle changes (HOT updates).
         assert (
             not {
                 "jobs_queue_status_idx",
                 "jobs_status_not_before_idx",
                 "jobs_pending_claim_idx",
+                "jobs_pending_queue_claim_idx",
+                "jobs_worker_id_idx",
+                "jobs_pending_suspect_idx",
+                "jobs_held_suspect_idx",
+                "jobs_held_queue_key_idx",
+                "jobs_cancel_requested_idx",
+                "jobs_waiting_idx",
             }
             & indexes
         )
         claim_index = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_pending_queue_claim_idx'"
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ready_jobs_claim_idx'"
         )
-        assert "(queue_name, priority DESC, created_at, job_id)" in claim_index
-        assert "WHERE (status = 'PENDING'::job_status)" in claim_index
+        assert "(shard, queue_name, priority DESC, created_at, job_id)" in claim_index
         default = await conn.fetchrow("SELECT * FROM queues WHERE name = 'default'")
         assert default is not None
         assert default["max_retries"] == 3
@@ -348,10 +356,11 @@ async def test_queue_flow_control_columns(db_dsn: str) -> None:
             await conn.execute(
                 "INSERT INTO jobs (queue_name, concurrency_key) VALUES ('default', '')"
             )
+        # the held jobs by queue and key: in held_jobs since V22
         held = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_held_queue_key_idx'"
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'held_jobs_queue_key_idx'"
         )
-        assert "(queue_name, concurrency_key)" in held
+        assert "(shard, queue_name, concurrency_key)" in held
     finally:
         await conn.close()
 

@@ -49,7 +49,7 @@ async def test_everything_lands_in_the_named_schema_and_nothing_in_public(
             "jobs",
             "job_events",
             "audit_events",
-            "jobs_pending_queue_claim_idx",
+            "ready_jobs_claim_idx",
             "job_events_id_seq",
         } <= inside["relations"]
         assert {"job_status", "worker_status"} <= inside["types"]

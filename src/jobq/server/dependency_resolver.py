@@ -10,7 +10,7 @@ whole chain. Jobs nobody waits for never wake it.
 
 A sweep of every WAITING job runs every `sweep_interval_s` (by the injected clock) whatever
 the wake-ups: it resolves what a crash between a completion's commit and its resolution (or a
-resolution that failed) left WAITING, on any replica. The sweep reads jobs_waiting_idx, which
+resolution that failed) left WAITING, on any replica. The sweep reads waiting_jobs (V22), which
 is empty when dependencies are unused. Several replicas may resolve the same jobs: the
 statement moves only jobs still WAITING, so each move happens once.
 """

@@ -8,7 +8,8 @@ the reports fall back on) the way production does: on connections of `create_poo
 `create_claim_pool`, so with exactly the production session settings, with realistic parameters,
 on a table of realistic size, each inside a transaction that is rolled back. They read the
 executed plans (`EXPLAIN (ANALYZE, FORMAT JSON)`) and fail if a plan has a JIT section, or if its
-scans of jobs and job_events read more rows than a budget proportional to the rows the statement
+scans of jobs, job_events and the side tables of V22 (ready_jobs, held_jobs, waiting_jobs) read
+more rows than a budget proportional to the rows the statement
 is about. They measure no time.
 
 Run them on a JIT-capable server too (`JQ_TEST_POSTGRES=system`): the embedded wheel's
@@ -71,7 +72,7 @@ BATCH = 100
 """Attempts per report, and the claim's limit: scheduler.batch_size's default. Reports come in
 group-commit batches of up to limits.max_batch_size; 100 is a busy but ordinary one."""
 
-TABLES = ("jobs", "job_events")
+TABLES = ("jobs", "job_events", "ready_jobs", "held_jobs", "waiting_jobs")
 PAYLOAD = b'{"handler": "tests.noop", "args": []}'
 
 
@@ -112,7 +113,7 @@ async def _fill(dsn: str, moment: str) -> Dataset:
             for _ in range(count // 1000):
                 await jobs.jobs_insert([NewJob(uuid7(), queue, PAYLOAD) for _ in range(1000)])
         if moment == "backlog":
-            await pool.execute("ANALYZE jobs; ANALYZE job_events")
+            await pool.execute(";".join(f"ANALYZE {table}" for table in TABLES))
         holder, claimer = uuid.uuid4(), uuid.uuid4()
         holding = (await workers.worker_register(holder, "holder", HELD, ["default"])).incarnation
         claiming = await workers.worker_register(claimer, "claimer", 1000, ["default", "other"])
@@ -361,10 +362,11 @@ async def _events_of_running(data: Dataset) -> int:
 # the same counts) and kept exact, because each is the least the statement can read:
 # - a submit reads neither table (an INSERT; its foreign key checks are triggers, not scans);
 #   one written straight to a worker reads its queue's head in the claim index, if any;
-# - a claim of `limit` reads at most `limit` entries of the claim index per queue (LIMIT in the
-#   per-queue LATERAL) and then finds each claimed job once by primary key: limit * (queues + 1);
-#   its suspect branch reads nothing more while there are no suspects (an empty probe of
-#   jobs_pending_suspect_idx per queue and one of jobs_held_suspect_idx), however many jobs the
+# - a claim of `limit` reads at most `limit` entries of ready_jobs_claim_idx per queue (LIMIT in
+#   the per-queue LATERAL) and then finds each claimed job twice by primary key (locked with
+#   SKIP LOCKED, then updated): limit * (queues + 2); its suspect branch reads nothing more
+#   while there are no suspects (an empty probe of ready_jobs_suspect_idx per queue and one of
+#   held_jobs_suspect_idx), however many jobs the
 #   claiming worker holds (claim-by-a-busy-worker; test_claim_reads_one_suspect_... below);
 # - start, complete and release find each reported attempt once in the locking sub-select and
 #   once more in the UPDATE, both by primary key: 2 per attempt;
@@ -390,28 +392,28 @@ CASES = [
         "jobs_claim",
         True,
         _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation]),
-        1 * 2,
+        1 * 3,
     ),
     Case(
         "claim-batch",
         "jobs_claim",
         True,
         _fixed(lambda d: [d.claimer, ["default"], BATCH, d.claimer_incarnation]),
-        BATCH * 2,
+        BATCH * 3,
     ),
     Case(
         "claim-batch-two-queues",
         "jobs_claim",
         True,
         _fixed(lambda d: [d.claimer, ["default", "other"], BATCH, d.claimer_incarnation]),
-        BATCH * 3,
+        BATCH * 4,
     ),
     Case(
         "claim-by-a-busy-worker",  # holds HELD jobs, none of them a suspect
         "jobs_claim",
         True,
         _fixed(lambda d: [d.holder, ["default"], BATCH, d.holder_incarnation]),
-        BATCH * 2,
+        BATCH * 3,
     ),
     Case("start", "jobs_start", False, _fixed(lambda d: _columns(d.assigned[:BATCH])), BATCH * 2),
     Case(
@@ -565,7 +567,7 @@ async def test_claim_reads_no_job_that_is_not_due_yet(dataset: Dataset) -> None:
 SUSPECTS = 50
 """Jobs at the head of `default` interrupted twice (suspects) in the suspect claim test."""
 
-SUSPECT_INDEXES = {"jobs_pending_suspect_idx", "jobs_held_suspect_idx"}
+SUSPECT_INDEXES = {"ready_jobs_suspect_idx", "held_jobs_suspect_idx"}
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
@@ -574,8 +576,8 @@ async def test_claim_reads_one_suspect_from_its_index_and_passes_the_others_by_f
     dataset: Dataset, generic: bool, holding_one: bool
 ) -> None:
     """SUSPECTS suspects wait at the head of `default` (statistics taken without any, as after a
-    burst of lost workers). The claim finds the best of them through jobs_pending_suspect_idx
-    (one entry, never a sequential scan) and asks jobs_held_suspect_idx whether the
+    burst of lost workers). The claim finds the best of them through ready_jobs_suspect_idx
+    (one entry, never a sequential scan) and asks held_jobs_suspect_idx whether the
     worker holds one (no walk over the jobs it holds); the ordinary branch passes the suspects
     by its index scan's filter, reading nothing else. A worker holding a suspect takes none."""
 
@@ -608,18 +610,19 @@ async def test_claim_reads_one_suspect_from_its_index_and_passes_the_others_by_f
         by_index.setdefault(scan.get("Index Name", scan["Node Type"]), []).append(scan)
     assert not [s for s in scans if "Seq Scan" in s["Node Type"]], describe(explained)
     assert by_index.keys() >= SUSPECT_INDEXES, describe(explained)
-    held = sum(rows_read(s) for s in by_index["jobs_held_suspect_idx"])
+    held = sum(rows_read(s) for s in by_index["held_jobs_suspect_idx"])
     assert held == (1 if holding_one else 0), describe(explained)
     # One entry, and only when the worker holds no suspect (else not read at all).
-    pending = sum(rows_read(s) for s in by_index["jobs_pending_suspect_idx"])
+    pending = sum(rows_read(s) for s in by_index["ready_jobs_suspect_idx"])
     assert pending == (0 if holding_one else 1), describe(explained)
     # The ordinary branch: its BATCH jobs, plus the suspects it passed by its filter.
-    [ordinary] = by_index["jobs_pending_queue_claim_idx"]
+    [ordinary] = by_index["ready_jobs_claim_idx"]
     assert ordinary.get("Rows Removed by Filter", 0) == SUSPECTS, describe(explained)
     assert rows_read(ordinary) == BATCH + SUSPECTS, describe(explained)
-    # And the update finds the claimed jobs by primary key: BATCH, a suspect among them.
+    # And the claimed jobs are found by primary key twice (locked, then updated): BATCH each, a
+    # suspect among them.
     read = sum(rows_read(scan) for scan in scans)
-    assert read == held + pending + rows_read(ordinary) + BATCH, describe(explained)
+    assert read == held + pending + rows_read(ordinary) + 2 * BATCH, describe(explained)
 
 
 # --- the recovery monitors' statements ---------------------------------------------------------
@@ -644,8 +647,8 @@ async def _maintenance_plan(dataset: Dataset, name: str, prepare: Prepare, gener
 async def test_recovery_of_held_jobs_reads_the_held_jobs_only(
     dataset: Dataset, name: str, generic: bool
 ) -> None:
-    """Both find their candidates through jobs_worker_id_idx (partial on ASSIGNED/RUNNING): at
-    most every held job, never the history or the backlog."""
+    """Both find their candidates in held_jobs (V22, a row per held job) and read those jobs by
+    primary key: at most every held job twice, never the history or the backlog."""
 
     async def prepare(conn: asyncpg.Connection) -> list[object]:
         await conn.execute(
@@ -656,39 +659,29 @@ async def test_recovery_of_held_jobs_reads_the_held_jobs_only(
 
     explained = await _maintenance_plan(dataset, name, prepare, generic)
     read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
-    assert not [s for s in scans_of(explained["Plan"]) if "Seq Scan" in s["Node Type"]], describe(
-        explained
-    )
-    assert read <= HELD, f"{name} read {read:g} rows, held {HELD}: {describe(explained)}"
-
-
-def _indexes(plan: Any) -> set[str]:
-    """The names of every index `plan` reads, bitmap index scans included."""
-    if isinstance(plan, dict):
-        found = {plan["Index Name"]} if "Index Name" in plan else set()
-        return found.union(*(_indexes(value) for value in plan.values()))
-    if isinstance(plan, list):
-        return set().union(*(_indexes(value) for value in plan))
-    return set()
+    on_jobs = [s for s in scans_of(explained["Plan"]) if s["Relation Name"] == "jobs"]
+    assert all(s.get("Index Name") == "jobs_pkey" for s in on_jobs), describe(explained)
+    assert read <= 2 * HELD, f"{name} read {read:g} rows, held {HELD}: {describe(explained)}"
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
-async def test_ttl_expiry_can_read_the_pending_jobs_through_the_pending_queue_index(
+async def test_ttl_expiry_reads_the_ready_jobs_and_no_history(
     dataset: Dataset, generic: bool
 ) -> None:
-    """jobs_expire_ttl has no index in its order (see maintenance.sql). With sequential scans
-    ruled out it reads the PENDING jobs, of every queue, through jobs_pending_queue_claim_idx,
-    and nothing of the history. On this table (5,600 of 16,400 jobs PENDING) the planner's own
-    choice is a sequential scan; this checks that the index the comment names can serve."""
+    """jobs_expire_ttl finds its candidates in ready_jobs (V22, a row per PENDING job, see
+    maintenance.sql) and reads jobs by primary key only, for the expired ones: never a scan of
+    jobs and its history, at most every ready job of every queue (5,000 + 1,000 here)."""
 
     async def prepare(conn: asyncpg.Connection) -> list[object]:
         await conn.execute("UPDATE queues SET ttl_seconds = 86400 WHERE name = 'other'")
-        await conn.execute("SET LOCAL enable_seqscan = off")
         return [None, 1000]
 
     explained = await _maintenance_plan(dataset, "jobs_expire_ttl", prepare, generic)
-    assert "jobs_pending_queue_claim_idx" in _indexes(explained["Plan"]), describe(explained)
-    read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
+    scans = scans_of(explained["Plan"])
+    assert [s for s in scans if s["Relation Name"] == "ready_jobs"], describe(explained)
+    on_jobs = [s for s in scans if s["Relation Name"] == "jobs"]
+    assert all(s.get("Index Name") == "jobs_pkey" for s in on_jobs), describe(explained)
+    read = sum(rows_read(scan) for scan in scans)
     assert read <= sum(PENDING.values()), describe(explained)
 
 

@@ -142,13 +142,18 @@ def scans(plan: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
     return found
 
 
-async def test_the_age_costs_the_depth_count_no_second_scan(db: asyncpg.Pool) -> None:
+async def test_the_depth_reads_the_side_tables_and_never_the_history(db: asyncpg.Pool) -> None:
+    """Since V22 the depth (with the age) counts ready_jobs, held_jobs and waiting_jobs, whose
+    rows are the unfinished jobs: no scan of jobs, so the finished history costs it nothing,
+    where the count over jobs (as it was) reads the whole table."""
     # A history of finished jobs beside a backlog, as a server that has run a while has.
     await add_jobs(db, "default", 20_000, status="'DONE'", completed_at="now()")
     await add_jobs(db, "default", 2_000)
     await add_jobs(db, "mail", 500, not_before="now() + interval '1 hour'")
     await add_jobs(db, "mail", 200, status="'RUNNING'")
     await db.execute("VACUUM ANALYZE jobs")
+    for table in ("ready_jobs", "held_jobs", "waiting_jobs"):
+        await db.execute(f"VACUUM ANALYZE {table}")
 
     async def plan(sql: str) -> dict[str, Any]:
         [row] = await db.fetch("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql)
@@ -157,10 +162,13 @@ async def test_the_age_costs_the_depth_count_no_second_scan(db: asyncpg.Pool) ->
 
     with_age, count_only = await plan(query("jobs_active_depth")), await plan(COUNT_ONLY)
 
-    # The same scans of jobs as the count alone (whichever the planner picks), and no other.
-    assert scans(with_age) == scans(count_only)
-    assert {relation for _, relation, _ in scans(with_age)} <= {"jobs", None}
-    assert (
-        with_age["Shared Hit Blocks"] + with_age.get("Shared Read Blocks", 0)
-        <= (count_only["Shared Hit Blocks"] + count_only.get("Shared Read Blocks", 0)) * 1.1
-    )
+    read = {relation for _, relation, _ in scans(with_age)}
+    assert read <= {"ready_jobs", "held_jobs", "waiting_jobs", None}, scans(with_age)
+    assert {"ready_jobs", "held_jobs"} <= read
+    assert "jobs" in {relation for _, relation, _ in scans(count_only)}
+
+    def blocks(p: dict[str, Any]) -> int:
+        return int(p["Shared Hit Blocks"] + p.get("Shared Read Blocks", 0))
+
+    # 2,700 unfinished jobs in narrow rows against 22,700 jobs with payloads: a fraction.
+    assert blocks(with_age) * 4 < blocks(count_only), (blocks(with_age), blocks(count_only))

@@ -319,7 +319,7 @@ class PgJobStore(CancelOperations):
         id."""
         if limit <= 0 or not queues:
             return []
-        # The claim must walk jobs_pending_queue_claim_idx in order and stop at its limit. Queue
+        # The claim must walk ready_jobs_claim_idx in order and stop at its limit. Queue
         # tables churn faster than statistics follow, and with a stale, tiny row estimate the
         # planner prefers a bitmap scan of every pending job plus a sort (measured 8 ms instead of
         # 0.4 ms per claim with 20,000 pending). Sorting is what that plan needs and the

@@ -102,10 +102,12 @@ FROM cancelled;
 
 -- name: jobs_cancel_requested_for_worker
 -- The RUNNING attempts of worker $1 whose cancel was requested: a heartbeat's answer repeats
--- them (HeartbeatResponse.cancels). One probe of jobs_cancel_requested_idx, which is empty
--- unless a cancel is under way.
-SELECT job_id, attempt FROM jobs
-WHERE worker_id = $1 AND cancel_requested_at IS NOT NULL AND status = 'RUNNING';
+-- them (HeartbeatResponse.cancels). One probe of held_jobs_cancel_idx (V22), which is empty
+-- unless a cancel is under way; jobs decides (status, worker and request checked on its row).
+SELECT j.job_id, j.attempt
+FROM held_jobs h JOIN jobs j ON j.job_id = h.job_id
+WHERE h.shard = 0 AND h.worker_id = $1 AND h.cancel_requested
+  AND j.worker_id = $1 AND j.cancel_requested_at IS NOT NULL AND j.status = 'RUNNING';
 
 -- name: jobs_record_progress
 -- Workers' progress reports (ids $1, attempts $2, workers $3, claim ids $4, fractions $5,

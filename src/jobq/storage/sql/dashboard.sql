@@ -22,7 +22,7 @@ WHERE id > $1::bigint;
 SELECT coalesce(max(id), 0)::bigint FROM job_events;
 
 -- name: dashboard_pending
--- PENDING jobs over every queue, counted up to $1: an index-only scan of the partial index
--- jobs_pending_queue_claim_idx (V9, WHERE status = 'PENDING'), so its cost is the backlog's
--- size (capped by $1), never the whole jobs table with its finished history.
-SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = 'PENDING' LIMIT $1::bigint) backlog;
+-- PENDING jobs over every queue, counted up to $1: a scan of ready_jobs (V22, one row per
+-- PENDING job), so its cost is the backlog's size (capped by $1), never the whole jobs table
+-- with its finished history.
+SELECT count(*) FROM (SELECT 1 FROM ready_jobs LIMIT $1::bigint) backlog;

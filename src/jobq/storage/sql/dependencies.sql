@@ -14,7 +14,7 @@
 --    resolver woken by whichever prerequisite committed last sees them all DONE;
 --  * a crash between a completion's commit and its resolution strands nothing: the sweep
 --    (dependants_resolve with no ids) finds WAITING jobs whose prerequisites have ended,
---    through jobs_waiting_idx, which is empty (free) when dependencies are unused.
+--    through waiting_jobs (V22), which is empty (free) when dependencies are unused.
 -- A dependant's submit locks its prerequisites' rows (job_prerequisites_lock) and sets their
 -- has_dependants: a completion waiting for that lock re-reads the row after the submit's commit
 -- (READ COMMITTED's re-check of an updated row) and returns has_dependants true, so the
@@ -113,9 +113,9 @@ WITH candidates AS MATERIALIZED (
     FROM job_dependencies d JOIN jobs w ON w.job_id = d.job_id
     WHERE d.depends_on = ANY($1::uuid[]) AND w.status = 'WAITING'
     UNION
-    -- status > 'DEAD_LETTERED': the predicate of jobs_waiting_idx (V20)
-    SELECT w.job_id FROM jobs w
-    WHERE $1::uuid[] IS NULL AND w.status > 'DEAD_LETTERED' AND w.status = 'WAITING'
+    -- the WAITING jobs, from waiting_jobs (V22); the status is checked below, on jobs
+    SELECT w.job_id FROM waiting_jobs w
+    WHERE $1::uuid[] IS NULL
 ), decided AS MATERIALIZED (
     SELECT c.job_id,
            bool_and(p.status IS NOT DISTINCT FROM 'DONE') AS all_done,

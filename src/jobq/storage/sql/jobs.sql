@@ -209,7 +209,7 @@ FROM updated;
 --   one finds the incarnation changed);
 -- - no job of the queue is PENDING, due or not: claim order (priority, then age) would put
 --   any of them first, so then the job is written PENDING and waits its turn like any other.
---   One probe of jobs_pending_queue_claim_idx (its first entry for the queue, if any), not a
+--   One probe of ready_jobs_claim_idx (V22; its first entry for the queue, if any), not a
 --   walk past jobs that are not due yet. It is a scalar sub-select in the index's order with
 --   LIMIT 1, not NOT EXISTS: PostgreSQL drops the ORDER BY and LIMIT of an EXISTS, and its
 --   generic plan then read the whole table (it expects the queue's rows anywhere in a
@@ -231,9 +231,9 @@ WITH holder AS MATERIALIZED (
     FOR KEY SHARE
 ), verdict AS MATERIALIZED (
     SELECT EXISTS (SELECT 1 FROM holder)
-           AND (SELECT j.job_id FROM jobs j
-                WHERE j.status = 'PENDING' AND j.queue_name = $2
-                ORDER BY j.priority DESC, j.created_at, j.job_id
+           AND (SELECT r.job_id FROM ready_jobs r
+                WHERE r.shard = 0 AND r.queue_name = $2
+                ORDER BY r.priority DESC, r.created_at, r.job_id
                 LIMIT 1) IS NULL
            AND NOT COALESCE((SELECT q.flow_limited FROM queues q WHERE q.name = $2), true)
            AS assign
@@ -279,7 +279,18 @@ FROM written w JOIN queues q ON q.name = w.queue_name;
 -- their jobs are claimed by the limited claim, queue_flow.sql; one primary-key probe of queues
 -- per queue here): PENDING → ASSIGNED, attempt + 1, a new random claim_id; of them at
 -- most one suspect (a job interrupted twice or more), and none while the worker holds one.
--- Each queue's head is read from jobs_pending_queue_claim_idx in claim order (the LATERAL
+-- The ready table (V22). Candidates are read from ready_jobs, one row per PENDING job, not from
+-- jobs: no index of jobs names its status, so a job's updates are HOT. Three steps, in this
+-- order: the chosen ready rows are locked FOR UPDATE SKIP LOCKED; then their jobs rows, FOR
+-- UPDATE SKIP LOCKED too (`got`), with the status guard; then jobs is updated, again with the
+-- guard (EvalPlanQual re-checks it on a row changed since the snapshot), and the update's
+-- trigger (jobs_side_rows_update) deletes the ready rows of the jobs claimed, rows this
+-- statement holds already. The claim never waits for a jobs row while it holds ready rows: a
+-- cancel, a TTL expiry, a queue's deletion and every manual path lock the jobs row first and
+-- then, through the trigger, delete the ready row, so a claim that waited would deadlock with
+-- them. A job whose ready row the claim locked but whose jobs row it skipped keeps its ready
+-- row (it is free again at commit), and the claim takes fewer jobs this time.
+-- Each queue's head is read from ready_jobs_claim_idx in claim order (the LATERAL
 -- sub-select, one ordered index range per queue, stopping at the limit), and the heads are
 -- merged in claim order. The candidates CTE is MATERIALIZED so that the LIMIT and SKIP LOCKED
 -- apply once, before the join (an inlined sub-select could be re-planned as a join that locks
@@ -311,10 +322,10 @@ FROM written w JOIN queues q ON q.name = w.queue_name;
 -- is dead-lettered. (The same holds for any max_interruptions of 2 or more; each further poison
 -- job can add up to 2 more, so the rule protects bystanders from one at a time.)
 -- Suspects are kept out of the ordinary branch by a filter, so its index range, order and limit
--- stay as they were, and are read by the suspect CTE from jobs_pending_suspect_idx, which is
+-- stay as they were, and are read by the suspect CTE from ready_jobs_suspect_idx, which is
 -- empty unless jobs are being interrupted: one empty index probe per queue. It locks at most
--- one suspect per queue, keeps the best, and only if jobs_held_suspect_idx (empty as a rule,
--- unlike the walk of every held job that jobs_worker_id_idx would need) has none of the
+-- one suspect per queue, keeps the best, and only if held_jobs_suspect_idx (empty as a rule,
+-- unlike the walk of every held job that held_jobs_worker_idx would need) has none of the
 -- worker's; chosen then takes the best $3 of both in claim order (a claim of one takes the
 -- better of the two heads). A suspect locked but not chosen is free again at commit, as the
 -- surplus of a multi-queue claim is. The held check assumes a worker's claims do not run
@@ -329,14 +340,14 @@ WITH holder AS MATERIALIZED (
     FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
     JOIN queues fl ON fl.name = q.name AND NOT fl.flow_limited  -- limited: queue_flow.sql
     CROSS JOIN LATERAL (
-        SELECT j.job_id, j.priority, j.created_at
-        FROM jobs j
-        WHERE j.status = 'PENDING'
-          AND j.queue_name = q.name
-          AND j.interruptions < 2  -- not a suspect (2: the threshold, see above)
-          AND (j.not_before IS NULL OR j.not_before <= now())
+        SELECT r.job_id, r.priority, r.created_at
+        FROM ready_jobs r
+        WHERE r.shard = 0
+          AND r.queue_name = q.name
+          AND NOT r.suspect  -- not a suspect (interrupted twice or more, see above)
+          AND (r.not_before IS NULL OR r.not_before <= now())
           AND EXISTS (SELECT 1 FROM holder)
-        ORDER BY j.priority DESC, j.created_at, j.job_id
+        ORDER BY r.priority DESC, r.created_at, r.job_id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
     ) AS head
@@ -347,18 +358,18 @@ WITH holder AS MATERIALIZED (
     FROM (SELECT DISTINCT unnest($2::text[])) AS q(name)
     JOIN queues fl ON fl.name = q.name AND NOT fl.flow_limited  -- limited: queue_flow.sql
     CROSS JOIN LATERAL (
-        SELECT j.job_id, j.priority, j.created_at
-        FROM jobs j
-        WHERE j.status = 'PENDING'
-          AND j.queue_name = q.name
-          AND j.interruptions >= 2  -- a suspect (the predicate of jobs_pending_suspect_idx)
-          AND (j.not_before IS NULL OR j.not_before <= now())
+        SELECT r.job_id, r.priority, r.created_at
+        FROM ready_jobs r
+        WHERE r.shard = 0
+          AND r.queue_name = q.name
+          AND r.suspect  -- the predicate of ready_jobs_suspect_idx
+          AND (r.not_before IS NULL OR r.not_before <= now())
           AND EXISTS (SELECT 1 FROM holder)
           AND NOT EXISTS (
-              SELECT 1 FROM jobs h
-              WHERE h.worker_id = $1 AND h.status IN ('ASSIGNED', 'RUNNING')
-                AND h.interruptions >= 2)  -- the predicate of jobs_held_suspect_idx
-        ORDER BY j.priority DESC, j.created_at, j.job_id
+              SELECT 1 FROM held_jobs h
+              WHERE h.shard = 0 AND h.worker_id = $1
+                AND h.suspect)  -- the predicate of held_jobs_suspect_idx
+        ORDER BY r.priority DESC, r.created_at, r.job_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     ) AS head
@@ -369,11 +380,18 @@ WITH holder AS MATERIALIZED (
     FROM (SELECT * FROM candidates UNION ALL SELECT * FROM suspect) AS c
     ORDER BY c.priority DESC, c.created_at, c.job_id
     LIMIT $3
+), got AS MATERIALIZED (
+    -- the jobs rows of the chosen ready rows, those not locked by anyone else: never waited
+    -- for while this statement holds ready rows (see above)
+    SELECT j.job_id
+    FROM jobs j
+    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen)) AND j.status = 'PENDING'
+    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE jobs j
     SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1,
         claim_id = gen_random_uuid(), assigned_at = now(), updated_at = statement_timestamp()
-    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen))
+    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM got)) AND j.status = 'PENDING'
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
               j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
@@ -684,9 +702,12 @@ JOIN jobs j ON j.job_id = e.job_id
 WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN', 'CANCELLED');
 
 -- name: jobs_held_by_worker
--- The current claims held by a worker (ASSIGNED or RUNNING).
-SELECT job_id, attempt, claim_id, status FROM jobs
-WHERE worker_id = $1 AND status IN ('ASSIGNED', 'RUNNING');
+-- The current claims held by a worker (ASSIGNED or RUNNING): found through held_jobs (V22),
+-- read from jobs, which is the truth.
+SELECT j.job_id, j.attempt, j.claim_id, j.status
+FROM held_jobs h JOIN jobs j ON j.job_id = h.job_id
+WHERE h.shard = 0 AND h.worker_id = $1
+  AND j.worker_id = $1 AND j.status IN ('ASSIGNED', 'RUNNING');
 
 -- name: queues_existing
 -- Which of the names $1 are existing queues.
@@ -701,17 +722,20 @@ SELECT status, count(*) AS n FROM jobs GROUP BY status;
 -- rows the age in seconds of the oldest runnable one (jq_queue_oldest_pending_age_seconds):
 -- since it became runnable, its creation or its not_before (a delayed job, a retry's backoff),
 -- whichever is later, as the claim sees it; jobs not yet due are not waiting and are left out
--- (NULL when none is due). Finished jobs are left out: counting the whole history on every
--- refresh would grow without bound. The age rides on the count's scan instead of a query of
--- its own (the claim index is ordered by priority first, so no index gives a queue's oldest
--- job directly anyway): the plan is the count's own, one scan of jobs (test_metrics_queries.py
--- checks it). That scan is sequential, though: measured with 20,000 finished and 3,500
--- unfinished jobs, and with 300,000 finished (20 ms), PostgreSQL reads the whole table, history
--- included, with or without the age; once a scrape at most each second.
-SELECT queue_name, status, count(*) AS n,
+-- (NULL when none is due). Counted from the side tables (V22), whose rows are exactly the
+-- unfinished jobs: a scan of each, never of jobs and its finished history (until V22 this
+-- read the whole of jobs sequentially, 20 ms with 300,000 finished jobs). The three counts
+-- are read in one snapshot, so a job moving between them is counted once.
+SELECT queue_name, 'PENDING'::job_status AS status, count(*) AS n,
        EXTRACT(EPOCH FROM now() - min(GREATEST(created_at, not_before))
-           FILTER (WHERE status = 'PENDING' AND (not_before IS NULL OR not_before <= now()))
-       )::float8 AS oldest_s
-FROM jobs
-WHERE status IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
-GROUP BY queue_name, status;
+           FILTER (WHERE not_before IS NULL OR not_before <= now()))::float8 AS oldest_s
+FROM ready_jobs
+GROUP BY queue_name
+UNION ALL
+SELECT queue_name, status, count(*), NULL::float8
+FROM held_jobs
+GROUP BY queue_name, status
+UNION ALL
+SELECT queue_name, 'WAITING'::job_status, count(*), NULL::float8
+FROM waiting_jobs
+GROUP BY queue_name;

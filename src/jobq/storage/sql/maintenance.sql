@@ -40,12 +40,21 @@ RETURNING w.worker_id;
 -- race it and charge the jobs an interruption. No row locks: the rescue that follows
 -- (jobs_interrupt) is fenced by (job_id, attempt, worker_id, claim_id) and locks the rows
 -- itself, so when two replicas read the same claims only one of them applies each.
--- The claims are found through jobs_worker_id_idx (partial on ASSIGNED/RUNNING): every held
--- job is read, no more (tests/integration/storage/test_hot_path_plans.py).
+-- The claims are found through held_jobs (V22, one row per held job), and those of offline
+-- workers read from jobs by primary key: every held job is read, no more (tests/integration/
+-- storage/test_hot_path_plans.py). jobs decides: its status and worker are checked. The ids
+-- are handed over as `= ANY(ARRAY(...))`: as a join, the planner preferred a hash join over a
+-- sequential scan of the whole of jobs (seen on the plan test's table, 16,000 rows read).
 SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
 FROM jobs j
 JOIN workers w ON w.worker_id = j.worker_id
-WHERE j.status IN ('ASSIGNED', 'RUNNING')
+WHERE j.job_id = ANY (ARRAY(
+        SELECT h.job_id
+        FROM held_jobs h JOIN workers hw ON hw.worker_id = h.worker_id
+        WHERE h.shard = 0 AND hw.status = 'OFFLINE'
+          AND hw.last_heartbeat
+              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
+  AND j.status IN ('ASSIGNED', 'RUNNING')
   AND w.status = 'OFFLINE'
   AND w.last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
 ORDER BY j.job_id
@@ -60,16 +69,23 @@ LIMIT $3;
 -- another replica's reaper is being decided elsewhere; if the acknowledgement wins, the job is
 -- RUNNING and no longer a candidate (jobs_interrupt only takes ASSIGNED ones); if the reaper
 -- wins, the late acknowledgement fails its claim check and is rejected.
--- No index has status or assigned_at as a key since V8 dropped (status, not_before): the
--- candidates are found through jobs_worker_id_idx (partial on ASSIGNED/RUNNING), so each run
--- reads every held job, RUNNING ones too, and sorts the ASSIGNED ones. Held jobs are bounded by
--- the workers' slots, so that is cheap without an index on assigned_at
+-- The candidates are found in held_jobs (V22), which carries status and assigned_at: each run
+-- reads every held job, RUNNING ones too, and sorts the ASSIGNED ones. Held jobs are bounded
+-- by the workers' slots, so that is cheap without an index on assigned_at; the jobs rows of
+-- the expired ones are then read by primary key and locked, and jobs decides (its status and
+-- assigned_at are checked again, also by the lock's re-check of a row changed meanwhile), the
+-- ids handed over as `= ANY(ARRAY(...))` for the reason given in jobs_held_by_offline_workers
 -- (tests/integration/storage/test_hot_path_plans.py checks the plan).
-SELECT job_id, attempt, worker_id, claim_id
-FROM jobs
-WHERE status = 'ASSIGNED'
-  AND assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
-ORDER BY assigned_at, job_id
+SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
+FROM jobs j
+WHERE j.job_id = ANY (ARRAY(
+        SELECT h.job_id FROM held_jobs h
+        WHERE h.shard = 0 AND h.status = 'ASSIGNED'
+          AND h.assigned_at
+              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
+  AND j.status = 'ASSIGNED'
+  AND j.assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
+ORDER BY j.assigned_at, j.job_id
 LIMIT $3
 FOR UPDATE SKIP LOCKED;
 
@@ -84,23 +100,30 @@ FOR UPDATE SKIP LOCKED;
 -- claim wins, and the job is no longer PENDING); one locked by another replica's reaper is
 -- being expired already. MATERIALIZED for the same reason as in the claim: the LIMIT and the
 -- locks apply once, in created_at order, before the update joins the result.
--- No index serves this scan well since V8 dropped (queue_name, status) and (status,
--- not_before): the only one that finds PENDING jobs is jobs_pending_queue_claim_idx, in claim
--- order, so at best every PENDING job of every queue is read, then filtered and sorted. While
--- PENDING jobs are a large part of the table the planner prefers a sequential scan of jobs
--- (measured on test_hot_path_plans.py's table, 5,600 of 16,400 jobs PENDING: about 16,000
--- rows read on a run that expired nothing), on every reaper run once any queue has a TTL; with no TTL queue
--- the scan stops at once. That test checks the index can serve. An index on (queue_name,
--- created_at) WHERE status = 'PENDING' would make a run read only the expired jobs, at the
--- price of one more index entry per submit; that is a schema change of its own.
+-- The candidates are read from ready_jobs (V22, one row per PENDING job, carrying created_at),
+-- then their jobs rows by primary key, locked, with the status guard (jobs decides). The jobs
+-- rows are locked, never the ready rows: the update's trigger then deletes those, waiting for a
+-- claim that holds one (a claim never waits for a jobs row, so that wait always ends). Every
+-- ready job of every TTL queue is read and sorted, the backlog and not the history: no index
+-- orders ready_jobs by created_at alone. The ids are handed over as `= ANY(ARRAY(...))`: as
+-- a join, the planner preferred a hash join over a sequential scan of the whole of jobs (seen
+-- on test_hot_path_plans.py's table: 10,000 rows read on a run that expired nothing).
 WITH expired AS MATERIALIZED (
     SELECT j.job_id, q.ttl_seconds
     FROM jobs j
     JOIN queues q ON q.name = j.queue_name
-    WHERE j.status = 'PENDING'
-      AND q.ttl_seconds IS NOT NULL
-      AND j.created_at < COALESCE($1::timestamptz, now()) - make_interval(secs => q.ttl_seconds)
-      -- not before a server announced it (V14): its SUBMITTED comes first, as for a claim
+    WHERE j.job_id = ANY (ARRAY(
+            SELECT r.job_id
+            FROM ready_jobs r JOIN queues rq ON rq.name = r.queue_name
+            WHERE r.shard = 0 AND rq.ttl_seconds IS NOT NULL
+              AND r.created_at
+                  < COALESCE($1::timestamptz, now()) - make_interval(secs => rq.ttl_seconds)
+              -- not before a server announced it (V14): its SUBMITTED comes first, as for a
+              -- claim
+              AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = r.job_id)
+            ORDER BY r.created_at, r.job_id
+            LIMIT $2))
+      AND j.status = 'PENDING'
       AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = j.job_id)
     ORDER BY j.created_at, j.job_id
     LIMIT $2
@@ -110,7 +133,7 @@ WITH expired AS MATERIALIZED (
     SET status = 'DEAD_LETTERED', error_message = 'TTL expired', completed_at = now(),
         updated_at = now()
     FROM expired e
-    WHERE j.job_id = e.job_id
+    WHERE j.job_id = e.job_id AND j.status = 'PENDING'
     RETURNING j.job_id, j.attempt, NULL::uuid AS worker_id, j.queue_name, j.created_at,
               j.started_at, 'PENDING'::job_status AS from_status, j.status AS to_status,
               'TTL_EXPIRED' AS reason, statement_timestamp() AS occurred_at, e.ttl_seconds,

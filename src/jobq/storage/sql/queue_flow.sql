@@ -23,16 +23,18 @@ FOR NO KEY UPDATE;
 
 -- name: queue_flow_state
 -- Under the queue's lock: the database's clock now (after the lock was granted), the queue's
--- held jobs per key (jobs_held_queue_key_idx), its starts in the last $2 ms and per key in the
--- last $3 ms (queue_starts; NULL: no such rate) with the oldest of each, and whether worker $4
--- holds a suspect (jobs_held_suspect_idx). One row per kind and key.
+-- held jobs per key (held_jobs_queue_key_idx, V22), its starts in the last $2 ms and per key
+-- in the last $3 ms (queue_starts; NULL: no such rate) with the oldest of each, and whether
+-- worker $4 holds a suspect (held_jobs_suspect_idx). One row per kind and key. held_jobs has
+-- a row for every ASSIGNED or RUNNING job, written by the statement (trigger) that made it so,
+-- so the counts are those of jobs.
 WITH now_ AS MATERIALIZED (SELECT clock_timestamp() AS at)
 SELECT 'clock' AS kind, NULL::text AS key, 0::bigint AS n, at AS oldest FROM now_
 UNION ALL
-SELECT 'held', j.concurrency_key, count(*), NULL
-FROM jobs j
-WHERE j.queue_name = $1 AND j.status IN ('ASSIGNED', 'RUNNING')
-GROUP BY j.concurrency_key
+SELECT 'held', h.concurrency_key, count(*), NULL
+FROM held_jobs h
+WHERE h.shard = 0 AND h.queue_name = $1
+GROUP BY h.concurrency_key
 UNION ALL
 SELECT 'started', NULL, count(*), min(s.started_at)
 FROM queue_starts s, now_
@@ -46,20 +48,21 @@ WHERE $3::integer IS NOT NULL AND s.queue_name = $1 AND s.concurrency_key IS NOT
 GROUP BY s.concurrency_key
 UNION ALL
 SELECT 'suspect_held', NULL, count(*), NULL
-FROM jobs h
-WHERE h.worker_id = $4 AND h.status IN ('ASSIGNED', 'RUNNING') AND h.interruptions >= 2;
+FROM held_jobs h
+WHERE h.shard = 0 AND h.worker_id = $4 AND h.suspect;
 
 -- name: queue_flow_candidates
--- The first $4 waiting jobs of queue $1 due at $2, in claim order (jobs_pending_queue_claim_idx,
+-- The first $4 waiting jobs of queue $1 due at $2, in claim order (ready_jobs_claim_idx, V22,
 -- suspects included: the caller takes at most one), except those of the keys $3 at their
 -- limits. Not locked: the queue's lock keeps other limited claims out, and jobs_claim_chosen
--- claims a job only if it is still PENDING.
-SELECT j.job_id, j.concurrency_key, j.interruptions >= 2 AS suspect
-FROM jobs j
-WHERE j.status = 'PENDING' AND j.queue_name = $1
-  AND (j.not_before IS NULL OR j.not_before <= $2)
-  AND (j.concurrency_key IS NULL OR j.concurrency_key <> ALL ($3::text[]))
-ORDER BY j.priority DESC, j.created_at, j.job_id
+-- claims a job only if it is still PENDING (it locks the jobs rows first; their trigger then
+-- deletes the ready rows, the order every writer but the ordinary claim keeps).
+SELECT r.job_id, r.concurrency_key, r.suspect
+FROM ready_jobs r
+WHERE r.shard = 0 AND r.queue_name = $1
+  AND (r.not_before IS NULL OR r.not_before <= $2)
+  AND (r.concurrency_key IS NULL OR r.concurrency_key <> ALL ($3::text[]))
+ORDER BY r.priority DESC, r.created_at, r.job_id
 LIMIT $4;
 
 -- name: jobs_claim_chosen
