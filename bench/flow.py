@@ -92,14 +92,8 @@ async def _wait_done(dsn: str, queue: str, count: int, within: float = 600) -> N
     try:
         async with asyncio.timeout(within):
             while True:
-                # Polls the claim index (PENDING) and the held index: nothing that grows with
-                # the finished jobs, until the queue has none left to run.
-                busy = await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'PENDING' AND queue_name"
-                    " = $1) OR EXISTS (SELECT 1 FROM jobs WHERE status IN ('ASSIGNED', "
-                    "'RUNNING') AND queue_name = $1)",
-                    queue,
-                )
+                # Nothing that grows with the finished jobs, until the queue has none left.
+                busy = await conn.fetchval(s.BUSY_PROBE, queue)
                 if not busy:
                     done = await conn.fetchval(
                         "SELECT count(*) FROM jobs WHERE queue_name = $1 AND status = 'DONE'",

@@ -5,9 +5,11 @@ A transaction that keeps a snapshot (a long report, a session left idle in trans
 replica's hot_standby_feedback) pins the xmin horizon: no row version deleted or updated after
 it began can be removed, neither by (auto)vacuum nor by on-page pruning, and index entries
 pointing at such versions cannot be marked dead (killed) by the scans that pass them. A claim
-reads the head of the pending index in claim order; the entries of the jobs claimed before it
-stay there, each pointing at a version the pinned snapshot may still see, so every claim walks
-over, and visits the heap for, every job claimed since the horizon was pinned.
+reads the head of the ready jobs in claim order (ready_jobs' claim index since V22; jobs'
+partial index of PENDING jobs before); the entries of the jobs claimed before it stay there,
+each pointing at a row version the pinned snapshot may still see (a ready row deleted by a
+claim; before V22, a jobs row updated by one), so every claim walks over, and visits the heap
+for, every job claimed since the horizon was pinned.
 
 Each round submits `--drain-jobs` no-op jobs to a jq-server of its own, in a schema of its own
 (a fresh `jobs` table), then drains them with one jq-worker, timed as the main drain is (from
@@ -34,7 +36,8 @@ buckets (as Prometheus' histogram_quantile does), so they are as fine as its buc
 - horizon_wal_bytes_per_job, horizon_normal_wal_bytes_per_job (bench/storage_stats.py);
 - horizon_empty_head_read_ms / _buffers and the same with `horizon_normal_`: the time and the
   shared buffers of the claim's head read (HEAD_READ, EXPLAIN ANALYZE) on the emptied queue at
-  the drain's end, medians: the walk over what the drain's claims left in the pending index;
+  the drain's end, medians: the walk over what the drain's claims left in ready_jobs' claim
+  index (V22; before it, jobs' partial index of PENDING jobs);
 - horizon_drain_vs_normal, horizon_claim_p99_vs_normal: the pinned mode's against the normal.
 """
 
@@ -51,6 +54,7 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import scenarios as s
 from bench import storage_stats
 from bench.drain_round import drain_round
 from bench.postgres import BenchPostgres
@@ -122,11 +126,7 @@ async def _wait_drained(dsn: str, schema: str, within: float = 600) -> None:
     conn = await storage_stats.connect(dsn, schema)
     try:
         async with asyncio.timeout(within):
-            while await conn.fetchval(  # noqa: ASYNC110 - polled, as s.wait_all_done
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'PENDING' "
-                "AND queue_name = 'default') OR EXISTS (SELECT 1 FROM jobs "
-                "WHERE status IN ('ASSIGNED', 'RUNNING') AND queue_name = 'default')"
-            ):
+            while await conn.fetchval(s.BUSY_PROBE, "default"):  # noqa: ASYNC110 - polled
                 await asyncio.sleep(0.02)
     finally:
         await conn.close()
@@ -134,10 +134,10 @@ async def _wait_drained(dsn: str, schema: str, within: float = 600) -> None:
 
 HEAD_READ = """
 EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
-SELECT j.job_id FROM jobs j
-WHERE j.status = 'PENDING' AND j.queue_name = 'default' AND j.interruptions < 2
-  AND (j.not_before IS NULL OR j.not_before <= now())
-ORDER BY j.priority DESC, j.created_at, j.job_id
+SELECT r.job_id FROM ready_jobs r
+WHERE r.shard = 0 AND r.queue_name = 'default' AND NOT r.suspect
+  AND (r.not_before IS NULL OR r.not_before <= now())
+ORDER BY r.priority DESC, r.created_at, r.job_id
 LIMIT 256
 FOR UPDATE SKIP LOCKED
 """
