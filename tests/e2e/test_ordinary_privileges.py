@@ -28,7 +28,10 @@ from jobq.rpc._gen import common_pb2 as cpb
 from jobq.rpc._gen import job_service_pb2 as jpb
 from jobq.server.dry_run import dry_run
 
-JOBQ_TABLES = {"flyway_schema_history", "queues", "workers", "jobs", "job_events", "audit_events"}
+JOBQ_TABLES = {
+    "flyway_schema_history", "queues", "workers", "jobs", "job_events", "audit_events",
+    "ready_jobs", "held_jobs", "waiting_jobs", "job_events_default", "history_maintenance",
+}  # fmt: skip
 JOBQ_TYPES = {"job_status", "worker_status"}
 
 
@@ -140,7 +143,8 @@ async def _assert_all_its_own_and_in(role: AppRole, schema: str) -> None:
         await conn.close()
     assert {r["owner"] for r in relations} == {role.name}
     assert {r["owner"] for r in types} == {role.name}
-    assert {r["relname"] for r in relations if r["relkind"] == "r"} >= JOBQ_TABLES
+    # job_events is partitioned (V23): relkind 'p', its days' partitions 'r'
+    assert {r["relname"] for r in relations if r["relkind"] in ("r", "p")} >= JOBQ_TABLES
     assert {r["relkind"] for r in relations} >= {"r", "i", "S"}  # tables, indexes, sequences
     assert {r["typname"] for r in types} >= JOBQ_TYPES
     assert (elsewhere, types_elsewhere) == (0, 0)
