@@ -46,7 +46,8 @@ test: $(STAMP) ## Run every test (unit, migration, integration, end-to-end, faul
 	@echo "Tests passed. 'make test-system-pg' runs the integration, end-to-end, migration and fault tests on the distribution's PostgreSQL too (apt-get install postgresql)."
 
 # The tests that talk to PostgreSQL (the fault suite included); unit tests do not, and
-# `make test` runs them already.
+# `make test` runs them already, as it runs the modules marked postgres_independent below these
+# directories (no PostgreSQL, or always make run's embedded one: tests/conftest.py deselects them).
 SYSTEM_PG_TESTS := tests/integration tests/e2e tests/migration tests/fault
 
 .PHONY: test-system-pg

@@ -151,15 +151,27 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await created.close()
 
 
+POSTGRES_FIXTURES = frozenset({"pg_server", "fault_postgres", "db_dsn", "empty_db_dsn", "pool"})
+"""The fixtures that start or hand out the PostgreSQL of JQ_TEST_POSTGRES's choosing."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `system_postgres_only` run in `make test-system-pg` and are deselected on
-    the embedded PostgreSQL: run once, in the tier they belong to, and never a skip."""
-    if postgres_target() == "system":
-        return
-    deselected = [item for item in items if item.get_closest_marker("system_postgres_only")]
+    """Each test runs in the tier it belongs to, deselected (never skipped) in the other:
+    `system_postgres_only` tests on the distribution's PostgreSQL only, and
+    `postgres_independent` ones (no PostgreSQL, or always make run's embedded one: the
+    distribution's would change nothing in them) in `make test` only. A test marked
+    independent that asks for a PostgreSQL fixture is a mistake in the marking: refused."""
+    for item in items:
+        uses = POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("postgres_independent") and uses:
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked postgres_independent but uses {', '.join(sorted(uses))}"
+            )
+    other_tier = "postgres_independent" if postgres_target() == "system" else "system_postgres_only"
+    deselected = [item for item in items if item.get_closest_marker(other_tier)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("system_postgres_only")]
+        items[:] = [item for item in items if not item.get_closest_marker(other_tier)]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,11 +7,16 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 from support.job_waits import submit, wait_status
 from support.make_run import start_run_local
 from support.server_harness import client_for
 
 from jobq.rpc._gen import common_pb2 as cpb
+
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
 
 
 async def test_run_local_serves_a_demo_job_and_stops_on_ctrl_c(tmp_path: Path) -> None:

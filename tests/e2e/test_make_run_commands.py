@@ -22,6 +22,10 @@ from support.server_harness import Client, client_for
 
 from jobq.rpc._gen import common_pb2 as cpb
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 DONE, DEAD, PENDING = (
     cpb.JOB_STATUS_DONE,
     cpb.JOB_STATUS_DEAD_LETTERED,

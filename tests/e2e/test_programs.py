@@ -11,6 +11,10 @@ from support.processes import program
 
 from jobq import __version__
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 PROGRAMS = ["jq-server", "jq-worker", "jq-ctl"]
 
 

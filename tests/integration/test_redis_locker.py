@@ -16,6 +16,10 @@ from support.redis_server import RedisServer, running_redis_server, start_redis_
 from jobq.coordination.locker import NoopLocker, RedisLocker, job_lock_key
 from jobq.observability.metrics import ServerMetrics
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 DEADLINE_S = 10.0
 TTL_MS = 30_000
 

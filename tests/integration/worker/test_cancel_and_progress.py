@@ -30,6 +30,10 @@ from jobq.worker.registration import Registration
 from jobq.worker.reporter import PendingResult, ProgressUnsupported, Reporter
 from jobq.worker.server_contact import ServerContact
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 TASKS = "support.e2e_tasks"
 
 

@@ -20,6 +20,10 @@ from jobq.worker.execution_result import ExecutionResult, refusal
 from jobq.worker.executor import JobExecutor
 from jobq.worker.job_user import AS_WORKER
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 
 def executor(**overrides: Any) -> CommandExecutor:
     """Any command, run as this process's user (the tests run as root: no refusal here)."""

@@ -19,6 +19,10 @@ from jobq.worker.execution_result import ExecutionResult, refusal
 from jobq.worker.executor import JobExecutor
 from jobq.worker.job_user import AS_WORKER, ROOT_REFUSAL, JobUser, resolve_job_user
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="switching users needs root; the tests do not run as root"
 )

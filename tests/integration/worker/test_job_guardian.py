@@ -27,6 +27,10 @@ from jobq.worker.guardian_process import MARKER_VARIABLE
 from jobq.worker.job_guardian import GuardianError, GuardianExited, JobGuardian
 from jobq.worker.job_user import AS_WORKER
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 
 @pytest.fixture
 def marker() -> Iterator[str]:

@@ -7,11 +7,16 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import pytest
 from support.fake_worker_service import FakeWorkerService, start_fake_server
 
 from jobq.rpc._gen import worker_service_pb2 as pb
 from jobq.worker.connection import PLAINTEXT, connect
 from jobq.worker.reporter import PendingResult, Reporter
+
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
 
 
 class StallingService(FakeWorkerService):

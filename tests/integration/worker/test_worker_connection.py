@@ -23,6 +23,10 @@ from jobq.worker.executor import JobExecutor
 from jobq.worker.job_user import AS_WORKER
 from jobq.worker.runtime import WorkerRuntime
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 TOKEN = "jq_worker_test_token"
 BEARER = f"Bearer {TOKEN}"
 

@@ -26,6 +26,10 @@ from jobq.worker.reporter import PendingResult, Reporter
 from jobq.worker.runtime import WorkerRuntime
 from jobq.worker.task_supervisor import RestartPolicy
 
+# Nothing here reaches a PostgreSQL of the tests' choosing (none, or make run's embedded
+# one): `make test` runs it, `make test-system-pg` leaves it out (tests/conftest.py).
+pytestmark = pytest.mark.postgres_independent
+
 FAST = RestartPolicy(max_restarts=2, window_s=60.0, delay_s=0.05)
 REFUSED_JOB = json.dumps({"handler": "os:system", "args": ["true"]}).encode()
 """A job this worker refuses at once: its result is the one report to deliver."""
