@@ -13,13 +13,20 @@ each other's jobs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
 from bench import processes as p
 from bench import scenarios as s
+
+DONE_COUNT = "SELECT count(*) FROM jobs WHERE status = 'DONE'"
+"""The round's finished jobs: what the scenarios wait on (a count of the round's own schema)."""
 
 
 @dataclass
@@ -62,6 +69,43 @@ class DrainRound:
         )
         self.workers.append(worker)
         return worker
+
+    async def connect(self) -> asyncpg.Connection:
+        """A connection to the round's database, its schema first on the search path."""
+        return await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+
+    async def fetch_int(self, sql: str) -> int:
+        """One number (a count, a counter) read in the round's schema, on a connection of its
+        own."""
+        conn = await self.connect()
+        try:
+            return int(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+
+    async def wait_count(
+        self,
+        sql: str,
+        done: int,
+        *,
+        at_least: bool = False,
+        within: float = 600,
+        every: float = 0.02,
+    ) -> float:
+        """Seconds until `sql` (a count) equals `done` (or reaches it, `at_least`), polled
+        every `every` seconds on one connection; TimeoutError after `within` seconds."""
+        conn = await self.connect()
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    count = await conn.fetchval(sql)
+                    if count == done or (at_least and count >= done):
+                        break
+                    await asyncio.sleep(every)
+            return time.perf_counter() - started
+        finally:
+            await conn.close()
 
     def stop(self) -> None:
         """Workers first (they hand back what they hold while the servers still answer), then

@@ -19,18 +19,16 @@ drift over the run (autovacuum, the page cache) falls on both modes alike. Figur
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
-import asyncpg
 import psutil
 
 from bench import processes as p
-from bench.drain_round import drain_round
+from bench.drain_round import DONE_COUNT, drain_round
 from bench.postgres import BenchPostgres
 from jobq.events.tansu import broker_argv, tansu_binary
 
@@ -56,25 +54,6 @@ def start_broker(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"127.0.0.1:{port}"
 
 
-async def _connect(dsn: str, schema: str) -> asyncpg.Connection:
-    return await asyncpg.connect(dsn, server_settings={"search_path": schema})
-
-
-async def _wait(dsn: str, schema: str, sql: str, done: int, within: float = 600) -> float:
-    """Seconds until `sql` (a count) reaches `done` (polled every 20 ms)."""
-    conn = await _connect(dsn, schema)
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                if await conn.fetchval(sql) == done:
-                    break
-                await asyncio.sleep(0.02)
-        return time.perf_counter() - started
-    finally:
-        await conn.close()
-
-
 async def _drain(
     pg: BenchPostgres,
     workdir: Path,
@@ -94,31 +73,21 @@ async def _drain(
         started = time.perf_counter()
         worker = round_.start_worker(concurrency)
         done = done_before + jobs
-        await _wait(dsn, schema, "SELECT count(*) FROM jobs WHERE status = 'DONE'", done)
+        await round_.wait_count(DONE_COUNT, done)
         figures = {"jobs_per_s": jobs / (time.perf_counter() - started)}
         # CPU over the drain (the publisher's catch-up after it not included).
         figures["cpu_server"] = p.cpu_seconds([server_process]) - cpu["server"]
         figures["cpu_postgres"] = _pg_cpu(pg) - cpu["postgres"]
         figures["cpu_worker"] = p.cpu_seconds([psutil.Process(worker.process.pid)])
         if mode == "on":
-            conn = await _connect(dsn, schema)
-            try:
-                figures["lag"] = await conn.fetchval("SELECT count(*) FROM event_outbox")
-            finally:
-                await conn.close()
-            figures["catch_up_s"] = await _wait(
-                dsn, schema, "SELECT count(*) FROM event_outbox", 0, within=300
+            figures["lag"] = await round_.fetch_int("SELECT count(*) FROM event_outbox")
+            figures["catch_up_s"] = await round_.wait_count(
+                "SELECT count(*) FROM event_outbox", 0, within=300
             )
-            conn = await _connect(dsn, schema)
-            try:
-                figures["published_per_job"] = (
-                    await conn.fetchval(
-                        "SELECT published FROM event_publishers WHERE name = 'kafka'"
-                    )
-                    / done
-                )
-            finally:
-                await conn.close()
+            published = await round_.fetch_int(
+                "SELECT published FROM event_publishers WHERE name = 'kafka'"
+            )
+            figures["published_per_job"] = published / done
         return figures
 
 

@@ -39,6 +39,15 @@ async def profile(target: str, jobs: int, workdir: Path, top: int) -> list[async
         workdir / "pg", port=p.free_port(), tcp=True, settings=SETTINGS, binaries=binaries
     )
     server.start()
+    try:
+        return await _profile_on(server, jobs, workdir, top)
+    finally:
+        server.stop()  # also when jq-server fails to start: no PostgreSQL left behind
+
+
+async def _profile_on(
+    server: EmbeddedPostgres, jobs: int, workdir: Path, top: int
+) -> list[asyncpg.Record]:
     dsn = server.dsn("postgres")
     port = p.free_port()
     env = {"JQ_DB_DSN": dsn, "JQ_METRICS_PORT": "0", "JQ_HEALTH_PORT": "0"}
@@ -74,7 +83,6 @@ async def profile(target: str, jobs: int, workdir: Path, top: int) -> list[async
         if worker is not None:
             worker.stop()
         jq_server.stop()
-        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

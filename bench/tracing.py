@@ -33,7 +33,6 @@ to show what tracing everything costs. Figures:
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import threading
 import time
@@ -45,9 +44,8 @@ from pathlib import Path
 import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench import events
 from bench import processes as p
-from bench.drain_round import drain_round
+from bench.drain_round import DONE_COUNT, drain_round
 from bench.postgres import BenchPostgres
 
 ROUNDS = ("off", "on", "off", "off", "on", "on", "off", "all")
@@ -109,17 +107,6 @@ def tracing_env(mode: str, endpoint: str) -> dict[str, str]:
     }
 
 
-async def _wait_done_at_least(dsn: str, schema: str, count: int) -> None:
-    conn = await events._connect(dsn, schema)
-    try:
-        async with asyncio.timeout(120):
-            done = "SELECT count(*) FROM jobs WHERE status = 'DONE'"
-            while await conn.fetchval(done) < count:  # noqa: ASYNC110 - polled, as events._wait
-                await asyncio.sleep(0.005)
-    finally:
-        await conn.close()
-
-
 async def _drain(
     pg: BenchPostgres,
     workdir: Path,
@@ -144,10 +131,10 @@ async def _drain(
         # tracing on, jq-worker imports OpenTelemetry's SDK and exporter as it starts (a
         # fraction of a second, once), and the figures are about the drain.
         worker_process = psutil.Process(worker.process.pid)
-        await _wait_done_at_least(dsn, schema, done_before + 1)
+        await round_.wait_count(DONE_COUNT, done_before + 1, at_least=True, within=120, every=0.005)
         first = time.perf_counter()
         cpu_server, cpu_worker = p.cpu_seconds([server_process]), p.cpu_seconds([worker_process])
-        await events._wait(dsn, schema, "SELECT count(*) FROM jobs WHERE status = 'DONE'", done)
+        await round_.wait_count(DONE_COUNT, done)
         figures = {"jobs_per_s": (jobs - 1) / (time.perf_counter() - first)}
         figures["startup_s"] = first - started
         figures["cpu_server"] = p.cpu_seconds([server_process]) - cpu_server
