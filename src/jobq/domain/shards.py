@@ -28,18 +28,22 @@ shard (`shard_of` of its job id) in one maintenance window, or, on Citus, choosi
 the first job (64 or 256: many logical shards per node, so that nodes are added by moving
 whole shards). It must divide 4096."""
 
-SERVED_SHARDS: tuple[int, ...] = tuple(range(SHARD_COUNT))
-"""The shards this server claims from and sweeps (its recovery monitors, the TTL reaper, the
-dependency sweep). Every server serves all of them today; with several shards on several nodes
-each dispatcher would lease a set of them (docs/scaling.md, section 3, "Claims")."""
-
-RAND_A_MASK = 0x0FFF
-
 T = TypeVar("T")
 
 
-def shard_of(job_id: UUID, shard_count: int = SHARD_COUNT) -> int:
-    """The shard of a job (or worker) id: its 12 rand_a bits modulo `shard_count`."""
+def served_shards() -> tuple[int, ...]:
+    """The shards this server claims from and sweeps (its claims, recovery monitors, TTL
+    reaper, outbox announcer, dependency sweep): one statement per shard, in shard order. Every
+    server serves all of them today; with several shards on several nodes, each dispatcher
+    would lease a set of them (docs/scaling.md, section 3, "Claims")."""
+    return tuple(range(SHARD_COUNT))
+
+
+def shard_of(job_id: UUID, shard_count: int | None = None) -> int:
+    """The shard of a job (or worker) id: its 12 rand_a bits modulo `shard_count` (None:
+    SHARD_COUNT, read when called, so that a test can run with several shards)."""
+    if shard_count is None:
+        shard_count = SHARD_COUNT
     if shard_count < 1 or 4096 % shard_count:
         raise ValueError(f"the shard count must divide 4096, not {shard_count}")
     b = job_id.bytes
@@ -47,7 +51,7 @@ def shard_of(job_id: UUID, shard_count: int = SHARD_COUNT) -> int:
 
 
 def split_by_shard(
-    items: Iterable[T], job_id: Callable[[T], UUID], shard_count: int = SHARD_COUNT
+    items: Iterable[T], job_id: Callable[[T], UUID], shard_count: int | None = None
 ) -> list[tuple[int, list[T]]]:
     """Items grouped by the shard of their job id, in ascending shard order (so that two
     batches lock their shards' rows in one order), each group in input order: one statement per

@@ -51,7 +51,7 @@ from support.postgres import postgres_target
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import AttemptRef, NewJob, Success
-from jobq.domain.shards import SERVED_SHARDS
+from jobq.domain.shards import served_shards
 from jobq.storage.pool import (
     CLAIM_SESSION_SETTINGS,
     create_claim_pool,
@@ -70,7 +70,7 @@ FINISHED = 10_000
 PENDING = {"default": 5_000, "other": 1_000}
 HELD = 400  # by one worker: the first half RUNNING, the second half ASSIGNED
 BATCH = 100
-SHARD = SERVED_SHARDS[0]
+SHARD = served_shards()[0]
 """The shard every statement names (V25): the one there is."""
 """Attempts per report, and the claim's limit: scheduler.batch_size's default. Reports come in
 group-commit batches of up to limits.max_batch_size; 100 is a busy but ordinary one."""

@@ -18,7 +18,7 @@ import pytest
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
-from jobq.domain.shards import SERVED_SHARDS
+from jobq.domain.shards import served_shards
 from jobq.storage.pool import create_claim_pool, create_pool
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
@@ -27,7 +27,7 @@ from jobq.storage.queries import query
 TABLE = 20_000  # enough jobs that reading the whole table is not the cheap way
 HELD = 400
 REPORTED = 150
-SHARD = SERVED_SHARDS[0]
+SHARD = served_shards()[0]
 
 Attempts = tuple[list[uuid.UUID], list[int], list[uuid.UUID], list[uuid.UUID | None]]
 

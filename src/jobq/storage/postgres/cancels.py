@@ -22,7 +22,7 @@ from jobq.domain.records import (
     OperatorChange,
     ReportOutcome,
 )
-from jobq.domain.shards import SERVED_SHARDS, shard_of, split_by_shard
+from jobq.domain.shards import served_shards, shard_of, split_by_shard
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.claims import attempt_columns, report_transitions
 from jobq.storage.postgres.rows import job_detail_from_row
@@ -78,7 +78,7 @@ class CancelOperations:
         """The RUNNING attempts (job id, attempt) of a worker whose cancel was requested, on
         the shards this server serves."""
         found: list[tuple[UUID, int]] = []
-        for shard in SERVED_SHARDS:
+        for shard in served_shards():
             rows = await self._pool.fetch(
                 query("jobs_cancel_requested_for_worker"), worker_id, shard
             )

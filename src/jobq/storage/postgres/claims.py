@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
-from jobq.domain.shards import SERVED_SHARDS, split_by_shard
+from jobq.domain.shards import served_shards, split_by_shard
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.rows import transition_from_row
 from jobq.storage.queries import query
@@ -27,7 +27,7 @@ async def held_by_worker(conn: Conn, worker_id: UUID) -> list[AttemptRef]:
     """The claims (ASSIGNED or RUNNING) a worker holds, as their fencing tokens, on every
     shard this server serves."""
     held: list[AttemptRef] = []
-    for shard in SERVED_SHARDS:
+    for shard in served_shards():
         rows = await conn.fetch(query("jobs_held_by_worker"), worker_id, shard)
         held.extend(
             AttemptRef(row["job_id"], row["attempt"], worker_id, row["claim_id"]) for row in rows

@@ -40,7 +40,7 @@ from jobq.domain.records import (
     Transition,
 )
 from jobq.domain.retry import RetryPolicy, decide_after_failure
-from jobq.domain.shards import SERVED_SHARDS, shard_of, split_by_shard
+from jobq.domain.shards import served_shards, shard_of, split_by_shard
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
@@ -233,7 +233,7 @@ class PgJobStore(CancelOperations):
         moves: WAITING → PENDING (DEPENDENCIES_MET) or → DEAD_LETTERED (DEPENDENCY_FAILED).
         Each shard this server serves is resolved in turn, within the one limit."""
         moved: list[Transition] = []
-        for shard in SERVED_SHARDS:
+        for shard in served_shards():
             if len(moved) >= limit:
                 break
             rows = await self._pool.fetch(
@@ -348,7 +348,7 @@ class PgJobStore(CancelOperations):
         # One statement per shard this server serves (one today), each claiming what the
         # shards before it left of the limit: every claim touches one shard (V25).
         claimed: list[Assignment] = []
-        for shard in SERVED_SHARDS:
+        for shard in served_shards():
             if len(claimed) >= limit:
                 break
             args = (worker_id, list(queues), limit - len(claimed), incarnation, shard)
@@ -379,7 +379,7 @@ class PgJobStore(CancelOperations):
         pool = self._claim_pool or self._pool
         claimed: list[Assignment] = []
         retry_after_s: float | None = None
-        for shard in SERVED_SHARDS:  # one today; each shard's claim under the queue's lock
+        for shard in served_shards():  # one today; each shard's claim under the queue's lock
             if len(claimed) >= limit:
                 break
             got = await claim_limited(

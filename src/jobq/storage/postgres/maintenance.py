@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
-from jobq.domain.shards import SERVED_SHARDS
+from jobq.domain.shards import served_shards
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.claims import interrupt_claims
 from jobq.storage.postgres.rows import transition_from_row
@@ -38,7 +38,7 @@ class PgMaintenanceStore:
         path (JobStore.jobs_interrupt)."""
         _check_limit(limit)
         lost: list[UUID] = []
-        for shard in SERVED_SHARDS:  # each shard's workers (V25), within the one limit
+        for shard in served_shards():  # each shard's workers (V25), within the one limit
             if len(lost) >= limit:
                 break
             rows = await self._pool.fetch(
@@ -57,7 +57,7 @@ class PgMaintenanceStore:
         Deregister RPC releases their jobs without counting an interruption."""
         _check_limit(limit)
         held: list[AttemptRef] = []
-        for shard in SERVED_SHARDS:  # each shard's claims (V25), within the one limit
+        for shard in served_shards():  # each shard's claims (V25), within the one limit
             if len(held) >= limit:
                 break
             rows = await self._pool.fetch(
@@ -84,7 +84,7 @@ class PgMaintenanceStore:
         _check_limit(limit)
         async with self._pool.acquire() as conn, conn.transaction():
             expired: list[AttemptRef] = []
-            for shard in SERVED_SHARDS:  # each shard's (V25), within the one limit
+            for shard in served_shards():  # each shard's (V25), within the one limit
                 if len(expired) >= limit:
                     break
                 rows = await conn.fetch(
@@ -114,7 +114,7 @@ class PgMaintenanceStore:
         never touched."""
         _check_limit(limit)
         expired: list[Transition] = []
-        for shard in SERVED_SHARDS:  # each shard's (V25), within the one limit
+        for shard in served_shards():  # each shard's (V25), within the one limit
             if len(expired) >= limit:
                 break
             rows = await self._pool.fetch(
@@ -128,7 +128,7 @@ class PgMaintenanceStore:
         and not announced yet, taken out of enqueued_jobs (each by one caller, once)."""
         _check_limit(limit)
         taken: list[Transition] = []
-        for shard in SERVED_SHARDS:  # each shard's (V25), within the one limit
+        for shard in served_shards():  # each shard's (V25), within the one limit
             if len(taken) >= limit:
                 break
             rows = await self._pool.fetch(query("enqueued_jobs_take"), limit - len(taken), shard)
