@@ -20,11 +20,36 @@ entry by its alias, so that a deliberate exception can be listed by (statement, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pglast import ast, parse_sql
 from pglast.enums import BoolExprType
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "scaling.md"
+HOT_SECTION = "### Hot statements"
+COLOCATED = "**Distributed, colocated by `shard`:**"
+ROW = re.compile(r"^\|\s*`([a-z_][a-z0-9_]*)`\s*\|")
+
+EXCEPTIONS: dict[tuple[str, str], str] = {
+    # The claim's fence: the worker's row FOR KEY SHARE, on the worker's home shard, not on the
+    # shard claimed from. Removed by the per-shard fence table worker_shards (docs/scaling.md,
+    # section 3 "Where the workers live", F7).
+    ("jobs_claim", "w"): "workers row on its home shard (F7: worker_shards)",
+    ("jobs_claim_chosen", "w"): "workers row on its home shard (F7: worker_shards)",
+    ("job_insert_assigned", "w"): "workers row on its home shard (F7: worker_shards)",
+    ("jobs_held_by_offline_workers", "w"): "workers read by id (F7: worker_shards)",
+    ("jobs_held_by_offline_workers", "hw"): "workers read by id (F7: worker_shards)",
+    # Dependencies: a dependant's prerequisites may be jobs of other shards. Their statuses are
+    # read (dependants_resolve) and their has_dependants set (job_insert_dependent) where they
+    # are: a multi-shard statement, two-phase commit on Citus (docs/scaling.md, the rows of
+    # both).
+    ("dependants_resolve", "p"): "prerequisites on their own shards",
+    ("job_insert_dependent", "p"): "prerequisites on their own shards",
+}
+"""The (statement, alias) pairs that reach another shard on purpose, each with why."""
 
 Value = tuple[str, object]
 """A shard value: ("param", number) or ("const", value)."""
@@ -59,6 +84,15 @@ def check(sql: str, hot_tables: set[str]) -> list[Finding]:
         names = ", ".join(_spell(v) for v in sorted(checker.values, key=str))
         findings.append(Finding("-", "-", f"names more than one shard: {names}"))
     return findings
+
+
+def shard_parameters(sql: str, hot_tables: set[str]) -> set[int]:
+    """The numbers of the parameters `sql` equates with a shard or writes into one."""
+    [raw] = parse_sql(sql)
+    assert raw.stmt is not None
+    checker = _Checker(hot_tables, _cte_names(raw.stmt))
+    checker.visit(raw.stmt, [])
+    return {int(str(v)) for kind, v in checker.values if kind == "param"}
 
 
 def _spell(value: Value) -> str:
@@ -263,3 +297,27 @@ def _rows(select: object) -> Iterator[list[object]]:
             yield list(values)
     else:
         yield [target.val for target in select.targetList or ()]
+
+
+# --- what to check, from docs/scaling.md ---------------------------------------------------------
+
+
+def _section(text: str, head: str) -> str:
+    assert head in text, f"{DOC.name} has no {head!r}"
+    return text.split(head, 1)[1]
+
+
+def hot_statements() -> list[str]:
+    """The names in the "Hot statements" table, in its order."""
+    section = _section(DOC.read_text(encoding="utf-8"), HOT_SECTION).split("\n### ", 1)[0]
+    names = [m[1] for line in section.splitlines() if (m := ROW.match(line))]
+    assert len(names) >= 20, f"only {len(names)} rows read from {HOT_SECTION!r}"
+    return names
+
+
+def hot_tables() -> set[str]:
+    """The tables distributed and colocated by shard, as section 4 lists them."""
+    paragraph = _section(DOC.read_text(encoding="utf-8"), COLOCATED).split("\n\n", 1)[0]
+    names = set(re.findall(r"`([a-z_]+)`", paragraph.split(". ", 1)[0])) - {"shard"}
+    assert {"jobs", "job_events", "ready_jobs"} <= names, names
+    return names
