@@ -56,7 +56,12 @@ def split_by_shard(
     """Items grouped by the shard of their job id, in ascending shard order (so that two
     batches lock their shards' rows in one order), each group in input order: one statement per
     shard present (docs/scaling.md, F2). With one shard, one group of everything."""
+    if (SHARD_COUNT if shard_count is None else shard_count) == 1:
+        # today's case, on every report batch: no per-item work (0.65 µs an item otherwise)
+        listed = list(items)
+        return [(0, listed)] if listed else []
     groups: dict[int, list[T]] = {}
+
     for item in items:
         groups.setdefault(shard_of(job_id(item), shard_count), []).append(item)
     return sorted(groups.items())

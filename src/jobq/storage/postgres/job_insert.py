@@ -165,7 +165,7 @@ def _of_shard(jobs: Sequence[NewJob], shard: int | None) -> tuple[int, list[NewJ
         if len(groups) != 1:
             raise ValueError(f"jobs of {len(groups)} shards in one statement; split the batch")
         return groups[0]
-    return shard, [job for job in jobs if shard_of(job.job_id) == shard]
+    return shard, dict(groups).get(shard, [])
 
 
 def assigned_arguments(job: NewJob, worker_id: UUID, incarnation: UUID) -> tuple[Any, ...]:
