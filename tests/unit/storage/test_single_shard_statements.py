@@ -11,10 +11,13 @@ too, so the list only shrinks. The self-tests show the checker refusing what it 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.single_shard import EXCEPTIONS, check, hot_statements, hot_tables
 
-from jobq.storage.queries import query
+import jobq.storage.queries
+from jobq.storage.queries import parse_queries, query
 
 HOT = hot_statements()
 TABLES = hot_tables()
@@ -119,3 +122,38 @@ def test_entries_in_ctes_sub_selects_and_updates_are_all_checked() -> None:
 def test_a_cte_named_like_nothing_hot_is_not_a_table() -> None:
     sql = "WITH old AS (SELECT 1 AS x) SELECT x FROM old"
     assert _problems(sql) == []
+
+
+# --- every statement, hot or not, writes the shard of the rows it inserts --------------------
+
+INSERTS_WITHOUT_SHARD = {
+    # The schedule tick's job and its SUBMITTED event take the column's default (0, the one
+    # shard there is). The statement is being reworked with the schedule ticks (issue 21,
+    # must-show 2, another branch); its insert names the shard of the tick's job id once that
+    # lands.
+    "schedule_fire",
+}
+
+
+def _named_queries() -> dict[str, str]:
+    sql_dir = Path(jobq.storage.queries.__file__).with_name("sql")
+    found: dict[str, str] = {}
+    for path in sorted(sql_dir.glob("*.sql")):
+        found.update(parse_queries(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_every_insert_into_a_colocated_table_writes_its_shard() -> None:
+    """Not only the hot statements: a row inserted without its shard would sit on shard 0
+    whatever its job's shard. (Statements with `{placeholders}`, the history maintainer's DDL
+    templates, are not SQL until formatted, and insert no job rows.)"""
+    missing = sorted(
+        name
+        for name, sql in _named_queries().items()
+        if "{" not in sql
+        and name not in INSERTS_WITHOUT_SHARD
+        and any("INSERT" in f.problem for f in check(sql, TABLES))
+    )
+    assert not missing, f"statements inserting rows without their shard: {missing}"
+    for name in INSERTS_WITHOUT_SHARD:  # still needed, or the list shrinks
+        assert any("INSERT" in f.problem for f in check(_named_queries()[name], TABLES)), name
