@@ -44,6 +44,7 @@ EXPECTED_SCRIPTS = (
     "V21__job_trace_context.sql",
     "V22__ready_and_held_jobs.sql",
     "V23__partitioned_job_events.sql",
+    "V25__shard_column.sql",
 )
 
 

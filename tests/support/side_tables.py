@@ -12,14 +12,14 @@ from asyncpg.pool import PoolConnectionProxy
 # finds a missing row, an extra row and a stale value alike.
 _MISMATCHES = """
 WITH ready_expected AS (
-    SELECT job_id, 0::smallint AS shard, queue_name, priority, created_at, not_before,
+    SELECT job_id, shard, queue_name, priority, created_at, not_before,
            concurrency_key, interruptions >= 2 AS suspect
     FROM jobs WHERE status = 'PENDING'
 ), ready_actual AS (
     SELECT job_id, shard, queue_name, priority, created_at, not_before, concurrency_key, suspect
     FROM ready_jobs
 ), held_expected AS (
-    SELECT job_id, 0::smallint AS shard, worker_id, queue_name, concurrency_key, status,
+    SELECT job_id, shard, worker_id, queue_name, concurrency_key, status,
            interruptions >= 2 AS suspect, assigned_at, cancel_requested_at IS NOT NULL AS cancel
     FROM jobs WHERE status IN ('ASSIGNED', 'RUNNING')
 ), held_actual AS (
@@ -27,7 +27,7 @@ WITH ready_expected AS (
            cancel_requested
     FROM held_jobs
 ), waiting_expected AS (
-    SELECT job_id, 0::smallint AS shard, queue_name FROM jobs WHERE status = 'WAITING'
+    SELECT job_id, shard, queue_name FROM jobs WHERE status = 'WAITING'
 ), waiting_actual AS (
     SELECT job_id, shard, queue_name FROM waiting_jobs
 )

@@ -22,6 +22,7 @@ import pytest
 from jobq.domain.errors import FailedPrecondition, WorkerNotFound
 from jobq.domain.ids import uuid7
 from jobq.domain.records import AttemptRef, NewJob
+from jobq.domain.shards import shard_of
 from jobq.domain.states import JobStatus, WorkerStatus
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
@@ -61,6 +62,7 @@ class FailureRow:
             ["RETRY"],
             [self.not_before],
             "FAILED",
+            shard_of(ref.job_id),
         ]
 
 

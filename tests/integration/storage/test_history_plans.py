@@ -138,7 +138,7 @@ async def test_the_duplicate_report_check_reads_the_reported_jobs_events_only(
     pool: asyncpg.Pool, firsts: list[uuid.UUID], generic: bool
 ) -> None:
     worker = uuid.uuid4()
-    args = (firsts, [1] * len(firsts), [worker] * len(firsts), [uuid.uuid4()] * len(firsts))
+    args = (firsts, [1] * len(firsts), [worker] * len(firsts), [uuid.uuid4()] * len(firsts), 0)
     plan = await _explain(pool, "jobs_attempt_outcomes", args, generic)
     _check(plan, "jobs_attempt_outcomes", budget=4 * len(firsts))
 

@@ -51,6 +51,7 @@ from support.postgres import postgres_target
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import AttemptRef, NewJob, Success
+from jobq.domain.shards import served_shards
 from jobq.storage.pool import (
     CLAIM_SESSION_SETTINGS,
     create_claim_pool,
@@ -69,6 +70,8 @@ FINISHED = 10_000
 PENDING = {"default": 5_000, "other": 1_000}
 HELD = 400  # by one worker: the first half RUNNING, the second half ASSIGNED
 BATCH = 100
+SHARD = served_shards()[0]
+"""The shard every statement names (V25): the one there is."""
 """Attempts per report, and the claim's limit: scheduler.batch_size's default. Reports come in
 group-commit batches of up to limits.max_batch_size; 100 is a busy but ordinary one."""
 
@@ -323,7 +326,9 @@ def _fail(data: Dataset) -> Prepare:
 
     async def prepare(conn: asyncpg.Connection) -> list[object]:
         attempts = data.running[:BATCH]
-        locked = await conn.fetch(query("jobs_lock_for_failure"), *_columns(attempts), ["RUNNING"])
+        locked = await conn.fetch(
+            query("jobs_lock_for_failure"), *_columns(attempts), ["RUNNING"], SHARD
+        )
         assert len(locked) == BATCH
         now = await conn.fetchval(query("db_now"))
         count = len(locked)
@@ -339,6 +344,7 @@ def _fail(data: Dataset) -> Prepare:
             ["RETRY"] * count,
             [now + timedelta(seconds=5)] * count,
             "FAILED",
+            SHARD,
         ]
 
     return prepare
@@ -391,31 +397,37 @@ CASES = [
         "claim-1",
         "jobs_claim",
         True,
-        _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation]),
+        _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation, SHARD]),
         1 * 3,
     ),
     Case(
         "claim-batch",
         "jobs_claim",
         True,
-        _fixed(lambda d: [d.claimer, ["default"], BATCH, d.claimer_incarnation]),
+        _fixed(lambda d: [d.claimer, ["default"], BATCH, d.claimer_incarnation, SHARD]),
         BATCH * 3,
     ),
     Case(
         "claim-batch-two-queues",
         "jobs_claim",
         True,
-        _fixed(lambda d: [d.claimer, ["default", "other"], BATCH, d.claimer_incarnation]),
+        _fixed(lambda d: [d.claimer, ["default", "other"], BATCH, d.claimer_incarnation, SHARD]),
         BATCH * 4,
     ),
     Case(
         "claim-by-a-busy-worker",  # holds HELD jobs, none of them a suspect
         "jobs_claim",
         True,
-        _fixed(lambda d: [d.holder, ["default"], BATCH, d.holder_incarnation]),
+        _fixed(lambda d: [d.holder, ["default"], BATCH, d.holder_incarnation, SHARD]),
         BATCH * 3,
     ),
-    Case("start", "jobs_start", False, _fixed(lambda d: _columns(d.assigned[:BATCH])), BATCH * 2),
+    Case(
+        "start",
+        "jobs_start",
+        False,
+        _fixed(lambda d: [*_columns(d.assigned[:BATCH]), SHARD]),
+        BATCH * 2,
+    ),
     Case(
         "complete",  # half RUNNING, half ASSIGNED (a result that carries its start)
         "jobs_complete",
@@ -424,6 +436,7 @@ CASES = [
             lambda d: [
                 *_columns(d.running[: BATCH // 2] + d.assigned[: BATCH // 2]),
                 [b"null"] * BATCH,
+                SHARD,
             ]
         ),
         BATCH * 2,
@@ -432,7 +445,7 @@ CASES = [
         "fail-lock",
         "jobs_lock_for_failure",
         False,
-        _fixed(lambda d: [*_columns(d.running[:BATCH]), ["RUNNING"]]),
+        _fixed(lambda d: [*_columns(d.running[:BATCH]), ["RUNNING"], SHARD]),
         BATCH,
     ),
     Case("fail-apply", "jobs_apply_failure", False, _fail, BATCH),
@@ -444,6 +457,7 @@ CASES = [
             lambda d: [
                 *_columns(d.running[: BATCH // 2] + d.assigned[: BATCH // 2]),
                 "WORKER_SHUTDOWN",
+                SHARD,
             ]
         ),
         BATCH * 2,
@@ -452,7 +466,7 @@ CASES = [
         "duplicate-check",
         "jobs_attempt_outcomes",
         False,
-        _fixed(lambda d: _columns(d.running[:BATCH])),
+        _fixed(lambda d: [*_columns(d.running[:BATCH]), SHARD]),
         _events_of_running,
     ),
 ]
@@ -510,7 +524,7 @@ async def test_without_jit_off_the_claim_is_jit_compiled_where_jit_exists(
             pytest.skip("the PostgreSQL of JQ_TEST_DSN has no JIT: the control cannot run")
         if not available:
             return
-        claim = _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation])(dataset)
+        claim = _fixed(lambda d: [d.claimer, ["default"], 1, d.claimer_incarnation, SHARD])(dataset)
         explained = await executed_plan(conn, "jobs_claim", claim, generic=True)
         above: float = await conn.fetchval("SELECT current_setting('jit_above_cost')::float8")
         version: int = await conn.fetchval("SELECT current_setting('server_version_num')::int")
@@ -552,7 +566,7 @@ async def test_claim_reads_no_job_that_is_not_due_yet(dataset: Dataset) -> None:
                    ORDER BY priority DESC, created_at, job_id LIMIT $1)""",
             DELAYED,
         )
-        return [dataset.claimer, ["default"], 1, dataset.claimer_incarnation]
+        return [dataset.claimer, ["default"], 1, dataset.claimer_incarnation, SHARD]
 
     pool = await create_claim_pool(dataset.dsn)
     try:
@@ -593,10 +607,10 @@ async def test_claim_reads_one_suspect_from_its_index_and_passes_the_others_by_f
             await conn.execute(
                 "UPDATE jobs SET interruptions = 2 WHERE job_id = $1", dataset.running[0].job_id
             )
-            return [dataset.holder, ["default"], BATCH, dataset.holder_incarnation]
+            return [dataset.holder, ["default"], BATCH, dataset.holder_incarnation, SHARD]
         # One queue: before PostgreSQL 18, EXPLAIN rounds the rows per loop to an integer, so
         # one suspect found in two loops (queues) would read as none.
-        return [dataset.claimer, ["default"], BATCH, dataset.claimer_incarnation]
+        return [dataset.claimer, ["default"], BATCH, dataset.claimer_incarnation, SHARD]
 
     pool = await create_claim_pool(dataset.dsn)
     try:
@@ -655,7 +669,7 @@ async def test_recovery_of_held_jobs_reads_the_held_jobs_only(
             "UPDATE workers SET status = 'OFFLINE' WHERE worker_id = $1", dataset.holder
         )
         later = await conn.fetchval(f"SELECT '{LATER}'::timestamptz")
-        return [30.0, later, 1000]
+        return [30.0, later, 1000, SHARD]
 
     explained = await _maintenance_plan(dataset, name, prepare, generic)
     read = sum(rows_read(scan) for scan in scans_of(explained["Plan"]))
@@ -674,7 +688,7 @@ async def test_ttl_expiry_reads_the_ready_jobs_and_no_history(
 
     async def prepare(conn: asyncpg.Connection) -> list[object]:
         await conn.execute("UPDATE queues SET ttl_seconds = 86400 WHERE name = 'other'")
-        return [None, 1000]
+        return [None, 1000, SHARD]
 
     explained = await _maintenance_plan(dataset, "jobs_expire_ttl", prepare, generic)
     scans = scans_of(explained["Plan"])

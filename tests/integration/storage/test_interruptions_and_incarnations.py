@@ -341,7 +341,7 @@ async def test_a_registration_waits_for_a_claim_in_flight_and_releases_what_it_t
     async with pool.acquire() as claiming:
         transaction = claiming.transaction()
         await transaction.start()
-        [row] = await claiming.fetch(query("jobs_claim"), old[0], ["default"], 1, old[1])
+        [row] = await claiming.fetch(query("jobs_claim"), old[0], ["default"], 1, old[1], 0)
         assert row["job_id"] == job_id
         registering = asyncio.create_task(_process(pool, old[0]))
         await asyncio.sleep(0.3)

@@ -15,6 +15,7 @@ from jobq.domain.errors import PrerequisiteNotFound, Unavailable
 from jobq.domain.ids import uuid7
 from jobq.domain.records import Failure, NewJob, ReportOutcome, Success
 from jobq.domain.retry import RetryPolicy
+from jobq.domain.shards import shard_of
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.dependency_resolver import DependencyResolver
 from jobq.server.lifecycle import Lifecycle
@@ -413,7 +414,7 @@ async def test_a_completion_racing_a_dependants_submit_still_wakes_the_resolver(
     async with h.pool.acquire() as conn:
         submit = conn.transaction()
         await submit.start()
-        [row] = await conn.fetch(query("job_prerequisites_lock"), [a])
+        [row] = await conn.fetch(query("job_prerequisites_lock"), [a], shard_of(a))
         assert row["status"] == "ASSIGNED"  # not DONE: B will be WAITING
         completing = asyncio.create_task(
             h.jobs.jobs_complete(
@@ -425,7 +426,7 @@ async def test_a_completion_racing_a_dependants_submit_still_wakes_the_resolver(
         await conn.fetchrow(
             query("job_insert_dependent"),
             b, "default", b"{}", 0, None, None, None, None, "WAITING", [a], None, False, None,
-            None,
+            None, shard_of(b),
         )  # fmt: skip
         await submit.commit()
     outcome = await completing
@@ -492,7 +493,7 @@ async def test_the_resolver_reads_no_job_of_the_backlog(h: Harness, generic: boo
             await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         for ended in (None, [uuid7() for _ in range(100)]):
             plan = await conn.fetchval(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) {query('dependants_resolve')}", ended, 1000
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {query('dependants_resolve')}", ended, 1000, 0
             )
             scans = _scans(json.loads(plan))
             assert not [s for s in scans if s[0] == "Seq Scan" and s[1] == "jobs"], scans

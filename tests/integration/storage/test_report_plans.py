@@ -18,6 +18,7 @@ import pytest
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
+from jobq.domain.shards import served_shards
 from jobq.storage.pool import create_claim_pool, create_pool
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
@@ -26,6 +27,7 @@ from jobq.storage.queries import query
 TABLE = 20_000  # enough jobs that reading the whole table is not the cheap way
 HELD = 400
 REPORTED = 150
+SHARD = served_shards()[0]
 
 Attempts = tuple[list[uuid.UUID], list[int], list[uuid.UUID], list[uuid.UUID | None]]
 
@@ -72,11 +74,12 @@ async def held(pool: asyncpg.Pool) -> Attempts:
 @pytest.mark.parametrize(
     ("name", "extra"),
     [
-        ("jobs_start", ()),
-        ("jobs_complete", ([b"null"] * REPORTED,)),
-        ("jobs_lock_for_failure", (["ASSIGNED", "RUNNING"],)),
-        ("jobs_release", ("WORKER_SHUTDOWN",)),
-        ("jobs_interrupt", ("WORKER_LOST", "no heartbeat", ["ASSIGNED", "RUNNING"])),
+        # each with its last parameter, the shard of the batch (V25): the one there is
+        ("jobs_start", (SHARD,)),
+        ("jobs_complete", ([b"null"] * REPORTED, SHARD)),
+        ("jobs_lock_for_failure", (["ASSIGNED", "RUNNING"], SHARD)),
+        ("jobs_release", ("WORKER_SHUTDOWN", SHARD)),
+        ("jobs_interrupt", ("WORKER_LOST", "no heartbeat", ["ASSIGNED", "RUNNING"], SHARD)),
     ],
 )
 async def test_each_reported_attempt_is_one_index_hit(

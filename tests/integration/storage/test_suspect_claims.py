@@ -170,7 +170,7 @@ async def test_two_workers_claiming_at_once_each_get_one_of_two_suspects(
     async with pool.acquire() as claiming:
         transaction = claiming.transaction()
         await transaction.start()
-        rows = await claiming.fetch(query("jobs_claim"), first[0], ["default"], 5, first[1])
+        rows = await claiming.fetch(query("jobs_claim"), first[0], ["default"], 5, first[1], 0)
         assert [r["job_id"] for r in rows] == suspects[:1]
         assert await asyncio.wait_for(_claim(pool, second, 5), timeout=10) == suspects[1:]
         await transaction.commit()

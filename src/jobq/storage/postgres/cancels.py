@@ -22,6 +22,7 @@ from jobq.domain.records import (
     OperatorChange,
     ReportOutcome,
 )
+from jobq.domain.shards import served_shards, shard_of, split_by_shard
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.claims import attempt_columns, report_transitions
 from jobq.storage.postgres.rows import job_detail_from_row
@@ -41,7 +42,7 @@ class CancelOperations:
         still RUNNING), told to the replicas by a notification; InvalidTransition otherwise.
         Returns the job, the status it left, and whether it was still to be announced (a
         transactional enqueue's job no server had published: taken out of enqueued_jobs)."""
-        row = await self._pool.fetchrow(query("job_cancel"), job_id, cancelled_by)
+        row = await self._pool.fetchrow(query("job_cancel"), job_id, cancelled_by, shard_of(job_id))
         if row is None:
             current = await self.job_get(job_id)  # raises JobNotFound
             raise InvalidTransition(job_id, "cancel", current.status.value)
@@ -61,16 +62,28 @@ class CancelOperations:
         event's detail); any other is stale (or an exact duplicate)."""
         if not attempts:
             return ReportOutcome([], [])
-        rows = await self._pool.fetch(
-            query("jobs_finish_cancelled"), *attempt_columns(attempts), list(details)
-        )
+        rows: list[asyncpg.Record] = []
+        paired = list(zip(attempts, details, strict=True))
+        for shard, group in split_by_shard(paired, lambda p: p[0].job_id):
+            rows += await self._pool.fetch(
+                query("jobs_finish_cancelled"),
+                *attempt_columns([a for a, _ in group]),
+                [d for _, d in group],
+                shard,
+            )
         results = await self._results(attempts, rows, Reason.CANCELLED)
         return ReportOutcome(results, report_transitions(rows))
 
     async def jobs_cancel_requested_for_worker(self, worker_id: UUID) -> list[tuple[UUID, int]]:
-        """The RUNNING attempts (job id, attempt) of a worker whose cancel was requested."""
-        rows = await self._pool.fetch(query("jobs_cancel_requested_for_worker"), worker_id)
-        return [(row["job_id"], row["attempt"]) for row in rows]
+        """The RUNNING attempts (job id, attempt) of a worker whose cancel was requested, on
+        the shards this server serves."""
+        found: list[tuple[UUID, int]] = []
+        for shard in served_shards():
+            rows = await self._pool.fetch(
+                query("jobs_cancel_requested_for_worker"), worker_id, shard
+            )
+            found.extend((row["job_id"], row["attempt"]) for row in rows)
+        return found
 
     async def jobs_record_progress(
         self, reports: Sequence[AttemptProgress]
@@ -80,13 +93,17 @@ class CancelOperations:
         later report (the caller passes one per job)."""
         if not reports:
             return set()
-        rows = await self._pool.fetch(
-            query("jobs_record_progress"),
-            *attempt_columns([r.ref for r in reports]),
-            [r.fraction for r in reports],
-            [r.message for r in reports],
-        )
-        return {(row["job_id"], row["attempt"]) for row in rows}
+        applied: set[tuple[UUID, int]] = set()
+        for shard, group in split_by_shard(reports, lambda r: r.ref.job_id):
+            rows = await self._pool.fetch(
+                query("jobs_record_progress"),
+                *attempt_columns([r.ref for r in group]),
+                [r.fraction for r in group],
+                [r.message for r in group],
+                shard,
+            )
+            applied.update((row["job_id"], row["attempt"]) for row in rows)
+        return applied
 
     # Provided by PgJobStore, which overrides both.
     async def job_get(self, job_id: UUID) -> Job:

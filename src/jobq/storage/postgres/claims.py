@@ -1,6 +1,10 @@
 """Claim statements shared by the job, worker and maintenance stores, which run them on a
 connection of their own transaction: the claims a worker holds, interrupting and releasing
-claims, and the (job, attempt, worker, claim) arrays every batch statement unnests."""
+claims, and the (job, attempt, worker, claim) arrays every batch statement unnests.
+
+Every statement here names one shard (V25, jobq.domain.shards): a batch of claims is split by
+the shard of its job ids and runs one statement per shard present (one, while there is one
+shard), and a question about a worker is asked of each shard this server serves."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
+from jobq.domain.shards import served_shards, split_by_shard
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.rows import transition_from_row
 from jobq.storage.queries import query
@@ -19,9 +24,15 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 async def held_by_worker(conn: Conn, worker_id: UUID) -> list[AttemptRef]:
-    """The claims (ASSIGNED or RUNNING) a worker holds, as their fencing tokens."""
-    rows = await conn.fetch(query("jobs_held_by_worker"), worker_id)
-    return [AttemptRef(row["job_id"], row["attempt"], worker_id, row["claim_id"]) for row in rows]
+    """The claims (ASSIGNED or RUNNING) a worker holds, as their fencing tokens, on every
+    shard this server serves."""
+    held: list[AttemptRef] = []
+    for shard in served_shards():
+        rows = await conn.fetch(query("jobs_held_by_worker"), worker_id, shard)
+        held.extend(
+            AttemptRef(row["job_id"], row["attempt"], worker_id, row["claim_id"]) for row in rows
+        )
+    return held
 
 
 async def interrupt_claims(
@@ -38,13 +49,16 @@ async def interrupt_claims(
         raise ValueError(f"{reason} is not an interruption")
     if not attempts:
         return []
-    rows = await conn.fetch(
-        query("jobs_interrupt"),
-        *attempt_columns(attempts),
-        reason.value,
-        detail,
-        [status.value for status in from_statuses],
-    )
+    rows: list[asyncpg.Record] = []
+    for shard, group in by_shard(attempts):
+        rows += await conn.fetch(
+            query("jobs_interrupt"),
+            *attempt_columns(group),
+            reason.value,
+            detail,
+            [status.value for status in from_statuses],
+            shard,
+        )
     transitions: list[Transition] = []
     for row in rows:
         if row["reason"] == Reason.POISON.value and row["from_status"] == JobStatus.RUNNING.value:
@@ -61,8 +75,17 @@ async def release_claims(
     """Run jobs_release on `conn` (see PgJobStore.jobs_release); returns the transitions."""
     if not attempts:
         return []
-    rows = await conn.fetch(query("jobs_release"), *attempt_columns(attempts), reason.value)
+    rows: list[asyncpg.Record] = []
+    for shard, group in by_shard(attempts):
+        rows += await conn.fetch(
+            query("jobs_release"), *attempt_columns(group), reason.value, shard
+        )
     return report_transitions(rows)
+
+
+def by_shard(attempts: Sequence[AttemptRef]) -> list[tuple[int, list[AttemptRef]]]:
+    """Claims grouped by the shard of their jobs, in shard order: one statement each."""
+    return split_by_shard(attempts, lambda a: a.job_id)
 
 
 def report_transitions(

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from jobq.domain.errors import Unavailable
 from jobq.domain.records import NewJob, Submitted
+from jobq.domain.shards import shard_of, split_by_shard
 
 
 class InsertBatch:
@@ -29,9 +30,14 @@ class InsertBatch:
     `existing`. One statement settles every job it is sent (see jobs_insert: ON CONFLICT ... DO
     UPDATE returns the holder of a held key or id, even one committed while it waited for it).
 
+    Each statement writes the jobs of one shard (V25, jobq.domain.shards: a job's shard is that
+    of its id): `statements` splits each kind by shard, keyed ones first, each in shard order.
+    Repeats are resolved over the whole batch first, so the split never separates a leader from
+    its followers.
+
         batch = InsertBatch(jobs)
-        rows = <execute query("jobs_insert") with *batch.arguments(notify)>  (if batch.by_key)
-        id_rows = <execute query("jobs_insert_by_id") with *batch.id_arguments(notify)>  (if ...)
+        for name, arguments in batch.statements(notify):
+            <execute query(name) with *arguments: rows of jobs_insert, id_rows of the other>
         return batch.results(rows, id_rows)
     """
 
@@ -60,11 +66,28 @@ class InsertBatch:
         else:
             self.by_key, self.by_id = keyed + plain, by_id
 
-    def arguments(self, notify: bool, *, outside_server: bool = False) -> tuple[Any, ...]:
-        """The parameters ($1..$12) of jobs_insert for `by_key`. $7 is NULL when no job has a
-        key. `outside_server` ($9): written by an application's transaction, not by jq-server,
-        so the jobs are left in enqueued_jobs for a server to announce."""
-        jobs = self.by_key
+    def statements(self, notify: bool) -> list[tuple[str, tuple[Any, ...]]]:
+        """(query name, parameters) of every statement jq-server runs for the batch:
+        jobs_insert per shard of `by_key`, then jobs_insert_by_id per shard of `by_id`. One, as
+        a rule."""
+        keyed = [
+            ("jobs_insert", self.arguments(notify, shard=shard))
+            for shard, _ in _by_shard(self.by_key)
+        ]
+        by_id = [
+            ("jobs_insert_by_id", self.id_arguments(notify, shard=shard))
+            for shard, _ in _by_shard(self.by_id)
+        ]
+        return keyed + by_id
+
+    def arguments(
+        self, notify: bool, *, shard: int | None = None, outside_server: bool = False
+    ) -> tuple[Any, ...]:
+        """The parameters ($1..$13) of jobs_insert for the jobs of `by_key` of `shard` ($13;
+        None: the one shard they are all of). $7 is NULL when no job has a key.
+        `outside_server` ($9): written by an application's transaction, not by jq-server, so
+        the jobs are left in enqueued_jobs for a server to announce."""
+        shard, jobs = _of_shard(self.by_key, shard)
         keys = [job.idempotency_key for job in jobs] if self.keyed else None
         return (
             *_columns(jobs),
@@ -74,11 +97,13 @@ class InsertBatch:
             _correlation_ids(jobs),
             _concurrency_keys(jobs),
             _trace_contexts(jobs),
+            shard,
         )
 
-    def id_arguments(self, notify: bool) -> tuple[Any, ...]:
-        """The parameters ($1..$11) of jobs_insert_by_id for `by_id`."""
-        by_id = self.by_id
+    def id_arguments(self, notify: bool, *, shard: int | None = None) -> tuple[Any, ...]:
+        """The parameters ($1..$12) of jobs_insert_by_id for the jobs of `by_id` of `shard`
+        ($12; None: the one shard they are all of)."""
+        shard, by_id = _of_shard(self.by_id, shard)
         return (
             *_columns(by_id),
             notify,
@@ -86,6 +111,7 @@ class InsertBatch:
             _correlation_ids(by_id),
             _concurrency_keys(by_id),
             _trace_contexts(by_id),
+            shard,
         )
 
     def results(
@@ -125,9 +151,26 @@ class InsertBatch:
         return results
 
 
+def _by_shard(jobs: Sequence[NewJob]) -> list[tuple[int, list[NewJob]]]:
+    return split_by_shard(jobs, lambda job: job.job_id)
+
+
+def _of_shard(jobs: Sequence[NewJob], shard: int | None) -> tuple[int, list[NewJob]]:
+    """The jobs of `shard`, or, for None, the one shard all the jobs are of (ValueError when
+    they are of several: such a batch is split with `statements`)."""
+    groups = _by_shard(jobs)
+    if shard is None:
+        if not groups:  # nothing of this kind: the statement inserts nothing
+            return 0, []
+        if len(groups) != 1:
+            raise ValueError(f"jobs of {len(groups)} shards in one statement; split the batch")
+        return groups[0]
+    return shard, dict(groups).get(shard, [])
+
+
 def assigned_arguments(job: NewJob, worker_id: UUID, incarnation: UUID) -> tuple[Any, ...]:
-    """The parameters ($1..$11) of job_insert_assigned: one job, the worker it goes to, and the
-    process of that worker's stream."""
+    """The parameters ($1..$12) of job_insert_assigned: one job, the worker it goes to, the
+    process of that worker's stream, and the job's shard."""
     return (
         job.job_id,
         job.queue_name,
@@ -140,6 +183,7 @@ def assigned_arguments(job: NewJob, worker_id: UUID, incarnation: UUID) -> tuple
         incarnation,
         job.concurrency_key,
         job.trace_context,
+        shard_of(job.job_id),
     )
 
 

@@ -40,6 +40,7 @@ from jobq.domain.records import (
     Transition,
 )
 from jobq.domain.retry import RetryPolicy, decide_after_failure
+from jobq.domain.shards import served_shards, shard_of, split_by_shard
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.page_token import decode_page_token, encode_page_token
 from jobq.storage.pool import CLAIM_SESSION_SETTINGS, settings_statement
@@ -47,6 +48,7 @@ from jobq.storage.postgres.cancels import CancelOperations
 from jobq.storage.postgres.claims import (
     Conn,
     attempt_columns,
+    by_shard,
     held_by_worker,
     interrupt_claims,
     report_transitions,
@@ -71,7 +73,7 @@ async def _lock_prerequisites(conn: Conn, prerequisites: Sequence[UUID]) -> None
     while True:
         try:
             async with conn.transaction():  # a savepoint: a failed attempt leaves no lock
-                await conn.fetch(query("job_prerequisites_lock"), list(prerequisites))
+                await _prerequisite_statuses(conn, prerequisites)
             return
         except asyncpg.LockNotAvailableError:
             if time.monotonic() >= deadline:
@@ -80,12 +82,21 @@ async def _lock_prerequisites(conn: Conn, prerequisites: Sequence[UUID]) -> None
             delay = min(delay * 2, 0.05)
 
 
+async def _prerequisite_statuses(conn: Conn, prerequisites: Sequence[UUID]) -> list[asyncpg.Record]:
+    """job_prerequisites_lock shard by shard, in shard order (every submit locks in that one
+    order); the rows of all of them."""
+    rows: list[asyncpg.Record] = []
+    for shard, group in split_by_shard(sorted(prerequisites), lambda p: p):
+        rows += await conn.fetch(query("job_prerequisites_lock"), group, shard)
+    return rows
+
+
 async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
     """One job with prerequisites, in the caller's transaction, which holds their locks
     already (_lock_prerequisites; taken again here, it reads their statuses): see
     job_insert_dependent."""
     try:
-        rows = await conn.fetch(query("job_prerequisites_lock"), list(job.depends_on))
+        rows = await _prerequisite_statuses(conn, job.depends_on)
     except asyncpg.LockNotAvailableError:
         # one that did not exist when the batch locked its prerequisites, committed since
         raise Unavailable("a job named in depends_on is locked; try again") from None
@@ -118,6 +129,7 @@ async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
         notify,
         job.concurrency_key,
         job.trace_context,
+        shard_of(job.job_id),
     )
     if row is not None:
         return Submitted(row["job_id"], row["created_at"], status=status)
@@ -158,21 +170,22 @@ class PgJobStore(CancelOperations):
         if any(job.depends_on for job in jobs):
             return await self._insert_with_dependencies(jobs, notify)
         batch = InsertBatch(jobs)
+        statements = batch.statements(notify)
         try:
-            if not batch.by_id:  # one statement, its own transaction (see jobs_insert)
-                rows = await self._pool.fetch(query("jobs_insert"), *batch.arguments(notify))
-                return batch.results(rows)
-            if not batch.by_key:
-                id_rows = await self._pool.fetch(
-                    query("jobs_insert_by_id"), *batch.id_arguments(notify)
-                )
-                return batch.results((), id_rows)
+            if len(statements) == 1:  # one statement, its own transaction (see jobs_insert)
+                name, arguments = statements[0]
+                rows = await self._pool.fetch(query(name), *arguments)
+                return batch.results(rows) if name == "jobs_insert" else batch.results((), rows)
+            rows = []
+            id_rows: list[asyncpg.Record] = []
             async with self._pool.acquire() as conn, conn.transaction():
-                # Keys and client ids in one batch: both statements, one commit, so the batch
-                # stays all or nothing. Keys first and ids second, in every such transaction.
-                rows = await conn.fetch(query("jobs_insert"), *batch.arguments(notify))
-                # PostgreSQL delivers one notification per transaction for the two.
-                id_rows = await conn.fetch(query("jobs_insert_by_id"), *batch.id_arguments(notify))
+                # Keys and client ids in one batch, or jobs of several shards: every statement,
+                # one commit, so the batch stays all or nothing. Keys first and ids second, each
+                # in shard order, in every such transaction. PostgreSQL delivers one
+                # notification per transaction for them all.
+                for name, arguments in statements:
+                    found = await conn.fetch(query(name), *arguments)
+                    (rows if name == "jobs_insert" else id_rows).extend(found)
             return batch.results(rows, id_rows)
         except (asyncpg.NotNullViolationError, asyncpg.ForeignKeyViolationError):
             await self._raise_missing_queue({job.queue_name for job in jobs})
@@ -195,13 +208,11 @@ class PgJobStore(CancelOperations):
                 await _lock_prerequisites(conn, prerequisites)
                 if plain:
                     batch = InsertBatch(plain)
-                    rows = id_rows = []
-                    if batch.by_key:
-                        rows = await conn.fetch(query("jobs_insert"), *batch.arguments(notify))
-                    if batch.by_id:
-                        id_rows = await conn.fetch(
-                            query("jobs_insert_by_id"), *batch.id_arguments(notify)
-                        )
+                    rows: list[asyncpg.Record] = []
+                    id_rows: list[asyncpg.Record] = []
+                    for name, arguments in batch.statements(notify):
+                        found = await conn.fetch(query(name), *arguments)
+                        (rows if name == "jobs_insert" else id_rows).extend(found)
                     plain_results = iter(batch.results(rows, id_rows))
                     for index, job in enumerate(jobs):
                         if not job.depends_on:
@@ -219,11 +230,20 @@ class PgJobStore(CancelOperations):
     ) -> list[Transition]:
         """Resolve WAITING jobs (dependants_resolve in sql/dependencies.sql): those that wait
         for a job of `ended`, or any (`ended` None: the sweep), at most `limit`. Returns the
-        moves: WAITING → PENDING (DEPENDENCIES_MET) or → DEAD_LETTERED (DEPENDENCY_FAILED)."""
-        rows = await self._pool.fetch(
-            query("dependants_resolve"), None if ended is None else list(ended), limit
-        )
-        return [transition_from_row(row) for row in rows]
+        moves: WAITING → PENDING (DEPENDENCIES_MET) or → DEAD_LETTERED (DEPENDENCY_FAILED).
+        Each shard this server serves is resolved in turn, within the one limit."""
+        moved: list[Transition] = []
+        for shard in served_shards():
+            if len(moved) >= limit:
+                break
+            rows = await self._pool.fetch(
+                query("dependants_resolve"),
+                None if ended is None else list(ended),
+                limit - len(moved),
+                shard,
+            )
+            moved.extend(transition_from_row(row) for row in rows)
+        return moved
 
     async def job_insert_assigned(
         self, job: NewJob, worker_id: UUID, *, incarnation: UUID
@@ -325,24 +345,31 @@ class PgJobStore(CancelOperations):
         # 0.4 ms per claim with 20,000 pending). Sorting is what that plan needs and the
         # ordered index scan does not, so claims run with sorting discouraged. A claim commits
         # without waiting for its WAL flush (a lost claim only re-runs the job).
-        args = (worker_id, list(queues), limit, incarnation)
-        if self._claim_pool is not None:
-            rows = await self._claim_pool.fetch(query("jobs_claim"), *args)
-        else:
-            async with self._pool.acquire() as conn, conn.transaction():
-                # The settings of the claim pool's sessions (see create_claim_pool).
-                await conn.execute(settings_statement(CLAIM_SESSION_SETTINGS, local=True))
-                rows = await conn.fetch(query("jobs_claim"), *args)
-        return [
-            Assignment(
-                job_from_row(row),
-                row["ttl_seconds"],
-                row["claim_id"],
-                row["unannounced"],
-                row["trace_context"],
+        # One statement per shard this server serves (one today), each claiming what the
+        # shards before it left of the limit: every claim touches one shard (V25).
+        claimed: list[Assignment] = []
+        for shard in served_shards():
+            if len(claimed) >= limit:
+                break
+            args = (worker_id, list(queues), limit - len(claimed), incarnation, shard)
+            if self._claim_pool is not None:
+                rows = await self._claim_pool.fetch(query("jobs_claim"), *args)
+            else:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # The settings of the claim pool's sessions (see create_claim_pool).
+                    await conn.execute(settings_statement(CLAIM_SESSION_SETTINGS, local=True))
+                    rows = await conn.fetch(query("jobs_claim"), *args)
+            claimed.extend(
+                Assignment(
+                    job_from_row(row),
+                    row["ttl_seconds"],
+                    row["claim_id"],
+                    row["unannounced"],
+                    row["trace_context"],
+                )
+                for row in rows
             )
-            for row in rows
-        ]
+        return claimed
 
     async def jobs_claim_limited(
         self, worker_id: UUID, queue: str, limit: int, *, incarnation: UUID
@@ -350,20 +377,32 @@ class PgJobStore(CancelOperations):
         """jobs_claim for one paused or limited queue: up to `limit` of its jobs within its
         concurrency and rate limits, claimed under its row lock (sql/queue_flow.sql)."""
         pool = self._claim_pool or self._pool
-        return await claim_limited(
-            pool,
-            worker_id,
-            queue,
-            limit,
-            incarnation=incarnation,
-            settings_in_session=self._claim_pool is not None,
-        )
+        claimed: list[Assignment] = []
+        retry_after_s: float | None = None
+        for shard in served_shards():  # one today; each shard's claim under the queue's lock
+            if len(claimed) >= limit:
+                break
+            got = await claim_limited(
+                pool,
+                worker_id,
+                queue,
+                limit - len(claimed),
+                incarnation=incarnation,
+                settings_in_session=self._claim_pool is not None,
+                shard=shard,
+            )
+            claimed.extend(got.assignments)
+            if got.retry_after_s is not None:
+                retry_after_s = min(retry_after_s or got.retry_after_s, got.retry_after_s)
+        return LimitedClaim(claimed, retry_after_s)
 
     async def jobs_start(self, attempts: Sequence[AttemptRef]) -> ReportOutcome:
         """Start acknowledgements: ASSIGNED → RUNNING for claims still current."""
         if not attempts:
             return ReportOutcome([], [])
-        rows = await self._pool.fetch(query("jobs_start"), *attempt_columns(attempts))
+        rows: list[asyncpg.Record] = []
+        for shard, group in by_shard(attempts):  # one statement per shard (one, today)
+            rows += await self._pool.fetch(query("jobs_start"), *attempt_columns(group), shard)
         results = await self._results(attempts, rows, Reason.STARTED)
         return ReportOutcome(results, report_transitions(rows))
 
@@ -374,9 +413,16 @@ class PgJobStore(CancelOperations):
         if not successes:
             return ReportOutcome([], [])
         refs = [AttemptRef(s.job_id, s.attempt, s.worker_id, s.claim_id) for s in successes]
-        rows = await self._pool.fetch(
-            query("jobs_complete"), *attempt_columns(refs), [s.result for s in successes]
-        )
+        rows: list[asyncpg.Record] = []
+        for shard, group in split_by_shard(successes, lambda s: s.job_id):
+            rows += await self._pool.fetch(
+                query("jobs_complete"),
+                *attempt_columns(
+                    [AttemptRef(s.job_id, s.attempt, s.worker_id, s.claim_id) for s in group]
+                ),
+                [s.result for s in group],
+                shard,
+            )
         transitions: list[Transition] = []
         for row in rows:  # a row that was ASSIGNED stands for its start and its completion
             if row["from_status"] == JobStatus.ASSIGNED.value:
@@ -418,53 +464,76 @@ class PgJobStore(CancelOperations):
         errors = {(f.job_id, f.attempt): f.error_message for f in failures}
         rows: list[asyncpg.Record] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetch(
-                query("jobs_lock_for_failure"), *attempt_columns(refs), from_statuses
-            )
-            if locked:
-                # The policy decides in Python (one home, unit-tested with an injected clock and
-                # random source); `now` defaults to the database clock.
-                moment = now or await conn.fetchval(query("db_now"))
-                decisions = [
-                    decide_after_failure(
-                        row["retry_count"],
-                        row["max_retries"],
-                        moment,
-                        policy,
-                        refused=refused,
-                        cancel_requested=row["cancel_requested_at"] is not None,
-                    )
-                    for row in locked
-                ]
-                # The locked rows' own tokens and statuses go back in: the update is guarded by
-                # them, so it applies exactly to the claims locked above, in the status the
-                # policy decided for.
-                held = [
-                    AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
-                    for row in locked
-                ]
-                rows = await conn.fetch(
-                    query("jobs_apply_failure"),
-                    *attempt_columns(held),
-                    [row["status"] for row in locked],
-                    [errors[(row["job_id"], row["attempt"])] for row in locked],
-                    [d.retry_count for d in decisions],
-                    [d.to_status.value for d in decisions],
-                    [d.reason.value for d in decisions],
-                    [d.not_before for d in decisions],
-                    reason.value,
+            for shard, group in by_shard(refs):  # one shard at a time (one, today)
+                rows += await self._fail_on_shard(
+                    conn, shard, group, from_statuses, errors, policy, now, refused, reason
                 )
         results = await self._results(refs, rows, Reason.FAILED)
         return ReportOutcome(results, report_transitions(rows, first_reason=reason))
+
+    async def _fail_on_shard(
+        self,
+        conn: Conn,
+        shard: int,
+        refs: Sequence[AttemptRef],
+        from_statuses: list[str],
+        errors: dict[tuple[UUID, int], str],
+        policy: RetryPolicy,
+        now: datetime | None,
+        refused: bool,
+        reason: Reason,
+    ) -> list[asyncpg.Record]:
+        """jobs_fail's two statements for the claims of one shard, in the caller's
+        transaction: the rows of the failures applied."""
+        locked = await conn.fetch(
+            query("jobs_lock_for_failure"), *attempt_columns(refs), from_statuses, shard
+        )
+        if not locked:
+            return []
+        # The policy decides in Python (one home, unit-tested with an injected clock and
+        # random source); `now` defaults to the database clock.
+        moment = now or await conn.fetchval(query("db_now"))
+        decisions = [
+            decide_after_failure(
+                row["retry_count"],
+                row["max_retries"],
+                moment,
+                policy,
+                refused=refused,
+                cancel_requested=row["cancel_requested_at"] is not None,
+            )
+            for row in locked
+        ]
+        # The locked rows' own tokens and statuses go back in: the update is guarded by
+        # them, so it applies exactly to the claims locked above, in the status the
+        # policy decided for.
+        held = [
+            AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
+            for row in locked
+        ]
+        return await conn.fetch(
+            query("jobs_apply_failure"),
+            *attempt_columns(held),
+            [row["status"] for row in locked],
+            [errors[(row["job_id"], row["attempt"])] for row in locked],
+            [d.retry_count for d in decisions],
+            [d.to_status.value for d in decisions],
+            [d.reason.value for d in decisions],
+            [d.not_before for d in decisions],
+            reason.value,
+            shard,
+        )
 
     async def jobs_release(self, attempts: Sequence[AttemptRef], reason: Reason) -> ReportOutcome:
         """ASSIGNED/RUNNING → PENDING without consuming a retry or counting an interruption
         (WORKER_SHUTDOWN, DELIVERY_FAILED)."""
         if not attempts:
             return ReportOutcome([], [])
-        rows = await self._pool.fetch(
-            query("jobs_release"), *attempt_columns(attempts), reason.value
-        )
+        rows: list[asyncpg.Record] = []
+        for shard, group in by_shard(attempts):  # one statement per shard (one, today)
+            rows += await self._pool.fetch(
+                query("jobs_release"), *attempt_columns(group), reason.value, shard
+            )
         return ReportOutcome(await self._results(attempts, rows, reason), report_transitions(rows))
 
     async def jobs_interrupt(
@@ -516,9 +585,11 @@ class PgJobStore(CancelOperations):
         missed = [a for a in attempts if (a.job_id, a.attempt) not in applied]
         duplicates: set[tuple[UUID, int]] = set()
         if missed:
-            earlier = await self._pool.fetch(
-                query("jobs_attempt_outcomes"), *attempt_columns(missed)
-            )
+            earlier: list[asyncpg.Record] = []
+            for shard, group in by_shard(missed):
+                earlier += await self._pool.fetch(
+                    query("jobs_attempt_outcomes"), *attempt_columns(group), shard
+                )
             duplicates = {
                 (r["job_id"], r["attempt"])
                 for r in earlier

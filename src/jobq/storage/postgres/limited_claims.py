@@ -27,11 +27,14 @@ async def claim_limited(
     *,
     incarnation: UUID,
     settings_in_session: bool,
+    shard: int,
 ) -> LimitedClaim:
     """Claim up to `want` jobs of `queue` for the worker within the queue's limits; nothing
     when it is paused, unknown, or at its limits (then `retry_at` says when a rate frees a
     start, if one will). `settings_in_session`: the pool's sessions already have the claim
-    settings (the claim pool); otherwise they are set for this transaction."""
+    settings (the claim pool); otherwise they are set for this transaction. The counts,
+    candidates and claims are those of `shard` (V25): the queue's own while there is one shard
+    (docs/scaling.md, F10: a limited queue's jobs on one home shard)."""
     if want <= 0:
         return LimitedClaim([])
     async with pool.acquire() as conn, conn.transaction():
@@ -50,6 +53,7 @@ async def claim_limited(
                 limits.rate.period_ms if limits.rate else None,
                 limits.key_rate.period_ms if limits.key_rate else None,
                 worker_id,
+                shard,
             )
         )
         allowed = budget(limits, state, want)
@@ -68,6 +72,7 @@ async def claim_limited(
                 state.at,
                 sorted(allowed.full_keys),
                 scan_limit(want),
+                shard,
             )
         ]
         chosen = choose(limits, state, candidates, allowed.total)
@@ -82,7 +87,9 @@ async def claim_limited(
             rated,
             queue,
             _longest_period_ms(limits),
+            shard,
         )
+
         assignments = [
             Assignment(
                 job_from_row(r),

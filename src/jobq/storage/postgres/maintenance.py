@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from jobq.domain.records import AttemptRef, Transition
+from jobq.domain.shards import served_shards
 from jobq.domain.states import JobStatus, Reason
 from jobq.storage.postgres.claims import interrupt_claims
 from jobq.storage.postgres.rows import transition_from_row
@@ -36,8 +37,15 @@ class PgMaintenanceStore:
         for). Their jobs are rescued separately, through the JobStore's fenced interruption
         path (JobStore.jobs_interrupt)."""
         _check_limit(limit)
-        rows = await self._pool.fetch(query("workers_mark_lost"), float(timeout_s), now, limit)
-        return [row["worker_id"] for row in rows]
+        lost: list[UUID] = []
+        for shard in served_shards():  # each shard's workers (V25), within the one limit
+            if len(lost) >= limit:
+                break
+            rows = await self._pool.fetch(
+                query("workers_mark_lost"), float(timeout_s), now, limit - len(lost), shard
+            )
+            lost.extend(row["worker_id"] for row in rows)
+        return lost
 
     async def jobs_held_by_offline_workers(
         self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
@@ -48,13 +56,22 @@ class PgMaintenanceStore:
         Workers that deregistered recently are not included (their heartbeat is fresh): the
         Deregister RPC releases their jobs without counting an interruption."""
         _check_limit(limit)
-        rows = await self._pool.fetch(
-            query("jobs_held_by_offline_workers"), float(timeout_s), now, limit
-        )
-        return [
-            AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
-            for row in rows
-        ]
+        held: list[AttemptRef] = []
+        for shard in served_shards():  # each shard's claims (V25), within the one limit
+            if len(held) >= limit:
+                break
+            rows = await self._pool.fetch(
+                query("jobs_held_by_offline_workers"),
+                float(timeout_s),
+                now,
+                limit - len(held),
+                shard,
+            )
+            held.extend(
+                AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
+                for row in rows
+            )
+        return held
 
     async def jobs_expire_assignments(
         self, timeout_s: float, now: datetime | None = None, limit: int = DEFAULT_BATCH_LIMIT
@@ -66,11 +83,21 @@ class PgMaintenanceStore:
         the job."""
         _check_limit(limit)
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(query("jobs_expired_assignments"), float(timeout_s), now, limit)
-            expired = [
-                AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
-                for row in rows
-            ]
+            expired: list[AttemptRef] = []
+            for shard in served_shards():  # each shard's (V25), within the one limit
+                if len(expired) >= limit:
+                    break
+                rows = await conn.fetch(
+                    query("jobs_expired_assignments"),
+                    float(timeout_s),
+                    now,
+                    limit - len(expired),
+                    shard,
+                )
+                expired.extend(
+                    AttemptRef(row["job_id"], row["attempt"], row["worker_id"], row["claim_id"])
+                    for row in rows
+                )
             return await interrupt_claims(
                 conn,
                 expired,
@@ -86,18 +113,30 @@ class PgMaintenanceStore:
         (TTL_EXPIRED, error 'TTL expired'); at most `limit` jobs. Queues without a TTL are
         never touched."""
         _check_limit(limit)
-        rows = await self._pool.fetch(query("jobs_expire_ttl"), now, limit)
-        return [transition_from_row(row) for row in rows]
+        expired: list[Transition] = []
+        for shard in served_shards():  # each shard's (V25), within the one limit
+            if len(expired) >= limit:
+                break
+            rows = await self._pool.fetch(
+                query("jobs_expire_ttl"), now, limit - len(expired), shard
+            )
+            expired.extend(transition_from_row(row) for row in rows)
+        return expired
 
     async def enqueued_jobs_take(self, limit: int = DEFAULT_BATCH_LIMIT) -> list[Transition]:
         """The SUBMITTED transitions of up to `limit` jobs written by transactional enqueues
         and not announced yet, taken out of enqueued_jobs (each by one caller, once)."""
         _check_limit(limit)
-        rows = await self._pool.fetch(query("enqueued_jobs_take"), limit)
-        return [
-            Transition.submitted(row["job_id"], row["queue_name"], row["created_at"])
-            for row in rows
-        ]
+        taken: list[Transition] = []
+        for shard in served_shards():  # each shard's (V25), within the one limit
+            if len(taken) >= limit:
+                break
+            rows = await self._pool.fetch(query("enqueued_jobs_take"), limit - len(taken), shard)
+            taken.extend(
+                Transition.submitted(row["job_id"], row["queue_name"], row["created_at"])
+                for row in rows
+            )
+        return taken
 
 
 def _check_limit(limit: int) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 
 from jobq.domain.errors import FailedPrecondition, WorkerNotFound, WorkerSuperseded
 from jobq.domain.records import Registration, Transition, Worker
+from jobq.domain.shards import shard_of
 from jobq.domain.states import JobStatus, Reason, WorkerStatus
 from jobq.storage.postgres.claims import held_by_worker, interrupt_claims, release_claims
 from jobq.storage.postgres.rows import worker_from_row
@@ -63,8 +64,10 @@ class PgWorkerStore:
                 concurrency,
                 list(queues),
                 incarnation,
+                shard_of(worker_id),  # its home shard (V25)
             )
             assert row is not None
+
             released: list[Transition] = []
             if restarted:
                 released = await interrupt_claims(

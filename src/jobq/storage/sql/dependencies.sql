@@ -35,7 +35,10 @@
 -- would fail them all); instead the caller takes every prerequisite of its batch here first,
 -- holding nothing yet, and on LockNotAvailable rolls back to a savepoint and tries again a
 -- few milliseconds later (a prerequisite is locked only while its own change commits).
-SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[])
+-- $2: the shard of every job of $1 (V25): the caller locks its prerequisites shard by shard, in
+-- shard order, so that two submits lock in one order.
+SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) AND shard = $2::smallint
+
 ORDER BY job_id
 FOR NO KEY UPDATE NOWAIT;
 
@@ -50,27 +53,30 @@ FOR NO KEY UPDATE NOWAIT;
 -- its concurrency key (V17); $14 its W3C trace context (V21).
 -- ON CONFLICT DO NOTHING (any arbiter: the job id or the idempotency key): a job that already
 -- holds the id or key is this submit made before; nothing is written and no row returned, and
--- the caller reads the holder.
+-- the caller reads the holder. $15: the job's shard (V25), which its edges carry too. Its
+-- prerequisites' has_dependants are set where they are, on their own shards (one statement
+-- over several shards when they differ: docs/scaling.md, "job_insert_dependent").
 WITH written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
                            idempotency_key, correlation_id, status, completed_at, error_message,
-                           concurrency_key, trace_context)
+                           concurrency_key, trace_context, shard)
     SELECT $1::uuid, $2::text, $3::bytea, $4::smallint, COALESCE($5::smallint, q.max_retries),
            $6::timestamptz, $7::text, $8::text, $9::job_status,
            CASE WHEN $9::job_status = 'DEAD_LETTERED' THEN now() END, $11::text, $13::text,
-           $14::text
+           $14::text, $15::smallint
     FROM (SELECT $2::text AS name) n LEFT JOIN queues q ON q.name = n.name
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.created_at, j.status
 ), edges AS (
-    INSERT INTO job_dependencies (job_id, depends_on)
-    SELECT w.job_id, d.depends_on FROM written w, unnest($10::uuid[]) AS d(depends_on)
+    INSERT INTO job_dependencies (job_id, depends_on, shard)
+    SELECT w.job_id, d.depends_on, $15::smallint FROM written w, unnest($10::uuid[]) AS d(depends_on)
 ), flagged AS (
     UPDATE jobs p SET has_dependants = true
     WHERE p.job_id = ANY($10::uuid[]) AND NOT p.has_dependants AND EXISTS (SELECT FROM written)
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, reason, detail, occurred_at)
-    SELECT w.job_id, e.from_status, e.to_status, e.reason, e.detail, w.created_at
+    INSERT INTO job_events (job_id, from_status, to_status, reason, detail, occurred_at, shard)
+    SELECT w.job_id, e.from_status, e.to_status, e.reason, e.detail, w.created_at, $15::smallint
+
     FROM written w
     CROSS JOIN LATERAL (VALUES
         (1, NULL::job_status,
@@ -108,14 +114,17 @@ WHERE CASE WHEN $2::text IS NULL THEN job_id = $1::uuid ELSE idempotency_key = $
 -- by the same completions, cannot deadlock) and moved only if still WAITING (a CancelJob in
 -- between wins). A RetryJob of a dead-lettered prerequisite racing this still dead-letters the
 -- dependant (documented: a retry revives no dependant).
+-- $3: the shard resolved (V25): the dependants of that shard, their edges, events and moves
+-- (the caller resolves each shard it serves). Their prerequisites' statuses are read where
+-- they are, on their own shards (p below; docs/scaling.md, "dependants_resolve").
 WITH candidates AS MATERIALIZED (
     SELECT DISTINCT d.job_id
-    FROM job_dependencies d JOIN jobs w ON w.job_id = d.job_id
-    WHERE d.depends_on = ANY($1::uuid[]) AND w.status = 'WAITING'
+    FROM job_dependencies d JOIN jobs w ON w.shard = d.shard AND w.job_id = d.job_id
+    WHERE d.shard = $3::smallint AND d.depends_on = ANY($1::uuid[]) AND w.status = 'WAITING'
     UNION
     -- the WAITING jobs, from waiting_jobs (V22); the status is checked below, on jobs
     SELECT w.job_id FROM waiting_jobs w
-    WHERE $1::uuid[] IS NULL
+    WHERE $1::uuid[] IS NULL AND w.shard = $3::smallint
 ), decided AS MATERIALIZED (
     SELECT c.job_id,
            bool_and(p.status IS NOT DISTINCT FROM 'DONE') AS all_done,
@@ -123,7 +132,7 @@ WITH candidates AS MATERIALIZED (
                FILTER (WHERE p.status IS NULL OR p.status = 'DEAD_LETTERED'))[1] AS failed,
            bool_or(p.status IS NULL) AS gone
     FROM candidates c
-    JOIN job_dependencies d ON d.job_id = c.job_id
+    JOIN job_dependencies d ON d.job_id = c.job_id AND d.shard = $3::smallint
     LEFT JOIN jobs p ON p.job_id = d.depends_on
     GROUP BY c.job_id
     HAVING bool_and(p.status IS NOT DISTINCT FROM 'DONE')
@@ -133,7 +142,7 @@ WITH candidates AS MATERIALIZED (
 ), locked AS MATERIALIZED (
     SELECT j.job_id, d.failed, d.gone
     FROM jobs j JOIN decided d ON d.job_id = j.job_id
-    WHERE j.status = 'WAITING'
+    WHERE j.shard = $3::smallint AND j.status = 'WAITING'
     ORDER BY j.job_id
     FOR UPDATE OF j
 ), moved AS (
@@ -145,15 +154,16 @@ WITH candidates AS MATERIALIZED (
             ELSE format('dependency %s was dead-lettered', l.failed) END,
         updated_at = now()
     FROM locked l
-    WHERE j.job_id = l.job_id AND j.status = 'WAITING'
+    WHERE j.job_id = l.job_id AND j.status = 'WAITING' AND j.shard = $3::smallint
     RETURNING j.job_id, j.attempt, NULL::uuid AS worker_id, j.queue_name, j.created_at,
               j.started_at, 'WAITING'::job_status AS from_status, j.status AS to_status,
               CASE WHEN l.failed IS NULL THEN 'DEPENDENCIES_MET' ELSE 'DEPENDENCY_FAILED' END
                   AS reason,
               j.error_message, statement_timestamp() AS occurred_at, j.has_dependants
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, reason, detail, attempt)
-    SELECT job_id, from_status, to_status, reason, error_message, attempt FROM moved
+    INSERT INTO job_events (job_id, from_status, to_status, reason, detail, attempt, shard)
+    SELECT job_id, from_status, to_status, reason, error_message, attempt, $3::smallint FROM moved
+
 )
 SELECT m.*
 FROM moved m,

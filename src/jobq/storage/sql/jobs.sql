@@ -56,6 +56,8 @@
 -- the outbox insert, and the write itself announces them. $10 holds each job's correlation id
 -- (NULL: none), which Kafka events carry in their headers (V15). $11 holds each job's
 -- concurrency key (NULL: none; V17). $12 holds each job's W3C trace context (NULL: none; V21).
+-- $13 is the batch's shard (V25): every job of the batch is of that shard (the caller splits a
+-- batch by shard, jobq.domain.shards), and so are its events and outbox rows.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
@@ -64,9 +66,11 @@ WITH input AS (
              correlation_id, concurrency_key, trace_context)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           idempotency_key, correlation_id, concurrency_key, trace_context)
+                           idempotency_key, correlation_id, concurrency_key, trace_context,
+                           shard)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.idempotency_key, i.correlation_id, i.concurrency_key, i.trace_context
+           i.not_before, i.idempotency_key, i.correlation_id, i.concurrency_key, i.trace_context,
+           $13::smallint
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.idempotency_key
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL
@@ -76,11 +80,11 @@ WITH input AS (
     SELECT w.job_id, w.created_at, NULL::text AS held_key
     FROM written w WHERE w.job_id IN (SELECT job_id FROM input)
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
-    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
+    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at, shard)
+    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at, $13::smallint FROM inserted
 ), outbox AS (
-    INSERT INTO enqueued_jobs (job_id)
-    SELECT job_id FROM inserted WHERE $9::boolean
+    INSERT INTO enqueued_jobs (job_id, shard)
+    SELECT job_id, $13::smallint FROM inserted WHERE $9::boolean
 )
 -- The notification (delivered at commit) wakes the dispatchers of the other replicas; the
 -- one-row sub-select runs pg_notify once per statement, not once per job, and only when asked
@@ -110,7 +114,8 @@ FROM written w WHERE w.job_id NOT IN (SELECT job_id FROM input);
 -- same now(), and a race test saw both call one job theirs. Only rows inserted here get a
 -- SUBMITTED event. Rows are inserted in id order, for the reason keys are in jobs_insert. The
 -- caller sends each id once. $1..$6 as jobs_insert, $7 and $8 as its $8 and $9 (no keys), $9
--- as its $10, $10 as its $11, $11 as its $12; returns (job_id, created_at, existing) for every job sent.
+-- as its $10, $10 as its $11, $11 as its $12, $12 as its $13 (the batch's shard); returns
+-- (job_id, created_at, existing) for every job sent.
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::smallint[], $5::smallint[],
@@ -119,9 +124,9 @@ WITH input AS (
              concurrency_key, trace_context)
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
-                           correlation_id, concurrency_key, trace_context)
+                           correlation_id, concurrency_key, trace_context, shard)
     SELECT i.job_id, i.queue_name, i.payload, i.priority, COALESCE(i.max_retries, q.max_retries),
-           i.not_before, i.correlation_id, i.concurrency_key, i.trace_context
+           i.not_before, i.correlation_id, i.concurrency_key, i.trace_context, $12::smallint
     FROM input i LEFT JOIN queues q ON q.name = i.queue_name
     ORDER BY i.job_id
     ON CONFLICT (job_id) DO UPDATE SET job_id = j.job_id
@@ -129,11 +134,11 @@ WITH input AS (
 ), inserted AS MATERIALIZED (
     SELECT job_id, created_at FROM written WHERE fresh
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
-    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM inserted
+    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at, shard)
+    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at, $12::smallint FROM inserted
 ), outbox AS (
-    INSERT INTO enqueued_jobs (job_id)
-    SELECT job_id FROM inserted WHERE $8::boolean
+    INSERT INTO enqueued_jobs (job_id, shard)
+    SELECT job_id, $12::smallint FROM inserted WHERE $8::boolean
 )
 SELECT w.job_id, w.created_at, NOT w.fresh AS existing
 FROM written w,
@@ -185,8 +190,8 @@ WITH updated AS (
     WHERE j.job_id = old.job_id AND old.status IN ('FAILED', 'DEAD_LETTERED')
     RETURNING j.*, old.status AS from_status
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, reason, attempt)
-    SELECT job_id, from_status, 'PENDING', 'MANUAL_RETRY', attempt FROM updated
+    INSERT INTO job_events (job_id, from_status, to_status, reason, attempt, shard)
+    SELECT job_id, from_status, 'PENDING', 'MANUAL_RETRY', attempt, shard FROM updated
 )
 SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, attempt, worker_id,
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
@@ -222,8 +227,9 @@ FROM updated;
 -- ON CONFLICT DO NOTHING: a job id or idempotency key already taken inserts nothing and
 -- returns no row; the caller then submits the job through jobs_insert or jobs_insert_by_id,
 -- which say what holds it. $1 id, $2 queue, $3 payload, $4 priority, $5 max_retries (NULL: the
--- queue's), $6 idempotency key, $7 correlation id, $10 concurrency key, $11 trace context (V21). An unknown queue breaks max_retries' NOT
--- NULL (or the queue's foreign key), as in jobs_insert.
+-- queue's), $6 idempotency key, $7 correlation id, $10 concurrency key, $11 trace context (V21),
+-- $12 the job's shard (V25). An unknown queue breaks max_retries' NOT NULL (or the queue's
+-- foreign key), as in jobs_insert.
 WITH holder AS MATERIALIZED (
     SELECT w.worker_id
     FROM workers w
@@ -232,7 +238,7 @@ WITH holder AS MATERIALIZED (
 ), verdict AS MATERIALIZED (
     SELECT EXISTS (SELECT 1 FROM holder)
            AND (SELECT r.job_id FROM ready_jobs r
-                WHERE r.shard = 0 AND r.queue_name = $2
+                WHERE r.shard = $12::smallint AND r.queue_name = $2
                 ORDER BY r.priority DESC, r.created_at, r.job_id
                 LIMIT 1) IS NULL
            AND NOT COALESCE((SELECT q.flow_limited FROM queues q WHERE q.name = $2), true)
@@ -240,7 +246,7 @@ WITH holder AS MATERIALIZED (
 ), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, idempotency_key,
                            correlation_id, status, worker_id, attempt, claim_id, assigned_at,
-                           updated_at, concurrency_key, trace_context)
+                           updated_at, concurrency_key, trace_context, shard)
     SELECT $1, $2, $3, $4, COALESCE($5::smallint, q.max_retries), $6, $7,
            CASE WHEN v.assign THEN 'ASSIGNED' ELSE 'PENDING' END::job_status,
            CASE WHEN v.assign THEN $8::uuid END,
@@ -248,7 +254,7 @@ WITH holder AS MATERIALIZED (
            CASE WHEN v.assign THEN gen_random_uuid() END,
            CASE WHEN v.assign THEN now() END,
            CASE WHEN v.assign THEN statement_timestamp() ELSE now() END,
-           $10::text, $11::text
+           $10::text, $11::text, $12::smallint
     FROM verdict v LEFT JOIN queues q ON q.name = $2
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
@@ -257,14 +263,15 @@ WITH holder AS MATERIALIZED (
               j.claim_id, j.trace_context
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id,
-                            occurred_at)
+                            occurred_at, shard)
     SELECT job_id, NULL::job_status, 'PENDING'::job_status, NULL::uuid, 'SUBMITTED', NULL::integer,
-           NULL::uuid, created_at
+           NULL::uuid, created_at, $12::smallint
     FROM written
     UNION ALL
     SELECT job_id, 'PENDING'::job_status, 'ASSIGNED'::job_status, worker_id, 'ASSIGNED', attempt,
-           claim_id, updated_at
+           claim_id, updated_at, $12::smallint
     FROM written WHERE status = 'ASSIGNED'
+
 )
 SELECT w.*, q.ttl_seconds
 FROM written w JOIN queues q ON q.name = w.queue_name;
@@ -330,6 +337,10 @@ FROM written w JOIN queues q ON q.name = w.queue_name;
 -- better of the two heads). A suspect locked but not chosen is free again at commit, as the
 -- surplus of a multi-queue claim is. The held check assumes a worker's claims do not run
 -- concurrently (one stream, claimed for by one dispatcher); two at once could each take one.
+-- Shard (V25): $5 is the shard claimed from; every table but workers is read and written on
+-- that shard only (the caller claims from the shards it serves, one statement each). The
+-- holder's workers row lives on the worker's home shard: the fence moves to a per-shard row
+-- before jobq runs on several nodes (docs/scaling.md, F7).
 WITH holder AS MATERIALIZED (
     SELECT w.worker_id
     FROM workers w
@@ -342,7 +353,7 @@ WITH holder AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT r.job_id, r.priority, r.created_at
         FROM ready_jobs r
-        WHERE r.shard = 0
+        WHERE r.shard = $5::smallint
           AND r.queue_name = q.name
           AND NOT r.suspect  -- not a suspect (interrupted twice or more, see above)
           AND (r.not_before IS NULL OR r.not_before <= now())
@@ -360,14 +371,14 @@ WITH holder AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT r.job_id, r.priority, r.created_at
         FROM ready_jobs r
-        WHERE r.shard = 0
+        WHERE r.shard = $5::smallint
           AND r.queue_name = q.name
           AND r.suspect  -- the predicate of ready_jobs_suspect_idx
           AND (r.not_before IS NULL OR r.not_before <= now())
           AND EXISTS (SELECT 1 FROM holder)
           AND NOT EXISTS (
               SELECT 1 FROM held_jobs h
-              WHERE h.shard = 0 AND h.worker_id = $1
+              WHERE h.shard = $5::smallint AND h.worker_id = $1
                 AND h.suspect)  -- the predicate of held_jobs_suspect_idx
         ORDER BY r.priority DESC, r.created_at, r.job_id
         LIMIT 1
@@ -385,20 +396,25 @@ WITH holder AS MATERIALIZED (
     -- for while this statement holds ready rows (see above)
     SELECT j.job_id
     FROM jobs j
-    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen)) AND j.status = 'PENDING'
+    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen)) AND j.shard = $5::smallint
+      AND j.status = 'PENDING'
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE jobs j
     SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1,
         claim_id = gen_random_uuid(), assigned_at = now(), updated_at = statement_timestamp()
-    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM got)) AND j.status = 'PENDING'
+    WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM got)) AND j.shard = $5::smallint
+      AND j.status = 'PENDING'
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
               j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
               j.claim_id, j.trace_context
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
-    SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt, claim_id FROM claimed
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id,
+                            shard)
+    SELECT job_id, 'PENDING', 'ASSIGNED', worker_id, 'ASSIGNED', attempt, claim_id,
+           $5::smallint
+    FROM claimed
 ), announced AS (
     -- A claimed job that a transactional enqueue wrote and no server announced yet (V14): the
     -- claim takes it out of enqueued_jobs, and `unannounced` tells the caller to publish its
@@ -406,36 +422,41 @@ WITH holder AS MATERIALIZED (
     -- for its commit and then finds the row gone (that server published SUBMITTED first). The
     -- table is empty as a rule, so this is one probe of an empty index per claim.
     DELETE FROM enqueued_jobs e
-    WHERE e.job_id = ANY(ARRAY(SELECT job_id FROM claimed))
+    WHERE e.job_id = ANY(ARRAY(SELECT job_id FROM claimed)) AND e.shard = $5::smallint
     RETURNING e.job_id
 )
 SELECT c.*, q.ttl_seconds, c.job_id IN (SELECT job_id FROM announced) AS unannounced
+
 FROM claimed c JOIN queues q ON q.name = c.queue_name
 ORDER BY c.priority DESC, c.created_at, c.job_id;
 
 -- name: jobs_start
 -- Start acknowledgements: ASSIGNED → RUNNING for the claims (ids $1, attempts $2, workers $3,
 -- claim ids $4) that are still current and held by the presenting worker. Anything else is
--- left alone (stale or duplicate); the caller tells those apart.
+-- left alone (stale or duplicate); the caller tells those apart. $5: the shard of every job
+-- of the batch (the caller splits a batch by shard; V25).
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
         AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
-    WHERE j.job_id = ANY($1::uuid[])
+    WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $5::smallint
     FOR UPDATE OF j
 ), started AS (
     UPDATE jobs j
     SET status = 'RUNNING', started_at = now(), updated_at = now()
     FROM old o
-    WHERE j.job_id = o.job_id AND o.status = 'ASSIGNED'
+    WHERE j.job_id = o.job_id AND o.status = 'ASSIGNED' AND j.shard = $5::smallint
     RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, 'ASSIGNED'::job_status AS from_status, j.status AS to_status,
               'STARTED' AS reason, statement_timestamp() AS occurred_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
-    SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id FROM started
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id,
+                            shard)
+    SELECT job_id, from_status, to_status, worker_id, reason, attempt, claim_id, $5::smallint
+    FROM started
+
 )
 SELECT * FROM started;
 
@@ -445,14 +466,14 @@ SELECT * FROM started;
 -- before any start acknowledgement (a worker folds the acknowledgement of a job that finished
 -- within its reporting window into the result: one row update instead of two). The sub-select
 -- locks the rows and yields each one's status before the update; both transitions get their
--- event, the start first.
+-- event, the start first. $6: the shard of every job of the batch (V25).
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status AS from_status, r.result
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[], $5::bytea[])
         AS r(job_id, attempt, worker_id, claim_id, result)
     JOIN jobs j ON j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
                AND j.claim_id = r.claim_id
-    WHERE j.job_id = ANY($1::uuid[])
+    WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $6::smallint
     FOR UPDATE OF j
 ), done AS (
     UPDATE jobs j
@@ -460,13 +481,16 @@ WITH old AS MATERIALIZED (
         updated_at = now(),
         started_at = CASE WHEN o.from_status = 'ASSIGNED' THEN now() ELSE j.started_at END
     FROM old o
-    WHERE j.job_id = o.job_id AND o.from_status IN ('ASSIGNED', 'RUNNING')
+    WHERE j.job_id = o.job_id AND o.from_status IN ('ASSIGNED', 'RUNNING') AND j.shard = $6::smallint
     RETURNING j.job_id, j.attempt, j.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, o.from_status, j.status AS to_status, 'COMPLETED' AS reason,
               statement_timestamp() AS occurred_at, j.has_dependants
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id)
-    SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt, d.claim_id
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, attempt, claim_id,
+                            shard)
+    SELECT d.job_id, e.from_status, e.to_status, d.worker_id, e.reason, d.attempt, d.claim_id,
+           $6::smallint
+
     FROM done d
     CROSS JOIN LATERAL (VALUES
         (1, 'ASSIGNED'::job_status, 'RUNNING'::job_status, 'STARTED'),
@@ -480,7 +504,7 @@ SELECT * FROM done;
 -- name: jobs_lock_for_failure
 -- Lock the current claims (ids $1, attempts $2, workers $3, claim ids $4) in one of the
 -- statuses $5, so the retry policy can decide each job's next state before jobs_apply_failure
--- writes it.
+-- writes it. $6: the shard of every job of the batch (V25).
 WITH locked AS MATERIALIZED (
     SELECT j.job_id, j.attempt, j.worker_id, j.claim_id, j.status, j.retry_count, j.max_retries,
            j.cancel_requested_at
@@ -488,8 +512,9 @@ WITH locked AS MATERIALIZED (
         AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
-    WHERE j.job_id = ANY($1::uuid[])
+    WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $6::smallint
     ORDER BY j.job_id
+
     FOR UPDATE OF j
 )
 SELECT * FROM locked WHERE status = ANY($5::job_status[]) ORDER BY job_id;
@@ -506,7 +531,8 @@ SELECT * FROM locked WHERE status = ANY($5::job_status[]) ORDER BY job_id;
 -- alone can never move a job that is no longer in the state the policy decided for (another
 -- claim, another status). Rows that fail it are left alone and yield nothing.
 -- The guard compares each row with its own input (no constant status), so no partial index
--- applies and every job is found by primary key, as in jobs_lock_for_failure.
+-- applies and every job is found by primary key, as in jobs_lock_for_failure. $12: the shard
+-- of every job of the batch (V25).
 WITH input AS (
     SELECT *
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[], $5::job_status[],
@@ -530,14 +556,15 @@ WITH input AS (
                                    ELSE j.progress_updated_at END
     FROM input i
     WHERE j.job_id = i.job_id AND j.attempt = i.attempt AND j.worker_id = i.worker_id
-      AND j.claim_id = i.claim_id AND j.status = i.from_status
+      AND j.claim_id = i.claim_id AND j.status = i.from_status AND j.shard = $12::smallint
     RETURNING j.job_id, j.attempt, j.claim_id, j.queue_name, j.created_at, j.started_at,
               j.has_dependants
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
-                            claim_id)
+                            claim_id, shard)
     SELECT e.job_id, e.from_status, e.to_status, i.worker_id, e.reason, e.detail, u.attempt,
-           u.claim_id
+           u.claim_id, $12::smallint
+
     FROM input i
     JOIN updated u ON u.job_id = i.job_id
     CROSS JOIN LATERAL (VALUES
@@ -556,14 +583,15 @@ FROM updated u JOIN input i ON i.job_id = u.job_id;
 -- orderly shutdown; DELIVERY_FAILED: the stream write failed, the worker never had the job):
 -- ASSIGNED/RUNNING → PENDING for current claims (ids $1, attempts $2, workers $3, claim ids
 -- $4), reason $5. A job whose cancel was requested (V18) is not given back: it ends
--- DEAD_LETTERED (CANCELLED), the release's reason as the event's detail.
+-- DEAD_LETTERED (CANCELLED), the release's reason as the event's detail. $6: the shard of
+-- every job of the batch (V25).
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status, j.worker_id, j.cancel_requested_at IS NOT NULL AS cancel
     FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
         AS a(job_id, attempt, worker_id, claim_id)
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
-    WHERE j.job_id = ANY($1::uuid[])
+    WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $6::smallint
     FOR UPDATE OF j
 ), released AS (
     UPDATE jobs j
@@ -577,16 +605,17 @@ WITH old AS MATERIALIZED (
         progress_message = CASE WHEN old.cancel THEN j.progress_message END,
         progress_updated_at = CASE WHEN old.cancel THEN j.progress_updated_at END
     FROM old
-    WHERE j.job_id = old.job_id AND old.status IN ('ASSIGNED', 'RUNNING')
+    WHERE j.job_id = old.job_id AND old.status IN ('ASSIGNED', 'RUNNING') AND j.shard = $6::smallint
     RETURNING j.job_id, j.attempt, old.worker_id, j.claim_id, j.queue_name, j.created_at,
               j.started_at, old.status AS from_status, j.status AS to_status,
               CASE WHEN old.cancel THEN 'CANCELLED' ELSE $5::text END AS reason,
               statement_timestamp() AS occurred_at
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
-                            claim_id)
+                            claim_id, shard)
     SELECT job_id, from_status, to_status, worker_id, reason,
-           CASE WHEN reason = 'CANCELLED' THEN $5::text END, attempt, claim_id
+           CASE WHEN reason = 'CANCELLED' THEN $5::text END, attempt, claim_id, $6::smallint
+
     FROM released
 )
 SELECT * FROM released;
@@ -605,7 +634,8 @@ SELECT * FROM released;
 -- the limit, so a job's history explains its POISON. Callers are the server's own monitors and
 -- the registration of a restarted worker, which read the tokens from the rows.
 -- Rows are found by primary key and locked in the MATERIALIZED sub-select as in the reports
--- above; FOR UPDATE OF j locks no queue row (deleting a queue takes its row lock).
+-- above; FOR UPDATE OF j locks no queue row (deleting a queue takes its row lock). $8: the
+-- shard of every job of the batch (V25).
 WITH old AS MATERIALIZED (
     SELECT j.job_id, j.status, j.worker_id, j.claim_id, j.interruptions + 1 AS interruptions,
            q.max_interruptions, j.cancel_requested_at IS NOT NULL AS cancel, j.cancelled_by
@@ -614,7 +644,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
     JOIN queues q ON q.name = j.queue_name
-    WHERE j.job_id = ANY($1::uuid[])
+    WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $8::smallint
     ORDER BY j.job_id
     FOR UPDATE OF j
 ), decided AS (
@@ -641,7 +671,7 @@ WITH old AS MATERIALIZED (
         progress_message = CASE WHEN d.poison OR d.cancel THEN j.progress_message END,
         progress_updated_at = CASE WHEN d.poison OR d.cancel THEN j.progress_updated_at END
     FROM decided d
-    WHERE j.job_id = d.job_id
+    WHERE j.job_id = d.job_id AND j.shard = $8::smallint
     RETURNING j.job_id, j.attempt, d.worker_id, d.claim_id, j.queue_name, j.created_at,
               j.started_at, d.status AS from_status, j.status AS to_status,
               CASE WHEN d.cancel THEN 'CANCELLED' WHEN d.poison THEN 'POISON'
@@ -650,9 +680,10 @@ WITH old AS MATERIALIZED (
               j.has_dependants
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
-                            claim_id)
+                            claim_id, shard)
     SELECT m.job_id, e.from_status, e.to_status, m.worker_id, e.reason, e.detail, m.attempt,
-           m.claim_id
+           m.claim_id, $8::smallint
+
     FROM moved m
     CROSS JOIN LATERAL (VALUES
         -- back to PENDING; or, for a poison job, RUNNING → FAILED (the interruption) or
@@ -690,7 +721,8 @@ SELECT * FROM moved;
 -- The reports a worker already made for claims (ids $1, attempts $2, workers $3, claim ids
 -- $4), with the job's current claim and holder: tells an idempotent duplicate (the same report
 -- of the same claim was applied before) from a stale report. The claim id is part of the
--- match: a report of a lost claim must not pass as a duplicate of the reissued claim's.
+-- match: a report of a lost claim must not pass as a duplicate of the reissued claim's. $5:
+-- the shard of every job asked about (V25); jobs is joined on (shard, job_id).
 SELECT e.job_id, e.attempt, e.reason, a.worker_id, j.attempt AS current_attempt,
        j.worker_id AS current_worker, j.claim_id = a.claim_id AS current_claim
 FROM job_events e
@@ -698,15 +730,19 @@ JOIN unnest($1::uuid[], $2::integer[], $3::uuid[], $4::uuid[])
     AS a(job_id, attempt, worker_id, claim_id)
     ON e.job_id = a.job_id AND e.attempt = a.attempt AND e.worker_id = a.worker_id
    AND e.claim_id = a.claim_id
-JOIN jobs j ON j.job_id = e.job_id
-WHERE e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN', 'CANCELLED');
+JOIN jobs j ON j.shard = e.shard AND j.job_id = e.job_id
+WHERE e.shard = $5::smallint
+  AND e.reason IN ('STARTED', 'COMPLETED', 'FAILED', 'WORKER_SHUTDOWN', 'CANCELLED');
+
 
 -- name: jobs_held_by_worker
 -- The current claims held by a worker (ASSIGNED or RUNNING): found through held_jobs (V22),
--- read from jobs, which is the truth.
+-- read from jobs, which is the truth. $2: the shard (V25; the caller asks each shard it
+-- serves); jobs is joined on (shard, job_id).
 SELECT j.job_id, j.attempt, j.claim_id, j.status
-FROM held_jobs h JOIN jobs j ON j.job_id = h.job_id
-WHERE h.shard = 0 AND h.worker_id = $1
+FROM held_jobs h JOIN jobs j ON j.shard = h.shard AND j.job_id = h.job_id
+WHERE h.shard = $2::smallint AND h.worker_id = $1
+
   AND j.worker_id = $1 AND j.status IN ('ASSIGNED', 'RUNNING');
 
 -- name: queues_existing

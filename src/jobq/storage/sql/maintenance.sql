@@ -16,10 +16,13 @@
 -- being handled, and one locked by a concurrent heartbeat is alive; either way this replica
 -- leaves it alone. A heartbeat that loses the race finds the worker OFFLINE and is refused
 -- (worker_heartbeat ignores OFFLINE workers), so a lost worker must register again.
+-- $4: the shard swept (V25): the workers whose home shard it is (the caller sweeps each shard
+-- it serves).
 WITH stale AS MATERIALIZED (
     SELECT worker_id
     FROM workers
-    WHERE status IN ('ONLINE', 'DRAINING')
+    WHERE shard = $4::smallint
+      AND status IN ('ONLINE', 'DRAINING')
       AND last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
     ORDER BY last_heartbeat, worker_id
     LIMIT $3
@@ -28,7 +31,8 @@ WITH stale AS MATERIALIZED (
 UPDATE workers w
 SET status = 'OFFLINE', updated_at = now()
 FROM stale s
-WHERE w.worker_id = s.worker_id
+WHERE w.worker_id = s.worker_id AND w.shard = $4::smallint
+
 RETURNING w.worker_id;
 
 -- name: jobs_held_by_offline_workers
@@ -45,16 +49,20 @@ RETURNING w.worker_id;
 -- storage/test_hot_path_plans.py). jobs decides: its status and worker are checked. The ids
 -- are handed over as `= ANY(ARRAY(...))`: as a join, the planner preferred a hash join over a
 -- sequential scan of the whole of jobs (seen on the plan test's table, 16,000 rows read).
+-- $4: the shard swept (V25). The workers rows are read by id, on their home shards: they move
+-- to the per-shard fence table before jobq runs on several nodes (docs/scaling.md, F7).
 SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
 FROM jobs j
 JOIN workers w ON w.worker_id = j.worker_id
 WHERE j.job_id = ANY (ARRAY(
         SELECT h.job_id
         FROM held_jobs h JOIN workers hw ON hw.worker_id = h.worker_id
-        WHERE h.shard = 0 AND hw.status = 'OFFLINE'
+        WHERE h.shard = $4::smallint AND hw.status = 'OFFLINE'
           AND hw.last_heartbeat
               < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
+  AND j.shard = $4::smallint
   AND j.status IN ('ASSIGNED', 'RUNNING')
+
   AND w.status = 'OFFLINE'
   AND w.last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
 ORDER BY j.job_id
@@ -75,15 +83,18 @@ LIMIT $3;
 -- the expired ones are then read by primary key and locked, and jobs decides (its status and
 -- assigned_at are checked again, also by the lock's re-check of a row changed meanwhile), the
 -- ids handed over as `= ANY(ARRAY(...))` for the reason given in jobs_held_by_offline_workers
--- (tests/integration/storage/test_hot_path_plans.py checks the plan).
+-- (tests/integration/storage/test_hot_path_plans.py checks the plan). $4: the shard swept
+-- (V25).
 SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
 FROM jobs j
 WHERE j.job_id = ANY (ARRAY(
         SELECT h.job_id FROM held_jobs h
-        WHERE h.shard = 0 AND h.status = 'ASSIGNED'
+        WHERE h.shard = $4::smallint AND h.status = 'ASSIGNED'
           AND h.assigned_at
               < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
+  AND j.shard = $4::smallint
   AND j.status = 'ASSIGNED'
+
   AND j.assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
 ORDER BY j.assigned_at, j.job_id
 LIMIT $3
@@ -108,6 +119,7 @@ FOR UPDATE SKIP LOCKED;
 -- orders ready_jobs by created_at alone. The ids are handed over as `= ANY(ARRAY(...))`: as
 -- a join, the planner preferred a hash join over a sequential scan of the whole of jobs (seen
 -- on test_hot_path_plans.py's table: 10,000 rows read on a run that expired nothing).
+-- $3: the shard swept (V25).
 WITH expired AS MATERIALIZED (
     SELECT j.job_id, q.ttl_seconds
     FROM jobs j
@@ -115,16 +127,19 @@ WITH expired AS MATERIALIZED (
     WHERE j.job_id = ANY (ARRAY(
             SELECT r.job_id
             FROM ready_jobs r JOIN queues rq ON rq.name = r.queue_name
-            WHERE r.shard = 0 AND rq.ttl_seconds IS NOT NULL
+            WHERE r.shard = $3::smallint AND rq.ttl_seconds IS NOT NULL
               AND r.created_at
                   < COALESCE($1::timestamptz, now()) - make_interval(secs => rq.ttl_seconds)
               -- not before a server announced it (V14): its SUBMITTED comes first, as for a
               -- claim
-              AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = r.job_id)
+              AND NOT EXISTS (SELECT FROM enqueued_jobs e
+                              WHERE e.job_id = r.job_id AND e.shard = r.shard)
             ORDER BY r.created_at, r.job_id
             LIMIT $2))
+      AND j.shard = $3::smallint
       AND j.status = 'PENDING'
-      AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = j.job_id)
+      AND NOT EXISTS (SELECT FROM enqueued_jobs e
+                      WHERE e.job_id = j.job_id AND e.shard = j.shard)
     ORDER BY j.created_at, j.job_id
     LIMIT $2
     FOR UPDATE OF j SKIP LOCKED
@@ -133,15 +148,17 @@ WITH expired AS MATERIALIZED (
     SET status = 'DEAD_LETTERED', error_message = 'TTL expired', completed_at = now(),
         updated_at = now()
     FROM expired e
-    WHERE j.job_id = e.job_id AND j.status = 'PENDING'
+    WHERE j.job_id = e.job_id AND j.status = 'PENDING' AND j.shard = $3::smallint
     RETURNING j.job_id, j.attempt, NULL::uuid AS worker_id, j.queue_name, j.created_at,
               j.started_at, 'PENDING'::job_status AS from_status, j.status AS to_status,
               'TTL_EXPIRED' AS reason, statement_timestamp() AS occurred_at, e.ttl_seconds,
               j.has_dependants
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt)
+    INSERT INTO job_events (job_id, from_status, to_status, worker_id, reason, detail, attempt,
+                            shard)
     SELECT job_id, from_status, to_status, worker_id, reason,
-           format('pending longer than the queue''s ttl of %s s', ttl_seconds), attempt
+           format('pending longer than the queue''s ttl of %s s', ttl_seconds), attempt, $3::smallint
+
     FROM dead
 )
 SELECT * FROM dead;
@@ -151,12 +168,18 @@ SELECT * FROM dead;
 -- of enqueued_jobs: the caller publishes their SUBMITTED transitions. A row is taken once:
 -- replicas taking at the same time skip each other's locked rows, as does a claim's DELETE
 -- of a row locked here wait for this commit and then find it gone. Oldest first, so a backlog
--- is announced in submit order.
+-- is announced in submit order. $2: the shard swept (V25; the caller takes from each shard it
+-- serves).
 WITH taken AS (
     DELETE FROM enqueued_jobs e
-    WHERE e.job_id IN (SELECT o.job_id FROM enqueued_jobs o LIMIT $1 FOR UPDATE SKIP LOCKED)
+    WHERE e.shard = $2::smallint
+      AND e.job_id IN (SELECT o.job_id FROM enqueued_jobs o
+                       WHERE o.shard = $2::smallint
+                       LIMIT $1 FOR UPDATE SKIP LOCKED)
     RETURNING e.job_id
 )
 SELECT j.job_id, j.queue_name, j.created_at
-FROM taken t JOIN jobs j ON j.job_id = t.job_id
+FROM taken t JOIN jobs j ON j.job_id = t.job_id AND j.shard = $2::smallint
+
+
 ORDER BY j.created_at, j.job_id;

@@ -14,10 +14,12 @@
 SELECT worker_id, status, incarnation FROM workers WHERE worker_id = $1 FOR UPDATE;
 
 -- name: worker_register
--- Register or re-register a worker: ONLINE, heartbeat now, incarnation $5.
+-- Register or re-register a worker: ONLINE, heartbeat now, incarnation $5, home shard $6 (V25:
+-- from its id, as a job's; the recovery monitor of that shard watches it).
 INSERT INTO workers (worker_id, hostname, status, concurrency, queues, last_heartbeat,
-                     registered_at, updated_at, active_job_count, incarnation)
-VALUES ($1, $2, 'ONLINE', $3, $4, now(), now(), now(), 0, $5)
+                     registered_at, updated_at, active_job_count, incarnation, shard)
+VALUES ($1, $2, 'ONLINE', $3, $4, now(), now(), now(), 0, $5, $6)
+
 ON CONFLICT (worker_id) DO UPDATE
 SET hostname = EXCLUDED.hostname, status = 'ONLINE', concurrency = EXCLUDED.concurrency,
     queues = EXCLUDED.queues, last_heartbeat = now(), registered_at = now(), updated_at = now(),
