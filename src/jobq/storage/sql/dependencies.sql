@@ -48,10 +48,15 @@ FOR NO KEY UPDATE NOWAIT;
 -- $1..$8: job_id, queue, payload, priority, max_retries, not_before, idempotency key,
 -- correlation id, as jobs_insert's columns; $12: notify the dispatchers (a PENDING job); $13
 -- its concurrency key (V17); $14 its W3C trace context (V21).
--- ON CONFLICT DO NOTHING (any arbiter: the job id or the idempotency key): a job that already
--- holds the id or key is this submit made before; nothing is written and no row returned, and
--- the caller reads the holder.
-WITH written AS (
+-- ON CONFLICT DO NOTHING (any arbiter: the job id, or the idempotency key claimed first in
+-- job_idempotency_keys, V24): a job that already holds the id or key is this submit made
+-- before; nothing is written and no row returned, and the caller reads the holder.
+WITH keyed AS MATERIALIZED (
+    INSERT INTO job_idempotency_keys (shard, idempotency_key, job_id, created_at)
+    SELECT 0, $7::text, $1::uuid, now() WHERE $7::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
                            idempotency_key, correlation_id, status, completed_at, error_message,
                            concurrency_key, trace_context)
@@ -60,6 +65,7 @@ WITH written AS (
            CASE WHEN $9::job_status = 'DEAD_LETTERED' THEN now() END, $11::text, $13::text,
            $14::text
     FROM (SELECT $2::text AS name) n LEFT JOIN queues q ON q.name = n.name
+    WHERE $7::text IS NULL OR EXISTS (SELECT FROM keyed)
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.created_at, j.status
 ), edges AS (
@@ -90,9 +96,12 @@ FROM written w,
 
 -- name: job_holder
 -- The job that holds the id $1 or, when $2 is not NULL, the idempotency key $2: what a
--- job_insert_dependent that inserted nothing collided with.
-SELECT job_id, created_at FROM jobs
-WHERE CASE WHEN $2::text IS NULL THEN job_id = $1::uuid ELSE idempotency_key = $2::text END;
+-- job_insert_dependent that inserted nothing collided with (a key's holder from
+-- job_idempotency_keys, V24, which carries its created_at).
+SELECT job_id, created_at FROM jobs WHERE $2::text IS NULL AND job_id = $1::uuid
+UNION ALL
+SELECT job_id, created_at FROM job_idempotency_keys
+WHERE $2::text IS NOT NULL AND shard = 0 AND idempotency_key = $2::text;
 
 -- name: dependants_resolve
 -- Resolve WAITING jobs, at most $2: those that wait for one of the jobs $1 (which ended), or,
