@@ -57,6 +57,16 @@ AS $$
                         / 1000.0)
 $$;
 
+-- The smallest and largest id of a batch (NULLs aside; NULL for none): the statements that
+-- find jobs by `job_id = ANY(ids)` also say `job_id BETWEEN jobq_ids_low(ids) AND
+-- jobq_ids_high(ids)`, which the executor can prune partitions by (see storage/sql/jobs.sql).
+CREATE FUNCTION jobq_ids_low(ids uuid[]) RETURNS uuid
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT x FROM unnest(ids) AS x WHERE x IS NOT NULL ORDER BY x LIMIT 1 $$;
+CREATE FUNCTION jobq_ids_high(ids uuid[]) RETURNS uuid
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT x FROM unnest(ids) AS x WHERE x IS NOT NULL ORDER BY x DESC LIMIT 1 $$;
+
 -- jobs_insert_by_id's mark of a job id that was already taken (its ON CONFLICT ... DO UPDATE
 -- passes the id through here; RETURNING then looks it up): RETURNING cannot read xmax, the
 -- mark it used before, from a partitioned table. Transaction-local; conflicts are rare

@@ -189,9 +189,12 @@ def scans_of(plan: Any) -> list[Plan]:
     found: list[Plan] = []
     if isinstance(plan, dict):
         relation = plan.get("Relation Name", "")
-        # job_events' partitions (V23) count as job_events, jobs' (V24) as jobs.
+        # job_events' partitions (V23) count as job_events, jobs' (V24) as jobs; a partition
+        # pruned when the Append first ran is never executed (0 loops) and reads nothing.
         ours = relation in TABLES or relation.startswith(("job_events_", "jobs_"))
-        if ours and "Scan" in plan.get("Node Type", ""):
+        pruned = relation.startswith("jobs_") and plan.get("Actual Loops", 1) == 0
+        executed = not pruned
+        if ours and executed and "Scan" in plan.get("Node Type", ""):
             found.append(plan)
         for value in plan.values():
             found += scans_of(value)

@@ -128,7 +128,7 @@ async def test_old_days_are_dropped_except_one_holding_a_live_job(pool: asyncpg.
     live = ids[1][1]
     await submit(pool, keyed, key="old-key")
     await submit(pool, live, key="live-key")
-    for n, day_ids in ids.items():
+    for day_ids in ids.values():
         for job_id in day_ids:
             if job_id not in (keyed, live):
                 await submit(pool, job_id)

@@ -79,6 +79,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
                AND j.claim_id = r.claim_id
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     FOR UPDATE OF j
 ), cancelled AS (
     UPDATE jobs j
@@ -123,6 +124,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = p.job_id AND j.attempt = p.attempt AND j.worker_id = p.worker_id
                AND j.claim_id = p.claim_id
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     ORDER BY j.job_id
     FOR UPDATE OF j
 )

@@ -36,6 +36,7 @@
 -- holding nothing yet, and on LockNotAvailable rolls back to a savepoint and tries again a
 -- few milliseconds later (a prerequisite is locked only while its own change commits).
 SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[])
+  AND job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
 ORDER BY job_id
 FOR NO KEY UPDATE NOWAIT;
 
@@ -74,6 +75,7 @@ WITH keyed AS MATERIALIZED (
 ), flagged AS (
     UPDATE jobs p SET has_dependants = true
     WHERE p.job_id = ANY($10::uuid[]) AND NOT p.has_dependants AND EXISTS (SELECT FROM written)
+      AND p.job_id BETWEEN jobq_ids_low($10::uuid[]) AND jobq_ids_high($10::uuid[])
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, reason, detail, occurred_at)
     SELECT w.job_id, e.from_status, e.to_status, e.reason, e.detail, w.created_at

@@ -26,6 +26,16 @@
 --  * with only the join to the reported ids, it preferred a hash join over a sequential scan of
 --    the whole table (20,000 rows read for 150 reports).
 -- tests/integration/storage/test_report_plans.py checks the plans.
+--
+-- jobs is partitioned by day of job_id (V24). `job_id = ANY($1)` with an array parameter cannot
+-- prune partitions in a generic plan (PostgreSQL prunes by an array only when it is a
+-- constant), so asyncpg's prepared statements would probe every day's primary key for every
+-- id. Each such statement also says `job_id BETWEEN jobq_ids_low(ids) AND jobq_ids_high(ids)`
+-- (the batch's smallest and largest id): a range over functions of parameters, which the
+-- executor prunes by at start-up, generic plan or not, to the days the batch spans (usually
+-- one). The claim's ids come from its own CTEs: pruned when the Append first runs.
+-- Measured (PostgreSQL 18, 39 partitions of 20,000 jobs, 100 ids, generic plan): 0.68 ms
+-- and every partition's index probed without the range, 0.32 ms and one partition with it.
 
 -- name: jobs_insert
 -- Insert a batch of jobs and their SUBMITTED events, except those whose idempotency key a job
@@ -406,12 +416,14 @@ WITH holder AS MATERIALIZED (
     SELECT j.job_id
     FROM jobs j
     WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM chosen)) AND j.status = 'PENDING'
+      AND j.job_id BETWEEN jobq_ids_low(ARRAY(SELECT job_id FROM chosen)) AND jobq_ids_high(ARRAY(SELECT job_id FROM chosen))
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE jobs j
     SET status = 'ASSIGNED', worker_id = $1, attempt = j.attempt + 1,
         claim_id = gen_random_uuid(), assigned_at = now(), updated_at = statement_timestamp()
     WHERE j.job_id = ANY(ARRAY(SELECT job_id FROM got)) AND j.status = 'PENDING'
+      AND j.job_id BETWEEN jobq_ids_low(ARRAY(SELECT job_id FROM got)) AND jobq_ids_high(ARRAY(SELECT job_id FROM got))
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,
               j.created_at, j.started_at, j.completed_at, j.updated_at, j.interruptions,
@@ -444,6 +456,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     FOR UPDATE OF j
 ), started AS (
     UPDATE jobs j
@@ -473,6 +486,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
                AND j.claim_id = r.claim_id
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     FOR UPDATE OF j
 ), done AS (
     UPDATE jobs j
@@ -509,6 +523,7 @@ WITH locked AS MATERIALIZED (
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     ORDER BY j.job_id
     FOR UPDATE OF j
 )
@@ -584,6 +599,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = a.job_id AND j.attempt = a.attempt AND j.worker_id = a.worker_id
                AND j.claim_id = a.claim_id
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     FOR UPDATE OF j
 ), released AS (
     UPDATE jobs j
@@ -635,6 +651,7 @@ WITH old AS MATERIALIZED (
                AND j.claim_id = a.claim_id
     JOIN queues q ON q.name = j.queue_name
     WHERE j.job_id = ANY($1::uuid[])
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     ORDER BY j.job_id
     FOR UPDATE OF j
 ), decided AS (

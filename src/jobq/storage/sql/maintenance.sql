@@ -45,15 +45,21 @@ RETURNING w.worker_id;
 -- storage/test_hot_path_plans.py). jobs decides: its status and worker are checked. The ids
 -- are handed over as `= ANY(ARRAY(...))`: as a join, the planner preferred a hash join over a
 -- sequential scan of the whole of jobs (seen on the plan test's table, 16,000 rows read).
-SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
-FROM jobs j
-JOIN workers w ON w.worker_id = j.worker_id
-WHERE j.job_id = ANY (ARRAY(
+-- The array is made once, in a CTE, so that the range of its ids (jobq_ids_low/high, V24) can
+-- prune jobs' day partitions when the scan of jobs starts (see storage/sql/jobs.sql).
+WITH held AS MATERIALIZED (
+    SELECT ARRAY(
         SELECT h.job_id
         FROM held_jobs h JOIN workers hw ON hw.worker_id = h.worker_id
         WHERE h.shard = 0 AND hw.status = 'OFFLINE'
           AND hw.last_heartbeat
-              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
+              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)) AS ids
+)
+SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
+FROM held, jobs j
+JOIN workers w ON w.worker_id = j.worker_id
+WHERE j.job_id = ANY (held.ids)
+  AND j.job_id BETWEEN jobq_ids_low(held.ids) AND jobq_ids_high(held.ids)
   AND j.status IN ('ASSIGNED', 'RUNNING')
   AND w.status = 'OFFLINE'
   AND w.last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
@@ -75,14 +81,19 @@ LIMIT $3;
 -- the expired ones are then read by primary key and locked, and jobs decides (its status and
 -- assigned_at are checked again, also by the lock's re-check of a row changed meanwhile), the
 -- ids handed over as `= ANY(ARRAY(...))` for the reason given in jobs_held_by_offline_workers
--- (tests/integration/storage/test_hot_path_plans.py checks the plan).
-SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
-FROM jobs j
-WHERE j.job_id = ANY (ARRAY(
+-- (tests/integration/storage/test_hot_path_plans.py checks the plan), made once in a CTE for
+-- the partition pruning of jobs_held_by_offline_workers.
+WITH held AS MATERIALIZED (
+    SELECT ARRAY(
         SELECT h.job_id FROM held_jobs h
         WHERE h.shard = 0 AND h.status = 'ASSIGNED'
           AND h.assigned_at
-              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
+              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)) AS ids
+)
+SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
+FROM held, jobs j
+WHERE j.job_id = ANY (held.ids)
+  AND j.job_id BETWEEN jobq_ids_low(held.ids) AND jobq_ids_high(held.ids)
   AND j.status = 'ASSIGNED'
   AND j.assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
 ORDER BY j.assigned_at, j.job_id
@@ -107,12 +118,10 @@ FOR UPDATE SKIP LOCKED;
 -- ready job of every TTL queue is read and sorted, the backlog and not the history: no index
 -- orders ready_jobs by created_at alone. The ids are handed over as `= ANY(ARRAY(...))`: as
 -- a join, the planner preferred a hash join over a sequential scan of the whole of jobs (seen
--- on test_hot_path_plans.py's table: 10,000 rows read on a run that expired nothing).
-WITH expired AS MATERIALIZED (
-    SELECT j.job_id, q.ttl_seconds
-    FROM jobs j
-    JOIN queues q ON q.name = j.queue_name
-    WHERE j.job_id = ANY (ARRAY(
+-- on test_hot_path_plans.py's table: 10,000 rows read on a run that expired nothing), made
+-- once in a CTE for the partition pruning of jobs_held_by_offline_workers.
+WITH candidates AS MATERIALIZED (
+    SELECT ARRAY(
             SELECT r.job_id
             FROM ready_jobs r JOIN queues rq ON rq.name = r.queue_name
             WHERE r.shard = 0 AND rq.ttl_seconds IS NOT NULL
@@ -122,7 +131,13 @@ WITH expired AS MATERIALIZED (
               -- claim
               AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = r.job_id)
             ORDER BY r.created_at, r.job_id
-            LIMIT $2))
+            LIMIT $2) AS ids
+), expired AS MATERIALIZED (
+    SELECT j.job_id, q.ttl_seconds
+    FROM candidates c, jobs j
+    JOIN queues q ON q.name = j.queue_name
+    WHERE j.job_id = ANY (c.ids)
+      AND j.job_id BETWEEN jobq_ids_low(c.ids) AND jobq_ids_high(c.ids)
       AND j.status = 'PENDING'
       AND NOT EXISTS (SELECT FROM enqueued_jobs e WHERE e.job_id = j.job_id)
     ORDER BY j.created_at, j.job_id
