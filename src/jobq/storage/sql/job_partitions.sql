@@ -68,6 +68,10 @@ ALTER TABLE {partition} ADD CONSTRAINT {constraint}
 -- DDL template: attach (SHARE UPDATE EXCLUSIVE on jobs: readers and writers of the other
 -- partitions go on; ACCESS EXCLUSIVE on the default partition, whose rows PostgreSQL scans
 -- once to check that none belongs to the new range). Builds the partition's primary key.
+-- The scan is of the whole default partition (the jobs from before V24): measured 0.22 s per
+-- million rows there, once per day made. A generic plan locks every partition of jobs, the
+-- default one included, so statements on jobs wait for that scan: the price of keeping the
+-- old jobs, until an operator deletes the finished ones from jobs_legacy.
 ALTER TABLE jobs ATTACH PARTITION {partition} FOR VALUES FROM ({lower}) TO ({upper});
 
 -- name: job_partition_uncheck
