@@ -188,3 +188,68 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- The idempotency keys' and schedule ticks' tables (V24) carry the shard of their job: the
+-- statements that claim a key or a tick write it, and the trigger that claims them for every
+-- other writer (an application's own INSERT) takes the job row's. As V24's otherwise.
+CREATE OR REPLACE FUNCTION jobq_job_keys_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+DECLARE
+    keyed boolean;
+    ticked boolean;
+BEGIN
+    SELECT bool_or(idempotency_key IS NOT NULL),
+           bool_or(schedule_name IS NOT NULL AND schedule_tick IS NOT NULL)
+    INTO keyed, ticked
+    FROM new_rows;
+    IF keyed THEN
+        INSERT INTO job_idempotency_keys (shard, idempotency_key, job_id, created_at)
+        SELECT shard, idempotency_key, job_id, created_at FROM new_rows
+        WHERE idempotency_key IS NOT NULL
+        ORDER BY idempotency_key
+        ON CONFLICT DO NOTHING;
+        IF EXISTS (SELECT 1 FROM new_rows n
+                   JOIN job_idempotency_keys k
+                     ON k.shard = n.shard AND k.idempotency_key = n.idempotency_key
+                   WHERE k.job_id <> n.job_id) THEN
+            RAISE unique_violation USING
+                MESSAGE = 'duplicate key value violates unique constraint "job_idempotency_keys_pkey"',
+                DETAIL = 'an idempotency key of the inserted jobs is held by another job';
+        END IF;
+    END IF;
+    IF ticked THEN
+        INSERT INTO job_schedule_ticks (shard, schedule_name, schedule_tick, job_id)
+        SELECT shard, schedule_name, schedule_tick, job_id FROM new_rows
+        WHERE schedule_name IS NOT NULL AND schedule_tick IS NOT NULL
+        ORDER BY schedule_name, schedule_tick
+        ON CONFLICT DO NOTHING;
+        IF EXISTS (SELECT 1 FROM new_rows n
+                   JOIN job_schedule_ticks t
+                     ON t.shard = n.shard AND t.schedule_name = n.schedule_name
+                    AND t.schedule_tick = n.schedule_tick
+                   WHERE t.job_id <> n.job_id) THEN
+            RAISE unique_violation USING
+                MESSAGE = 'duplicate key value violates unique constraint "job_schedule_ticks_pkey"',
+                DETAIL = 'a schedule tick of the inserted jobs already has its job';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobq_job_keys_delete() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path FROM CURRENT
+AS $$
+BEGIN
+    DELETE FROM job_idempotency_keys k USING old_rows o
+    WHERE o.idempotency_key IS NOT NULL
+      AND k.shard = o.shard AND k.idempotency_key = o.idempotency_key AND k.job_id = o.job_id;
+    DELETE FROM job_schedule_ticks t USING old_rows o
+    WHERE o.schedule_name IS NOT NULL AND t.shard = o.shard AND t.schedule_name = o.schedule_name
+      AND t.schedule_tick = o.schedule_tick AND t.job_id = o.job_id;
+    RETURN NULL;
+END
+$$;

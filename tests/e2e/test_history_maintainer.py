@@ -58,12 +58,22 @@ async def test_the_server_makes_the_days_ahead_and_reports_them(
                 " WHERE i.inhparent = 'job_events'::regclass"
             )
         }
+        job_partitions = {
+            row["relname"]
+            for row in await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'jobs'::regclass"
+            )
+        }
     finally:
         await conn.close()
     today = datetime.now(UTC).date()
     ahead = {f"job_events_p{today + timedelta(days=n):%Y%m%d}" for n in range(1, PREMAKE_DAYS + 1)}
     assert ahead <= names  # today is the legacy partition's (it ends tomorrow)
     assert {"job_events_legacy", "job_events_default"} <= names
+    # jobs' partitions (V24), kept in the same run: today and the days ahead, and the default
+    jobs_ahead = {f"jobs_p{today + timedelta(days=n):%Y%m%d}" for n in range(PREMAKE_DAYS + 1)}
+    assert jobs_ahead | {"jobs_legacy"} == job_partitions
     # Scraped at most once a second: a fresh scrape after the run shows the partitions made.
     await asyncio.sleep(1.1)
     last = await history_samples(port)
@@ -71,6 +81,9 @@ async def test_the_server_makes_the_days_ahead_and_reports_them(
     assert last["jq_history_default_partition_rows"] == 0
     assert last["jq_history_partitions_held_back"] == 0
     assert last["jq_history_partitions_dropped_total"] == 0
+    assert last["jq_history_jobs_partitions"] == len(job_partitions)
+    assert last["jq_history_jobs_held_back"] == 0
+    assert last["jq_history_jobs_partitions_dropped_total"] == 0
     assert (
         abs(
             last["jq_history_last_maintenance_success_timestamp_seconds"]

@@ -44,6 +44,7 @@ EXPECTED_SCRIPTS = (
     "V21__job_trace_context.sql",
     "V22__ready_and_held_jobs.sql",
     "V23__partitioned_job_events.sql",
+    "V24__partitioned_jobs.sql",
     "V25__shard_column.sql",
 )
 
@@ -302,8 +303,9 @@ async def test_incarnations_claim_ids_and_interruptions(db_dsn: str) -> None:
             for r in await conn.fetch(
                 "SELECT table_name, column_name, data_type, is_nullable"
                 " FROM information_schema.columns WHERE column_name = ANY($1::text[])"
-                # job_events' partitions (V23) are tables of their own with its columns.
-                " AND NOT table_name LIKE 'job\\_events\\_%'",
+                # job_events' (V23) and jobs' (V24) partitions are tables with their columns.
+                " AND NOT table_name LIKE 'job\\_events\\_%'"
+                " AND NOT table_name LIKE 'jobs\\_%'",
                 ["incarnation", "claim_id", "interruptions", "max_interruptions"],
             )
         }

@@ -4,8 +4,9 @@ day's partition is named. Pure: the storage reads them, the history maintainer d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
+from uuid import UUID
 
 from jobq.domain.states import JobStatus
 
@@ -59,3 +60,59 @@ def partition_name(day: date) -> str:
 def day_start(day: date) -> datetime:
     """Midnight UTC at the start of `day`."""
     return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+JOB_PARTITION_PREFIX = "jobs_p"
+"""jobs' daily partitions (db/migrations/V24) are named jobs_pYYYYMMDD: the jobs whose UUIDv7
+id was made that UTC day."""
+
+_MS_SHIFT = 80  # a UUIDv7's 48-bit Unix time in ms is its top 48 of 128 bits
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def job_partition_name(day: date) -> str:
+    """jobs' daily partition's name: jobs_p20261201 for 1 December 2026 (UTC)."""
+    return f"{JOB_PARTITION_PREFIX}{day:%Y%m%d}"
+
+
+def job_id_floor(moment: datetime) -> UUID:
+    """The lowest job id of `moment`'s millisecond: the uuid whose first 48 bits are the
+    moment in Unix ms and the rest zero (jobs' partition bounds, V24's jobq_job_id_floor)."""
+    ms = (moment - _EPOCH) // timedelta(milliseconds=1)  # exact: no float on the way
+    return UUID(int=(ms & ((1 << 48) - 1)) << _MS_SHIFT)
+
+
+def job_id_moment(job_id: UUID) -> datetime:
+    """The moment in a UUIDv7's first 48 bits (for a v4 id: a random moment)."""
+    return _EPOCH + timedelta(milliseconds=job_id.int >> _MS_SHIFT)
+
+
+def job_day_bounds(day: date) -> tuple[UUID, UUID]:
+    """The ids of `day` (UTC): [floor(midnight), floor(next midnight)): its partition's bounds."""
+    return job_id_floor(day_start(day)), job_id_floor(day_start(day + timedelta(days=1)))
+
+
+@dataclass(frozen=True, slots=True)
+class JobPartition:
+    """One partition of jobs: the ids of [lower, upper) (None: the DEFAULT partition, which
+    holds the jobs from before V24 and the ids no day's partition takes)."""
+
+    oid: int
+    name: str
+    lower: UUID | None
+    upper: UUID | None
+
+    @property
+    def is_default(self) -> bool:
+        return self.lower is None
+
+    @property
+    def ends(self) -> datetime | None:
+        """The moment after this partition's last id (None: the default partition)."""
+        return None if self.upper is None else job_id_moment(self.upper)
+
+
+CreateOutcome = Literal["created", "live", "busy"]
+"""What became of a day's partition of jobs to make: made (the day's finished jobs that sat in
+the default partition moved into it); not made, for a live job of that day sits in the default
+partition and is never moved; or left for the next run, for a lock was not granted in time."""

@@ -35,6 +35,7 @@ from jobq.server.heartbeat_monitor import HeartbeatMonitor
 from jobq.server.history_maintainer import HistoryMaintainer
 from jobq.server.history_metrics import HistoryMetrics
 from jobq.server.incarnations import IncarnationGate
+from jobq.server.job_partition_maintainer import JobPartitionMaintainer
 from jobq.server.job_service import JobServicer
 from jobq.server.job_stream import JobStreams
 from jobq.server.job_watch import JobWatch
@@ -61,6 +62,7 @@ from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.event_outbox import PgEventOutboxStore
 from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
 from jobq.storage.postgres.job_events import PgJobEventStore
+from jobq.storage.postgres.job_partitions import PgJobPartitionStore
 from jobq.storage.postgres.job_watch import PgJobWatchStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.maintenance import PgMaintenanceStore
@@ -276,17 +278,24 @@ class ServerApp:
             lifecycle=lifecycle,
         )
         history = PgHistoryPartitionStore(pool)
+        job_partitions = PgJobPartitionStore(pool)
         history_maintainer = HistoryMaintainer(
             history,
             retention_days=cfg.history.retention_days,
             premake_days=cfg.history.premake_days,
             interval_s=cfg.history.maintenance_interval_s,
             on_dropped=self.history_metrics.dropped.inc,
+            jobs=JobPartitionMaintainer(
+                job_partitions,
+                retention_days=cfg.history.retention_days,
+                premake_days=cfg.history.premake_days,
+                on_dropped=self.history_metrics.jobs_dropped.inc,
+            ),
         )
 
         async def gauges() -> None:
             await refresh_gauges(self.metrics, jobs, workers, kafka)
-            await self.history_metrics.refresh(history)
+            await self.history_metrics.refresh(history, job_partitions)
 
         return _Running(
             database=database,

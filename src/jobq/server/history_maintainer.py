@@ -14,6 +14,9 @@ leases), in this order:
    a partition is kept, logged once, counted (jq_history_partitions_held_back), and dropped by
    a later run once those jobs have finished.
 
+The same run, under the same lease, keeps jobs' daily partitions (db/migrations/V24) with
+`jobs` (jobq.server.job_partition_maintainer), with the same retention and premake days.
+
 Retention by partition rather than DELETE, as Oban Pro's partitioner, pg_partman and Hatchet
 do: dropping a day costs a catalogue change, where deleting it row by row costs dead tuples,
 index churn, WAL and vacuum, and falls behind at volume.
@@ -25,11 +28,12 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from jobq.domain.history import Partition, day_start
 from jobq.observability.logging_setup import get_logger
+from jobq.server.job_partition_maintainer import JobPartitionMaintainer, JobsReport
 from jobq.server.service_loop import ServiceLoop
 from jobq.storage.stores import HistoryPartitionStore
 
@@ -54,6 +58,8 @@ class HistoryReport:
     busy: list[str] = field(default_factory=list)
     """Days to make and partitions to drop left for the next run: job_events' lock was not
     granted within the lock timeout (a long transaction on it)."""
+    jobs: JobsReport | None = None
+    """What the run did to jobs' partitions (None: not maintained by this maintainer)."""
 
 
 def _covered(day: date, partitions: list[Partition]) -> bool:
@@ -85,6 +91,7 @@ class HistoryMaintainer:
         owner: str | None = None,
         clock: Callable[[], datetime] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        jobs: JobPartitionMaintainer | None = None,
     ) -> None:
         if retention_days < 0 or premake_days < 1:
             raise ValueError(
@@ -97,6 +104,7 @@ class HistoryMaintainer:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_dropped = on_dropped
         self._reported_held: set[str] = set()
+        self._jobs = jobs
         self.loop = ServiceLoop("history", interval_s, self._tick)
 
     def start(self) -> None:
@@ -112,6 +120,10 @@ class HistoryMaintainer:
             return HistoryReport(acted=False)
         try:
             report = await self._maintain(now)
+            if self._jobs is not None:
+                jobs = await self._jobs.run(now)
+                report = replace(report, jobs=jobs)
+                await self._jobs.record(now, len(jobs.held_back) + len(jobs.unpartitioned))
         except BaseException:
             await self._store.history_abandon(self._owner)
             raise

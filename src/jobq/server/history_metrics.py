@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from jobq.storage.stores import HistoryPartitionStore
+from jobq.storage.stores import HistoryPartitionStore, JobPartitionStore
 
 
 class HistoryMetrics:
@@ -44,9 +44,34 @@ class HistoryMetrics:
             registry=registry,
         )
 
-    async def refresh(self, store: HistoryPartitionStore) -> None:
+        # jobs' daily partitions (V24), kept by the same maintainer run
+        self.jobs_partitions = Gauge(
+            "jq_history_jobs_partitions",
+            "Partitions of jobs (the daily ones and the default one, which holds the jobs from "
+            "before partitioning).",
+            registry=registry,
+        )
+        self.jobs_held_back = Gauge(
+            "jq_history_jobs_held_back",
+            "Partitions of jobs past the retention, and days left in jobs' default partition, "
+            "that the last maintenance run kept because a live job is in them.",
+            registry=registry,
+        )
+        self.jobs_dropped = Counter(
+            "jq_history_jobs_partitions_dropped",
+            "Partitions of jobs this replica detached and dropped past the retention.",
+            registry=registry,
+        )
+
+    async def refresh(
+        self, store: HistoryPartitionStore, jobs: JobPartitionStore | None = None
+    ) -> None:
         stats = await store.history_stats()
         self.partitions.set(stats.partitions)
         self.default_rows.set(stats.default_rows)
         self.held_back.set(stats.held_back)
         self.last_success.set(stats.last_success or 0)
+        if jobs is not None:
+            partitions, held_back, _ = await jobs.job_history_stats()
+            self.jobs_partitions.set(partitions)
+            self.jobs_held_back.set(held_back)

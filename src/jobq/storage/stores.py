@@ -14,7 +14,7 @@ from typing import Protocol
 from uuid import UUID
 
 from jobq.domain.flow_limits import FlowChange
-from jobq.domain.history import DropOutcome, HistoryStats, Partition
+from jobq.domain.history import CreateOutcome, DropOutcome, HistoryStats, JobPartition, Partition
 from jobq.domain.records import (
     Assignment,
     AttemptProgress,
@@ -277,6 +277,30 @@ class DashboardStore(Protocol):
     async def dashboard_activity(self, after_id: int, pending_cap: int) -> ActivitySample:
         """Events with an id above `after_id`, by kind, and PENDING jobs up to `pending_cap`."""
         ...
+
+
+class JobPartitionStore(Protocol):
+    """jobs' daily partitions by job id (db/migrations/V24), for the history maintainer
+    (server/job_partition_maintainer.py) and its metrics."""
+
+    async def job_partitions(self) -> list[JobPartition]: ...
+    async def job_default_has_rows(
+        self, default: JobPartition, lower: UUID, upper: UUID
+    ) -> bool: ...
+    async def job_partition_create(
+        self, day: date, default: JobPartition
+    ) -> tuple[CreateOutcome, int]:
+        """Make `day`'s partition, moving in its finished jobs from the default one."""
+        ...
+
+    async def job_partition_live(self, partition: JobPartition) -> bool: ...
+    async def job_partition_drop(self, partition: JobPartition) -> DropOutcome:
+        """Detach and drop `partition` with its jobs' keys, ticks and edges, unless live or
+        locked."""
+        ...
+
+    async def job_history_record(self, succeeded_at: datetime, held_back: int) -> None: ...
+    async def job_history_stats(self) -> tuple[int, int, float | None]: ...
 
 
 class HistoryPartitionStore(Protocol):

@@ -30,7 +30,7 @@ SELECT i.indexrelid::regclass::text AS index, a.attname AS column_name
 FROM pg_index i
 CROSS JOIN LATERAL unnest(i.indkey::int2[]) AS k(attnum)
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-WHERE i.indrelid = 'jobs'::regclass AND k.attnum > 0
+WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('jobs')) AND k.attnum > 0
 UNION
 SELECT i.indexrelid::regclass::text, a.attname
 FROM pg_index i
@@ -38,7 +38,7 @@ JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid
                 AND d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indrelid
                 AND d.refobjsubid > 0
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid
-WHERE i.indrelid = 'jobs'::regclass
+WHERE i.indrelid IN (SELECT relid FROM pg_partition_tree('jobs'))
 """
 
 
@@ -99,8 +99,16 @@ async def test_no_index_of_jobs_names_a_column_the_lifecycle_updates(db_dsn: str
     try:
         assert await _violations(conn, updated) == set()
         indexed = {r["index"] for r in await conn.fetch(INDEXED_COLUMNS)}
-        # the ones kept (their columns never change in a job's life)
-        assert indexed == {"jobs_pkey", "jobs_idempotency_key_idx", "jobs_schedule_tick_idx"}
+        # the one kept (its column never changes in a job's life), on the parent and every
+        # partition (V24: the idempotency keys and schedule ticks have tables of their own)
+        partitions = await conn.fetch(
+            "SELECT relid::regclass::text AS name FROM pg_partition_tree('jobs') WHERE isleaf"
+        )
+        assert len(partitions) > 1
+        pkeys = {"jobs_pkey", "jobs_legacy_pkey"} | {
+            f"{p['name']}_pkey" for p in partitions if p["name"] != "jobs_legacy"
+        }
+        assert indexed == pkeys
     finally:
         await conn.close()
 
@@ -120,11 +128,17 @@ async def test_an_index_naming_a_lifecycle_column_anywhere_is_caught(db_dsn: str
                 " WHERE status = 'PENDING'"
             )
             await conn.execute("CREATE INDEX back_in_expression ON jobs ((interruptions >= 2))")
-            assert await _violations(conn, updated) == {
+            violations = await _violations(conn, updated)
+            # the parent's index, and one on each of jobs' partitions (V24)
+            assert {v for v in violations if v[0].startswith("back_")} == {
                 ("back_as_key", "worker_id"),
                 ("back_in_predicate", "status"),
                 ("back_in_expression", "interruptions"),
             }
+            leaves = await conn.fetchval(
+                "SELECT count(*) FROM pg_partition_tree('jobs') WHERE isleaf"
+            )
+            assert len(violations) == 3 * (1 + leaves)
         finally:
             await tr.rollback()
         assert await _violations(conn, updated) == set()
@@ -137,10 +151,15 @@ async def test_jobs_leaves_room_on_its_pages_for_a_jobs_later_versions(db_dsn: s
     (V22 says why the value)."""
     conn = await asyncpg.connect(db_dsn)
     try:
-        options = await conn.fetchval(
-            "SELECT reloptions FROM pg_class WHERE oid = 'jobs'::regclass"
+        # every partition of jobs (V24: the parent cannot carry storage parameters)
+        leaves = await conn.fetch(
+            "SELECT c.relname, c.reloptions FROM pg_partition_tree('jobs') t"
+            " JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf"
         )
-        fillfactor = dict(o.split("=", 1) for o in options or [])["fillfactor"]
-        assert int(fillfactor) < 100
+        assert len(leaves) > 1
+        for leaf in leaves:
+            options = leaf["reloptions"]
+            fillfactor = dict(o.split("=", 1) for o in options or []).get("fillfactor", "100")
+            assert int(fillfactor) < 100, leaf["relname"]
     finally:
         await conn.close()

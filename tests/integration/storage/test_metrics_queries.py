@@ -165,7 +165,8 @@ async def test_the_depth_reads_the_side_tables_and_never_the_history(db: asyncpg
     read = {relation for _, relation, _ in scans(with_age)}
     assert read <= {"ready_jobs", "held_jobs", "waiting_jobs", None}, scans(with_age)
     assert {"ready_jobs", "held_jobs"} <= read
-    assert "jobs" in {relation for _, relation, _ in scans(count_only)}
+    # jobs or its partitions (V24)
+    assert any((relation or "").startswith("jobs") for _, relation, _ in scans(count_only))
 
     def blocks(p: dict[str, Any]) -> int:
         return int(p["Shared Hit Blocks"] + p.get("Shared Read Blocks", 0))

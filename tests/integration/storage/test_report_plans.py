@@ -36,7 +36,10 @@ def _scans_of_jobs(plan: Any) -> list[dict[str, Any]]:
     """Every plan node that reads the jobs table or one of its indexes."""
     found: list[dict[str, Any]] = []
     if isinstance(plan, dict):
-        if plan.get("Relation Name") == "jobs" and "Scan" in plan.get("Node Type", ""):
+        relation = str(plan.get("Relation Name", ""))
+        # jobs' partitions (V24: jobs_pYYYYMMDD, jobs_legacy) count as jobs
+        ours = relation == "jobs" or relation.startswith("jobs_")
+        if ours and "Scan" in plan.get("Node Type", ""):
             found.append(plan)
         for value in plan.values():
             found += _scans_of_jobs(value)

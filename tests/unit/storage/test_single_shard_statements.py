@@ -126,13 +126,9 @@ def test_a_cte_named_like_nothing_hot_is_not_a_table() -> None:
 
 # --- every statement, hot or not, writes the shard of the rows it inserts --------------------
 
-INSERTS_WITHOUT_SHARD = {
-    # The schedule tick's job and its SUBMITTED event take the column's default (0, the one
-    # shard there is). The statement is being reworked with the schedule ticks (issue 21,
-    # must-show 2, another branch); its insert names the shard of the tick's job id once that
-    # lands.
-    "schedule_fire",
-}
+INSERTS_WITHOUT_SHARD: set[str] = set()
+"""Statements allowed to insert into a colocated table without naming the shard: none (the
+schedule tick's job, the last one, names the shard of its id since the ticks' table, V24)."""
 
 
 def _named_queries() -> dict[str, str]:

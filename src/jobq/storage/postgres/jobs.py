@@ -133,7 +133,9 @@ async def _insert_dependent(conn: Conn, job: NewJob, notify: bool) -> Submitted:
     )
     if row is not None:
         return Submitted(row["job_id"], row["created_at"], status=status)
-    holder = await conn.fetchrow(query("job_holder"), job.job_id, job.idempotency_key)
+    holder = await conn.fetchrow(
+        query("job_holder"), job.job_id, job.idempotency_key, shard_of(job.job_id)
+    )
     if holder is None:  # the conflicting job was deleted since (its queue): a rare race
         raise Unavailable(f"the insert of job {job.job_id} collided with a job now gone")
     return Submitted(holder["job_id"], holder["created_at"], existing=True)

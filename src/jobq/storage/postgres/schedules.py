@@ -11,6 +11,7 @@ import asyncpg
 from jobq.domain.errors import QueueNotFound, ScheduleAlreadyExists, ScheduleNotFound
 from jobq.domain.records import Submitted
 from jobq.domain.schedules import NewSchedule, Schedule, TickPlan
+from jobq.domain.shards import shard_of
 from jobq.storage.postgres.rows import schedule_from_row
 from jobq.storage.queries import query
 
@@ -96,7 +97,12 @@ class PgScheduleStore:
             schedule = schedule_from_row(row)
             decided = plan(schedule)
             written = await conn.fetchrow(
-                query("schedule_fire"), schedule.name, decided.enqueue, job_id, decided.next_run_at
+                query("schedule_fire"),
+                schedule.name,
+                decided.enqueue,
+                job_id,
+                decided.next_run_at,
+                shard_of(job_id),
             )
         submitted = None if written is None else Submitted(written["job_id"], written["created_at"])
         return schedule, decided, submitted

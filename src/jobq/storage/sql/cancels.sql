@@ -84,6 +84,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = r.job_id AND j.attempt = r.attempt AND j.worker_id = r.worker_id
                AND j.claim_id = r.claim_id
     WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $6::smallint
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     FOR UPDATE OF j
 ), cancelled AS (
     UPDATE jobs j
@@ -132,6 +133,7 @@ WITH old AS MATERIALIZED (
     JOIN jobs j ON j.job_id = p.job_id AND j.attempt = p.attempt AND j.worker_id = p.worker_id
                AND j.claim_id = p.claim_id
     WHERE j.job_id = ANY($1::uuid[]) AND j.shard = $7::smallint
+      AND j.job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
     ORDER BY j.job_id
     FOR UPDATE OF j
 )
@@ -140,5 +142,4 @@ SET progress = o.fraction, progress_message = NULLIF(o.message, ''),
     progress_updated_at = statement_timestamp()
 FROM old o
 WHERE j.job_id = o.job_id AND o.status = 'RUNNING' AND j.shard = $7::smallint
-
 RETURNING j.job_id, j.attempt;

@@ -36,9 +36,10 @@
 -- holding nothing yet, and on LockNotAvailable rolls back to a savepoint and tries again a
 -- few milliseconds later (a prerequisite is locked only while its own change commits).
 -- $2: the shard of every job of $1 (V25): the caller locks its prerequisites shard by shard, in
--- shard order, so that two submits lock in one order.
+-- shard order, so that two submits lock in one order. The id range prunes jobs' day partitions
+-- (V24; see jobs.sql's header).
 SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) AND shard = $2::smallint
-
+  AND job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[])
 ORDER BY job_id
 FOR NO KEY UPDATE NOWAIT;
 
@@ -51,12 +52,18 @@ FOR NO KEY UPDATE NOWAIT;
 -- $1..$8: job_id, queue, payload, priority, max_retries, not_before, idempotency key,
 -- correlation id, as jobs_insert's columns; $12: notify the dispatchers (a PENDING job); $13
 -- its concurrency key (V17); $14 its W3C trace context (V21).
--- ON CONFLICT DO NOTHING (any arbiter: the job id or the idempotency key): a job that already
--- holds the id or key is this submit made before; nothing is written and no row returned, and
--- the caller reads the holder. $15: the job's shard (V25), which its edges carry too. Its
--- prerequisites' has_dependants are set where they are, on their own shards (one statement
--- over several shards when they differ: docs/scaling.md, "job_insert_dependent").
-WITH written AS (
+-- ON CONFLICT DO NOTHING (any arbiter: the job id, or the idempotency key claimed first in
+-- job_idempotency_keys, V24): a job that already holds the id or key is this submit made
+-- before; nothing is written and no row returned, and the caller reads the holder. $15: the
+-- job's shard (V25), which its edges and its key carry too. Its prerequisites' has_dependants
+-- are set where they are, on their own shards (one statement over several shards when they
+-- differ: docs/scaling.md, "job_insert_dependent").
+WITH keyed AS MATERIALIZED (
+    INSERT INTO job_idempotency_keys (shard, idempotency_key, job_id, created_at)
+    SELECT $15::smallint, $7::text, $1::uuid, now() WHERE $7::text IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+), written AS (
     INSERT INTO jobs AS j (job_id, queue_name, payload, priority, max_retries, not_before,
                            idempotency_key, correlation_id, status, completed_at, error_message,
                            concurrency_key, trace_context, shard)
@@ -65,6 +72,7 @@ WITH written AS (
            CASE WHEN $9::job_status = 'DEAD_LETTERED' THEN now() END, $11::text, $13::text,
            $14::text, $15::smallint
     FROM (SELECT $2::text AS name) n LEFT JOIN queues q ON q.name = n.name
+    WHERE $7::text IS NULL OR EXISTS (SELECT FROM keyed)
     ON CONFLICT DO NOTHING
     RETURNING j.job_id, j.created_at, j.status
 ), edges AS (
@@ -73,6 +81,7 @@ WITH written AS (
 ), flagged AS (
     UPDATE jobs p SET has_dependants = true
     WHERE p.job_id = ANY($10::uuid[]) AND NOT p.has_dependants AND EXISTS (SELECT FROM written)
+      AND p.job_id BETWEEN jobq_ids_low($10::uuid[]) AND jobq_ids_high($10::uuid[])
 ), events AS (
     INSERT INTO job_events (job_id, from_status, to_status, reason, detail, occurred_at, shard)
     SELECT w.job_id, e.from_status, e.to_status, e.reason, e.detail, w.created_at, $15::smallint
@@ -96,9 +105,15 @@ FROM written w,
 
 -- name: job_holder
 -- The job that holds the id $1 or, when $2 is not NULL, the idempotency key $2: what a
--- job_insert_dependent that inserted nothing collided with.
+-- job_insert_dependent that inserted nothing collided with (a key's holder from
+-- job_idempotency_keys, V24, which carries its created_at). $3: the shard of $1 (V25). A key is
+-- unique per shard (the keys' primary key leads with it): with several shards, a keyed job's id
+-- must be minted on its key's shard (docs/scaling.md, F10) so that its holder is found there.
 SELECT job_id, created_at FROM jobs
-WHERE CASE WHEN $2::text IS NULL THEN job_id = $1::uuid ELSE idempotency_key = $2::text END;
+WHERE $2::text IS NULL AND job_id = $1::uuid AND shard = $3::smallint
+UNION ALL
+SELECT job_id, created_at FROM job_idempotency_keys
+WHERE $2::text IS NOT NULL AND shard = $3::smallint AND idempotency_key = $2::text;
 
 -- name: dependants_resolve
 -- Resolve WAITING jobs, at most $2: those that wait for one of the jobs $1 (which ended), or,

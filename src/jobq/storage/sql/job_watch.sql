@@ -6,7 +6,8 @@ SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, 
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
        interruptions, concurrency_key, progress, progress_message, progress_updated_at,
        cancel_requested_at, cancelled_by
-FROM jobs WHERE job_id = ANY($1::uuid[]);
+FROM jobs WHERE job_id = ANY($1::uuid[])
+  AND job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[]);
 
 -- name: jobs_ended
 -- The jobs among the ids $1 that have ended (DONE or DEAD_LETTERED): a watch's periodic look
@@ -15,4 +16,5 @@ SELECT job_id, queue_name, payload, status, priority, max_retries, retry_count, 
        result, error_message, not_before, created_at, started_at, completed_at, updated_at,
        interruptions, concurrency_key, progress, progress_message, progress_updated_at,
        cancel_requested_at, cancelled_by
-FROM jobs WHERE job_id = ANY($1::uuid[]) AND status IN ('DONE', 'DEAD_LETTERED');
+FROM jobs WHERE job_id = ANY($1::uuid[]) AND status IN ('DONE', 'DEAD_LETTERED')
+  AND job_id BETWEEN jobq_ids_low($1::uuid[]) AND jobq_ids_high($1::uuid[]);

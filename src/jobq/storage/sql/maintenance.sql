@@ -51,18 +51,22 @@ RETURNING w.worker_id;
 -- sequential scan of the whole of jobs (seen on the plan test's table, 16,000 rows read).
 -- $4: the shard swept (V25). The workers rows are read by id, on their home shards: they move
 -- to the per-shard fence table before jobq runs on several nodes (docs/scaling.md, F7).
-SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
-FROM jobs j
-JOIN workers w ON w.worker_id = j.worker_id
-WHERE j.job_id = ANY (ARRAY(
+-- The array is made once, in a CTE, so that the range of its ids (jobq_ids_low/high, V24) can
+-- prune jobs' day partitions when the scan of jobs starts (see storage/sql/jobs.sql).
+WITH held AS MATERIALIZED (
+    SELECT ARRAY(
         SELECT h.job_id
         FROM held_jobs h JOIN workers hw ON hw.worker_id = h.worker_id
         WHERE h.shard = $4::smallint AND hw.status = 'OFFLINE'
           AND hw.last_heartbeat
-              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
-  AND j.shard = $4::smallint
+              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)) AS ids
+)
+SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
+FROM held, jobs j
+JOIN workers w ON w.worker_id = j.worker_id
+WHERE j.job_id = ANY (held.ids) AND j.shard = $4::smallint
+  AND j.job_id BETWEEN jobq_ids_low(held.ids) AND jobq_ids_high(held.ids)
   AND j.status IN ('ASSIGNED', 'RUNNING')
-
   AND w.status = 'OFFLINE'
   AND w.last_heartbeat < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
 ORDER BY j.job_id
@@ -83,18 +87,20 @@ LIMIT $3;
 -- the expired ones are then read by primary key and locked, and jobs decides (its status and
 -- assigned_at are checked again, also by the lock's re-check of a row changed meanwhile), the
 -- ids handed over as `= ANY(ARRAY(...))` for the reason given in jobs_held_by_offline_workers
--- (tests/integration/storage/test_hot_path_plans.py checks the plan). $4: the shard swept
--- (V25).
-SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
-FROM jobs j
-WHERE j.job_id = ANY (ARRAY(
+-- (tests/integration/storage/test_hot_path_plans.py checks the plan), made once in a CTE for
+-- the partition pruning of jobs_held_by_offline_workers. $4: the shard swept (V25).
+WITH held AS MATERIALIZED (
+    SELECT ARRAY(
         SELECT h.job_id FROM held_jobs h
         WHERE h.shard = $4::smallint AND h.status = 'ASSIGNED'
           AND h.assigned_at
-              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)))
-  AND j.shard = $4::smallint
+              < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)) AS ids
+)
+SELECT j.job_id, j.attempt, j.worker_id, j.claim_id
+FROM held, jobs j
+WHERE j.job_id = ANY (held.ids) AND j.shard = $4::smallint
+  AND j.job_id BETWEEN jobq_ids_low(held.ids) AND jobq_ids_high(held.ids)
   AND j.status = 'ASSIGNED'
-
   AND j.assigned_at < COALESCE($2::timestamptz, now()) - make_interval(secs => $1::float8)
 ORDER BY j.assigned_at, j.job_id
 LIMIT $3
@@ -118,13 +124,11 @@ FOR UPDATE SKIP LOCKED;
 -- ready job of every TTL queue is read and sorted, the backlog and not the history: no index
 -- orders ready_jobs by created_at alone. The ids are handed over as `= ANY(ARRAY(...))`: as
 -- a join, the planner preferred a hash join over a sequential scan of the whole of jobs (seen
--- on test_hot_path_plans.py's table: 10,000 rows read on a run that expired nothing).
--- $3: the shard swept (V25).
-WITH expired AS MATERIALIZED (
-    SELECT j.job_id, q.ttl_seconds
-    FROM jobs j
-    JOIN queues q ON q.name = j.queue_name
-    WHERE j.job_id = ANY (ARRAY(
+-- on test_hot_path_plans.py's table: 10,000 rows read on a run that expired nothing), made
+-- once in a CTE for the partition pruning of jobs_held_by_offline_workers. $3: the shard swept
+-- (V25).
+WITH candidates AS MATERIALIZED (
+    SELECT ARRAY(
             SELECT r.job_id
             FROM ready_jobs r JOIN queues rq ON rq.name = r.queue_name
             WHERE r.shard = $3::smallint AND rq.ttl_seconds IS NOT NULL
@@ -135,8 +139,13 @@ WITH expired AS MATERIALIZED (
               AND NOT EXISTS (SELECT FROM enqueued_jobs e
                               WHERE e.job_id = r.job_id AND e.shard = r.shard)
             ORDER BY r.created_at, r.job_id
-            LIMIT $2))
-      AND j.shard = $3::smallint
+            LIMIT $2) AS ids
+), expired AS MATERIALIZED (
+    SELECT j.job_id, q.ttl_seconds
+    FROM candidates c, jobs j
+    JOIN queues q ON q.name = j.queue_name
+    WHERE j.job_id = ANY (c.ids) AND j.shard = $3::smallint
+      AND j.job_id BETWEEN jobq_ids_low(c.ids) AND jobq_ids_high(c.ids)
       AND j.status = 'PENDING'
       AND NOT EXISTS (SELECT FROM enqueued_jobs e
                       WHERE e.job_id = j.job_id AND e.shard = j.shard)

@@ -93,6 +93,7 @@ WITH holder AS MATERIALIZED (
         updated_at = clock_timestamp()
     WHERE j.job_id = ANY ($2::uuid[]) AND j.status = 'PENDING' AND j.queue_name = $5
       AND j.shard = $7::smallint
+      AND j.job_id BETWEEN jobq_ids_low($2::uuid[]) AND jobq_ids_high($2::uuid[])
       AND EXISTS (SELECT 1 FROM holder)
     RETURNING j.job_id, j.queue_name, j.payload, j.status, j.priority, j.max_retries,
               j.retry_count, j.attempt, j.worker_id, j.result, j.error_message, j.not_before,

@@ -52,20 +52,29 @@ FOR UPDATE SKIP LOCKED;
 -- Enqueue the job of schedule $1 for tick $2 (NULL: no job, the tick is skipped), with id $3,
 -- and move the schedule on to its next tick $4; the job inserted with its SUBMITTED event as
 -- jobs_insert writes them, from the schedule's template, and the dispatchers notified. A tick
--- that already has its job (jobs_schedule_tick_idx) gets no second one: the insert does nothing
--- and the statement returns no row. max_retries falls back to the queue's, as a submit's does.
-WITH written AS (
-    INSERT INTO jobs (job_id, queue_name, payload, priority, max_retries, schedule_name,
-                      schedule_tick)
-    SELECT $3, s.queue_name, s.payload, s.priority, COALESCE(s.max_retries, q.max_retries),
-           s.name, $2
+-- that already has its job gets no second one: `ticked` claims the tick in job_schedule_ticks
+-- (V24; ON CONFLICT DO NOTHING waits for a replica firing the same tick and then does
+-- nothing), and the job is inserted only if the tick was claimed here; the statement then
+-- returns no row. max_retries falls back to the queue's, as a submit's does. $5: the shard
+-- of the job id $3 (V25), carried by the tick, the job and its event.
+WITH ticked AS MATERIALIZED (
+    INSERT INTO job_schedule_ticks (shard, schedule_name, schedule_tick, job_id)
+    SELECT $5::smallint, s.name, $2, $3
     FROM schedules s JOIN queues q ON q.name = s.queue_name
     WHERE s.name = $1 AND $2::timestamptz IS NOT NULL
-    ON CONFLICT (schedule_name, schedule_tick) WHERE schedule_name IS NOT NULL DO NOTHING
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+), written AS (
+    INSERT INTO jobs (job_id, queue_name, payload, priority, max_retries, schedule_name,
+                      schedule_tick, shard)
+    SELECT $3, s.queue_name, s.payload, s.priority, COALESCE(s.max_retries, q.max_retries),
+           s.name, $2, $5::smallint
+    FROM schedules s JOIN queues q ON q.name = s.queue_name
+    WHERE s.name = $1 AND $2::timestamptz IS NOT NULL AND EXISTS (SELECT FROM ticked)
     RETURNING job_id, queue_name, payload, priority, max_retries, created_at
 ), events AS (
-    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at)
-    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at FROM written
+    INSERT INTO job_events (job_id, from_status, to_status, reason, occurred_at, shard)
+    SELECT job_id, NULL, 'PENDING', 'SUBMITTED', created_at, $5::smallint FROM written
 ), advanced AS (
     UPDATE schedules
     SET next_run_at = $4, last_run_at = COALESCE($2, last_run_at), updated_at = now()
