@@ -62,6 +62,13 @@ async def test_v24_keeps_every_job_its_key_and_its_tick(empty_db_dsn: str, tmp_p
         assert [r["t"] for r in where] == ["jobs_legacy"]
         assert await conn.fetchval("SELECT count(*) FROM job_idempotency_keys") == 20
         assert await conn.fetchval("SELECT count(*) FROM job_schedule_ticks") == 1
+
+        # The migrations after V24 (the shard column, V25, ...), so that today's statements,
+        # the store's and the side-table check's, run on what they were written for.
+        for script in default_migrations_dir().glob("V*.sql"):
+            if int(script.name.split("__")[0][1:]) > 24:
+                shutil.copy(script, directory / script.name)
+        await migrate(conn, directory)
         await assert_side_tables_match(conn)
 
         # A held key still returns its holder; a tick already fired gets no second job.

@@ -14,15 +14,15 @@ __all__ = ["HistorySettings"]
 
 
 class HistorySettings(Section):
-    """Retention of job events, and the maintainer of their daily partitions."""
+    """Retention of job events and finished jobs, kept in daily partitions by a maintainer."""
 
     retention_days: int = Field(
         0,
         ge=0,
         le=36500,
-        description="Days job events are kept; a day's events are dropped as a whole once "
-        "the day is this old, except a day holding an event of an unfinished job. 0 "
-        "(default): kept forever.",
+        description="Days job events and finished jobs are kept: a day is dropped as a whole "
+        "once this old (jobs by the day they were created), except a day holding an "
+        "unfinished job or its events. 0 (default): kept forever.",
     )
     maintenance_interval_s: float = Field(
         3600.0,

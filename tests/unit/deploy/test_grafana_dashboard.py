@@ -34,6 +34,7 @@ from support.grafana_dashboard import (
 )
 
 from jobq.observability.metrics import ProgramMetrics, ServerMetrics, WorkerMetrics
+from jobq.server.history_metrics import HistoryMetrics
 
 GRID_WIDTH = 24
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap"}
@@ -76,7 +77,9 @@ def _exposed() -> dict[str, tuple[str, ...]]:
     metrics have no samples until first used, so their names come from the declarations."""
     suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
     exposed: dict[str, tuple[str, ...]] = {}
-    for program in (ServerMetrics(), WorkerMetrics()):
+    server = ServerMetrics()
+    HistoryMetrics(server.registry)  # jq-server registers them beside its own (app.py)
+    for program in (server, WorkerMetrics()):
         for metric in _wrappers(program):
             for suffix in suffixes[metric._type]:
                 exposed[metric._name + suffix] = tuple(metric._labelnames)
