@@ -18,6 +18,7 @@ from jobq.domain.errors import QueueNotFound, ScheduleAlreadyExists, ScheduleNot
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob, Transition
 from jobq.domain.schedules import MissedPolicy, NewSchedule, Schedule, TickPlan, Timing
+from jobq.domain.shards import shard_of
 from jobq.domain.states import JobStatus, Reason
 from jobq.server.lifecycle import Lifecycle
 from jobq.server.schedule_runner import ScheduleRunner
@@ -122,13 +123,15 @@ async def test_two_replicas_racing_make_one_job_per_tick(
 
 
 async def test_the_unique_index_refuses_a_second_job_for_a_tick(pool: asyncpg.Pool) -> None:
-    """Even a writer that got past the lock (a stale plan) cannot enqueue a tick twice."""
+    """Even a writer that got past the lock (a stale plan) cannot enqueue a tick twice: the
+    tick's row in job_schedule_ticks (V24) is the one a second writer collides with."""
     store = PgScheduleStore(pool)
     first = await _create(store)
     fire = query("schedule_fire")
     later = first + timedelta(seconds=60)
-    assert await pool.fetchrow(fire, "tick", first, uuid7(), later) is not None
-    assert await pool.fetchrow(fire, "tick", first, uuid7(), later) is None
+    one, two = uuid7(), uuid7()
+    assert await pool.fetchrow(fire, "tick", first, one, later, shard_of(one)) is not None
+    assert await pool.fetchrow(fire, "tick", first, two, later, shard_of(two)) is None
     assert await _ticks(pool) == [("tick", first)]
 
 
