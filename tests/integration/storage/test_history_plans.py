@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from support.plans import Plan, relation, rows_read, scans
 
 from jobq.server.history_maintainer import HistoryMaintainer
 from jobq.storage.postgres.event_outbox import PgEventOutboxStore
@@ -29,28 +30,10 @@ JOBS_PER_DAY = 500
 EVENTS_PER_DAY = 4 * JOBS_PER_DAY
 TODAY = datetime.now(UTC).date()
 
-Plan = dict[str, Any]
-
 
 def event_scans(plan: Any) -> list[Plan]:
-    """Every scan node of a partition of job_events (Bitmap Index Scans left out: their heap
-    scan above counts the rows)."""
-    found: list[Plan] = []
-    if isinstance(plan, dict):
-        relation = plan.get("Relation Name", "")
-        if relation.startswith("job_events") and "Scan" in plan.get("Node Type", ""):
-            found.append(plan)
-        for value in plan.values():
-            found += event_scans(value)
-    elif isinstance(plan, list):
-        for value in plan:
-            found += event_scans(value)
-    return found
-
-
-def rows_read(scan: Plan) -> float:
-    per_loop = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
-    return float(per_loop * scan["Actual Loops"])
+    """Every scan node of a partition of job_events."""
+    return scans(plan, lambda node: relation(node).startswith("job_events"))
 
 
 async def _fill(pool: asyncpg.Pool) -> list[uuid.UUID]:

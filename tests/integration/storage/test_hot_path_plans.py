@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
+from support.plans import Plan, relation, rows_read, scans
 from support.postgres import postgres_target
 
 from jobq.domain.ids import uuid7
@@ -171,13 +172,11 @@ def dataset(
 
 # --- reading executed plans --------------------------------------------------------------------
 
-Plan = dict[str, Any]
-
 
 def _of_jobs(scan: Plan) -> bool:
     """A scan of jobs or of one of its partitions (V24: jobs_pYYYYMMDD, jobs_legacy)."""
-    relation = str(scan["Relation Name"])
-    return relation == "jobs" or relation.startswith("jobs_")
+    name = relation(scan)
+    return name == "jobs" or name.startswith("jobs_")
 
 
 def _by_primary_key(scan: Plan) -> bool:
@@ -186,36 +185,20 @@ def _by_primary_key(scan: Plan) -> bool:
     return index.startswith("jobs") and index.endswith("_pkey")
 
 
+def _read_here(node: Plan) -> bool:
+    """A scan of jobs or job_events, or of one of their partitions (job_events' by day, V23;
+    jobs' by day, V24), or of the other TABLES; a partition of jobs pruned when the Append first
+    ran is never executed (0 loops) and reads nothing."""
+    name = relation(node)
+    ours = name in TABLES or name.startswith(("job_events_", "jobs_"))
+    pruned = name.startswith("jobs_") and node.get("Actual Loops", 1) == 0
+    return ours and not pruned
+
+
 def scans_of(plan: Any) -> list[Plan]:
-    """Every node of `plan` that reads jobs or job_events (the table or one of its indexes; a
-    Bitmap Index Scan is left out, its Bitmap Heap Scan above it counts the rows)."""
-    found: list[Plan] = []
-    if isinstance(plan, dict):
-        relation = plan.get("Relation Name", "")
-        # job_events' partitions (V23) count as job_events, jobs' (V24) as jobs; a partition
-        # pruned when the Append first ran is never executed (0 loops) and reads nothing.
-        ours = relation in TABLES or relation.startswith(("job_events_", "jobs_"))
-        pruned = relation.startswith("jobs_") and plan.get("Actual Loops", 1) == 0
-        executed = not pruned
-        if ours and executed and "Scan" in plan.get("Node Type", ""):
-            found.append(plan)
-        for value in plan.values():
-            found += scans_of(value)
-    elif isinstance(plan, list):
-        for value in plan:
-            found += scans_of(value)
-    return found
-
-
-def rows_read(scan: Plan) -> float:
-    """The rows a scan read: those it returned and those it threw away, over all its loops.
-    EXPLAIN gives each count per loop (averaged), so multiply by the loops."""
-    per_loop = (
-        scan["Actual Rows"]
-        + scan.get("Rows Removed by Filter", 0)
-        + scan.get("Rows Removed by Index Recheck", 0)
-    )
-    return float(per_loop * scan["Actual Loops"])
+    """Every node of `plan` that reads jobs, job_events or another of TABLES (the table or one
+    of its indexes)."""
+    return scans(plan, _read_here)
 
 
 def describe(explained: Plan) -> str:

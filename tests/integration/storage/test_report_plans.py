@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from support.plans import Plan, relation, scans
 
 from jobq.domain.ids import uuid7
 from jobq.domain.records import NewJob
@@ -32,21 +33,10 @@ SHARD = served_shards()[0]
 Attempts = tuple[list[uuid.UUID], list[int], list[uuid.UUID], list[uuid.UUID | None]]
 
 
-def _scans_of_jobs(plan: Any) -> list[dict[str, Any]]:
-    """Every plan node that reads the jobs table or one of its indexes."""
-    found: list[dict[str, Any]] = []
-    if isinstance(plan, dict):
-        relation = str(plan.get("Relation Name", ""))
-        # jobs' partitions (V24: jobs_pYYYYMMDD, jobs_legacy) count as jobs
-        ours = relation == "jobs" or relation.startswith("jobs_")
-        if ours and "Scan" in plan.get("Node Type", ""):
-            found.append(plan)
-        for value in plan.values():
-            found += _scans_of_jobs(value)
-    elif isinstance(plan, list):
-        for value in plan:
-            found += _scans_of_jobs(value)
-    return found
+def _scans_of_jobs(plan: Any) -> list[Plan]:
+    """Every plan node that reads the jobs table, one of its partitions (V24: jobs_pYYYYMMDD,
+    jobs_legacy) or one of their indexes."""
+    return scans(plan, lambda node: relation(node) == "jobs" or relation(node).startswith("jobs_"))
 
 
 @pytest.fixture
