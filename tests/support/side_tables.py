@@ -10,7 +10,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 # Each side table as jobs says it must be, and as it is, column for column. EXCEPT both ways
 # finds a missing row, an extra row and a stale value alike.
-_MISMATCHES = """
+_SIDES = """
 WITH ready_expected AS (
     SELECT job_id, shard, queue_name, priority, created_at, not_before,
            concurrency_key, interruptions >= 2 AS suspect
@@ -31,24 +31,18 @@ WITH ready_expected AS (
 ), waiting_actual AS (
     SELECT job_id, shard, queue_name FROM waiting_jobs
 )
-SELECT 'ready_jobs missing or stale' AS problem, job_id
-FROM (SELECT * FROM ready_expected EXCEPT SELECT * FROM ready_actual) x
-UNION ALL
-SELECT 'ready_jobs extra or stale', job_id
-FROM (SELECT * FROM ready_actual EXCEPT SELECT * FROM ready_expected) x
-UNION ALL
-SELECT 'held_jobs missing or stale', job_id
-FROM (SELECT * FROM held_expected EXCEPT SELECT * FROM held_actual) x
-UNION ALL
-SELECT 'held_jobs extra or stale', job_id
-FROM (SELECT * FROM held_actual EXCEPT SELECT * FROM held_expected) x
-UNION ALL
-SELECT 'waiting_jobs missing or stale', job_id
-FROM (SELECT * FROM waiting_expected EXCEPT SELECT * FROM waiting_actual) x
-UNION ALL
-SELECT 'waiting_jobs extra or stale', job_id
-FROM (SELECT * FROM waiting_actual EXCEPT SELECT * FROM waiting_expected) x
 """
+# Both directions for each table: expected EXCEPT actual (a row missing, or stale) and actual
+# EXCEPT expected (a row too many, or stale).
+_MISMATCHES = _SIDES + "\nUNION ALL\n".join(
+    f"SELECT '{table}_jobs {wrong}' AS problem, job_id\n"
+    f"FROM (SELECT * FROM {table}_{have} EXCEPT SELECT * FROM {table}_{want}) x"
+    for table in ("ready", "held", "waiting")
+    for have, want, wrong in (
+        ("expected", "actual", "missing or stale"),
+        ("actual", "expected", "extra or stale"),
+    )
+)
 
 
 async def side_table_mismatches(
