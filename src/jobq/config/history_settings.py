@@ -38,3 +38,11 @@ class HistorySettings(Section):
         description="Days ahead whose partitions the maintainer makes (1-366), so that events "
         "never wait on one being made.",
     )
+    pg_partman: bool = Field(
+        True,
+        description="Let pg_partman (version 4) keep job_events' daily partitions when the "
+        "extension is installed in jobq's database (CREATE EXTENSION pg_partman): jq-server "
+        "registers the table with it once and runs its maintenance; the retention stays "
+        "jobq's, which never drops a live job's history. Finished jobs' partitions are kept "
+        "by jobq either way (pg_partman 4 cannot partition by a UUID). false: jobq keeps both.",
+    )

@@ -22,7 +22,17 @@ DONE and DEAD_LETTERED (which RetryJob may bring back: its history then stays on
 partition was not dropped yet; a dead letter is finished as far as retention goes)."""
 
 PARTITION_PREFIX = "job_events_p"
-"""Daily partitions are named job_events_pYYYYMMDD (the UTC day they hold)."""
+"""Daily partitions are named job_events_pYYYYMMDD (the UTC day they hold), or
+job_events_pYYYY_MM_DD once pg_partman 4 keeps them (its names, see PartmanState)."""
+
+DAY_FORMATS = {"YYYYMMDD": "%Y%m%d", "YYYY_MM_DD": "%Y_%m_%d"}
+"""The day suffixes jobq names partitions with, by their to_char() spelling (pg_partman's
+part_config.datetime_string) and their strftime one. YYYYMMDD is jobq's own and pg_partman
+5's; YYYY_MM_DD is pg_partman 4's for daily partitions, which it parses back from the names
+to order them (a name in another spelling breaks its maintenance)."""
+
+JOBQ_DAY_FORMAT = "YYYYMMDD"
+PARTMAN_4_DAY_FORMAT = "YYYY_MM_DD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +62,58 @@ DropOutcome = Literal["dropped", "live", "busy"]
 unfinished job; or left for the next run, for job_events' lock was not granted in time."""
 
 
-def partition_name(day: date) -> str:
-    """The daily partition's name: job_events_p20261201 for 1 December 2026 (UTC)."""
-    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
+def partition_name(day: date, day_format: str = JOBQ_DAY_FORMAT) -> str:
+    """The daily partition's name: job_events_p20261201 for 1 December 2026 (UTC), or
+    job_events_p2026_12_01 with pg_partman 4's `day_format` (a key of DAY_FORMATS)."""
+    return PARTITION_PREFIX + day.strftime(DAY_FORMATS[day_format])
+
+
+@dataclass(frozen=True, slots=True)
+class PartmanState:
+    """pg_partman as installed in jobq's database, and whether it keeps job_events."""
+
+    schema: str
+    version: str
+    registered: bool
+    """job_events has its row in pg_partman's part_config."""
+    interval: timedelta | None = None
+    """The registered partition interval (jobq needs one day)."""
+    day_format: str | None = None
+    """The registered datetime_string: how pg_partman names the partitions it makes."""
+
+    @property
+    def major(self) -> int:
+        head = self.version.split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+
+PartmanOutcome = tuple[Literal["done", "busy", "failed"], str]
+"""What a pg_partman step did: done; busy (a lock not granted in time, nothing changed); or
+failed, with PostgreSQL's message (jobq then keeps the partitions itself)."""
+
+
+SUPPORTED_PARTMAN_MAJOR = 4
+"""The pg_partman major version jobq registers job_events with: 4 (Debian 12's 4.7, what
+jobq is tested with). pg_partman 5 changed create_parent's arguments and its default
+partition's handling; it is left alone (the built-in maintainer keeps the partitions)."""
+
+
+def partman_refusal(state: PartmanState) -> str | None:
+    """Why jobq does not let this pg_partman keep job_events (None: it does)."""
+    if state.major != SUPPORTED_PARTMAN_MAJOR:
+        return (
+            f"pg_partman {state.version} is installed; jobq registers job_events with "
+            f"pg_partman {SUPPORTED_PARTMAN_MAJOR}.x only"
+        )
+    if state.registered and state.interval != timedelta(days=1):
+        return (
+            f"job_events is registered with pg_partman at an interval of {state.interval}; "
+            "jobq keeps one partition per day: remove its part_config row to let jobq "
+            "register it"
+        )
+    if state.registered and state.day_format not in DAY_FORMATS:
+        return f"job_events is registered with pg_partman's datetime_string {state.day_format}"
+    return None
 
 
 def day_start(day: date) -> datetime:

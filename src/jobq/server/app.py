@@ -61,6 +61,7 @@ from jobq.storage.pool import notify_channel, ping
 from jobq.storage.postgres.audit import PgAuditStore
 from jobq.storage.postgres.event_outbox import PgEventOutboxStore
 from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
+from jobq.storage.postgres.history_partman import PgHistoryPartmanStore
 from jobq.storage.postgres.job_events import PgJobEventStore
 from jobq.storage.postgres.job_partitions import PgJobPartitionStore
 from jobq.storage.postgres.job_watch import PgJobWatchStore
@@ -285,6 +286,7 @@ class ServerApp:
             premake_days=cfg.history.premake_days,
             interval_s=cfg.history.maintenance_interval_s,
             on_dropped=self.history_metrics.dropped.inc,
+            partman=PgHistoryPartmanStore(pool) if cfg.history.pg_partman else None,
             jobs=JobPartitionMaintainer(
                 job_partitions,
                 retention_days=cfg.history.retention_days,

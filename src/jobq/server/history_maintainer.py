@@ -14,6 +14,14 @@ leases), in this order:
    a partition is kept, logged once, counted (jq_history_partitions_held_back), and dropped by
    a later run once those jobs have finished.
 
+With pg_partman installed in jobq's database (CREATE EXTENSION pg_partman, version 4), the run
+registers job_events with it (once: the day partitions renamed to its spelling, pg_partman's
+default partition for jobq's empty one, create_parent) and step 1 is pg_partman's
+run_maintenance; any day it did not make is made as without it. Steps 2 and 3 stay jobq's:
+pg_partman's retention drops a day whatever it holds, and jobq's keeps a live job's history.
+pg_partman refused (jobq's role lacks a privilege on its schema, say): logged once, and the
+run goes on as without it.
+
 The same run, under the same lease, keeps jobs' daily partitions (db/migrations/V24) with
 `jobs` (jobq.server.job_partition_maintainer), with the same retention and premake days.
 
@@ -29,13 +37,21 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
-from jobq.domain.history import Partition, day_start
+from jobq.domain.history import (
+    JOBQ_DAY_FORMAT,
+    PARTMAN_4_DAY_FORMAT,
+    Partition,
+    PartmanState,
+    day_start,
+    partition_name,
+    partman_refusal,
+)
 from jobq.observability.logging_setup import get_logger
 from jobq.server.job_partition_maintainer import JobPartitionMaintainer, JobsReport
 from jobq.server.service_loop import ServiceLoop
-from jobq.storage.stores import HistoryPartitionStore
+from jobq.storage.stores import HistoryPartitionStore, HistoryPartmanStore
 
 log = get_logger("jobq.history")
 
@@ -60,6 +76,10 @@ class HistoryReport:
     granted within the lock timeout (a long transaction on it)."""
     jobs: JobsReport | None = None
     """What the run did to jobs' partitions (None: not maintained by this maintainer)."""
+    partman: str | None = None
+    """The version of pg_partman that kept job_events' partitions this run (None: jobq did)."""
+    premade_by_partman: list[str] = field(default_factory=list)
+    """Partitions pg_partman's run_maintenance made this run (`created`: those jobq made)."""
 
 
 def _covered(day: date, partitions: list[Partition]) -> bool:
@@ -69,6 +89,37 @@ def _covered(day: date, partitions: list[Partition]) -> bool:
         and (p.lower is None or p.lower <= start)
         and (p.upper is None or start < p.upper)
         for p in partitions
+    )
+
+
+def _registration(partitions: list[Partition], now: datetime) -> tuple[date, list[tuple[str, str]]]:
+    """Where pg_partman's create_parent starts (the first day partition jobq has: it makes the
+    days from there on, and one before it would overlap V23's legacy partition) and the day
+    partitions to rename to pg_partman 4's spelling."""
+    days = [p for p in partitions if _is_day(p)]
+    renames = [
+        (p.name, name)
+        for p in days
+        if p.lower is not None
+        and (name := partition_name(p.lower.astimezone(UTC).date(), PARTMAN_4_DAY_FORMAT)) != p.name
+    ]
+    starts = [p.lower for p in days if p.lower is not None]
+    if starts:
+        return min(starts).astimezone(UTC).date(), renames
+    uppers = [p.upper for p in partitions if p.lower is None and p.upper is not None]
+    start = max(uppers) if uppers else now
+    return start.astimezone(UTC).date(), renames
+
+
+def _is_day(partition: Partition) -> bool:
+    """A partition of one whole UTC day (not the legacy one, the default, or one by hand)."""
+    lower, upper = partition.lower, partition.upper
+    return (
+        not partition.is_default
+        and lower is not None
+        and upper is not None
+        and upper - lower == timedelta(days=1)
+        and lower.astimezone(UTC).time() == time(0)
     )
 
 
@@ -92,6 +143,7 @@ class HistoryMaintainer:
         clock: Callable[[], datetime] | None = None,
         on_dropped: Callable[[int], None] | None = None,
         jobs: JobPartitionMaintainer | None = None,
+        partman: HistoryPartmanStore | None = None,
     ) -> None:
         if retention_days < 0 or premake_days < 1:
             raise ValueError(
@@ -105,6 +157,8 @@ class HistoryMaintainer:
         self._on_dropped = on_dropped
         self._reported_held: set[str] = set()
         self._jobs = jobs
+        self._partman = partman
+        self._partman_said = ""
         self.loop = ServiceLoop("history", interval_s, self._tick)
 
     def start(self) -> None:
@@ -144,19 +198,35 @@ class HistoryMaintainer:
         busy: list[str] = []
         moved = 0
         partitions = await self._store.history_partitions()
-        today = now.astimezone(UTC).date()
-        ahead = [today + timedelta(days=n) for n in range(self._premake_days + 1)]
-        stray = await self._store.history_default_days()
-        for day in sorted(set(ahead) | set(stray)):
-            if _covered(day, partitions):
-                continue
-            count = await self._store.history_partition_create(day)
+        partman = await self._partman_state()
+        day_format = partman.day_format if partman and partman.day_format else JOBQ_DAY_FORMAT
+
+        async def make(day: date) -> None:
+            nonlocal moved, partitions
+            count = await self._store.history_partition_create(day, partition_name(day, day_format))
             if count is None:
                 busy.append(day.isoformat())
-                continue
+                return
             moved += count
             created.append(day.isoformat())
             partitions = await self._store.history_partitions()
+
+        # Stray rows first: pg_partman would premake from a stray far-ahead row's day and then
+        # fail to attach the days it holds, and registering needs an empty default partition.
+        for day in await self._store.history_default_days():
+            if not _covered(day, partitions):
+                await make(day)
+        premade: list[str] = []
+        if partman is not None:
+            partman, premade = await self._partman_run(partman, partitions, now)
+            if premade:
+                partitions = await self._store.history_partitions()
+            if partman is not None and partman.day_format:
+                day_format = partman.day_format
+        today = now.astimezone(UTC).date()
+        for day in (today + timedelta(days=n) for n in range(self._premake_days + 1)):
+            if not _covered(day, partitions):
+                await make(day)
         dropped, held_back, busy_drops = await self._expire(now, partitions)
         busy += busy_drops
         if busy:
@@ -165,7 +235,76 @@ class HistoryMaintainer:
                 action="history.busy",
                 left=busy,
             )
-        return HistoryReport(True, created, moved, dropped, held_back, busy)
+        version = partman.version if partman is not None and partman.registered else None
+        return HistoryReport(
+            True,
+            created,
+            moved,
+            dropped,
+            held_back,
+            busy,
+            partman=version,
+            premade_by_partman=premade,
+        )
+
+    async def _partman_state(self) -> PartmanState | None:
+        """pg_partman when it is installed and jobq may let it keep job_events; None: not."""
+        if self._partman is None:
+            return None
+        state = await self._partman.partman_state()
+        refusal = partman_refusal(state) if state is not None else None
+        if refusal is not None:
+            self._say_once(f"{refusal}; jobq keeps job_events' partitions itself")
+            return None
+        return state
+
+    async def _partman_run(
+        self, state: PartmanState, partitions: list[Partition], now: datetime
+    ) -> tuple[PartmanState | None, list[str]]:
+        """Register job_events with pg_partman if it is not yet, then let pg_partman premake.
+        Returns its state after (None: it could not be used this run) and what it made."""
+        assert self._partman is not None
+        if not state.registered:
+            start, renames = _registration(partitions, now)
+            outcome, detail = await self._partman.partman_register(
+                state, self._premake_days, start, renames
+            )
+            if outcome == "failed":
+                self._say_once(
+                    f"job_events could not be registered with pg_partman ({detail}); jobq keeps"
+                    " its partitions itself meanwhile"
+                )
+            if outcome != "done":  # busy: the next run tries again
+                return None, []
+            log.info(
+                "job_events registered with pg_partman",
+                action="history.partman_registered",
+                version=state.version,
+                renamed=len(renames),
+            )
+            registered = await self._partman.partman_state()
+            if registered is None or not registered.registered:
+                return None, []
+            state = registered
+        before = {p.lower for p in partitions}  # by bounds: registering renamed them
+        outcome, detail = await self._partman.partman_maintain(state, self._premake_days)
+        if outcome == "failed":
+            self._say_once(
+                f"pg_partman's maintenance of job_events failed ({detail}); jobq makes the days"
+                " ahead itself meanwhile"
+            )
+            return None, []
+        if outcome == "busy":
+            return state, []
+        self._partman_said = ""
+        after = await self._store.history_partitions()
+        return state, [p.name for p in after if not p.is_default and p.lower not in before]
+
+    def _say_once(self, message: str) -> None:
+        """A warning about pg_partman, logged when it changes, not once per run."""
+        if message and message != self._partman_said:
+            log.warning(message, action="history.partman_unused")
+        self._partman_said = message
 
     async def _expire(
         self, now: datetime, partitions: list[Partition]

@@ -14,7 +14,15 @@ from typing import Protocol
 from uuid import UUID
 
 from jobq.domain.flow_limits import FlowChange
-from jobq.domain.history import CreateOutcome, DropOutcome, HistoryStats, JobPartition, Partition
+from jobq.domain.history import (
+    CreateOutcome,
+    DropOutcome,
+    HistoryStats,
+    JobPartition,
+    Partition,
+    PartmanOutcome,
+    PartmanState,
+)
 from jobq.domain.records import (
     Assignment,
     AttemptProgress,
@@ -309,9 +317,10 @@ class HistoryPartitionStore(Protocol):
 
     async def history_partitions(self) -> list[Partition]: ...
     async def history_default_days(self) -> list[date]: ...
-    async def history_partition_create(self, day: date) -> int | None:
-        """Make `day`'s partition, moving in its rows from the default one; returns how many
-        (None: job_events' lock was not granted in time, nothing changed)."""
+    async def history_partition_create(self, day: date, name: str | None = None) -> int | None:
+        """Make `day`'s partition (named `name`, default jobq's spelling), moving in its rows
+        from the default one; returns how many (None: job_events' lock was not granted in
+        time, or the table was made meanwhile; nothing changed)."""
         ...
 
     async def history_live_partitions(self, partitions: list[Partition]) -> set[int]:
@@ -326,3 +335,22 @@ class HistoryPartitionStore(Protocol):
     async def history_release(self, owner: str, succeeded_at: datetime, held_back: int) -> None: ...
     async def history_abandon(self, owner: str) -> None: ...
     async def history_stats(self) -> HistoryStats: ...
+
+
+class HistoryPartmanStore(Protocol):
+    """pg_partman, when installed in jobq's database: job_events registered with it and its
+    maintenance run (storage/postgres/history_partman.py), for the history maintainer."""
+
+    async def partman_state(self) -> PartmanState | None:
+        """The extension's schema and version and job_events' registration; None: absent."""
+        ...
+
+    async def partman_register(
+        self, state: PartmanState, premake_days: int, start: date, renames: list[tuple[str, str]]
+    ) -> PartmanOutcome:
+        """Rename the day partitions (`renames`), replace the default one, create_parent."""
+        ...
+
+    async def partman_maintain(self, state: PartmanState, premake_days: int) -> PartmanOutcome:
+        """pg_partman's run_maintenance of job_events (premakes the days ahead)."""
+        ...

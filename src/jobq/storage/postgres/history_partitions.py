@@ -64,15 +64,17 @@ class PgHistoryPartitionStore:
         rows = await self._pool.fetch(query("history_default_days"))
         return [row["day"].astimezone(UTC).date() for row in rows]
 
-    async def history_partition_create(self, day: date) -> int | None:
-        """Make `day`'s partition, moving into it the day's rows that landed in the default
-        partition; returns how many moved, or None when a lock was not granted in time (nothing
-        changed; the next run tries again). Made as a table and then attached, so job_events
-        stays readable and writable meanwhile."""
+    async def history_partition_create(self, day: date, name: str | None = None) -> int | None:
+        """Make `day`'s partition (named `name`, default partition_name(day)), moving into it
+        the day's rows that landed in the default partition; returns how many moved, or None
+        when a lock was not granted in time or pg_partman's own maintenance made the table
+        meanwhile (nothing changed; the next run looks again). Made as a table and then
+        attached, so job_events stays readable and writable meanwhile."""
+        name = name or partition_name(day)
         lower, upper = day_start(day), day_start(day + timedelta(days=1))
         values = {
-            "partition": quote_identifier(partition_name(day)),
-            "constraint": quote_identifier(f"{partition_name(day)}_range"),
+            "partition": quote_identifier(name),
+            "constraint": quote_identifier(f"{name}_range"),
             "lower": _literal(lower),
             "upper": _literal(upper),
         }
@@ -85,7 +87,7 @@ class PgHistoryPartitionStore:
                 await conn.execute(_template("history_partition_check", **values))
                 await conn.execute(_template("history_partition_attach", **values))
                 await conn.execute(_template("history_partition_uncheck", **values))
-        except asyncpg.LockNotAvailableError:
+        except (asyncpg.LockNotAvailableError, asyncpg.DuplicateTableError):
             return None
         return int(status.split()[-1])
 
