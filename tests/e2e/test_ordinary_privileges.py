@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from support.app_roles import AppRole, drop_app_role, make_app_role
 from support.payloads import job_payload
 from support.processes import ServerFactory
 from support.protocol_worker import ProtocolWorker
@@ -35,56 +33,12 @@ JOBQ_TABLES = {
 JOBQ_TYPES = {"job_status", "worker_status"}
 
 
-@dataclass(frozen=True)
-class AppRole:
-    """A role as a team's DBA would make it for jobq, and DSNs for it."""
-
-    name: str
-    password: str
-    database: str
-    superuser_dsn: str  # the test server's superuser, on the role's database
-
-    def dsn(self, database: str | None = None) -> str:
-        parts = urlsplit(self.superuser_dsn)
-        netloc = f"{self.name}:{quote(self.password, safe='')}@{parts.hostname}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=netloc, path="/" + (database or self.database)))
-
-
-def _with_database(dsn: str, database: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
-
-
-async def _make_role(superuser_dsn: str, *, createdb: bool, owns_database: bool) -> AppRole:
-    name, password = f"jq_app_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    database = f"jq_app_db_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(superuser_dsn)
-    try:
-        await admin.execute(
-            f"CREATE ROLE {name} LOGIN PASSWORD '{password}' NOSUPERUSER"
-            f" {'CREATEDB' if createdb else 'NOCREATEDB'} NOCREATEROLE"
-        )
-        if owns_database:
-            await admin.execute(f'CREATE DATABASE "{database}" OWNER {name}')
-    finally:
-        await admin.close()
-    return AppRole(name, password, database, _with_database(superuser_dsn, database))
-
-
-async def _drop_role(role: AppRole) -> None:
-    admin = await asyncpg.connect(_with_database(role.superuser_dsn, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{role.database}" WITH (FORCE)')
-        await admin.execute(f"DROP ROLE {role.name}")
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 async def app_role(empty_db_dsn: str) -> AsyncIterator[AppRole]:
     """No superuser, no CREATEDB, no CREATEROLE; owns a fresh, empty database."""
-    role = await _make_role(empty_db_dsn, createdb=False, owns_database=True)
+    role = await make_app_role(empty_db_dsn, createdb=False, owns_database=True)
     yield role
-    await _drop_role(role)
+    await drop_app_role(role)
 
 
 async def _submit_claim_complete(client: Client) -> None:
@@ -200,17 +154,17 @@ async def _database_exists(superuser_dsn: str, name: str) -> bool:
 @pytest.fixture
 async def role_without_database(empty_db_dsn: str) -> AsyncIterator[AppRole]:
     """No superuser, no CREATEDB; its database does not exist."""
-    role = await _make_role(empty_db_dsn, createdb=False, owns_database=False)
+    role = await make_app_role(empty_db_dsn, createdb=False, owns_database=False)
     yield role
-    await _drop_role(role)
+    await drop_app_role(role)
 
 
 @pytest.fixture
 async def creator_without_database(empty_db_dsn: str) -> AsyncIterator[AppRole]:
     """CREATEDB (as on managed services), no superuser; its database does not exist yet."""
-    role = await _make_role(empty_db_dsn, createdb=True, owns_database=False)
+    role = await make_app_role(empty_db_dsn, createdb=True, owns_database=False)
     yield role
-    await _drop_role(role)
+    await drop_app_role(role)
 
 
 async def test_a_role_that_may_not_create_the_database_stops_with_one_line(
