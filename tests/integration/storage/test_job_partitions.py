@@ -15,10 +15,13 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
+import pytest
 from support.side_tables import assert_side_tables_match
 
+from jobq.domain import shards
 from jobq.domain.history import job_id_floor, job_id_moment, job_partition_name
 from jobq.domain.records import NewJob
+from jobq.domain.shards import shard_of
 from jobq.server.history_maintainer import HistoryMaintainer
 from jobq.server.job_partition_maintainer import JobPartitionMaintainer
 from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
@@ -43,6 +46,13 @@ def uuid7_at(moment: datetime) -> uuid.UUID:
     return uuid.UUID(
         int=ms << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
     )
+
+
+def uuid7_on_shard(moment: datetime, shard: int) -> uuid.UUID:
+    """A UUIDv7 of `moment` on `shard` (of the shard count in force)."""
+    while shard_of(job_id := uuid7_at(moment)) != shard:
+        pass
+    return job_id
 
 
 def maintainer(pool: asyncpg.Pool, retention_days: int) -> HistoryMaintainer:
@@ -260,3 +270,42 @@ async def test_a_drop_waits_no_longer_than_its_lock_timeout(
     later = await maintainer(pool, retention_days=30).run_once(at(day(60), 13))
     assert later.jobs is not None
     assert job_partition_name(day(1)) in later.jobs.dropped
+
+
+async def test_a_dropped_day_frees_the_keys_and_ticks_of_every_shard(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With four shards a day's keyed jobs sit on every shard, and a key is unique per shard
+    (job_idempotency_keys' primary key is (shard, key), V24/V25): dropping the day frees each
+    shard's keys and ticks, not only shard 0's, or a key stays taken by a job that is gone."""
+    count = 4
+    monkeypatch.setattr(shards, "SHARD_COUNT", count)
+    old = {s: uuid7_on_shard(at(day(2), 3 + s), s) for s in range(count)}
+    for s, job_id in old.items():
+        assert await submit(pool, job_id, key=f"key-{s}") == job_id
+        await pool.execute(
+            "INSERT INTO job_schedule_ticks (shard, schedule_name, schedule_tick, job_id)"
+            " VALUES ($1, 'nightly', $2, $3)",
+            s,
+            at(day(2), 3 + s),
+            job_id,
+        )
+    await finish(pool, *old.values())
+    for table in ("job_idempotency_keys", "job_schedule_ticks"):
+        rows = await pool.fetch(f"SELECT shard FROM {table}")
+        assert sorted(r["shard"] for r in rows) == list(range(count)), table
+
+    report = await maintainer(pool, retention_days=30).run_once(at(day(40)))
+    assert report.jobs is not None
+    assert job_partition_name(day(2)) in report.jobs.dropped
+    assert (
+        await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = ANY($1)", list(old.values()))
+        == 0
+    )
+    for table in ("job_idempotency_keys", "job_schedule_ticks"):
+        left = await pool.fetch(f"SELECT shard, job_id FROM {table}")
+        assert left == [], f"{table} keeps rows of dropped jobs: {left}"
+    # each key is free again: a new job on the key's shard takes it
+    for s in range(count):
+        fresh = uuid7_on_shard(datetime.now(UTC), s)
+        assert await submit(pool, fresh, key=f"key-{s}") == fresh
