@@ -10,12 +10,12 @@ today and the week after it.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 import pytest
+from support.job_ids import uuid7_at
 from support.side_tables import assert_side_tables_match
 
 from jobq.domain import shards
@@ -37,15 +37,6 @@ def day(offset: int) -> date:
 
 def at(d: date, hour: int = 12) -> datetime:
     return datetime.combine(d, time(hour), tzinfo=UTC)
-
-
-def uuid7_at(moment: datetime) -> uuid.UUID:
-    """A UUIDv7 of `moment` (a job id made that millisecond)."""
-    ms = job_id_floor(moment).int >> 80
-    rand = int.from_bytes(os.urandom(10), "big")
-    return uuid.UUID(
-        int=ms << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
-    )
 
 
 def uuid7_on_shard(moment: datetime, shard: int) -> uuid.UUID:
