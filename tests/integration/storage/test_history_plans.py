@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 from support.job_ids import uuid7_at
+from support.migration_day import Days, days_from_migration
 from support.plans import Plan, relation, rows_read, scans
 
 from jobq.domain.history import LIVE_STATUSES, Partition, job_id_moment, job_partition_name
@@ -34,7 +35,12 @@ from jobq.storage.queries import query
 DAYS = 10
 JOBS_PER_DAY = 500
 EVENTS_PER_DAY = 4 * JOBS_PER_DAY
-TODAY = datetime.now(UTC).date()
+
+
+@pytest.fixture
+async def day(db_dsn: str) -> Days:
+    """Days counted from the one V23 made this database's partitions for (read per test)."""
+    return await days_from_migration(db_dsn, "23")
 
 
 def event_scans(plan: Any) -> list[Plan]:
@@ -42,17 +48,17 @@ def event_scans(plan: Any) -> list[Plan]:
     return scans(plan, lambda node: relation(node).startswith("job_events"))
 
 
-async def _fill(pool: asyncpg.Pool) -> list[uuid.UUID]:
-    """DAYS days of finished jobs from tomorrow on, each day's events in its own partition, the
+async def _fill(pool: asyncpg.Pool, day: Days) -> list[uuid.UUID]:
+    """DAYS days of finished jobs from day 1 on, each day's events in its own partition, the
     last day's written while the outbox captures; returns each day's first job."""
     await HistoryMaintainer(
         PgHistoryPartitionStore(pool), retention_days=0, premake_days=DAYS, interval_s=3600
-    ).run_once()
+    ).run_once(datetime.combine(day(0), time(0), tzinfo=UTC))
     firsts = []
     for offset in range(1, DAYS + 1):
         if offset == DAYS:
             await PgEventOutboxStore(pool).capture_set(True)
-        start = datetime.combine(TODAY + timedelta(days=offset), time(6), tzinfo=UTC)
+        start = datetime.combine(day(offset), time(6), tzinfo=UTC)
         ids = [uuid.uuid4() for _ in range(JOBS_PER_DAY)]
         firsts.append(ids[0])
         await pool.execute(
@@ -82,8 +88,8 @@ async def _fill(pool: asyncpg.Pool) -> list[uuid.UUID]:
 
 
 @pytest.fixture
-async def firsts(pool: asyncpg.Pool) -> list[uuid.UUID]:
-    return await _fill(pool)
+async def firsts(pool: asyncpg.Pool, day: Days) -> list[uuid.UUID]:
+    return await _fill(pool, day)
 
 
 async def _explain(
@@ -137,7 +143,7 @@ async def test_the_duplicate_report_check_reads_the_reported_jobs_events_only(
 
 @pytest.mark.parametrize("generic", [False, True])
 async def test_the_publisher_reads_its_events_in_their_days_partition_only(
-    pool: asyncpg.Pool, firsts: list[uuid.UUID], generic: bool
+    pool: asyncpg.Pool, firsts: list[uuid.UUID], generic: bool, day: Days
 ) -> None:
     limit = 1000
     plan = await _explain(pool, "event_outbox_read", (limit,), generic)
@@ -146,7 +152,7 @@ async def test_the_publisher_reads_its_events_in_their_days_partition_only(
     partitions = len(await PgHistoryPartitionStore(pool).history_partitions())
     assert partitions > DAYS
     # The outbox rows hold the last day's events only: that day's partition is searched.
-    last_day = TODAY + timedelta(days=DAYS)
+    last_day = day(DAYS)
     assert executed == {f"job_events_p{last_day:%Y%m%d}"}
 
 
