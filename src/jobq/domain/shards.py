@@ -39,6 +39,14 @@ def served_shards() -> tuple[int, ...]:
     return tuple(range(SHARD_COUNT))
 
 
+def every_shard() -> tuple[int, ...]:
+    """Every shard, whichever server serves it: for maintenance of whole tables (a day's
+    partition of jobs holds jobs of every shard, and dropping it must forget each shard's keys
+    and ticks), which one replica does for all under the history maintainer's lease. Not
+    served_shards(): that set is per server once shards are leased."""
+    return tuple(range(SHARD_COUNT))
+
+
 def shard_of(job_id: UUID, shard_count: int | None = None) -> int:
     """The shard of a job (or worker) id: its 12 rand_a bits modulo `shard_count` (None:
     SHARD_COUNT, read when called, so that a test can run with several shards)."""

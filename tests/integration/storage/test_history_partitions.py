@@ -2,18 +2,20 @@
 default partition, dropped past the retention, never a live job's history.
 
 The clock is moved by passing `now` to the maintainer; the migrated database's partitions were
-made for the real today (the legacy partition ends tomorrow, daily ones follow for a week), so
-the test writes events on days counted from the real today and runs the maintainer weeks later.
+made for the day it was migrated on (the legacy partition ends the day after, daily ones follow
+for a week), so the test writes events on days counted from that day (the `day` fixture, read
+per test) and runs the maintainer weeks later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 import asyncpg
 import pytest
+from support.migration_day import Days, days_from_migration
 
 from jobq.domain.history import partition_name
 from jobq.domain.ids import uuid7
@@ -24,15 +26,15 @@ from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
 from jobq.storage.postgres.jobs import PgJobStore
 from jobq.storage.postgres.workers import PgWorkerStore
 
-TODAY = datetime.now(UTC).date()
+
+@pytest.fixture
+async def day(db_dsn: str) -> Days:
+    """Days counted from the one V23 made this database's partitions for."""
+    return await days_from_migration(db_dsn, "23")
 
 
 def at(day: date, hour: int = 12) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=UTC)
-
-
-def day(offset: int) -> date:
-    return TODAY + timedelta(days=offset)
 
 
 def maintainer(pool: asyncpg.Pool, retention_days: int, owner: str = "a") -> HistoryMaintainer:
@@ -76,7 +78,7 @@ async def events_of(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[int]:
     return [row["id"] for row in rows]
 
 
-async def insert_every_date(pool: asyncpg.Pool) -> None:
+async def insert_every_date(pool: asyncpg.Pool, day: Days) -> None:
     """An event far in the past, today and far in the future: none may fail for want of a
     partition (the DEFAULT partition catches what no day's partition holds)."""
     for moment in (at(day(-4000)), datetime.now(UTC), at(day(4000))):
@@ -89,6 +91,7 @@ async def insert_every_date(pool: asyncpg.Pool) -> None:
 
 async def test_the_migration_leaves_a_legacy_partition_a_week_of_days_and_a_default(
     pool: asyncpg.Pool,
+    day: Days,
 ) -> None:
     partitions = await PgHistoryPartitionStore(pool).history_partitions()
     by_name = {p.name: p for p in partitions}
@@ -104,10 +107,12 @@ async def test_the_migration_leaves_a_legacy_partition_a_week_of_days_and_a_defa
 
 async def test_maintenance_makes_days_ahead_moves_strays_and_drops_only_finished_old_days(
     pool: asyncpg.Pool,
+    day: Days,
 ) -> None:
     jobs = PgJobStore(pool)
-    # Through the real statements: one job submitted, claimed and completed today, one left
-    # PENDING today (a live job whose SUBMITTED event sits in the legacy partition).
+    # Through the real statements: one job submitted, claimed and completed now, one left
+    # PENDING now (a live job whose SUBMITTED event sits in the legacy partition, or in day 1's
+    # when the database's clock has passed midnight since the migration ran).
     [done_today, live_today] = [NewJob(uuid7(), "default", b"{}") for _ in range(2)]
     await jobs.jobs_insert([done_today])
     worker = uuid.uuid4()
@@ -119,17 +124,21 @@ async def test_maintenance_makes_days_ahead_moves_strays_and_drops_only_finished
         [Success(claim.job.job_id, claim.job.attempt, worker, b"null", claim_id=claim.claim_id)]
     )
     await jobs.jobs_insert([live_today])
+    live_home = await pool.fetchval(
+        "SELECT tableoid::regclass::text FROM job_events WHERE job_id = $1", live_today.job_id
+    )
+    assert live_home in {"job_events_legacy", partition_name(day(1))}
     # Events on later days: finished jobs on days 2, 5 and 12, a job FAILED awaiting its retry
     # with an event on day 15, finished jobs on days 25 and 100 (12, 15, 25 and 100 have no
     # partition yet: they land in the default partition).
     finished = {n: await job_with_events(pool, "DONE", [day(n)]) for n in (2, 5, 12, 25, 100)}
     retrying = await job_with_events(pool, "FAILED", [day(14), day(15)])
     assert await pool.fetchval("SELECT count(*) FROM job_events_default") == 5
-    await insert_every_date(pool)
+    await insert_every_date(pool, day)
 
     # Today: the week ahead exists already (the migration made it); the strays get partitions
     # of their own days (the event of 4,000 days ago is in the legacy partition).
-    first = await maintainer(pool, retention_days=10).run_once(at(TODAY, 1))
+    first = await maintainer(pool, retention_days=10).run_once(at(day(0), 1))
     assert first.acted
     assert first.created == [day(n).isoformat() for n in (12, 14, 15, 25, 100, 4000)]
     assert first.moved == 6
@@ -143,17 +152,14 @@ async def test_maintenance_makes_days_ahead_moves_strays_and_drops_only_finished
     later = maintainer(pool, retention_days=10)
     second = await later.run_once(at(day(30)))
     assert second.acted
-    assert set(second.dropped) == {partition_name(day(n)) for n in (1, 2, 3, 4, 5, 6, 7, 12)}
-    assert set(second.held_back) == {
-        "job_events_legacy",
-        partition_name(day(14)),
-        partition_name(day(15)),
-    }
+    past = {"job_events_legacy"} | {partition_name(day(n)) for n in (1, 2, 3, 4, 5, 6, 7, 12)}
+    assert set(second.dropped) == past - {live_home}
+    assert set(second.held_back) == {live_home, partition_name(day(14)), partition_name(day(15))}
     assert second.created == [day(n).isoformat() for n in range(30, 38)]
     names = await partition_names(pool)
     assert names >= {
         "job_events_default",
-        "job_events_legacy",  # holds live_today's SUBMITTED event
+        live_home,  # holds live_today's SUBMITTED event
         partition_name(day(14)),
         partition_name(day(15)),  # the retrying job's
         partition_name(day(25)),  # within the retention
@@ -172,7 +178,7 @@ async def test_maintenance_makes_days_ahead_moves_strays_and_drops_only_finished
     assert stats.partitions == len(names)
     assert stats.default_rows == 0
     assert stats.last_success == at(day(30)).timestamp()
-    await insert_every_date(pool)
+    await insert_every_date(pool, day)
 
     # Once those jobs have finished, a later run drops what it held back.
     await pool.execute(
@@ -180,25 +186,23 @@ async def test_maintenance_makes_days_ahead_moves_strays_and_drops_only_finished
         [live_today.job_id, retrying],
     )
     third = await later.run_once(at(day(30), 13))
-    assert set(third.dropped) >= {
-        "job_events_legacy",
-        partition_name(day(14)),
-        partition_name(day(15)),
-    }
+    assert set(third.dropped) >= {live_home, partition_name(day(14)), partition_name(day(15))}
     assert third.held_back == []
     assert await events_of(pool, retrying) == []
     assert (await PgHistoryPartitionStore(pool).history_stats()).held_back == 0
-    await insert_every_date(pool)
+    await insert_every_date(pool, day)
 
 
-async def test_without_retention_nothing_is_dropped(pool: asyncpg.Pool) -> None:
+async def test_without_retention_nothing_is_dropped(pool: asyncpg.Pool, day: Days) -> None:
     old = await job_with_events(pool, "DONE", [day(2)])
     report = await maintainer(pool, retention_days=0).run_once(at(day(400)))
     assert report.dropped == []
     assert len(await events_of(pool, old)) == 1
 
 
-async def test_one_maintainer_at_a_time(replicas: tuple[asyncpg.Pool, asyncpg.Pool]) -> None:
+async def test_one_maintainer_at_a_time(
+    replicas: tuple[asyncpg.Pool, asyncpg.Pool], day: Days
+) -> None:
     one, two = replicas
     # A replica holding the lease: the other does nothing.
     assert await PgHistoryPartitionStore(one).history_lease("holder", 600)
@@ -219,7 +223,9 @@ async def test_one_maintainer_at_a_time(replicas: tuple[asyncpg.Pool, asyncpg.Po
     assert len(dropped) == len(set(dropped)) == 8  # legacy and days 1-7
 
 
-async def test_the_outbox_captures_events_written_into_new_partitions(pool: asyncpg.Pool) -> None:
+async def test_the_outbox_captures_events_written_into_new_partitions(
+    pool: asyncpg.Pool, day: Days
+) -> None:
     outbox = PgEventOutboxStore(pool)
     await outbox.capture_set(True)
     await maintainer(pool, retention_days=0).run_once(at(day(20)))  # days 20 to 27 made
@@ -237,7 +243,9 @@ async def test_the_outbox_captures_events_written_into_new_partitions(pool: asyn
     assert all(e.queue_name == "default" for e in events)
 
 
-async def test_a_locked_history_is_left_for_the_next_run(pool: asyncpg.Pool, db_dsn: str) -> None:
+async def test_a_locked_history_is_left_for_the_next_run(
+    pool: asyncpg.Pool, db_dsn: str, day: Days
+) -> None:
     """A long transaction reading job_events holds its lock: the maintainer's DDL gives up after
     its lock timeout instead of queueing every writer behind it, and the next run does it."""
     old = await job_with_events(pool, "DONE", [day(2)])
@@ -249,7 +257,7 @@ async def test_a_locked_history_is_left_for_the_next_run(pool: asyncpg.Pool, db_
         async with reader.transaction():
             await reader.fetchval("SELECT count(*) FROM job_events")  # its locks stay held
             report = await later.run_once(at(day(30)))
-            await insert_every_date(pool)  # writers were never queued behind the maintainer
+            await insert_every_date(pool, day)  # writers were never queued behind the maintainer
     finally:
         await reader.close()
     assert report.acted
@@ -266,7 +274,7 @@ async def test_a_locked_history_is_left_for_the_next_run(pool: asyncpg.Pool, db_
 
 
 async def test_a_partition_held_back_is_logged_once(
-    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str], day: Days
 ) -> None:
     await job_with_events(pool, "RUNNING", [day(2)])
     later = maintainer(pool, retention_days=10)

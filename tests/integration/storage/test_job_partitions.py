@@ -3,46 +3,49 @@ made from the default partition with finished jobs only, dropped past the retent
 live job touched; keys, ticks and edges go with a dropped day.
 
 Job ids are made for chosen days (a UUIDv7 carries its moment), and the clock is moved by
-passing `now` to the maintainer: the migrated database's partitions were made for the real
-today and the week after it.
+passing `now` to the maintainer: the migrated database's partitions were made for the day it
+was migrated on and the week after it, so days are counted from that day (the `day` fixture,
+read per test).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
 import asyncpg
+import pytest
+from support.job_ids import uuid7_at
+from support.migration_day import Days, days_from_migration
 from support.side_tables import assert_side_tables_match
 
+from jobq.domain import shards
 from jobq.domain.history import job_id_floor, job_id_moment, job_partition_name
 from jobq.domain.records import NewJob
+from jobq.domain.shards import shard_of
 from jobq.server.history_maintainer import HistoryMaintainer
 from jobq.server.job_partition_maintainer import JobPartitionMaintainer
 from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
 from jobq.storage.postgres.job_partitions import PgJobPartitionStore
 from jobq.storage.postgres.jobs import PgJobStore
 
-TODAY = datetime.now(UTC).date()
 
-
-def day(offset: int) -> date:
-    return TODAY + timedelta(days=offset)
+@pytest.fixture
+async def day(db_dsn: str) -> Days:
+    """Days counted from the one V24 made this database's partitions for."""
+    return await days_from_migration(db_dsn, "24")
 
 
 def at(d: date, hour: int = 12) -> datetime:
     return datetime.combine(d, time(hour), tzinfo=UTC)
 
 
-def uuid7_at(moment: datetime) -> uuid.UUID:
-    """A UUIDv7 of `moment` (a job id made that millisecond)."""
-    ms = job_id_floor(moment).int >> 80
-    rand = int.from_bytes(os.urandom(10), "big")
-    return uuid.UUID(
-        int=ms << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & ((1 << 62) - 1)
-    )
+def uuid7_on_shard(moment: datetime, shard: int) -> uuid.UUID:
+    """A UUIDv7 of `moment` on `shard` (of the shard count in force)."""
+    while shard_of(job_id := uuid7_at(moment)) != shard:
+        pass
+    return job_id
 
 
 def maintainer(pool: asyncpg.Pool, retention_days: int) -> HistoryMaintainer:
@@ -84,7 +87,7 @@ async def job_partition_names(pool: asyncpg.Pool) -> set[str]:
     return {p.name for p in await PgJobPartitionStore(pool).job_partitions()}
 
 
-async def insert_every_id(pool: asyncpg.Pool) -> None:
+async def insert_every_id(pool: asyncpg.Pool, day: Days) -> None:
     """A job of long ago, of now, of far ahead and a random (v4) one: none may fail for want
     of a partition (the default partition takes what no day's partition holds). Finished at
     once, so that they keep no partition from being dropped."""
@@ -96,6 +99,7 @@ async def insert_every_id(pool: asyncpg.Pool) -> None:
 
 async def test_the_migration_makes_today_and_a_week_ahead_and_keeps_the_default(
     pool: asyncpg.Pool,
+    day: Days,
 ) -> None:
     partitions = await PgJobPartitionStore(pool).job_partitions()
     by_name = {p.name: p for p in partitions}
@@ -121,7 +125,9 @@ async def test_the_migration_makes_today_and_a_week_ahead_and_keeps_the_default(
     }
 
 
-async def test_old_days_are_dropped_except_one_holding_a_live_job(pool: asyncpg.Pool) -> None:
+async def test_old_days_are_dropped_except_one_holding_a_live_job(
+    pool: asyncpg.Pool, day: Days
+) -> None:
     # Three jobs on each of the days 0 to 4, all finished but one PENDING job of day 1.
     ids = {n: [uuid7_at(at(day(n), h)) for h in (1, 12, 23)] for n in range(5)}
     keyed = ids[0][0]
@@ -146,7 +152,7 @@ async def test_old_days_are_dropped_except_one_holding_a_live_job(pool: asyncpg.
     legacy_done = uuid.uuid4()
     await submit(pool, legacy_done)
     await finish(pool, legacy_done)
-    await insert_every_id(pool)
+    await insert_every_id(pool, day)
     live_events = await pool.fetch("SELECT * FROM job_events WHERE job_id = $1", live)
     assert live_events
     assert {await partition_of(pool, j) for j in ids[1]} == {job_partition_name(day(1))}
@@ -174,7 +180,10 @@ async def test_old_days_are_dropped_except_one_holding_a_live_job(pool: asyncpg.
     # The dropped jobs are gone with their key (free again), edge and tick.
     gone = [j for n in (0, 2, 3, 4) for j in ids[n]]
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = ANY($1)", gone) == 0
-    fresh = uuid7_at(datetime.now(UTC))
+    # an id of day 0, whose partition is gone: the job (PENDING) lands in the default
+    # partition, not in day 1's, which the next run drops (an id of the clock's now would land
+    # there once the clock has passed midnight since the migration)
+    fresh = uuid7_at(at(day(0)))
     assert await submit(pool, fresh, key="old-key") == fresh
     assert await pool.fetchval("SELECT count(*) FROM job_dependencies") == 0
     assert await pool.fetchval("SELECT count(*) FROM job_schedule_ticks") == 0
@@ -182,7 +191,7 @@ async def test_old_days_are_dropped_except_one_holding_a_live_job(pool: asyncpg.
     assert await partition_of(pool, legacy_done) is not None
     stats = await PgJobPartitionStore(pool).job_history_stats()
     assert stats == (len(names), 1, at(day(40)).timestamp())
-    await insert_every_id(pool)
+    await insert_every_id(pool, day)
     await assert_side_tables_match(pool)
 
     # Once it has finished, a later run drops what it held back.
@@ -197,6 +206,7 @@ async def test_old_days_are_dropped_except_one_holding_a_live_job(pool: asyncpg.
 
 async def test_days_in_the_default_get_a_partition_only_with_finished_jobs(
     pool: asyncpg.Pool,
+    day: Days,
 ) -> None:
     """The maintainer was away longer than it premakes: jobs of days 12 and 13 sit in the
     default partition. Day 12's (finished) move into a partition of their own; day 13 holds a
@@ -229,11 +239,11 @@ async def test_days_in_the_default_get_a_partition_only_with_finished_jobs(
     assert {await partition_of(pool, j) for j in (done_13, live_13)} == {
         job_partition_name(day(13))
     }
-    await insert_every_id(pool)
+    await insert_every_id(pool, day)
 
 
 async def test_a_drop_waits_no_longer_than_its_lock_timeout(
-    pool: asyncpg.Pool, db_dsn: str
+    pool: asyncpg.Pool, db_dsn: str, day: Days
 ) -> None:
     """A long transaction reading jobs: the detach is not granted its lock within the short
     lock timeout and is left for the next run, nothing changed; the claim path is not queued
@@ -260,3 +270,42 @@ async def test_a_drop_waits_no_longer_than_its_lock_timeout(
     later = await maintainer(pool, retention_days=30).run_once(at(day(60), 13))
     assert later.jobs is not None
     assert job_partition_name(day(1)) in later.jobs.dropped
+
+
+async def test_a_dropped_day_frees_the_keys_and_ticks_of_every_shard(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, day: Days
+) -> None:
+    """With four shards a day's keyed jobs sit on every shard, and a key is unique per shard
+    (job_idempotency_keys' primary key is (shard, key), V24/V25): dropping the day frees each
+    shard's keys and ticks, not only shard 0's, or a key stays taken by a job that is gone."""
+    count = 4
+    monkeypatch.setattr(shards, "SHARD_COUNT", count)
+    old = {s: uuid7_on_shard(at(day(2), 3 + s), s) for s in range(count)}
+    for s, job_id in old.items():
+        assert await submit(pool, job_id, key=f"key-{s}") == job_id
+        await pool.execute(
+            "INSERT INTO job_schedule_ticks (shard, schedule_name, schedule_tick, job_id)"
+            " VALUES ($1, 'nightly', $2, $3)",
+            s,
+            at(day(2), 3 + s),
+            job_id,
+        )
+    await finish(pool, *old.values())
+    for table in ("job_idempotency_keys", "job_schedule_ticks"):
+        rows = await pool.fetch(f"SELECT shard FROM {table}")
+        assert sorted(r["shard"] for r in rows) == list(range(count)), table
+
+    report = await maintainer(pool, retention_days=30).run_once(at(day(40)))
+    assert report.jobs is not None
+    assert job_partition_name(day(2)) in report.jobs.dropped
+    assert (
+        await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = ANY($1)", list(old.values()))
+        == 0
+    )
+    for table in ("job_idempotency_keys", "job_schedule_ticks"):
+        left = await pool.fetch(f"SELECT shard, job_id FROM {table}")
+        assert left == [], f"{table} keeps rows of dropped jobs: {left}"
+    # each key is free again: a new job on the key's shard takes it
+    for s in range(count):
+        fresh = uuid7_on_shard(datetime.now(UTC), s)
+        assert await submit(pool, fresh, key=f"key-{s}") == fresh

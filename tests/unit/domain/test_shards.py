@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jobq.domain import shards
 from jobq.domain.ids import uuid7
-from jobq.domain.shards import SHARD_COUNT, served_shards, shard_of, split_by_shard
+from jobq.domain.shards import (
+    SHARD_COUNT,
+    every_shard,
+    served_shards,
+    shard_of,
+    split_by_shard,
+)
 
 
 def _with_rand_a(rand_a: int) -> uuid.UUID:
@@ -24,6 +31,14 @@ def test_one_shard_today_and_it_is_served() -> None:
     assert served_shards() == (0,)
     assert {shard_of(uuid7()) for _ in range(100)} == {0}
     assert {shard_of(uuid.uuid4()) for _ in range(100)} == {0}
+
+
+def test_maintenance_covers_every_shard_of_the_count_in_force(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert every_shard() == (0,)
+    monkeypatch.setattr(shards, "SHARD_COUNT", 4)
+    assert every_shard() == (0, 1, 2, 3)
 
 
 @given(st.integers(min_value=0, max_value=0xFFF), st.sampled_from([1, 2, 4, 64, 256, 4096]))

@@ -23,6 +23,7 @@ from jobq.domain.history import (
     job_day_bounds,
     job_partition_name,
 )
+from jobq.domain.shards import every_shard
 from jobq.storage.pool import quote_identifier
 from jobq.storage.queries import query
 
@@ -118,7 +119,9 @@ class PgJobPartitionStore:
             await transaction.start()
             try:
                 await conn.execute(query("history_lock_timeout"), self._lock_timeout)
-                await conn.execute(query("job_range_forget"), partition.lower, partition.upper)
+                await conn.execute(
+                    query("job_range_forget"), partition.lower, partition.upper, every_shard()
+                )
                 await conn.execute(query("job_partition_detach").format(**values))
                 live = await conn.fetchval(
                     query("job_range_live"), partition.lower, partition.upper

@@ -97,13 +97,18 @@ SELECT EXISTS (SELECT 1 FROM ready_jobs WHERE job_id >= $1::uuid AND job_id < $2
 
 -- name: job_range_forget
 -- What goes with a dropped partition's jobs ([$1, $2)): their idempotency keys (free again),
--- their schedule ticks, and their dependency edges. By job_id range: an index range each.
+-- their schedule ticks, and their dependency edges, of every shard ($3: all of them,
+-- jobq.domain.shards.every_shard; a day's partition holds jobs of every shard). The keys' and
+-- ticks' job indexes lead with shard ((shard, job_id), V24/V25): `shard = ANY ($3)` makes one
+-- index range per shard, where a filter on job_id alone could not use them before PostgreSQL
+-- 18's skip scan (a scan of the whole table). The edges' primary key leads with job_id: one
+-- range, every shard's edges in it.
 WITH keys AS (
     DELETE FROM job_idempotency_keys
-    WHERE shard = 0 AND job_id >= $1::uuid AND job_id < $2::uuid
+    WHERE shard = ANY ($3::smallint[]) AND job_id >= $1::uuid AND job_id < $2::uuid
 ), ticks AS (
     DELETE FROM job_schedule_ticks
-    WHERE shard = 0 AND job_id >= $1::uuid AND job_id < $2::uuid
+    WHERE shard = ANY ($3::smallint[]) AND job_id >= $1::uuid AND job_id < $2::uuid
 )
 DELETE FROM job_dependencies WHERE job_id >= $1::uuid AND job_id < $2::uuid;
 
