@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
+from support.history_events import events_of, job_with_events
+from support.history_events import noon as at
 from support.migration_day import Days, days_from_migration
 
 from jobq.domain.history import partition_name
@@ -33,10 +35,6 @@ async def day(db_dsn: str) -> Days:
     return await days_from_migration(db_dsn, "23")
 
 
-def at(day: date, hour: int = 12) -> datetime:
-    return datetime.combine(day, time(hour), tzinfo=UTC)
-
-
 def maintainer(pool: asyncpg.Pool, retention_days: int, owner: str = "a") -> HistoryMaintainer:
     return HistoryMaintainer(
         PgHistoryPartitionStore(pool),
@@ -47,35 +45,8 @@ def maintainer(pool: asyncpg.Pool, retention_days: int, owner: str = "a") -> His
     )
 
 
-async def job_with_events(
-    pool: asyncpg.Pool, status: str, days: list[date], *, via_parent: bool = True
-) -> uuid.UUID:
-    """A job in `status` with one event on each of `days` (written through job_events, as
-    every statement of jobq writes them)."""
-    job_id = uuid7()
-    await pool.execute(
-        "INSERT INTO jobs (job_id, queue_name, status, completed_at)"
-        " VALUES ($1, 'default', $2::job_status,"
-        "         CASE WHEN $2 IN ('DONE', 'DEAD_LETTERED') THEN now() END)",
-        job_id,
-        status,
-    )
-    await pool.execute(
-        "INSERT INTO job_events (job_id, to_status, reason, occurred_at)"
-        " SELECT $1, 'PENDING', 'SUBMITTED', d FROM unnest($2::timestamptz[]) AS d",
-        job_id,
-        [at(d) for d in days],
-    )
-    return job_id
-
-
 async def partition_names(pool: asyncpg.Pool) -> set[str]:
     return {p.name for p in await PgHistoryPartitionStore(pool).history_partitions()}
-
-
-async def events_of(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[int]:
-    rows = await pool.fetch("SELECT id FROM job_events WHERE job_id = $1 ORDER BY id", job_id)
-    return [row["id"] for row in rows]
 
 
 async def insert_every_date(pool: asyncpg.Pool, day: Days) -> None:

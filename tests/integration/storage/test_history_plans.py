@@ -26,9 +26,12 @@ from support.plans import Plan, relation, rows_read, scans
 
 from jobq.domain.history import LIVE_STATUSES, Partition, job_id_moment, job_partition_name
 from jobq.server.history_maintainer import HistoryMaintainer
-from jobq.storage.pool import quote_identifier
 from jobq.storage.postgres.event_outbox import PgEventOutboxStore
-from jobq.storage.postgres.history_partitions import PgHistoryPartitionStore
+from jobq.storage.postgres.history_partitions import (
+    PgHistoryPartitionStore,
+    detached_live_sql,
+    live_partitions_sql,
+)
 from jobq.storage.postgres.job_partitions import PgJobPartitionStore
 from jobq.storage.queries import query
 
@@ -247,11 +250,11 @@ async def test_the_live_partitions_check_reads_no_job_within_the_retention(
     upper = old[-1].upper
     assert upper is not None
     created_before = upper + timedelta(days=1)
-    args = (created_before, [p.oid for p in old], LIVE)
-    found = {r["oid"] for r in await pool.fetch(query("history_live_partitions"), *args)}
+    args = (created_before, LIVE, [p.oid for p in old])
+    found = {r["oid"] for r in await pool.fetch(live_partitions_sql(), *args)}
     assert found == {week.events[week.days[n]].oid for n in (0, 1, 3)}
 
-    plan = await _explain(pool, "history_live_partitions", args, generic)
+    plan = await _explain(pool, "history_live_partitions", args, generic, live_partitions_sql())
     _check(plan, "history_live_partitions", budget=4 * week.live)
     read, sequential = _rows_read_of_jobs(plan, week.days[5:])
     assert not sequential, f"jobs within the retention scanned: {sequential}"
@@ -269,7 +272,7 @@ async def test_the_check_under_the_detach_lock_reads_no_job_within_the_retention
     partition = week.events[week.days[2]]
     assert partition.upper is not None
     args = (partition.upper + timedelta(days=1), LIVE)
-    sql = query("history_detached_live").format(partition=quote_identifier(partition.name))
+    sql = detached_live_sql(partition.name)
     assert await pool.fetchval(sql, *args) is False
 
     plan = await _explain(pool, "history_detached_live", args, generic, sql=sql)

@@ -47,6 +47,22 @@ def _template(name: str, **values: str) -> str:
     return query(name).format(**values)
 
 
+def live_partitions_sql() -> str:
+    """history_live_partitions with its unfinished jobs filled in: ($1 created before,
+    $2 statuses, $3 partition oids)."""
+    return _template("history_live_partitions", unfinished=query("history_unfinished_jobs"))
+
+
+def detached_live_sql(partition: str) -> str:
+    """history_detached_live of the detached `partition` (a name), its unfinished jobs filled
+    in: ($1 created before, $2 statuses)."""
+    return _template(
+        "history_detached_live",
+        partition=quote_identifier(partition),
+        unfinished=query("history_unfinished_jobs"),
+    )
+
+
 class PgHistoryPartitionStore:
     def __init__(self, pool: asyncpg.Pool, *, ddl_lock_timeout: str = DDL_LOCK_TIMEOUT) -> None:
         self._pool = pool
@@ -98,10 +114,7 @@ class PgHistoryPartitionStore:
             return set()
         created_before = max(uppers) + timedelta(days=1)  # clock skew between replicas
         rows = await self._pool.fetch(
-            query("history_live_partitions"),
-            created_before,
-            [p.oid for p in partitions],
-            _LIVE,
+            live_partitions_sql(), created_before, _LIVE, [p.oid for p in partitions]
         )
         return {row["oid"] for row in rows}
 
@@ -119,7 +132,7 @@ class PgHistoryPartitionStore:
                 await conn.execute(query("history_lock_timeout"), self._lock_timeout)
                 await conn.execute(_template("history_partition_detach", **values))
                 live = await conn.fetchval(
-                    _template("history_detached_live", **values),
+                    detached_live_sql(partition.name),
                     partition.upper + timedelta(days=1),
                     _LIVE,
                 )

@@ -24,19 +24,16 @@ ORDER BY upper NULLS LAST;
 SELECT DISTINCT date_trunc('day', occurred_at, 'UTC') AS day
 FROM job_events_default ORDER BY day;
 
--- name: history_live_partitions
--- The partitions ($2: their oids) holding an event of an unfinished job ($3: the statuses of
--- unfinished jobs, jobq.domain.history.LIVE_STATUSES) created before $1: kept whatever their
--- age, for a live job's history is never touched. Starts from the unfinished jobs (far fewer
--- than events) and probes each partition's job_id index. A job's events happen after it was
--- created, so jobs created after $1 (the newest upper bound among the candidates, plus a day
--- for clock skew between replicas) cannot have events in them.
+-- name: history_unfinished_jobs
+-- Fragment of history_live_partitions and history_detached_live (jobq.storage.postgres.
+-- history_partitions fills it into both as the CTE `unfinished`): the unfinished jobs ($2:
+-- their statuses) created before $1, as (job_id, shard).
 --
--- jobs has no index on status (V22: its updates stay HOT), so `status = ANY ($3)` on jobs
+-- jobs has no index on status (V22: its updates stay HOT), so `status = ANY ($2)` on jobs
 -- would read every job. The unfinished jobs are found as job_range_live finds them instead:
 -- by their side-table rows (V22: ready_jobs, held_jobs, waiting_jobs hold every PENDING,
 -- ASSIGNED/RUNNING and WAITING job and no other), each checked on its jobs row by primary key
--- (jobs.status stays the truth). A status of $3 that no side table carries (FAILED: no
+-- (jobs.status stays the truth). A status of $2 that no side table carries (FAILED: no
 -- statement of jobq leaves a job there, an older version or a hand-made update might) is
 -- looked for in the jobs whose ids place them before $1: jobs' partitions of the days before
 -- $1 (pruned by id: about to go themselves, past the same retention) and the default
@@ -49,29 +46,39 @@ WITH live AS (
     SELECT job_id, shard FROM held_jobs
     UNION ALL
     SELECT job_id, shard FROM waiting_jobs
-), unfinished AS (
-    SELECT j.job_id, j.shard
-    FROM live l
-    CROSS JOIN LATERAL (
-        -- LIMIT keeps it a probe of jobs' primary key per side row: written as a join, it
-        -- was planned as a hash of every job (200,000 read for 4 side rows)
-        SELECT j.job_id, j.shard FROM jobs j
-        WHERE j.shard = l.shard AND j.job_id = l.job_id
-          AND j.status = ANY ($3::job_status[]) AND j.created_at < $1
-        LIMIT 1
-    ) j
-    UNION ALL
+)
+SELECT j.job_id, j.shard
+FROM live l
+CROSS JOIN LATERAL (
+    -- LIMIT keeps it a probe of jobs' primary key per side row: written as a join, it
+    -- was planned as a hash of every job (200,000 read for 4 side rows)
     SELECT j.job_id, j.shard FROM jobs j
-    WHERE j.job_id < jobq_job_id_floor($1)
-      AND j.status = ANY ($3::job_status[])
-      AND j.status NOT IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
-      AND j.created_at < $1
-    UNION ALL
-    SELECT j.job_id, j.shard FROM jobs_legacy j
-    WHERE j.job_id >= jobq_job_id_floor($1)
-      AND j.status = ANY ($3::job_status[])
-      AND j.status NOT IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
-      AND j.created_at < $1
+    WHERE j.shard = l.shard AND j.job_id = l.job_id
+      AND j.status = ANY ($2::job_status[]) AND j.created_at < $1
+    LIMIT 1
+) j
+UNION ALL
+SELECT j.job_id, j.shard FROM jobs j
+WHERE j.job_id < jobq_job_id_floor($1)
+  AND j.status = ANY ($2::job_status[])
+  AND j.status NOT IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
+  AND j.created_at < $1
+UNION ALL
+SELECT j.job_id, j.shard FROM jobs_legacy j
+WHERE j.job_id >= jobq_job_id_floor($1)
+  AND j.status = ANY ($2::job_status[])
+  AND j.status NOT IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
+  AND j.created_at < $1;
+
+-- name: history_live_partitions
+-- Template ({unfinished}: history_unfinished_jobs): the partitions ($3: their oids) holding
+-- an event of an unfinished job ($2: the statuses of unfinished jobs,
+-- jobq.domain.history.LIVE_STATUSES) created before $1: kept whatever their age, for a live job's history is never touched. Starts from the unfinished jobs (far fewer
+-- than events) and probes each partition's job_id index. A job's events happen after it was
+-- created, so jobs created after $1 (the newest upper bound among the candidates, plus a day
+-- for clock skew between replicas) cannot have events in them.
+WITH unfinished AS (
+{unfinished}
 )
 SELECT DISTINCT found.oid
 FROM unfinished u
@@ -79,7 +86,7 @@ CROSS JOIN LATERAL (
     -- a subquery with DISTINCT is planned per job (not merged into a join): each job probes
     -- the job_id index of every partition, never a scan of job_events
     SELECT DISTINCT e.tableoid AS oid FROM job_events e
-    WHERE e.shard = u.shard AND e.job_id = u.job_id AND e.tableoid = ANY ($2::oid[])
+    WHERE e.shard = u.shard AND e.job_id = u.job_id AND e.tableoid = ANY ($3::oid[])
 ) found;
 
 -- name: history_lease
@@ -165,38 +172,11 @@ ALTER TABLE job_events DETACH PARTITION {partition};
 -- DDL template: whether the detached {partition} holds an event of an unfinished job ($2:
 -- their statuses) created before $1: checked again while job_events is locked by the detach,
 -- so a job brought back since the first check (RetryJob) keeps its history: the transaction
--- is then rolled back. The unfinished jobs are found as in history_live_partitions (side
--- tables, then the jobs of the days before $1 for a status no side table carries), never by
--- reading every job while writers of events wait for the lock; each probes the partition's
--- job_id index.
+-- is then rolled back. {unfinished}: history_unfinished_jobs (never every job read while
+-- writers of events wait for the lock); each unfinished job probes the partition's job_id index.
 SELECT EXISTS (
-    WITH live AS (
-        SELECT job_id, shard FROM ready_jobs
-        UNION ALL
-        SELECT job_id, shard FROM held_jobs
-        UNION ALL
-        SELECT job_id, shard FROM waiting_jobs
-    ), unfinished AS (
-        SELECT j.job_id, j.shard
-        FROM live l
-        CROSS JOIN LATERAL (  -- a probe of jobs' primary key per side row (LIMIT: not a join)
-            SELECT j.job_id, j.shard FROM jobs j
-            WHERE j.shard = l.shard AND j.job_id = l.job_id
-              AND j.status = ANY ($2::job_status[]) AND j.created_at < $1
-            LIMIT 1
-        ) j
-        UNION ALL
-        SELECT j.job_id, j.shard FROM jobs j
-        WHERE j.job_id < jobq_job_id_floor($1)
-          AND j.status = ANY ($2::job_status[])
-          AND j.status NOT IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
-          AND j.created_at < $1
-        UNION ALL
-        SELECT j.job_id, j.shard FROM jobs_legacy j
-        WHERE j.job_id >= jobq_job_id_floor($1)
-          AND j.status = ANY ($2::job_status[])
-          AND j.status NOT IN ('PENDING', 'ASSIGNED', 'RUNNING', 'WAITING')
-          AND j.created_at < $1
+    WITH unfinished AS (
+{unfinished}
     )
     SELECT 1 FROM unfinished u
     CROSS JOIN LATERAL (  -- a probe of the partition's job_id index per job (LIMIT: not a join)
