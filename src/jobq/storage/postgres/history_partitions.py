@@ -1,10 +1,10 @@
 """PostgreSQL storage of the history maintainer: job_events' daily partitions (V23).
 
-Every operation is short and in a transaction of its own, under `lock_timeout`, so that a
-long transaction holding job_events makes a step fail (and the next run retry it) instead of
-queueing every writer of events behind the maintainer's lock. Partitions are recognised by
-their bounds (read from the catalogue), not by their names, so the legacy partition of V23
-and partitions made by hand are handled alike.
+Every operation is short and in a transaction of its own, under `lock_timeout` (ddl_steps.py),
+so that a long transaction holding job_events makes a step fail (and the next run retry it)
+instead of queueing every writer of events behind the maintainer's lock. Partitions are
+recognised by their bounds (read from the catalogue), not by their names, so the legacy
+partition of V23 and partitions made by hand are handled alike.
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ from jobq.domain.history import (
     partition_name,
 )
 from jobq.storage.pool import quote_identifier
+from jobq.storage.postgres.ddl_steps import DDL_LOCK_TIMEOUT, StepAbandoned, ddl_step
 from jobq.storage.queries import query
 
 TABLE = "job_events"
 """The partitioned history table, and the name of its row in history_maintenance."""
-
-DDL_LOCK_TIMEOUT = "200ms"
-"""How long a DDL step waits for its lock on job_events before giving up until the next run:
-a long transaction reading job_events must not queue every writer of events behind the
-maintainer's lock request (PostgreSQL's lock queue is first come, first served), so this is
-the longest stall a waiting step can cause them. Was 5 s: every submit and report writes
-events, so a detach waiting 5 s behind a long query stalled the hot path for 5 s."""
-
 
 _LIVE = [status.value for status in LIVE_STATUSES]
 
@@ -95,8 +88,7 @@ class PgHistoryPartitionStore:
             "upper": _literal(upper),
         }
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(query("history_lock_timeout"), self._lock_timeout)
+            async with ddl_step(self._pool, self._lock_timeout) as conn:
                 await conn.execute(_template("history_partition_new", **values))
                 await conn.execute(query("history_default_lock"))
                 status = await conn.execute(_template("history_partition_fill", **values))
@@ -125,11 +117,8 @@ class PgHistoryPartitionStore:
         assert partition.upper is not None
         assert not partition.is_default
         values = {"partition": quote_identifier(partition.name)}
-        async with self._pool.acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                await conn.execute(query("history_lock_timeout"), self._lock_timeout)
+        try:
+            async with ddl_step(self._pool, self._lock_timeout) as conn:
                 await conn.execute(_template("history_partition_detach", **values))
                 live = await conn.fetchval(
                     detached_live_sql(partition.name),
@@ -137,16 +126,12 @@ class PgHistoryPartitionStore:
                     _LIVE,
                 )
                 if live:
-                    await transaction.rollback()
-                    return "live"
+                    raise StepAbandoned
                 await conn.execute(_template("history_partition_drop", **values))
-            except asyncpg.LockNotAvailableError:
-                await transaction.rollback()
-                return "busy"
-            except BaseException:
-                await transaction.rollback()
-                raise
-            await transaction.commit()
+        except asyncpg.LockNotAvailableError:
+            return "busy"
+        except StepAbandoned:
+            return "live"
         return "dropped"
 
     async def history_lease(self, owner: str, seconds: float) -> bool:

@@ -1,10 +1,10 @@
 """PostgreSQL storage of the history maintainer's use of pg_partman (issue 21): registering
 job_events with the extension and running its maintenance of job_events.
 
-Each step is one transaction under the maintainer's short `lock_timeout` and in UTC (pg_partman
-names and bounds partitions in the session's time zone). A step that cannot get its lock
-reports "busy" and changes nothing; one that PostgreSQL refuses (jobq's role lacks a privilege
-on pg_partman's schema, a pg_partman that behaves otherwise) reports "failed" with
+Each step is one transaction under the maintainer's short `lock_timeout` (ddl_steps.py) and in
+UTC (pg_partman names and bounds partitions in the session's time zone). A step that cannot get
+its lock reports "busy" and changes nothing; one that PostgreSQL refuses (jobq's role lacks a
+privilege on pg_partman's schema, a pg_partman that behaves otherwise) reports "failed" with
 PostgreSQL's message, and the maintainer keeps the partitions itself meanwhile.
 """
 
@@ -16,7 +16,7 @@ import asyncpg
 
 from jobq.domain.history import PartmanOutcome, PartmanState
 from jobq.storage.pool import quote_identifier
-from jobq.storage.postgres.history_partitions import DDL_LOCK_TIMEOUT
+from jobq.storage.postgres.ddl_steps import DDL_LOCK_TIMEOUT, StepAbandoned, ddl_step
 from jobq.storage.queries import query
 
 
@@ -60,8 +60,8 @@ class PgHistoryPartmanStore:
         out first; some arrived since); nothing changed either way."""
         schema = state.schema
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._prepare(conn)
+            async with ddl_step(self._pool, self._lock_timeout) as conn:
+                await conn.execute(query("partman_utc"))
                 parent: str = await conn.fetchval(query("partman_parent"))
                 for name, new_name in renames:
                     await conn.execute(
@@ -71,14 +71,14 @@ class PgHistoryPartmanStore:
                     )
                 await conn.execute(query("partman_default_detach"))
                 if not await conn.fetchval(query("partman_default_empty")):
-                    raise _DefaultNotEmpty
+                    raise StepAbandoned
                 await conn.execute(query("partman_default_drop"))
                 await conn.fetchval(
                     self._sql("partman_register", schema), parent, premake_days, start.isoformat()
                 )
                 await conn.execute(query("partman_default_ensure"))
                 await conn.execute(self._sql("partman_configure", schema), parent, premake_days)
-        except (asyncpg.LockNotAvailableError, _DefaultNotEmpty):
+        except (asyncpg.LockNotAvailableError, StepAbandoned):
             return "busy", ""
         except asyncpg.PostgresError as error:
             return _failed(error)
@@ -88,8 +88,8 @@ class PgHistoryPartmanStore:
         """pg_partman's run_maintenance of job_events alone (it premakes the days ahead),
         after keeping its premake equal to jobq's `premake_days` and its retention off."""
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self._prepare(conn)
+            async with ddl_step(self._pool, self._lock_timeout) as conn:
+                await conn.execute(query("partman_utc"))
                 parent: str = await conn.fetchval(query("partman_parent"))
                 await conn.execute(
                     self._sql("partman_configure", state.schema), parent, premake_days
@@ -101,14 +101,6 @@ class PgHistoryPartmanStore:
             return _failed(error)
         return "done", ""
 
-    async def _prepare(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
-        await conn.execute(query("history_lock_timeout"), self._lock_timeout)
-        await conn.execute(query("partman_utc"))
-
     @staticmethod
     def _sql(name: str, schema: str) -> str:
         return query(name).format(partman=quote_identifier(schema))
-
-
-class _DefaultNotEmpty(Exception):
-    """Rows arrived in the default partition since the maintainer emptied it."""

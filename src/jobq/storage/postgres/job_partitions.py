@@ -1,11 +1,10 @@
 """PostgreSQL storage of the history maintainer's work on jobs: its daily partitions by job id
 (db/migrations/V24).
 
-Every DDL step is short and in a transaction of its own, under a short `lock_timeout`: DETACH
-takes ACCESS EXCLUSIVE on jobs and ATTACH takes it on the default partition, and PostgreSQL's
-lock queue is first come, first served, so a step waiting behind a long query would stall
-every statement on jobs queued behind it. A step that is not granted its lock in time changes
-nothing and is tried again by the next run. Partitions are recognised by their bounds (read
+Every DDL step is short and in a transaction of its own, under a short `lock_timeout`
+(storage/postgres/ddl_steps.py): DETACH takes ACCESS EXCLUSIVE on jobs and ATTACH takes it on
+the default partition. A step that is not granted its lock in time changes nothing and is
+tried again by the next run. Partitions are recognised by their bounds (read
 from the catalogue), not by their names.
 """
 
@@ -25,14 +24,8 @@ from jobq.domain.history import (
 )
 from jobq.domain.shards import every_shard
 from jobq.storage.pool import quote_identifier
+from jobq.storage.postgres.ddl_steps import DDL_LOCK_TIMEOUT, StepAbandoned, ddl_step
 from jobq.storage.queries import query
-
-DDL_LOCK_TIMEOUT = "200ms"
-"""How long a DDL step waits for its lock before giving up until the next run. Every statement
-on jobs queues behind a waiting ACCESS EXCLUSIVE request, so this is the longest stall a step
-can cause the hot path while it waits (its own work under the lock is a catalogue change, plus
-ATTACH's scan of the default partition). 200 ms: a claim or report waiting that long is
-noticed but harmless; a run that cannot get the lock in 200 ms tries again an interval later."""
 
 
 def _uuid(value: UUID) -> str:
@@ -71,28 +64,21 @@ class PgJobPartitionStore:
             "lower": _uuid(lower),
             "upper": _uuid(upper),
         }
-        async with self._pool.acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                await conn.execute(query("history_lock_timeout"), self._lock_timeout)
+        try:
+            async with ddl_step(self._pool, self._lock_timeout) as conn:
                 await conn.execute(query("job_partition_new").format(**values))
                 await conn.execute(query("job_default_lock").format(**values))
                 live = await conn.fetchval(query("job_default_live").format(**values), lower, upper)
                 if live:
-                    await transaction.rollback()
-                    return "live", 0
+                    raise StepAbandoned
                 status = await conn.execute(query("job_partition_fill").format(**values))
                 await conn.execute(query("job_partition_check").format(**values))
                 await conn.execute(query("job_partition_attach").format(**values))
                 await conn.execute(query("job_partition_uncheck").format(**values))
-            except asyncpg.LockNotAvailableError:
-                await transaction.rollback()
-                return "busy", 0
-            except BaseException:
-                await transaction.rollback()
-                raise
-            await transaction.commit()
+        except asyncpg.LockNotAvailableError:
+            return "busy", 0
+        except StepAbandoned:
+            return "live", 0
         return "created", int(status.split()[-1])
 
     async def job_partition_live(self, partition: JobPartition) -> bool:
@@ -114,11 +100,8 @@ class PgJobPartitionStore:
         assert partition.lower is not None
         assert partition.upper is not None
         values = {"partition": quote_identifier(partition.name)}
-        async with self._pool.acquire() as conn:
-            transaction = conn.transaction()
-            await transaction.start()
-            try:
-                await conn.execute(query("history_lock_timeout"), self._lock_timeout)
+        try:
+            async with ddl_step(self._pool, self._lock_timeout) as conn:
                 await conn.execute(
                     query("job_range_forget"), partition.lower, partition.upper, every_shard()
                 )
@@ -127,16 +110,12 @@ class PgJobPartitionStore:
                     query("job_range_live"), partition.lower, partition.upper
                 )
                 if live:
-                    await transaction.rollback()
-                    return "live"
+                    raise StepAbandoned
                 await conn.execute(query("job_partition_drop").format(**values))
-            except asyncpg.LockNotAvailableError:
-                await transaction.rollback()
-                return "busy"
-            except BaseException:
-                await transaction.rollback()
-                raise
-            await transaction.commit()
+        except asyncpg.LockNotAvailableError:
+            return "busy"
+        except StepAbandoned:
+            return "live"
         return "dropped"
 
     async def job_history_record(self, succeeded_at: datetime, held_back: int) -> None:

@@ -115,7 +115,7 @@ DELETE FROM job_dependencies WHERE job_id >= $1::uuid AND job_id < $2::uuid;
 -- name: job_partition_detach
 -- DDL template: detach a partition past the retention. Not CONCURRENTLY: PostgreSQL refuses it
 -- on a table with a DEFAULT partition. Takes ACCESS EXCLUSIVE on jobs, so it runs under a short
--- lock_timeout (jobq.storage.postgres.job_partitions.DDL_LOCK_TIMEOUT): waiting longer would
+-- lock_timeout (jobq.storage.postgres.ddl_steps.DDL_LOCK_TIMEOUT): waiting longer would
 -- queue every statement on jobs behind it.
 ALTER TABLE jobs DETACH PARTITION {partition};
 
