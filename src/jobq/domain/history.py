@@ -175,3 +175,36 @@ CreateOutcome = Literal["created", "live", "busy"]
 """What became of a day's partition of jobs to make: made (the day's finished jobs that sat in
 the default partition moved into it); not made, for a live job of that day sits in the default
 partition and is never moved; or left for the next run, for a lock was not granted in time."""
+
+
+def partman_registration(
+    partitions: list[Partition], now: datetime
+) -> tuple[date, list[tuple[str, str]]]:
+    """How jobq registers job_events with pg_partman 4: where create_parent starts (the first
+    day partition jobq has: it makes the days from there on, and one before it would overlap
+    V23's legacy partition) and the day partitions to rename to pg_partman 4's spelling."""
+    days = [p for p in partitions if is_day_partition(p)]
+    renames = [
+        (p.name, name)
+        for p in days
+        if p.lower is not None
+        and (name := partition_name(p.lower.astimezone(UTC).date(), PARTMAN_4_DAY_FORMAT)) != p.name
+    ]
+    starts = [p.lower for p in days if p.lower is not None]
+    if starts:
+        return min(starts).astimezone(UTC).date(), renames
+    uppers = [p.upper for p in partitions if p.lower is None and p.upper is not None]
+    start = max(uppers) if uppers else now
+    return start.astimezone(UTC).date(), renames
+
+
+def is_day_partition(partition: Partition) -> bool:
+    """A partition of one whole UTC day (not the legacy one, the default, or one by hand)."""
+    lower, upper = partition.lower, partition.upper
+    return (
+        not partition.is_default
+        and lower is not None
+        and upper is not None
+        and upper - lower == timedelta(days=1)
+        and lower.astimezone(UTC).time() == time(0)
+    )

@@ -37,16 +37,16 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from jobq.domain.history import (
     JOBQ_DAY_FORMAT,
-    PARTMAN_4_DAY_FORMAT,
     Partition,
     PartmanState,
     day_start,
     partition_name,
     partman_refusal,
+    partman_registration,
 )
 from jobq.observability.logging_setup import get_logger
 from jobq.server.job_partition_maintainer import JobPartitionMaintainer, JobsReport
@@ -89,37 +89,6 @@ def _covered(day: date, partitions: list[Partition]) -> bool:
         and (p.lower is None or p.lower <= start)
         and (p.upper is None or start < p.upper)
         for p in partitions
-    )
-
-
-def _registration(partitions: list[Partition], now: datetime) -> tuple[date, list[tuple[str, str]]]:
-    """Where pg_partman's create_parent starts (the first day partition jobq has: it makes the
-    days from there on, and one before it would overlap V23's legacy partition) and the day
-    partitions to rename to pg_partman 4's spelling."""
-    days = [p for p in partitions if _is_day(p)]
-    renames = [
-        (p.name, name)
-        for p in days
-        if p.lower is not None
-        and (name := partition_name(p.lower.astimezone(UTC).date(), PARTMAN_4_DAY_FORMAT)) != p.name
-    ]
-    starts = [p.lower for p in days if p.lower is not None]
-    if starts:
-        return min(starts).astimezone(UTC).date(), renames
-    uppers = [p.upper for p in partitions if p.lower is None and p.upper is not None]
-    start = max(uppers) if uppers else now
-    return start.astimezone(UTC).date(), renames
-
-
-def _is_day(partition: Partition) -> bool:
-    """A partition of one whole UTC day (not the legacy one, the default, or one by hand)."""
-    lower, upper = partition.lower, partition.upper
-    return (
-        not partition.is_default
-        and lower is not None
-        and upper is not None
-        and upper - lower == timedelta(days=1)
-        and lower.astimezone(UTC).time() == time(0)
     )
 
 
@@ -265,7 +234,7 @@ class HistoryMaintainer:
         Returns its state after (None: it could not be used this run) and what it made."""
         assert self._partman is not None
         if not state.registered:
-            start, renames = _registration(partitions, now)
+            start, renames = partman_registration(partitions, now)
             outcome, detail = await self._partman.partman_register(
                 state, self._premake_days, start, renames
             )
