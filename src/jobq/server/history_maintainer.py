@@ -41,6 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from jobq.domain.history import (
     JOBQ_DAY_FORMAT,
+    PARTMAN_4_DAY_FORMAT,
     Partition,
     PartmanState,
     day_start,
@@ -186,12 +187,18 @@ class HistoryMaintainer:
             if not _covered(day, partitions):
                 await make(day)
         premade: list[str] = []
+        kept_by: str | None = None
         if partman is not None:
-            partman, premade = await self._partman_run(partman, partitions, now)
-            if premade:
-                partitions = await self._store.history_partitions()
-            if partman is not None and partman.day_format:
-                day_format = partman.day_format
+            before = {p.lower for p in partitions}  # by bounds: registering renames them
+            kept, registered = await self._partman_run(partman, partitions, now)
+            # Re-read whatever happened: registering renamed the partitions, run_maintenance
+            # made some; the drops below name them.
+            partitions = await self._store.history_partitions()
+            if registered:  # by jobq this run (no datetime_string read yet) or before
+                day_format = partman.day_format or PARTMAN_4_DAY_FORMAT
+            if kept:
+                kept_by = partman.version
+                premade = [p.name for p in partitions if not p.is_default and p.lower not in before]
         today = now.astimezone(UTC).date()
         for day in (today + timedelta(days=n) for n in range(self._premake_days + 1)):
             if not _covered(day, partitions):
@@ -204,7 +211,6 @@ class HistoryMaintainer:
                 action="history.busy",
                 left=busy,
             )
-        version = partman.version if partman is not None and partman.registered else None
         return HistoryReport(
             True,
             created,
@@ -212,7 +218,7 @@ class HistoryMaintainer:
             dropped,
             held_back,
             busy,
-            partman=version,
+            partman=kept_by,
             premade_by_partman=premade,
         )
 
@@ -229,9 +235,10 @@ class HistoryMaintainer:
 
     async def _partman_run(
         self, state: PartmanState, partitions: list[Partition], now: datetime
-    ) -> tuple[PartmanState | None, list[str]]:
+    ) -> tuple[bool, bool]:
         """Register job_events with pg_partman if it is not yet, then let pg_partman premake.
-        Returns its state after (None: it could not be used this run) and what it made."""
+        Returns whether pg_partman kept the days this run (its maintenance ran) and whether
+        job_events is registered with it (its spelling names the partitions from now on)."""
         assert self._partman is not None
         if not state.registered:
             start, renames = partman_registration(partitions, now)
@@ -244,30 +251,22 @@ class HistoryMaintainer:
                     " its partitions itself meanwhile"
                 )
             if outcome != "done":  # busy: the next run tries again
-                return None, []
+                return False, False
             log.info(
                 "job_events registered with pg_partman",
                 action="history.partman_registered",
                 version=state.version,
                 renamed=len(renames),
             )
-            registered = await self._partman.partman_state()
-            if registered is None or not registered.registered:
-                return None, []
-            state = registered
-        before = {p.lower for p in partitions}  # by bounds: registering renamed them
         outcome, detail = await self._partman.partman_maintain(state, self._premake_days)
         if outcome == "failed":
             self._say_once(
                 f"pg_partman's maintenance of job_events failed ({detail}); jobq makes the days"
                 " ahead itself meanwhile"
             )
-            return None, []
-        if outcome == "busy":
-            return state, []
-        self._partman_said = ""
-        after = await self._store.history_partitions()
-        return state, [p.name for p in after if not p.is_default and p.lower not in before]
+        elif outcome == "done":
+            self._partman_said = ""
+        return outcome == "done", True
 
     def _say_once(self, message: str) -> None:
         """A warning about pg_partman, logged when it changes, not once per run."""

@@ -188,3 +188,18 @@ async def test_registering_waits_for_a_lock_and_changes_nothing_meanwhile(
     assert await pool.fetchval("SELECT count(*) FROM partman.part_config") == 0
 
     assert (await maintainer(pool).run_once()).partman == partman
+
+
+async def test_the_run_that_registers_drops_old_days_by_their_new_names(
+    pool: asyncpg.Pool, partman: str
+) -> None:
+    finished = await job_with_events(pool, "DONE", [day(1)])
+
+    # Two days on, premake 1, a retention of 1 day: pg_partman makes no day (the migration
+    # made a week) and jobq none ahead either, so nothing else re-reads the partitions between
+    # the renaming and the drops.
+    report = await maintainer(pool, retention_days=1, premake_days=1).run_once(at(day(3)))
+
+    assert report.partman == partman
+    assert partman_name(day(1)) in report.dropped
+    assert await events_of(pool, finished) == []
